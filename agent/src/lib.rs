@@ -1,0 +1,5 @@
+//! Picket's host agent.
+//!
+//! Data flows one way: capture → decode → flow table / DNS → summaries → outbox → transport.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
