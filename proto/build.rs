@@ -9,7 +9,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         // Records are also written as JSON lines (`picket-agent replay --out`), so every message
         // gets serde; enums stay their protobuf numbers in JSON, as prost stores them.
-        .type_attribute(".picket.v1", "#[derive(serde::Serialize, serde::Deserialize)]")
+        .type_attribute(
+            ".picket.v1",
+            "#[derive(serde::Serialize, serde::Deserialize)]",
+        )
         .message_attribute(".picket.v1", "#[serde(default)]")
         .compile_fds(fds)?;
     Ok(())

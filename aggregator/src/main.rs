@@ -1,1 +1,113 @@
-fn main() {}
+//! `picket-aggregator`: the binary's edge. Parses flags, sets up logging, runs a subcommand and
+//! maps failures to a one-line message and a non-zero exit.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use picket_aggregator::certs::{self, LeafKind};
+use picket_aggregator::config::{ConfigFile, Overrides, Settings};
+use picket_proto::AgentId;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{CertsCommand, Cli, Command, IssueArgs, LogFormat, ServeArgs};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the whole cause chain, outermost first.
+            eprintln!("picket-aggregator: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Certs(CertsCommand::Init { dir }) => {
+            let pair = certs::init_ca(&dir)?;
+            println!("CA certificate: {}", pair.cert.display());
+            println!("CA key:         {}", pair.key.display());
+            Ok(())
+        }
+        Command::Certs(CertsCommand::Issue(args)) => issue(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<()> {
+    let file = match &args.config {
+        Some(path) => ConfigFile::load(path)?,
+        None => ConfigFile::default(),
+    };
+    let flags = Overrides {
+        listen: args.listen,
+        data_dir: args.data_dir,
+        ca: args.ca,
+        cert: args.cert,
+        key: args.key,
+    };
+    let settings = Settings::resolve(file, flags).with_context(|| match &args.config {
+        Some(p) => format!("config {}", p.display()),
+        None => "flags".to_owned(),
+    })?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime
+        .block_on(async { picket_aggregator::server::serve(settings, shutdown_signal()).await })?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let ctrl_c = tokio::signal::ctrl_c();
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "SIGTERM handler not installed; only Ctrl-C stops the server");
+            let _ = ctrl_c.await;
+        }
+    }
+    tracing::info!("shutting down");
+}
+
+fn issue(args: IssueArgs) -> Result<()> {
+    let kind = if args.agent {
+        let (Some(account), Some(instance)) = (&args.account_id, &args.instance_id) else {
+            bail!("--agent needs --account-id and --instance-id");
+        };
+        LeafKind::Agent(AgentId::new(account, instance)?)
+    } else if let Some(name) = args.name.clone() {
+        if args.server {
+            LeafKind::Server(name)
+        } else {
+            LeafKind::Admin(name)
+        }
+    } else {
+        bail!("--server and --admin need --name");
+    };
+    let pair = certs::issue(&args.dir, &kind, &args.out)?;
+    println!("certificate: {}", pair.cert.display());
+    println!("key:         {}", pair.key.display());
+    Ok(())
+}

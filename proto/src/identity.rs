@@ -65,7 +65,13 @@ impl AgentId {
         let not_ours = || IdentityError::NotAgentSpiffeId(uri.to_owned());
         let rest = uri.strip_prefix(SPIFFE_PREFIX).ok_or_else(not_ours)?;
         let mut parts = rest.split('/');
-        match (parts.next(), parts.next(), parts.next(), parts.next(), parts.next()) {
+        match (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) {
             (Some("account"), Some(account), Some("instance"), Some(instance), None) => {
                 Self::new(account, instance)
             }
@@ -120,9 +126,18 @@ mod tests {
 
     #[test]
     fn account_ids_that_are_not_twelve_digits_are_rejected() {
-        for bad in ["", "12345678901", "1234567890123", "12345678901a", "١٢٣٤٥٦٧٨٩٠١٢"] {
+        for bad in [
+            "",
+            "12345678901",
+            "1234567890123",
+            "12345678901a",
+            "١٢٣٤٥٦٧٨٩٠١٢",
+        ] {
             assert!(
-                matches!(AgentId::new(bad, "i-1"), Err(IdentityError::BadAccountId(_))),
+                matches!(
+                    AgentId::new(bad, "i-1"),
+                    Err(IdentityError::BadAccountId(_))
+                ),
                 "{bad:?} was accepted"
             );
         }
@@ -132,7 +147,10 @@ mod tests {
     fn instance_ids_with_path_characters_are_rejected() {
         for bad in ["", "i-1/x", "i 1", &"i".repeat(65), "i-1\n"] {
             assert!(
-                matches!(AgentId::new("123456789012", bad), Err(IdentityError::BadInstanceId(_))),
+                matches!(
+                    AgentId::new("123456789012", bad),
+                    Err(IdentityError::BadInstanceId(_))
+                ),
                 "{bad:?} was accepted"
             );
         }
@@ -148,7 +166,10 @@ mod tests {
             "https://picket/account/123456789012/instance/i-1",
         ] {
             assert!(
-                matches!(AgentId::from_spiffe_uri(bad), Err(IdentityError::NotAgentSpiffeId(_))),
+                matches!(
+                    AgentId::from_spiffe_uri(bad),
+                    Err(IdentityError::NotAgentSpiffeId(_))
+                ),
                 "{bad:?} was accepted"
             );
         }

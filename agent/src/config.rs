@@ -1,0 +1,418 @@
+//! The agent's configuration: a TOML file (`--config`), unknown keys rejected, with the
+//! essential settings also available as flags. Relative paths in the file are relative to the
+//! file's own folder.
+
+use std::num::NonZeroU64;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use picket_proto::AgentId;
+use serde::Deserialize;
+
+/// Default state folder.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/picket-agent";
+
+/// Why a configuration could not be loaded; every message names the file and the key.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// Occurs when the file cannot be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Occurs when the TOML is malformed or has an unknown or mistyped key.
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse {
+        /// The config file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What TOML/serde said, on one line.
+        message: String,
+    },
+    /// Occurs when a required setting is given neither in the file nor as a flag.
+    #[error("{key} is not set (give {flag} or set it in the config file)")]
+    Missing {
+        /// The full key.
+        key: &'static str,
+        /// The flag that also sets it.
+        flag: &'static str,
+    },
+    /// Occurs when a value is out of range or malformed.
+    #[error("{key} {why}, got {value:?}")]
+    Invalid {
+        /// The full key.
+        key: &'static str,
+        /// The constraint.
+        why: String,
+        /// The value given.
+        value: String,
+    },
+}
+
+/// `[aggregator]`: where to send.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregatorSection {
+    /// `https://host:port` of the aggregator.
+    pub url: Option<String>,
+    /// Name to verify in the aggregator's certificate, when it differs from the URL's host.
+    pub server_name: Option<String>,
+}
+
+/// `[tls]`: the agent's certificate and the CA the aggregator must chain to.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// CA certificate (PEM).
+    pub ca: Option<PathBuf>,
+    /// Agent certificate (PEM).
+    pub cert: Option<PathBuf>,
+    /// Agent private key (PEM).
+    pub key: Option<PathBuf>,
+}
+
+/// `[identity]`: who this agent speaks for (until instance metadata supplies it).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentitySection {
+    /// 12-digit AWS account id.
+    pub account_id: Option<String>,
+    /// Instance id.
+    pub instance_id: Option<String>,
+    /// AWS region.
+    pub region: Option<String>,
+}
+
+/// `[agent]`: local state and timing.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSection {
+    /// State folder (outbox, intel cache).
+    pub data_dir: Option<PathBuf>,
+    /// Seconds between heartbeats.
+    #[serde(default = "default_heartbeat_secs")]
+    pub heartbeat_interval_secs: NonZeroU64,
+    /// Seconds per summary interval.
+    #[serde(default = "default_interval_secs")]
+    pub summary_interval_secs: NonZeroU64,
+    /// First reconnect delay in milliseconds.
+    #[serde(default = "default_backoff_min_ms")]
+    pub reconnect_min_ms: NonZeroU64,
+    /// Largest reconnect delay in milliseconds.
+    #[serde(default = "default_backoff_max_ms")]
+    pub reconnect_max_ms: NonZeroU64,
+}
+
+impl Default for AgentSection {
+    fn default() -> Self {
+        Self {
+            data_dir: None,
+            heartbeat_interval_secs: default_heartbeat_secs(),
+            summary_interval_secs: default_interval_secs(),
+            reconnect_min_ms: default_backoff_min_ms(),
+            reconnect_max_ms: default_backoff_max_ms(),
+        }
+    }
+}
+
+fn nz(v: u64) -> NonZeroU64 {
+    NonZeroU64::new(v).unwrap_or(NonZeroU64::MIN)
+}
+fn default_heartbeat_secs() -> NonZeroU64 {
+    nz(30)
+}
+fn default_interval_secs() -> NonZeroU64 {
+    nz(60)
+}
+fn default_backoff_min_ms() -> NonZeroU64 {
+    nz(500)
+}
+fn default_backoff_max_ms() -> NonZeroU64 {
+    nz(30_000)
+}
+
+/// The agent's config file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// `[aggregator]`.
+    #[serde(default)]
+    pub aggregator: AggregatorSection,
+    /// `[tls]`.
+    #[serde(default)]
+    pub tls: TlsSection,
+    /// `[identity]`.
+    #[serde(default)]
+    pub identity: IdentitySection,
+    /// `[agent]`.
+    #[serde(default)]
+    pub agent: AgentSection,
+}
+
+impl ConfigFile {
+    /// Reads and parses a config file, resolving relative paths against its folder.
+    ///
+    /// # Errors
+    /// [`ConfigError::Read`] or [`ConfigError::Parse`] naming the file, line and key.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut file: ConfigFile = toml::from_str(&text).map_err(|e| {
+            let offset = e.span().map_or(0, |s| s.start);
+            let before = text.get(..offset).unwrap_or(&text);
+            ConfigError::Parse {
+                path: path.to_owned(),
+                line: before.matches('\n').count() + 1,
+                column: before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1,
+                message: e.message().replace('\n', " "),
+            }
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [
+            &mut file.agent.data_dir,
+            &mut file.tls.ca,
+            &mut file.tls.cert,
+            &mut file.tls.key,
+        ] {
+            if let Some(p) = p.as_mut().filter(|p| p.is_relative()) {
+                *p = base.join(&*p);
+            }
+        }
+        Ok(file)
+    }
+}
+
+/// Flags that override the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--aggregator`.
+    pub aggregator: Option<String>,
+    /// `--ca`.
+    pub ca: Option<PathBuf>,
+    /// `--cert`.
+    pub cert: Option<PathBuf>,
+    /// `--key`.
+    pub key: Option<PathBuf>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--account-id`.
+    pub account_id: Option<String>,
+    /// `--instance-id`.
+    pub instance_id: Option<String>,
+    /// `--region`.
+    pub region: Option<String>,
+}
+
+/// Resolved, validated settings for `run`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Aggregator URL (`https://host:port`).
+    pub aggregator_url: String,
+    /// Name verified in the aggregator's certificate.
+    pub server_name: String,
+    /// CA certificate.
+    pub ca: PathBuf,
+    /// Agent certificate.
+    pub cert: PathBuf,
+    /// Agent key.
+    pub key: PathBuf,
+    /// State folder.
+    pub data_dir: PathBuf,
+    /// Who this agent speaks for.
+    pub identity: AgentId,
+    /// AWS region (may be empty until instance metadata exists).
+    pub region: String,
+    /// Heartbeat period.
+    pub heartbeat_interval: Duration,
+    /// Summary interval.
+    pub summary_interval: Duration,
+    /// First reconnect delay.
+    pub reconnect_min: Duration,
+    /// Largest reconnect delay.
+    pub reconnect_max: Duration,
+}
+
+impl Settings {
+    /// Merges the file with flags (flags win) and validates every value.
+    ///
+    /// # Errors
+    /// [`ConfigError::Missing`] or [`ConfigError::Invalid`] naming the key.
+    pub fn resolve(file: ConfigFile, flags: Overrides) -> Result<Self, ConfigError> {
+        let url = flags
+            .aggregator
+            .or(file.aggregator.url)
+            .ok_or(ConfigError::Missing {
+                key: "aggregator.url",
+                flag: "--aggregator",
+            })?;
+        let host = url_host(&url).ok_or_else(|| ConfigError::Invalid {
+            key: "aggregator.url",
+            why: "must be https://HOST:PORT".into(),
+            value: url.clone(),
+        })?;
+        let server_name = file.aggregator.server_name.unwrap_or(host);
+        let missing = |key, flag| ConfigError::Missing { key, flag };
+        let ca = flags.ca.or(file.tls.ca).ok_or(missing("tls.ca", "--ca"))?;
+        let cert = flags
+            .cert
+            .or(file.tls.cert)
+            .ok_or(missing("tls.cert", "--cert"))?;
+        let key = flags
+            .key
+            .or(file.tls.key)
+            .ok_or(missing("tls.key", "--key"))?;
+        let account = flags
+            .account_id
+            .or(file.identity.account_id)
+            .ok_or(missing("identity.account_id", "--account-id"))?;
+        let instance = flags
+            .instance_id
+            .or(file.identity.instance_id)
+            .ok_or(missing("identity.instance_id", "--instance-id"))?;
+        let identity = AgentId::new(&account, &instance).map_err(|e| ConfigError::Invalid {
+            key: if e.to_string().starts_with("account") {
+                "identity.account_id"
+            } else {
+                "identity.instance_id"
+            },
+            why: e.to_string(),
+            value: format!("{account}/{instance}"),
+        })?;
+        let agent = file.agent;
+        if agent.reconnect_min_ms > agent.reconnect_max_ms {
+            return Err(ConfigError::Invalid {
+                key: "agent.reconnect_min_ms",
+                why: format!(
+                    "must not exceed agent.reconnect_max_ms ({})",
+                    agent.reconnect_max_ms
+                ),
+                value: agent.reconnect_min_ms.to_string(),
+            });
+        }
+        Ok(Self {
+            aggregator_url: url,
+            server_name,
+            ca,
+            cert,
+            key,
+            data_dir: flags
+                .data_dir
+                .or(agent.data_dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            identity,
+            region: flags.region.or(file.identity.region).unwrap_or_default(),
+            heartbeat_interval: Duration::from_secs(agent.heartbeat_interval_secs.get()),
+            summary_interval: Duration::from_secs(agent.summary_interval_secs.get()),
+            reconnect_min: Duration::from_millis(agent.reconnect_min_ms.get()),
+            reconnect_max: Duration::from_millis(agent.reconnect_max_ms.get()),
+        })
+    }
+}
+
+/// The host of an `https://host:port[/]` URL (IPv6 in brackets), or `None` if not of that form.
+fn url_host(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("https://")?.trim_end_matches('/');
+    if rest.contains('/') {
+        return None;
+    }
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let (h, p) = v6.split_once("]:")?;
+        (h, p)
+    } else {
+        rest.rsplit_once(':')?
+    };
+    port.parse::<u16>().ok().filter(|p| *p != 0)?;
+    (!host.is_empty()).then(|| host.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full_flags() -> Overrides {
+        Overrides {
+            aggregator: Some("https://127.0.0.1:7443".into()),
+            ca: Some("ca.pem".into()),
+            cert: Some("a.pem".into()),
+            key: Some("a.key".into()),
+            account_id: Some("123456789012".into()),
+            instance_id: Some("i-1".into()),
+            ..Overrides::default()
+        }
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(
+            &path,
+            "[agent]\nheartbeat_interval_secs = 5\nhearbeat = 1\n",
+        )
+        .unwrap();
+        let err = ConfigFile::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("agent.toml:3:") && err.contains("hearbeat"),
+            "{err}"
+        );
+        assert!(!err.contains('\n'));
+    }
+
+    #[test]
+    fn urls_must_be_https_with_a_port() {
+        assert_eq!(
+            url_host("https://10.0.0.1:7443").as_deref(),
+            Some("10.0.0.1")
+        );
+        assert_eq!(url_host("https://[::1]:7443/").as_deref(), Some("::1"));
+        assert_eq!(
+            url_host("https://agg.example:7443").as_deref(),
+            Some("agg.example")
+        );
+        for bad in [
+            "http://a:1",
+            "https://a",
+            "https://a:0",
+            "https://a:1/x",
+            "https://:1",
+        ] {
+            assert_eq!(url_host(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn bad_identity_names_the_key() {
+        let mut flags = full_flags();
+        flags.account_id = Some("12".into());
+        let err = Settings::resolve(ConfigFile::default(), flags)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("identity.account_id"), "{err}");
+    }
+
+    #[test]
+    fn missing_aggregator_is_named() {
+        let mut flags = full_flags();
+        flags.aggregator = None;
+        let err = Settings::resolve(ConfigFile::default(), flags)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("aggregator.url is not set"), "{err}");
+    }
+
+    #[test]
+    fn flags_fill_everything() {
+        let s = Settings::resolve(ConfigFile::default(), full_flags()).unwrap();
+        assert_eq!(s.server_name, "127.0.0.1");
+        assert_eq!(s.heartbeat_interval, Duration::from_secs(30));
+    }
+}

@@ -1,0 +1,80 @@
+//! `picket-agent run`: opens the agent's state, starts the reporting and transport tasks, and
+//! stops them together on shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::{Notify, watch};
+use tracing::info;
+
+use crate::config::Settings;
+use crate::health::Health;
+use crate::outbox::{Outbox, OutboxError};
+use crate::tls::{TlsError, client_config};
+use crate::transport::Transport;
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// Occurs when the TLS files are unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// Occurs when the state folder or its sled database cannot be opened.
+    #[error("agent.data_dir = {path}: {reason}")]
+    DataDir {
+        /// The folder.
+        path: std::path::PathBuf,
+        /// What failed.
+        reason: String,
+    },
+    /// Occurs when the outbox cannot be opened.
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+}
+
+/// Runs the agent until `shutdown` resolves.
+///
+/// # Errors
+/// [`RunError`] when start-up checks fail; once running, failures are logged and retried.
+pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    let tls = client_config(
+        &settings.ca,
+        &settings.cert,
+        &settings.key,
+        &settings.server_name,
+    )?;
+    let dir_err = |reason: String| RunError::DataDir {
+        path: settings.data_dir.clone(),
+        reason,
+    };
+    std::fs::create_dir_all(&settings.data_dir).map_err(|e| dir_err(e.to_string()))?;
+    let db = sled::open(settings.data_dir.join("state")).map_err(|e| dir_err(e.to_string()))?;
+    let outbox = Outbox::open(&db, settings.data_dir.join("state"))?;
+    let new_batches = Arc::new(Notify::new());
+    let health = Arc::new(Health::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    info!(agent = %settings.identity, aggregator = %settings.aggregator_url, "agent starting");
+    let reporter = tokio::spawn(crate::host_stats::report_every(
+        settings.summary_interval,
+        outbox.clone(),
+        Arc::clone(&new_batches),
+        stop_rx.clone(),
+    ));
+    let transport = Transport::new(settings, tls, outbox, new_batches, health);
+    let transport = tokio::spawn(transport.run(stop_rx));
+
+    shutdown.await;
+    info!("agent stopping");
+    let _ = stop_tx.send(true);
+    for task in [reporter, transport] {
+        if let Err(e) = task.await {
+            tracing::error!(error = %e, "agent task failed");
+        }
+    }
+    if let Err(e) = db.flush_async().await {
+        tracing::error!(error = %e, "final flush of agent state failed");
+    }
+    Ok(())
+}

@@ -1,0 +1,286 @@
+//! The agent's side of the `Ingest` session: connects over mTLS, sends `Hello`, streams the
+//! outbox's batches with a bounded window of unacked ones, sends heartbeats, applies acks, and
+//! reconnects with jittered exponential backoff, logging why each connection failed.
+
+use std::collections::VecDeque;
+use std::error::Error as StdError;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use picket_proto::v1::ingest_client::IngestClient;
+use picket_proto::v1::{
+    AgentFrame, AgentIdentity, Heartbeat, Hello, agent_frame, aggregator_frame,
+};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{ClientTlsConfig, Endpoint};
+use tracing::{debug, info, warn};
+
+use crate::backoff::Backoff;
+use crate::config::Settings;
+use crate::health::Health;
+use crate::outbox::{Outbox, OutboxError};
+
+/// Batches sent but not yet acked, at most. Bounds what a slow aggregator makes the agent
+/// hold in flight; the rest waits on disk in the outbox.
+pub const WINDOW: usize = 32;
+/// Largest message accepted from the aggregator (intel snapshots are the big ones).
+const MAX_INBOUND_MESSAGE: usize = 64 * 1024 * 1024;
+
+/// Why a session ended badly.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// Occurs when the TCP/TLS/HTTP2 connection cannot be made.
+    #[error("connect: {}", chain(.0))]
+    Connect(#[source] tonic::transport::Error),
+    /// Occurs when the aggregator refuses or ends the session with a gRPC status.
+    #[error("aggregator said {code:?}: {message}")]
+    Status {
+        /// The gRPC code (e.g. `PermissionDenied`).
+        code: tonic::Code,
+        /// The aggregator's message.
+        message: String,
+    },
+    /// Occurs when the local outbox fails.
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+    /// Occurs when the outbound frame queue closed unexpectedly.
+    #[error("outbound stream closed")]
+    StreamClosed,
+}
+
+impl From<tonic::Status> for SessionError {
+    fn from(s: tonic::Status) -> Self {
+        // tonic folds transport failures into a Status whose source holds the real cause.
+        let mut message = s.message().to_owned();
+        if let Some(src) = s.source() {
+            message = format!("{message}: {}", chain(src));
+        }
+        SessionError::Status {
+            code: s.code(),
+            message,
+        }
+    }
+}
+
+/// The error and its causes on one line, outermost first.
+fn chain(e: &dyn StdError) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let msg = s.to_string();
+        if !out.contains(&msg) {
+            out.push_str(": ");
+            out.push_str(&msg);
+        }
+        cur = s.source();
+    }
+    out
+}
+
+/// How a session ended without error.
+enum SessionEnd {
+    /// The agent is shutting down.
+    Shutdown,
+    /// The aggregator closed the stream.
+    Closed,
+}
+
+/// The long-lived connection to the aggregator.
+pub struct Transport {
+    settings: Settings,
+    tls: ClientTlsConfig,
+    outbox: Outbox,
+    new_batches: Arc<Notify>,
+    health: Arc<Health>,
+}
+
+impl Transport {
+    /// A transport streaming `outbox`; `new_batches` is notified whenever a batch is pushed.
+    pub fn new(
+        settings: Settings,
+        tls: ClientTlsConfig,
+        outbox: Outbox,
+        new_batches: Arc<Notify>,
+        health: Arc<Health>,
+    ) -> Self {
+        Self {
+            settings,
+            tls,
+            outbox,
+            new_batches,
+            health,
+        }
+    }
+
+    /// Connects, streams and reconnects until `shutdown` turns true.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut backoff = Backoff::new(self.settings.reconnect_min, self.settings.reconnect_max)
+            .unwrap_or_else(|e| {
+                // Settings::resolve already rejects this; keep going with safe bounds.
+                warn!(error = %e, "invalid reconnect bounds; using the defaults");
+                Backoff::default()
+            });
+        let mut sessions = 0u64;
+        loop {
+            let mut established = false;
+            let result = self.session(&mut shutdown, &mut established).await;
+            self.health.connected.store(0, Ordering::Relaxed);
+            if established {
+                sessions += 1;
+                if sessions > 1 {
+                    self.health.reconnects.fetch_add(1, Ordering::Relaxed);
+                }
+                backoff.reset();
+            }
+            match result {
+                Ok(SessionEnd::Shutdown) => return,
+                Ok(SessionEnd::Closed) => info!("aggregator closed the session"),
+                Err(e) => {
+                    warn!(aggregator = %self.settings.aggregator_url, error = %e, "connection to aggregator failed")
+                }
+            }
+            let delay = backoff.next_delay();
+            info!(
+                delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                "reconnecting"
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    fn hello(&self, first_unacked_seq: u64) -> AgentFrame {
+        let id = &self.settings.identity;
+        AgentFrame {
+            frame: Some(agent_frame::Frame::Hello(Hello {
+                identity: Some(AgentIdentity {
+                    account_id: id.account_id().to_owned(),
+                    instance_id: id.instance_id().to_owned(),
+                    region: self.settings.region.clone(),
+                    ..AgentIdentity::default()
+                }),
+                agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+                intel_version: 0,
+                first_unacked_seq,
+            })),
+        }
+    }
+
+    fn heartbeat(&self) -> Result<AgentFrame, OutboxError> {
+        let stats = self.outbox.stats()?;
+        let now = now_ms();
+        let oldest_age_ms = match stats.first_seq {
+            Some(seq) => self
+                .outbox
+                .pending_from(seq, 1)?
+                .first()
+                .map_or(0, |b| now.saturating_sub(b.created_at_ms)),
+            None => 0,
+        };
+        Ok(AgentFrame {
+            frame: Some(agent_frame::Frame::Heartbeat(Heartbeat {
+                sent_at_ms: now,
+                health: Some(self.health.snapshot(&stats, oldest_age_ms)),
+            })),
+        })
+    }
+
+    async fn session(
+        &self,
+        shutdown: &mut watch::Receiver<bool>,
+        established: &mut bool,
+    ) -> Result<SessionEnd, SessionError> {
+        let endpoint = Endpoint::from_shared(self.settings.aggregator_url.clone())
+            .map_err(SessionError::Connect)?
+            .tls_config(self.tls.clone())
+            .map_err(SessionError::Connect)?
+            .connect_timeout(Duration::from_secs(10))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(20));
+        let channel = tokio::select! {
+            c = endpoint.connect() => c.map_err(SessionError::Connect)?,
+            _ = shutdown.changed() => return Ok(SessionEnd::Shutdown),
+        };
+        let mut client = IngestClient::new(channel).max_decoding_message_size(MAX_INBOUND_MESSAGE);
+
+        let first_unacked = self.outbox.stats()?.first_seq.unwrap_or(0);
+        let (tx, rx) = mpsc::channel::<AgentFrame>(WINDOW + 4);
+        tx.send(self.hello(first_unacked))
+            .await
+            .map_err(|_| SessionError::StreamClosed)?;
+        let response = tokio::select! {
+            r = client.session(ReceiverStream::new(rx)) => r?,
+            _ = shutdown.changed() => return Ok(SessionEnd::Shutdown),
+        };
+        let mut inbound = response.into_inner();
+        *established = true;
+        self.health.connected.store(1, Ordering::Relaxed);
+        info!(aggregator = %self.settings.aggregator_url, agent = %self.settings.identity, "connected");
+
+        let mut heartbeat = tokio::time::interval(self.settings.heartbeat_interval);
+        let mut in_flight: VecDeque<u64> = VecDeque::with_capacity(WINDOW);
+        let mut next_seq = first_unacked.max(1);
+        loop {
+            // Fill the window from the outbox; everything else waits on disk.
+            while in_flight.len() < WINDOW {
+                let batches = self
+                    .outbox
+                    .pending_from(next_seq, WINDOW - in_flight.len())?;
+                if batches.is_empty() {
+                    break;
+                }
+                for batch in batches {
+                    next_seq = batch.seq.saturating_add(1);
+                    in_flight.push_back(batch.seq);
+                    let frame = AgentFrame {
+                        frame: Some(agent_frame::Frame::Batch(batch)),
+                    };
+                    tx.send(frame)
+                        .await
+                        .map_err(|_| SessionError::StreamClosed)?;
+                    self.health.batches_sent.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            tokio::select! {
+                msg = inbound.message() => match msg? {
+                    None => return Ok(SessionEnd::Closed),
+                    Some(frame) => match frame.frame {
+                        Some(aggregator_frame::Frame::Ack(ack)) => {
+                            let removed = self.outbox.ack(ack.seq)?;
+                            while in_flight.front().is_some_and(|s| *s <= ack.seq) {
+                                in_flight.pop_front();
+                            }
+                            // After a reconnect the first ack may cover batches not yet resent.
+                            next_seq = next_seq.max(ack.seq.saturating_add(1));
+                            self.health.batches_acked.fetch_add(removed, Ordering::Relaxed);
+                            info!(seq = ack.seq, removed, "acked");
+                        }
+                        Some(aggregator_frame::Frame::IntelUpdate(update)) => {
+                            debug!(version = update.version, bytes = update.payload.len(), "intel update received (not applied yet)");
+                        }
+                        None => debug!("empty frame from aggregator ignored"),
+                    },
+                },
+                _ = heartbeat.tick() => {
+                    tx.send(self.heartbeat()?).await.map_err(|_| SessionError::StreamClosed)?;
+                    debug!("heartbeat sent");
+                }
+                _ = self.new_batches.notified() => {}
+                _ = shutdown.changed() => return Ok(SessionEnd::Shutdown),
+            }
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

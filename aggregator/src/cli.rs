@@ -1,0 +1,103 @@
+//! Command-line interface of `picket-aggregator`: what the user typed, parsed by clap.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Picket's central aggregator: ingests agent summaries over mTLS gRPC and manages certificates.
+#[derive(Debug, Parser)]
+#[command(name = "picket-aggregator", version, about)]
+pub struct Cli {
+    /// Log line format on standard error.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "PICKET_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log line formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the aggregator service.
+    Serve(ServeArgs),
+    /// Make a CA and issue certificates.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+}
+
+/// `serve` flags; each overrides the config file.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML config file.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (default 0.0.0.0:7443).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// State folder (default /var/lib/picket-aggregator).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// CA certificate agents must chain to.
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// Server certificate (PEM).
+    #[arg(long)]
+    pub cert: Option<PathBuf>,
+    /// Server private key (PEM).
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+}
+
+/// `certs` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Create a new CA (ca.pem, ca.key) in DIR.
+    Init {
+        /// Folder for the CA.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Issue a leaf certificate signed by the CA in DIR (writes PREFIX.pem and PREFIX.key).
+    Issue(IssueArgs),
+}
+
+/// `certs issue` flags.
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("kind").required(true).args(["agent", "server", "admin"]))]
+pub struct IssueArgs {
+    /// Folder holding ca.pem and ca.key.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Issue an agent certificate (needs --account-id and --instance-id).
+    #[arg(long, requires_all = ["account_id", "instance_id"])]
+    pub agent: bool,
+    /// Issue a server certificate (needs --name).
+    #[arg(long, requires = "name")]
+    pub server: bool,
+    /// Issue an administrator certificate (needs --name).
+    #[arg(long, requires = "name")]
+    pub admin: bool,
+    /// 12-digit AWS account id of the agent.
+    #[arg(long)]
+    pub account_id: Option<String>,
+    /// Instance id of the agent.
+    #[arg(long)]
+    pub instance_id: Option<String>,
+    /// DNS name or IP address (server), or administrator name (admin).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Output path prefix: writes PREFIX.pem and PREFIX.key.
+    #[arg(long)]
+    pub out: PathBuf,
+}

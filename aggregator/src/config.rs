@@ -1,0 +1,338 @@
+//! The aggregator's configuration: a TOML file (`--config`), unknown keys rejected, with the
+//! essential settings also available as flags. Relative paths in the file are relative to the
+//! file's own folder, so a config and its certificates can move together.
+
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::tls::TlsPaths;
+
+/// Default gRPC listen address (all interfaces, Picket's port).
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:7443";
+/// Default state folder.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/picket-aggregator";
+
+/// Why a configuration could not be loaded; every message names the file and the key.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// Occurs when the file cannot be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Occurs when the TOML is malformed or has an unknown or mistyped key.
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse {
+        /// The config file.
+        path: PathBuf,
+        /// 1-based line of the problem.
+        line: usize,
+        /// 1-based column of the problem.
+        column: usize,
+        /// What TOML/serde said, on one line.
+        message: String,
+    },
+    /// Occurs when a required setting is given neither in the file nor as a flag.
+    #[error("{key} is not set (give {flag} or set it in the config file)")]
+    Missing {
+        /// The full key, e.g. `tls.ca`.
+        key: &'static str,
+        /// The flag that also sets it.
+        flag: &'static str,
+    },
+    /// Occurs when a value is out of range.
+    #[error("{key} {why}, got {value}")]
+    Invalid {
+        /// The full key.
+        key: &'static str,
+        /// The constraint.
+        why: &'static str,
+        /// The value given.
+        value: String,
+    },
+}
+
+/// `[server]`: where to listen and keep state.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Address the gRPC endpoint listens on.
+    pub listen: Option<SocketAddr>,
+    /// Folder for the sled store.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// `[tls]`: the aggregator's certificate, key and the CA agents must chain to.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// CA certificate (PEM).
+    pub ca: Option<PathBuf>,
+    /// Server certificate chain (PEM).
+    pub cert: Option<PathBuf>,
+    /// Server private key (PEM).
+    pub key: Option<PathBuf>,
+}
+
+/// `[limits]`: bounds that keep one peer from exhausting the aggregator.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Largest gRPC message accepted or sent, in bytes.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: NonZeroUsize,
+    /// Concurrent sessions allowed per agent identity.
+    #[serde(default = "default_max_sessions_per_agent")]
+    pub max_sessions_per_agent: NonZeroUsize,
+    /// Seconds a client has to finish the TLS handshake.
+    #[serde(default = "default_handshake_timeout_secs")]
+    pub handshake_timeout_secs: u64,
+    /// Seconds an agent has to send `Hello` after opening a session.
+    #[serde(default = "default_hello_timeout_secs")]
+    pub hello_timeout_secs: u64,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: default_max_message_bytes(),
+            max_sessions_per_agent: default_max_sessions_per_agent(),
+            handshake_timeout_secs: default_handshake_timeout_secs(),
+            hello_timeout_secs: default_hello_timeout_secs(),
+        }
+    }
+}
+
+fn default_max_message_bytes() -> NonZeroUsize {
+    NonZeroUsize::new(4 * 1024 * 1024).unwrap_or(NonZeroUsize::MIN)
+}
+fn default_max_sessions_per_agent() -> NonZeroUsize {
+    // Two, not one: a reconnecting agent's new session may arrive before the server has
+    // noticed that the old one died.
+    NonZeroUsize::new(2).unwrap_or(NonZeroUsize::MIN)
+}
+fn default_handshake_timeout_secs() -> u64 {
+    10
+}
+fn default_hello_timeout_secs() -> u64 {
+    10
+}
+
+/// The aggregator's config file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// `[server]`.
+    #[serde(default)]
+    pub server: ServerSection,
+    /// `[tls]`.
+    #[serde(default)]
+    pub tls: TlsSection,
+    /// `[limits]`.
+    #[serde(default)]
+    pub limits: LimitsSection,
+}
+
+impl ConfigFile {
+    /// Reads and parses a config file, resolving relative paths against its folder.
+    ///
+    /// # Errors
+    /// [`ConfigError::Read`] or [`ConfigError::Parse`] naming the file, line and key.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut file: ConfigFile = toml::from_str(&text).map_err(|e| {
+            let (line, column) = line_col(&text, e.span().map_or(0, |s| s.start));
+            ConfigError::Parse {
+                path: path.to_owned(),
+                line,
+                column,
+                message: e.message().replace('\n', " "),
+            }
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let fix = |p: &mut Option<PathBuf>| {
+            if let Some(p) = p.as_mut().filter(|p| p.is_relative()) {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut file.server.data_dir);
+        fix(&mut file.tls.ca);
+        fix(&mut file.tls.cert);
+        fix(&mut file.tls.key);
+        Ok(file)
+    }
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// Flags that override the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--listen`.
+    pub listen: Option<SocketAddr>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--ca`.
+    pub ca: Option<PathBuf>,
+    /// `--cert`.
+    pub cert: Option<PathBuf>,
+    /// `--key`.
+    pub key: Option<PathBuf>,
+}
+
+/// Resolved, validated settings for `serve`.
+#[derive(Debug)]
+pub struct Settings {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// State folder.
+    pub data_dir: PathBuf,
+    /// TLS files.
+    pub tls: TlsPaths,
+    /// Limits.
+    pub limits: LimitsSection,
+}
+
+impl Settings {
+    /// Merges the file (if any) with flags (flags win) and checks what can be checked
+    /// without touching the files.
+    ///
+    /// # Errors
+    /// [`ConfigError::Missing`] or [`ConfigError::Invalid`] naming the key.
+    pub fn resolve(file: ConfigFile, flags: Overrides) -> Result<Self, ConfigError> {
+        let listen = match flags.listen.or(file.server.listen) {
+            Some(a) => a,
+            None => DEFAULT_LISTEN.parse().map_err(|_| ConfigError::Invalid {
+                key: "server.listen",
+                why: "must be an address:port",
+                value: DEFAULT_LISTEN.into(),
+            })?,
+        };
+        let data_dir = flags
+            .data_dir
+            .or(file.server.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let tls = TlsPaths {
+            ca: flags.ca.or(file.tls.ca).ok_or(ConfigError::Missing {
+                key: "tls.ca",
+                flag: "--ca",
+            })?,
+            cert: flags.cert.or(file.tls.cert).ok_or(ConfigError::Missing {
+                key: "tls.cert",
+                flag: "--cert",
+            })?,
+            key: flags.key.or(file.tls.key).ok_or(ConfigError::Missing {
+                key: "tls.key",
+                flag: "--key",
+            })?,
+        };
+        let limits = file.limits;
+        if limits.max_message_bytes.get() < 1024 {
+            return Err(ConfigError::Invalid {
+                key: "limits.max_message_bytes",
+                why: "must be at least 1024",
+                value: limits.max_message_bytes.to_string(),
+            });
+        }
+        for (key, v) in [
+            (
+                "limits.handshake_timeout_secs",
+                limits.handshake_timeout_secs,
+            ),
+            ("limits.hello_timeout_secs", limits.hello_timeout_secs),
+        ] {
+            if !(1..=3600).contains(&v) {
+                return Err(ConfigError::Invalid {
+                    key,
+                    why: "must be between 1 and 3600",
+                    value: v.to_string(),
+                });
+            }
+        }
+        Ok(Self {
+            listen,
+            data_dir,
+            tls,
+            limits,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("aggregator.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_file_and_line() {
+        let (_d, path) = write("[server]\nlisten = \"127.0.0.1:1\"\nlisten_port = 3\n");
+        let err = ConfigFile::load(&path).unwrap_err().to_string();
+        assert!(err.contains("aggregator.toml:3:"), "{err}");
+        assert!(err.contains("listen_port"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn relative_paths_are_relative_to_the_config_file() {
+        let (d, path) = write("[tls]\nca = \"certs/ca.pem\"\n");
+        let file = ConfigFile::load(&path).unwrap();
+        assert_eq!(file.tls.ca.unwrap(), d.path().join("certs/ca.pem"));
+    }
+
+    #[test]
+    fn flags_override_the_file_and_missing_tls_is_named() {
+        let (_d, path) = write("[server]\nlisten = \"127.0.0.1:1\"\n");
+        let file = ConfigFile::load(&path).unwrap();
+        let err = Settings::resolve(file, Overrides::default()).unwrap_err();
+        assert!(err.to_string().starts_with("tls.ca is not set"), "{err}");
+        let file = ConfigFile::load(&path).unwrap();
+        let s = Settings::resolve(
+            file,
+            Overrides {
+                listen: Some("127.0.0.1:2".parse().unwrap()),
+                ca: Some("a".into()),
+                cert: Some("b".into()),
+                key: Some("c".into()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(s.listen.port(), 2);
+    }
+
+    #[test]
+    fn tiny_message_limit_is_rejected() {
+        let (_d, path) = write("[limits]\nmax_message_bytes = 10\n");
+        let file = ConfigFile::load(&path).unwrap();
+        let flags = Overrides {
+            ca: Some("a".into()),
+            cert: Some("b".into()),
+            key: Some("c".into()),
+            ..Overrides::default()
+        };
+        let err = Settings::resolve(file, flags).unwrap_err().to_string();
+        assert!(err.contains("limits.max_message_bytes"), "{err}");
+    }
+}

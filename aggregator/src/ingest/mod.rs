@@ -1,0 +1,10 @@
+//! Ingest: the `Ingest` gRPC service agents stream into, the sled store it writes batches to,
+//! and the per-identity session limit.
+
+pub mod service;
+pub mod sessions;
+pub mod store;
+
+pub use service::IngestService;
+pub use sessions::SessionLimiter;
+pub use store::{AppendOutcome, BatchStore, StoreError};

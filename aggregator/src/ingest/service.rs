@@ -1,0 +1,224 @@
+//! The `Ingest` gRPC service: authenticates each session by its client certificate, checks
+//! that `Hello` claims the same identity, then writes batches to the store and acks them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use picket_proto::AgentId;
+use picket_proto::v1::ingest_server::Ingest;
+use picket_proto::v1::{Ack, AgentFrame, AggregatorFrame, Hello, agent_frame, aggregator_frame};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{debug, info, warn};
+
+use super::sessions::{SessionLimiter, SessionSlot};
+use super::store::{AppendOutcome, BatchStore};
+use crate::peer::Peer;
+
+/// Frames queued towards one agent before the session stops reading. Acks are tiny and the
+/// agent's own window bounds how many it waits for, so this only absorbs bursts.
+const OUTBOUND_QUEUE: usize = 64;
+
+/// The gRPC service behind `picket.v1.Ingest`.
+#[derive(Clone)]
+pub struct IngestService {
+    store: BatchStore,
+    limiter: Arc<SessionLimiter>,
+    hello_timeout: Duration,
+}
+
+impl IngestService {
+    /// A service writing to `store`, allowing `limiter`'s sessions per agent.
+    pub fn new(store: BatchStore, limiter: Arc<SessionLimiter>, hello_timeout: Duration) -> Self {
+        Self {
+            store,
+            limiter,
+            hello_timeout,
+        }
+    }
+}
+
+/// Checks the identity in `Hello` against the certificate's.
+fn check_hello(cert_id: &AgentId, hello: &Hello) -> Result<(), Status> {
+    let claimed = hello.identity.as_ref();
+    let account = claimed.map_or("", |i| i.account_id.as_str());
+    let instance = claimed.map_or("", |i| i.instance_id.as_str());
+    if account == cert_id.account_id() && instance == cert_id.instance_id() {
+        return Ok(());
+    }
+    warn!(
+        certificate = %cert_id,
+        hello = %format_args!("{account}/{instance}"),
+        "refusing session: Hello identity differs from the certificate's"
+    );
+    Err(Status::permission_denied(format!(
+        "Hello claims {account}/{instance} but the certificate is {cert_id}"
+    )))
+}
+
+#[tonic::async_trait]
+impl Ingest for IngestService {
+    type SessionStream = ReceiverStream<Result<AggregatorFrame, Status>>;
+
+    async fn session(
+        &self,
+        request: Request<Streaming<AgentFrame>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let remote = request.remote_addr();
+        let certs = request
+            .peer_certs()
+            .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
+        let leaf = certs
+            .first()
+            .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
+        let agent = match Peer::from_der(leaf) {
+            Ok(Peer::Agent(id)) => id,
+            Ok(Peer::Admin(name)) => {
+                warn!(admin = %name, "refusing ingest session from an administrator certificate");
+                return Err(Status::permission_denied(
+                    "administrator certificates cannot open ingest sessions",
+                ));
+            }
+            Err(e) => {
+                warn!(?remote, error = %e, "refusing session");
+                return Err(Status::permission_denied(e.to_string()));
+            }
+        };
+        let slot = self.limiter.acquire(&agent).ok_or_else(|| {
+            warn!(%agent, "refusing session: too many concurrent sessions for this agent");
+            Status::resource_exhausted(format!("too many concurrent sessions for {agent}"))
+        })?;
+        let mut inbound = request.into_inner();
+        let first = tokio::time::timeout(self.hello_timeout, inbound.message())
+            .await
+            .map_err(|_| Status::deadline_exceeded("no Hello in time"))??;
+        let hello = match first.and_then(|f| f.frame) {
+            Some(agent_frame::Frame::Hello(h)) => h,
+            _ => return Err(Status::invalid_argument("the first frame must be Hello")),
+        };
+        check_hello(&agent, &hello)?;
+        let hwm = self
+            .store
+            .high_water_mark(&agent)
+            .map_err(|e| Status::internal(e.to_string()))?;
+        info!(
+            %agent,
+            ?remote,
+            agent_version = %hello.agent_version,
+            first_unacked_seq = hello.first_unacked_seq,
+            hwm,
+            "agent session opened"
+        );
+        let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
+        // Tell the agent at once what is already durable, so it can drop replays without
+        // resending them.
+        if hwm > 0 && tx.try_send(Ok(ack(hwm))).is_err() {
+            // Unreachable on a fresh channel of capacity OUTBOUND_QUEUE; the agent will get
+            // the same ack after its next batch anyway.
+            debug!(%agent, "initial ack not queued");
+        }
+        tokio::spawn(run_session(self.store.clone(), agent, inbound, tx, slot));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+fn ack(seq: u64) -> AggregatorFrame {
+    AggregatorFrame {
+        frame: Some(aggregator_frame::Frame::Ack(Ack { seq })),
+    }
+}
+
+/// Reads one agent's frames until the stream ends; the slot is held for the session's life.
+async fn run_session(
+    store: BatchStore,
+    agent: AgentId,
+    mut inbound: Streaming<AgentFrame>,
+    tx: mpsc::Sender<Result<AggregatorFrame, Status>>,
+    _slot: SessionSlot,
+) {
+    let end: Result<(), Status> = loop {
+        let frame = match inbound.message().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break Ok(()),
+            Err(status) => break Err(status),
+        };
+        match frame.frame {
+            Some(agent_frame::Frame::Batch(batch)) => {
+                let seq = batch.seq;
+                match store.append(&agent, &batch).await {
+                    Ok(outcome) => {
+                        match outcome {
+                            AppendOutcome::Applied { .. } => {
+                                debug!(%agent, seq, records = batch.records.len(), "batch stored")
+                            }
+                            AppendOutcome::Duplicate { hwm } => {
+                                debug!(%agent, seq, hwm, "replayed batch recognised, not applied")
+                            }
+                        }
+                        if tx.send(Ok(ack(outcome.hwm()))).await.is_err() {
+                            break Ok(());
+                        }
+                    }
+                    Err(e) => {
+                        warn!(%agent, seq, error = %e, "batch not stored; not acked");
+                        break Err(Status::unavailable(format!("batch {seq} not stored: {e}")));
+                    }
+                }
+            }
+            Some(agent_frame::Frame::Heartbeat(hb)) => {
+                debug!(%agent, health = ?hb.health, "heartbeat");
+            }
+            Some(agent_frame::Frame::Hello(_)) => {
+                break Err(Status::invalid_argument(
+                    "Hello may only be the first frame",
+                ));
+            }
+            None => break Err(Status::invalid_argument("empty frame")),
+        }
+    };
+    match end {
+        Ok(()) => info!(%agent, "agent session closed"),
+        Err(status) => {
+            warn!(%agent, code = ?status.code(), message = status.message(), "agent session ended with an error");
+            let _ = tx.send(Err(status)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use picket_proto::v1::AgentIdentity;
+
+    fn hello(account: &str, instance: &str) -> Hello {
+        Hello {
+            identity: Some(AgentIdentity {
+                account_id: account.into(),
+                instance_id: instance.into(),
+                ..AgentIdentity::default()
+            }),
+            ..Hello::default()
+        }
+    }
+
+    #[test]
+    fn hello_matching_the_certificate_is_accepted() {
+        let id = AgentId::new("111111111111", "i-1").unwrap();
+        assert!(check_hello(&id, &hello("111111111111", "i-1")).is_ok());
+    }
+
+    #[test]
+    fn hello_claiming_another_account_or_instance_is_denied() {
+        let id = AgentId::new("111111111111", "i-1").unwrap();
+        for h in [
+            hello("222222222222", "i-1"),
+            hello("111111111111", "i-2"),
+            Hello::default(),
+        ] {
+            let status = check_hello(&id, &h).unwrap_err();
+            assert_eq!(status.code(), tonic::Code::PermissionDenied);
+            assert!(status.message().contains("111111111111/i-1"));
+        }
+    }
+}

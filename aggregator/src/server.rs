@@ -1,0 +1,149 @@
+//! `serve`: binds the listener, terminates TLS (rustls, TLS 1.3, client certificates
+//! required), and runs the gRPC services on the verified connections.
+//!
+//! Handshakes run in their own tasks with a timeout and a cap on how many may be pending, so a
+//! client that sends garbage or stalls costs one task for a few seconds and never blocks other
+//! agents. Only completed handshakes reach tonic.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use picket_proto::v1::ingest_server::IngestServer;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tracing::{debug, info, warn};
+
+use crate::config::Settings;
+use crate::ingest::{BatchStore, IngestService, SessionLimiter, StoreError};
+use crate::tls::{TlsError, server_config};
+
+/// TLS handshakes allowed in flight at once; more connections wait in the kernel backlog.
+const MAX_PENDING_HANDSHAKES: usize = 1024;
+/// Verified connections queued for tonic.
+const ACCEPTED_QUEUE: usize = 128;
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// Occurs when the TLS files are unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// Occurs when the store cannot be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Occurs when the listen address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Occurs when the gRPC server fails.
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Runs the aggregator until `shutdown` resolves.
+///
+/// # Errors
+/// [`ServeError`] when start-up checks fail or the server stops abnormally.
+pub async fn serve(
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let tls = server_config(&settings.tls)?;
+    std::fs::create_dir_all(&settings.data_dir).map_err(|source| StoreError::Sled {
+        path: settings.data_dir.clone(),
+        source: sled::Error::Io(source),
+    })?;
+    let store = BatchStore::open(&settings.data_dir)?;
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: settings.listen,
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: settings.listen,
+        source,
+    })?;
+    info!(%local_addr, data_dir = %settings.data_dir.display(), "listening");
+
+    let limits = &settings.limits;
+    let service = IngestService::new(
+        store,
+        SessionLimiter::new(limits.max_sessions_per_agent.get()),
+        Duration::from_secs(limits.hello_timeout_secs),
+    );
+    let max_message = limits.max_message_bytes.get();
+    let ingest = IngestServer::new(service)
+        .max_decoding_message_size(max_message)
+        .max_encoding_message_size(max_message);
+
+    let (tx, rx) = mpsc::channel(ACCEPTED_QUEUE);
+    let accept = tokio::spawn(accept_loop(
+        listener,
+        TlsAcceptor::from(tls),
+        Duration::from_secs(limits.handshake_timeout_secs),
+        tx,
+    ));
+    let incoming = ReceiverStream::new(rx).map(Ok::<_, std::io::Error>);
+    let result = tonic::transport::Server::builder()
+        // Notice dead agents (pulled cables, frozen hosts) so their sessions and slots free up.
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .add_service(ingest)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await;
+    accept.abort();
+    info!("stopped");
+    Ok(result?)
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    handshake_timeout: Duration,
+    tx: mpsc::Sender<TlsStream<TcpStream>>,
+) {
+    let pending = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
+    loop {
+        let Ok(permit) = Arc::clone(&pending).acquire_owned().await else {
+            return;
+        };
+        let (tcp, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if let Err(e) = tcp.set_nodelay(true) {
+            debug!(%peer, error = %e, "TCP_NODELAY not set");
+        }
+        let acceptor = acceptor.clone();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => {
+                    if tx.send(tls).await.is_err() {
+                        debug!(%peer, "server shutting down; connection dropped");
+                    }
+                }
+                Ok(Err(e)) => info!(%peer, error = %e, "TLS handshake refused"),
+                Err(_) => info!(%peer, "TLS handshake timed out"),
+            }
+        });
+    }
+}
