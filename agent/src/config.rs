@@ -416,3 +416,18 @@ mod tests {
         assert_eq!(s.heartbeat_interval, Duration::from_secs(30));
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_example_config_parses() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config/agent.example.toml");
+        let file = ConfigFile::load(&path).unwrap();
+        let s = Settings::resolve(file, Overrides::default()).unwrap();
+        assert_eq!(s.identity.instance_id(), "i-0123456789abcdef0");
+        assert_eq!(s.server_name, "aggregator.internal");
+    }
+}

@@ -336,3 +336,18 @@ mod tests {
         assert!(err.contains("limits.max_message_bytes"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_example_config_parses() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config/aggregator.example.toml");
+        let file = ConfigFile::load(&path).unwrap();
+        let s = Settings::resolve(file, Overrides::default()).unwrap();
+        assert_eq!(s.listen.port(), 7443);
+        assert_eq!(s.limits.max_message_bytes.get(), 4 * 1024 * 1024);
+    }
+}

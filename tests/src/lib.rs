@@ -1,1 +1,346 @@
-//! placeholder
+//! Helpers for Picket's end-to-end tests: build and start the real binaries, make real
+//! certificates, read their JSON logs, and wait for conditions with a deadline.
+#![forbid(unsafe_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use picket_aggregator::certs::{self, LeafKind};
+use picket_proto::AgentId;
+
+/// How long a test waits for something that should happen within a second or two.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// Path of a workspace binary, built once per test process so tests never run a stale one.
+pub fn bin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        // target/<profile>/deps/<test-binary> -> target/<profile>
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .ok_or("test binary has no target/<profile> folder")?
+            .to_owned();
+        let target_dir = profile_dir.parent().ok_or("no target folder")?.to_owned();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args([
+            "build",
+            "--bins",
+            "-p",
+            "picket-agent",
+            "-p",
+            "picket-aggregator",
+        ])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd
+            .status()
+            .map_err(|e| format!("running cargo build: {e}"))?;
+        if !status.success() {
+            return Err(format!("cargo build of the binaries failed: {status}"));
+        }
+        Ok(profile_dir)
+    });
+    match dir {
+        Ok(d) => d.join(name),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// A scratch CA with helpers to issue certificates into it.
+pub struct Pki {
+    /// The folder (kept until the test ends).
+    pub dir: tempfile::TempDir,
+}
+
+/// Paths of one issued certificate.
+#[derive(Debug, Clone)]
+pub struct Leaf {
+    /// Certificate PEM.
+    pub cert: PathBuf,
+    /// Key PEM.
+    pub key: PathBuf,
+}
+
+impl Pki {
+    /// A new CA in a temporary folder.
+    pub fn new() -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        certs::init_ca(dir.path())?;
+        Ok(Self { dir })
+    }
+
+    /// The CA certificate.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join(certs::CA_CERT_FILE)
+    }
+
+    /// Issues a certificate named `name` of `kind`.
+    pub fn issue(&self, name: &str, kind: LeafKind) -> Result<Leaf> {
+        let pair = certs::issue(self.dir.path(), &kind, &self.dir.path().join(name))?;
+        Ok(Leaf {
+            cert: pair.cert,
+            key: pair.key,
+        })
+    }
+
+    /// The server certificate for 127.0.0.1.
+    pub fn server(&self) -> Result<Leaf> {
+        self.issue("server", LeafKind::Server("127.0.0.1".into()))
+    }
+
+    /// An agent certificate.
+    pub fn agent(&self, account: &str, instance: &str) -> Result<Leaf> {
+        self.issue(
+            &format!("agent-{account}-{instance}"),
+            LeafKind::Agent(AgentId::new(account, instance)?),
+        )
+    }
+}
+
+/// A running binary whose standard error (JSON logs) is collected line by line.
+pub struct Proc {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    name: String,
+}
+
+impl Proc {
+    /// Starts `bin(name)` with `args`, logging JSON at `rust_log`.
+    pub fn start(name: &str, args: &[&str], rust_log: &str) -> Result<Self> {
+        let mut child = Command::new(bin(name))
+            .args(args)
+            .arg("--log-format=json")
+            .env("RUST_LOG", rust_log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
+        let stderr = child.stderr.take().context("no stderr")?;
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&lines);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+            }
+        });
+        Ok(Self {
+            child,
+            lines,
+            name: name.to_owned(),
+        })
+    }
+
+    /// All log lines so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Log lines (parsed JSON) whose `message` equals `message`.
+    pub fn events(&self, message: &str) -> Vec<serde_json::Value> {
+        self.lines()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["message"] == message)
+            .collect()
+    }
+
+    /// Waits until at least `n` log events with `message` satisfy `pred`; returns them.
+    pub fn wait_for(
+        &self,
+        message: &str,
+        n: usize,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> Result<Vec<serde_json::Value>> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let found: Vec<_> = self
+                .events(message)
+                .into_iter()
+                .filter(|v| pred(v))
+                .collect();
+            if found.len() >= n {
+                return Ok(found);
+            }
+            if Instant::now() > deadline {
+                let lines = self.lines();
+                let tail = lines
+                    .iter()
+                    .rev()
+                    .take(15)
+                    .rev()
+                    .cloned()
+                    .collect::<Vec<_>>();
+                bail!(
+                    "{}: waited {WAIT:?} for {n} x {message:?}, saw {}; last log lines:\n{}",
+                    self.name,
+                    found.len(),
+                    tail.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills the process at once (SIGKILL: a crash, not a shutdown) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> Result<std::process::ExitStatus> {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id())?);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)?;
+        Ok(self.child.wait()?)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Starts an aggregator on 127.0.0.1 (port 0 = any) and returns it with its bound address.
+pub fn start_aggregator(
+    pki: &Pki,
+    server: &Leaf,
+    data_dir: &Path,
+    port: u16,
+    extra: &[&str],
+) -> Result<(Proc, String)> {
+    let listen = format!("127.0.0.1:{port}");
+    let ca = pki.ca();
+    let mut args = vec![
+        "serve",
+        "--listen",
+        &listen,
+        "--ca",
+        path_str(&ca)?,
+        "--cert",
+        path_str(&server.cert)?,
+        "--key",
+        path_str(&server.key)?,
+        "--data-dir",
+        path_str(data_dir)?,
+    ];
+    args.extend_from_slice(extra);
+    let proc = Proc::start("picket-aggregator", &args, "info,picket_aggregator=debug")?;
+    let ev = proc.wait_for("listening", 1, |_| true)?;
+    let addr = ev[0]["local_addr"]
+        .as_str()
+        .context("listening line has no local_addr")?
+        .to_owned();
+    Ok((proc, addr))
+}
+
+/// Starts an agent that reports every second.
+pub fn start_agent(
+    pki: &Pki,
+    leaf: &Leaf,
+    addr: &str,
+    data_dir: &Path,
+    account: &str,
+    instance: &str,
+) -> Result<Proc> {
+    let dir = data_dir.join("cfg");
+    std::fs::create_dir_all(&dir)?;
+    let config = dir.join("agent.toml");
+    std::fs::write(
+        &config,
+        "[agent]\nheartbeat_interval_secs = 1\nsummary_interval_secs = 1\nreconnect_min_ms = 100\nreconnect_max_ms = 1000\n",
+    )?;
+    let url = format!("https://{addr}");
+    let ca = pki.ca();
+    Proc::start(
+        "picket-agent",
+        &[
+            "run",
+            "--config",
+            path_str(&config)?,
+            "--aggregator",
+            &url,
+            "--ca",
+            path_str(&ca)?,
+            "--cert",
+            path_str(&leaf.cert)?,
+            "--key",
+            path_str(&leaf.key)?,
+            "--data-dir",
+            path_str(data_dir)?,
+            "--account-id",
+            account,
+            "--instance-id",
+            instance,
+        ],
+        "info",
+    )
+}
+
+/// A path as UTF-8, for command lines.
+pub fn path_str(p: &Path) -> Result<&str> {
+    p.to_str()
+        .with_context(|| format!("{} is not UTF-8", p.display()))
+}
+
+/// A gRPC client of the aggregator, over TLS with an optional client certificate, or over
+/// plaintext when `tls` is `None`.
+pub async fn client(
+    addr: &str,
+    tls: Option<(&Path, Option<&Leaf>)>,
+) -> std::result::Result<
+    picket_proto::v1::ingest_client::IngestClient<tonic::transport::Channel>,
+    tonic::transport::Error,
+> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+    let endpoint = match tls {
+        None => Endpoint::from_shared(format!("http://{addr}"))?,
+        Some((ca, leaf)) => {
+            let mut cfg = ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(std::fs::read(ca).unwrap_or_default()))
+                .domain_name("127.0.0.1");
+            if let Some(leaf) = leaf {
+                cfg = cfg.identity(Identity::from_pem(
+                    std::fs::read(&leaf.cert).unwrap_or_default(),
+                    std::fs::read(&leaf.key).unwrap_or_default(),
+                ));
+            }
+            Endpoint::from_shared(format!("https://{addr}"))?.tls_config(cfg)?
+        }
+    };
+    let channel = endpoint
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10))
+        .connect()
+        .await?;
+    Ok(picket_proto::v1::ingest_client::IngestClient::new(channel))
+}
+
+/// A `Hello` frame for `account`/`instance`.
+pub fn hello(account: &str, instance: &str) -> picket_proto::v1::AgentFrame {
+    use picket_proto::v1::{AgentFrame, AgentIdentity, Hello, agent_frame};
+    AgentFrame {
+        frame: Some(agent_frame::Frame::Hello(Hello {
+            identity: Some(AgentIdentity {
+                account_id: account.into(),
+                instance_id: instance.into(),
+                ..AgentIdentity::default()
+            }),
+            agent_version: "test".into(),
+            ..Hello::default()
+        })),
+    }
+}

@@ -65,7 +65,9 @@ impl Ingest for IngestService {
         &self,
         request: Request<Streaming<AgentFrame>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
-        let remote = request.remote_addr();
+        let remote = request
+            .remote_addr()
+            .map_or_else(|| "unknown".to_owned(), |a| a.to_string());
         let certs = request
             .peer_certs()
             .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
@@ -81,7 +83,7 @@ impl Ingest for IngestService {
                 ));
             }
             Err(e) => {
-                warn!(?remote, error = %e, "refusing session");
+                warn!(%remote, error = %e, "refusing session");
                 return Err(Status::permission_denied(e.to_string()));
             }
         };
@@ -104,7 +106,7 @@ impl Ingest for IngestService {
             .map_err(|e| Status::internal(e.to_string()))?;
         info!(
             %agent,
-            ?remote,
+            %remote,
             agent_version = %hello.agent_version,
             first_unacked_seq = hello.first_unacked_seq,
             hwm,
@@ -180,7 +182,7 @@ async fn run_session(
     match end {
         Ok(()) => info!(%agent, "agent session closed"),
         Err(status) => {
-            warn!(%agent, code = ?status.code(), message = status.message(), "agent session ended with an error");
+            warn!(%agent, code = ?status.code(), reason = status.message(), "agent session ended with an error");
             let _ = tx.send(Err(status)).await;
         }
     }
