@@ -1,7 +1,11 @@
 //! Compiles `picket/v1/*.proto` with protox (pure Rust), so a fresh machine needs no `protoc`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["picket/v1/ingest.proto", "picket/v1/records.proto"];
+    let files = [
+        "picket/v1/ingest.proto",
+        "picket/v1/records.proto",
+        "picket/v1/admin.proto",
+    ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
     }

@@ -31,6 +31,48 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the agent daemon.
     Run(RunArgs),
+    /// Show the local agent's state: buffered batches, bytes, oldest age, drops, connection.
+    Status(StatusArgs),
+    /// Send records from JSON-lines files (as `replay --out` writes them) to the aggregator
+    /// through the outbox; exits 0 only once every record is acked.
+    Upload(UploadArgs),
+}
+
+/// `status` flags.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// TOML config file (for its agent.data_dir).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// State folder (default: the config's, else /var/lib/picket-agent).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
+    pub format: StatusFormat,
+}
+
+/// `status` output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusFormat {
+    /// Lines for people.
+    Text,
+    /// One JSON object.
+    Json,
+}
+
+/// `upload` flags.
+#[derive(Debug, Args)]
+pub struct UploadArgs {
+    /// JSON-lines files of records.
+    #[arg(long = "records", required = true, num_args = 1..)]
+    pub records: Vec<PathBuf>,
+    /// Give up (exit 1, records stay buffered) after this many seconds without full acks.
+    #[arg(long)]
+    pub timeout_secs: Option<u64>,
+    /// Connection, identity and state settings, as for `run`.
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// `run` flags; each overrides the config file.

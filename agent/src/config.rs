@@ -138,6 +138,31 @@ fn default_backoff_max_ms() -> NonZeroU64 {
     nz(30_000)
 }
 
+/// `[outbox]`: the on-disk buffer for batches awaiting acks.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxSection {
+    /// Most bytes of encoded batches held; past it the oldest summaries are dropped (counted).
+    #[serde(default = "default_outbox_max_bytes")]
+    pub max_bytes: NonZeroU64,
+}
+
+impl Default for OutboxSection {
+    fn default() -> Self {
+        Self {
+            max_bytes: default_outbox_max_bytes(),
+        }
+    }
+}
+
+fn default_outbox_max_bytes() -> NonZeroU64 {
+    // 256 MiB: at a few hundred bytes per summary, hours of a busy host's summaries.
+    nz(256 * 1024 * 1024)
+}
+
+/// Smallest accepted `outbox.max_bytes`.
+pub const MIN_OUTBOX_BYTES: u64 = 64 * 1024;
+
 /// The agent's config file as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -154,6 +179,9 @@ pub struct ConfigFile {
     /// `[agent]`.
     #[serde(default)]
     pub agent: AgentSection,
+    /// `[outbox]`.
+    #[serde(default)]
+    pub outbox: OutboxSection,
 }
 
 impl ConfigFile {
@@ -239,6 +267,8 @@ pub struct Settings {
     pub reconnect_min: Duration,
     /// Largest reconnect delay.
     pub reconnect_max: Duration,
+    /// The outbox's byte bound.
+    pub outbox_max_bytes: u64,
 }
 
 impl Settings {
@@ -298,7 +328,16 @@ impl Settings {
                 value: agent.reconnect_min_ms.to_string(),
             });
         }
+        let outbox_max_bytes = file.outbox.max_bytes.get();
+        if outbox_max_bytes < MIN_OUTBOX_BYTES {
+            return Err(ConfigError::Invalid {
+                key: "outbox.max_bytes",
+                why: format!("must be at least {MIN_OUTBOX_BYTES}"),
+                value: outbox_max_bytes.to_string(),
+            });
+        }
         Ok(Self {
+            outbox_max_bytes,
             aggregator_url: url,
             server_name,
             ca,
@@ -407,6 +446,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("aggregator.url is not set"), "{err}");
+    }
+
+    #[test]
+    fn a_tiny_outbox_bound_is_rejected_with_its_key() {
+        let file: ConfigFile = toml::from_str("[outbox]\nmax_bytes = 100\n").unwrap();
+        let err = Settings::resolve(file, full_flags())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("outbox.max_bytes must be at least"),
+            "{err}"
+        );
     }
 
     #[test]

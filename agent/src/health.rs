@@ -36,15 +36,28 @@ impl Default for Health {
 
 impl Health {
     /// A snapshot for a heartbeat, with the outbox's current state.
-    pub fn snapshot(&self, outbox: &OutboxStats, oldest_age_ms: i64) -> AgentHealth {
+    pub fn snapshot(&self, outbox: &OutboxStats, now_ms: i64) -> AgentHealth {
+        let mut records_dropped: std::collections::HashMap<String, u64> = outbox
+            .dropped
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        if outbox.corrupt_dropped > 0 {
+            records_dropped.insert("corrupt_batch".into(), outbox.corrupt_dropped);
+        }
         AgentHealth {
             uptime_secs: self.started.elapsed().as_secs(),
             batches_sent: self.batches_sent.load(Ordering::Relaxed),
             batches_acked: self.batches_acked.load(Ordering::Relaxed),
-            outbox_batches: outbox.batches,
+            outbox_batches: outbox.batches + outbox.priority_batches,
             outbox_bytes: outbox.bytes,
-            oldest_unacked_age_ms: oldest_age_ms,
+            outbox_max_bytes: outbox.max_bytes,
+            outbox_priority_batches: outbox.priority_batches,
+            oldest_unacked_age_ms: outbox
+                .oldest_created_at_ms
+                .map_or(0, |t| now_ms.saturating_sub(t)),
             reconnects: self.reconnects.load(Ordering::Relaxed),
+            records_dropped,
             ..AgentHealth::default()
         }
     }

@@ -10,7 +10,7 @@ use clap::Parser;
 use picket_agent::config::{ConfigFile, Overrides, Settings};
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{Cli, Command, LogFormat, RunArgs};
+use crate::cli::{Cli, Command, LogFormat, RunArgs, StatusArgs, StatusFormat, UploadArgs};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -38,10 +38,12 @@ fn init_logging(format: LogFormat) {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run(args) => run_daemon(args),
+        Command::Status(args) => status(args),
+        Command::Upload(args) => upload(args),
     }
 }
 
-fn run_daemon(args: RunArgs) -> Result<()> {
+fn settings(args: RunArgs) -> Result<Settings> {
     let file = match &args.config {
         Some(path) => ConfigFile::load(path)?,
         None => ConfigFile::default(),
@@ -56,12 +58,83 @@ fn run_daemon(args: RunArgs) -> Result<()> {
         instance_id: args.instance_id,
         region: args.region,
     };
-    let settings = Settings::resolve(file, flags).with_context(|| match &args.config {
+    Settings::resolve(file, flags).with_context(|| match &args.config {
         Some(p) => format!("config {}", p.display()),
         None => "flags".to_owned(),
-    })?;
+    })
+}
+
+fn run_daemon(args: RunArgs) -> Result<()> {
+    let settings = settings(args)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(picket_agent::run::run(settings, shutdown_signal()))?;
+    Ok(())
+}
+
+fn upload(args: UploadArgs) -> Result<()> {
+    let settings = settings(args.run)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let timeout = args.timeout_secs.map(std::time::Duration::from_secs);
+    let report = runtime.block_on(picket_agent::upload::upload(
+        settings,
+        &args.records,
+        timeout,
+        shutdown_signal(),
+    ))?;
+    for e in &report.errors {
+        eprintln!("picket-agent: skipped {e}");
+    }
+    println!(
+        "uploaded {} records, all acked ({} malformed lines skipped, {} non-record lines, {} lines uploaded by an earlier run)",
+        report.records,
+        report.malformed_lines,
+        report.non_record_lines,
+        report.already_uploaded_lines
+    );
+    Ok(())
+}
+
+fn status(args: StatusArgs) -> Result<()> {
+    use picket_agent::status::{AgentStatus, read_status};
+    let data_dir = match (args.data_dir, &args.config) {
+        (Some(d), _) => d,
+        (None, Some(path)) => ConfigFile::load(path)?
+            .agent
+            .data_dir
+            .unwrap_or_else(|| picket_agent::config::DEFAULT_DATA_DIR.into()),
+        (None, None) => picket_agent::config::DEFAULT_DATA_DIR.into(),
+    };
+    let written = read_status(&data_dir);
+    let fresh = written.as_ref().is_ok_and(|s| {
+        picket_agent::transport::now_ms().saturating_sub(s.updated_at_ms) < 5_000
+            && std::path::Path::new(&format!("/proc/{}", s.pid)).exists()
+    });
+    let (status, running) = if fresh {
+        (written.map_err(anyhow::Error::msg)?, true)
+    } else {
+        // No live agent: read the outbox itself (sled refuses if a wedged agent holds it).
+        let db = picket_agent::run::open_state(&data_dir)
+            .context("no fresh status.json and the state cannot be opened")?;
+        let outbox = picket_agent::outbox::Outbox::open(
+            &db,
+            picket_agent::run::state_path(&data_dir),
+            written.as_ref().map_or(0, |s| s.max_bytes),
+        )?;
+        let stats = outbox.stats()?;
+        let (agent, aggregator) = written
+            .as_ref()
+            .map(|s| (s.agent.clone(), s.aggregator.clone()))
+            .unwrap_or_default();
+        (AgentStatus::new(agent, aggregator, &stats, None), false)
+    };
+    match args.format {
+        StatusFormat::Text => print!("{}", status.render(running)),
+        StatusFormat::Json => {
+            let mut v = serde_json::to_value(&status)?;
+            v["running"] = serde_json::Value::Bool(running);
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+    }
     Ok(())
 }
 

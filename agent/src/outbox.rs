@@ -2,25 +2,30 @@
 //! acks it.
 //!
 //! Invariants:
-//! - Sequence numbers start at 1 and increase by one per batch, across restarts: the next
-//!   number is stored with each batch in the same transaction.
+//! - Two lanes, each with its own sequence space starting at 1 and increasing by one per
+//!   batch across restarts (the next number is stored with each batch in one transaction).
+//!   Intel hits go in the priority lane, so they can overtake a backlog of summaries while
+//!   the aggregator still deduplicates each lane with a plain high-water mark.
 //! - [`Outbox::push`] returns only after sled has flushed; only then does a batch count as
 //!   buffered.
-//! - A batch leaves only through [`Outbox::ack`], which removes every batch with seq <= the
-//!   acked one (the aggregator's ack means all of them are durable there).
-//! - A stored batch that no longer decodes is removed and counted in
-//!   [`OutboxStats::corrupt_dropped`], never silently skipped.
-//!
-//! Not yet here (the delivery issue): the byte bound with oldest-summaries-first dropping.
+//! - A batch leaves only through [`Outbox::ack`] (the aggregator holds it) or eviction.
+//! - The encoded bytes held stay within `max_bytes`: a push that would exceed it evicts the
+//!   oldest bulk batches first and priority batches only when no bulk batch is left. Every
+//!   evicted record is counted by kind in `dropped/<kind>`, persisted, and reported to the
+//!   aggregator; nothing leaves silently.
+//! - A stored batch that no longer decodes is removed and counted (`corrupt_dropped`).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use picket_proto::v1::{Batch, Record};
+use picket_proto::record_kind;
+use picket_proto::v1::{Batch, Lane, Record};
 use prost::Message;
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-const NEXT_SEQ_KEY: &[u8] = b"next_seq";
+const CORRUPT_KEY: &[u8] = b"corrupt_dropped";
 
 /// Why the outbox failed.
 #[derive(Debug, thiserror::Error)]
@@ -45,44 +50,102 @@ pub enum OutboxError {
 }
 
 /// Counts describing the outbox now.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct OutboxStats {
-    /// Batches waiting for an ack.
+    /// Bulk batches waiting for an ack.
     pub batches: u64,
-    /// Their encoded size.
+    /// Priority batches waiting for an ack.
+    pub priority_batches: u64,
+    /// Encoded size of all waiting batches.
     pub bytes: u64,
-    /// Sequence number of the oldest waiting batch, if any.
+    /// The byte bound.
+    pub max_bytes: u64,
+    /// Oldest waiting bulk batch.
     pub first_seq: Option<u64>,
+    /// Oldest waiting priority batch.
+    pub first_priority_seq: Option<u64>,
+    /// When the oldest waiting batch (either lane) was sealed, Unix ms.
+    pub oldest_created_at_ms: Option<i64>,
+    /// Records evicted to stay within the bound, by kind, since the outbox was created.
+    pub dropped: BTreeMap<String, u64>,
     /// Batches removed because they no longer decoded.
     pub corrupt_dropped: u64,
 }
 
-/// Durable queue of batches awaiting acks.
+/// What a push did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pushed {
+    /// The batch's sequence number in its lane.
+    pub seq: u64,
+    /// Records evicted to make room (this batch's own, if it alone exceeds the bound).
+    pub evicted_records: u64,
+}
+
+/// Durable, bounded queue of batches awaiting acks.
 #[derive(Clone)]
 pub struct Outbox {
     path: PathBuf,
+    db: sled::Db,
     batches: sled::Tree,
     meta: sled::Tree,
-    db: sled::Db,
+    max_bytes: u64,
+    // Bytes held. A std Mutex: held only around synchronous sled calls, never across an
+    // await, so pushes from several tasks evict consistently.
+    bytes: Arc<Mutex<u64>>,
+}
+
+fn key(lane: Lane, seq: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = lane as u8;
+    k[1..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn parse_key(k: &[u8]) -> Option<(Lane, u64)> {
+    let (lane, seq) = k.split_first()?;
+    let lane = Lane::try_from(i32::from(*lane)).ok()?;
+    Some((lane, u64::from_be_bytes(<[u8; 8]>::try_from(seq).ok()?)))
+}
+
+fn next_seq_key(lane: Lane) -> &'static [u8] {
+    match lane {
+        Lane::Bulk => b"next_seq",
+        Lane::Priority => b"next_seq_priority",
+    }
+}
+
+fn dropped_key(kind: &str) -> Vec<u8> {
+    format!("dropped/{kind}").into_bytes()
+}
+
+fn be_u64(v: &[u8]) -> u64 {
+    <[u8; 8]>::try_from(v).map_or(0, u64::from_be_bytes)
 }
 
 impl Outbox {
-    /// Opens the outbox trees in an agent's sled database.
+    /// Opens the outbox trees in an agent's sled database, bounded to `max_bytes`.
     ///
     /// # Errors
-    /// [`OutboxError::Sled`] when the trees cannot be opened.
-    pub fn open(db: &sled::Db, path: PathBuf) -> Result<Self, OutboxError> {
+    /// [`OutboxError::Sled`] when the trees cannot be opened or read.
+    pub fn open(db: &sled::Db, path: PathBuf, max_bytes: u64) -> Result<Self, OutboxError> {
         let sled_err = |source| OutboxError::Sled {
             path: path.clone(),
             source,
         };
         let batches = db.open_tree("outbox").map_err(sled_err)?;
         let meta = db.open_tree("outbox_meta").map_err(sled_err)?;
+        let mut bytes = 0u64;
+        for item in batches.iter() {
+            let (_, v) = item.map_err(sled_err)?;
+            bytes += v.len() as u64;
+        }
         Ok(Self {
             path,
+            db: db.clone(),
             batches,
             meta,
-            db: db.clone(),
+            max_bytes,
+            bytes: Arc::new(Mutex::new(bytes)),
         })
     }
 
@@ -93,60 +156,182 @@ impl Outbox {
         }
     }
 
-    /// Seals `records` into the next batch and makes it durable; returns its seq.
+    fn add_counter(&self, key: &[u8], n: u64) -> Result<(), OutboxError> {
+        self.meta
+            .update_and_fetch(key, |old| {
+                Some(
+                    old.map_or(0, be_u64)
+                        .saturating_add(n)
+                        .to_be_bytes()
+                        .to_vec(),
+                )
+            })
+            .map(drop)
+            .map_err(|e| self.sled_err(e))
+    }
+
+    /// Seals `records` into the next batch of `lane` and makes it durable, evicting the oldest
+    /// batches if the bound requires it.
     ///
     /// # Errors
     /// [`OutboxError`] on corruption or a sled failure; the batch is then not buffered.
-    pub async fn push(&self, records: Vec<Record>, created_at_ms: i64) -> Result<u64, OutboxError> {
-        // Encoded once, outside the transaction (whose closure may run more than once). The
-        // seq is prepended inside it: concatenated protobuf messages merge, so
-        // `Batch{seq}` ++ `Batch{records, created_at_ms}` decodes as the whole batch.
-        let body = Batch {
-            seq: 0,
-            records,
-            created_at_ms,
-        }
-        .encode_to_vec();
-        let seq = (&self.batches, &self.meta)
-            .transaction(|(batches, meta)| {
-                let seq = match meta.get(NEXT_SEQ_KEY)? {
-                    None => 1,
-                    Some(v) => match <[u8; 8]>::try_from(v.as_ref()) {
-                        Ok(b) => u64::from_be_bytes(b),
-                        Err(_) => {
-                            return Err(ConflictableTransactionError::Abort(v.len()));
-                        }
-                    },
-                };
-                let mut value = Batch {
-                    seq,
-                    ..Batch::default()
-                }
-                .encode_to_vec();
-                value.extend_from_slice(&body);
-                batches.insert(&seq.to_be_bytes(), value)?;
-                meta.insert(NEXT_SEQ_KEY, &seq.saturating_add(1).to_be_bytes())?;
-                Ok(seq)
-            })
-            .map_err(|e| match e {
-                TransactionError::Abort(len) => OutboxError::Corrupt {
-                    path: self.path.clone(),
-                    len,
-                },
-                TransactionError::Storage(e) => self.sled_err(e),
-            })?;
-        self.db.flush_async().await.map_err(|e| self.sled_err(e))?;
-        Ok(seq)
+    pub async fn push(
+        &self,
+        lane: Lane,
+        records: Vec<Record>,
+        created_at_ms: i64,
+    ) -> Result<Pushed, OutboxError> {
+        self.push_parts(vec![(lane, records)], created_at_ms, None)
+            .await
     }
 
-    /// Up to `max` waiting batches with seq >= `from`, in order. Undecodable ones are removed
-    /// and counted.
+    /// Seals each non-empty part into the next batch of its lane, all in one transaction
+    /// together with an optional `(key, value)` written to the outbox's metadata (an input
+    /// position, so a reader that crashes neither loses nor repeats input), then flushes.
+    /// Returns the last part's seq.
+    ///
+    /// # Errors
+    /// [`OutboxError`] on corruption or a sled failure; nothing is buffered then.
+    pub async fn push_parts(
+        &self,
+        parts: Vec<(Lane, Vec<Record>)>,
+        created_at_ms: i64,
+        cursor: Option<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<Pushed, OutboxError> {
+        // Encoded once, outside the transaction (whose closure may run more than once). The
+        // seq is prepended inside it: concatenated protobuf messages merge, so
+        // `Batch{seq}` ++ `Batch{records, …}` decodes as the whole batch.
+        let bodies: Vec<(Lane, Vec<u8>)> = parts
+            .into_iter()
+            .filter(|(_, r)| !r.is_empty())
+            .map(|(lane, records)| {
+                let body = Batch {
+                    seq: 0,
+                    records,
+                    created_at_ms,
+                    lane: lane as i32,
+                }
+                .encode_to_vec();
+                (lane, body)
+            })
+            .collect();
+        let evicted_records;
+        let seq;
+        {
+            let mut held = self.bytes.lock().unwrap_or_else(PoisonError::into_inner);
+            let (s, len) = (&self.batches, &self.meta)
+                .transaction(|(batches, meta)| {
+                    let mut last = 0;
+                    let mut total = 0u64;
+                    for (lane, body) in &bodies {
+                        let lane = *lane;
+                        let seq = match meta.get(next_seq_key(lane))? {
+                            None => 1,
+                            Some(v) => match <[u8; 8]>::try_from(v.as_ref()) {
+                                Ok(b) => u64::from_be_bytes(b),
+                                Err(_) => return Err(ConflictableTransactionError::Abort(v.len())),
+                            },
+                        };
+                        let mut value = Batch {
+                            seq,
+                            ..Batch::default()
+                        }
+                        .encode_to_vec();
+                        value.extend_from_slice(body);
+                        total += value.len() as u64;
+                        batches.insert(&key(lane, seq), value)?;
+                        meta.insert(next_seq_key(lane), &seq.saturating_add(1).to_be_bytes())?;
+                        last = seq;
+                    }
+                    if let Some((k, v)) = &cursor {
+                        meta.insert(k.as_slice(), v.as_slice())?;
+                    }
+                    Ok((last, total))
+                })
+                .map_err(|e| match e {
+                    TransactionError::Abort(len) => OutboxError::Corrupt {
+                        path: self.path.clone(),
+                        len,
+                    },
+                    TransactionError::Storage(e) => self.sled_err(e),
+                })?;
+            seq = s;
+            *held += len;
+            evicted_records = self.evict_to_bound(&mut held)?;
+        }
+        self.db.flush_async().await.map_err(|e| self.sled_err(e))?;
+        Ok(Pushed {
+            seq,
+            evicted_records,
+        })
+    }
+
+    /// A value stored with [`Outbox::push_parts`]'s cursor.
     ///
     /// # Errors
     /// [`OutboxError::Sled`] on a sled failure.
-    pub fn pending_from(&self, from: u64, max: usize) -> Result<Vec<Batch>, OutboxError> {
+    pub fn cursor(&self, key: &[u8]) -> Result<Option<Vec<u8>>, OutboxError> {
+        Ok(self
+            .meta
+            .get(key)
+            .map_err(|e| self.sled_err(e))?
+            .map(|v| v.to_vec()))
+    }
+
+    /// Evicts oldest-first (bulk lane before priority) until within the bound.
+    fn evict_to_bound(&self, held: &mut u64) -> Result<u64, OutboxError> {
+        let mut evicted = 0u64;
+        while *held > self.max_bytes {
+            let victim = match self
+                .batches
+                .scan_prefix([Lane::Bulk as u8])
+                .next()
+                .or_else(|| self.batches.scan_prefix([Lane::Priority as u8]).next())
+            {
+                Some(item) => item.map_err(|e| self.sled_err(e))?,
+                None => break,
+            };
+            let (k, v) = victim;
+            if self
+                .batches
+                .remove(&k)
+                .map_err(|e| self.sled_err(e))?
+                .is_none()
+            {
+                continue;
+            }
+            *held = held.saturating_sub(v.len() as u64);
+            match Batch::decode(v.as_ref()) {
+                Ok(batch) => {
+                    let mut by_kind: BTreeMap<&str, u64> = BTreeMap::new();
+                    for r in &batch.records {
+                        *by_kind.entry(record_kind(r)).or_insert(0) += 1;
+                    }
+                    for (kind, n) in by_kind {
+                        self.add_counter(&dropped_key(kind), n)?;
+                        evicted += n;
+                    }
+                }
+                Err(_) => self.add_counter(CORRUPT_KEY, 1)?,
+            }
+        }
+        Ok(evicted)
+    }
+
+    /// Up to `max` waiting batches of `lane` with seq >= `from`, in order. Undecodable ones
+    /// are removed and counted.
+    ///
+    /// # Errors
+    /// [`OutboxError::Sled`] on a sled failure.
+    pub fn pending_from(
+        &self,
+        lane: Lane,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<Batch>, OutboxError> {
         let mut out = Vec::new();
-        for item in self.batches.range(from.to_be_bytes()..) {
+        let end = key(lane, u64::MAX);
+        for item in self.batches.range(key(lane, from)..=end) {
             if out.len() >= max {
                 break;
             }
@@ -155,31 +340,30 @@ impl Outbox {
                 Ok(b) => out.push(b),
                 Err(e) => {
                     tracing::error!(outbox = %self.path.display(), error = %e, "dropping undecodable outbox batch");
-                    self.batches.remove(&k).map_err(|e| self.sled_err(e))?;
-                    self.meta
-                        .update_and_fetch(b"corrupt_dropped", |old| {
-                            let n = old
-                                .and_then(|o| <[u8; 8]>::try_from(o).ok())
-                                .map_or(0, u64::from_be_bytes);
-                            Some(n.saturating_add(1).to_be_bytes().to_vec())
-                        })
-                        .map_err(|e| self.sled_err(e))?;
+                    if let Some(old) = self.batches.remove(&k).map_err(|e| self.sled_err(e))? {
+                        let mut held = self.bytes.lock().unwrap_or_else(PoisonError::into_inner);
+                        *held = held.saturating_sub(old.len() as u64);
+                    }
+                    self.add_counter(CORRUPT_KEY, 1)?;
                 }
             }
         }
         Ok(out)
     }
 
-    /// Removes every batch with seq <= `seq`; returns how many were removed.
+    /// Removes every batch of `lane` with seq <= `seq`; returns how many were removed.
     ///
     /// # Errors
     /// [`OutboxError::Sled`] on a sled failure.
-    pub fn ack(&self, seq: u64) -> Result<u64, OutboxError> {
+    pub fn ack(&self, lane: Lane, seq: u64) -> Result<u64, OutboxError> {
         let mut removed = 0;
-        for item in self.batches.range(..=seq.to_be_bytes()) {
+        let mut held = self.bytes.lock().unwrap_or_else(PoisonError::into_inner);
+        for item in self.batches.range(key(lane, 0)..=key(lane, seq)) {
             let (k, _) = item.map_err(|e| self.sled_err(e))?;
-            self.batches.remove(k).map_err(|e| self.sled_err(e))?;
-            removed += 1;
+            if let Some(old) = self.batches.remove(k).map_err(|e| self.sled_err(e))? {
+                *held = held.saturating_sub(old.len() as u64);
+                removed += 1;
+            }
         }
         Ok(removed)
     }
@@ -189,21 +373,49 @@ impl Outbox {
     /// # Errors
     /// [`OutboxError::Sled`] on a sled failure.
     pub fn stats(&self) -> Result<OutboxStats, OutboxError> {
-        let mut stats = OutboxStats::default();
-        for item in self.batches.iter() {
-            let (k, v) = item.map_err(|e| self.sled_err(e))?;
-            stats.batches += 1;
-            stats.bytes += v.len() as u64;
-            if stats.first_seq.is_none() {
-                stats.first_seq = <[u8; 8]>::try_from(k.as_ref()).ok().map(u64::from_be_bytes);
+        let mut stats = OutboxStats {
+            max_bytes: self.max_bytes,
+            bytes: *self.bytes.lock().unwrap_or_else(PoisonError::into_inner),
+            ..OutboxStats::default()
+        };
+        for item in self.batches.iter().keys() {
+            let k = item.map_err(|e| self.sled_err(e))?;
+            match parse_key(&k) {
+                Some((Lane::Bulk, seq)) => {
+                    stats.batches += 1;
+                    stats.first_seq.get_or_insert(seq);
+                }
+                Some((Lane::Priority, seq)) => {
+                    stats.priority_batches += 1;
+                    stats.first_priority_seq.get_or_insert(seq);
+                }
+                None => {}
             }
+        }
+        for first in [
+            stats.first_seq.map(|s| key(Lane::Bulk, s)),
+            stats.first_priority_seq.map(|s| key(Lane::Priority, s)),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if let Some(v) = self.batches.get(first).map_err(|e| self.sled_err(e))? {
+                if let Ok(b) = Batch::decode(v.as_ref()) {
+                    let t = stats.oldest_created_at_ms.get_or_insert(b.created_at_ms);
+                    *t = (*t).min(b.created_at_ms);
+                }
+            }
+        }
+        for item in self.meta.scan_prefix(b"dropped/") {
+            let (k, v) = item.map_err(|e| self.sled_err(e))?;
+            let kind = String::from_utf8_lossy(&k[b"dropped/".len()..]).into_owned();
+            stats.dropped.insert(kind, be_u64(&v));
         }
         stats.corrupt_dropped = self
             .meta
-            .get(b"corrupt_dropped")
+            .get(CORRUPT_KEY)
             .map_err(|e| self.sled_err(e))?
-            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-            .map_or(0, u64::from_be_bytes);
+            .map_or(0, |v| be_u64(&v));
         Ok(stats)
     }
 }
@@ -211,9 +423,9 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use picket_proto::v1::{HostStats, record};
+    use picket_proto::v1::{FlowSummary, HostStats, IntelHit, record};
 
-    fn rec(n: u64) -> Vec<Record> {
+    fn host(n: u64) -> Vec<Record> {
         vec![Record {
             record: Some(record::Record::HostStats(HostStats {
                 packets: n,
@@ -222,55 +434,141 @@ mod tests {
         }]
     }
 
-    fn open(dir: &std::path::Path) -> Outbox {
+    fn flows(n: usize) -> Vec<Record> {
+        (0..n)
+            .map(|i| Record {
+                record: Some(record::Record::Flow(FlowSummary {
+                    remote_addr: format!("198.51.100.{}", i % 250),
+                    connections: i as u64,
+                    ..FlowSummary::default()
+                })),
+            })
+            .collect()
+    }
+
+    fn hit() -> Vec<Record> {
+        vec![Record {
+            record: Some(record::Record::IntelHit(IntelHit {
+                indicator: "guarddutyc2activityb.com".into(),
+                ..IntelHit::default()
+            })),
+        }]
+    }
+
+    fn open(dir: &std::path::Path, max: u64) -> Outbox {
         let db = sled::open(dir).unwrap();
-        Outbox::open(&db, dir.to_owned()).unwrap()
+        Outbox::open(&db, dir.to_owned(), max).unwrap()
     }
 
     #[tokio::test]
     async fn sequence_numbers_continue_across_restarts_even_when_all_acked() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let ob = open(dir.path());
-            assert_eq!(ob.push(rec(1), 0).await.unwrap(), 1);
-            assert_eq!(ob.push(rec(2), 0).await.unwrap(), 2);
-            assert_eq!(ob.ack(2).unwrap(), 2);
+            let ob = open(dir.path(), 1 << 20);
+            assert_eq!(ob.push(Lane::Bulk, host(1), 0).await.unwrap().seq, 1);
+            assert_eq!(ob.push(Lane::Bulk, host(2), 0).await.unwrap().seq, 2);
+            assert_eq!(ob.push(Lane::Priority, hit(), 0).await.unwrap().seq, 1);
+            assert_eq!(ob.ack(Lane::Bulk, 2).unwrap(), 2);
         }
-        let ob = open(dir.path());
-        assert_eq!(ob.push(rec(3), 0).await.unwrap(), 3);
+        let ob = open(dir.path(), 1 << 20);
+        assert_eq!(ob.push(Lane::Bulk, host(3), 0).await.unwrap().seq, 3);
+        assert_eq!(ob.push(Lane::Priority, hit(), 0).await.unwrap().seq, 2);
     }
 
     #[tokio::test]
-    async fn unacked_batches_survive_restart_and_ack_removes_only_up_to_seq() {
+    async fn unacked_batches_survive_restart_and_ack_touches_only_its_lane() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let ob = open(dir.path());
+            let ob = open(dir.path(), 1 << 20);
             for i in 1..=5 {
-                ob.push(rec(i), 0).await.unwrap();
+                ob.push(Lane::Bulk, host(i), 100 + i as i64).await.unwrap();
             }
-            assert_eq!(ob.ack(2).unwrap(), 2);
+            ob.push(Lane::Priority, hit(), 50).await.unwrap();
+            assert_eq!(ob.ack(Lane::Bulk, 2).unwrap(), 2);
         }
-        let ob = open(dir.path());
-        let pending = ob.pending_from(1, 10).unwrap();
+        let ob = open(dir.path(), 1 << 20);
+        let pending = ob.pending_from(Lane::Bulk, 1, 10).unwrap();
         assert_eq!(
             pending.iter().map(|b| b.seq).collect::<Vec<_>>(),
             vec![3, 4, 5]
         );
-        assert_eq!(ob.pending_from(4, 1).unwrap()[0].seq, 4);
+        assert_eq!(ob.pending_from(Lane::Bulk, 4, 1).unwrap()[0].seq, 4);
+        assert_eq!(ob.pending_from(Lane::Priority, 1, 10).unwrap().len(), 1);
         let s = ob.stats().unwrap();
-        assert_eq!((s.batches, s.first_seq), (3, Some(3)));
+        assert_eq!(
+            (s.batches, s.first_seq, s.priority_batches),
+            (3, Some(3), 1)
+        );
+        assert_eq!(s.oldest_created_at_ms, Some(50));
+        assert!(s.bytes > 0);
+    }
+
+    #[tokio::test]
+    async fn a_full_outbox_evicts_oldest_summaries_first_counts_them_and_keeps_hits() {
+        let dir = tempfile::tempdir().unwrap();
+        let ob = open(dir.path(), 64 * 1024);
+        ob.push(Lane::Priority, hit(), 0).await.unwrap();
+        let mut evicted = 0;
+        let mut pushed_flows = 0;
+        for _ in 0..100 {
+            evicted += ob
+                .push(Lane::Bulk, flows(50), 0)
+                .await
+                .unwrap()
+                .evicted_records;
+            pushed_flows += 50;
+        }
+        let s = ob.stats().unwrap();
+        assert!(s.bytes <= 64 * 1024, "{} bytes held", s.bytes);
+        assert_eq!(
+            s.priority_batches, 1,
+            "the intel hit was evicted before summaries"
+        );
+        assert_eq!(s.dropped.get("flow").copied().unwrap_or(0), evicted);
+        assert!(evicted > 0);
+        let held: u64 = ob
+            .pending_from(Lane::Bulk, 1, usize::MAX)
+            .unwrap()
+            .iter()
+            .map(|b| b.records.len() as u64)
+            .sum();
+        assert_eq!(
+            held + evicted,
+            pushed_flows,
+            "every flow is held or counted"
+        );
+        // The oldest went first: what is left is the newest suffix.
+        let seqs: Vec<u64> = ob
+            .pending_from(Lane::Bulk, 1, usize::MAX)
+            .unwrap()
+            .iter()
+            .map(|b| b.seq)
+            .collect();
+        assert_eq!(seqs.last(), Some(&100));
+    }
+
+    #[tokio::test]
+    async fn hits_are_evicted_only_when_no_summary_is_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let ob = open(dir.path(), 200);
+        for _ in 0..20 {
+            ob.push(Lane::Priority, hit(), 0).await.unwrap();
+        }
+        let s = ob.stats().unwrap();
+        assert!(s.bytes <= 200);
+        assert!(s.dropped.get("intel_hit").copied().unwrap_or(0) > 0);
     }
 
     #[tokio::test]
     async fn an_undecodable_batch_is_dropped_and_counted() {
         let dir = tempfile::tempdir().unwrap();
-        let ob = open(dir.path());
-        ob.push(rec(1), 0).await.unwrap();
-        ob.push(rec(2), 0).await.unwrap();
+        let ob = open(dir.path(), 1 << 20);
+        ob.push(Lane::Bulk, host(1), 0).await.unwrap();
+        ob.push(Lane::Bulk, host(2), 0).await.unwrap();
         ob.batches
-            .insert(1u64.to_be_bytes(), &[0xff, 0xff, 0xff][..])
+            .insert(key(Lane::Bulk, 1), &[0xff, 0xff, 0xff][..])
             .unwrap();
-        let pending = ob.pending_from(1, 10).unwrap();
+        let pending = ob.pending_from(Lane::Bulk, 1, 10).unwrap();
         assert_eq!(pending.iter().map(|b| b.seq).collect::<Vec<_>>(), vec![2]);
         assert_eq!(ob.stats().unwrap().corrupt_dropped, 1);
     }

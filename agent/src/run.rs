@@ -10,8 +10,26 @@ use tracing::info;
 use crate::config::Settings;
 use crate::health::Health;
 use crate::outbox::{Outbox, OutboxError};
+use crate::records_sink::RecordSink;
 use crate::tls::{TlsError, client_config};
 use crate::transport::Transport;
+
+/// The sled database folder inside an agent's data folder.
+pub fn state_path(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("state")
+}
+
+/// Opens the agent's sled database, saying where and why when it cannot.
+///
+/// # Errors
+/// [`RunError::DataDir`] naming the folder and sled's reason (e.g. another agent holds it).
+pub fn open_state(data_dir: &std::path::Path) -> Result<sled::Db, RunError> {
+    let path = state_path(data_dir);
+    sled::open(&path).map_err(|e| RunError::DataDir {
+        path,
+        reason: e.to_string(),
+    })
+}
 
 /// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]
@@ -49,17 +67,33 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         reason,
     };
     std::fs::create_dir_all(&settings.data_dir).map_err(|e| dir_err(e.to_string()))?;
-    let db = sled::open(settings.data_dir.join("state")).map_err(|e| dir_err(e.to_string()))?;
-    let outbox = Outbox::open(&db, settings.data_dir.join("state"))?;
+    let db = open_state(&settings.data_dir)?;
+    let outbox = Outbox::open(
+        &db,
+        state_path(&settings.data_dir),
+        settings.outbox_max_bytes,
+    )?;
     let new_batches = Arc::new(Notify::new());
     let health = Arc::new(Health::default());
+    let sink = RecordSink::new(
+        outbox.clone(),
+        Arc::clone(&new_batches),
+        Arc::clone(&health),
+    );
     let (stop_tx, stop_rx) = watch::channel(false);
 
     info!(agent = %settings.identity, aggregator = %settings.aggregator_url, "agent starting");
+    let status = tokio::spawn(crate::status::write_every_second(
+        settings.data_dir.clone(),
+        settings.identity.to_string(),
+        settings.aggregator_url.clone(),
+        outbox.clone(),
+        Arc::clone(&health),
+        stop_rx.clone(),
+    ));
     let reporter = tokio::spawn(crate::host_stats::report_every(
         settings.summary_interval,
-        outbox.clone(),
-        Arc::clone(&new_batches),
+        sink,
         stop_rx.clone(),
     ));
     let transport = Transport::new(settings, tls, outbox, new_batches, health);
@@ -68,7 +102,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
     shutdown.await;
     info!("agent stopping");
     let _ = stop_tx.send(true);
-    for task in [reporter, transport] {
+    for task in [status, reporter, transport] {
         if let Err(e) = task.await {
             tracing::error!(error = %e, "agent task failed");
         }

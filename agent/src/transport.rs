@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use picket_proto::v1::ingest_client::IngestClient;
 use picket_proto::v1::{
-    AgentFrame, AgentIdentity, Heartbeat, Hello, agent_frame, aggregator_frame,
+    AgentFrame, AgentIdentity, Heartbeat, Hello, Lane, agent_frame, aggregator_frame,
 };
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -154,7 +154,7 @@ impl Transport {
         }
     }
 
-    fn hello(&self, first_unacked_seq: u64) -> AgentFrame {
+    fn hello(&self, first_unacked_seq: u64, first_unacked_priority_seq: u64) -> AgentFrame {
         let id = &self.settings.identity;
         AgentFrame {
             frame: Some(agent_frame::Frame::Hello(Hello {
@@ -167,6 +167,7 @@ impl Transport {
                 agent_version: env!("CARGO_PKG_VERSION").to_owned(),
                 intel_version: 0,
                 first_unacked_seq,
+                first_unacked_priority_seq,
             })),
         }
     }
@@ -174,18 +175,10 @@ impl Transport {
     fn heartbeat(&self) -> Result<AgentFrame, OutboxError> {
         let stats = self.outbox.stats()?;
         let now = now_ms();
-        let oldest_age_ms = match stats.first_seq {
-            Some(seq) => self
-                .outbox
-                .pending_from(seq, 1)?
-                .first()
-                .map_or(0, |b| now.saturating_sub(b.created_at_ms)),
-            None => 0,
-        };
         Ok(AgentFrame {
             frame: Some(agent_frame::Frame::Heartbeat(Heartbeat {
                 sent_at_ms: now,
-                health: Some(self.health.snapshot(&stats, oldest_age_ms)),
+                health: Some(self.health.snapshot(&stats, now)),
             })),
         })
     }
@@ -209,11 +202,14 @@ impl Transport {
         };
         let mut client = IngestClient::new(channel).max_decoding_message_size(MAX_INBOUND_MESSAGE);
 
-        let first_unacked = self.outbox.stats()?.first_seq.unwrap_or(0);
+        let stats = self.outbox.stats()?;
         let (tx, rx) = mpsc::channel::<AgentFrame>(WINDOW + 4);
-        tx.send(self.hello(first_unacked))
-            .await
-            .map_err(|_| SessionError::StreamClosed)?;
+        tx.send(self.hello(
+            stats.first_seq.unwrap_or(0),
+            stats.first_priority_seq.unwrap_or(0),
+        ))
+        .await
+        .map_err(|_| SessionError::StreamClosed)?;
         let response = tokio::select! {
             r = client.session(ReceiverStream::new(rx)) => r?,
             _ = shutdown.changed() => return Ok(SessionEnd::Shutdown),
@@ -224,27 +220,28 @@ impl Transport {
         info!(aggregator = %self.settings.aggregator_url, agent = %self.settings.identity, "connected");
 
         let mut heartbeat = tokio::time::interval(self.settings.heartbeat_interval);
-        let mut in_flight: VecDeque<u64> = VecDeque::with_capacity(WINDOW);
-        let mut next_seq = first_unacked.max(1);
+        let mut window = Window::default();
         loop {
-            // Fill the window from the outbox; everything else waits on disk.
-            while in_flight.len() < WINDOW {
-                let batches = self
-                    .outbox
-                    .pending_from(next_seq, WINDOW - in_flight.len())?;
-                if batches.is_empty() {
-                    break;
-                }
-                for batch in batches {
-                    next_seq = batch.seq.saturating_add(1);
-                    in_flight.push_back(batch.seq);
-                    let frame = AgentFrame {
-                        frame: Some(agent_frame::Frame::Batch(batch)),
-                    };
-                    tx.send(frame)
-                        .await
-                        .map_err(|_| SessionError::StreamClosed)?;
-                    self.health.batches_sent.fetch_add(1, Ordering::Relaxed);
+            // Fill the window, priority lane first; everything else waits on disk.
+            for lane in [Lane::Priority, Lane::Bulk] {
+                while window.len() < WINDOW {
+                    let from = window.next(lane);
+                    let batches = self
+                        .outbox
+                        .pending_from(lane, from, WINDOW - window.len())?;
+                    if batches.is_empty() {
+                        break;
+                    }
+                    for batch in batches {
+                        window.sent(lane, batch.seq);
+                        let frame = AgentFrame {
+                            frame: Some(agent_frame::Frame::Batch(batch)),
+                        };
+                        tx.send(frame)
+                            .await
+                            .map_err(|_| SessionError::StreamClosed)?;
+                        self.health.batches_sent.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
             tokio::select! {
@@ -252,14 +249,11 @@ impl Transport {
                     None => return Ok(SessionEnd::Closed),
                     Some(frame) => match frame.frame {
                         Some(aggregator_frame::Frame::Ack(ack)) => {
-                            let removed = self.outbox.ack(ack.seq)?;
-                            while in_flight.front().is_some_and(|s| *s <= ack.seq) {
-                                in_flight.pop_front();
-                            }
-                            // After a reconnect the first ack may cover batches not yet resent.
-                            next_seq = next_seq.max(ack.seq.saturating_add(1));
+                            let lane = Lane::try_from(ack.lane).unwrap_or(Lane::Bulk);
+                            let removed = self.outbox.ack(lane, ack.seq)?;
+                            window.acked(lane, ack.seq);
                             self.health.batches_acked.fetch_add(removed, Ordering::Relaxed);
-                            info!(seq = ack.seq, removed, "acked");
+                            info!(seq = ack.seq, lane = lane.as_str_name(), removed, "acked");
                         }
                         Some(aggregator_frame::Frame::IntelUpdate(update)) => {
                             debug!(version = update.version, bytes = update.payload.len(), "intel update received (not applied yet)");
@@ -275,6 +269,48 @@ impl Transport {
                 _ = shutdown.changed() => return Ok(SessionEnd::Shutdown),
             }
         }
+    }
+}
+
+/// Batches in flight on one session, per lane, and where each lane's sending resumes.
+#[derive(Default)]
+struct Window {
+    bulk: VecDeque<u64>,
+    priority: VecDeque<u64>,
+    next_bulk: u64,
+    next_priority: u64,
+}
+
+impl Window {
+    fn lane(&mut self, lane: Lane) -> (&mut VecDeque<u64>, &mut u64) {
+        match lane {
+            Lane::Bulk => (&mut self.bulk, &mut self.next_bulk),
+            Lane::Priority => (&mut self.priority, &mut self.next_priority),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.bulk.len() + self.priority.len()
+    }
+
+    /// First seq of `lane` not yet sent on this session.
+    fn next(&mut self, lane: Lane) -> u64 {
+        (*self.lane(lane).1).max(1)
+    }
+
+    fn sent(&mut self, lane: Lane, seq: u64) {
+        let (q, next) = self.lane(lane);
+        q.push_back(seq);
+        *next = seq.saturating_add(1);
+    }
+
+    fn acked(&mut self, lane: Lane, seq: u64) {
+        let (q, next) = self.lane(lane);
+        while q.front().is_some_and(|s| *s <= seq) {
+            q.pop_front();
+        }
+        // After a reconnect the first ack may cover batches not yet resent.
+        *next = (*next).max(seq.saturating_add(1));
     }
 }
 

@@ -34,6 +34,57 @@ pub enum Command {
     /// Make a CA and issue certificates.
     #[command(subcommand)]
     Certs(CertsCommand),
+    /// Inspect the agents of a running aggregator (needs an administrator certificate).
+    #[command(subcommand)]
+    Agents(AgentsCommand),
+}
+
+/// `agents` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AgentsCommand {
+    /// List every agent: identity, connected, last acked sequence, records received by kind,
+    /// duplicates discarded and drops the agent reported.
+    List(AgentsListArgs),
+}
+
+/// Output formats for listings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// A table for people.
+    Table,
+    /// One JSON document.
+    Json,
+}
+
+/// How to reach a running aggregator as an administrator.
+#[derive(Debug, Args)]
+pub struct RemoteArgs {
+    /// Aggregator URL, https://HOST:PORT.
+    #[arg(long)]
+    pub aggregator: String,
+    /// CA certificate the aggregator must chain to.
+    #[arg(long)]
+    pub ca: PathBuf,
+    /// Administrator certificate (`certs issue --admin`).
+    #[arg(long)]
+    pub cert: PathBuf,
+    /// Administrator key.
+    #[arg(long)]
+    pub key: PathBuf,
+}
+
+/// `agents list` flags.
+#[derive(Debug, Args)]
+pub struct AgentsListArgs {
+    /// Where and as whom.
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+    /// Only agents of this account.
+    #[arg(long)]
+    pub account_id: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
 }
 
 /// `serve` flags; each overrides the config file.

@@ -6,7 +6,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod certs;
+pub mod client;
 pub mod config;
 pub mod ingest;
 pub mod peer;

@@ -12,7 +12,10 @@ use picket_aggregator::config::{ConfigFile, Overrides, Settings};
 use picket_proto::AgentId;
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{CertsCommand, Cli, Command, IssueArgs, LogFormat, ServeArgs};
+use crate::cli::{
+    AgentsCommand, AgentsListArgs, CertsCommand, Cli, Command, IssueArgs, LogFormat, OutputFormat,
+    ServeArgs,
+};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -48,7 +51,30 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Certs(CertsCommand::Issue(args)) => issue(args),
+        Command::Agents(AgentsCommand::List(args)) => agents_list(args),
     }
+}
+
+fn agents_list(args: AgentsListArgs) -> Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let agents = runtime.block_on(async {
+        let r = &args.remote;
+        let channel =
+            picket_aggregator::client::connect(&r.aggregator, &r.ca, &r.cert, &r.key).await?;
+        let mut client = picket_proto::v1::admin_client::AdminClient::new(channel);
+        let response = client
+            .list_agents(picket_proto::v1::ListAgentsRequest {
+                account_id: args.account_id.clone().unwrap_or_default(),
+            })
+            .await
+            .map_err(|s| anyhow::anyhow!("aggregator said {:?}: {}", s.code(), s.message()))?;
+        anyhow::Ok(response.into_inner().agents)
+    })?;
+    match args.format {
+        OutputFormat::Table => print!("{}", picket_aggregator::admin::agents_table(&agents)),
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&agents)?),
+    }
+    Ok(())
 }
 
 fn serve(args: ServeArgs) -> Result<()> {

@@ -64,6 +64,21 @@ impl Peer {
     }
 }
 
+/// The verified peer of a gRPC request, or the status to refuse it with.
+///
+/// # Errors
+/// `Unauthenticated` without a client certificate, `PermissionDenied` when it names no Picket
+/// identity.
+pub fn peer_of<T>(request: &tonic::Request<T>) -> Result<Peer, tonic::Status> {
+    let certs = request
+        .peer_certs()
+        .ok_or_else(|| tonic::Status::unauthenticated("no client certificate"))?;
+    let leaf = certs
+        .first()
+        .ok_or_else(|| tonic::Status::unauthenticated("no client certificate"))?;
+    Peer::from_der(leaf).map_err(|e| tonic::Status::permission_denied(e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

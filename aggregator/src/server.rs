@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use picket_proto::v1::admin_server::AdminServer;
 use picket_proto::v1::ingest_server::IngestServer;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
@@ -19,6 +20,7 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tracing::{debug, info, warn};
 
+use crate::admin::AdminService;
 use crate::config::Settings;
 use crate::ingest::{BatchStore, IngestService, SessionLimiter, StoreError};
 use crate::tls::{TlsError, server_config};
@@ -78,9 +80,11 @@ pub async fn serve(
     info!(%local_addr, data_dir = %settings.data_dir.display(), "listening");
 
     let limits = &settings.limits;
+    let limiter = SessionLimiter::new(limits.max_sessions_per_agent.get());
+    let admin = AdminServer::new(AdminService::new(store.clone(), Arc::clone(&limiter)));
     let service = IngestService::new(
         store,
-        SessionLimiter::new(limits.max_sessions_per_agent.get()),
+        limiter,
         Duration::from_secs(limits.hello_timeout_secs),
     );
     let max_message = limits.max_message_bytes.get();
@@ -101,6 +105,7 @@ pub async fn serve(
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .add_service(ingest)
+        .add_service(admin)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     accept.abort();

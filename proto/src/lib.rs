@@ -13,3 +13,15 @@ pub mod v1 {
 }
 
 pub use identity::{AgentId, IdentityError};
+
+/// The kind of a record, as used in per-kind counters (`flow`, `dns`, `intel_hit`, `host_stats`).
+pub fn record_kind(record: &v1::Record) -> &'static str {
+    use v1::record::Record as R;
+    match &record.record {
+        Some(R::Flow(_)) => "flow",
+        Some(R::Dns(_)) => "dns",
+        Some(R::IntelHit(_)) => "intel_hit",
+        Some(R::HostStats(_)) => "host_stats",
+        None => "empty",
+    }
+}

@@ -8,7 +8,7 @@ use anyhow::Result;
 use picket_aggregator::certs::LeafKind;
 use picket_aggregator::ingest::BatchStore;
 use picket_proto::AgentId;
-use picket_proto::v1::{AgentFrame, Batch, HostStats, Record, agent_frame, record};
+use picket_proto::v1::{AgentFrame, Batch, HostStats, Lane, Record, agent_frame, record};
 use picket_tests::{Pki, Proc, client, hello, start_agent, start_aggregator};
 
 const ACCOUNT: &str = "123456789012";
@@ -53,17 +53,16 @@ fn acked_batches_survive_an_aggregator_crash_and_the_agent_reconnects_by_itself(
     let id = AgentId::new(ACCOUNT, "i-0aaa")?;
     {
         let store = BatchStore::open(agg_dir.path())?;
-        assert!(store.high_water_mark(&id)? >= acked);
-        for seq in 1..=acked {
-            let batch = store
-                .get(&id, seq)?
-                .expect("an acked batch is in the store");
-            assert_eq!(batch.seq, seq);
-            assert!(matches!(
-                batch.records.first().and_then(|r| r.record.as_ref()),
-                Some(record::Record::HostStats(_))
-            ));
-        }
+        assert!(store.high_water_mark(&id, Lane::Bulk)? >= acked);
+        let (batches, bad) = store.batches_of(&id)?;
+        assert_eq!(bad, 0);
+        let seqs: Vec<u64> = batches.iter().map(|b| b.seq).collect();
+        let expected: Vec<u64> = (1..=acked).collect();
+        assert_eq!(seqs.get(..expected.len()), Some(expected.as_slice()));
+        assert!(batches.iter().all(|b| matches!(
+            b.records.first().and_then(|r| r.record.as_ref()),
+            Some(record::Record::HostStats(_))
+        )));
     }
 
     // Same port, same store: the agent finds it again without help.
@@ -205,6 +204,7 @@ async fn garbage_bytes_and_an_oversize_frame_end_only_their_own_connection() -> 
                 })),
             }],
             created_at_ms: 0,
+            lane: Lane::Bulk as i32,
         })),
     };
     let mut inbound = c

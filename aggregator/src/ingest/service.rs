@@ -4,17 +4,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use picket_proto::AgentId;
 use picket_proto::v1::ingest_server::Ingest;
-use picket_proto::v1::{Ack, AgentFrame, AggregatorFrame, Hello, agent_frame, aggregator_frame};
+use picket_proto::v1::{
+    Ack, AgentFrame, AggregatorFrame, Hello, Lane, agent_frame, aggregator_frame,
+};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
 use super::sessions::{SessionLimiter, SessionSlot};
-use super::store::{AppendOutcome, BatchStore};
-use crate::peer::Peer;
+use super::store::{AppendOutcome, BatchStore, now_ms};
+use crate::peer::{Peer, peer_of};
 
 /// Frames queued towards one agent before the session stops reading. Acks are tiny and the
 /// agent's own window bounds how many it waits for, so this only absorbs bursts.
@@ -68,13 +71,7 @@ impl Ingest for IngestService {
         let remote = request
             .remote_addr()
             .map_or_else(|| "unknown".to_owned(), |a| a.to_string());
-        let certs = request
-            .peer_certs()
-            .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
-        let leaf = certs
-            .first()
-            .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
-        let agent = match Peer::from_der(leaf) {
+        let agent = match peer_of(&request) {
             Ok(Peer::Agent(id)) => id,
             Ok(Peer::Admin(name)) => {
                 warn!(admin = %name, "refusing ingest session from an administrator certificate");
@@ -82,9 +79,9 @@ impl Ingest for IngestService {
                     "administrator certificates cannot open ingest sessions",
                 ));
             }
-            Err(e) => {
-                warn!(%remote, error = %e, "refusing session");
-                return Err(Status::permission_denied(e.to_string()));
+            Err(status) => {
+                warn!(%remote, reason = status.message(), "refusing session");
+                return Err(status);
             }
         };
         let slot = self.limiter.acquire(&agent).ok_or_else(|| {
@@ -100,34 +97,130 @@ impl Ingest for IngestService {
             _ => return Err(Status::invalid_argument("the first frame must be Hello")),
         };
         check_hello(&agent, &hello)?;
-        let hwm = self
+        let ledger = self
             .store
-            .high_water_mark(&agent)
-            .map_err(|e| Status::internal(e.to_string()))?;
+            .ledger(&agent)
+            .map_err(|e| Status::internal(e.to_string()))?
+            .unwrap_or_default();
+        let region = hello.identity.as_ref().map(|i| i.region.as_str());
+        if let Err(e) =
+            self.store
+                .note_agent(&agent, region, Some(&hello.agent_version), None, now_ms())
+        {
+            warn!(%agent, error = %e, "Hello not recorded");
+        }
         info!(
             %agent,
             %remote,
             agent_version = %hello.agent_version,
             first_unacked_seq = hello.first_unacked_seq,
-            hwm,
+            first_unacked_priority_seq = hello.first_unacked_priority_seq,
+            hwm = ledger.last_acked_seq,
+            priority_hwm = ledger.last_acked_priority_seq,
             "agent session opened"
         );
         let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
         // Tell the agent at once what is already durable, so it can drop replays without
         // resending them.
-        if hwm > 0 && tx.try_send(Ok(ack(hwm))).is_err() {
-            // Unreachable on a fresh channel of capacity OUTBOUND_QUEUE; the agent will get
-            // the same ack after its next batch anyway.
-            debug!(%agent, "initial ack not queued");
+        for (lane, hwm) in [
+            (Lane::Bulk, ledger.last_acked_seq),
+            (Lane::Priority, ledger.last_acked_priority_seq),
+        ] {
+            if hwm > 0 && tx.try_send(Ok(ack(hwm, lane))).is_err() {
+                // Unreachable on a fresh channel of capacity OUTBOUND_QUEUE; the agent gets
+                // the same ack after its next batch anyway.
+                debug!(%agent, "initial ack not queued");
+            }
         }
         tokio::spawn(run_session(self.store.clone(), agent, inbound, tx, slot));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 }
 
-fn ack(seq: u64) -> AggregatorFrame {
+fn ack(seq: u64, lane: Lane) -> AggregatorFrame {
     AggregatorFrame {
-        frame: Some(aggregator_frame::Frame::Ack(Ack { seq })),
+        frame: Some(aggregator_frame::Frame::Ack(Ack {
+            seq,
+            lane: lane as i32,
+        })),
+    }
+}
+
+/// Frames applied before one flush covers them all: under load, many batches share one fsync.
+const MAX_GROUP: usize = 64;
+
+/// Acks owed after the next flush, per lane.
+#[derive(Default)]
+struct PendingAcks {
+    bulk: Option<u64>,
+    priority: Option<u64>,
+}
+
+impl PendingAcks {
+    fn note(&mut self, lane: Lane, hwm: u64) {
+        let slot = match lane {
+            Lane::Bulk => &mut self.bulk,
+            Lane::Priority => &mut self.priority,
+        };
+        *slot = Some(slot.map_or(hwm, |s| s.max(hwm)));
+    }
+
+    fn frames(&mut self) -> impl Iterator<Item = AggregatorFrame> {
+        let p = self.priority.take().map(|s| ack(s, Lane::Priority));
+        let b = self.bulk.take().map(|s| ack(s, Lane::Bulk));
+        p.into_iter().chain(b)
+    }
+}
+
+/// What one frame asks of the session loop.
+enum Step {
+    Continue,
+    End(Result<(), Status>),
+}
+
+/// Applies one frame (without flushing) and notes the ack it earns.
+fn apply_frame(
+    store: &BatchStore,
+    agent: &AgentId,
+    frame: AgentFrame,
+    acks: &mut PendingAcks,
+) -> Step {
+    match frame.frame {
+        Some(agent_frame::Frame::Batch(batch)) => {
+            let seq = batch.seq;
+            let lane = Lane::try_from(batch.lane).unwrap_or(Lane::Bulk);
+            match store.apply(agent, &batch, now_ms()) {
+                Ok(outcome) => {
+                    match outcome {
+                        AppendOutcome::Applied { .. } => {
+                            debug!(%agent, seq, lane = lane.as_str_name(), records = batch.records.len(), "batch stored")
+                        }
+                        AppendOutcome::Duplicate { hwm } => {
+                            debug!(%agent, seq, hwm, lane = lane.as_str_name(), "replayed batch recognised, not applied")
+                        }
+                    }
+                    acks.note(lane, outcome.hwm());
+                    Step::Continue
+                }
+                Err(e) => {
+                    warn!(%agent, seq, error = %e, "batch not stored; not acked");
+                    Step::End(Err(Status::unavailable(format!(
+                        "batch {seq} not stored: {e}"
+                    ))))
+                }
+            }
+        }
+        Some(agent_frame::Frame::Heartbeat(hb)) => {
+            debug!(%agent, health = ?hb.health, "heartbeat");
+            if let Err(e) = store.note_agent(agent, None, None, hb.health.as_ref(), now_ms()) {
+                warn!(%agent, error = %e, "heartbeat not recorded");
+            }
+            Step::Continue
+        }
+        Some(agent_frame::Frame::Hello(_)) => Step::End(Err(Status::invalid_argument(
+            "Hello may only be the first frame",
+        ))),
+        None => Step::End(Err(Status::invalid_argument("empty frame"))),
     }
 }
 
@@ -139,44 +232,43 @@ async fn run_session(
     tx: mpsc::Sender<Result<AggregatorFrame, Status>>,
     _slot: SessionSlot,
 ) {
-    let end: Result<(), Status> = loop {
-        let frame = match inbound.message().await {
+    let mut acks = PendingAcks::default();
+    let end: Result<(), Status> = 'session: loop {
+        let first = match inbound.message().await {
             Ok(Some(f)) => f,
             Ok(None) => break Ok(()),
             Err(status) => break Err(status),
         };
-        match frame.frame {
-            Some(agent_frame::Frame::Batch(batch)) => {
-                let seq = batch.seq;
-                match store.append(&agent, &batch).await {
-                    Ok(outcome) => {
-                        match outcome {
-                            AppendOutcome::Applied { .. } => {
-                                debug!(%agent, seq, records = batch.records.len(), "batch stored")
-                            }
-                            AppendOutcome::Duplicate { hwm } => {
-                                debug!(%agent, seq, hwm, "replayed batch recognised, not applied")
-                            }
-                        }
-                        if tx.send(Ok(ack(outcome.hwm()))).await.is_err() {
-                            break Ok(());
-                        }
-                    }
-                    Err(e) => {
-                        warn!(%agent, seq, error = %e, "batch not stored; not acked");
-                        break Err(Status::unavailable(format!("batch {seq} not stored: {e}")));
-                    }
+        let mut step = apply_frame(&store, &agent, first, &mut acks);
+        // Take whatever else has already arrived, so one flush covers a group of batches.
+        let mut grouped = 1;
+        while matches!(step, Step::Continue) && grouped < MAX_GROUP {
+            match inbound.message().now_or_never() {
+                Some(Ok(Some(f))) => {
+                    step = apply_frame(&store, &agent, f, &mut acks);
+                    grouped += 1;
+                }
+                Some(Ok(None)) => {
+                    step = Step::End(Ok(()));
+                }
+                Some(Err(status)) => step = Step::End(Err(status)),
+                None => break,
+            }
+        }
+        // Whatever was applied is flushed and acked, even when the stream is ending.
+        if acks.bulk.is_some() || acks.priority.is_some() {
+            if let Err(e) = store.flush().await {
+                warn!(%agent, error = %e, "flush failed; nothing acked");
+                break Err(Status::unavailable(format!("store flush failed: {e}")));
+            }
+            for frame in acks.frames() {
+                if tx.send(Ok(frame)).await.is_err() {
+                    break 'session Ok(());
                 }
             }
-            Some(agent_frame::Frame::Heartbeat(hb)) => {
-                debug!(%agent, health = ?hb.health, "heartbeat");
-            }
-            Some(agent_frame::Frame::Hello(_)) => {
-                break Err(Status::invalid_argument(
-                    "Hello may only be the first frame",
-                ));
-            }
-            None => break Err(Status::invalid_argument("empty frame")),
+        }
+        if let Step::End(result) = step {
+            break result;
         }
     };
     match end {

@@ -1,23 +1,24 @@
 //! The aggregator's batch store (sled).
 //!
 //! Invariants:
-//! - A batch is stored under `batches/<account>/<instance>\0<seq as u64 big-endian>`, so one
-//!   agent's batches are contiguous and in sequence order.
-//! - Each agent's high-water mark (`hwm/<account>/<instance>`, u64 big-endian) is the highest
-//!   sequence number applied. The batch and the mark are written in one sled transaction, so a
-//!   replayed batch (seq <= mark) is recognised and not applied twice, even across a crash.
-//! - [`BatchStore::append`] returns only after sled has flushed to disk; only then may the
-//!   caller ack, because an ack tells the agent it may delete its copy.
-//! - A high-water mark that is not 8 bytes is reported as [`StoreError::Corrupt`], never read
-//!   as zero (which would re-apply every batch).
+//! - A batch is stored under `<account>/<instance>\0<lane u8><seq u64 big-endian>`, so one
+//!   agent's batches are contiguous and in sequence order per lane.
+//! - Each agent has one ledger (`ledgers` tree, an encoded `AgentLedger`) holding the highest
+//!   applied sequence number of each lane and exact counts. The batch and the ledger are
+//!   written in one sled transaction, so a replayed batch (seq <= the lane's mark) is
+//!   recognised and not applied twice, even across a crash, and the counts never drift.
+//! - [`BatchStore::append`] returns only after sled has flushed; only then may the caller ack,
+//!   because an ack tells the agent it may delete its copy.
+//! - A ledger that does not decode is reported as [`StoreError::Corrupt`], never read as empty
+//!   (which would re-apply every batch).
 
 use std::path::{Path, PathBuf};
 
-use picket_proto::AgentId;
-use picket_proto::v1::Batch;
+use picket_proto::v1::{AgentHealth, AgentLedger, Batch, Lane};
+use picket_proto::{AgentId, record_kind};
 use prost::Message;
 use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -31,36 +32,39 @@ pub enum StoreError {
         /// sled's error.
         source: sled::Error,
     },
-    /// Occurs when a stored high-water mark has the wrong length.
-    #[error("batch store: high-water mark of {agent} is {len} bytes, expected 8")]
+    /// Occurs when a stored ledger does not decode.
+    #[error("batch store: ledger of {agent} is damaged ({reason})")]
     Corrupt {
-        /// The agent whose mark is damaged.
+        /// The agent whose ledger is damaged.
         agent: String,
-        /// Its length.
-        len: usize,
+        /// The decode error.
+        reason: String,
     },
     /// Occurs when a batch has sequence number 0 (sequence numbers start at 1).
     #[error("batch sequence numbers start at 1, got 0")]
     ZeroSeq,
+    /// Occurs when a batch names a lane this aggregator does not know.
+    #[error("unknown lane {0}")]
+    UnknownLane(i32),
 }
 
 /// What [`BatchStore::append`] did with a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppendOutcome {
-    /// The batch was new and is now durable; `hwm` is the agent's new high-water mark.
+    /// The batch was new and is now durable; `hwm` is the lane's new high-water mark.
     Applied {
-        /// The agent's high-water mark after the write.
+        /// The lane's high-water mark after the write.
         hwm: u64,
     },
     /// The batch had been applied before (a replay after reconnect); nothing was written.
     Duplicate {
-        /// The agent's unchanged high-water mark.
+        /// The lane's unchanged high-water mark.
         hwm: u64,
     },
 }
 
 impl AppendOutcome {
-    /// The high-water mark after the call: every batch with seq <= it is durable.
+    /// The high-water mark after the call: every batch of the lane with seq <= it is durable.
     pub fn hwm(self) -> u64 {
         match self {
             AppendOutcome::Applied { hwm } | AppendOutcome::Duplicate { hwm } => hwm,
@@ -68,20 +72,51 @@ impl AppendOutcome {
     }
 }
 
-/// Durable, deduplicating store of agent batches.
+/// Durable, deduplicating store of agent batches with a ledger per agent.
 #[derive(Clone)]
 pub struct BatchStore {
     path: PathBuf,
     db: sled::Db,
     batches: sled::Tree,
-    marks: sled::Tree,
+    ledgers: sled::Tree,
+}
+
+fn lane_of(batch: &Batch) -> Result<Lane, StoreError> {
+    Lane::try_from(batch.lane).map_err(|_| StoreError::UnknownLane(batch.lane))
+}
+
+fn lane_mark(ledger: &mut AgentLedger, lane: Lane) -> &mut u64 {
+    match lane {
+        Lane::Bulk => &mut ledger.last_acked_seq,
+        Lane::Priority => &mut ledger.last_acked_priority_seq,
+    }
+}
+
+fn read_ledger(
+    tree: &TransactionalTree,
+    agent: &AgentId,
+) -> Result<AgentLedger, ConflictableTransactionError<StoreError>> {
+    match tree.get(agent.store_key())? {
+        None => Ok(AgentLedger {
+            account_id: agent.account_id().to_owned(),
+            instance_id: agent.instance_id().to_owned(),
+            ..AgentLedger::default()
+        }),
+        Some(v) => AgentLedger::decode(v.as_ref()).map_err(|e| {
+            ConflictableTransactionError::Abort(StoreError::Corrupt {
+                agent: agent.to_string(),
+                reason: e.to_string(),
+            })
+        }),
+    }
 }
 
 impl BatchStore {
     /// Opens (or creates) the store in `dir/ingest`.
     ///
     /// # Errors
-    /// [`StoreError::Sled`] when sled cannot open it (e.g. another process holds it).
+    /// [`StoreError::Sled`] when sled cannot open it (e.g. another process holds it), naming
+    /// the folder; it never silently starts empty elsewhere.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let path = dir.join("ingest");
         let sled_err = |source| StoreError::Sled {
@@ -90,169 +125,299 @@ impl BatchStore {
         };
         let db = sled::open(&path).map_err(sled_err)?;
         let batches = db.open_tree("batches").map_err(sled_err)?;
-        let marks = db.open_tree("hwm").map_err(sled_err)?;
+        let ledgers = db.open_tree("ledgers").map_err(sled_err)?;
         Ok(Self {
             path,
             db,
             batches,
-            marks,
+            ledgers,
         })
+    }
+
+    fn sled_err(&self, source: sled::Error) -> StoreError {
+        StoreError::Sled {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn map_tx(&self, e: TransactionError<StoreError>) -> StoreError {
+        match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(source) => self.sled_err(source),
+        }
     }
 
     /// Applies a batch unless already applied, then flushes.
     ///
     /// # Errors
-    /// [`StoreError`] on a zero sequence number, corruption or a sled failure; nothing is
-    /// acked in that case.
+    /// [`StoreError`] on a zero sequence number, an unknown lane, corruption or a sled
+    /// failure; nothing may be acked in that case.
     pub async fn append(
         &self,
         agent: &AgentId,
         batch: &Batch,
     ) -> Result<AppendOutcome, StoreError> {
-        if batch.seq == 0 {
-            return Err(StoreError::ZeroSeq);
-        }
-        let agent_key = agent.store_key();
-        let batch_key = batch_key(&agent_key, batch.seq);
-        let value = batch.encode_to_vec();
-        let outcome = (&self.batches, &self.marks)
-            .transaction(|(batches, marks)| {
-                let hwm = match marks.get(&agent_key)? {
-                    None => 0,
-                    Some(v) => match <[u8; 8]>::try_from(v.as_ref()) {
-                        Ok(b) => u64::from_be_bytes(b),
-                        Err(_) => {
-                            return Err(ConflictableTransactionError::Abort(StoreError::Corrupt {
-                                agent: agent.to_string(),
-                                len: v.len(),
-                            }));
-                        }
-                    },
-                };
-                if batch.seq <= hwm {
-                    return Ok(AppendOutcome::Duplicate { hwm });
-                }
-                batches.insert(batch_key.as_slice(), value.as_slice())?;
-                marks.insert(agent_key.as_slice(), &batch.seq.to_be_bytes())?;
-                Ok(AppendOutcome::Applied { hwm: batch.seq })
-            })
-            .map_err(|e| match e {
-                TransactionError::Abort(e) => e,
-                TransactionError::Storage(source) => StoreError::Sled {
-                    path: self.path.clone(),
-                    source,
-                },
-            })?;
+        let outcome = self.apply(agent, batch, now_ms())?;
         if matches!(outcome, AppendOutcome::Applied { .. }) {
-            self.db
-                .flush_async()
-                .await
-                .map_err(|source| StoreError::Sled {
-                    path: self.path.clone(),
-                    source,
-                })?;
+            self.flush().await?;
         }
         Ok(outcome)
     }
 
-    /// The agent's high-water mark, 0 when it has sent nothing.
+    /// Applies a batch in one transaction without flushing; callers that apply several
+    /// batches flush once with [`BatchStore::flush`] before acking any of them.
+    ///
+    /// # Errors
+    /// As [`BatchStore::append`].
+    pub fn apply(
+        &self,
+        agent: &AgentId,
+        batch: &Batch,
+        now_ms: i64,
+    ) -> Result<AppendOutcome, StoreError> {
+        if batch.seq == 0 {
+            return Err(StoreError::ZeroSeq);
+        }
+        let lane = lane_of(batch)?;
+        let agent_key = agent.store_key();
+        let mut batch_key = Vec::with_capacity(agent_key.len() + 10);
+        batch_key.extend_from_slice(&agent_key);
+        batch_key.push(0);
+        batch_key.push(u8::try_from(batch.lane).unwrap_or(u8::MAX));
+        batch_key.extend_from_slice(&batch.seq.to_be_bytes());
+        let value = batch.encode_to_vec();
+        (&self.batches, &self.ledgers)
+            .transaction(|(batches, ledgers)| {
+                let mut ledger = read_ledger(ledgers, agent)?;
+                ledger.last_seen_ms = now_ms;
+                if ledger.first_seen_ms == 0 {
+                    ledger.first_seen_ms = now_ms;
+                }
+                let hwm = *lane_mark(&mut ledger, lane);
+                let outcome = if batch.seq <= hwm {
+                    ledger.duplicates_discarded += 1;
+                    AppendOutcome::Duplicate { hwm }
+                } else {
+                    batches.insert(batch_key.as_slice(), value.as_slice())?;
+                    *lane_mark(&mut ledger, lane) = batch.seq;
+                    ledger.batches_received += 1;
+                    for r in &batch.records {
+                        *ledger
+                            .records_received
+                            .entry(record_kind(r).to_owned())
+                            .or_insert(0) += 1;
+                    }
+                    AppendOutcome::Applied { hwm: batch.seq }
+                };
+                ledgers.insert(agent_key.as_slice(), ledger.encode_to_vec())?;
+                Ok(outcome)
+            })
+            .map_err(|e| self.map_tx(e))
+    }
+
+    /// Makes everything applied so far durable.
+    ///
+    /// # Errors
+    /// [`StoreError::Sled`] when the flush fails.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.db
+            .flush_async()
+            .await
+            .map(drop)
+            .map_err(|e| self.sled_err(e))
+    }
+
+    /// Records what an agent said about itself in `Hello` and heartbeats.
     ///
     /// # Errors
     /// [`StoreError`] on corruption or a sled failure.
-    pub fn high_water_mark(&self, agent: &AgentId) -> Result<u64, StoreError> {
-        let v = self
-            .marks
-            .get(agent.store_key())
-            .map_err(|source| StoreError::Sled {
-                path: self.path.clone(),
-                source,
-            })?;
-        match v {
-            None => Ok(0),
-            Some(v) => <[u8; 8]>::try_from(v.as_ref())
-                .map(u64::from_be_bytes)
-                .map_err(|_| StoreError::Corrupt {
-                    agent: agent.to_string(),
-                    len: v.len(),
-                }),
-        }
+    pub fn note_agent(
+        &self,
+        agent: &AgentId,
+        region: Option<&str>,
+        version: Option<&str>,
+        health: Option<&AgentHealth>,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.ledgers
+            .transaction(|ledgers| {
+                let mut ledger = read_ledger(ledgers, agent)?;
+                ledger.last_seen_ms = now_ms;
+                if ledger.first_seen_ms == 0 {
+                    ledger.first_seen_ms = now_ms;
+                }
+                if let Some(r) = region {
+                    ledger.region = r.to_owned();
+                }
+                if let Some(v) = version {
+                    ledger.agent_version = v.to_owned();
+                }
+                if let Some(h) = health {
+                    ledger.records_dropped_reported = h.records_dropped.clone();
+                    ledger.last_health = Some(h.clone());
+                }
+                ledgers.insert(agent.store_key(), ledger.encode_to_vec())?;
+                Ok(())
+            })
+            .map_err(|e| self.map_tx(e))
     }
 
-    /// One stored batch, if present and decodable.
+    /// The agent's ledger, if it ever sent anything.
     ///
     /// # Errors
-    /// [`StoreError::Sled`] on a sled failure.
-    pub fn get(&self, agent: &AgentId, seq: u64) -> Result<Option<Batch>, StoreError> {
+    /// [`StoreError`] on corruption or a sled failure.
+    pub fn ledger(&self, agent: &AgentId) -> Result<Option<AgentLedger>, StoreError> {
         let v = self
-            .batches
-            .get(batch_key(&agent.store_key(), seq))
-            .map_err(|source| StoreError::Sled {
-                path: self.path.clone(),
-                source,
-            })?;
-        Ok(v.and_then(|v| Batch::decode(v.as_ref()).ok()))
+            .ledgers
+            .get(agent.store_key())
+            .map_err(|e| self.sled_err(e))?;
+        v.map(|v| {
+            AgentLedger::decode(v.as_ref()).map_err(|e| StoreError::Corrupt {
+                agent: agent.to_string(),
+                reason: e.to_string(),
+            })
+        })
+        .transpose()
+    }
+
+    /// Every agent's ledger, sorted by account then instance; damaged ones are reported.
+    ///
+    /// # Errors
+    /// [`StoreError`] on corruption or a sled failure.
+    pub fn ledgers(&self) -> Result<Vec<AgentLedger>, StoreError> {
+        self.ledgers
+            .iter()
+            .map(|item| {
+                let (k, v) = item.map_err(|e| self.sled_err(e))?;
+                AgentLedger::decode(v.as_ref()).map_err(|e| StoreError::Corrupt {
+                    agent: String::from_utf8_lossy(&k).into_owned(),
+                    reason: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// The lane's high-water mark, 0 when the agent has sent nothing in it.
+    ///
+    /// # Errors
+    /// [`StoreError`] on corruption or a sled failure.
+    pub fn high_water_mark(&self, agent: &AgentId, lane: Lane) -> Result<u64, StoreError> {
+        Ok(self
+            .ledger(agent)?
+            .map_or(0, |mut l| *lane_mark(&mut l, lane)))
+    }
+
+    /// Every stored batch of one agent, bulk lane first, each in sequence order.
+    ///
+    /// # Errors
+    /// [`StoreError::Sled`] on a sled failure; undecodable batches are skipped and counted in
+    /// the second value.
+    pub fn batches_of(&self, agent: &AgentId) -> Result<(Vec<Batch>, u64), StoreError> {
+        let mut prefix = agent.store_key();
+        prefix.push(0);
+        let mut out = Vec::new();
+        let mut bad = 0;
+        for item in self.batches.scan_prefix(prefix) {
+            let (_, v) = item.map_err(|e| self.sled_err(e))?;
+            match Batch::decode(v.as_ref()) {
+                Ok(b) => out.push(b),
+                Err(_) => bad += 1,
+            }
+        }
+        Ok((out, bad))
     }
 }
 
-fn batch_key(agent_key: &[u8], seq: u64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(agent_key.len() + 9);
-    k.extend_from_slice(agent_key);
-    k.push(0);
-    k.extend_from_slice(&seq.to_be_bytes());
-    k
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use picket_proto::v1::{HostStats, Record, record};
+    use picket_proto::v1::{HostStats, IntelHit, Record, record};
 
-    fn batch(seq: u64) -> Batch {
+    fn batch(seq: u64, lane: Lane) -> Batch {
+        let r = match lane {
+            Lane::Bulk => record::Record::HostStats(HostStats {
+                packets: seq * 10,
+                ..HostStats::default()
+            }),
+            Lane::Priority => record::Record::IntelHit(IntelHit {
+                indicator: format!("x{seq}.example"),
+                ..IntelHit::default()
+            }),
+        };
         Batch {
             seq,
-            records: vec![Record {
-                record: Some(record::Record::HostStats(HostStats {
-                    packets: seq * 10,
-                    ..HostStats::default()
-                })),
-            }],
+            records: vec![Record { record: Some(r) }],
             created_at_ms: 1,
+            lane: lane as i32,
         }
     }
 
+    fn id(instance: &str) -> AgentId {
+        AgentId::new("123456789012", instance).unwrap()
+    }
+
     #[tokio::test]
-    async fn replayed_batch_is_not_applied_twice() {
+    async fn replayed_batch_is_not_applied_twice_and_is_counted() {
         let dir = tempfile::tempdir().unwrap();
         let store = BatchStore::open(dir.path()).unwrap();
-        let id = AgentId::new("123456789012", "i-1").unwrap();
+        let a = id("i-1");
         assert_eq!(
-            store.append(&id, &batch(1)).await.unwrap(),
+            store.append(&a, &batch(1, Lane::Bulk)).await.unwrap(),
             AppendOutcome::Applied { hwm: 1 }
         );
         assert_eq!(
-            store.append(&id, &batch(2)).await.unwrap(),
+            store.append(&a, &batch(2, Lane::Bulk)).await.unwrap(),
             AppendOutcome::Applied { hwm: 2 }
         );
         assert_eq!(
-            store.append(&id, &batch(1)).await.unwrap(),
+            store.append(&a, &batch(1, Lane::Bulk)).await.unwrap(),
             AppendOutcome::Duplicate { hwm: 2 }
         );
-        assert_eq!(store.get(&id, 2).unwrap().unwrap(), batch(2));
+        let ledger = store.ledger(&a).unwrap().unwrap();
+        assert_eq!(ledger.duplicates_discarded, 1);
+        assert_eq!(ledger.batches_received, 2);
+        assert_eq!(ledger.records_received.get("host_stats"), Some(&2));
+        let (batches, bad) = store.batches_of(&a).unwrap();
+        assert_eq!((batches.len(), bad), (2, 0));
+    }
+
+    #[tokio::test]
+    async fn a_priority_batch_overtaking_the_backlog_does_not_hide_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BatchStore::open(dir.path()).unwrap();
+        let a = id("i-1");
+        // The agent had bulk 1..=3 buffered when a hit (priority 1) arrived and went first.
+        store.append(&a, &batch(1, Lane::Priority)).await.unwrap();
+        for seq in 1..=3 {
+            assert!(matches!(
+                store.append(&a, &batch(seq, Lane::Bulk)).await.unwrap(),
+                AppendOutcome::Applied { .. }
+            ));
+        }
+        assert_eq!(store.high_water_mark(&a, Lane::Bulk).unwrap(), 3);
+        assert_eq!(store.high_water_mark(&a, Lane::Priority).unwrap(), 1);
     }
 
     #[tokio::test]
     async fn batches_and_marks_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let id = AgentId::new("123456789012", "i-1").unwrap();
+        let a = id("i-1");
         {
             let store = BatchStore::open(dir.path()).unwrap();
-            store.append(&id, &batch(7)).await.unwrap();
+            store.append(&a, &batch(7, Lane::Bulk)).await.unwrap();
         }
         let store = BatchStore::open(dir.path()).unwrap();
-        assert_eq!(store.high_water_mark(&id).unwrap(), 7);
-        assert_eq!(store.get(&id, 7).unwrap().unwrap(), batch(7));
+        assert_eq!(store.high_water_mark(&a, Lane::Bulk).unwrap(), 7);
         assert_eq!(
-            store.append(&id, &batch(7)).await.unwrap(),
+            store.append(&a, &batch(7, Lane::Bulk)).await.unwrap(),
             AppendOutcome::Duplicate { hwm: 7 }
         );
     }
@@ -261,28 +426,54 @@ mod tests {
     async fn agents_do_not_share_marks_and_seq_zero_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let store = BatchStore::open(dir.path()).unwrap();
-        let a = AgentId::new("123456789012", "i-1").unwrap();
-        let b = AgentId::new("123456789012", "i-10").unwrap();
-        store.append(&a, &batch(5)).await.unwrap();
+        store
+            .append(&id("i-1"), &batch(5, Lane::Bulk))
+            .await
+            .unwrap();
         assert_eq!(
-            store.append(&b, &batch(1)).await.unwrap(),
+            store
+                .append(&id("i-10"), &batch(1, Lane::Bulk))
+                .await
+                .unwrap(),
             AppendOutcome::Applied { hwm: 1 }
         );
         assert!(matches!(
-            store.append(&a, &batch(0)).await,
+            store.append(&id("i-1"), &batch(0, Lane::Bulk)).await,
             Err(StoreError::ZeroSeq)
+        ));
+        let mut b = batch(9, Lane::Bulk);
+        b.lane = 7;
+        assert!(matches!(
+            store.append(&id("i-1"), &b).await,
+            Err(StoreError::UnknownLane(7))
         ));
     }
 
     #[tokio::test]
-    async fn a_damaged_mark_is_reported_not_read_as_zero() {
+    async fn a_damaged_ledger_is_reported_not_read_as_empty() {
         let dir = tempfile::tempdir().unwrap();
         let store = BatchStore::open(dir.path()).unwrap();
-        let a = AgentId::new("123456789012", "i-1").unwrap();
-        store.marks.insert(a.store_key(), &[1u8, 2, 3][..]).unwrap();
+        let a = id("i-1");
+        store
+            .ledgers
+            .insert(a.store_key(), &[0xff, 0xff, 0xff][..])
+            .unwrap();
         assert!(matches!(
-            store.append(&a, &batch(1)).await,
-            Err(StoreError::Corrupt { len: 3, .. })
+            store.append(&a, &batch(1, Lane::Bulk)).await,
+            Err(StoreError::Corrupt { .. })
         ));
+        assert!(store.ledgers().is_err());
+    }
+
+    #[test]
+    fn a_store_held_by_another_process_says_where() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = BatchStore::open(dir.path()).unwrap();
+        // sled locks the folder; a second open in the same process also fails.
+        let err = BatchStore::open(dir.path())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("ingest"), "{err}");
     }
 }

@@ -1,0 +1,93 @@
+//! Where the agent's pipeline hands its records: intel hits go to the outbox's priority lane
+//! (they overtake any backlog), everything else to the bulk lane; while the aggregator is
+//! unreachable each hit is also logged locally at once, so an operator on the host sees it.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use picket_proto::v1::{Lane, Record, record};
+use tokio::sync::Notify;
+use tracing::warn;
+
+use crate::health::Health;
+use crate::outbox::{Outbox, OutboxError};
+use crate::transport::now_ms;
+
+/// Hands records to the outbox and wakes the transport.
+#[derive(Clone)]
+pub struct RecordSink {
+    outbox: Outbox,
+    new_batches: Arc<Notify>,
+    health: Arc<Health>,
+}
+
+impl RecordSink {
+    /// A sink into `outbox`, notifying `new_batches` after each push.
+    pub fn new(outbox: Outbox, new_batches: Arc<Notify>, health: Arc<Health>) -> Self {
+        Self {
+            outbox,
+            new_batches,
+            health,
+        }
+    }
+
+    /// Buffers `records` durably: hits in one priority batch, the rest in one bulk batch.
+    ///
+    /// # Errors
+    /// [`OutboxError`] when the outbox cannot store them; the caller counts them as dropped.
+    pub async fn submit(&self, records: Vec<Record>) -> Result<(), OutboxError> {
+        self.submit_with_cursor(records, None).await
+    }
+
+    /// As [`RecordSink::submit`], storing `cursor` in the same transaction as the records.
+    ///
+    /// # Errors
+    /// [`OutboxError`] when the outbox cannot store them.
+    pub async fn submit_with_cursor(
+        &self,
+        records: Vec<Record>,
+        cursor: Option<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), OutboxError> {
+        let (hits, rest): (Vec<Record>, Vec<Record>) = records
+            .into_iter()
+            .partition(|r| matches!(r.record, Some(record::Record::IntelHit(_))));
+        let offline = self.health.connected.load(Ordering::Relaxed) == 0;
+        if offline {
+            for r in &hits {
+                if let Some(record::Record::IntelHit(h)) = &r.record {
+                    warn!(
+                        indicator = %h.indicator,
+                        matched = %h.matched_value,
+                        list = %h.list_name,
+                        category = %h.category,
+                        local = %h.local_addr,
+                        remote = %h.remote_addr,
+                        query = %h.dns_query_name,
+                        "intel hit (aggregator unreachable; buffered)"
+                    );
+                }
+            }
+        }
+        let pushed = self
+            .outbox
+            .push_parts(
+                vec![(Lane::Priority, hits), (Lane::Bulk, rest)],
+                now_ms(),
+                cursor,
+            )
+            .await?;
+        if pushed.evicted_records > 0 {
+            warn!(
+                evicted = pushed.evicted_records,
+                "outbox full: oldest records dropped (counted and reported)"
+            );
+        }
+        self.new_batches.notify_one();
+        Ok(())
+    }
+
+    /// The outbox behind the sink.
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+}

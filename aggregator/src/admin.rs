@@ -1,0 +1,97 @@
+//! The `Admin` gRPC service: what the aggregator knows of its agents, for holders of an
+//! administrator certificate only.
+
+use std::sync::Arc;
+
+use picket_proto::AgentId;
+use picket_proto::v1::admin_server::Admin;
+use picket_proto::v1::{ListAgentsRequest, ListAgentsResponse};
+use tonic::{Request, Response, Status};
+use tracing::warn;
+
+use crate::ingest::{BatchStore, SessionLimiter};
+use crate::peer::{Peer, peer_of};
+
+/// The gRPC service behind `picket.v1.Admin`.
+#[derive(Clone)]
+pub struct AdminService {
+    store: BatchStore,
+    limiter: Arc<SessionLimiter>,
+}
+
+impl AdminService {
+    /// A service reading `store`, with connection state from `limiter`.
+    pub fn new(store: BatchStore, limiter: Arc<SessionLimiter>) -> Self {
+        Self { store, limiter }
+    }
+}
+
+fn require_admin<T>(request: &Request<T>) -> Result<String, Status> {
+    match peer_of(request)? {
+        Peer::Admin(name) => Ok(name),
+        Peer::Agent(id) => {
+            warn!(agent = %id, "refusing admin call from an agent certificate");
+            Err(Status::permission_denied(
+                "the Admin service needs an administrator certificate",
+            ))
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn list_agents(
+        &self,
+        request: Request<ListAgentsRequest>,
+    ) -> Result<Response<ListAgentsResponse>, Status> {
+        require_admin(&request)?;
+        let account = request.into_inner().account_id;
+        let mut agents = self
+            .store
+            .ledgers()
+            .map_err(|e| Status::internal(e.to_string()))?;
+        agents.retain(|l| account.is_empty() || l.account_id == account);
+        for ledger in &mut agents {
+            if let Ok(id) = AgentId::new(&ledger.account_id, &ledger.instance_id) {
+                ledger.connected = self.limiter.open_sessions(&id) > 0;
+            }
+        }
+        Ok(Response::new(ListAgentsResponse { agents }))
+    }
+}
+
+/// Renders agents as a fixed-width table for people.
+pub fn agents_table(agents: &[picket_proto::v1::AgentLedger]) -> String {
+    use std::fmt::Write;
+    let counts = |m: &std::collections::HashMap<String, u64>| {
+        let mut v: Vec<_> = m.iter().filter(|(_, n)| **n > 0).collect();
+        v.sort();
+        let s: Vec<String> = v.iter().map(|(k, n)| format!("{k}={n}")).collect();
+        if s.is_empty() {
+            "-".to_owned()
+        } else {
+            s.join(",")
+        }
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<12} {:<21} {:<9} {:>9} {:>9} {:>6} {:<40} DROPPED_BY_AGENT",
+        "ACCOUNT", "INSTANCE", "CONNECTED", "LAST_SEQ", "LAST_PRIO", "DUPS", "RECEIVED"
+    );
+    for a in agents {
+        let _ = writeln!(
+            out,
+            "{:<12} {:<21} {:<9} {:>9} {:>9} {:>6} {:<40} {}",
+            a.account_id,
+            a.instance_id,
+            if a.connected { "yes" } else { "no" },
+            a.last_acked_seq,
+            a.last_acked_priority_seq,
+            a.duplicates_discarded,
+            counts(&a.records_received),
+            counts(&a.records_dropped_reported),
+        );
+    }
+    out
+}
