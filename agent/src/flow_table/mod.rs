@@ -400,3 +400,6 @@ fn record(key: &FlowKey, entry: &FlowEntry, reason: EndReason) -> FlowRecord {
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
+
+#[cfg(test)]
+mod tests;
