@@ -6,4 +6,5 @@
 
 pub mod capture;
 pub mod decode;
+pub mod dns;
 pub mod flow_table;

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use picket_agent::capture::{PacketSource, PcapFile};
 use picket_agent::decode::{DecodeStats, FragmentPorts, Outcome, decode_packet};
+use picket_agent::dns::{DnsConfig, DnsTracker, DnsTransaction, record_type_name};
 use picket_agent::flow_table::{Cidr, FlowRecord, FlowTable, FlowTableConfig, LocalNets};
 use picket_proto::v1::Direction;
 
@@ -109,4 +110,83 @@ fn sll_capture_of_one_tls_flow_to_cloudflare_is_one_egress_flow() {
     assert_eq!((r.responder.addr, r.responder.port), (ip("1.1.1.1"), 443));
     assert_eq!(r.direction, Direction::Egress);
     assert_eq!(r.forward.packets + r.reverse.packets, 50);
+}
+
+fn dns_replay(name: &str) -> (Vec<DnsTransaction>, DnsTracker) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/pcap")
+        .join(name);
+    let mut source = PcapFile::open(path).expect("fixture opens");
+    let mut dns = DnsTracker::new(DnsConfig::default());
+    let mut out = Vec::new();
+    while let Some(packet) = source.next_packet().expect("fixture reads") {
+        if let Ok(Outcome::Decoded(d)) = decode_packet(&packet) {
+            dns.observe(packet.ts, &d, &mut out);
+        }
+    }
+    dns.flush(&mut out);
+    (out, dns)
+}
+
+#[test]
+fn dns_queries_in_a_pcapng_pair_with_their_responses() {
+    // Checked against the bytes independently: an unmatched AAAA response for
+    // www.l.google.com, AAAA www.example.com (no answers), A e7.whatsapp.net (8 answers).
+    let (transactions, dns) = dns_replay("ndpi_dns.pcap");
+    let mut seen: Vec<(String, &str, bool, bool)> = transactions
+        .iter()
+        .map(|t| {
+            (
+                t.name.clone(),
+                record_type_name(t.qtype),
+                t.query_ts.is_some(),
+                t.response_ts.is_some(),
+            )
+        })
+        .collect();
+    seen.sort();
+    let expected = [
+        ("e7.whatsapp.net", "A", true, true),
+        ("www.example.com", "AAAA", true, true),
+        ("www.l.google.com", "AAAA", false, true),
+    ];
+    let expected: Vec<_> = expected
+        .iter()
+        .map(|(n, q, a, b)| (n.to_string(), *q, *a, *b))
+        .collect();
+    assert_eq!(seen, expected);
+    assert_eq!(dns.stats().total_malformed(), 0);
+    assert_eq!(dns.stats().unmatched_responses, 1);
+    // The answers for e7.whatsapp.net name their addresses.
+    let answered = transactions
+        .iter()
+        .find(|t| t.name == "e7.whatsapp.net")
+        .expect("answered");
+    assert_eq!(answered.answers.len(), 8);
+    let addr = answered
+        .answers
+        .iter()
+        .find_map(|a| a.addr)
+        .expect("an address answer");
+    let at = answered.response_ts.expect("response time");
+    assert_eq!(dns.name_for(addr, at), Some("e7.whatsapp.net"));
+    assert_eq!(answered.registered_domain(), "whatsapp.net");
+}
+
+#[test]
+fn dns_over_two_interfaces_pairs_every_query() {
+    let (transactions, dns) = dns_replay("zeek_pcapng-multi-interface.pcapng");
+    let stats = dns.stats();
+    assert_eq!((stats.messages, stats.total_malformed()), (6, 0));
+    assert_eq!(stats.queries, stats.responses, "{transactions:?}");
+    assert!(
+        transactions
+            .iter()
+            .all(|t| t.query_ts.is_some() && t.response_ts.is_some())
+    );
+    assert!(
+        transactions
+            .iter()
+            .all(|t| t.server.addr == ip("1.1.1.1") && t.server.port == 53)
+    );
 }

@@ -75,6 +75,7 @@ impl FragmentPorts {
                 src_port,
                 dst_port,
                 flags: super::TcpFlags::default(),
+                seq: 0,
             },
             _ => Transport::Udp { src_port, dst_port },
         };

@@ -134,6 +134,9 @@ pub enum Transport {
         dst_port: u16,
         /// Control flags.
         flags: TcpFlags,
+        /// Sequence number of the segment's first byte (0 for a later fragment given ports),
+        /// for reassembling DNS over TCP.
+        seq: u32,
     },
     /// UDP.
     Udp {

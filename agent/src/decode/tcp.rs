@@ -12,7 +12,23 @@ pub fn decode(data: &[u8]) -> Result<(Transport, &[u8]), DecodeError> {
     let Some((header, _)) = data.split_first_chunk::<20>() else {
         return Err(DecodeError::truncated(Layer::Tcp, 20, data.len()));
     };
-    let [s0, s1, d0, d1, _, _, _, _, _, _, _, _, offset, flags, ..] = *header;
+    let [
+        s0,
+        s1,
+        d0,
+        d1,
+        q0,
+        q1,
+        q2,
+        q3,
+        _,
+        _,
+        _,
+        _,
+        offset,
+        flags,
+        ..,
+    ] = *header;
     let words = offset >> 4;
     if words < 5 {
         return Err(DecodeError {
@@ -28,6 +44,7 @@ pub fn decode(data: &[u8]) -> Result<(Transport, &[u8]), DecodeError> {
         src_port: be16([s0, s1]),
         dst_port: be16([d0, d1]),
         flags: TcpFlags(flags),
+        seq: u32::from_be_bytes([q0, q1, q2, q3]),
     };
     Ok((transport, payload))
 }

@@ -122,6 +122,11 @@ fn ethernet_ipv4_tcp_syn_gives_ports_flags_and_lengths() {
     assert_eq!(d.protocol, protocol::TCP);
     assert_eq!(d.ports(), Some((40000, 443)));
     assert!(d.transport.tcp_flags().is_syn_only());
+    assert!(
+        matches!(d.transport, Transport::Tcp { seq: 1, .. }),
+        "{:?}",
+        d.transport
+    );
     assert_eq!((d.ip_total_len, d.ip_payload_len), (40, 20));
     assert_eq!(d.fragment, None, "DF set, no offset: not a fragment");
     assert_eq!(d.vlan, None);

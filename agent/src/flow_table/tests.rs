@@ -33,6 +33,7 @@ fn tcp(src: &str, sport: u16, dst: &str, dport: u16, flags: u8, len: u32) -> Dec
             src_port: sport,
             dst_port: dport,
             flags: TcpFlags(flags),
+            seq: 1,
         },
         payload: &[],
         snapped: false,
