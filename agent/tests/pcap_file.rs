@@ -282,15 +282,42 @@ fn corrupt_pcapng_block_is_reported_at_its_offset_after_earlier_packets() {
 /// Writes the packets of a pcap as a little-endian pcapng with one interface, nanosecond
 /// timestamps (if_tsresol = 9) and the given link type: the same traffic in the other format.
 fn pcapng_from(packets: &[(Timestamp, Vec<u8>, u32)], link: LinkType) -> Vec<u8> {
-    fn block(out: &mut Vec<u8>, kind: u32, body: &[u8]) {
-        let padded = body.len().div_ceil(4) * 4;
-        let len = u32::try_from(12 + padded).expect("small block");
-        out.extend_from_slice(&kind.to_le_bytes());
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(body);
-        out.resize(out.len() + padded - body.len(), 0);
-        out.extend_from_slice(&len.to_le_bytes());
+    pcapng_with(packets, link, 0)
+}
+
+/// As [`pcapng_from`], with every packet block naming interface `if_id`.
+fn pcapng_with(packets: &[(Timestamp, Vec<u8>, u32)], link: LinkType, if_id: u32) -> Vec<u8> {
+    let mut out = pcapng_header(link);
+    for (ts, data, orig_len) in packets {
+        let mut epb = if_id.to_le_bytes().to_vec();
+        epb.extend_from_slice(&u32::try_from(ts.0 >> 32).expect("high").to_le_bytes());
+        epb.extend_from_slice(
+            &u32::try_from(ts.0 & 0xffff_ffff)
+                .expect("low")
+                .to_le_bytes(),
+        );
+        epb.extend_from_slice(&u32::try_from(data.len()).expect("small").to_le_bytes());
+        epb.extend_from_slice(&orig_len.to_le_bytes());
+        epb.extend_from_slice(data);
+        pcapng_block(&mut out, 6, &epb);
     }
+    out
+}
+
+/// Appends one little-endian pcapng block with its padding and trailing length.
+fn pcapng_block(out: &mut Vec<u8>, kind: u32, body: &[u8]) {
+    let padded = body.len().div_ceil(4) * 4;
+    let len = u32::try_from(12 + padded).expect("small block");
+    out.extend_from_slice(&kind.to_le_bytes());
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(body);
+    out.resize(out.len() + padded - body.len(), 0);
+    out.extend_from_slice(&len.to_le_bytes());
+}
+
+/// A section header and one interface of `link` with nanosecond timestamps.
+fn pcapng_header(link: LinkType) -> Vec<u8> {
+    let block = pcapng_block;
     let mut out = Vec::new();
     let mut shb = 0x1a2b_3c4d_u32.to_le_bytes().to_vec();
     shb.extend_from_slice(&[1, 0, 0, 0]);
@@ -304,19 +331,6 @@ fn pcapng_from(packets: &[(Timestamp, Vec<u8>, u32)], link: LinkType) -> Vec<u8>
     // Option if_tsresol (9) = 9: nanoseconds; then end of options.
     idb.extend_from_slice(&[9, 0, 1, 0, 9, 0, 0, 0, 0, 0, 0, 0]);
     block(&mut out, 1, &idb);
-    for (ts, data, orig_len) in packets {
-        let mut epb = 0_u32.to_le_bytes().to_vec();
-        epb.extend_from_slice(&u32::try_from(ts.0 >> 32).expect("high").to_le_bytes());
-        epb.extend_from_slice(
-            &u32::try_from(ts.0 & 0xffff_ffff)
-                .expect("low")
-                .to_le_bytes(),
-        );
-        epb.extend_from_slice(&u32::try_from(data.len()).expect("small").to_le_bytes());
-        epb.extend_from_slice(&orig_len.to_le_bytes());
-        epb.extend_from_slice(data);
-        block(&mut out, 6, &epb);
-    }
     out
 }
 
@@ -435,4 +449,55 @@ proptest! {
             }
         }
     }
+}
+
+fn one_packet() -> (Timestamp, Vec<u8>, u32) {
+    let mut source = PcapFile::open(fixture("suricata_df-distinct-dstport.pcap")).expect("opens");
+    let p = source.next_packet().expect("reads").expect("a packet");
+    (p.ts, p.data.to_vec(), p.orig_len)
+}
+
+#[test]
+fn pcapng_packets_naming_an_undeclared_interface_are_skipped_and_counted() {
+    let packet = one_packet();
+    let mut data = pcapng_with(std::slice::from_ref(&packet), LinkType::ETHERNET, 3);
+    // A good packet after the bad one is still read.
+    let good = pcapng_with(std::slice::from_ref(&packet), LinkType::ETHERNET, 0);
+    let header_len = pcapng_header(LinkType::ETHERNET).len();
+    data.extend_from_slice(&good[header_len..]);
+    let mut source = PcapFile::from_reader(Cursor::new(data)).expect("opens");
+    let p = source
+        .next_packet()
+        .expect("reads")
+        .expect("the good packet");
+    assert_eq!((p.interface, p.data), (0, &packet.1[..]));
+    assert_eq!(source.next_packet().expect("ends"), None);
+    assert_eq!(
+        (source.skipped_records(), source.stats().internal_drops),
+        (1, 1)
+    );
+    assert_eq!(source.stats().packets, 1);
+}
+
+#[test]
+fn simple_packet_blocks_belong_to_the_first_interface() {
+    let (_, data, orig_len) = one_packet();
+    let mut file = pcapng_header(LinkType::ETHERNET);
+    let mut spb = orig_len.to_le_bytes().to_vec();
+    spb.extend_from_slice(&data);
+    pcapng_block(&mut file, 3, &spb);
+    let mut source = PcapFile::from_reader(Cursor::new(file)).expect("opens");
+    let p = source.next_packet().expect("reads").expect("a packet");
+    assert_eq!(
+        (p.link_type, p.data, p.interface),
+        (LinkType::ETHERNET, &data[..], 0)
+    );
+    assert!(matches!(decode_packet(&p), Ok(Outcome::Decoded(_))));
+    // Without an interface block a simple packet has no link type: skipped and counted.
+    let mut lone = pcapng_header(LinkType::ETHERNET);
+    lone.truncate(28);
+    pcapng_block(&mut lone, 3, &spb);
+    let mut source = PcapFile::from_reader(Cursor::new(lone)).expect("opens");
+    assert_eq!(source.next_packet().expect("reads"), None);
+    assert_eq!(source.skipped_records(), 1);
 }

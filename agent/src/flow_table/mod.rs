@@ -115,8 +115,9 @@ type Due = Reverse<(Timestamp, u32, FlowKey)>;
 pub struct FlowTable {
     config: FlowTableConfig,
     local: LocalNets,
+    /// Seeded randomly per table, so remote senders cannot aim at hash collisions.
     flows: HashMap<FlowKey, FlowEntry, foldhash::fast::RandomState>,
-    /// Seeded per table so remote senders cannot aim at hash collisions.
+    /// Min-heap of due times; see the module invariants.
     expiry: BinaryHeap<Due>,
     next_generation: u32,
     stats: FlowTableStats,
