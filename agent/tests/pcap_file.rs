@@ -33,6 +33,8 @@ struct Summary {
     ipv6: u64,
     stats: DecodeStats,
     first_ts: Option<Timestamp>,
+    tunneled: u64,
+    inner_addrs: std::collections::BTreeSet<std::net::IpAddr>,
 }
 
 fn summarize(source: &mut PcapFile) -> Result<Summary, PcapFileError> {
@@ -47,6 +49,10 @@ fn summarize(source: &mut PcapFile) -> Result<Summary, PcapFileError> {
         if let Ok(Outcome::Decoded(d)) = result {
             s.vlan_tagged += u64::from(d.vlan.is_some());
             s.ipv6 += u64::from(d.src.is_ipv6());
+            if d.tunnel.is_some() {
+                s.tunneled += 1;
+                s.inner_addrs.extend([d.src, d.dst]);
+            }
             match (d.transport, d.protocol) {
                 (Transport::Tcp { .. }, _) => s.tcp += 1,
                 (Transport::Udp { .. }, _) => s.udp += 1,
@@ -130,6 +136,28 @@ fn pcapng_with_two_interfaces_reports_packets_on_both() {
             "interface {iface}: {secs}"
         );
     }
+}
+
+#[test]
+fn vxlan_and_geneve_captures_decode_to_their_inner_icmp() {
+    let s = summarize_file("zeek_vxlan.pcap");
+    assert_eq!((s.packets, s.stats.total_errors()), (10, 0));
+    assert!(s.icmp > 0 && s.tunneled == s.icmp, "{s:?}");
+    assert!(
+        s.inner_addrs
+            .iter()
+            .all(|a| a.to_string().starts_with("10.0.0.")),
+        "{s:?}"
+    );
+    let s = summarize_file("zeek_geneve.pcap");
+    assert_eq!((s.packets, s.stats.total_errors()), (6, 0));
+    assert!(s.icmp > 0 && s.tunneled == s.icmp, "{s:?}");
+    assert!(
+        s.inner_addrs
+            .iter()
+            .all(|a| a.to_string().starts_with("30.0.0.")),
+        "{s:?}"
+    );
 }
 
 #[test]

@@ -362,6 +362,13 @@ impl PacketSource for PcapFile {
             };
             match parsed {
                 Ok((len, step)) => {
+                    // A block that consumes nothing would be returned again forever.
+                    if len == 0 {
+                        return Err(self.fail(PcapFileError::Corrupt {
+                            offset,
+                            kind: CorruptKind::Unparsable,
+                        }));
+                    }
                     self.reader.consume(len);
                     match step {
                         Step::Skip => {}

@@ -17,6 +17,7 @@ pub mod pppoe;
 pub mod sll;
 pub mod stats;
 pub mod tcp;
+pub mod tunnel;
 pub mod udp;
 
 use std::net::IpAddr;
@@ -26,6 +27,7 @@ use crate::capture::{LinkType, Packet};
 pub use error::{DecodeError, ErrorKind, Layer, SkipKind};
 pub use fragments::FragmentPorts;
 pub use stats::DecodeStats;
+pub use tunnel::{Tunnel, TunnelKind};
 
 /// IP protocol numbers the decoder reads past the IP header.
 pub mod protocol {
@@ -96,6 +98,8 @@ pub struct Decoded<'a> {
     /// Whether the capture kept fewer bytes than the packet had, so lengths past the capture
     /// were trusted rather than rejected.
     pub snapped: bool,
+    /// The VXLAN or Geneve tunnel this packet was unwrapped from, if any.
+    pub tunnel: Option<Tunnel>,
 }
 
 impl Decoded<'_> {
@@ -222,15 +226,38 @@ pub fn decode_packet<'a>(packet: &Packet<'a>) -> Result<Outcome<'a>, DecodeError
     decode(packet.link_type, packet.data, packet.is_snapped())
 }
 
-/// Decodes a frame of the given link type.
+/// Decodes a frame of the given link type, unwrapping VXLAN and Geneve tunnels (up to
+/// [`tunnel::MAX_TUNNEL_DEPTH`] deep) so the result describes the inner packet.
 ///
 /// `snapped` says the capture kept fewer bytes than the packet had; lengths beyond the
 /// captured bytes are then trusted instead of rejected, and payload slices stop at the capture.
 ///
 /// # Errors
 ///
-/// Returns a [`DecodeError`] naming the layer whose header is truncated or inconsistent.
+/// Returns a [`DecodeError`] naming the layer whose header is truncated or inconsistent,
+/// in the outer packet or the inner one.
 pub fn decode(link: LinkType, data: &[u8], snapped: bool) -> Result<Outcome<'_>, DecodeError> {
+    let mut outcome = decode_link(link, data, snapped)?;
+    // A loop rather than recursion through the layers keeps nesting bounded in one place.
+    for _ in 0..tunnel::MAX_TUNNEL_DEPTH {
+        let Outcome::Decoded(outer) = outcome else {
+            break;
+        };
+        let Some((tunnel, frame)) = tunnel::inner_frame(&outer) else {
+            break;
+        };
+        outcome = match ethernet::decode(frame, snapped)? {
+            Outcome::Decoded(inner) => Outcome::Decoded(Decoded {
+                tunnel: Some(tunnel),
+                ..inner
+            }),
+            skipped @ Outcome::Skipped(_) => skipped,
+        };
+    }
+    Ok(outcome)
+}
+
+fn decode_link(link: LinkType, data: &[u8], snapped: bool) -> Result<Outcome<'_>, DecodeError> {
     match link {
         LinkType::ETHERNET => ethernet::decode(data, snapped),
         LinkType::LINUX_SLL => sll::decode_v1(data, snapped),
@@ -324,6 +351,7 @@ fn transport(ip: IpFields<'_>) -> Result<Outcome<'_>, DecodeError> {
         transport,
         payload,
         snapped: ip.snapped,
+        tunnel: None,
     }))
 }
 

@@ -221,6 +221,97 @@ fn pppoe_sessions_carry_ipv4_and_ipv6_and_other_ppp_is_skipped() {
     );
 }
 
+fn vxlan(flags: u8, vni: u32, inner: &[u8]) -> Vec<u8> {
+    let mut v = vec![flags, 0, 0, 0];
+    v.extend_from_slice(&vni.to_be_bytes()[1..]);
+    v.push(0);
+    v.extend_from_slice(inner);
+    eth(0x0800, &ipv4(17, &udp(50000, tunnel::VXLAN_PORT, &v)))
+}
+
+fn geneve(protocol_type: u16, options: &[u8], vni: u32, inner: &[u8]) -> Vec<u8> {
+    let words = u8::try_from(options.len() / 4).expect("small options");
+    let mut v = vec![words, 0];
+    v.extend_from_slice(&protocol_type.to_be_bytes());
+    v.extend_from_slice(&vni.to_be_bytes()[1..]);
+    v.push(0);
+    v.extend_from_slice(options);
+    v.extend_from_slice(inner);
+    eth(0x0800, &ipv4(17, &udp(50000, tunnel::GENEVE_PORT, &v)))
+}
+
+#[test]
+fn vxlan_and_geneve_are_unwrapped_to_the_inner_packet() {
+    let inner = eth(0x86dd, &ipv6(58, &icmp_echo(128, 3)));
+    let frame = vxlan(0x08, 0x00ab_cdef, &inner);
+    let d = decoded(LinkType::ETHERNET, &frame);
+    assert_eq!((d.src, d.protocol), (IpAddr::V6(v6(1)), protocol::ICMPV6));
+    let tunnel = d.tunnel.expect("tunnel");
+    assert_eq!((tunnel.kind, tunnel.vni), (TunnelKind::Vxlan, 0x00ab_cdef));
+    assert_eq!(
+        (tunnel.outer_src, tunnel.outer_dst),
+        (IpAddr::V4(A), IpAddr::V4(B))
+    );
+    let frame = geneve(0x6558, &[0; 8], 42, &inner);
+    let d = decoded(LinkType::ETHERNET, &frame);
+    assert_eq!(d.src, IpAddr::V6(v6(1)));
+    assert_eq!(
+        d.tunnel.map(|t| (t.kind, t.vni)),
+        Some((TunnelKind::Geneve, 42))
+    );
+    let arp = vxlan(0x08, 1, &eth(0x0806, &[0; 28]));
+    assert_eq!(skipped(LinkType::ETHERNET, &arp), SkipKind::Arp);
+}
+
+#[test]
+fn tunnel_ports_without_a_valid_tunnel_header_stay_udp() {
+    let inner = eth(0x86dd, &ipv6(58, &icmp_echo(128, 3)));
+    for frame in [
+        vxlan(0x00, 1, &inner),
+        geneve(0x0800, &[], 1, &inner),
+        // Options (5 words claimed, 1 present) longer than the payload.
+        {
+            let mut f = geneve(0x6558, &[0; 4], 1, &[]);
+            f[14 + 20 + 8] = 5;
+            f
+        },
+    ] {
+        let d = decoded(LinkType::ETHERNET, &frame);
+        assert_eq!(d.tunnel, None);
+        assert!(matches!(
+            d.transport,
+            Transport::Udp {
+                dst_port: 4789 | 6081,
+                ..
+            }
+        ));
+    }
+    // A valid tunnel header around a truncated frame is an error in the inner frame.
+    let err = error(LinkType::ETHERNET, &vxlan(0x08, 1, &[0; 10]));
+    assert_eq!(err, DecodeError::truncated(Layer::Ethernet, 14, 10));
+}
+
+#[test]
+fn tunnels_nested_past_the_depth_cap_are_left_wrapped() {
+    let mut frame = eth(0x0800, &ipv4(6, &tcp(1, 2, TcpFlags::SYN, b"")));
+    for _ in 0..=tunnel::MAX_TUNNEL_DEPTH {
+        frame = vxlan(0x08, 7, &frame);
+    }
+    let d = decoded(LinkType::ETHERNET, &frame);
+    assert!(d.tunnel.is_some());
+    assert!(
+        matches!(d.transport, Transport::Udp { dst_port: 4789, .. }),
+        "{:?}",
+        d.transport
+    );
+    // Exactly at the cap, the innermost packet comes out.
+    let mut frame = eth(0x0800, &ipv4(6, &tcp(1, 2, TcpFlags::SYN, b"")));
+    for _ in 0..tunnel::MAX_TUNNEL_DEPTH {
+        frame = vxlan(0x08, 7, &frame);
+    }
+    assert_eq!(decoded(LinkType::ETHERNET, &frame).ports(), Some((1, 2)));
+}
+
 #[test]
 fn short_ethernet_header_is_truncated() {
     assert_eq!(

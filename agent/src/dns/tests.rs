@@ -65,6 +65,7 @@ fn udp<'a>(from_client: bool, client_port: u16, payload: &'a [u8]) -> Decoded<'a
         },
         payload,
         snapped: false,
+        tunnel: None,
     }
 }
 

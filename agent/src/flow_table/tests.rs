@@ -37,6 +37,7 @@ fn tcp(src: &str, sport: u16, dst: &str, dport: u16, flags: u8, len: u32) -> Dec
         },
         payload: &[],
         snapped: false,
+        tunnel: None,
     }
 }
 
