@@ -14,11 +14,11 @@ use picket_agent::capture::{PacketSource, PcapFile};
 use picket_agent::decode::{DecodeStats, Outcome, decode_packet};
 use picket_agent::flow_table::{FlowTable, FlowTableConfig, LocalNets};
 
-fn main() -> anyhow::Result<()> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let path = args
         .next()
-        .ok_or_else(|| anyhow::anyhow!("usage: replay_throughput FILE [ROUNDS]"))?;
+        .ok_or("usage: replay_throughput FILE [ROUNDS]")?;
     let rounds: u32 = args.next().map(|r| r.parse()).transpose()?.unwrap_or(200);
     let bytes = std::fs::read(&path)?;
 
