@@ -1,13 +1,18 @@
 //! Picket's host agent.
 //!
 //! Data flows one way: capture → decode → flow table / DNS → summaries → outbox → transport.
-//! Today the agent holds its own accounting ([`host_stats`], [`health`]), the durable
-//! [`outbox`], and the mTLS [`transport`] to the aggregator.
+//! The sensor stages are [`capture`], [`decode`], [`flow_table`] and [`dns`]; delivery is
+//! [`records_sink`] → [`outbox`] → [`transport`]; the agent's own accounting is
+//! [`host_stats`], [`health`] and [`status`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod backoff;
+pub mod capture;
 pub mod config;
+pub mod decode;
+pub mod dns;
+pub mod flow_table;
 pub mod health;
 pub mod host_stats;
 pub mod outbox;

@@ -1,0 +1,406 @@
+//! The flow table: decoded packets become bidirectional flows, and finished flows become
+//! [`FlowRecord`]s.
+//!
+//! Invariants:
+//! - Every live flow has exactly one entry in the expiry heap, and that entry's due time is no
+//!   later than the flow's real due time (packets only push a due time later). Expiry pops due
+//!   entries and re-queues the ones whose flow was seen since, so a packet costs one map update
+//!   and no scan, and each flow is re-queued at most once per packet it received.
+//! - The table never holds more than its capacity. A new flow in a full table first evicts the
+//!   flow closest to expiring, and that flow is emitted as a record with
+//!   [`EndReason::Evicted`] and counted: flows are never dropped silently.
+//! - A flow longer than the active timeout is emitted as interim records, one per interval,
+//!   as VPC Flow Logs do; counters restart with each interval and the flow keeps its identity,
+//!   direction and whether it was ever answered.
+//! - Time is whatever the caller says (packet timestamps in replay, the clock when live), so
+//!   replays are deterministic.
+
+pub mod key;
+pub mod local_nets;
+pub mod record;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use picket_proto::v1::Direction;
+
+use crate::capture::Timestamp;
+use crate::decode::{Decoded, TcpFlags, Transport, protocol};
+
+pub use key::{Endpoint, FlowKey, Side};
+pub use local_nets::{Cidr, CidrError, LocalEnd, LocalNets, is_private};
+pub use record::{EndReason, FlowCounters, FlowRecord};
+
+/// How long flows live and how many the table holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowTableConfig {
+    /// A flow with no packet for this long is over.
+    pub idle_timeout: Duration,
+    /// A flow is reported at least this often while it lasts (interim records).
+    pub active_timeout: Duration,
+    /// Most flows held at once.
+    pub capacity: NonZeroUsize,
+}
+
+impl Default for FlowTableConfig {
+    /// 60 s idle (VPC Flow Logs' shortest aggregation interval), 600 s active (their longest),
+    /// and 262 144 flows: about 64 MiB at the measured entry size.
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(60),
+            active_timeout: Duration::from_secs(600),
+            capacity: NonZeroUsize::new(262_144).unwrap_or(NonZeroUsize::MIN),
+        }
+    }
+}
+
+/// What the table did so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FlowTableStats {
+    /// Flows held now.
+    pub active: u64,
+    /// Flows created.
+    pub created: u64,
+    /// Records emitted because a flow went idle.
+    pub expired_idle: u64,
+    /// Interim records emitted at the active timeout.
+    pub interim: u64,
+    /// Flows evicted to make room (each was emitted as a record).
+    pub evicted: u64,
+    /// Flows emitted by [`FlowTable::flush`].
+    pub flushed: u64,
+    /// Packets counted into flows.
+    pub packets: u64,
+    /// Later IP fragments with no ports, which cannot be put in a flow.
+    pub fragments_without_ports: u64,
+}
+
+/// One flow's state. Kept small: see `flow_entry_fits_the_memory_budget` in the tests.
+#[derive(Debug, Clone, Copy)]
+struct FlowEntry {
+    /// Which side of the key opened the flow.
+    initiator: Side,
+    direction: Direction,
+    /// Bumped when a key is reused by a new flow, so old heap entries are recognised.
+    generation: u32,
+    /// Interim records emitted so far.
+    sequence: u32,
+    flow_start: Timestamp,
+    /// First packet of the current interval; meaningless while `interval_packets` is 0.
+    start: Timestamp,
+    last_seen: Timestamp,
+    /// Indexed by [`Side::index`].
+    counters: [FlowCounters; 2],
+    syns: u32,
+    resets: u32,
+    answered: bool,
+    icmp: Option<(u8, u8)>,
+}
+
+impl FlowEntry {
+    fn interval_packets(&self) -> u64 {
+        self.counters
+            .iter()
+            .fold(0_u64, |acc, c| acc.saturating_add(c.packets))
+    }
+}
+
+/// Heap entry: when a flow is due, earliest first.
+type Due = Reverse<(Timestamp, u32, FlowKey)>;
+
+/// Bidirectional flows with idle and active timeouts and a hard capacity.
+#[derive(Debug)]
+pub struct FlowTable {
+    config: FlowTableConfig,
+    local: LocalNets,
+    /// Seeded randomly per table, so remote senders cannot aim at hash collisions.
+    flows: HashMap<FlowKey, FlowEntry, foldhash::fast::RandomState>,
+    /// Min-heap of due times; see the module invariants.
+    expiry: BinaryHeap<Due>,
+    next_generation: u32,
+    stats: FlowTableStats,
+}
+
+impl FlowTable {
+    /// An empty table.
+    pub fn new(config: FlowTableConfig, local: LocalNets) -> Self {
+        Self {
+            config,
+            local,
+            flows: HashMap::with_hasher(foldhash::fast::RandomState::default()),
+            expiry: BinaryHeap::new(),
+            next_generation: 0,
+            stats: FlowTableStats::default(),
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> FlowTableStats {
+        FlowTableStats {
+            active: u64::try_from(self.flows.len()).unwrap_or(u64::MAX),
+            ..self.stats
+        }
+    }
+
+    /// Flows held now.
+    pub fn len(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// Whether no flow is held.
+    pub fn is_empty(&self) -> bool {
+        self.flows.is_empty()
+    }
+
+    /// Counts one packet seen at `ts` into its flow, first emitting into `out` the flows that
+    /// are due by `ts` and, if the table is full, the one evicted to make room.
+    pub fn observe(&mut self, ts: Timestamp, packet: &Decoded<'_>, out: &mut Vec<FlowRecord>) {
+        self.expire(ts, out);
+        let (src_port, dst_port, icmp) = match packet.transport {
+            Transport::Tcp {
+                src_port, dst_port, ..
+            }
+            | Transport::Udp { src_port, dst_port } => (src_port, dst_port, None),
+            // Echo requests and replies share their identifier, which keeps ping sessions
+            // apart; other ICMP messages between two hosts share one flow.
+            Transport::Icmp {
+                kind,
+                code,
+                echo_id,
+            } => {
+                let id = echo_id.unwrap_or(0);
+                (id, id, Some((kind, code)))
+            }
+            Transport::LaterFragment => {
+                self.stats.fragments_without_ports =
+                    self.stats.fragments_without_ports.saturating_add(1);
+                return;
+            }
+        };
+        let src = Endpoint {
+            addr: packet.src,
+            port: src_port,
+        };
+        let dst = Endpoint {
+            addr: packet.dst,
+            port: dst_port,
+        };
+        let (key, sender) = FlowKey::new(packet.protocol, src, dst);
+        let flags = packet.transport.tcp_flags();
+
+        if !self.flows.contains_key(&key) {
+            if self.flows.len() >= self.config.capacity.get() {
+                self.evict_one(out);
+            }
+            let initiator = if opened_by_receiver(packet, src_port, dst_port) {
+                sender.other()
+            } else {
+                sender
+            };
+            let entry = self.new_entry(ts, &key, initiator);
+            self.flows.insert(key, entry);
+            self.expiry
+                .push(Reverse((self.due(&entry), entry.generation, key)));
+            self.stats.created = self.stats.created.saturating_add(1);
+        }
+        let Some(entry) = self.flows.get_mut(&key) else {
+            return;
+        };
+        if entry.interval_packets() == 0 {
+            entry.start = ts;
+        }
+        entry.last_seen = entry.last_seen.max(ts);
+        let counters = &mut entry.counters[sender.index()];
+        counters.packets = counters.packets.saturating_add(1);
+        counters.bytes = counters
+            .bytes
+            .saturating_add(u64::from(packet.ip_total_len));
+        counters.tcp_flags |= flags.0;
+        if sender == entry.initiator {
+            if flags.is_syn_only() {
+                entry.syns = entry.syns.saturating_add(1);
+            }
+            if entry.icmp.is_none() {
+                entry.icmp = icmp;
+            }
+        } else {
+            entry.answered = true;
+        }
+        if flags.contains(TcpFlags::RST) {
+            entry.resets = entry.resets.saturating_add(1);
+        }
+        self.stats.packets = self.stats.packets.saturating_add(1);
+    }
+
+    /// Emits into `out` every flow idle for the idle timeout, and an interim record for every
+    /// flow whose interval reached the active timeout, as of `now`.
+    ///
+    /// [`FlowTable::observe`] calls this itself; a live capture also calls it on a timer so
+    /// flows end when traffic stops.
+    pub fn expire(&mut self, now: Timestamp, out: &mut Vec<FlowRecord>) {
+        while let Some(Reverse((due, generation, key))) = self.expiry.peek().copied() {
+            if due > now {
+                break;
+            }
+            self.expiry.pop();
+            let Some(entry) = self.flows.get(&key).copied() else {
+                continue;
+            };
+            if entry.generation != generation {
+                continue;
+            }
+            let real_due = self.due(&entry);
+            if real_due > now {
+                self.expiry.push(Reverse((real_due, generation, key)));
+                continue;
+            }
+            let idle_due = entry
+                .last_seen
+                .saturating_add_nanos(nanos(self.config.idle_timeout));
+            if idle_due <= now {
+                self.flows.remove(&key);
+                if entry.interval_packets() > 0 {
+                    out.push(record(&key, &entry, EndReason::Idle));
+                    self.stats.expired_idle = self.stats.expired_idle.saturating_add(1);
+                }
+            } else {
+                out.push(record(&key, &entry, EndReason::Active));
+                self.stats.interim = self.stats.interim.saturating_add(1);
+                let next = FlowEntry {
+                    sequence: entry.sequence.saturating_add(1),
+                    counters: [FlowCounters::default(); 2],
+                    syns: 0,
+                    resets: 0,
+                    ..entry
+                };
+                self.flows.insert(key, next);
+                self.expiry
+                    .push(Reverse((self.due(&next), generation, key)));
+            }
+        }
+    }
+
+    /// Emits every flow that has packets not yet reported, and empties the table.
+    pub fn flush(&mut self, out: &mut Vec<FlowRecord>) {
+        let mut keys: Vec<(FlowKey, FlowEntry)> = self.flows.drain().collect();
+        // Deterministic output order for replays: by first packet, then key.
+        keys.sort_unstable_by_key(|(key, entry)| (entry.start, *key));
+        for (key, entry) in keys {
+            if entry.interval_packets() > 0 {
+                out.push(record(&key, &entry, EndReason::Flushed));
+                self.stats.flushed = self.stats.flushed.saturating_add(1);
+            }
+        }
+        self.expiry.clear();
+    }
+
+    /// Evicts the flow closest to expiring; stale heap entries met on the way are re-queued.
+    fn evict_one(&mut self, out: &mut Vec<FlowRecord>) {
+        while let Some(Reverse((due, generation, key))) = self.expiry.pop() {
+            let Some(entry) = self.flows.get(&key).copied() else {
+                continue;
+            };
+            if entry.generation != generation {
+                continue;
+            }
+            let real_due = self.due(&entry);
+            if real_due > due {
+                self.expiry.push(Reverse((real_due, generation, key)));
+                continue;
+            }
+            self.flows.remove(&key);
+            self.stats.evicted = self.stats.evicted.saturating_add(1);
+            if entry.interval_packets() > 0 {
+                out.push(record(&key, &entry, EndReason::Evicted));
+            }
+            return;
+        }
+    }
+
+    fn new_entry(&mut self, ts: Timestamp, key: &FlowKey, initiator: Side) -> FlowEntry {
+        let generation = self.next_generation;
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let from = key.endpoint(initiator).addr;
+        let to = key.endpoint(initiator.other()).addr;
+        let direction = match self.local.local_end(from, to) {
+            Some(LocalEnd::Initiator) => Direction::Egress,
+            Some(LocalEnd::Responder) => Direction::Ingress,
+            None => Direction::Unspecified,
+        };
+        FlowEntry {
+            initiator,
+            direction,
+            generation,
+            sequence: 0,
+            flow_start: ts,
+            start: ts,
+            last_seen: ts,
+            counters: [FlowCounters::default(); 2],
+            syns: 0,
+            resets: 0,
+            answered: false,
+            icmp: None,
+        }
+    }
+
+    /// When a flow next needs attention: idle expiry, or the end of its active interval.
+    fn due(&self, entry: &FlowEntry) -> Timestamp {
+        let idle = entry
+            .last_seen
+            .saturating_add_nanos(nanos(self.config.idle_timeout));
+        if entry.interval_packets() == 0 {
+            return idle;
+        }
+        let active = entry
+            .start
+            .saturating_add_nanos(nanos(self.config.active_timeout));
+        idle.min(active)
+    }
+}
+
+/// Whether the first packet of a new flow was sent by the responder: a SYN-ACK or an echo
+/// reply means the opening packet was missed, and a packet from a well-known port to an
+/// ephemeral one is most likely a server's answer (a capture that began mid-flow).
+fn opened_by_receiver(packet: &Decoded<'_>, src_port: u16, dst_port: u16) -> bool {
+    match packet.transport {
+        Transport::Tcp { flags, .. } if flags.contains(TcpFlags::SYN) => {
+            flags.contains(TcpFlags::ACK)
+        }
+        Transport::Icmp { kind, .. } => match packet.protocol {
+            protocol::ICMP => kind == 0,
+            _ => kind == 129,
+        },
+        Transport::Tcp { .. } | Transport::Udp { .. } => src_port < 1024 && dst_port >= 1024,
+        Transport::LaterFragment => false,
+    }
+}
+
+fn record(key: &FlowKey, entry: &FlowEntry, reason: EndReason) -> FlowRecord {
+    let responder = entry.initiator.other();
+    FlowRecord {
+        key: *key,
+        initiator: key.endpoint(entry.initiator),
+        responder: key.endpoint(responder),
+        direction: entry.direction,
+        start: entry.start,
+        end: entry.last_seen,
+        flow_start: entry.flow_start,
+        forward: entry.counters[entry.initiator.index()],
+        reverse: entry.counters[responder.index()],
+        syns: entry.syns,
+        resets: entry.resets,
+        answered: entry.answered,
+        icmp: entry.icmp,
+        reason,
+        sequence: entry.sequence,
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests;
