@@ -130,6 +130,14 @@ pub async fn upload(
     );
     let (stop_tx, stop_rx) = watch::channel(false);
     let data_dir = settings.data_dir.clone();
+    let status = tokio::spawn(crate::status::write_every_second(
+        settings.data_dir.clone(),
+        settings.identity.to_string(),
+        settings.aggregator_url.clone(),
+        outbox.clone(),
+        Arc::clone(&health),
+        stop_rx.clone(),
+    ));
     let transport = Transport::new(settings, tls, outbox.clone(), new_batches, health);
     let transport = tokio::spawn(transport.run(stop_rx));
 
@@ -150,8 +158,10 @@ pub async fn upload(
         Ok(()) => wait_until_drained(&outbox, timeout, interrupt, &data_dir).await,
     };
     let _ = stop_tx.send(true);
-    if let Err(e) = transport.await {
-        warn!(error = %e, "transport task failed");
+    for task in [status, transport] {
+        if let Err(e) = task.await {
+            warn!(error = %e, "upload task failed");
+        }
     }
     if let Err(e) = db.flush_async().await {
         warn!(error = %e, "final flush failed");

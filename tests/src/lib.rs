@@ -194,6 +194,32 @@ impl Proc {
         }
     }
 
+    /// Waits for the process to exit by itself, up to `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Result<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let lines = self.lines();
+                let tail = lines
+                    .iter()
+                    .rev()
+                    .take(15)
+                    .rev()
+                    .cloned()
+                    .collect::<Vec<_>>();
+                bail!(
+                    "{} did not exit within {limit:?}; last log lines:\n{}",
+                    self.name,
+                    tail.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Kills the process at once (SIGKILL: a crash, not a shutdown) and reaps it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -247,8 +273,38 @@ pub fn start_aggregator(
     Ok((proc, addr))
 }
 
+/// Config for test agents: fast heartbeats, summaries and reconnects.
+pub const FAST_AGENT_CONFIG: &str = "[agent]\nheartbeat_interval_secs = 1\nsummary_interval_secs = 1\nreconnect_min_ms = 100\nreconnect_max_ms = 1000\n";
+
 /// Starts an agent that reports every second.
 pub fn start_agent(
+    pki: &Pki,
+    leaf: &Leaf,
+    addr: &str,
+    data_dir: &Path,
+    account: &str,
+    instance: &str,
+) -> Result<Proc> {
+    start_agent_cmd(
+        "run",
+        &[],
+        FAST_AGENT_CONFIG,
+        pki,
+        leaf,
+        addr,
+        data_dir,
+        account,
+        instance,
+    )
+}
+
+/// Starts `picket-agent <command>` with `extra` arguments, a config file holding
+/// `config_text`, and the connection and identity flags.
+#[allow(clippy::too_many_arguments)]
+pub fn start_agent_cmd(
+    command: &str,
+    extra: &[&str],
+    config_text: &str,
     pki: &Pki,
     leaf: &Leaf,
     addr: &str,
@@ -259,35 +315,30 @@ pub fn start_agent(
     let dir = data_dir.join("cfg");
     std::fs::create_dir_all(&dir)?;
     let config = dir.join("agent.toml");
-    std::fs::write(
-        &config,
-        "[agent]\nheartbeat_interval_secs = 1\nsummary_interval_secs = 1\nreconnect_min_ms = 100\nreconnect_max_ms = 1000\n",
-    )?;
+    std::fs::write(&config, config_text)?;
     let url = format!("https://{addr}");
     let ca = pki.ca();
-    Proc::start(
-        "picket-agent",
-        &[
-            "run",
-            "--config",
-            path_str(&config)?,
-            "--aggregator",
-            &url,
-            "--ca",
-            path_str(&ca)?,
-            "--cert",
-            path_str(&leaf.cert)?,
-            "--key",
-            path_str(&leaf.key)?,
-            "--data-dir",
-            path_str(data_dir)?,
-            "--account-id",
-            account,
-            "--instance-id",
-            instance,
-        ],
-        "info",
-    )
+    let mut args: Vec<&str> = vec![command];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&[
+        "--config",
+        path_str(&config)?,
+        "--aggregator",
+        &url,
+        "--ca",
+        path_str(&ca)?,
+        "--cert",
+        path_str(&leaf.cert)?,
+        "--key",
+        path_str(&leaf.key)?,
+        "--data-dir",
+        path_str(data_dir)?,
+        "--account-id",
+        account,
+        "--instance-id",
+        instance,
+    ]);
+    Proc::start("picket-agent", &args, "info")
 }
 
 /// A path as UTF-8, for command lines.
