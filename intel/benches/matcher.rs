@@ -1,0 +1,3 @@
+//! Matcher benchmark (filled in by a later commit).
+
+fn main() {}

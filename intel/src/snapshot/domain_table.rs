@@ -1,0 +1,83 @@
+//! An open-addressing hash table from normalised domain names to domain rows.
+//!
+//! Slots hold `fingerprint << 32 | (row + 1)`, zero meaning empty: a probe compares the 32-bit
+//! fingerprint in the slot first and touches the stored name only when it agrees, so a miss
+//! usually costs one cache line. The table is rebuilt from the rows on load, never shipped.
+
+use super::content::DomainRows;
+use crate::domain::name_hash;
+
+/// Slots per name, at least; keeps linear-probe chains short (load factor at most 1/2).
+const MIN_SLOTS_PER_NAME: usize = 2;
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct DomainTable {
+    slots: Vec<u64>,
+    mask: usize,
+}
+
+impl DomainTable {
+    /// Indexes `rows`. Several rows may share a name (one per list or category); the table keeps,
+    /// per name, the first trusted row if any, else the first row.
+    pub(crate) fn build(rows: &DomainRows, trusted: &dyn Fn(u32) -> bool) -> Self {
+        let n = rows.len();
+        let cap = (n.max(1) * MIN_SLOTS_PER_NAME).next_power_of_two();
+        let mut t = DomainTable {
+            slots: vec![0; cap],
+            mask: cap - 1,
+        };
+        let mut i = 0;
+        while i < n {
+            let name = rows.name(i);
+            let mut j = i + 1;
+            while j < n && rows.name(j) == name {
+                j += 1;
+            }
+            let chosen = (i..j)
+                .find(|&k| rows.meta.get(k).is_some_and(|&m| trusted(m)))
+                .unwrap_or(i);
+            t.insert(name_hash(name), chosen as u32);
+            i = j;
+        }
+        t
+    }
+
+    fn insert(&mut self, hash: u64, row: u32) {
+        let fp = hash >> 32;
+        let mut s = (hash as usize) & self.mask;
+        loop {
+            let Some(slot) = self.slots.get_mut(s) else {
+                return;
+            };
+            if *slot == 0 {
+                *slot = (fp << 32) | (u64::from(row) + 1);
+                return;
+            }
+            s = (s + 1) & self.mask;
+        }
+    }
+
+    /// The row whose name hashes to `hash` and satisfies `is_name`, if any.
+    #[inline]
+    pub(crate) fn find(&self, hash: u64, is_name: impl Fn(u32) -> bool) -> Option<u32> {
+        let fp = hash >> 32;
+        let mut s = (hash as usize) & self.mask;
+        loop {
+            let slot = *self.slots.get(s)?;
+            if slot == 0 {
+                return None;
+            }
+            if slot >> 32 == fp {
+                let row = u32::try_from(slot & 0xffff_ffff).ok()?.checked_sub(1)?;
+                if is_name(row) {
+                    return Some(row);
+                }
+            }
+            s = (s + 1) & self.mask;
+        }
+    }
+
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.slots.capacity() * 8
+    }
+}
