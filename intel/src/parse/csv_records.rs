@@ -1,10 +1,13 @@
 //! Reading comma-separated feeds with the `csv` crate while keeping line numbers for reports.
+//!
+//! Comment lines are skipped here rather than by the reader's `comment` option, because records
+//! read with that option report line numbers that leave the comment lines out.
 
 use super::Collector;
 use crate::indicator::LineProblem;
 
-/// Calls `f(line, record)` for each record (fields trimmed, `#` comment lines skipped, rows of
-/// any width); unreadable records are reported and skipped. Stops when the collector is full.
+/// Calls `f(line, record)` for each record (fields trimmed, records whose first field starts
+/// with `#` skipped as comments, rows of any width); unreadable records are reported and skipped. Stops when the collector is full.
 pub(crate) fn for_each_record(
     bytes: &[u8],
     out: &mut Collector<'_>,
@@ -15,7 +18,6 @@ pub(crate) fn for_each_record(
         .has_headers(false)
         .flexible(true)
         .trim(csv::Trim::All)
-        .comment(Some(b'#'))
         .from_reader(bytes);
     let mut record = csv::StringRecord::new();
     loop {
@@ -25,6 +27,9 @@ pub(crate) fn for_each_record(
         match reader.read_record(&mut record) {
             Ok(false) => return,
             Ok(true) => {
+                if record.get(0).is_some_and(|f| f.starts_with('#')) {
+                    continue;
+                }
                 let line = record.position().map_or(0, |p| p.line());
                 let line = u32::try_from(line).unwrap_or(u32::MAX);
                 f(line, &record, out);
