@@ -116,7 +116,7 @@ impl SnapshotBuilder {
 }
 
 /// An immutable, versioned, compiled set of threat and trusted lists.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Snapshot {
     version: u64,
     hash: [u8; 32],
@@ -124,6 +124,20 @@ pub struct Snapshot {
     v4: V4Ranges,
     v6: V6Ranges,
     domains: DomainTable,
+}
+
+impl std::fmt::Debug for Snapshot {
+    // A summary: the tables run to millions of rows.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("version", &self.version)
+            .field("content_hash", &self.content_hash_hex())
+            .field("lists", &self.content.lists.len())
+            .field("ipv4_rows", &self.content.v4.len())
+            .field("ipv6_rows", &self.content.v6.len())
+            .field("domain_rows", &self.content.domains.len())
+            .finish()
+    }
 }
 
 impl Snapshot {
