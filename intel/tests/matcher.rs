@@ -389,3 +389,30 @@ fn stats_count_per_list_kind_and_category_with_rejections() {
     assert_eq!(stats.by_category().get(&Category::Dga), Some(&1));
     assert_eq!(stats.rejected(), 1);
 }
+
+#[test]
+fn a_name_on_both_lists_is_trusted_whichever_list_name_sorts_first() {
+    // Found by the property test: with the threat list sorting first, the table once kept the
+    // threat row for a name that was also trusted.
+    for (threat_name, trusted_name) in [("a-threats", "z-trusted"), ("z-threats", "a-trusted")] {
+        let snap = build(vec![
+            list(
+                threat_name,
+                ListKind::Threat,
+                Category::C2,
+                &["both.example"],
+            ),
+            list(
+                trusted_name,
+                ListKind::Trusted,
+                Category::Custom,
+                &["both.example"],
+            ),
+        ]);
+        assert_eq!(snap.match_domain("both.example"), None, "{threat_name}");
+        assert_eq!(snap.match_domain("x.both.example"), None, "{threat_name}");
+        assert!(
+            matches!(snap.lookup_domain("both.example"), Verdict::Trusted(h) if h.list == trusted_name)
+        );
+    }
+}

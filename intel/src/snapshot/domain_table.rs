@@ -19,7 +19,7 @@ pub(crate) struct DomainTable {
 impl DomainTable {
     /// Indexes `rows`. Several rows may share a name (one per list or category); the table keeps,
     /// per name, the first trusted row if any, else the first row.
-    pub(crate) fn build(rows: &DomainRows, trusted: &dyn Fn(u32) -> bool) -> Self {
+    pub(crate) fn build(rows: &DomainRows, row_trusted: &dyn Fn(u32) -> bool) -> Self {
         let n = rows.len();
         let cap = (n.max(1) * MIN_SLOTS_PER_NAME).next_power_of_two();
         let mut t = DomainTable {
@@ -33,9 +33,7 @@ impl DomainTable {
             while j < n && rows.name(j) == name {
                 j += 1;
             }
-            let chosen = (i..j)
-                .find(|&k| rows.meta.get(k).is_some_and(|&m| trusted(m)))
-                .unwrap_or(i);
+            let chosen = (i..j).find(|&k| row_trusted(k as u32)).unwrap_or(i);
             t.insert(name_hash(name), chosen as u32);
             i = j;
         }
