@@ -305,6 +305,10 @@ impl Snapshot {
         let mut trusted: Option<u32> = None;
         let qb = q.as_bytes();
         domain::for_each_suffix(qb, |start, h| {
+            // Listed names have at least two labels, so a bare TLD cannot match.
+            if start > 0 && !qb[start..].contains(&b'.') {
+                return true;
+            }
             let suffix = qb.get(start..).unwrap_or(&[]);
             let found = self.domains.find(h, |row| {
                 rows.name(row as usize)
