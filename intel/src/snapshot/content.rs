@@ -74,18 +74,26 @@ impl DomainRows {
         self.ends.len()
     }
 
-    /// The name of row `i` (empty if out of range, which validated content never is).
-    pub(crate) fn name(&self, i: usize) -> &str {
+    /// Where row `i`'s name sits in the arena (empty if out of range, which validated content
+    /// never is).
+    pub(crate) fn span(&self, i: usize) -> (u32, u32) {
         let start = match i.checked_sub(1) {
             Some(p) => self.ends.get(p).copied().unwrap_or(0),
             None => 0,
-        } as usize;
-        let end = self.ends.get(i).copied().unwrap_or(0) as usize;
+        };
+        (start, self.ends.get(i).copied().unwrap_or(start))
+    }
+
+    /// The bytes of row `i`'s name (empty if out of range, which validated content never is).
+    pub(crate) fn name_bytes(&self, i: usize) -> &[u8] {
+        let (start, end) = self.span(i);
+        self.bytes.get(start as usize..end as usize).unwrap_or(&[])
+    }
+
+    /// The name of row `i` (empty if out of range, which validated content never is).
+    pub(crate) fn name(&self, i: usize) -> &str {
         // Names are checked ASCII when built or decoded, so this never falls back.
-        self.bytes
-            .get(start..end)
-            .and_then(|b| std::str::from_utf8(b).ok())
-            .unwrap_or("")
+        std::str::from_utf8(self.name_bytes(i)).unwrap_or("")
     }
 
     /// Appends a row; `false` if the arena would pass `u32::MAX` bytes.
@@ -142,14 +150,14 @@ impl Content {
                 name: w[0].name.clone(),
             });
         }
-        // Strings: sorted, unique, then indexed.
-        let mut strings: Vec<&str> = lists
+        // Strings: unique first (most indicators share a few), then sorted and indexed.
+        let unique: std::collections::HashSet<&str> = lists
             .iter()
             .flat_map(|l| l.indicators.iter())
             .flat_map(|i| [i.source.as_str(), i.description.as_str()])
             .collect();
+        let mut strings: Vec<&str> = unique.into_iter().collect();
         strings.sort_unstable();
-        strings.dedup();
         to_u32(strings.len(), "strings")?;
         let string_ix: HashMap<&str, u32> = strings
             .iter()

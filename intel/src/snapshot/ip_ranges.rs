@@ -131,7 +131,15 @@ pub(crate) struct V4Ranges {
     spans: Vec<[u32; 2]>,
     /// The winning row of each range.
     rows: Vec<u32>,
+    /// One bit per /24 block, set when any range touches the block; empty for small sets.
+    ///
+    /// Real traffic mostly misses, and most /24 blocks hold no listed address, so one load from
+    /// this 2 MiB bitmap answers most lookups without the search.
+    blocks: Vec<u64>,
 }
+
+/// Range count from which the /24 bitmap pays for its 2 MiB; below it the ranges fit in cache.
+const BLOCK_FILTER_MIN_RANGES: usize = 4096;
 
 impl V4Ranges {
     pub(crate) fn build(
@@ -150,12 +158,24 @@ impl V4Ranges {
             index: Vec::with_capacity(65_537),
             spans: Vec::with_capacity(segs.len()),
             rows: Vec::with_capacity(segs.len()),
+            blocks: Vec::new(),
         };
         for (s, e, row) in segs {
             // Segments come from 32-bit rows, so they fit; anything else is dropped, not wrapped.
             if let (Ok(s), Ok(e)) = (u32::try_from(s), u32::try_from(e)) {
                 r.spans.push([s, e]);
                 r.rows.push(row);
+            }
+        }
+        if r.spans.len() >= BLOCK_FILTER_MIN_RANGES {
+            r.blocks = vec![0u64; (1 << 24) / 64];
+            for &[s, e] in &r.spans {
+                // Spans are disjoint, so all spans together set each bit at most a few times.
+                for block in (s >> 8)..=(e >> 8) {
+                    if let Some(word) = r.blocks.get_mut((block / 64) as usize) {
+                        *word |= 1 << (block % 64);
+                    }
+                }
             }
         }
         let mut i = 0usize;
@@ -175,6 +195,12 @@ impl V4Ranges {
     /// The winning row at `ip`, if any.
     #[inline]
     pub(crate) fn find(&self, ip: u32) -> Option<u32> {
+        if !self.blocks.is_empty() {
+            let block = ip >> 8;
+            if self.blocks.get((block / 64) as usize)? & (1 << (block % 64)) == 0 {
+                return None;
+            }
+        }
         let b = (ip >> 16) as usize;
         let lo = *self.index.get(b)? as usize;
         let hi = *self.index.get(b + 1)? as usize;
@@ -194,7 +220,8 @@ impl V4Ranges {
     }
 
     pub(crate) fn heap_bytes(&self) -> usize {
-        (self.index.capacity() + self.rows.capacity()) * 4 + self.spans.capacity() * 8
+        (self.index.capacity() + self.rows.capacity()) * 4
+            + (self.spans.capacity() + self.blocks.capacity()) * 8
     }
 }
 
@@ -306,6 +333,28 @@ mod tests {
         assert_eq!(at(&r, "223.255.255.255"), Some(1));
         assert_eq!(at(&r, "0.0.0.0"), None);
         assert_eq!(at(&r, "255.255.255.255"), None);
+    }
+
+    #[test]
+    fn large_sets_use_the_block_bitmap_and_still_find_every_edge() {
+        // Enough ranges to switch the /24 bitmap on; addresses spread over many blocks.
+        let n = (BLOCK_FILTER_MIN_RANGES + 100) as u32;
+        let mut addr: Vec<u32> = (0..n).map(|i| 0x2d00_0000 + i * 1_003).collect();
+        let mut prefix = vec![32u8; addr.len()];
+        addr.push(0x5000_0000); // 80.0.0.0/20 spans sixteen /24 blocks
+        prefix.push(20);
+        let meta: Vec<u32> = (0..addr.len() as u32).collect();
+        let r = V4Ranges::build(&addr, &prefix, &meta, &|_| false);
+        assert!(!r.blocks.is_empty());
+        for (row, &a) in addr.iter().enumerate().take(n as usize) {
+            assert_eq!(r.find(a), Some(row as u32));
+            assert_eq!(r.find(a + 1), None);
+            assert_eq!(r.find(a - 1), None);
+        }
+        assert_eq!(r.find(0x5000_0000), Some(n));
+        assert_eq!(r.find(0x5000_0fff), Some(n));
+        assert_eq!(r.find(0x5000_1000), None);
+        assert_eq!(r.find(0x4fff_ffff), None);
     }
 
     #[test]

@@ -304,17 +304,14 @@ impl Snapshot {
         let mut threat: Option<u32> = None;
         let mut trusted: Option<u32> = None;
         let qb = q.as_bytes();
+        let mut tld = true;
         domain::for_each_suffix(qb, |start, h| {
-            // Listed names have at least two labels, so a bare TLD cannot match.
-            if start > 0 && !qb[start..].contains(&b'.') {
+            // Listed names have at least two labels, so the first suffix (the TLD) cannot match.
+            if std::mem::take(&mut tld) {
                 return true;
             }
             let suffix = qb.get(start..).unwrap_or(&[]);
-            let found = self.domains.find(h, |row| {
-                rows.name(row as usize)
-                    .as_bytes()
-                    .eq_ignore_ascii_case(suffix)
-            });
+            let found = self.domains.find(h, &rows.bytes, suffix);
             if let Some(row) = found {
                 let meta = rows.meta.get(row as usize).copied().unwrap_or(0);
                 if self.content.is_trusted(meta) {
