@@ -285,4 +285,18 @@ fn main() {
         100.0 * naive_dhits as f64 / NAME_QUERIES as f64,
         ours / base
     );
+    for (label, parity) in [("listed sub-names only", 0), ("unlisted names only", 1)] {
+        let subset: Vec<&String> = name_queries.iter().skip(parity).step_by(2).collect();
+        let (secs, n) = best_of(|| {
+            subset
+                .iter()
+                .filter(|q| snap.match_domain(black_box(q)).is_some())
+                .count()
+        });
+        println!(
+            "domain lookups, {label} ({:.1}% hit): {:.1} M/s",
+            100.0 * n as f64 / subset.len() as f64,
+            rate(subset.len(), secs)
+        );
+    }
 }

@@ -416,3 +416,20 @@ fn a_name_on_both_lists_is_trusted_whichever_list_name_sorts_first() {
         );
     }
 }
+
+#[test]
+fn hand_built_lists_with_unnormalised_names_are_refused() {
+    let mut l = ParsedList::new("hand", ListKind::Threat);
+    l.indicators.push(Indicator {
+        value: IndicatorValue::Domain("Upper.Example".into()),
+        category: Category::C2,
+        source: String::new(),
+        description: String::new(),
+        line: 0,
+    });
+    let mut b = SnapshotBuilder::new();
+    b.add_list(l);
+    assert!(
+        matches!(b.build(1), Err(BuildError::BadDomain { name, .. }) if name == "Upper.Example")
+    );
+}

@@ -61,49 +61,75 @@ impl<A: Copy + Ord> NetRows<A> {
     }
 }
 
-/// Domain rows: names packed in one byte arena (each ending at `ends[i]`), and metadata rows.
+/// Domain rows, packed as records `[metadata index: u32 LE][name length: u8][name]` in one byte
+/// arena, with each row's record offset.
+///
+/// Keeping a row's metadata beside its name means a lookup that finds a name already holds what
+/// it needs to decide trust and build the hit: one memory access instead of three.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct DomainRows {
-    pub(crate) bytes: Vec<u8>,
-    pub(crate) ends: Vec<u32>,
-    pub(crate) meta: Vec<u32>,
+    pub(crate) records: Vec<u8>,
+    pub(crate) offsets: Vec<u32>,
+}
+
+/// Bytes before the name in a record: metadata index and length.
+pub(crate) const RECORD_HEADER: usize = 5;
+
+/// Reads the record at `offset`: (metadata index, name bytes).
+#[inline]
+pub(crate) fn record_at(records: &[u8], offset: usize) -> Option<(u32, &[u8])> {
+    let header = records.get(offset..offset.checked_add(RECORD_HEADER)?)?;
+    let (meta, len) = header.split_first_chunk::<4>()?;
+    let len = usize::from(*len.first()?);
+    let start = offset + RECORD_HEADER;
+    Some((
+        u32::from_le_bytes(*meta),
+        records.get(start..start.checked_add(len)?)?,
+    ))
 }
 
 impl DomainRows {
     pub(crate) fn len(&self) -> usize {
-        self.ends.len()
+        self.offsets.len()
     }
 
-    /// Where row `i`'s name sits in the arena (empty if out of range, which validated content
-    /// never is).
-    pub(crate) fn span(&self, i: usize) -> (u32, u32) {
-        let start = match i.checked_sub(1) {
-            Some(p) => self.ends.get(p).copied().unwrap_or(0),
-            None => 0,
-        };
-        (start, self.ends.get(i).copied().unwrap_or(start))
+    /// Row `i`'s record offset, metadata index and name bytes (validated content never misses).
+    pub(crate) fn row(&self, i: usize) -> Option<(u32, u32, &[u8])> {
+        let offset = *self.offsets.get(i)?;
+        let (meta, name) = record_at(&self.records, offset as usize)?;
+        Some((offset, meta, name))
     }
 
-    /// The bytes of row `i`'s name (empty if out of range, which validated content never is).
+    /// Row `i`'s metadata index (0 if out of range, which validated content never is).
+    pub(crate) fn meta(&self, i: usize) -> u32 {
+        self.row(i).map_or(0, |r| r.1)
+    }
+
+    /// The bytes of row `i`'s name (empty if out of range).
     pub(crate) fn name_bytes(&self, i: usize) -> &[u8] {
-        let (start, end) = self.span(i);
-        self.bytes.get(start as usize..end as usize).unwrap_or(&[])
+        self.row(i).map_or(&[], |r| r.2)
     }
 
-    /// The name of row `i` (empty if out of range, which validated content never is).
+    /// The name of row `i` (empty if out of range).
     pub(crate) fn name(&self, i: usize) -> &str {
         // Names are checked ASCII when built or decoded, so this never falls back.
         std::str::from_utf8(self.name_bytes(i)).unwrap_or("")
     }
 
-    /// Appends a row; `false` if the arena would pass `u32::MAX` bytes.
+    /// Appends a row; `false` if the name is longer than 255 bytes or the arena would pass
+    /// `u32::MAX` bytes.
     pub(crate) fn push(&mut self, name: &[u8], meta: u32) -> bool {
-        self.bytes.extend_from_slice(name);
-        let Ok(end) = u32::try_from(self.bytes.len()) else {
+        let (Ok(offset), Ok(len)) = (u32::try_from(self.records.len()), u8::try_from(name.len()))
+        else {
             return false;
         };
-        self.ends.push(end);
-        self.meta.push(meta);
+        if u32::try_from(self.records.len() + RECORD_HEADER + name.len()).is_err() {
+            return false;
+        }
+        self.records.extend_from_slice(&meta.to_le_bytes());
+        self.records.push(len);
+        self.records.extend_from_slice(name);
+        self.offsets.push(offset);
         true
     }
 }
@@ -128,6 +154,15 @@ pub enum BuildError {
     DuplicateList {
         /// The shared name.
         name: String,
+    },
+    /// Occurs when a hand-built list holds a domain value that is not in normal form (what
+    /// [`crate::domain::normalize`] returns); parsed lists never do.
+    #[error("`{name}` is not a normalised domain name: {why}")]
+    BadDomain {
+        /// The offending value.
+        name: String,
+        /// What is wrong with it.
+        why: crate::domain::DomainError,
     },
     /// Occurs when a table would need more than `u32::MAX` rows or bytes.
     #[error("too many {what} for one snapshot")]
@@ -212,15 +247,24 @@ impl Content {
                 }
             }
         }
+        if let Some((name, why)) = names.iter().find_map(|(n, _)| {
+            crate::domain::check_normalized(n)
+                .err()
+                .map(|why| (*n, why))
+        }) {
+            return Err(BuildError::BadDomain {
+                name: name.to_owned(),
+                why,
+            });
+        }
         names.sort_unstable();
         names.dedup();
         to_u32(v4.len(), "IPv4 rows")?;
         to_u32(v6.len(), "IPv6 rows")?;
         to_u32(names.len(), "domain rows")?;
         let mut domains = DomainRows {
-            bytes: Vec::with_capacity(names.iter().map(|(n, _)| n.len()).sum()),
-            ends: Vec::with_capacity(names.len()),
-            meta: Vec::with_capacity(names.len()),
+            records: Vec::with_capacity(names.iter().map(|(n, _)| n.len() + RECORD_HEADER).sum()),
+            offsets: Vec::with_capacity(names.len()),
         };
         for (name, meta) in names {
             if !domains.push(name.as_bytes(), meta) {
@@ -280,8 +324,7 @@ impl Content {
             + self.v6.addr.capacity() * 16
             + self.v6.prefix.capacity()
             + self.v6.meta.capacity() * 4
-            + self.domains.bytes.capacity()
-            + self.domains.ends.capacity() * 4
-            + self.domains.meta.capacity() * 4
+            + self.domains.records.capacity()
+            + self.domains.offsets.capacity() * 4
     }
 }

@@ -91,9 +91,8 @@ pub enum DecodeError {
 
 /// Encodes the body of `content`.
 pub(crate) fn encode_body(c: &Content) -> Vec<u8> {
-    let mut out = Vec::with_capacity(
-        c.v4.len() * 9 + c.v6.len() * 21 + c.domains.bytes.len() + c.domains.len() * 5 + 1024,
-    );
+    let mut out =
+        Vec::with_capacity(c.v4.len() * 9 + c.v6.len() * 21 + c.domains.records.len() + 1024);
     // Counts fit in u32: `Content::from_lists` and the decoder both check.
     let count = |out: &mut Vec<u8>, n: usize| out.extend_from_slice(&(n as u32).to_le_bytes());
     count(&mut out, c.strings.len());
@@ -135,7 +134,7 @@ pub(crate) fn encode_body(c: &Content) -> Vec<u8> {
         // Names are at most 253 bytes (checked on build and decode).
         out.push(name.len() as u8);
         out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(&c.domains.meta.get(i).copied().unwrap_or(0).to_le_bytes());
+        out.extend_from_slice(&c.domains.meta(i).to_le_bytes());
     }
     out
 }
@@ -356,7 +355,7 @@ fn decode_body(body: &[u8]) -> Result<Content, DecodeError> {
             return Err(r.invalid(i, "metadata index out of range"));
         }
         if let Some(p) = i.checked_sub(1) {
-            let prev = (rows.name(p), rows.meta.get(p).copied().unwrap_or(0));
+            let prev = (rows.name(p), rows.meta(p));
             if prev >= (name, meta) {
                 return Err(r.invalid(i, "not strictly sorted"));
             }

@@ -156,10 +156,7 @@ impl Snapshot {
             &content.v6.meta,
             &trusted,
         );
-        let dm = &content.domains.meta;
-        let domains = DomainTable::build(&content.domains, &|row| {
-            dm.get(row as usize).is_some_and(|&m| trusted(m))
-        });
+        let domains = DomainTable::build(&content.domains, &trusted);
         Snapshot {
             version,
             hash,
@@ -300,9 +297,9 @@ impl Snapshot {
     }
 
     fn lookup_ascii_domain(&self, q: &str) -> Verdict<'_> {
-        let rows = &self.content.domains;
-        let mut threat: Option<u32> = None;
-        let mut trusted: Option<u32> = None;
+        let arena = &self.content.domains.records;
+        let mut threat: Option<domain_table::Found> = None;
+        let mut trusted: Option<domain_table::Found> = None;
         let qb = q.as_bytes();
         let mut tld = true;
         domain::for_each_suffix(qb, |start, h| {
@@ -311,25 +308,23 @@ impl Snapshot {
                 return true;
             }
             let suffix = qb.get(start..).unwrap_or(&[]);
-            let found = self.domains.find(h, &rows.bytes, suffix);
-            if let Some(row) = found {
-                let meta = rows.meta.get(row as usize).copied().unwrap_or(0);
-                if self.content.is_trusted(meta) {
-                    trusted = Some(row);
+            if let Some(found) = self.domains.find(h, arena, suffix) {
+                if self.content.is_trusted(found.meta) {
+                    trusted = Some(found);
                     return false;
                 }
                 // Suffixes come shortest first, so the last threat seen is the most specific.
-                threat = Some(row);
+                threat = Some(found);
             }
             true
         });
-        let Some(row) = trusted.or(threat) else {
+        let Some(found) = trusted.or(threat) else {
             return Verdict::NoMatch;
         };
-        let row = row as usize;
-        let (Some(&meta), name) = (rows.meta.get(row), rows.name(row)) else {
-            return Verdict::NoMatch;
-        };
+        let name = arena.get(found.start..found.end).unwrap_or(&[]);
+        // Arena names are checked ASCII when built or decoded, so this never falls back.
+        let name = std::str::from_utf8(name).unwrap_or("");
+        let meta = found.meta;
         Self::verdict(self.hit(MatchedValue::Domain(name), meta))
     }
 
@@ -356,8 +351,8 @@ impl Snapshot {
         for (p, m) in c.v6.prefix.iter().zip(&c.v6.meta) {
             count(*m, if *p == 128 { K::Ipv6 } else { K::Cidr });
         }
-        for m in &c.domains.meta {
-            count(*m, K::Domain);
+        for i in 0..c.domains.len() {
+            count(c.domains.meta(i), K::Domain);
         }
         Stats { lists }
     }
