@@ -166,6 +166,16 @@ fn stix_that_is_not_json_or_not_a_bundle_is_a_file_error() {
         err.to_string(),
         "y.json: JSON is not a STIX bundle, object list or indicator"
     );
+    // An OTX pulse export is a JSON array too, but of untyped objects.
+    let pulses = br#"[{"id": "5a0f", "name": "pulse", "indicators": [{"type": "IPv4"}]}]"#;
+    let err = parse_list("p.json", pulses, &opts).expect_err("pulses are not STIX");
+    assert!(
+        matches!(err, picket_intel::ParseError::NotStix { .. }),
+        "{err}"
+    );
+    let empty_bundle = br#"{"type": "bundle", "objects": []}"#;
+    let empty = parse_list("e.json", empty_bundle, &opts).expect("an empty bundle is fine");
+    assert!(empty.indicators.is_empty());
 }
 
 #[test]

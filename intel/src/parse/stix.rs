@@ -29,6 +29,15 @@ pub(crate) fn parse(bytes: &[u8], out: &mut Collector<'_>) -> Result<(), ParseEr
         Value::Array(a) => a.iter().collect(),
         _ => return Err(ParseError::NotStix { file }),
     };
+    // Other JSON feeds (OTX pulses, MISP events) are arrays of untyped objects: refuse them rather
+    // than load nothing in silence.
+    if !objects.is_empty()
+        && objects
+            .iter()
+            .all(|o| o.get("type").and_then(Value::as_str).is_none())
+    {
+        return Err(ParseError::NotStix { file });
+    }
     let lines = id_lines(bytes);
     for obj in objects {
         if out.is_full() {

@@ -93,8 +93,11 @@ pub enum DecodeError {
 pub(crate) fn encode_body(c: &Content) -> Vec<u8> {
     let mut out =
         Vec::with_capacity(c.v4.len() * 9 + c.v6.len() * 21 + c.domains.records.len() + 1024);
-    // Counts fit in u32: `Content::from_lists` and the decoder both check.
-    let count = |out: &mut Vec<u8>, n: usize| out.extend_from_slice(&(n as u32).to_le_bytes());
+    // Counts fit in u32: `Content::from_lists` and the decoder both check. Were one ever too big,
+    // the saturated count would make the decoder fail rather than misread.
+    let count = |out: &mut Vec<u8>, n: usize| {
+        out.extend_from_slice(&u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes());
+    };
     count(&mut out, c.strings.len());
     for s in &c.strings {
         count(&mut out, s.len());
@@ -132,7 +135,7 @@ pub(crate) fn encode_body(c: &Content) -> Vec<u8> {
     for i in 0..c.domains.len() {
         let name = c.domains.name(i);
         // Names are at most 253 bytes (checked on build and decode).
-        out.push(name.len() as u8);
+        out.push(u8::try_from(name.len()).unwrap_or(u8::MAX));
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(&c.domains.meta(i).to_le_bytes());
     }
@@ -151,7 +154,7 @@ pub(crate) fn encode(version: u64, hash: &[u8; 32], body: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     out.extend_from_slice(&version.to_le_bytes());
     out.extend_from_slice(hash);
-    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    out.extend_from_slice(&u64::try_from(body.len()).unwrap_or(u64::MAX).to_le_bytes());
     out.extend_from_slice(body);
     out
 }
@@ -336,7 +339,12 @@ fn decode_body(body: &[u8]) -> Result<Content, DecodeError> {
         Ok(u128::from(u32::from_le_bytes(r.array()?)))
     })
     .map(|rows| NetRows {
-        addr: rows.addr.into_iter().map(|a| a as u32).collect(),
+        // Each address was read from four bytes, so it fits.
+        addr: rows
+            .addr
+            .into_iter()
+            .map(|a| u32::try_from(a).unwrap_or(u32::MAX))
+            .collect(),
         prefix: rows.prefix,
         meta: rows.meta,
     })?;
