@@ -8,8 +8,10 @@ use crate::indicator::LineProblem;
 
 /// An ET reputation category id's name and the Picket category it implies, if any.
 ///
-/// Ids and names follow Proofpoint's ET IQRisk category list; ids not listed keep the list's
-/// default category.
+/// Ids and names follow Proofpoint's published ET reputation (IQRisk) category table as known
+/// when this was written, not checked against a live feed; an id not in the table keeps the
+/// list's default category, so a wrong or new id degrades to `custom`, never to a wrong finding
+/// type.
 pub fn et_category(id: u32) -> Option<(&'static str, Option<Category>)> {
     use Category as C;
     Some(match id {
