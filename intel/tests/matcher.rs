@@ -433,3 +433,15 @@ fn hand_built_lists_with_unnormalised_names_are_refused() {
         matches!(b.build(1), Err(BuildError::BadDomain { name, .. }) if name == "Upper.Example")
     );
 }
+
+#[test]
+fn snapshots_can_be_shared_across_threads() {
+    fn shareable<T: Send + Sync + 'static>() {}
+    shareable::<Snapshot>();
+    let snap = std::sync::Arc::new(build(vec![canary_list()]));
+    let worker = {
+        let snap = std::sync::Arc::clone(&snap);
+        std::thread::spawn(move || snap.match_domain("guarddutyc2activityb.com").is_some())
+    };
+    assert_eq!(worker.join().ok(), Some(true));
+}
