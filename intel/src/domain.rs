@@ -58,7 +58,7 @@ pub fn normalize(raw: &str) -> Result<String, DomainError> {
     // Most feed lines are plain ASCII; skipping IDNA for them keeps loading fast.
     let has_ace = s
         .split('.')
-        .any(|l| l.len() >= 4 && l[..4].eq_ignore_ascii_case("xn--"));
+        .any(|l| l.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("xn--")));
     let name: Cow<'_, str> = if s.bytes().all(plain_ascii_byte) && !has_ace {
         Cow::Owned(s.to_ascii_lowercase())
     } else {
@@ -159,6 +159,13 @@ mod tests {
             Ok("evil.example.com")
         );
         assert_eq!(normalize("*.nanopool.org").as_deref(), Ok("nanopool.org"));
+    }
+
+    #[test]
+    fn labels_starting_with_multibyte_characters_do_not_panic_the_ace_check() {
+        // Found by the parser property test: the `xn--` check sliced inside a character.
+        assert!(normalize("[ORéé").is_err());
+        assert_eq!(normalize("éé.example").as_deref(), Ok("xn--9caa.example"));
     }
 
     #[test]

@@ -13,7 +13,10 @@ pub(crate) fn parse(bytes: &[u8], out: &mut Collector<'_>) {
         if trimmed.is_empty() || trimmed.starts_with('#') {
             return;
         }
-        if trimmed.len() >= 5 && trimmed[..5].eq_ignore_ascii_case("start") {
+        if trimmed
+            .get(..5)
+            .is_some_and(|p| p.eq_ignore_ascii_case("start"))
+        {
             return; // column header
         }
         let fields: Vec<&str> = trimmed.split('\t').map(str::trim).collect();
@@ -68,4 +71,20 @@ pub(crate) fn parse(bytes: &[u8], out: &mut Collector<'_>) {
         };
         out.add_net(line, IpNet::V4(net), Meta::described(&description));
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::category::ListKind;
+    use crate::parse::ListOptions;
+
+    #[test]
+    fn a_short_line_starting_with_multibyte_text_is_rejected_not_a_panic() {
+        // Found by the parser property test: the header check sliced inside a character.
+        let opts = ListOptions::new("d", ListKind::Threat);
+        let mut out = Collector::new("d", &opts);
+        parse("ORéé#fields\n".as_bytes(), &mut out);
+        assert_eq!(out.finish().rejected.len(), 1);
+    }
 }

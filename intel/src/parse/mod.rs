@@ -360,7 +360,7 @@ impl<'a> Meta<'a> {
 pub(crate) fn cut(text: &str) -> String {
     const MAX: usize = 120;
     match text.char_indices().nth(MAX) {
-        Some((i, _)) => format!("{}…", &text[..i]),
+        Some((i, _)) => format!("{}…", text.get(..i).unwrap_or_default()),
         None => text.to_owned(),
     }
 }
