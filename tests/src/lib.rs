@@ -118,7 +118,26 @@ pub struct Proc {
 impl Proc {
     /// Starts `bin(name)` with `args`, logging JSON at `rust_log`.
     pub fn start(name: &str, args: &[&str], rust_log: &str) -> Result<Self> {
-        let mut child = Command::new(bin(name))
+        Self::start_in(None, name, args, rust_log)
+    }
+
+    /// As [`Proc::start`], inside network namespace `netns` when given (`ip netns exec`
+    /// execs the binary, so the child's pid is the binary's own).
+    pub fn start_in(
+        netns: Option<&str>,
+        name: &str,
+        args: &[&str],
+        rust_log: &str,
+    ) -> Result<Self> {
+        let mut cmd = match netns {
+            None => Command::new(bin(name)),
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(bin(name));
+                c
+            }
+        };
+        let mut child = cmd
             .args(args)
             .arg("--log-format=json")
             .env("RUST_LOG", rust_log)
@@ -248,12 +267,30 @@ pub fn start_aggregator(
     port: u16,
     extra: &[&str],
 ) -> Result<(Proc, String)> {
-    let listen = format!("127.0.0.1:{port}");
+    start_aggregator_in(
+        None,
+        &format!("127.0.0.1:{port}"),
+        pki,
+        server,
+        data_dir,
+        extra,
+    )
+}
+
+/// Starts an aggregator listening on `listen`, inside `netns` when given.
+pub fn start_aggregator_in(
+    netns: Option<&str>,
+    listen: &str,
+    pki: &Pki,
+    server: &Leaf,
+    data_dir: &Path,
+    extra: &[&str],
+) -> Result<(Proc, String)> {
     let ca = pki.ca();
     let mut args = vec![
         "serve",
         "--listen",
-        &listen,
+        listen,
         "--ca",
         path_str(&ca)?,
         "--cert",
@@ -264,7 +301,12 @@ pub fn start_aggregator(
         path_str(data_dir)?,
     ];
     args.extend_from_slice(extra);
-    let proc = Proc::start("picket-aggregator", &args, "info,picket_aggregator=debug")?;
+    let proc = Proc::start_in(
+        netns,
+        "picket-aggregator",
+        &args,
+        "info,picket_aggregator=debug",
+    )?;
     let ev = proc.wait_for("listening", 1, |_| true)?;
     let addr = ev[0]["local_addr"]
         .as_str()
@@ -312,6 +354,34 @@ pub fn start_agent_cmd(
     account: &str,
     instance: &str,
 ) -> Result<Proc> {
+    start_agent_cmd_in(
+        None,
+        command,
+        extra,
+        config_text,
+        pki,
+        leaf,
+        addr,
+        data_dir,
+        account,
+        instance,
+    )
+}
+
+/// As [`start_agent_cmd`], inside network namespace `netns` when given.
+#[allow(clippy::too_many_arguments)]
+pub fn start_agent_cmd_in(
+    netns: Option<&str>,
+    command: &str,
+    extra: &[&str],
+    config_text: &str,
+    pki: &Pki,
+    leaf: &Leaf,
+    addr: &str,
+    data_dir: &Path,
+    account: &str,
+    instance: &str,
+) -> Result<Proc> {
     let dir = data_dir.join("cfg");
     std::fs::create_dir_all(&dir)?;
     let config = dir.join("agent.toml");
@@ -338,7 +408,94 @@ pub fn start_agent_cmd(
         "--instance-id",
         instance,
     ]);
-    Proc::start("picket-agent", &args, "info")
+    Proc::start_in(netns, "picket-agent", &args, "info")
+}
+
+/// Two network namespaces joined by a veth pair, removed on drop.
+pub struct NetnsPair {
+    /// Namespace names (a, b).
+    pub names: (String, String),
+    /// Addresses of the veth ends (a, b).
+    pub addrs: (String, String),
+    /// The veth end inside b.
+    pub b_link: String,
+}
+
+/// Runs a command, failing with its stderr.
+pub fn sh(program: &str, args: &[&str]) -> Result<()> {
+    let out = Command::new(program).args(args).output()?;
+    if !out.status.success() {
+        bail!(
+            "{program} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+impl NetnsPair {
+    /// Creates namespaces `<tag>a`/`<tag>b` with 10.213.<net>.1/.2 on a veth pair.
+    pub fn new(tag: &str, net: u8) -> Result<Self> {
+        let a = format!("{tag}a");
+        let b = format!("{tag}b");
+        let (va, vb) = (format!("{tag}va"), format!("{tag}vb"));
+        let _ = sh("ip", &["netns", "del", &a]);
+        let _ = sh("ip", &["netns", "del", &b]);
+        sh("ip", &["netns", "add", &a])?;
+        sh("ip", &["netns", "add", &b])?;
+        let pair = Self {
+            names: (a.clone(), b.clone()),
+            addrs: (format!("10.213.{net}.1"), format!("10.213.{net}.2")),
+            b_link: vb.clone(),
+        };
+        sh(
+            "ip",
+            &["link", "add", &va, "type", "veth", "peer", "name", &vb],
+        )?;
+        sh("ip", &["link", "set", &va, "netns", &a])?;
+        sh("ip", &["link", "set", &vb, "netns", &b])?;
+        for (ns, dev, addr) in [(&a, &va, &pair.addrs.0), (&b, &vb, &pair.addrs.1)] {
+            sh(
+                "ip",
+                &["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", dev],
+            )?;
+            sh("ip", &["-n", ns, "link", "set", dev, "up"])?;
+            sh("ip", &["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        Ok(pair)
+    }
+
+    /// Sets b's end of the link down or up.
+    pub fn set_b_link(&self, up: bool) -> Result<()> {
+        sh(
+            "ip",
+            &[
+                "-n",
+                &self.names.1,
+                "link",
+                "set",
+                &self.b_link,
+                if up { "up" } else { "down" },
+            ],
+        )
+    }
+}
+
+impl Drop for NetnsPair {
+    fn drop(&mut self) {
+        let _ = sh("ip", &["netns", "del", &self.names.0]);
+        let _ = sh("ip", &["netns", "del", &self.names.1]);
+    }
+}
+
+/// Whether this process may create network namespaces (root with `ip` available).
+pub fn can_use_netns() -> bool {
+    nix::unistd::Uid::effective().is_root()
+        && Command::new("ip")
+            .arg("-V")
+            .output()
+            .is_ok_and(|o| o.status.success())
 }
 
 /// A path as UTF-8, for command lines.
