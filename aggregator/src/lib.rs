@@ -8,6 +8,8 @@
 
 pub mod certs;
 pub mod config;
+pub mod detectors;
+pub mod findings;
 pub mod ingest;
 pub mod peer;
 pub mod server;
