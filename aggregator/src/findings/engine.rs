@@ -25,7 +25,7 @@ use super::model::{
 };
 use super::suppression::SuppressionRules;
 use super::types::ActionKind;
-use crate::detectors::{Activity, Observation, ResourceRef, ResourceRole};
+use crate::detectors::{Activity, EvidenceDetail, Observation, ResourceRef, ResourceRole};
 
 /// A finding id: 16 bytes of SHA-256 over the finding's key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -383,7 +383,15 @@ pub fn build_finding(obs: &Observation, id: FindingId, now: Timestamp) -> Findin
     let resource_id = obs.resource.id();
     let remote = obs.activity.remote();
     let at = Timestamp(obs.at_ms);
-    let evidence_json = serde_json::to_string(&obs.evidence).unwrap_or_else(|_| "{}".to_owned());
+    // GuardDuty's `value` is a short JSON summary; the full evidence sits beside it.
+    let mut summary = serde_json::Map::new();
+    if let Some(ti) = &obs.threat_intel {
+        summary.insert("threatListName".into(), ti.list_name.clone().into());
+    }
+    if obs.evidence == EvidenceDetail::Sample {
+        summary.insert("sample".into(), true.into());
+    }
+    let evidence_json = serde_json::Value::Object(summary).to_string();
     Finding {
         schema_version: SCHEMA_VERSION.to_owned(),
         account_id: obs.account_id.clone(),
@@ -428,7 +436,7 @@ pub fn build_finding(obs: &Observation, id: FindingId, now: Timestamp) -> Findin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detectors::{ConnectionDirection, EvidenceDetail, NetworkActivity};
+    use crate::detectors::{ConnectionDirection, NetworkActivity};
     use crate::findings::types::FindingType;
 
     pub(crate) fn obs(remote: &str, at_ms: i64) -> Observation {
