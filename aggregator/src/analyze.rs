@@ -97,7 +97,7 @@ fn valid_account(a: &str) -> bool {
 }
 
 /// Parses one line into an event, or says why not.
-fn parse_line(line: &str, default: &AgentSource) -> Result<Option<Event>, String> {
+fn parse_line(line: &str, default: &AgentSource) -> Result<Event, String> {
     let value: serde_json::Value =
         serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
     let identified = value.as_object().is_some_and(|o| {
@@ -130,7 +130,7 @@ fn parse_line(line: &str, default: &AgentSource) -> Result<Option<Event>, String
     if record.record.is_none() {
         return Err("record has no body (expected Flow, Dns, IntelHit or HostStats)".to_owned());
     }
-    Ok(Some(Event::Agent { source, record }))
+    Ok(Event::Agent { source, record })
 }
 
 fn read_file(
@@ -180,14 +180,13 @@ fn read_file(
             continue;
         }
         match parse_line(text, &opts.default_source) {
-            Ok(Some(event)) => {
+            Ok(event) => {
                 report.records += 1;
                 pipeline.feed(&event);
                 if pipeline.is_full() {
                     fold(merged, pipeline.drain());
                 }
             }
-            Ok(None) => {}
             Err(why) => report.problems.push(problem(why)),
         }
     }
@@ -244,7 +243,7 @@ mod tests {
     fn a_bare_record_takes_the_default_identity() {
         let line =
             r#"{"record":{"IntelHit":{"category":"c2","matched_value":"198.51.100.7","site":1}}}"#;
-        let Ok(Some(Event::Agent { source, .. })) = parse_line(line, &default_source()) else {
+        let Ok(Event::Agent { source, .. }) = parse_line(line, &default_source()) else {
             panic!("rejected");
         };
         assert_eq!(source, default_source());
@@ -253,7 +252,7 @@ mod tests {
     #[test]
     fn an_identified_record_takes_its_own_identity() {
         let line = r#"{"account_id":"123456789012","instance_id":"i-1","region":"eu-west-1","record":{"record":{"IntelHit":{"category":"c2"}}}}"#;
-        let Ok(Some(Event::Agent { source, .. })) = parse_line(line, &default_source()) else {
+        let Ok(Event::Agent { source, .. }) = parse_line(line, &default_source()) else {
             panic!("rejected");
         };
         assert_eq!(source.account_id, "123456789012");

@@ -492,6 +492,31 @@ mod tests {
     }
 
     #[test]
+    fn a_category_without_a_type_for_its_site_falls_back_to_custom_and_says_so() {
+        let mut detector = IntelHitDetector::default();
+        let phishing_ip = run(&mut detector, hit("phishing", MatchSite::RemoteAddr));
+        let tor_dns = run(&mut detector, hit("tor", MatchSite::DnsQuery));
+        assert_eq!((phishing_ip.len(), tor_dns.len()), (1, 1));
+        assert_eq!(
+            phishing_ip[0].finding_type,
+            FindingType::UnauthorizedAccessMaliciousIpCallerCustom
+        );
+        assert_eq!(
+            tor_dns[0].finding_type,
+            FindingType::ImpactMaliciousDomainRequestCustom
+        );
+        let EvidenceDetail::IntelHit(ev) = &tor_dns[0].evidence else {
+            panic!("expected intel evidence");
+        };
+        assert!(ev.category_known);
+        assert!(ev.note.as_deref().is_some_and(|n| n.contains("\"tor\"")));
+        assert!(detector.counters().contains(&DetectorCounter {
+            name: "category_without_site_type",
+            count: 2
+        }));
+    }
+
+    #[test]
     fn evidence_carries_the_list_entry_and_traffic_context() {
         let out = run(
             &mut IntelHitDetector::default(),

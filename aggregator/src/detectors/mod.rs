@@ -102,3 +102,34 @@ pub trait Detector: Send {
 pub fn all() -> Vec<Box<dyn Detector>> {
     vec![Box::new(intel_hit::IntelHitDetector::default())]
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn every_detector_has_a_unique_name_and_asks_for_some_input() {
+        let detectors = all();
+        assert!(!detectors.is_empty());
+        let names: HashSet<_> = detectors.iter().map(|d| d.name()).collect();
+        assert_eq!(names.len(), detectors.len());
+        for d in &detectors {
+            assert!(!d.inputs().is_empty(), "{} wants nothing", d.name());
+        }
+    }
+
+    #[test]
+    fn an_agent_record_without_a_body_has_no_kind() {
+        let event = Event::Agent {
+            source: AgentSource {
+                account_id: "123456789012".into(),
+                instance_id: "i-1".into(),
+                region: "eu-west-1".into(),
+            },
+            record: Record { record: None },
+        };
+        assert_eq!(event.kind(), None);
+    }
+}

@@ -2,7 +2,7 @@
 //!
 //! Trees:
 //! - `findings`: id → the finding as GuardDuty JSON.
-//! - `by_account`: `account \0 updated \0? id`, `by_type`: `type \0 updated id`,
+//! - `by_account`: `account \0 updated id`, `by_type`: `type \0 updated id`,
 //!   `by_severity`: `severity×10 (u16 BE) updated id`, `by_updated`: `updated id` → empty.
 //!   `updated` is `updatedAt` in ms as 8 big-endian bytes with the sign bit flipped, so byte
 //!   order is time order; ids are 32 hex digits, so the id is always the key's last 32 bytes.
