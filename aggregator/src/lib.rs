@@ -11,6 +11,7 @@
 pub mod analyze;
 pub mod certs;
 pub mod config;
+pub mod detection;
 pub mod detectors;
 pub mod findings;
 pub mod ingest;

@@ -1,12 +1,15 @@
 //! The `Ingest` gRPC service: authenticates each session by its client certificate, checks
-//! that `Hello` claims the same identity, then writes batches to the store and acks them.
+//! that `Hello` claims the same identity, then writes batches to the store, acks them, and hands
+//! newly stored batches on as [`StoredBatch`]es (to detection) when an output is attached.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use picket_proto::AgentId;
 use picket_proto::v1::ingest_server::Ingest;
-use picket_proto::v1::{Ack, AgentFrame, AggregatorFrame, Hello, agent_frame, aggregator_frame};
+use picket_proto::v1::{
+    Ack, AgentFrame, AggregatorFrame, Hello, Record, agent_frame, aggregator_frame,
+};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -20,12 +23,24 @@ use crate::peer::Peer;
 /// agent's own window bounds how many it waits for, so this only absorbs bursts.
 const OUTBOUND_QUEUE: usize = 64;
 
+/// A batch that was new and is now durable: ingest's output, consumed by detection.
+#[derive(Debug, Clone)]
+pub struct StoredBatch {
+    /// The agent, as its certificate says.
+    pub agent: AgentId,
+    /// The region the agent's `Hello` gave.
+    pub region: String,
+    /// The batch's records.
+    pub records: Vec<Record>,
+}
+
 /// The gRPC service behind `picket.v1.Ingest`.
 #[derive(Clone)]
 pub struct IngestService {
     store: BatchStore,
     limiter: Arc<SessionLimiter>,
     hello_timeout: Duration,
+    output: Option<mpsc::Sender<StoredBatch>>,
 }
 
 impl IngestService {
@@ -35,7 +50,15 @@ impl IngestService {
             store,
             limiter,
             hello_timeout,
+            output: None,
         }
+    }
+
+    /// Also sends every newly stored batch to `output` (waiting while it is full, so a slow
+    /// consumer slows ingest instead of growing memory).
+    pub fn with_output(mut self, output: mpsc::Sender<StoredBatch>) -> Self {
+        self.output = Some(output);
+        self
     }
 }
 
@@ -120,7 +143,20 @@ impl Ingest for IngestService {
             // the same ack after its next batch anyway.
             debug!(%agent, "initial ack not queued");
         }
-        tokio::spawn(run_session(self.store.clone(), agent, inbound, tx, slot));
+        let region = hello
+            .identity
+            .as_ref()
+            .map(|i| i.region.clone())
+            .unwrap_or_default();
+        let output = self.output.clone().map(|tx| (tx, region));
+        tokio::spawn(run_session(
+            self.store.clone(),
+            agent,
+            inbound,
+            tx,
+            output,
+            slot,
+        ));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 }
@@ -137,6 +173,7 @@ async fn run_session(
     agent: AgentId,
     mut inbound: Streaming<AgentFrame>,
     tx: mpsc::Sender<Result<AggregatorFrame, Status>>,
+    mut output: Option<(mpsc::Sender<StoredBatch>, String)>,
     _slot: SessionSlot,
 ) {
     let end: Result<(), Status> = loop {
@@ -160,6 +197,20 @@ async fn run_session(
                         }
                         if tx.send(Ok(ack(outcome.hwm()))).await.is_err() {
                             break Ok(());
+                        }
+                        if let (AppendOutcome::Applied { .. }, Some((out, region))) =
+                            (outcome, &output)
+                        {
+                            let stored = StoredBatch {
+                                agent: agent.clone(),
+                                region: region.clone(),
+                                records: batch.records,
+                            };
+                            if out.send(stored).await.is_err() {
+                                // Detection has stopped (shutdown); the batch stays stored.
+                                warn!(%agent, seq, "detection is not running; batch not observed");
+                                output = None;
+                            }
                         }
                     }
                     Err(e) => {
