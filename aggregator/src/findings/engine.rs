@@ -47,12 +47,24 @@ impl FindingId {
     }
 }
 
+impl FindingId {
+    /// The id as 32 lowercase hex digits, GuardDuty's id form.
+    pub fn to_hex(&self) -> String {
+        // Table lookup rather than 16 `write!`s: ids are formatted once per new finding, on the
+        // engine's hot path.
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut s = String::with_capacity(32);
+        for b in self.0 {
+            s.push(char::from(HEX[usize::from(b >> 4)]));
+            s.push(char::from(HEX[usize::from(b & 0x0f)]));
+        }
+        s
+    }
+}
+
 impl fmt::Display for FindingId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
+        f.write_str(&self.to_hex())
     }
 }
 
@@ -83,7 +95,7 @@ pub fn detector_id(account_id: &str, region: &str) -> String {
     h.update(account_id.as_bytes());
     h.update([0]);
     h.update(region.as_bytes());
-    FindingId::from_digest(h).to_string()
+    FindingId::from_digest(h).to_hex()
 }
 
 /// The AWS partition of a region.
@@ -147,6 +159,9 @@ pub struct FindingEngine {
     // Boxed so growing the map moves pointers, not ~1 KiB findings (the bench showed memmove
     // dominating the new-finding path).
     open: HashMap<FindingId, Box<Finding>>,
+    // Detector ids per (account, region): a SHA-256 each, and there are few pairs. Cleared on
+    // drain so it stays as bounded as the open set.
+    detector_ids: HashMap<(String, String), String>,
     rules: SuppressionRules,
     stats: EngineStats,
 }
@@ -157,6 +172,7 @@ impl FindingEngine {
         Self {
             config,
             open: HashMap::new(),
+            detector_ids: HashMap::new(),
             rules,
             stats: EngineStats::default(),
         }
@@ -174,7 +190,11 @@ impl FindingEngine {
             f.updated_at = f.updated_at.max(now);
             return Applied::Updated { id };
         }
-        let mut finding = build_finding(obs, id, now);
+        let detector = self
+            .detector_ids
+            .entry((obs.account_id.clone(), obs.region.clone()))
+            .or_insert_with(|| detector_id(&obs.account_id, &obs.region));
+        let mut finding = build_finding_for(obs, id, now, detector.clone());
         let archived = self.rules.first_match(&finding).is_some();
         finding.service.archived = archived;
         self.stats.created += 1;
@@ -200,6 +220,7 @@ impl FindingEngine {
 
     /// Hands over every open finding (in id order) and forgets them.
     pub fn drain(&mut self) -> Vec<Finding> {
+        self.detector_ids.clear();
         let mut out: Vec<(FindingId, Box<Finding>)> = self.open.drain().collect();
         out.sort_unstable_by_key(|(id, _)| *id);
         out.into_iter().map(|(_, f)| *f).collect()
@@ -378,8 +399,16 @@ fn resource(obs: &Observation) -> Resource {
 
 /// Builds the finding for a first sighting of `obs`, with id `id`, created at `now`.
 pub fn build_finding(obs: &Observation, id: FindingId, now: Timestamp) -> Finding {
-    let id = id.to_string();
-    let detector = detector_id(&obs.account_id, &obs.region);
+    build_finding_for(obs, id, now, detector_id(&obs.account_id, &obs.region))
+}
+
+fn build_finding_for(
+    obs: &Observation,
+    id: FindingId,
+    now: Timestamp,
+    detector: String,
+) -> Finding {
+    let id = id.to_hex();
     let partition = partition(&obs.region);
     let t = obs.finding_type;
     let resource_id = obs.resource.id();
