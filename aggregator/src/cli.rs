@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-/// Picket's central aggregator: ingests agent summaries over mTLS gRPC and manages certificates.
+/// Picket's central aggregator: ingests agent summaries over mTLS gRPC, turns them into
+/// GuardDuty-shaped findings and manages certificates.
 #[derive(Debug, Parser)]
 #[command(name = "picket-aggregator", version, about)]
 pub struct Cli {
@@ -37,6 +38,11 @@ pub enum Command {
     /// Inspect the agents of a running aggregator (needs an administrator certificate).
     #[command(subcommand)]
     Agents(AgentsCommand),
+    /// Run every detector and the finding engine over files, offline; print findings as JSON lines.
+    Analyze(AnalyzeArgs),
+    /// Work with findings.
+    #[command(subcommand)]
+    Findings(FindingsCommand),
 }
 
 /// `agents` subcommands.
@@ -85,6 +91,49 @@ pub struct AgentsListArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub format: OutputFormat,
+}
+
+/// `analyze` flags.
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    /// JSON-lines file of agent records (bare `Record`s or `{account_id, instance_id, region, record}`).
+    #[arg(long = "agent-records", value_name = "FILE.jsonl")]
+    pub agent_records: Vec<PathBuf>,
+    /// CloudTrail logs (not supported yet).
+    #[arg(long, value_name = "PATH")]
+    pub cloudtrail: Vec<PathBuf>,
+    /// Threat list (not supported yet: the agent applies intel lists).
+    #[arg(long = "threat-list", value_name = "FILE")]
+    pub threat_list: Vec<PathBuf>,
+    /// Trusted list (not supported yet: the agent applies intel lists).
+    #[arg(long = "trusted-list", value_name = "FILE")]
+    pub trusted_list: Vec<PathBuf>,
+    /// Aggregator config file; its `[findings]` section (suppression rules, bounds) applies.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Account of bare records.
+    #[arg(long, default_value = "000000000000")]
+    pub account_id: String,
+    /// Instance of bare records.
+    #[arg(long, default_value = "i-00000000")]
+    pub instance_id: String,
+    /// Region of bare records.
+    #[arg(long, default_value = "us-east-1")]
+    pub region: String,
+}
+
+/// `findings` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum FindingsCommand {
+    /// Print one archived [SAMPLE] finding per finding type, as JSON lines.
+    Samples {
+        /// Account the samples name.
+        #[arg(long, default_value = "000000000000")]
+        account_id: String,
+        /// Region the samples name.
+        #[arg(long, default_value = "us-east-1")]
+        region: String,
+    },
 }
 
 /// `serve` flags; each overrides the config file.

@@ -3,11 +3,12 @@
 //! file's own folder, so a config and its certificates can move together.
 
 use std::net::SocketAddr;
-use std::num::NonZeroUsize;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::findings::suppression::{Filter, FilterError, SuppressionRule, SuppressionRules};
 use crate::tls::TlsPaths;
 
 /// Default gRPC listen address (all interfaces, Picket's port).
@@ -46,6 +47,16 @@ pub enum ConfigError {
         key: &'static str,
         /// The flag that also sets it.
         flag: &'static str,
+    },
+    /// Occurs when a suppression rule's filter is rejected.
+    #[error("findings.suppression[{index}] ({name:?}).filter: {source}")]
+    BadFilter {
+        /// Position of the rule in the file (0-based).
+        index: usize,
+        /// The rule's name.
+        name: String,
+        /// Why the filter was rejected.
+        source: FilterError,
     },
     /// Occurs when a value is out of range.
     #[error("{key} {why}, got {value}")]
@@ -125,6 +136,77 @@ fn default_hello_timeout_secs() -> u64 {
     10
 }
 
+/// One `[[findings.suppression]]` rule: a name and a GuardDuty filter
+/// (`filter = { criterion = { type = { eq = ["Recon:EC2/Portscan"] } } }`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuppressionRuleConfig {
+    /// The rule's name.
+    pub name: String,
+    /// The filter, in GuardDuty's criterion form.
+    pub filter: serde_json::Value,
+}
+
+/// `[findings]`: aggregation bounds, retention and suppression rules.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FindingsSection {
+    /// Days a finding is kept after its last update.
+    #[serde(default = "default_retention_days")]
+    pub retention_days: NonZeroU32,
+    /// Findings the engine aggregates in memory before handing them on.
+    #[serde(default = "default_max_open_findings")]
+    pub max_open_findings: NonZeroUsize,
+    /// Rules that archive matching findings on arrival.
+    #[serde(default)]
+    pub suppression: Vec<SuppressionRuleConfig>,
+}
+
+impl Default for FindingsSection {
+    fn default() -> Self {
+        Self {
+            retention_days: default_retention_days(),
+            max_open_findings: default_max_open_findings(),
+            suppression: Vec::new(),
+        }
+    }
+}
+
+impl FindingsSection {
+    /// The suppression rules, parsed and checked.
+    ///
+    /// # Errors
+    /// [`ConfigError::BadFilter`] naming the rule and the field.
+    pub fn suppression_rules(&self) -> Result<SuppressionRules, ConfigError> {
+        let rules = self
+            .suppression
+            .iter()
+            .enumerate()
+            .map(|(index, r)| {
+                Filter::parse(&r.filter)
+                    .map(|filter| SuppressionRule {
+                        name: r.name.clone(),
+                        filter,
+                    })
+                    .map_err(|source| ConfigError::BadFilter {
+                        index,
+                        name: r.name.clone(),
+                        source,
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(SuppressionRules::new(rules))
+    }
+}
+
+fn default_retention_days() -> NonZeroU32 {
+    // GuardDuty keeps findings for 90 days.
+    NonZeroU32::new(90).unwrap_or(NonZeroU32::MIN)
+}
+fn default_max_open_findings() -> NonZeroUsize {
+    NonZeroUsize::new(100_000).unwrap_or(NonZeroUsize::MIN)
+}
+
 /// The aggregator's config file as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -138,6 +220,9 @@ pub struct ConfigFile {
     /// `[limits]`.
     #[serde(default)]
     pub limits: LimitsSection,
+    /// `[findings]`.
+    #[serde(default)]
+    pub findings: FindingsSection,
 }
 
 impl ConfigFile {
@@ -207,6 +292,8 @@ pub struct Settings {
     pub tls: TlsPaths,
     /// Limits.
     pub limits: LimitsSection,
+    /// Findings settings.
+    pub findings: FindingsSection,
 }
 
 impl Settings {
@@ -265,11 +352,14 @@ impl Settings {
                 });
             }
         }
+        // Parsed here too so a bad rule stops startup rather than the first finding.
+        file.findings.suppression_rules()?;
         Ok(Self {
             listen,
             data_dir,
             tls,
             limits,
+            findings: file.findings,
         })
     }
 }
@@ -349,5 +439,25 @@ mod example_tests {
         let s = Settings::resolve(file, Overrides::default()).unwrap();
         assert_eq!(s.listen.port(), 7443);
         assert_eq!(s.limits.max_message_bytes.get(), 4 * 1024 * 1024);
+        let rules = s.findings.suppression_rules().unwrap();
+        assert_eq!(rules.rules().len(), 1);
+        assert_eq!(s.findings.retention_days.get(), 90);
+    }
+
+    #[test]
+    fn a_bad_suppression_filter_is_rejected_naming_rule_and_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.toml");
+        std::fs::write(
+            &path,
+            "[[findings.suppression]]\nname = \"x\"\nfilter = { criterion = { severty = { gte = 7 } } }\n",
+        )
+        .unwrap();
+        let file = ConfigFile::load(&path).unwrap();
+        let err = file.findings.suppression_rules().unwrap_err().to_string();
+        assert!(
+            err.contains("findings.suppression[0]") && err.contains("severty"),
+            "{err}"
+        );
     }
 }

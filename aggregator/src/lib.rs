@@ -2,15 +2,22 @@
 //!
 //! Data flows one way: ingest → detectors → correlation → findings. Today the aggregator
 //! terminates mTLS ([`tls`], [`peer`]), runs the `Ingest` service ([`ingest`]) and issues the
-//! certificates that identify agents, servers and administrators ([`certs`]).
+//! certificates that identify agents, servers and administrators ([`certs`]). Detection is
+//! [`detectors`] → [`findings`] (engine, suppression, store), run together by [`pipeline`];
+//! [`analyze`] runs the same pipeline offline over agent-record files.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod analyze;
 pub mod certs;
 pub mod client;
 pub mod config;
+pub mod detection;
+pub mod detectors;
+pub mod findings;
 pub mod ingest;
 pub mod peer;
+pub mod pipeline;
 pub mod server;
 pub mod tls;

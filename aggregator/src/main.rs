@@ -13,8 +13,8 @@ use picket_proto::AgentId;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{
-    AgentsCommand, AgentsListArgs, CertsCommand, Cli, Command, IssueArgs, LogFormat, OutputFormat,
-    ServeArgs,
+    AgentsCommand, AgentsListArgs, AnalyzeArgs, CertsCommand, Cli, Command, FindingsCommand,
+    IssueArgs, LogFormat, OutputFormat, ServeArgs,
 };
 
 fn main() -> ExitCode {
@@ -52,6 +52,12 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Certs(CertsCommand::Issue(args)) => issue(args),
         Command::Agents(AgentsCommand::List(args)) => agents_list(args),
+        Command::Analyze(args) => analyze(args),
+        Command::Findings(FindingsCommand::Samples { account_id, region }) => {
+            let now = picket_aggregator::findings::Timestamp::now();
+            let samples = picket_aggregator::findings::samples::samples(&account_id, &region, now);
+            print_json_lines(&samples)
+        }
     }
 }
 
@@ -74,6 +80,83 @@ fn agents_list(args: AgentsListArgs) -> Result<()> {
         OutputFormat::Table => print!("{}", picket_aggregator::admin::agents_table(&agents)),
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&agents)?),
     }
+    Ok(())
+}
+
+fn print_json_lines<T: serde::Serialize>(items: &[T]) -> Result<()> {
+    use std::io::Write;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    for item in items {
+        serde_json::to_writer(&mut out, item).context("writing JSON")?;
+        out.write_all(b"\n").context("writing to standard output")?;
+    }
+    out.flush().context("writing to standard output")?;
+    Ok(())
+}
+
+fn analyze(args: AnalyzeArgs) -> Result<()> {
+    use picket_aggregator::analyze::{self, AnalyzeOptions};
+    use picket_aggregator::detectors::AgentSource;
+    use picket_aggregator::findings::engine::EngineConfig;
+
+    if !args.cloudtrail.is_empty() {
+        bail!("--cloudtrail: CloudTrail input is not supported yet (a later issue)");
+    }
+    if !args.threat_list.is_empty() || !args.trusted_list.is_empty() {
+        bail!(
+            "--threat-list/--trusted-list: not supported yet: intel lists are applied by the \
+             agent; pass records that already carry IntelHits"
+        );
+    }
+    if args.agent_records.is_empty() {
+        bail!("nothing to analyze: give at least one --agent-records FILE");
+    }
+    if args.account_id.len() != 12 || !args.account_id.bytes().all(|b| b.is_ascii_digit()) {
+        bail!("--account-id must be 12 digits, got {:?}", args.account_id);
+    }
+    let findings = match &args.config {
+        Some(path) => ConfigFile::load(path)?.findings,
+        None => Default::default(),
+    };
+    let rules = findings
+        .suppression_rules()
+        .with_context(|| match &args.config {
+            Some(p) => format!("config {}", p.display()),
+            None => "config".to_owned(),
+        })?;
+    let opts = AnalyzeOptions {
+        agent_records: args.agent_records,
+        default_source: AgentSource {
+            account_id: args.account_id,
+            instance_id: args.instance_id,
+            region: args.region,
+        },
+        engine: EngineConfig {
+            max_open: findings.max_open_findings,
+        },
+        rules,
+    };
+    let report = analyze::analyze(&opts)?;
+    for p in &report.problems {
+        eprintln!("{p}");
+    }
+    print_json_lines(&report.findings)?;
+    for (detector, c) in &report.counters {
+        if c.name != "intel_hits" && c.count > 0 {
+            eprintln!(
+                "picket-aggregator: detector {detector}: {} = {}",
+                c.name, c.count
+            );
+        }
+    }
+    eprintln!(
+        "picket-aggregator: analyzed {} records: {} findings ({} archived by suppression rules), {} lines skipped",
+        report.records,
+        report.findings.len(),
+        report.engine.suppressed,
+        report.problems.len()
+    );
     Ok(())
 }
 

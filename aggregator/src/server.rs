@@ -1,5 +1,6 @@
 //! `serve`: binds the listener, terminates TLS (rustls, TLS 1.3, client certificates
-//! required), and runs the gRPC services on the verified connections.
+//! required), runs the gRPC services on the verified connections, and runs detection
+//! ([`crate::detection`]) over what they store.
 //!
 //! Handshakes run in their own tasks with a timeout and a cap on how many may be pending, so a
 //! client that sends garbage or stalls costs one task for a few seconds and never blocks other
@@ -21,7 +22,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tracing::{debug, info, warn};
 
 use crate::admin::AdminService;
-use crate::config::Settings;
+use crate::config::{ConfigError, Settings};
+use crate::findings::store::{FindingStore, StoreError as FindingStoreError};
+use crate::findings::suppression::SuppressionRules;
 use crate::ingest::{BatchStore, IngestService, SessionLimiter, StoreError};
 use crate::tls::{TlsError, server_config};
 
@@ -40,6 +43,12 @@ pub enum ServeError {
     /// Occurs when the store cannot be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Occurs when the findings store cannot be opened or its rules read.
+    #[error(transparent)]
+    Findings(#[from] FindingStoreError),
+    /// Occurs when the configuration's suppression rules are rejected.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// Occurs when the listen address cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -67,6 +76,12 @@ pub async fn serve(
         source: sled::Error::Io(source),
     })?;
     let store = BatchStore::open(&settings.data_dir)?;
+    let findings = FindingStore::open(&settings.data_dir)?;
+    // Rules from the config file first, then those saved in the store.
+    let mut rules = settings.findings.suppression_rules()?.rules().to_vec();
+    rules.extend(findings.rules()?.rules().iter().cloned());
+    let (detection_tx, detection) =
+        crate::detection::spawn(findings, &settings.findings, SuppressionRules::new(rules));
     let listener = TcpListener::bind(settings.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -86,7 +101,8 @@ pub async fn serve(
         store,
         limiter,
         Duration::from_secs(limits.hello_timeout_secs),
-    );
+    )
+    .with_output(detection_tx);
     let max_message = limits.max_message_bytes.get();
     let ingest = IngestServer::new(service)
         .max_decoding_message_size(max_message)
@@ -109,6 +125,7 @@ pub async fn serve(
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     accept.abort();
+    detection.stop().await;
     info!("stopped");
     Ok(result?)
 }

@@ -5,6 +5,6 @@ pub mod service;
 pub mod sessions;
 pub mod store;
 
-pub use service::IngestService;
+pub use service::{IngestService, StoredBatch};
 pub use sessions::SessionLimiter;
 pub use store::{AppendOutcome, BatchStore, StoreError};

@@ -1,5 +1,6 @@
 //! The `Ingest` gRPC service: authenticates each session by its client certificate, checks
-//! that `Hello` claims the same identity, then writes batches to the store and acks them.
+//! that `Hello` claims the same identity, then writes batches to the store, acks them, and hands
+//! newly stored batches on as [`StoredBatch`]es (to detection) when an output is attached.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use futures::FutureExt;
 use picket_proto::AgentId;
 use picket_proto::v1::ingest_server::Ingest;
 use picket_proto::v1::{
-    Ack, AgentFrame, AggregatorFrame, Hello, Lane, agent_frame, aggregator_frame,
+    Ack, AgentFrame, AggregatorFrame, Hello, Lane, Record, agent_frame, aggregator_frame,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -23,12 +24,24 @@ use crate::peer::{Peer, peer_of};
 /// agent's own window bounds how many it waits for, so this only absorbs bursts.
 const OUTBOUND_QUEUE: usize = 64;
 
+/// A batch that was new and is now durable: ingest's output, consumed by detection.
+#[derive(Debug, Clone)]
+pub struct StoredBatch {
+    /// The agent, as its certificate says.
+    pub agent: AgentId,
+    /// The region the agent's `Hello` gave.
+    pub region: String,
+    /// The batch's records.
+    pub records: Vec<Record>,
+}
+
 /// The gRPC service behind `picket.v1.Ingest`.
 #[derive(Clone)]
 pub struct IngestService {
     store: BatchStore,
     limiter: Arc<SessionLimiter>,
     hello_timeout: Duration,
+    output: Option<mpsc::Sender<StoredBatch>>,
 }
 
 impl IngestService {
@@ -38,7 +51,15 @@ impl IngestService {
             store,
             limiter,
             hello_timeout,
+            output: None,
         }
+    }
+
+    /// Also sends every newly stored batch to `output` (waiting while it is full, so a slow
+    /// consumer slows ingest instead of growing memory).
+    pub fn with_output(mut self, output: mpsc::Sender<StoredBatch>) -> Self {
+        self.output = Some(output);
+        self
     }
 }
 
@@ -132,7 +153,20 @@ impl Ingest for IngestService {
                 debug!(%agent, "initial ack not queued");
             }
         }
-        tokio::spawn(run_session(self.store.clone(), agent, inbound, tx, slot));
+        let region = hello
+            .identity
+            .as_ref()
+            .map(|i| i.region.clone())
+            .unwrap_or_default();
+        let output = self.output.clone().map(|tx| (tx, region));
+        tokio::spawn(run_session(
+            self.store.clone(),
+            agent,
+            inbound,
+            tx,
+            output,
+            slot,
+        ));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 }
@@ -184,6 +218,7 @@ fn apply_frame(
     agent: &AgentId,
     frame: AgentFrame,
     acks: &mut PendingAcks,
+    applied: &mut Vec<Vec<Record>>,
 ) -> Step {
     match frame.frame {
         Some(agent_frame::Frame::Batch(batch)) => {
@@ -200,6 +235,9 @@ fn apply_frame(
                         }
                     }
                     acks.note(lane, outcome.hwm());
+                    if matches!(outcome, AppendOutcome::Applied { .. }) {
+                        applied.push(batch.records);
+                    }
                     Step::Continue
                 }
                 Err(e) => {
@@ -230,22 +268,24 @@ async fn run_session(
     agent: AgentId,
     mut inbound: Streaming<AgentFrame>,
     tx: mpsc::Sender<Result<AggregatorFrame, Status>>,
+    mut output: Option<(mpsc::Sender<StoredBatch>, String)>,
     _slot: SessionSlot,
 ) {
     let mut acks = PendingAcks::default();
+    let mut applied: Vec<Vec<Record>> = Vec::new();
     let end: Result<(), Status> = 'session: loop {
         let first = match inbound.message().await {
             Ok(Some(f)) => f,
             Ok(None) => break Ok(()),
             Err(status) => break Err(status),
         };
-        let mut step = apply_frame(&store, &agent, first, &mut acks);
+        let mut step = apply_frame(&store, &agent, first, &mut acks, &mut applied);
         // Take whatever else has already arrived, so one flush covers a group of batches.
         let mut grouped = 1;
         while matches!(step, Step::Continue) && grouped < MAX_GROUP {
             match inbound.message().now_or_never() {
                 Some(Ok(Some(f))) => {
-                    step = apply_frame(&store, &agent, f, &mut acks);
+                    step = apply_frame(&store, &agent, f, &mut acks, &mut applied);
                     grouped += 1;
                 }
                 Some(Ok(None)) => {
@@ -264,6 +304,21 @@ async fn run_session(
             for frame in acks.frames() {
                 if tx.send(Ok(frame)).await.is_err() {
                     break 'session Ok(());
+                }
+            }
+        }
+        // Only durable batches go on to detection (waiting while it is busy: backpressure).
+        for records in applied.drain(..) {
+            if let Some((out, region)) = &output {
+                let stored = StoredBatch {
+                    agent: agent.clone(),
+                    region: region.clone(),
+                    records,
+                };
+                if out.send(stored).await.is_err() {
+                    // Detection has stopped (shutdown); the batch stays stored.
+                    warn!(%agent, "detection is not running; batch not observed");
+                    output = None;
                 }
             }
         }

@@ -1,0 +1,194 @@
+//! Detection inside `serve`: one task that runs the [`Pipeline`] over every newly stored batch
+//! and persists findings to the [`FindingStore`].
+//!
+//! Sessions hand batches over ([`StoredBatch`], ingest's output) on a bounded channel after
+//! storing and acking them, so a slow
+//! detector slows ingest (back-pressure) instead of growing memory. The task drains the engine
+//! into the store every [`FLUSH_EVERY`] and when it is full, ticks windowed detectors, applies
+//! retention once a day, and drains once more on shutdown.
+//!
+//! Delivery into detection is at most once: a batch stored just before a crash is in the batch
+//! store but was not yet observed. Replaying the batch store into detection on start is a later
+//! step (it needs a per-agent detection cursor beside the high-water mark).
+
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use crate::config::FindingsSection;
+use crate::detectors::{AgentSource, Event};
+use crate::findings::engine::EngineConfig;
+use crate::findings::model::Timestamp;
+use crate::findings::store::FindingStore;
+use crate::findings::suppression::SuppressionRules;
+use crate::ingest::StoredBatch;
+use crate::pipeline::{Clock, Pipeline};
+
+/// Batches queued for detection before sessions wait.
+pub const QUEUE: usize = 256;
+/// How often open findings are written to the store (and detectors ticked).
+pub const FLUSH_EVERY: Duration = Duration::from_secs(10);
+const RETENTION_EVERY: Duration = Duration::from_secs(24 * 3600);
+
+/// Stops the detection task after a final drain into the store.
+#[derive(Debug)]
+pub struct DetectionStop {
+    stop: oneshot::Sender<()>,
+    done: tokio::task::JoinHandle<()>,
+}
+
+impl DetectionStop {
+    /// Asks the task to persist what it holds and waits for it.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        if let Err(e) = self.done.await {
+            warn!(error = %e, "detection task failed");
+        }
+    }
+}
+
+/// Starts the detection task; give the sender to the ingest service.
+pub fn spawn(
+    store: FindingStore,
+    settings: &FindingsSection,
+    rules: SuppressionRules,
+) -> (mpsc::Sender<StoredBatch>, DetectionStop) {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let pipeline = Pipeline::new(
+        EngineConfig {
+            max_open: settings.max_open_findings,
+        },
+        rules,
+        Clock::Wall,
+    );
+    let retention = settings.retention_days;
+    let done = tokio::spawn(run(store, pipeline, rx, stop_rx, retention));
+    (
+        tx,
+        DetectionStop {
+            stop: stop_tx,
+            done,
+        },
+    )
+}
+
+async fn persist(store: &FindingStore, pipeline: &mut Pipeline) {
+    let findings = pipeline.drain();
+    if findings.is_empty() {
+        return;
+    }
+    let n = findings.len();
+    let store = store.clone();
+    // sled's flush blocks; keep it off the async workers.
+    match tokio::task::spawn_blocking(move || store.upsert_all(&findings)).await {
+        Ok(Ok(_)) => debug!(findings = n, "findings stored"),
+        Ok(Err(e)) => warn!(error = %e, findings = n, "findings not stored"),
+        Err(e) => warn!(error = %e, findings = n, "findings store task failed"),
+    }
+}
+
+async fn run(
+    store: FindingStore,
+    mut pipeline: Pipeline,
+    mut rx: mpsc::Receiver<StoredBatch>,
+    mut stop: oneshot::Receiver<()>,
+    retention_days: std::num::NonZeroU32,
+) {
+    let mut flush = tokio::time::interval(FLUSH_EVERY);
+    let mut retention = tokio::time::interval(RETENTION_EVERY);
+    loop {
+        tokio::select! {
+            batch = rx.recv() => {
+                let Some(batch) = batch else { break };
+                feed(&store, &mut pipeline, batch).await;
+            }
+            _ = flush.tick() => {
+                pipeline.tick(Timestamp::now().0);
+                persist(&store, &mut pipeline).await;
+            }
+            _ = retention.tick() => {
+                let store = store.clone();
+                let purge = move || store.apply_retention(Timestamp::now(), retention_days);
+                match tokio::task::spawn_blocking(purge).await {
+                    Ok(Ok(n)) => info!(purged = n, days = retention_days.get(), "findings retention applied"),
+                    Ok(Err(e)) => warn!(error = %e, "findings retention failed"),
+                    Err(e) => warn!(error = %e, "findings retention task failed"),
+                }
+            }
+            _ = &mut stop => break,
+        }
+    }
+    // Whatever sessions queued before the stop still counts.
+    rx.close();
+    while let Some(batch) = rx.recv().await {
+        feed(&store, &mut pipeline, batch).await;
+    }
+    persist(&store, &mut pipeline).await;
+    info!(events = pipeline.events(), "detection stopped");
+}
+
+async fn feed(store: &FindingStore, pipeline: &mut Pipeline, batch: StoredBatch) {
+    let source = AgentSource {
+        account_id: batch.agent.account_id().to_owned(),
+        instance_id: batch.agent.instance_id().to_owned(),
+        region: batch.region,
+    };
+    for record in batch.records {
+        pipeline.feed(&Event::Agent {
+            source: source.clone(),
+            record,
+        });
+        if pipeline.is_full() {
+            persist(store, pipeline).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use picket_proto::AgentId;
+    use picket_proto::v1::record::Record as R;
+    use picket_proto::v1::{IntelHit, MatchSite, Record};
+
+    use super::*;
+    use crate::findings::store::ListQuery;
+
+    #[tokio::test]
+    async fn a_submitted_intel_hit_is_a_stored_finding_after_stop() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FindingStore::open(dir.path()).expect("open");
+        let (tx, stop) = spawn(
+            store.clone(),
+            &FindingsSection::default(),
+            SuppressionRules::default(),
+        );
+        let hit = IntelHit {
+            observed_at_ms: 1_700_000_000_000,
+            matched_value: "198.51.100.7".into(),
+            remote_addr: "198.51.100.7".into(),
+            category: "c2".into(),
+            site: MatchSite::RemoteAddr as i32,
+            ..IntelHit::default()
+        };
+        let record = Record {
+            record: Some(R::IntelHit(hit)),
+        };
+        let batch = StoredBatch {
+            agent: AgentId::new("123456789012", "i-1").expect("agent id"),
+            region: "eu-west-1".into(),
+            records: vec![record.clone(), record],
+        };
+        tx.send(batch.clone()).await.expect("queued");
+        stop.stop().await;
+        let page = store.list(&ListQuery::default()).expect("list");
+        assert_eq!(page.findings.len(), 1);
+        assert_eq!(page.findings[0].service.count, 2);
+        assert_eq!(page.findings[0].region, "eu-west-1");
+        assert!(
+            tx.send(batch).await.is_err(),
+            "a stopped task refuses batches"
+        );
+    }
+}

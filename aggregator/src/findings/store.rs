@@ -1,0 +1,937 @@
+//! The findings store (sled), under `<data_dir>/findings`.
+//!
+//! Trees:
+//! - `findings`: id → the finding as GuardDuty JSON.
+//! - `by_account`: `account \0 updated id`, `by_type`: `type \0 updated id`,
+//!   `by_severity`: `severity×10 (u16 BE) updated id`, `by_updated`: `updated id` → empty.
+//!   `updated` is `updatedAt` in ms as 8 big-endian bytes with the sign bit flipped, so byte
+//!   order is time order; ids are 32 hex digits, so the id is always the key's last 32 bytes.
+//! - `suppression_rules`: rule name → the filter's JSON.
+//!
+//! Invariants:
+//! - A finding and its four index entries are written in one sled transaction, and an update
+//!   removes the old entries in the same transaction, so a finding is listed exactly once.
+//! - An index entry is trusted only if it equals the entry recomputed from the finding it points
+//!   at; anything else (left by a corrupt finding that was replaced) is skipped as stale.
+//! - Upserts merge with the stored finding ([`Finding::absorb`]): counts add, the event window
+//!   widens and `archived` sticks, so draining the engine twice never loses or double-counts.
+//! - [`FindingStore::upsert_all`] flushes before returning.
+//! - A stored finding that does not decode is reported ([`StoreError::Corrupt`] from
+//!   [`FindingStore::get`], [`Page::corrupt`] from listings), never a panic and never skipped
+//!   silently; an upsert of the same id replaces it.
+//! - Listing newest first does bounded work per page ([`MAX_SCAN_PER_PAGE`] index entries).
+
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::path::{Path, PathBuf};
+
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+
+use super::model::{Finding, Timestamp};
+use super::suppression::{Filter, FilterError, SuppressionRule, SuppressionRules};
+use super::types::FindingType;
+
+/// Index entries a single [`FindingStore::list`] call examines at most.
+pub const MAX_SCAN_PER_PAGE: usize = 10_000;
+/// The largest page a listing returns.
+pub const MAX_PAGE: usize = 1_000;
+const ID_LEN: usize = 32;
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Occurs when sled cannot open, read or write the database.
+    #[error("findings store {path}: {source}")]
+    Sled {
+        /// The database folder.
+        path: PathBuf,
+        /// sled's error.
+        source: sled::Error,
+    },
+    /// Occurs when a stored finding does not decode.
+    #[error("findings store: finding {id} is corrupt: {why}")]
+    Corrupt {
+        /// The finding's id.
+        id: String,
+        /// The decoder's complaint.
+        why: String,
+    },
+    /// Occurs when a finding's id is not 32 lowercase hex digits.
+    #[error("findings store: id {id:?} is not 32 hex digits")]
+    BadId {
+        /// The id given.
+        id: String,
+    },
+    /// Occurs when a finding cannot be encoded.
+    #[error("findings store: encoding finding {id}: {source}")]
+    Encode {
+        /// The finding's id.
+        id: String,
+        /// serde_json's error.
+        source: serde_json::Error,
+    },
+    /// Occurs when a page cursor is malformed or belongs to another listing.
+    #[error("findings store: bad page cursor {cursor:?}")]
+    BadCursor {
+        /// The cursor given.
+        cursor: String,
+    },
+    /// Occurs when a stored suppression rule no longer parses.
+    #[error("findings store: suppression rule {name:?}: {source}")]
+    BadRule {
+        /// The rule's name.
+        name: String,
+        /// Why it does not parse.
+        source: FilterError,
+    },
+}
+
+/// A stored finding that could not be decoded, reported by listings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorruptFinding {
+    /// Its id.
+    pub id: String,
+    /// The decoder's complaint.
+    pub why: String,
+}
+
+/// What [`FindingStore::upsert`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upserted {
+    /// The id was new.
+    Inserted,
+    /// Merged into the stored finding.
+    Merged,
+    /// The stored finding was corrupt and was replaced.
+    ReplacedCorrupt,
+}
+
+/// Which index a listing walks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Index {
+    Account = 1,
+    Type = 2,
+    Severity = 3,
+    Updated = 4,
+}
+
+/// Where the next page starts; opaque to callers (hex text for APIs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor(Vec<u8>);
+
+impl Cursor {
+    /// The cursor as hex text.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Reads a cursor back from [`Self::to_hex`].
+    ///
+    /// # Errors
+    /// [`StoreError::BadCursor`] when the text is not even-length hex.
+    pub fn from_hex(s: &str) -> Result<Self, StoreError> {
+        let bad = || StoreError::BadCursor {
+            cursor: s.to_owned(),
+        };
+        if s.len() % 2 != 0 || s.is_empty() {
+            return Err(bad());
+        }
+        (0..s.len())
+            .step_by(2)
+            .map(|i| {
+                s.get(i..i + 2)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(bad)
+            })
+            .collect::<Result<Vec<u8>, _>>()
+            .map(Self)
+    }
+}
+
+/// A listing: filters (all optional, all must hold), page size and where to start.
+#[derive(Debug, Clone)]
+pub struct ListQuery {
+    /// Only this account.
+    pub account_id: Option<String>,
+    /// Only this type.
+    pub finding_type: Option<FindingType>,
+    /// Only at least this severity.
+    pub min_severity: Option<f64>,
+    /// Only archived (`Some(true)`) or only active (`Some(false)`) findings.
+    pub archived: Option<bool>,
+    /// Only findings updated at or after this time.
+    pub updated_since: Option<Timestamp>,
+    /// Page size (capped at [`MAX_PAGE`]).
+    pub limit: NonZeroUsize,
+    /// The previous page's [`Page::next`].
+    pub after: Option<Cursor>,
+}
+
+impl Default for ListQuery {
+    fn default() -> Self {
+        Self {
+            account_id: None,
+            finding_type: None,
+            min_severity: None,
+            archived: None,
+            updated_since: None,
+            limit: NonZeroUsize::new(50).unwrap_or(NonZeroUsize::MIN),
+            after: None,
+        }
+    }
+}
+
+impl ListQuery {
+    fn index(&self) -> Index {
+        // The most selective index the filter allows, so a listing never scans everything.
+        if self.account_id.is_some() {
+            Index::Account
+        } else if self.finding_type.is_some() {
+            Index::Type
+        } else if self.min_severity.is_some() {
+            Index::Severity
+        } else {
+            Index::Updated
+        }
+    }
+
+    fn accepts(&self, f: &Finding) -> bool {
+        self.account_id.as_ref().is_none_or(|a| *a == f.account_id)
+            && self.finding_type.is_none_or(|t| t == f.finding_type)
+            && self.min_severity.is_none_or(|s| f.severity >= s)
+            && self.archived.is_none_or(|a| a == f.service.archived)
+            && self.updated_since.is_none_or(|t| f.updated_at >= t)
+    }
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    /// The findings, newest update first (by severity first when listing by severity).
+    pub findings: Vec<Finding>,
+    /// Where the next page starts; `None` when the listing is exhausted.
+    pub next: Option<Cursor>,
+    /// Stored findings met on the way that do not decode.
+    pub corrupt: Vec<CorruptFinding>,
+}
+
+/// The findings store.
+#[derive(Debug, Clone)]
+pub struct FindingStore {
+    path: PathBuf,
+    db: sled::Db,
+    findings: sled::Tree,
+    by_account: sled::Tree,
+    by_type: sled::Tree,
+    by_severity: sled::Tree,
+    by_updated: sled::Tree,
+    rules: sled::Tree,
+}
+
+fn updated_bytes(t: Timestamp) -> [u8; 8] {
+    // Flipping the sign bit makes big-endian byte order equal numeric order for negatives too.
+    (u64::from_be_bytes(t.0.to_be_bytes()) ^ (1 << 63)).to_be_bytes()
+}
+
+fn severity_bytes(severity: f64) -> [u8; 2] {
+    let tenths = (severity * 10.0).round().clamp(0.0, 1000.0);
+    // In 0..=1000 after the clamp, so the conversion is exact.
+    (tenths as u16).to_be_bytes()
+}
+
+fn index_keys(f: &Finding) -> [(Index, Vec<u8>); 4] {
+    let upd = updated_bytes(f.updated_at);
+    let id = f.id.as_bytes();
+    let cat = |parts: &[&[u8]]| parts.concat();
+    [
+        (
+            Index::Account,
+            cat(&[f.account_id.as_bytes(), &[0], &upd, id]),
+        ),
+        (
+            Index::Type,
+            cat(&[f.finding_type.name().as_bytes(), &[0], &upd, id]),
+        ),
+        (
+            Index::Severity,
+            cat(&[&severity_bytes(f.severity), &upd, id]),
+        ),
+        (Index::Updated, cat(&[&upd, id])),
+    ]
+}
+
+fn valid_id(id: &str) -> bool {
+    id.len() == ID_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+fn decode(id: &str, bytes: &[u8]) -> Result<Finding, CorruptFinding> {
+    let f: Finding = serde_json::from_slice(bytes).map_err(|e| CorruptFinding {
+        id: id.to_owned(),
+        why: e.to_string(),
+    })?;
+    if f.id != id {
+        return Err(CorruptFinding {
+            id: id.to_owned(),
+            why: format!("stored under {id} but says it is {}", f.id),
+        });
+    }
+    Ok(f)
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
+
+impl FindingStore {
+    /// Opens (creating if needed) the store in `<data_dir>/findings`.
+    ///
+    /// # Errors
+    /// [`StoreError::Sled`] naming the folder.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        let path = data_dir.join("findings");
+        let err = |source| StoreError::Sled {
+            path: path.clone(),
+            source,
+        };
+        let db = sled::open(&path).map_err(err)?;
+        let tree = |name: &str| db.open_tree(name).map_err(err);
+        Ok(Self {
+            findings: tree("findings")?,
+            by_account: tree("by_account")?,
+            by_type: tree("by_type")?,
+            by_severity: tree("by_severity")?,
+            by_updated: tree("by_updated")?,
+            rules: tree("suppression_rules")?,
+            db,
+            path,
+        })
+    }
+
+    fn sled_err(&self, source: sled::Error) -> StoreError {
+        StoreError::Sled {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn tx_err(&self, e: TransactionError<StoreError>) -> StoreError {
+        match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(source) => self.sled_err(source),
+        }
+    }
+
+    fn index_tree(&self, index: Index) -> &sled::Tree {
+        match index {
+            Index::Account => &self.by_account,
+            Index::Type => &self.by_type,
+            Index::Severity => &self.by_severity,
+            Index::Updated => &self.by_updated,
+        }
+    }
+
+    /// Stores `finding`, merging it into the stored finding with the same id.
+    ///
+    /// # Errors
+    /// [`StoreError::BadId`], [`StoreError::Encode`] or [`StoreError::Sled`].
+    pub fn upsert(&self, finding: &Finding) -> Result<Upserted, StoreError> {
+        if !valid_id(&finding.id) {
+            return Err(StoreError::BadId {
+                id: finding.id.clone(),
+            });
+        }
+        let trees = (
+            &self.findings,
+            &self.by_account,
+            &self.by_type,
+            &self.by_severity,
+            &self.by_updated,
+        );
+        trees
+            .transaction(|(findings, acc, typ, sev, upd)| -> TxResult<Upserted> {
+                let idx = |i: Index| -> &TransactionalTree {
+                    match i {
+                        Index::Account => acc,
+                        Index::Type => typ,
+                        Index::Severity => sev,
+                        Index::Updated => upd,
+                    }
+                };
+                let old = findings.get(finding.id.as_bytes())?;
+                let (merged, outcome) = match old.map(|b| decode(&finding.id, &b)) {
+                    None => (finding.clone(), Upserted::Inserted),
+                    Some(Err(_)) => (finding.clone(), Upserted::ReplacedCorrupt),
+                    Some(Ok(mut stored)) => {
+                        for (i, key) in index_keys(&stored) {
+                            idx(i).remove(key)?;
+                        }
+                        stored.absorb(finding);
+                        (stored, Upserted::Merged)
+                    }
+                };
+                let bytes = serde_json::to_vec(&merged).map_err(|source| {
+                    ConflictableTransactionError::Abort(StoreError::Encode {
+                        id: merged.id.clone(),
+                        source,
+                    })
+                })?;
+                findings.insert(merged.id.as_bytes(), bytes)?;
+                for (i, key) in index_keys(&merged) {
+                    idx(i).insert(key, &[][..])?;
+                }
+                Ok(outcome)
+            })
+            .map_err(|e| self.tx_err(e))
+    }
+
+    /// Stores every finding (see [`Self::upsert`]) and flushes.
+    ///
+    /// # Errors
+    /// The first failure; findings before it are stored.
+    pub fn upsert_all(&self, findings: &[Finding]) -> Result<Vec<Upserted>, StoreError> {
+        let out = findings
+            .iter()
+            .map(|f| self.upsert(f))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.flush()?;
+        Ok(out)
+    }
+
+    /// Waits until everything written is on disk.
+    ///
+    /// # Errors
+    /// [`StoreError::Sled`].
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map(|_| ()).map_err(|e| self.sled_err(e))
+    }
+
+    /// The finding with this id.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] when it does not decode; [`StoreError::Sled`].
+    pub fn get(&self, id: &str) -> Result<Option<Finding>, StoreError> {
+        let Some(bytes) = self
+            .findings
+            .get(id.as_bytes())
+            .map_err(|e| self.sled_err(e))?
+        else {
+            return Ok(None);
+        };
+        decode(id, &bytes)
+            .map(Some)
+            .map_err(|c| StoreError::Corrupt {
+                id: c.id,
+                why: c.why,
+            })
+    }
+
+    /// One page of findings matching `query`, newest update first.
+    ///
+    /// # Errors
+    /// [`StoreError::BadCursor`] when `query.after` is not from this listing; [`StoreError::Sled`].
+    pub fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        let index = query.index();
+        let tree = self.index_tree(index);
+        let low = query_low(index, query);
+        let high = match index {
+            Index::Account | Index::Type => prefix_range(&low[..low.len().saturating_sub(1)]).1,
+            Index::Severity | Index::Updated => None,
+        };
+        let high = match &query.after {
+            None => high,
+            Some(c) => {
+                let (tag, key) =
+                    c.0.split_first()
+                        .ok_or_else(|| StoreError::BadCursor { cursor: c.to_hex() })?;
+                if *tag != index as u8 || key < low.as_slice() {
+                    return Err(StoreError::BadCursor { cursor: c.to_hex() });
+                }
+                Some(key.to_vec())
+            }
+        };
+        let iter = match high {
+            Some(h) => tree.range(low.clone()..h),
+            None => tree.range(low.clone()..),
+        };
+        let limit = query.limit.get().min(MAX_PAGE);
+        let mut page = Page::default();
+        let mut last_key = None;
+        for (scanned, entry) in iter.rev().enumerate() {
+            if scanned >= MAX_SCAN_PER_PAGE || page.findings.len() >= limit {
+                break;
+            }
+            let (key, _) = entry.map_err(|e| self.sled_err(e))?;
+            last_key = Some(key.to_vec());
+            let Some(id) = key
+                .len()
+                .checked_sub(ID_LEN)
+                .and_then(|start| key.get(start..))
+                .and_then(|b| std::str::from_utf8(b).ok())
+            else {
+                continue;
+            };
+            let Some(bytes) = self
+                .findings
+                .get(id.as_bytes())
+                .map_err(|e| self.sled_err(e))?
+            else {
+                continue;
+            };
+            let f = match decode(id, &bytes) {
+                Ok(f) => f,
+                Err(c) => {
+                    page.corrupt.push(c);
+                    continue;
+                }
+            };
+            let current = index_keys(&f)
+                .into_iter()
+                .any(|(i, k)| i == index && k[..] == key[..]);
+            if current && query.accepts(&f) {
+                page.findings.push(f);
+            }
+        }
+        // More is left only if an entry precedes the last one examined.
+        if let Some(k) = last_key {
+            if self.has_before(tree, &low, &k)? {
+                let mut c = vec![index as u8];
+                c.extend_from_slice(&k);
+                page.next = Some(Cursor(c));
+            }
+        }
+        Ok(page)
+    }
+
+    fn has_before(&self, tree: &sled::Tree, low: &[u8], key: &[u8]) -> Result<bool, StoreError> {
+        Ok(tree
+            .range(low.to_vec()..key.to_vec())
+            .next_back()
+            .transpose()
+            .map_err(|e| self.sled_err(e))?
+            .is_some())
+    }
+
+    /// Sets or clears a finding's archived flag; `false` when there is no such finding.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] when the finding does not decode; [`StoreError::Sled`].
+    pub fn set_archived(&self, id: &str, archived: bool) -> Result<bool, StoreError> {
+        self.findings
+            .transaction(|t| -> TxResult<bool> {
+                let Some(bytes) = t.get(id.as_bytes())? else {
+                    return Ok(false);
+                };
+                let mut f = decode(id, &bytes).map_err(|c| {
+                    ConflictableTransactionError::Abort(StoreError::Corrupt {
+                        id: c.id,
+                        why: c.why,
+                    })
+                })?;
+                f.service.archived = archived;
+                let bytes = serde_json::to_vec(&f).map_err(|source| {
+                    ConflictableTransactionError::Abort(StoreError::Encode {
+                        id: id.to_owned(),
+                        source,
+                    })
+                })?;
+                t.insert(id.as_bytes(), bytes)?;
+                Ok(true)
+            })
+            .map_err(|e| self.tx_err(e))
+    }
+
+    /// Deletes findings last updated before `cutoff`; returns how many.
+    ///
+    /// # Errors
+    /// [`StoreError::Sled`].
+    pub fn purge_updated_before(&self, cutoff: Timestamp) -> Result<usize, StoreError> {
+        let mut purged = 0;
+        let high = updated_bytes(cutoff).to_vec();
+        for entry in self.by_updated.range(..high) {
+            let (key, _) = entry.map_err(|e| self.sled_err(e))?;
+            let id = key
+                .len()
+                .checked_sub(ID_LEN)
+                .and_then(|s| key.get(s..))
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .unwrap_or("")
+                .to_owned();
+            let stored = self
+                .findings
+                .get(id.as_bytes())
+                .map_err(|e| self.sled_err(e))?;
+            match stored.map(|b| decode(&id, &b)) {
+                Some(Ok(f)) if index_keys(&f)[3].1[..] == key[..] => {
+                    self.remove(&f)?;
+                    purged += 1;
+                }
+                // A stale entry (the finding moved on or is gone): drop just the entry.
+                _ => {
+                    self.by_updated.remove(&key).map_err(|e| self.sled_err(e))?;
+                }
+            }
+        }
+        self.flush()?;
+        Ok(purged)
+    }
+
+    /// Applies a retention of `days`: deletes findings not updated in that many days before `now`.
+    ///
+    /// # Errors
+    /// [`StoreError::Sled`].
+    pub fn apply_retention(&self, now: Timestamp, days: NonZeroU32) -> Result<usize, StoreError> {
+        let span = i64::from(days.get()).saturating_mul(86_400_000);
+        self.purge_updated_before(Timestamp(now.0.saturating_sub(span)))
+    }
+
+    fn remove(&self, f: &Finding) -> Result<(), StoreError> {
+        let trees = (
+            &self.findings,
+            &self.by_account,
+            &self.by_type,
+            &self.by_severity,
+            &self.by_updated,
+        );
+        trees
+            .transaction(|(findings, acc, typ, sev, upd)| -> TxResult<()> {
+                findings.remove(f.id.as_bytes())?;
+                for ((_, key), tree) in index_keys(f).into_iter().zip([acc, typ, sev, upd]) {
+                    tree.remove(key)?;
+                }
+                Ok(())
+            })
+            .map_err(|e| self.tx_err(e))
+    }
+
+    /// Every stored finding's id that `filter` would archive (the rule's dry run), and the
+    /// corrupt findings met on the way.
+    ///
+    /// # Errors
+    /// [`StoreError::Sled`].
+    pub fn dry_run(
+        &self,
+        filter: &Filter,
+    ) -> Result<(Vec<String>, Vec<CorruptFinding>), StoreError> {
+        let mut ids = Vec::new();
+        let mut corrupt = Vec::new();
+        for entry in self.findings.iter() {
+            let (key, bytes) = entry.map_err(|e| self.sled_err(e))?;
+            let id = String::from_utf8_lossy(&key).into_owned();
+            match decode(&id, &bytes) {
+                Ok(f) => ids.extend(super::suppression::dry_run(filter, [&f])),
+                Err(c) => corrupt.push(c),
+            }
+        }
+        Ok((ids, corrupt))
+    }
+
+    /// Saves (or replaces) a suppression rule.
+    ///
+    /// # Errors
+    /// [`StoreError::Sled`].
+    pub fn save_rule(&self, rule: &SuppressionRule) -> Result<(), StoreError> {
+        let text = rule.filter.source().to_string();
+        self.rules
+            .insert(rule.name.as_bytes(), text.as_bytes())
+            .map_err(|e| self.sled_err(e))?;
+        self.flush()
+    }
+
+    /// The saved rules, in name order; a rule that no longer parses is an error naming it.
+    ///
+    /// # Errors
+    /// [`StoreError::BadRule`] or [`StoreError::Sled`].
+    pub fn rules(&self) -> Result<SuppressionRules, StoreError> {
+        let mut rules = Vec::new();
+        for entry in self.rules.iter() {
+            let (key, value) = entry.map_err(|e| self.sled_err(e))?;
+            let name = String::from_utf8_lossy(&key).into_owned();
+            let filter = Filter::parse_str(&String::from_utf8_lossy(&value)).map_err(|source| {
+                StoreError::BadRule {
+                    name: name.clone(),
+                    source,
+                }
+            })?;
+            rules.push(SuppressionRule { name, filter });
+        }
+        Ok(SuppressionRules::new(rules))
+    }
+}
+
+fn prefix_range(prefix: &[u8]) -> (Vec<u8>, Option<Vec<u8>>) {
+    let mut low = prefix.to_vec();
+    low.push(0);
+    let mut high = prefix.to_vec();
+    high.push(1);
+    (low, Some(high))
+}
+
+fn query_low(index: Index, query: &ListQuery) -> Vec<u8> {
+    match index {
+        Index::Account => prefix_range(query.account_id.as_deref().unwrap_or("").as_bytes()).0,
+        Index::Type => prefix_range(query.finding_type.map_or("", |t| t.name()).as_bytes()).0,
+        Index::Severity => severity_bytes(query.min_severity.unwrap_or(0.0)).to_vec(),
+        Index::Updated => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::findings::samples::sample_finding_at;
+
+    fn store() -> (tempfile::TempDir, FindingStore) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FindingStore::open(dir.path()).expect("open");
+        (dir, store)
+    }
+
+    /// A distinct active finding of type `t` in `account`, updated at `at`.
+    fn finding(t: FindingType, account: &str, at: i64) -> Finding {
+        let mut f = sample_finding_at(t, account, "eu-west-1", Timestamp(at));
+        f.service.archived = false;
+        f
+    }
+
+    fn ids(page: &Page) -> Vec<(String, i64)> {
+        page.findings
+            .iter()
+            .map(|f| (f.account_id.clone(), f.updated_at.0))
+            .collect()
+    }
+
+    #[test]
+    fn listing_by_account_pages_newest_first_without_other_accounts() {
+        let (_dir, store) = store();
+        let types = [
+            FindingType::BackdoorCcActivity,
+            FindingType::ReconPortscan,
+            FindingType::TrojanDropPoint,
+            FindingType::BackdoorSpambot,
+            FindingType::UnauthorizedAccessTorClient,
+        ];
+        for (i, t) in types.iter().enumerate() {
+            let at = 1_000 * (i as i64 + 1);
+            store
+                .upsert(&finding(*t, "111111111111", at))
+                .expect("upsert");
+            store
+                .upsert(&finding(*t, "222222222222", at + 1))
+                .expect("upsert");
+        }
+        let mut query = ListQuery {
+            account_id: Some("111111111111".into()),
+            limit: NonZeroUsize::new(2).expect("nonzero"),
+            ..ListQuery::default()
+        };
+        let first = store.list(&query).expect("list");
+        assert_eq!(
+            ids(&first),
+            vec![
+                ("111111111111".into(), 5_000),
+                ("111111111111".into(), 4_000)
+            ]
+        );
+        query.after = first.next.clone();
+        assert!(query.after.is_some());
+        let second = store.list(&query).expect("list");
+        assert_eq!(second.findings.len(), 2);
+        assert_eq!(second.findings[0].updated_at, Timestamp(3_000));
+        query.after = second.next.clone();
+        let third = store.list(&query).expect("list");
+        assert_eq!(ids(&third), vec![("111111111111".into(), 1_000)]);
+        assert!(third.next.is_none());
+        assert!(third.corrupt.is_empty());
+    }
+
+    #[test]
+    fn listing_by_type_and_by_severity_uses_only_matching_findings() {
+        let (_dir, store) = store();
+        store
+            .upsert(&finding(FindingType::ReconPortscan, "111111111111", 1))
+            .expect("upsert");
+        store
+            .upsert(&finding(FindingType::ReconPortscan, "222222222222", 2))
+            .expect("upsert");
+        store
+            .upsert(&finding(FindingType::BackdoorCcActivity, "111111111111", 3))
+            .expect("upsert");
+        let by_type = store
+            .list(&ListQuery {
+                finding_type: Some(FindingType::ReconPortscan),
+                ..ListQuery::default()
+            })
+            .expect("list");
+        assert_eq!(by_type.findings.len(), 2);
+        assert!(
+            by_type
+                .findings
+                .iter()
+                .all(|f| f.finding_type == FindingType::ReconPortscan)
+        );
+        let high = store
+            .list(&ListQuery {
+                min_severity: Some(7.0),
+                ..ListQuery::default()
+            })
+            .expect("list");
+        assert_eq!(high.findings.len(), 1);
+        assert_eq!(
+            high.findings[0].finding_type,
+            FindingType::BackdoorCcActivity
+        );
+        let all = store.list(&ListQuery::default()).expect("list");
+        assert_eq!(all.findings.len(), 3);
+        assert!(all.next.is_none());
+    }
+
+    #[test]
+    fn an_upsert_of_the_same_id_merges_and_is_listed_once() {
+        let (_dir, store) = store();
+        let first = finding(FindingType::ReconPortscan, "111111111111", 1_000);
+        let mut again = first.clone();
+        again.updated_at = Timestamp(9_000);
+        again.service.event_last_seen = Timestamp(9_000);
+        assert_eq!(store.upsert(&first).expect("upsert"), Upserted::Inserted);
+        assert_eq!(store.upsert(&again).expect("upsert"), Upserted::Merged);
+        let all = store.list(&ListQuery::default()).expect("list");
+        assert_eq!(all.findings.len(), 1);
+        assert_eq!(all.findings[0].service.count, 2);
+        assert_eq!(all.findings[0].updated_at, Timestamp(9_000));
+        let by_account = store
+            .list(&ListQuery {
+                account_id: Some("111111111111".into()),
+                ..ListQuery::default()
+            })
+            .expect("list");
+        assert_eq!(by_account.findings.len(), 1);
+    }
+
+    #[test]
+    fn a_corrupt_stored_finding_is_reported_not_panicked_on() {
+        let (_dir, store) = store();
+        let good = finding(FindingType::ReconPortscan, "111111111111", 1_000);
+        let bad = finding(FindingType::BackdoorCcActivity, "111111111111", 2_000);
+        store.upsert(&good).expect("upsert");
+        store.upsert(&bad).expect("upsert");
+        store
+            .findings
+            .insert(bad.id.as_bytes(), &b"{\"schemaVersion\": tru"[..])
+            .expect("corrupt it");
+        let err = store.get(&bad.id);
+        assert!(
+            matches!(&err, Err(StoreError::Corrupt { id, .. }) if *id == bad.id),
+            "{err:?}"
+        );
+        let page = store.list(&ListQuery::default()).expect("list");
+        assert_eq!(page.findings.len(), 1);
+        assert_eq!(page.findings[0].id, good.id);
+        assert_eq!(page.corrupt.len(), 1);
+        assert_eq!(page.corrupt[0].id, bad.id);
+        assert!(matches!(
+            store.set_archived(&bad.id, true),
+            Err(StoreError::Corrupt { .. })
+        ));
+        // New activity replaces the corrupt record and is listed once.
+        assert_eq!(
+            store.upsert(&bad).expect("upsert"),
+            Upserted::ReplacedCorrupt
+        );
+        let page = store.list(&ListQuery::default()).expect("list");
+        assert_eq!(page.findings.len(), 2);
+        assert!(page.corrupt.is_empty());
+    }
+
+    #[test]
+    fn archiving_sets_the_flag_and_filters_by_it() {
+        let (_dir, store) = store();
+        let f = finding(FindingType::ReconPortscan, "111111111111", 1_000);
+        store.upsert(&f).expect("upsert");
+        assert!(store.set_archived(&f.id, true).expect("archive"));
+        assert!(
+            !store
+                .set_archived("0123456789abcdef0123456789abcdef", true)
+                .expect("archive")
+        );
+        let active = store
+            .list(&ListQuery {
+                archived: Some(false),
+                ..ListQuery::default()
+            })
+            .expect("list");
+        assert!(active.findings.is_empty());
+        let stored = store.get(&f.id).expect("get").expect("present");
+        assert!(stored.service.archived);
+    }
+
+    #[test]
+    fn retention_deletes_only_findings_not_updated_within_the_window() {
+        let (_dir, store) = store();
+        let day = 86_400_000;
+        let old = finding(FindingType::ReconPortscan, "111111111111", 10 * day);
+        let fresh = finding(FindingType::BackdoorCcActivity, "111111111111", 95 * day);
+        store
+            .upsert_all(&[old.clone(), fresh.clone()])
+            .expect("upsert");
+        let days = NonZeroU32::new(30).expect("nonzero");
+        assert_eq!(
+            store
+                .apply_retention(Timestamp(100 * day), days)
+                .expect("purge"),
+            1
+        );
+        assert!(store.get(&old.id).expect("get").is_none());
+        assert!(store.get(&fresh.id).expect("get").is_some());
+        let by_type = store
+            .list(&ListQuery {
+                finding_type: Some(FindingType::ReconPortscan),
+                ..ListQuery::default()
+            })
+            .expect("list");
+        assert!(by_type.findings.is_empty());
+    }
+
+    #[test]
+    fn a_dry_run_lists_what_a_new_rule_would_archive_before_it_is_saved() {
+        let (_dir, store) = store();
+        let scan = finding(FindingType::ReconPortscan, "111111111111", 1);
+        let c2 = finding(FindingType::BackdoorCcActivity, "111111111111", 2);
+        store.upsert_all(&[scan.clone(), c2]).expect("upsert");
+        let filter = Filter::parse(&json!({"criterion": {"type": {"eq": ["Recon:EC2/Portscan"]}}}))
+            .expect("filter");
+        let (ids, corrupt) = store.dry_run(&filter).expect("dry run");
+        assert_eq!(ids, vec![scan.id.clone()]);
+        assert!(corrupt.is_empty());
+        assert!(store.rules().expect("rules").rules().is_empty());
+        store
+            .save_rule(&SuppressionRule {
+                name: "no-scans".into(),
+                filter,
+            })
+            .expect("save");
+        let rules = store.rules().expect("rules");
+        assert_eq!(rules.first_match(&scan), Some("no-scans"));
+    }
+
+    #[test]
+    fn ids_that_are_not_32_hex_digits_and_foreign_cursors_are_rejected() {
+        let (_dir, store) = store();
+        let mut f = finding(FindingType::ReconPortscan, "111111111111", 1);
+        f.id = "../../etc".into();
+        assert!(matches!(store.upsert(&f), Err(StoreError::BadId { .. })));
+        assert!(Cursor::from_hex("zz").is_err());
+        let cursor = Cursor::from_hex("01ff").expect("hex");
+        let query = ListQuery {
+            after: Some(cursor),
+            ..ListQuery::default()
+        };
+        assert!(matches!(
+            store.list(&query),
+            Err(StoreError::BadCursor { .. })
+        ));
+    }
+}

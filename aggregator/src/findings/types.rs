@@ -1,0 +1,400 @@
+//! The registry of finding types: every GuardDuty type Picket can produce, with its name,
+//! default severity, resource type, action type and title/description templates.
+//!
+//! One macro table is the only place a type is described, so the enum, the name lookup and the
+//! list of all types cannot drift apart (Suricata's hand-kept DNS event tables did).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The kind of AWS resource a finding is about (`resource.resourceType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ResourceKind {
+    /// An EC2 instance (`instanceDetails`).
+    Instance,
+    /// IAM credentials (`accessKeyDetails`).
+    AccessKey,
+    /// An S3 bucket (`s3BucketDetails`).
+    S3Bucket,
+}
+
+impl ResourceKind {
+    /// GuardDuty's `resourceType` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Instance => "Instance",
+            Self::AccessKey => "AccessKey",
+            Self::S3Bucket => "S3Bucket",
+        }
+    }
+}
+
+/// The kind of activity a finding describes (`service.action.actionType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ActionKind {
+    /// `NETWORK_CONNECTION` with `networkConnectionAction`.
+    NetworkConnection,
+    /// `DNS_REQUEST` with `dnsRequestAction`.
+    DnsRequest,
+    /// `PORT_PROBE` with `portProbeAction`.
+    PortProbe,
+    /// `AWS_API_CALL` with `awsApiCallAction`.
+    AwsApiCall,
+}
+
+impl ActionKind {
+    /// GuardDuty's `actionType` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NetworkConnection => "NETWORK_CONNECTION",
+            Self::DnsRequest => "DNS_REQUEST",
+            Self::PortProbe => "PORT_PROBE",
+            Self::AwsApiCall => "AWS_API_CALL",
+        }
+    }
+}
+
+/// GuardDuty's severity bands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SeverityBand {
+    /// 1.0–3.9.
+    Low,
+    /// 4.0–6.9.
+    Medium,
+    /// 7.0–8.9.
+    High,
+    /// 9.0–10.0.
+    Critical,
+}
+
+impl SeverityBand {
+    /// The band a severity value falls in (values below 4 are Low, from 9 Critical).
+    pub fn of(severity: f64) -> Self {
+        if severity >= 9.0 {
+            Self::Critical
+        } else if severity >= 7.0 {
+            Self::High
+        } else if severity >= 4.0 {
+            Self::Medium
+        } else {
+            Self::Low
+        }
+    }
+}
+
+/// Why a finding type name was not recognised.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown finding type {name:?}")]
+pub struct UnknownFindingType {
+    /// The name given.
+    pub name: String,
+}
+
+macro_rules! finding_types {
+    ($(
+        $(#[$doc:meta])*
+        $variant:ident => $name:literal, $severity:literal, $resource:ident, $action:ident,
+            $title:literal, $description:literal;
+    )+) => {
+        /// A GuardDuty finding type Picket can produce.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum FindingType {
+            $($(#[$doc])* $variant,)+
+        }
+
+        impl FindingType {
+            /// Every type, in registry order.
+            pub const ALL: &'static [FindingType] = &[$(Self::$variant,)+];
+
+            /// GuardDuty's name for the type, e.g. `Backdoor:EC2/C&CActivity.B!DNS`.
+            pub fn name(self) -> &'static str {
+                match self { $(Self::$variant => $name,)+ }
+            }
+
+            /// Looks a type up by its GuardDuty name (exact, case-sensitive).
+            ///
+            /// # Errors
+            /// [`UnknownFindingType`] when no registered type has that name.
+            pub fn from_name(name: &str) -> Result<Self, UnknownFindingType> {
+                match name {
+                    $($name => Ok(Self::$variant),)+
+                    _ => Err(UnknownFindingType { name: name.to_owned() }),
+                }
+            }
+
+            /// GuardDuty's default severity for the type.
+            pub fn default_severity(self) -> f64 {
+                match self { $(Self::$variant => $severity,)+ }
+            }
+
+            /// The resource the finding is about.
+            pub fn resource_kind(self) -> ResourceKind {
+                match self { $(Self::$variant => ResourceKind::$resource,)+ }
+            }
+
+            /// The action the finding describes.
+            pub fn action_kind(self) -> ActionKind {
+                match self { $(Self::$variant => ActionKind::$action,)+ }
+            }
+
+            /// Title template; `{resource}` and `{remote}` are filled in by [`Self::render`].
+            pub fn title_template(self) -> &'static str {
+                match self { $(Self::$variant => $title,)+ }
+            }
+
+            /// Description template, filled in the same way as the title.
+            pub fn description_template(self) -> &'static str {
+                match self { $(Self::$variant => $description,)+ }
+            }
+        }
+    };
+}
+
+finding_types! {
+    /// Traffic to a command-and-control address.
+    BackdoorCcActivity => "Backdoor:EC2/C&CActivity.B", 8.0, Instance, NetworkConnection,
+        "Command and Control server IP address contacted by EC2 instance {resource}.",
+        "EC2 instance {resource} is communicating with {remote}, an IP address associated with a known command and control server.";
+    /// A DNS query for a command-and-control domain.
+    BackdoorCcActivityDns => "Backdoor:EC2/C&CActivity.B!DNS", 8.0, Instance, DnsRequest,
+        "Command and Control server domain name queried by EC2 instance {resource}.",
+        "EC2 instance {resource} is querying {remote}, a domain name associated with a known command and control server.";
+    /// Traffic to a cryptocurrency-related address.
+    CryptoCurrencyBitcoinTool => "CryptoCurrency:EC2/BitcoinTool.B", 8.0, Instance, NetworkConnection,
+        "Bitcoin-related IP address contacted by EC2 instance {resource}.",
+        "EC2 instance {resource} is communicating with {remote}, an IP address associated with cryptocurrency-related activity.";
+    /// A DNS query for a cryptocurrency-related domain.
+    CryptoCurrencyBitcoinToolDns => "CryptoCurrency:EC2/BitcoinTool.B!DNS", 8.0, Instance, DnsRequest,
+        "Bitcoin-related domain name queried by EC2 instance {resource}.",
+        "EC2 instance {resource} is querying {remote}, a domain name associated with cryptocurrency-related activity.";
+    /// Traffic to a black-hole address.
+    TrojanBlackholeTraffic => "Trojan:EC2/BlackholeTraffic", 5.0, Instance, NetworkConnection,
+        "EC2 instance {resource} communicating with a black hole IP address.",
+        "EC2 instance {resource} is attempting to communicate with {remote}, a black hole IP address.";
+    /// A DNS query for a black-hole domain.
+    TrojanBlackholeTrafficDns => "Trojan:EC2/BlackholeTraffic!DNS", 5.0, Instance, DnsRequest,
+        "EC2 instance {resource} querying a black hole domain name.",
+        "EC2 instance {resource} is querying {remote}, a domain name that is being redirected to a black hole.";
+    /// Traffic to a drop point (stolen data collection) address.
+    TrojanDropPoint => "Trojan:EC2/DropPoint", 5.0, Instance, NetworkConnection,
+        "EC2 instance {resource} communicating with a drop point IP address.",
+        "EC2 instance {resource} is communicating with {remote}, an IP address known to hold data captured by malware.";
+    /// A DNS query for a drop point domain.
+    TrojanDropPointDns => "Trojan:EC2/DropPoint!DNS", 8.0, Instance, DnsRequest,
+        "EC2 instance {resource} querying a drop point domain name.",
+        "EC2 instance {resource} is querying {remote}, a domain name known to hold data captured by malware.";
+    /// A DNS query for a phishing domain.
+    TrojanPhishingDomainRequestDns => "Trojan:EC2/PhishingDomainRequest!DNS", 8.0, Instance, DnsRequest,
+        "EC2 instance {resource} querying a phishing domain name.",
+        "EC2 instance {resource} is querying {remote}, a domain name involved in phishing attacks.";
+    /// A DNS query for a drive-by download domain.
+    TrojanDriveBySourceTrafficDns => "Trojan:EC2/DriveBySourceTraffic!DNS", 5.0, Instance, DnsRequest,
+        "EC2 instance {resource} querying a drive-by download domain name.",
+        "EC2 instance {resource} is querying {remote}, a domain name of a known source of drive-by download attacks.";
+    /// A DNS query for a listed algorithmically generated domain.
+    TrojanDgaDomainRequestCDns => "Trojan:EC2/DGADomainRequest.C!DNS", 8.0, Instance, DnsRequest,
+        "EC2 instance {resource} querying an algorithmically generated domain name.",
+        "EC2 instance {resource} is querying {remote}, a known algorithmically generated domain name.";
+    /// Queries that look algorithmically generated (behavioural, no list).
+    TrojanDgaDomainRequestB => "Trojan:EC2/DGADomainRequest.B", 8.0, Instance, DnsRequest,
+        "EC2 instance {resource} querying algorithmically generated domain names.",
+        "EC2 instance {resource} is querying domain names under {remote} that look algorithmically generated.";
+    /// Traffic to an address on a custom threat list.
+    UnauthorizedAccessMaliciousIpCallerCustom => "UnauthorizedAccess:EC2/MaliciousIPCaller.Custom", 5.0, Instance, NetworkConnection,
+        "EC2 instance {resource} communicating with an IP address on a custom threat list.",
+        "EC2 instance {resource} is communicating with {remote}, an IP address on a custom threat list.";
+    /// A DNS query for a domain on a custom threat list.
+    ImpactMaliciousDomainRequestCustom => "Impact:EC2/MaliciousDomainRequest.Custom", 5.0, Instance, DnsRequest,
+        "EC2 instance {resource} querying a domain name on a custom threat list.",
+        "EC2 instance {resource} is querying {remote}, a domain name on a custom threat list.";
+    /// Traffic to a Tor entry node.
+    UnauthorizedAccessTorClient => "UnauthorizedAccess:EC2/TorClient", 8.0, Instance, NetworkConnection,
+        "EC2 instance {resource} communicating with a Tor entry node.",
+        "EC2 instance {resource} is communicating with {remote}, a Tor entry node.";
+    /// Outbound port scanning.
+    ReconPortscan => "Recon:EC2/Portscan", 5.0, Instance, NetworkConnection,
+        "EC2 instance {resource} is performing outbound port scans.",
+        "EC2 instance {resource} is performing port scans against {remote}.";
+    /// One port probed on many addresses.
+    ImpactPortSweep => "Impact:EC2/PortSweep", 8.0, Instance, PortProbe,
+        "EC2 instance {resource} is probing a port on a large number of IP addresses.",
+        "EC2 instance {resource} is probing one port on many IP addresses, the latest {remote}.";
+    /// An unprotected port probed by a known scanner.
+    ReconPortProbeUnprotectedPort => "Recon:EC2/PortProbeUnprotectedPort", 2.0, Instance, PortProbe,
+        "Unprotected port on EC2 instance {resource} is being probed.",
+        "A port on EC2 instance {resource} is open and is being probed by {remote}, a known scanner.";
+    /// SSH brute force, either direction.
+    UnauthorizedAccessSshBruteForce => "UnauthorizedAccess:EC2/SSHBruteForce", 2.0, Instance, NetworkConnection,
+        "SSH brute force attacks involving EC2 instance {resource}.",
+        "EC2 instance {resource} is involved in SSH brute force attacks with {remote}.";
+    /// RDP brute force, either direction.
+    UnauthorizedAccessRdpBruteForce => "UnauthorizedAccess:EC2/RDPBruteForce", 2.0, Instance, NetworkConnection,
+        "RDP brute force attacks involving EC2 instance {resource}.",
+        "EC2 instance {resource} is involved in RDP brute force attacks with {remote}.";
+    /// Data tunnelled out through DNS queries.
+    TrojanDnsDataExfiltration => "Trojan:EC2/DNSDataExfiltration", 8.0, Instance, DnsRequest,
+        "Data exfiltration through DNS queries from EC2 instance {resource}.",
+        "EC2 instance {resource} is sending data out through DNS queries under {remote}.";
+    /// A domain that resolves to the instance metadata address.
+    UnauthorizedAccessMetadataDnsRebind => "UnauthorizedAccess:EC2/MetadataDNSRebind", 8.0, Instance, DnsRequest,
+        "EC2 instance {resource} is performing DNS lookups that resolve to the instance metadata service.",
+        "EC2 instance {resource} is querying {remote}, a domain name that resolves to the EC2 metadata IP address.";
+    /// Outbound TCP denial of service.
+    BackdoorDenialOfServiceTcp => "Backdoor:EC2/DenialOfService.Tcp", 8.0, Instance, NetworkConnection,
+        "EC2 instance {resource} is behaving in a manner that may indicate it is being used to perform a denial of service attack using the TCP protocol.",
+        "EC2 instance {resource} is sending a large volume of TCP traffic to {remote}.";
+    /// Outbound UDP denial of service.
+    BackdoorDenialOfServiceUdp => "Backdoor:EC2/DenialOfService.Udp", 8.0, Instance, NetworkConnection,
+        "EC2 instance {resource} is behaving in a manner that may indicate it is being used to perform a denial of service attack using the UDP protocol.",
+        "EC2 instance {resource} is sending a large volume of UDP traffic to {remote}.";
+    /// Outbound DNS denial of service.
+    BackdoorDenialOfServiceDns => "Backdoor:EC2/DenialOfService.Dns", 8.0, Instance, NetworkConnection,
+        "EC2 instance {resource} is behaving in a manner that may indicate it is being used to perform a denial of service attack using the DNS protocol.",
+        "EC2 instance {resource} is sending a large volume of DNS traffic to {remote}.";
+    /// Outbound spam.
+    BackdoorSpambot => "Backdoor:EC2/Spambot", 5.0, Instance, NetworkConnection,
+        "EC2 instance {resource} is communicating on an unusual port, 25.",
+        "EC2 instance {resource} is communicating with {remote} on port 25, as spam-sending malware does.";
+    /// Traffic on a port the instance does not normally use.
+    BehaviorNetworkPortUnusual => "Behavior:EC2/NetworkPortUnusual", 5.0, Instance, NetworkConnection,
+        "EC2 instance {resource} is communicating on an unusual server port.",
+        "EC2 instance {resource} is communicating with {remote} on a port it does not normally use.";
+    /// Unusually large traffic volume.
+    BehaviorTrafficVolumeUnusual => "Behavior:EC2/TrafficVolumeUnusual", 5.0, Instance, NetworkConnection,
+        "EC2 instance {resource} is generating unusually large amounts of network traffic.",
+        "EC2 instance {resource} is sending unusually large amounts of traffic to {remote}.";
+    /// Instance credentials used outside AWS (CloudTrail joined with agent addresses).
+    UnauthorizedAccessInstanceCredentialExfiltrationOutsideAws => "UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.OutsideAWS", 8.0, AccessKey, AwsApiCall,
+        "Credentials for instance role {resource} used from an external IP address.",
+        "Credentials created exclusively for an EC2 instance through role {resource} are being used from {remote}.";
+    /// Root credentials used.
+    PolicyRootCredentialUsage => "Policy:IAMUser/RootCredentialUsage", 2.0, AccessKey, AwsApiCall,
+        "API was invoked using root credentials.",
+        "An API was invoked using the root credentials of {resource} from {remote}.";
+    /// An API called from an address on a custom threat list.
+    ReconMaliciousIpCallerCustom => "Recon:IAMUser/MaliciousIPCaller.Custom", 5.0, AccessKey, AwsApiCall,
+        "Reconnaissance API invoked from an IP address on a custom threat list.",
+        "An API commonly used for reconnaissance was invoked by {resource} from {remote}, an IP address on a custom threat list.";
+    /// S3 Block Public Access turned off for a bucket.
+    PolicyBucketBlockPublicAccessDisabled => "Policy:S3/BucketBlockPublicAccessDisabled", 2.0, S3Bucket, AwsApiCall,
+        "Amazon S3 Block Public Access was disabled for S3 bucket {resource}.",
+        "Amazon S3 Block Public Access was disabled for S3 bucket {resource} by a call from {remote}.";
+}
+
+impl FindingType {
+    /// Fills `{resource}` and `{remote}` in `template`.
+    pub fn render(template: &str, resource: &str, remote: &str) -> String {
+        template
+            .replace("{resource}", resource)
+            .replace("{remote}", remote)
+    }
+
+    /// The rendered title for this type.
+    pub fn title(self, resource: &str, remote: &str) -> String {
+        Self::render(self.title_template(), resource, remote)
+    }
+
+    /// The rendered description for this type.
+    pub fn description(self, resource: &str, remote: &str) -> String {
+        Self::render(self.description_template(), resource, remote)
+    }
+}
+
+impl fmt::Display for FindingType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for FindingType {
+    type Err = UnknownFindingType;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::from_name(s)
+    }
+}
+
+impl Serialize for FindingType {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for FindingType {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Self::from_name(&name).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn every_type_round_trips_name_to_type_to_name() {
+        assert!(
+            FindingType::ALL.len() >= 30,
+            "registry shrank: {}",
+            FindingType::ALL.len()
+        );
+        for &t in FindingType::ALL {
+            assert_eq!(FindingType::from_name(t.name()), Ok(t));
+            let json = serde_json::to_string(&t).expect("serialize");
+            assert_eq!(json, format!("\"{}\"", t.name()));
+            let back: FindingType = serde_json::from_str(&json).expect("deserialize");
+            assert_eq!(back, t);
+        }
+    }
+
+    #[test]
+    fn no_two_types_share_a_name() {
+        let names: HashSet<_> = FindingType::ALL.iter().map(|t| t.name()).collect();
+        assert_eq!(names.len(), FindingType::ALL.len());
+    }
+
+    #[test]
+    fn an_unknown_or_differently_cased_name_is_rejected() {
+        assert!(FindingType::from_name("Recon:EC2/NotAThing").is_err());
+        assert!(FindingType::from_name("recon:ec2/portscan").is_err());
+        assert!(serde_json::from_str::<FindingType>("\"Nope\"").is_err());
+    }
+
+    #[test]
+    fn dns_variants_are_dns_requests_and_ip_variants_are_network_connections() {
+        for &t in FindingType::ALL {
+            if t.name().ends_with("!DNS") {
+                assert_eq!(t.action_kind(), ActionKind::DnsRequest, "{t}");
+            }
+        }
+        assert_eq!(
+            FindingType::BackdoorCcActivity.action_kind(),
+            ActionKind::NetworkConnection
+        );
+    }
+
+    #[test]
+    fn default_severities_are_inside_guardduty_bands() {
+        for &t in FindingType::ALL {
+            let s = t.default_severity();
+            assert!((1.0..=10.0).contains(&s), "{t}: {s}");
+        }
+        assert_eq!(SeverityBand::of(3.9), SeverityBand::Low);
+        assert_eq!(SeverityBand::of(4.0), SeverityBand::Medium);
+        assert_eq!(SeverityBand::of(8.9), SeverityBand::High);
+        assert_eq!(SeverityBand::of(9.0), SeverityBand::Critical);
+    }
+
+    #[test]
+    fn titles_are_rendered_without_leftover_placeholders() {
+        for &t in FindingType::ALL {
+            let title = t.title("i-0abc", "198.51.100.7");
+            let description = t.description("i-0abc", "198.51.100.7");
+            assert!(!title.contains('{') && !description.contains('{'), "{t}");
+            assert!(description.contains("i-0abc"), "{t}: {description}");
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! The detection pipeline: events → every detector → finding engine. `serve` and `analyze` both
+//! build one of these, so offline analysis runs exactly the detectors and aggregation the
+//! service runs.
+
+use crate::detectors::{self, Detector, DetectorCounter, Event, Observation};
+use crate::findings::engine::{EngineConfig, FindingEngine};
+use crate::findings::model::{Finding, Timestamp};
+use crate::findings::suppression::SuppressionRules;
+
+/// Which time a finding's `createdAt`/`updatedAt` take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    /// The activity's own time: offline analysis, so the same input gives the same output.
+    EventTime,
+    /// The wall clock: the live service.
+    Wall,
+}
+
+/// Detectors plus the finding engine.
+pub struct Pipeline {
+    detectors: Vec<Box<dyn Detector>>,
+    engine: FindingEngine,
+    clock: Clock,
+    scratch: Vec<Observation>,
+    events: u64,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field(
+                "detectors",
+                &self.detectors.iter().map(|d| d.name()).collect::<Vec<_>>(),
+            )
+            .field("engine", &self.engine)
+            .field("clock", &self.clock)
+            .finish()
+    }
+}
+
+impl Pipeline {
+    /// Every detector ([`detectors::all`]) feeding an engine with `config` and `rules`.
+    pub fn new(config: EngineConfig, rules: SuppressionRules, clock: Clock) -> Self {
+        Self {
+            detectors: detectors::all(),
+            engine: FindingEngine::new(config, rules),
+            clock,
+            scratch: Vec::new(),
+            events: 0,
+        }
+    }
+
+    /// Runs one event through the detectors that want its kind and applies what they observe.
+    pub fn feed(&mut self, event: &Event) {
+        self.events += 1;
+        let Some(kind) = event.kind() else {
+            return;
+        };
+        for d in &mut self.detectors {
+            if d.inputs().contains(&kind) {
+                d.observe(event, &mut self.scratch);
+            }
+        }
+        self.apply();
+    }
+
+    /// Lets windowed detectors close windows at `now_ms`.
+    pub fn tick(&mut self, now_ms: i64) {
+        for d in &mut self.detectors {
+            d.on_tick(now_ms, &mut self.scratch);
+        }
+        self.apply();
+    }
+
+    fn apply(&mut self) {
+        let wall = match self.clock {
+            Clock::Wall => Some(Timestamp::now()),
+            Clock::EventTime => None,
+        };
+        for obs in self.scratch.drain(..) {
+            let now = wall.unwrap_or(Timestamp(obs.at_ms));
+            self.engine.observe(&obs, now);
+        }
+    }
+
+    /// Whether the engine wants a [`Self::drain`].
+    pub fn is_full(&self) -> bool {
+        self.engine.is_full()
+    }
+
+    /// The findings touched since the last drain.
+    pub fn drain(&mut self) -> Vec<Finding> {
+        self.engine.drain()
+    }
+
+    /// The engine (for its statistics).
+    pub fn engine(&self) -> &FindingEngine {
+        &self.engine
+    }
+
+    /// Events fed so far.
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+
+    /// Every detector's counters, with the detector's name.
+    pub fn counters(&self) -> Vec<(&'static str, DetectorCounter)> {
+        self.detectors
+            .iter()
+            .flat_map(|d| d.counters().into_iter().map(move |c| (d.name(), c)))
+            .collect()
+    }
+}
