@@ -44,6 +44,7 @@ fn observation(i: usize) -> Observation {
             list_name: "bench".into(),
             threat_names: vec!["bench".into()],
         }),
+        severity: None,
         evidence: EvidenceDetail::Sample,
     }
 }
@@ -156,7 +157,12 @@ fn main() {
         })
         .collect();
     const EVENTS: usize = 1_000_000;
-    let mut pipeline = Pipeline::new(EngineConfig::default(), rules(), Clock::EventTime);
+    let mut pipeline = Pipeline::new(
+        EngineConfig::default(),
+        rules(),
+        Clock::EventTime,
+        &Default::default(),
+    );
     let start = Instant::now();
     for i in 0..EVENTS {
         pipeline.feed(&events[i % DISTINCT]);

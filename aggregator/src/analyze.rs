@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use picket_proto::v1::Record;
 use serde::Deserialize;
 
-use crate::detectors::{AgentSource, DetectorCounter, Event};
+use crate::detectors::{AgentSource, DetectorCounter, DetectorsConfig, Event};
 use crate::findings::engine::{EngineConfig, EngineStats};
 use crate::findings::model::Finding;
 use crate::findings::suppression::SuppressionRules;
@@ -65,6 +65,8 @@ pub struct AnalyzeOptions {
     pub engine: EngineConfig,
     /// Suppression rules to apply.
     pub rules: SuppressionRules,
+    /// Detector thresholds (`[detectors]`).
+    pub detectors: DetectorsConfig,
 }
 
 /// The result of an analysis.
@@ -210,7 +212,12 @@ fn fold(merged: &mut BTreeMap<String, Finding>, drained: Vec<Finding>) {
 /// [`AnalyzeError::Read`] when a file cannot be opened or read; malformed lines are not errors
 /// but [`Report::problems`].
 pub fn analyze(opts: &AnalyzeOptions) -> Result<Report, AnalyzeError> {
-    let mut pipeline = Pipeline::new(opts.engine.clone(), opts.rules.clone(), Clock::EventTime);
+    let mut pipeline = Pipeline::new(
+        opts.engine.clone(),
+        opts.rules.clone(),
+        Clock::EventTime,
+        &opts.detectors,
+    );
     let mut merged = BTreeMap::new();
     let mut report = Report::default();
     for path in &opts.agent_records {

@@ -108,7 +108,8 @@ pub struct AnalyzeArgs {
     /// Trusted list (not supported yet: the agent applies intel lists).
     #[arg(long = "trusted-list", value_name = "FILE")]
     pub trusted_list: Vec<PathBuf>,
-    /// Aggregator config file; its `[findings]` section (suppression rules, bounds) applies.
+    /// Aggregator config file; its `[findings]` (suppression rules, bounds) and `[detectors]`
+    /// (thresholds) sections apply.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Account of bare records.

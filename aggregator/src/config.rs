@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::detectors::DetectorsConfig;
 use crate::findings::suppression::{Filter, FilterError, SuppressionRule, SuppressionRules};
 use crate::tls::TlsPaths;
 
@@ -57,6 +58,12 @@ pub enum ConfigError {
         name: String,
         /// Why the filter was rejected.
         source: FilterError,
+    },
+    /// Occurs when `[detectors]` thresholds are out of range; lists every problem.
+    #[error("{}", problems.join("; "))]
+    Detectors {
+        /// One message per bad value, each naming its full key and the value given.
+        problems: Vec<String>,
     },
     /// Occurs when a value is out of range.
     #[error("{key} {why}, got {value}")]
@@ -223,6 +230,9 @@ pub struct ConfigFile {
     /// `[findings]`.
     #[serde(default)]
     pub findings: FindingsSection,
+    /// `[detectors]`: one sub-section per detector with its thresholds.
+    #[serde(default)]
+    pub detectors: DetectorsConfig,
 }
 
 impl ConfigFile {
@@ -294,6 +304,8 @@ pub struct Settings {
     pub limits: LimitsSection,
     /// Findings settings.
     pub findings: FindingsSection,
+    /// Detector thresholds.
+    pub detectors: DetectorsConfig,
 }
 
 impl Settings {
@@ -354,13 +366,28 @@ impl Settings {
         }
         // Parsed here too so a bad rule stops startup rather than the first finding.
         file.findings.suppression_rules()?;
+        check_detectors(&file.detectors)?;
         Ok(Self {
             listen,
             data_dir,
             tls,
             limits,
             findings: file.findings,
+            detectors: file.detectors,
         })
+    }
+}
+
+/// Checks `[detectors]`, returning every out-of-range value at once.
+///
+/// # Errors
+/// [`ConfigError::Detectors`] listing each bad key and value.
+pub fn check_detectors(detectors: &DetectorsConfig) -> Result<(), ConfigError> {
+    let problems = detectors.problems();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigError::Detectors { problems })
     }
 }
 
@@ -442,6 +469,68 @@ mod example_tests {
         let rules = s.findings.suppression_rules().unwrap();
         assert_eq!(rules.rules().len(), 1);
         assert_eq!(s.findings.retention_days.get(), 90);
+        // The example spells out every detector default; keep the two in step.
+        let d = &s.detectors;
+        let defaults = DetectorsConfig::default();
+        assert_eq!(d.port_scan.min_ports, defaults.port_scan.min_ports);
+        assert_eq!(d.port_sweep.min_hosts, defaults.port_sweep.min_hosts);
+        assert_eq!(
+            d.brute_force.min_short_connections,
+            defaults.brute_force.min_short_connections
+        );
+        assert_eq!(
+            d.dns_exfiltration.min_mean_entropy,
+            defaults.dns_exfiltration.min_mean_entropy
+        );
+        assert_eq!(d.dga.min_entropy, defaults.dga.min_entropy);
+        assert_eq!(
+            d.metadata_dns_rebind.allowed_suffixes,
+            defaults.metadata_dns_rebind.allowed_suffixes
+        );
+        assert_eq!(d.crypto_mining.p2p_ports, defaults.crypto_mining.p2p_ports);
+        assert_eq!(
+            d.denial_of_service.min_packets,
+            defaults.denial_of_service.min_packets
+        );
+        assert_eq!(
+            d.denial_of_service.window_secs,
+            defaults.denial_of_service.window_secs
+        );
+    }
+
+    #[test]
+    fn detector_thresholds_are_read_and_bad_ones_are_all_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.toml");
+        std::fs::write(
+            &path,
+            "[detectors.port_scan]\nmin_ports = 7\n[detectors.dga]\nmin_entropy = 9.0\n\
+             [detectors.denial_of_service]\nmax_reply_ratio = 2.0\n",
+        )
+        .unwrap();
+        let file = ConfigFile::load(&path).unwrap();
+        assert_eq!(file.detectors.port_scan.min_ports.get(), 7);
+        let err = check_detectors(&file.detectors).unwrap_err().to_string();
+        assert!(
+            err.contains("detectors.dga.min_entropy") && err.contains("9"),
+            "{err}"
+        );
+        assert!(
+            err.contains("detectors.denial_of_service.max_reply_ratio") && err.contains("2"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_detector_key_is_rejected_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.toml");
+        std::fs::write(&path, "[detectors.port_scan]\nmin_port = 7\n").unwrap();
+        let err = ConfigFile::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("a.toml:2:") && err.contains("min_port"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::config::FindingsSection;
-use crate::detectors::{AgentSource, Event};
+use crate::detectors::{AgentSource, DetectorsConfig, Event};
 use crate::findings::engine::EngineConfig;
 use crate::findings::model::Timestamp;
 use crate::findings::store::FindingStore;
@@ -53,6 +53,7 @@ pub fn spawn(
     store: FindingStore,
     settings: &FindingsSection,
     rules: SuppressionRules,
+    detectors: &DetectorsConfig,
 ) -> (mpsc::Sender<StoredBatch>, DetectionStop) {
     let (tx, rx) = mpsc::channel(QUEUE);
     let (stop_tx, stop_rx) = oneshot::channel();
@@ -62,6 +63,7 @@ pub fn spawn(
         },
         rules,
         Clock::Wall,
+        detectors,
     );
     let retention = settings.retention_days;
     let done = tokio::spawn(run(store, pipeline, rx, stop_rx, retention));
@@ -163,6 +165,7 @@ mod tests {
             store.clone(),
             &FindingsSection::default(),
             SuppressionRules::default(),
+            &DetectorsConfig::default(),
         );
         let hit = IntelHit {
             observed_at_ms: 1_700_000_000_000,

@@ -115,10 +115,15 @@ fn analyze(args: AnalyzeArgs) -> Result<()> {
     if args.account_id.len() != 12 || !args.account_id.bytes().all(|b| b.is_ascii_digit()) {
         bail!("--account-id must be 12 digits, got {:?}", args.account_id);
     }
-    let findings = match &args.config {
-        Some(path) => ConfigFile::load(path)?.findings,
-        None => Default::default(),
+    let file = match &args.config {
+        Some(path) => ConfigFile::load(path)?,
+        None => ConfigFile::default(),
     };
+    let (findings, detectors) = (file.findings, file.detectors);
+    picket_aggregator::config::check_detectors(&detectors).with_context(|| match &args.config {
+        Some(p) => format!("config {}", p.display()),
+        None => "config".to_owned(),
+    })?;
     let rules = findings
         .suppression_rules()
         .with_context(|| match &args.config {
@@ -136,6 +141,7 @@ fn analyze(args: AnalyzeArgs) -> Result<()> {
             max_open: findings.max_open_findings,
         },
         rules,
+        detectors,
     };
     let report = analyze::analyze(&opts)?;
     for p in &report.problems {

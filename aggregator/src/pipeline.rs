@@ -2,7 +2,7 @@
 //! build one of these, so offline analysis runs exactly the detectors and aggregation the
 //! service runs.
 
-use crate::detectors::{self, Detector, DetectorCounter, Event, Observation};
+use crate::detectors::{self, Detector, DetectorCounter, DetectorsConfig, Event, Observation};
 use crate::findings::engine::{EngineConfig, FindingEngine};
 use crate::findings::model::{Finding, Timestamp};
 use crate::findings::suppression::SuppressionRules;
@@ -39,10 +39,16 @@ impl std::fmt::Debug for Pipeline {
 }
 
 impl Pipeline {
-    /// Every detector ([`detectors::all`]) feeding an engine with `config` and `rules`.
-    pub fn new(config: EngineConfig, rules: SuppressionRules, clock: Clock) -> Self {
+    /// Every detector ([`detectors::all`], configured by `detectors`) feeding an engine with
+    /// `config` and `rules`.
+    pub fn new(
+        config: EngineConfig,
+        rules: SuppressionRules,
+        clock: Clock,
+        detectors: &DetectorsConfig,
+    ) -> Self {
         Self {
-            detectors: detectors::all(),
+            detectors: detectors::all(detectors),
             engine: FindingEngine::new(config, rules),
             clock,
             scratch: Vec::new(),

@@ -80,8 +80,12 @@ pub async fn serve(
     // Rules from the config file first, then those saved in the store.
     let mut rules = settings.findings.suppression_rules()?.rules().to_vec();
     rules.extend(findings.rules()?.rules().iter().cloned());
-    let (detection_tx, detection) =
-        crate::detection::spawn(findings, &settings.findings, SuppressionRules::new(rules));
+    let (detection_tx, detection) = crate::detection::spawn(
+        findings,
+        &settings.findings,
+        SuppressionRules::new(rules),
+        &settings.detectors,
+    );
     let listener = TcpListener::bind(settings.listen)
         .await
         .map_err(|source| ServeError::Bind {

@@ -216,7 +216,7 @@ fn findings_from_intel_hits_match_guardduty_finding_shape() {
             }
         }
     }
-    let mut dets = detectors::all();
+    let mut dets = detectors::all(&Default::default());
     let mut engine = FindingEngine::new(EngineConfig::default(), SuppressionRules::default());
     let mut out = Vec::new();
     for hit in hits {

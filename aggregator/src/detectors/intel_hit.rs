@@ -246,6 +246,7 @@ impl IntelHitDetector {
                 list_name: hit.list_name.clone(),
                 threat_names: vec![threat_name],
             }),
+            severity: None,
             evidence: EvidenceDetail::IntelHit(Box::new(IntelHitEvidence {
                 list_name: hit.list_name.clone(),
                 indicator: hit.indicator.clone(),

@@ -8,15 +8,30 @@
 //! Intel hits arrive already filtered: trusted lists are applied by the agent's matcher, so a
 //! trusted address never becomes an `IntelHit` and nothing here needs to know about them.
 
+pub mod brute_force;
+pub mod crypto_mining;
+pub mod denial_of_service;
+pub mod dga;
+pub mod dns_exfiltration;
 pub mod intel_hit;
+pub mod metadata_dns_rebind;
 pub mod observation;
+pub mod port_scan;
+pub mod port_sweep;
+pub mod summary;
+#[cfg(test)]
+pub mod testing;
+pub mod unusual_doh;
+pub mod unusual_dot;
+pub mod window;
 
 use picket_proto::v1::Record;
+use serde::Deserialize;
 
 pub use observation::{
-    Activity, ApiCallActivity, ConnectionDirection, DnsActivity, DnsContext, EvidenceDetail,
-    FlowContext, IntelHitEvidence, NetworkActivity, Observation, PortProbeActivity, ResourceRef,
-    ResourceRole, ThreatIntel,
+    Activity, ApiCallActivity, BehaviourEvidence, ConnectionDirection, DnsActivity, DnsContext,
+    EvidenceDetail, FlowContext, IntelHitEvidence, NetworkActivity, Observation, PortProbeActivity,
+    ResourceRef, ResourceRole, ThreatIntel, ThresholdCrossed,
 };
 
 /// The agent a record came from, as authenticated by ingest (or given to `analyze`).
@@ -98,9 +113,91 @@ pub trait Detector: Send {
     }
 }
 
-/// Every detector, configured with defaults: the one set `serve` and `analyze` both run.
-pub fn all() -> Vec<Box<dyn Detector>> {
-    vec![Box::new(intel_hit::IntelHitDetector::default())]
+/// `[detectors]`: one section per behavioural detector, named after it
+/// (`[detectors.port_scan]`), each with its thresholds, window and state cap.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectorsConfig {
+    /// `[detectors.port_scan]`.
+    #[serde(default)]
+    pub port_scan: port_scan::PortScanConfig,
+    /// `[detectors.port_sweep]`.
+    #[serde(default)]
+    pub port_sweep: port_sweep::PortSweepConfig,
+    /// `[detectors.brute_force]`.
+    #[serde(default)]
+    pub brute_force: brute_force::BruteForceConfig,
+    /// `[detectors.dns_exfiltration]`.
+    #[serde(default)]
+    pub dns_exfiltration: dns_exfiltration::DnsExfiltrationConfig,
+    /// `[detectors.dga]`.
+    #[serde(default)]
+    pub dga: dga::DgaConfig,
+    /// `[detectors.metadata_dns_rebind]`.
+    #[serde(default)]
+    pub metadata_dns_rebind: metadata_dns_rebind::MetadataDnsRebindConfig,
+    /// `[detectors.unusual_dot]`.
+    #[serde(default)]
+    pub unusual_dot: unusual_dot::UnusualDotConfig,
+    /// `[detectors.unusual_doh]`.
+    #[serde(default)]
+    pub unusual_doh: unusual_doh::UnusualDohConfig,
+    /// `[detectors.crypto_mining]`.
+    #[serde(default)]
+    pub crypto_mining: crypto_mining::CryptoMiningConfig,
+    /// `[detectors.denial_of_service]`.
+    #[serde(default)]
+    pub denial_of_service: denial_of_service::DenialOfServiceConfig,
+}
+
+impl DetectorsConfig {
+    /// Every out-of-range value, each naming its full key and the value given.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        self.dns_exfiltration.check(&mut p);
+        self.dga.check(&mut p);
+        self.denial_of_service.check(&mut p);
+        p
+    }
+}
+
+/// Default key cap of a detector's window table: enough for every remote a busy host talks to
+/// in a window, small enough (a few MB) to keep per detector.
+pub fn default_max_keys() -> std::num::NonZeroUsize {
+    std::num::NonZeroUsize::new(10_000).unwrap_or(std::num::NonZeroUsize::MIN)
+}
+
+/// Every detector, configured by `config`: the one set `serve` and `analyze` both run.
+pub fn all(config: &DetectorsConfig) -> Vec<Box<dyn Detector>> {
+    vec![
+        Box::new(intel_hit::IntelHitDetector::default()),
+        Box::new(port_scan::PortScanDetector::new(config.port_scan.clone())),
+        Box::new(port_sweep::PortSweepDetector::new(
+            config.port_sweep.clone(),
+        )),
+        Box::new(brute_force::BruteForceDetector::new(
+            config.brute_force.clone(),
+        )),
+        Box::new(dns_exfiltration::DnsExfiltrationDetector::new(
+            config.dns_exfiltration.clone(),
+        )),
+        Box::new(dga::DgaDetector::new(config.dga.clone())),
+        Box::new(metadata_dns_rebind::MetadataDnsRebindDetector::new(
+            config.metadata_dns_rebind.clone(),
+        )),
+        Box::new(unusual_dot::UnusualDotDetector::new(
+            config.unusual_dot.clone(),
+        )),
+        Box::new(unusual_doh::UnusualDohDetector::new(
+            config.unusual_doh.clone(),
+        )),
+        Box::new(crypto_mining::CryptoMiningDetector::new(
+            config.crypto_mining.clone(),
+        )),
+        Box::new(denial_of_service::DenialOfServiceDetector::new(
+            config.denial_of_service.clone(),
+        )),
+    ]
 }
 
 #[cfg(test)]
@@ -111,7 +208,7 @@ mod tests {
 
     #[test]
     fn every_detector_has_a_unique_name_and_asks_for_some_input() {
-        let detectors = all();
+        let detectors = all(&DetectorsConfig::default());
         assert!(!detectors.is_empty());
         let names: HashSet<_> = detectors.iter().map(|d| d.name()).collect();
         assert_eq!(names.len(), detectors.len());

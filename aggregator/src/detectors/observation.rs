@@ -214,12 +214,50 @@ pub struct IntelHitEvidence {
     pub note: Option<String>,
 }
 
+/// One configured threshold a behavioural detector saw crossed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ThresholdCrossed {
+    /// The config key, e.g. `detectors.port_scan.min_ports`.
+    pub key: String,
+    /// The configured limit.
+    pub limit: f64,
+    /// What the detector measured.
+    pub observed: f64,
+}
+
+/// Why a behavioural detector fired: the thresholds crossed and the summaries that crossed them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BehaviourEvidence {
+    /// The detector's name.
+    pub detector: String,
+    /// The window the counts cover, in ms (0 for a single record).
+    pub window_ms: i64,
+    /// Every threshold that was crossed.
+    pub thresholds: Vec<ThresholdCrossed>,
+    /// Example DNS names (DNS detectors), a few at most.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub example_names: Vec<String>,
+    /// The flow summaries that counted, a few at most.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flows: Vec<picket_proto::v1::FlowSummary>,
+    /// The DNS summaries that counted, a few at most.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns: Vec<picket_proto::v1::DnsSummary>,
+    /// What a reader should know about the decision (e.g. which rule matched).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
 /// Picket's own evidence, kept under `service.additionalInfo` so a finding explains itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EvidenceDetail {
     /// A threat list match reported by an agent.
     IntelHit(Box<IntelHitEvidence>),
+    /// A behavioural detector's thresholds and records.
+    Behaviour(Box<BehaviourEvidence>),
     /// A sample finding (`findings samples`), not real activity.
     Sample,
 }
@@ -243,6 +281,9 @@ pub struct Observation {
     pub at_ms: i64,
     /// Threat list entries involved, if any.
     pub threat_intel: Option<ThreatIntel>,
+    /// Severity when the detector knows better than the type's default (brute force is Low
+    /// with the instance as target, High as actor); `None` keeps the registry's default.
+    pub severity: Option<f64>,
     /// The detector's evidence.
     pub evidence: EvidenceDetail,
 }

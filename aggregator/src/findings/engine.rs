@@ -436,7 +436,7 @@ fn build_finding_for(
         finding_type: t,
         title: t.title(resource_id, remote),
         description: t.description(resource_id, remote),
-        severity: t.default_severity(),
+        severity: obs.severity.unwrap_or_else(|| t.default_severity()),
         created_at: now,
         updated_at: now,
         resource: resource(obs),
@@ -490,6 +490,7 @@ mod tests {
             }),
             at_ms,
             threat_intel: None,
+            severity: None,
             evidence: EvidenceDetail::Sample,
         }
     }

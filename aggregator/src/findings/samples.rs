@@ -88,6 +88,7 @@ fn sample_observation(
             list_name: "GeneratedFindingThreatListName".to_owned(),
             threat_names: vec!["GeneratedFindingThreatName".to_owned()],
         }),
+        severity: None,
         evidence: EvidenceDetail::Sample,
     }
 }

@@ -253,6 +253,26 @@ finding_types! {
     BackdoorDenialOfServiceDns => "Backdoor:EC2/DenialOfService.Dns", 8.0, Instance, NetworkConnection,
         "EC2 instance {resource} is behaving in a manner that may indicate it is being used to perform a denial of service attack using the DNS protocol.",
         "EC2 instance {resource} is sending a large volume of DNS traffic to {remote}.";
+    /// Outbound UDP denial of service aimed at ports normally used by TCP services.
+    BackdoorDenialOfServiceUdpOnTcpPorts => "Backdoor:EC2/DenialOfService.UdpOnTcpPorts", 8.0, Instance, NetworkConnection,
+        "EC2 instance {resource} is behaving in a manner that may indicate it is being used to perform a denial of service attack using UDP protocol on a TCP port.",
+        "EC2 instance {resource} is sending a large volume of UDP traffic to TCP service ports of {remote}.";
+    /// Outbound denial of service over an unusual IP protocol.
+    BackdoorDenialOfServiceUnusualProtocol => "Backdoor:EC2/DenialOfService.UnusualProtocol", 8.0, Instance, NetworkConnection,
+        "EC2 instance {resource} is behaving in a manner that may indicate it is being used to perform a denial of service attack using an unusual protocol.",
+        "EC2 instance {resource} is sending a large volume of traffic over an unusual IP protocol to {remote}.";
+    /// WinRM brute force, either direction.
+    ImpactWinRmBruteForce => "Impact:EC2/WinRMBruteForce", 2.0, Instance, NetworkConnection,
+        "WinRM brute force attacks involving EC2 instance {resource}.",
+        "EC2 instance {resource} is involved in Windows Remote Management brute force attacks with {remote}.";
+    /// DNS over TLS (port 853) from the instance.
+    DefenseEvasionUnusualDoTActivity => "DefenseEvasion:EC2/UnusualDoTActivity", 5.0, Instance, NetworkConnection,
+        "EC2 instance {resource} is performing unusual DNS over TLS activity.",
+        "EC2 instance {resource} is resolving names over TLS (port 853) with {remote}, bypassing the VPC resolver.";
+    /// DNS over HTTPS to a known public DoH endpoint.
+    DefenseEvasionUnusualDoHActivity => "DefenseEvasion:EC2/UnusualDoHActivity", 5.0, Instance, NetworkConnection,
+        "EC2 instance {resource} is performing unusual DNS over HTTPS activity.",
+        "EC2 instance {resource} is resolving names over HTTPS with {remote}, a public DNS over HTTPS endpoint.";
     /// Outbound spam.
     BackdoorSpambot => "Backdoor:EC2/Spambot", 5.0, Instance, NetworkConnection,
         "EC2 instance {resource} is communicating on an unusual port, 25.",

@@ -1,0 +1,360 @@
+//! `UnauthorizedAccess:EC2/SSHBruteForce`, `UnauthorizedAccess:EC2/RDPBruteForce` and
+//! `Impact:EC2/WinRMBruteForce`: many short connections to a login service.
+//!
+//! Input: TCP flow summaries in either direction. The service comes from the payload tag when
+//! the agent recognised one (`app_protocol = "ssh"` on any port), else from the port (22,
+//! 3389, 5985/5986). A summary whose payload says another protocol (e.g. `ftp` on port 22) is
+//! not labelled. Short connections are summed per (instance, direction, remote, service) in a
+//! tumbling window. Inbound (instance as TARGET) is Low severity; outbound (instance as ACTOR,
+//! i.e. compromised) is High, as GuardDuty does.
+
+use std::num::{NonZeroU32, NonZeroUsize};
+
+use picket_proto::v1::FlowSummary;
+use serde::Deserialize;
+
+use super::summary::{self, MAX_EXAMPLES};
+use super::window::{WindowTable, keep_example};
+use super::{
+    BehaviourEvidence, ConnectionDirection, Detector, DetectorCounter, Event, EventKind,
+    Observation, ResourceRole, ThresholdCrossed,
+};
+use crate::findings::types::FindingType;
+
+/// Severity with the instance as target (GuardDuty: Low).
+pub const TARGET_SEVERITY: f64 = 2.0;
+/// Severity with the instance as actor (GuardDuty: High).
+pub const ACTOR_SEVERITY: f64 = 8.0;
+
+/// `[detectors.brute_force]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BruteForceConfig {
+    /// Short connections between one remote and one service within a window that make an attack.
+    #[serde(default = "default_min_short_connections")]
+    pub min_short_connections: NonZeroU32,
+    /// Window length in seconds.
+    #[serde(default = "default_window_secs")]
+    pub window_secs: NonZeroU32,
+    /// (remote, service) pairs tracked at once; the least recently seen is evicted beyond this.
+    #[serde(default = "super::default_max_keys")]
+    pub max_keys: NonZeroUsize,
+}
+
+impl Default for BruteForceConfig {
+    fn default() -> Self {
+        Self {
+            min_short_connections: default_min_short_connections(),
+            window_secs: default_window_secs(),
+            max_keys: super::default_max_keys(),
+        }
+    }
+}
+
+fn default_min_short_connections() -> NonZeroU32 {
+    // A person mistyping a password a few times, or a deploy tool opening a handful of
+    // sessions, stays well below 20 failed-looking logins in five minutes.
+    NonZeroU32::new(20).unwrap_or(NonZeroU32::MIN)
+}
+fn default_window_secs() -> NonZeroU32 {
+    NonZeroU32::new(300).unwrap_or(NonZeroU32::MIN)
+}
+
+/// A login service brute force is detected against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Service {
+    /// Secure shell.
+    Ssh,
+    /// Remote Desktop.
+    Rdp,
+    /// Windows Remote Management.
+    WinRm,
+}
+
+impl Service {
+    /// The service of a TCP summary, or `None` when it is not one of these (or the payload
+    /// says it is something else).
+    pub fn of(f: &FlowSummary) -> Option<Self> {
+        if f.protocol != 6 {
+            return None;
+        }
+        let app = f.app_protocol.trim();
+        let is = |name: &str| app.eq_ignore_ascii_case(name);
+        if is("ssh") {
+            return Some(Self::Ssh);
+        }
+        if is("rdp") {
+            return Some(Self::Rdp);
+        }
+        if is("winrm") {
+            return Some(Self::WinRm);
+        }
+        // RDP and WinRM run inside TLS or HTTP, so those tags do not contradict the port.
+        match f.service_port {
+            22 if app.is_empty() => Some(Self::Ssh),
+            3389 if app.is_empty() || is("tls") => Some(Self::Rdp),
+            5985 | 5986 if app.is_empty() || is("tls") || is("http") => Some(Self::WinRm),
+            _ => None,
+        }
+    }
+
+    fn finding_type(self) -> FindingType {
+        match self {
+            Self::Ssh => FindingType::UnauthorizedAccessSshBruteForce,
+            Self::Rdp => FindingType::UnauthorizedAccessRdpBruteForce,
+            Self::WinRm => FindingType::ImpactWinRmBruteForce,
+        }
+    }
+}
+
+type Key = (String, bool, String, Service);
+
+#[derive(Debug, Default)]
+struct Attempts {
+    short: u64,
+    flows: Vec<FlowSummary>,
+}
+
+/// Sums short connections per remote and service.
+#[derive(Debug)]
+pub struct BruteForceDetector {
+    config: BruteForceConfig,
+    table: WindowTable<Key, Attempts>,
+}
+
+impl BruteForceDetector {
+    /// A detector with `config`.
+    pub fn new(config: BruteForceConfig) -> Self {
+        let window_ms = i64::from(config.window_secs.get()) * 1000;
+        Self {
+            table: WindowTable::new(config.max_keys, window_ms),
+            config,
+        }
+    }
+}
+
+impl Detector for BruteForceDetector {
+    fn name(&self) -> &'static str {
+        "brute_force"
+    }
+
+    fn inputs(&self) -> &'static [EventKind] {
+        &[EventKind::Flow]
+    }
+
+    fn observe(&mut self, event: &Event, out: &mut Vec<Observation>) {
+        let Some((source, f)) = summary::flow(event) else {
+            return;
+        };
+        if f.short_connections == 0 {
+            return;
+        }
+        let Some(service) = Service::of(f) else {
+            return;
+        };
+        let inbound = match summary::direction(f) {
+            ConnectionDirection::Inbound => true,
+            ConnectionDirection::Outbound => false,
+            ConnectionDirection::Unknown => return,
+        };
+        let at = summary::flow_time(f);
+        let key = (
+            source.instance_id.clone(),
+            inbound,
+            f.remote_addr.clone(),
+            service,
+        );
+        let min = self.config.min_short_connections.get();
+        let window_ms = i64::from(self.config.window_secs.get()) * 1000;
+        let w = self.table.window(key, at);
+        w.state.short = w.state.short.saturating_add(f.short_connections);
+        keep_example(&mut w.state.flows, f.clone(), MAX_EXAMPLES);
+        if w.fired || w.state.short < u64::from(min) {
+            return;
+        }
+        w.fired = true;
+        let (role, severity) = if inbound {
+            (ResourceRole::Target, TARGET_SEVERITY)
+        } else {
+            (ResourceRole::Actor, ACTOR_SEVERITY)
+        };
+        let evidence = BehaviourEvidence {
+            detector: "brute_force".to_owned(),
+            window_ms,
+            thresholds: vec![ThresholdCrossed {
+                key: "detectors.brute_force.min_short_connections".into(),
+                limit: f64::from(min),
+                observed: w.state.short as f64,
+            }],
+            example_names: Vec::new(),
+            flows: std::mem::take(&mut w.state.flows),
+            dns: Vec::new(),
+            note: (!f.app_protocol.is_empty())
+                .then(|| format!("service identified by payload as {:?}", f.app_protocol)),
+        };
+        out.push(
+            summary::Finding {
+                finding_type: service.finding_type(),
+                source,
+                local_addr: &f.local_addr,
+                role,
+                activity: summary::network_activity(f),
+                at_ms: at,
+                severity: Some(severity),
+            }
+            .observation(evidence),
+        );
+    }
+
+    fn on_tick(&mut self, now_ms: i64, _out: &mut Vec<Observation>) {
+        self.table.expire(now_ms);
+    }
+
+    fn counters(&self) -> Vec<DetectorCounter> {
+        vec![
+            DetectorCounter {
+                name: "evicted_full",
+                count: self.table.evicted_full(),
+            },
+            DetectorCounter {
+                name: "expired",
+                count: self.table.expired(),
+            },
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detectors::testing::{T0, flow, flow_event, run};
+
+    fn attempts(
+        egress: bool,
+        local: &str,
+        remote: &str,
+        port: u32,
+        app: &str,
+        short: u64,
+    ) -> Event {
+        let mut f = flow(egress, local, remote, 6, port, T0);
+        f.connections = short;
+        f.short_connections = short;
+        f.app_protocol = app.into();
+        flow_event(f)
+    }
+
+    fn detector() -> BruteForceDetector {
+        BruteForceDetector::new(BruteForceConfig::default())
+    }
+
+    #[test]
+    fn inbound_ssh_attempts_are_low_severity_with_the_instance_as_target() {
+        let out = run(
+            &mut detector(),
+            [attempts(false, "10.0.0.5", "198.51.100.7", 22, "", 25)],
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            out[0].finding_type,
+            FindingType::UnauthorizedAccessSshBruteForce
+        );
+        assert_eq!(out[0].role, ResourceRole::Target);
+        assert_eq!(out[0].severity, Some(TARGET_SEVERITY));
+    }
+
+    #[test]
+    fn outbound_ssh_over_ipv6_on_an_odd_port_is_high_severity_with_the_instance_as_actor() {
+        let out = run(
+            &mut detector(),
+            [attempts(
+                true,
+                "2001:db8::5",
+                "2001:db8:1::7",
+                2222,
+                "ssh",
+                25,
+            )],
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            out[0].finding_type,
+            FindingType::UnauthorizedAccessSshBruteForce
+        );
+        assert_eq!(out[0].role, ResourceRole::Actor);
+        assert_eq!(out[0].severity, Some(ACTOR_SEVERITY));
+    }
+
+    #[test]
+    fn rdp_and_winrm_attempts_get_their_own_types() {
+        let out = run(
+            &mut detector(),
+            [
+                attempts(false, "10.0.0.5", "198.51.100.7", 3389, "", 30),
+                attempts(false, "2001:db8::5", "2001:db8:1::7", 5986, "tls", 30),
+            ],
+        );
+        let types: Vec<_> = out.iter().map(|o| o.finding_type).collect();
+        assert_eq!(
+            types,
+            vec![
+                FindingType::UnauthorizedAccessRdpBruteForce,
+                FindingType::ImpactWinRmBruteForce
+            ]
+        );
+    }
+
+    #[test]
+    fn ftp_brute_force_even_on_port_22_is_not_labelled_ssh() {
+        let out = run(
+            &mut detector(),
+            [
+                attempts(false, "10.0.0.5", "198.51.100.7", 21, "ftp", 100),
+                attempts(false, "2001:db8::5", "2001:db8:1::7", 22, "ftp", 100),
+            ],
+        );
+        assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn nineteen_short_connections_are_a_near_miss_and_the_twentieth_fires() {
+        let mut d = detector();
+        assert!(
+            run(
+                &mut d,
+                [attempts(false, "10.0.0.5", "198.51.100.7", 22, "", 19)]
+            )
+            .is_empty()
+        );
+        assert!(
+            run(
+                &mut d,
+                [attempts(false, "2001:db8::5", "2001:db8:1::7", 22, "", 19)]
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            run(
+                &mut d,
+                [attempts(false, "10.0.0.5", "198.51.100.7", 22, "", 1)]
+            )
+            .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn min_short_connections_from_config_is_honoured() {
+        let mut d = BruteForceDetector::new(BruteForceConfig {
+            min_short_connections: NonZeroU32::new(100).expect("100"),
+            ..BruteForceConfig::default()
+        });
+        assert!(
+            run(
+                &mut d,
+                [attempts(false, "10.0.0.5", "198.51.100.7", 22, "", 99)]
+            )
+            .is_empty()
+        );
+    }
+}

@@ -1,0 +1,233 @@
+//! `DefenseEvasion:EC2/UnusualDoHActivity`: the instance talks HTTPS to a well-known public
+//! DNS over HTTPS endpoint, resolving names past the VPC resolver.
+//!
+//! Input: egress flow summaries to port 443 (TCP, or UDP for HTTP/3) that the remote answered,
+//! whose remote address or TLS server name is a known DoH endpoint. The built-in list holds the
+//! big public resolvers' DoH addresses and names; `extra_servers` adds more. Stateless: the
+//! finding engine aggregates per remote.
+
+use std::net::IpAddr;
+
+use serde::Deserialize;
+
+use super::summary;
+use super::{
+    BehaviourEvidence, ConnectionDirection, Detector, DetectorCounter, Event, EventKind,
+    Observation, ResourceRole,
+};
+use crate::findings::types::FindingType;
+
+/// Well-known DoH host names (the resolvers' own documentation).
+pub const DOH_NAMES: &[&str] = &[
+    "dns.google",
+    "dns.google.com",
+    "cloudflare-dns.com",
+    "mozilla.cloudflare-dns.com",
+    "one.one.one.one",
+    "1dot1dot1dot1.cloudflare-dns.com",
+    "security.cloudflare-dns.com",
+    "family.cloudflare-dns.com",
+    "dns.quad9.net",
+    "dns9.quad9.net",
+    "dns10.quad9.net",
+    "dns11.quad9.net",
+    "doh.opendns.com",
+    "dns.nextdns.io",
+    "doh.cleanbrowsing.org",
+    "dns.adguard.com",
+    "dns.adguard-dns.com",
+    "doh.mullvad.net",
+    "dns.alidns.com",
+    "doh.pub",
+];
+
+/// Addresses that serve DoH on 443 (Cloudflare, Google, Quad9, OpenDNS, AdGuard).
+pub const DOH_ADDRESSES: &[&str] = &[
+    "1.1.1.1",
+    "1.0.0.1",
+    "2606:4700:4700::1111",
+    "2606:4700:4700::1001",
+    "8.8.8.8",
+    "8.8.4.4",
+    "2001:4860:4860::8888",
+    "2001:4860:4860::8844",
+    "9.9.9.9",
+    "149.112.112.112",
+    "2620:fe::fe",
+    "2620:fe::9",
+    "208.67.222.222",
+    "208.67.220.220",
+    "94.140.14.14",
+    "94.140.15.15",
+];
+
+/// `[detectors.unusual_doh]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnusualDohConfig {
+    /// More DoH server names or addresses to watch for, beside the built-in list.
+    #[serde(default)]
+    pub extra_servers: Vec<String>,
+}
+
+/// Reports HTTPS sessions to known DoH endpoints.
+#[derive(Debug)]
+pub struct UnusualDohDetector {
+    names: Vec<String>,
+    addresses: Vec<IpAddr>,
+}
+
+impl UnusualDohDetector {
+    /// A detector with the built-in list plus `config.extra_servers`.
+    pub fn new(config: UnusualDohConfig) -> Self {
+        let mut names: Vec<String> = DOH_NAMES.iter().map(|s| (*s).to_owned()).collect();
+        let mut addresses: Vec<IpAddr> = DOH_ADDRESSES
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect();
+        for s in config.extra_servers {
+            match s.trim().parse::<IpAddr>() {
+                Ok(a) => addresses.push(a),
+                Err(_) => names.push(s.trim().trim_end_matches('.').to_ascii_lowercase()),
+            }
+        }
+        Self { names, addresses }
+    }
+
+    /// What matched: the server name or the address, if either is a DoH endpoint.
+    fn matched(&self, remote: &str, server_names: &[String]) -> Option<String> {
+        let by_name = server_names.iter().find(|n| {
+            let n = n.trim_end_matches('.').to_ascii_lowercase();
+            self.names.contains(&n)
+        });
+        if let Some(n) = by_name {
+            return Some(format!("TLS server name {n}"));
+        }
+        let addr = remote.parse::<IpAddr>().ok()?;
+        self.addresses
+            .contains(&addr)
+            .then(|| format!("address {addr}"))
+    }
+}
+
+impl Detector for UnusualDohDetector {
+    fn name(&self) -> &'static str {
+        "unusual_doh"
+    }
+
+    fn inputs(&self) -> &'static [EventKind] {
+        &[EventKind::Flow]
+    }
+
+    fn observe(&mut self, event: &Event, out: &mut Vec<Observation>) {
+        let Some((source, f)) = summary::flow(event) else {
+            return;
+        };
+        if summary::direction(f) != ConnectionDirection::Outbound
+            || !matches!(f.protocol, 6 | 17)
+            || f.service_port != 443
+            || !f.remote_answered
+        {
+            return;
+        }
+        let Some(why) = self.matched(&f.remote_addr, &f.tls_server_names) else {
+            return;
+        };
+        let evidence = BehaviourEvidence {
+            detector: "unusual_doh".to_owned(),
+            window_ms: 0,
+            thresholds: Vec::new(),
+            example_names: f.tls_server_names.clone(),
+            flows: vec![f.clone()],
+            dns: Vec::new(),
+            note: Some(format!("known DNS over HTTPS endpoint by {why}")),
+        };
+        out.push(
+            summary::Finding {
+                finding_type: FindingType::DefenseEvasionUnusualDoHActivity,
+                source,
+                local_addr: &f.local_addr,
+                role: ResourceRole::Actor,
+                activity: summary::network_activity(f),
+                at_ms: summary::flow_time(f),
+                severity: None,
+            }
+            .observation(evidence),
+        );
+    }
+
+    fn on_tick(&mut self, _now_ms: i64, _out: &mut Vec<Observation>) {}
+
+    fn counters(&self) -> Vec<DetectorCounter> {
+        Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detectors::testing::{T0, flow, flow_event, run};
+
+    fn detector() -> UnusualDohDetector {
+        UnusualDohDetector::new(UnusualDohConfig::default())
+    }
+
+    #[test]
+    fn https_to_a_doh_address_over_ipv4_and_ipv6_is_doh_activity() {
+        let out = run(
+            &mut detector(),
+            [
+                flow_event(flow(true, "10.0.0.5", "8.8.8.8", 6, 443, T0)),
+                flow_event(flow(
+                    true,
+                    "2001:db8::5",
+                    "2606:4700:4700::1111",
+                    6,
+                    443,
+                    T0,
+                )),
+            ],
+        );
+        assert_eq!(out.len(), 2);
+        assert!(
+            out.iter()
+                .all(|o| o.finding_type == FindingType::DefenseEvasionUnusualDoHActivity)
+        );
+    }
+
+    #[test]
+    fn https_with_a_doh_server_name_on_any_address_is_doh_activity() {
+        let mut f = flow(true, "10.0.0.5", "198.51.100.7", 6, 443, T0);
+        f.tls_server_names = vec!["Dns.Quad9.net.".into()];
+        assert_eq!(run(&mut detector(), [flow_event(f)]).len(), 1);
+    }
+
+    #[test]
+    fn plain_dns_to_a_public_resolver_and_lookalike_names_are_not_doh() {
+        let mut lookalike = flow(true, "2001:db8::5", "2001:db8:1::7", 6, 443, T0);
+        lookalike.tls_server_names = vec!["dns.google.example.com".into()];
+        let out = run(
+            &mut detector(),
+            [
+                flow_event(flow(true, "10.0.0.5", "8.8.8.8", 17, 53, T0)),
+                flow_event(flow(true, "10.0.0.5", "8.8.8.7", 6, 443, T0)),
+                flow_event(lookalike),
+            ],
+        );
+        assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn extra_servers_from_config_are_honoured() {
+        let mut d = UnusualDohDetector::new(UnusualDohConfig {
+            extra_servers: vec!["doh.example.net".into(), "2001:db8:53::1".into()],
+        });
+        let mut by_name = flow(true, "10.0.0.5", "198.51.100.9", 6, 443, T0);
+        by_name.tls_server_names = vec!["doh.example.net".into()];
+        let by_addr = flow(true, "2001:db8::5", "2001:db8:53::1", 6, 443, T0);
+        assert_eq!(
+            run(&mut d, [flow_event(by_name), flow_event(by_addr)]).len(),
+            2
+        );
+    }
+}

@@ -1,0 +1,243 @@
+//! Bounded per-key windows shared by the behavioural detectors: a [`WindowTable`] of tumbling
+//! windows keyed by outside data (remote addresses, ports, domains), and a [`DistinctSet`] that
+//! counts distinct values up to a cap.
+//!
+//! Every table has a cap on keys, an eviction rule and eviction counters, so a flood of new
+//! remotes cannot grow memory: when full, the key updated least recently goes first. A key's
+//! window opens at its first event and closes `window_ms` later (event time, not wall time, so
+//! `analyze` gives the same answer as `serve`).
+
+use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
+use std::num::NonZeroUsize;
+
+/// One key's window: when it opened, whether it already fired, and the detector's state.
+#[derive(Debug, Clone)]
+pub struct Window<S> {
+    /// Event time the window opened (ms since the epoch).
+    pub start_ms: i64,
+    /// Event time of the latest update.
+    pub last_ms: i64,
+    /// Set by the detector once it has reported this window, so one window reports once.
+    pub fired: bool,
+    /// The detector's counts.
+    pub state: S,
+}
+
+/// Tumbling windows per key, at most `cap` keys.
+#[derive(Debug)]
+pub struct WindowTable<K, S> {
+    entries: HashMap<K, Window<S>>,
+    cap: NonZeroUsize,
+    window_ms: i64,
+    evicted_full: u64,
+    expired: u64,
+}
+
+impl<K: Hash + Eq + Clone, S: Default> WindowTable<K, S> {
+    /// A table of at most `cap` keys with windows `window_ms` long (at least 1 ms).
+    pub fn new(cap: NonZeroUsize, window_ms: i64) -> Self {
+        Self {
+            entries: HashMap::new(),
+            cap,
+            window_ms: window_ms.max(1),
+            evicted_full: 0,
+            expired: 0,
+        }
+    }
+
+    /// The window for `key` at event time `at_ms`: the open one, or a fresh one when the key
+    /// is new or its window has ended. Makes room first when the table is full.
+    pub fn window(&mut self, key: K, at_ms: i64) -> &mut Window<S> {
+        if !self.entries.contains_key(&key) && self.entries.len() >= self.cap.get() {
+            self.expire(at_ms);
+            if self.entries.len() >= self.cap.get() {
+                self.evict_least_recent();
+            }
+        }
+        let window_ms = self.window_ms;
+        let w = self.entries.entry(key).or_insert_with(|| Window {
+            start_ms: at_ms,
+            last_ms: at_ms,
+            fired: false,
+            state: S::default(),
+        });
+        if at_ms.saturating_sub(w.start_ms) >= window_ms {
+            *w = Window {
+                start_ms: at_ms,
+                last_ms: at_ms,
+                fired: false,
+                state: S::default(),
+            };
+        }
+        w.last_ms = w.last_ms.max(at_ms);
+        w
+    }
+
+    /// Drops every window that ended before `now_ms`; returns how many.
+    pub fn expire(&mut self, now_ms: i64) -> usize {
+        let window_ms = self.window_ms;
+        let before = self.entries.len();
+        self.entries
+            .retain(|_, w| now_ms.saturating_sub(w.start_ms) < window_ms);
+        let n = before - self.entries.len();
+        self.expired += n as u64;
+        n
+    }
+
+    // A linear scan, but only when the table is full of live keys: the normal path is O(1).
+    fn evict_least_recent(&mut self) {
+        let oldest = self
+            .entries
+            .iter()
+            .min_by_key(|(_, w)| w.last_ms)
+            .map(|(k, _)| k.clone());
+        if let Some(k) = oldest {
+            self.entries.remove(&k);
+            self.evicted_full += 1;
+        }
+    }
+
+    /// Keys held now.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The key cap.
+    pub fn cap(&self) -> usize {
+        self.cap.get()
+    }
+
+    /// Live windows evicted because the table was full.
+    pub fn evicted_full(&self) -> u64 {
+        self.evicted_full
+    }
+
+    /// Windows dropped because they ended.
+    pub fn expired(&self) -> u64 {
+        self.expired
+    }
+}
+
+/// Distinct values, counted exactly up to a cap and then saturating (the count stops, nothing
+/// more is stored). Thresholds sit far below the cap, so saturation never hides a finding.
+#[derive(Debug, Clone)]
+pub struct DistinctSet<T> {
+    values: HashSet<T>,
+    saturated: bool,
+}
+
+impl<T> Default for DistinctSet<T> {
+    fn default() -> Self {
+        Self {
+            values: HashSet::new(),
+            saturated: false,
+        }
+    }
+}
+
+impl<T: Hash + Eq> DistinctSet<T> {
+    /// Adds `value` unless `cap` values are already held.
+    pub fn insert(&mut self, value: T, cap: usize) {
+        if self.values.len() >= cap {
+            self.saturated |= !self.values.contains(&value);
+            return;
+        }
+        self.values.insert(value);
+    }
+
+    /// Distinct values counted (at most the cap).
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Whether nothing was counted.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// Whether a value was refused because the cap was reached.
+    pub fn saturated(&self) -> bool {
+        self.saturated
+    }
+}
+
+/// Pushes `item` onto `examples` while fewer than `cap` are held: evidence stays small.
+pub fn keep_example<T>(examples: &mut Vec<T>, item: T, cap: usize) {
+    if examples.len() < cap {
+        examples.push(item);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(cap: usize, window_ms: i64) -> WindowTable<u32, u64> {
+        WindowTable::new(NonZeroUsize::new(cap).expect("cap"), window_ms)
+    }
+
+    #[test]
+    fn a_key_accumulates_within_its_window_and_starts_over_after_it() {
+        let mut t = table(4, 1_000);
+        t.window(1, 0).state += 1;
+        t.window(1, 999).state += 1;
+        assert_eq!(t.window(1, 999).state, 2);
+        let w = t.window(1, 1_000);
+        assert_eq!((w.state, w.start_ms, w.fired), (0, 1_000, false));
+    }
+
+    #[test]
+    fn a_full_table_evicts_the_least_recently_updated_key_and_counts_it() {
+        let mut t = table(2, 10_000);
+        t.window(1, 0).state = 1;
+        t.window(2, 5).state = 2;
+        t.window(1, 6).state = 3;
+        t.window(3, 7).state = 4;
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.evicted_full(), 1);
+        // Key 2 was the least recent, so it starts over; key 1 kept its count.
+        assert_eq!(t.window(1, 8).state, 3);
+        assert_eq!(t.evicted_full(), 1);
+        assert_eq!(t.window(2, 9).state, 0);
+        assert_eq!(t.evicted_full(), 2);
+    }
+
+    #[test]
+    fn a_full_table_drops_ended_windows_before_evicting_live_ones() {
+        let mut t = table(2, 100);
+        t.window(1, 0);
+        t.window(2, 50);
+        t.window(3, 120);
+        assert_eq!((t.expired(), t.evicted_full()), (1, 0));
+        assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn expire_removes_only_ended_windows() {
+        let mut t = table(8, 100);
+        t.window(1, 0);
+        t.window(2, 90);
+        assert_eq!(t.expire(150), 1);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.expired(), 1);
+    }
+
+    #[test]
+    fn a_distinct_set_counts_repeats_once_and_saturates_at_its_cap() {
+        let mut s = DistinctSet::default();
+        for v in [1, 2, 2, 3] {
+            s.insert(v, 3);
+        }
+        assert_eq!((s.len(), s.saturated()), (3, false));
+        s.insert(3, 3);
+        assert!(!s.saturated());
+        s.insert(4, 3);
+        assert_eq!((s.len(), s.saturated()), (3, true));
+    }
+}
