@@ -185,3 +185,123 @@ fn findings_samples_prints_one_archived_sample_per_type() -> Result<()> {
     }
     Ok(())
 }
+
+fn find<'a>(findings: &'a [Value], t: &str, role: &str) -> Result<&'a Value> {
+    findings
+        .iter()
+        .find(|f| f["type"] == t && f["service"]["resourceRole"] == role)
+        .with_context(|| format!("no {t} finding as {role}"))
+}
+
+#[test]
+fn analyze_finds_each_network_behaviour_in_crafted_summaries() -> Result<()> {
+    let out = bin()
+        .args([
+            "analyze",
+            "--agent-records",
+            &fixture("network_detections.jsonl"),
+        ])
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stderr: {stderr}");
+    let findings = json_lines(&out)?;
+    assert_eq!(
+        types(&findings),
+        vec![
+            "Backdoor:EC2/DenialOfService.Udp",
+            "CryptoCurrency:EC2/BitcoinTool.B",
+            "DefenseEvasion:EC2/UnusualDoHActivity",
+            "DefenseEvasion:EC2/UnusualDoTActivity",
+            "Impact:EC2/PortSweep",
+            "Recon:EC2/Portscan",
+            "Trojan:EC2/DGADomainRequest.B",
+            "Trojan:EC2/DNSDataExfiltration",
+            "UnauthorizedAccess:EC2/MetadataDNSRebind",
+            "UnauthorizedAccess:EC2/RDPBruteForce",
+            "UnauthorizedAccess:EC2/SSHBruteForce",
+            "UnauthorizedAccess:EC2/SSHBruteForce",
+        ],
+        "stderr: {stderr}"
+    );
+    // Brute force against the instance is Low; from it (here over IPv6, SSH on port 2222) High.
+    let target = find(&findings, "UnauthorizedAccess:EC2/SSHBruteForce", "TARGET")?;
+    assert_eq!(target["severity"], 2.0);
+    let actor = find(&findings, "UnauthorizedAccess:EC2/SSHBruteForce", "ACTOR")?;
+    assert_eq!(actor["severity"], 8.0);
+    assert_eq!(
+        actor["service"]["action"]["networkConnectionAction"]["remoteIpDetails"]["ipAddressV6"],
+        "2001:db8:3::9"
+    );
+    // Evidence: the threshold crossed and, for DNS, example names.
+    let scan = find(&findings, "Recon:EC2/Portscan", "ACTOR")?;
+    let ev = &scan["service"]["additionalInfo"]["picketEvidence"];
+    assert_eq!(ev["kind"], "behaviour");
+    assert_eq!(ev["thresholds"][0]["key"], "detectors.port_scan.min_ports");
+    assert_eq!(ev["thresholds"][0]["observed"], 50.0);
+    assert!(ev["flows"].as_array().is_some_and(|f| !f.is_empty()));
+    let tunnel = find(&findings, "Trojan:EC2/DNSDataExfiltration", "ACTOR")?;
+    assert_eq!(
+        tunnel["service"]["action"]["dnsRequestAction"]["domain"],
+        "tunnel.example"
+    );
+    assert_eq!(
+        tunnel["service"]["additionalInfo"]["picketEvidence"]["exampleNames"][0],
+        "mzxw6ytboi2dcmrzgq3tmnzy.tunnel.example"
+    );
+    Ok(())
+}
+
+#[test]
+fn analyze_finds_nothing_above_low_in_benign_summaries() -> Result<()> {
+    let out = bin()
+        .args([
+            "analyze",
+            "--agent-records",
+            &fixture("benign_traffic.jsonl"),
+        ])
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stderr: {stderr}");
+    assert!(stderr.contains("analyzed 16 records"), "{stderr}");
+    let findings = json_lines(&out)?;
+    let above_low: Vec<_> = findings
+        .iter()
+        .filter(|f| f["severity"].as_f64().is_none_or(|s| s >= 4.0))
+        .map(|f| f["type"].clone())
+        .collect();
+    assert!(above_low.is_empty(), "{above_low:?}");
+    Ok(())
+}
+
+#[test]
+fn analyze_honours_detector_thresholds_from_the_config() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("aggregator.toml");
+    std::fs::write(
+        &config,
+        "[detectors.port_scan]\nmin_ports = 61\n[detectors.brute_force]\nmin_short_connections = 3\n",
+    )?;
+    let run = |file: &str| -> Result<Vec<String>> {
+        let out = bin()
+            .args(["analyze", "--agent-records", &fixture(file)])
+            .args(["--config", &config.display().to_string()])
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(types(&json_lines(&out)?))
+    };
+    let attack = run("network_detections.jsonl")?;
+    assert!(
+        !attack.iter().any(|t| t == "Recon:EC2/Portscan"),
+        "{attack:?}"
+    );
+    // Three mistyped passwords now count, still Low with the instance as target.
+    assert_eq!(
+        run("benign_traffic.jsonl")?,
+        vec!["UnauthorizedAccess:EC2/SSHBruteForce"]
+    );
+    Ok(())
+}

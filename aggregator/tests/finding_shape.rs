@@ -267,3 +267,29 @@ fn the_checker_reports_unknown_keys_wrong_types_and_missing_required_members() {
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert!(errs[0].contains("arn"));
 }
+
+#[test]
+fn findings_from_the_network_detectors_match_guardduty_finding_shape() {
+    use picket_aggregator::analyze::{AnalyzeOptions, analyze};
+    let checker = Checker::load();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/network_detections.jsonl");
+    let report = analyze(&AnalyzeOptions {
+        agent_records: vec![path],
+        default_source: AgentSource {
+            account_id: "123456789012".into(),
+            instance_id: "i-0abc".into(),
+            region: "eu-west-1".into(),
+        },
+        engine: EngineConfig::default(),
+        rules: SuppressionRules::default(),
+        detectors: Default::default(),
+    })
+    .expect("analyze");
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(report.findings.len(), 12);
+    for f in &report.findings {
+        let errs = checker.check_finding(&serde_json::to_value(f).expect("serialize"));
+        assert!(errs.is_empty(), "{}: {errs:#?}", f.finding_type);
+    }
+}
