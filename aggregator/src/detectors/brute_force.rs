@@ -168,7 +168,7 @@ impl Detector for BruteForceDetector {
         let window_ms = i64::from(self.config.window_secs.get()) * 1000;
         let w = self.table.window(key, at);
         w.state.short = w.state.short.saturating_add(f.short_connections);
-        keep_example(&mut w.state.flows, f.clone(), MAX_EXAMPLES);
+        keep_example(&mut w.state.flows, MAX_EXAMPLES, || f.clone());
         if w.fired || w.state.short < u64::from(min) {
             return;
         }
@@ -193,7 +193,7 @@ impl Detector for BruteForceDetector {
                 .then(|| format!("service identified by payload as {:?}", f.app_protocol)),
         };
         out.push(
-            summary::Finding {
+            summary::ObservationParts {
                 finding_type: service.finding_type(),
                 source,
                 local_addr: &f.local_addr,
@@ -208,6 +208,10 @@ impl Detector for BruteForceDetector {
 
     fn on_tick(&mut self, now_ms: i64, _out: &mut Vec<Observation>) {
         self.table.expire(now_ms);
+    }
+
+    fn tracked_keys(&self) -> usize {
+        self.table.len()
     }
 
     fn counters(&self) -> Vec<DetectorCounter> {

@@ -103,7 +103,7 @@ impl Detector for CryptoMiningDetector {
             note: Some(note),
         };
         out.push(
-            summary::Finding {
+            summary::ObservationParts {
                 finding_type: FindingType::CryptoCurrencyBitcoinTool,
                 source,
                 local_addr: &f.local_addr,

@@ -152,7 +152,7 @@ impl Detector for DenialOfServiceDetector {
         v.packets_out = v.packets_out.saturating_add(f.packets_out);
         v.packets_in = v.packets_in.saturating_add(f.packets_in);
         v.bytes_out = v.bytes_out.saturating_add(f.bytes_out);
-        keep_example(&mut v.flows, f.clone(), MAX_EXAMPLES);
+        keep_example(&mut v.flows, MAX_EXAMPLES, || f.clone());
         if w.fired || v.packets_out < min {
             return;
         }
@@ -182,7 +182,7 @@ impl Detector for DenialOfServiceDetector {
             note: Some(format!("{} bytes sent in the window", v.bytes_out)),
         };
         out.push(
-            summary::Finding {
+            summary::ObservationParts {
                 finding_type: t,
                 source,
                 local_addr: &f.local_addr,
@@ -197,6 +197,10 @@ impl Detector for DenialOfServiceDetector {
 
     fn on_tick(&mut self, now_ms: i64, _out: &mut Vec<Observation>) {
         self.table.expire(now_ms);
+    }
+
+    fn tracked_keys(&self) -> usize {
+        self.table.len()
     }
 
     fn counters(&self) -> Vec<DetectorCounter> {

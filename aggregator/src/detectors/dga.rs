@@ -166,12 +166,10 @@ impl Detector for DgaDetector {
         w.state
             .domains
             .insert(d.registered_domain.to_ascii_lowercase(), DOMAIN_CAP);
-        keep_example(
-            &mut w.state.names,
-            d.registered_domain.clone(),
-            MAX_EXAMPLES,
-        );
-        keep_example(&mut w.state.records, d.clone(), MAX_EXAMPLES);
+        keep_example(&mut w.state.names, MAX_EXAMPLES, || {
+            d.registered_domain.clone()
+        });
+        keep_example(&mut w.state.records, MAX_EXAMPLES, || d.clone());
         let seen = w.state.domains.len();
         if w.fired || seen < min as usize {
             return;
@@ -197,7 +195,7 @@ impl Detector for DgaDetector {
             note: None,
         };
         out.push(
-            summary::Finding {
+            summary::ObservationParts {
                 finding_type: FindingType::TrojanDgaDomainRequestB,
                 source,
                 local_addr: &d.client_addr,
@@ -212,6 +210,10 @@ impl Detector for DgaDetector {
 
     fn on_tick(&mut self, now_ms: i64, _out: &mut Vec<Observation>) {
         self.table.expire(now_ms);
+    }
+
+    fn tracked_keys(&self) -> usize {
+        self.table.len()
     }
 
     fn counters(&self) -> Vec<DetectorCounter> {

@@ -3,6 +3,8 @@
 //! Input: DNS summaries. Per (instance, client, zone) in a tumbling window it sums distinct
 //! names and queries, keeps the longest label, the query-weighted mean label length and
 //! entropy, and the share of TXT/NULL/CNAME/MX queries (the types tunnels use to carry replies).
+//! Distinct names are summed over the window's summaries, so a name repeated in several
+//! intervals counts more than once: an upper bound, which the shape rules keep honest.
 //! A window reports once when it has `min_distinct_names` and at least one shape rule holds:
 //! long labels, high-entropy labels, or a tunnel-type-heavy mix.
 //!
@@ -245,9 +247,9 @@ impl Detector for DnsExfiltrationDetector {
             z.weighted_label_len += d.mean_label_len * d.queries as f64;
         }
         for n in &d.example_names {
-            keep_example(&mut z.names, n.clone(), MAX_EXAMPLES);
+            keep_example(&mut z.names, MAX_EXAMPLES, || n.clone());
         }
-        keep_example(&mut z.records, d.clone(), MAX_EXAMPLES);
+        keep_example(&mut z.records, MAX_EXAMPLES, || d.clone());
         let min = self.config.min_distinct_names.get();
         if w.fired || z.distinct_names < u64::from(min) {
             return;
@@ -276,7 +278,7 @@ impl Detector for DnsExfiltrationDetector {
                 .then(|| format!("names have no registrable domain; grouped as {zone}")),
         };
         out.push(
-            summary::Finding {
+            summary::ObservationParts {
                 finding_type: FindingType::TrojanDnsDataExfiltration,
                 source,
                 local_addr: &d.client_addr,
@@ -291,6 +293,10 @@ impl Detector for DnsExfiltrationDetector {
 
     fn on_tick(&mut self, now_ms: i64, _out: &mut Vec<Observation>) {
         self.table.expire(now_ms);
+    }
+
+    fn tracked_keys(&self) -> usize {
+        self.table.len()
     }
 
     fn counters(&self) -> Vec<DetectorCounter> {

@@ -120,7 +120,7 @@ impl Detector for MetadataDnsRebindDetector {
             )),
         };
         out.push(
-            summary::Finding {
+            summary::ObservationParts {
                 finding_type: FindingType::UnauthorizedAccessMetadataDnsRebind,
                 source,
                 local_addr: &d.client_addr,

@@ -107,6 +107,11 @@ pub trait Detector: Send {
     /// Called as time passes (`now_ms`, ms since the epoch) so windowed detectors can close
     /// windows and evict state; pushes any observations that causes.
     fn on_tick(&mut self, now_ms: i64, out: &mut Vec<Observation>);
+    /// Keys held in the detector's per-key state now (0 for a stateless detector), so a
+    /// harness can check the state stays within its cap.
+    fn tracked_keys(&self) -> usize {
+        0
+    }
     /// The detector's own counters, for reports and metrics.
     fn counters(&self) -> Vec<DetectorCounter> {
         Vec::new()
@@ -215,6 +220,76 @@ mod tests {
         for d in &detectors {
             assert!(!d.inputs().is_empty(), "{} wants nothing", d.name());
         }
+    }
+
+    #[test]
+    fn every_windowed_detector_stays_within_its_key_cap_and_counts_evictions() {
+        use std::num::NonZeroUsize;
+
+        use picket_proto::v1::DnsSummary;
+
+        use super::testing::{T0, dns, dns_event, flow, flow_event};
+
+        let cap = NonZeroUsize::new(4).expect("4");
+        let mut config = DetectorsConfig::default();
+        config.port_scan.max_keys = cap;
+        config.port_sweep.max_keys = cap;
+        config.brute_force.max_keys = cap;
+        config.dns_exfiltration.max_keys = cap;
+        config.dga.max_keys = cap;
+        config.denial_of_service.max_keys = cap;
+        let mut detectors = all(&config);
+        let mut out = Vec::new();
+        for i in 0..64u32 {
+            let v6 = i % 2 == 1;
+            let local = if v6 { "2001:db8::5" } else { "10.0.0.5" };
+            let remote = if v6 {
+                format!("2001:db8:9::{i:x}")
+            } else {
+                format!("198.51.100.{i}")
+            };
+            let mut f = flow(
+                true,
+                local,
+                &remote,
+                6,
+                if i % 4 < 2 { 22 } else { 1000 + i },
+                T0 + i64::from(i),
+            );
+            f.remote_answered = false;
+            f.unanswered_syns = 1;
+            f.short_connections = 1;
+            let d = DnsSummary {
+                nxdomain: 1,
+                ..dns(&remote, &format!("qzx{i}kvbnmt.com"), 1, T0 + i64::from(i))
+            };
+            for event in [flow_event(f), dns_event(d)] {
+                for det in &mut detectors {
+                    if event.kind().is_some_and(|k| det.inputs().contains(&k)) {
+                        det.observe(&event, &mut out);
+                    }
+                }
+            }
+        }
+        let mut evicting = 0;
+        for d in &detectors {
+            assert!(
+                d.tracked_keys() <= cap.get(),
+                "{} holds {}",
+                d.name(),
+                d.tracked_keys()
+            );
+            let evicted = d
+                .counters()
+                .iter()
+                .find(|c| c.name == "evicted_full")
+                .map(|c| c.count);
+            if let Some(n) = evicted {
+                assert!(n > 0, "{} never evicted", d.name());
+                evicting += 1;
+            }
+        }
+        assert_eq!(evicting, 6, "every windowed detector reports evictions");
     }
 
     #[test]

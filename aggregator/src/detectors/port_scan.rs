@@ -118,7 +118,7 @@ impl Detector for PortScanDetector {
         let window_ms = i64::from(self.config.window_secs.get()) * 1000;
         let w = self.table.window(key, at);
         w.state.ports.insert(f.service_port, PORT_CAP);
-        keep_example(&mut w.state.flows, f.clone(), MAX_EXAMPLES);
+        keep_example(&mut w.state.flows, MAX_EXAMPLES, || f.clone());
         let seen = w.state.ports.len();
         if w.fired || seen < min as usize {
             return;
@@ -138,7 +138,7 @@ impl Detector for PortScanDetector {
             note: None,
         };
         out.push(
-            summary::Finding {
+            summary::ObservationParts {
                 finding_type: FindingType::ReconPortscan,
                 source,
                 local_addr: &f.local_addr,
@@ -153,6 +153,10 @@ impl Detector for PortScanDetector {
 
     fn on_tick(&mut self, now_ms: i64, _out: &mut Vec<Observation>) {
         self.table.expire(now_ms);
+    }
+
+    fn tracked_keys(&self) -> usize {
+        self.table.len()
     }
 
     fn counters(&self) -> Vec<DetectorCounter> {

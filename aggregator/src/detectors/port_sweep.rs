@@ -110,7 +110,7 @@ impl Detector for PortSweepDetector {
         if w.state.first_remote.is_none() {
             w.state.first_remote = Some(f.remote_addr.clone());
         }
-        keep_example(&mut w.state.flows, f.clone(), MAX_EXAMPLES);
+        keep_example(&mut w.state.flows, MAX_EXAMPLES, || f.clone());
         let seen = w.state.hosts.len();
         if w.fired || seen < min as usize {
             return;
@@ -136,7 +136,7 @@ impl Detector for PortSweepDetector {
             note: None,
         };
         out.push(
-            summary::Finding {
+            summary::ObservationParts {
                 finding_type: FindingType::ImpactPortSweep,
                 source,
                 local_addr: &f.local_addr,
@@ -155,6 +155,10 @@ impl Detector for PortSweepDetector {
 
     fn on_tick(&mut self, now_ms: i64, _out: &mut Vec<Observation>) {
         self.table.expire(now_ms);
+    }
+
+    fn tracked_keys(&self) -> usize {
+        self.table.len()
     }
 
     fn counters(&self) -> Vec<DetectorCounter> {

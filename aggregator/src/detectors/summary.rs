@@ -126,7 +126,7 @@ pub fn dns_activity(domain: &str) -> Activity {
 
 /// Everything a behavioural observation needs besides the evidence.
 #[derive(Debug)]
-pub struct Finding<'a> {
+pub struct ObservationParts<'a> {
     /// The type, from the registry.
     pub finding_type: FindingType,
     /// Who sent the records.
@@ -143,7 +143,7 @@ pub struct Finding<'a> {
     pub severity: Option<f64>,
 }
 
-impl Finding<'_> {
+impl ObservationParts<'_> {
     /// The observation, carrying `evidence`.
     pub fn observation(self, evidence: BehaviourEvidence) -> Observation {
         Observation {

@@ -143,7 +143,7 @@ impl Detector for UnusualDohDetector {
             note: Some(format!("known DNS over HTTPS endpoint by {why}")),
         };
         out.push(
-            summary::Finding {
+            summary::ObservationParts {
                 finding_type: FindingType::DefenseEvasionUnusualDoHActivity,
                 source,
                 local_addr: &f.local_addr,

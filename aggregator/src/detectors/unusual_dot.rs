@@ -81,7 +81,7 @@ impl Detector for UnusualDotDetector {
             }),
         };
         out.push(
-            summary::Finding {
+            summary::ObservationParts {
                 finding_type: FindingType::DefenseEvasionUnusualDoTActivity,
                 source,
                 local_addr: &f.local_addr,

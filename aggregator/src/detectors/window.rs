@@ -167,10 +167,11 @@ impl<T: Hash + Eq> DistinctSet<T> {
     }
 }
 
-/// Pushes `item` onto `examples` while fewer than `cap` are held: evidence stays small.
-pub fn keep_example<T>(examples: &mut Vec<T>, item: T, cap: usize) {
+/// Pushes `make()` onto `examples` while fewer than `cap` are held: evidence stays small, and
+/// nothing is cloned once it is full.
+pub fn keep_example<T>(examples: &mut Vec<T>, cap: usize, make: impl FnOnce() -> T) {
     if examples.len() < cap {
-        examples.push(item);
+        examples.push(make());
     }
 }
 
