@@ -246,7 +246,11 @@ impl IntelHitDetector {
                 list_name: hit.list_name.clone(),
                 threat_names: vec![threat_name],
             }),
-            severity: None,
+            // GuardDuty raises a probe of Elasticsearch's ports (9200 REST, 9300 transport)
+            // from Low to High: an open search cluster is usually an exposed data store.
+            severity: (finding_type == FindingType::ReconPortProbeUnprotectedPort
+                && matches!(hit.local_port, 9200 | 9300))
+            .then_some(8.0),
             evidence: EvidenceDetail::IntelHit(Box::new(IntelHitEvidence {
                 list_name: hit.list_name.clone(),
                 indicator: hit.indicator.clone(),
@@ -464,6 +468,25 @@ mod tests {
             &out[0].activity,
             Activity::PortProbe(p) if p.local_port == 22 && p.remote_ip == "198.51.100.7"
         ));
+    }
+
+    #[test]
+    fn a_scanner_probing_elasticsearch_ports_is_high_and_other_ports_keep_the_default() {
+        let probe = |port: u32, addr: &str| {
+            let mut h = hit("scanner", MatchSite::RemoteAddr);
+            h.direction = Direction::Ingress as i32;
+            h.local_port = port;
+            h.remote_addr = addr.into();
+            h.matched_value = addr.into();
+            run(&mut IntelHitDetector::default(), h)
+        };
+        let es = probe(9200, "198.51.100.7");
+        let es6 = probe(9300, "2001:db8::7");
+        let ssh = probe(9201, "2001:db8::7");
+        assert_eq!((es.len(), es6.len(), ssh.len()), (1, 1, 1));
+        assert_eq!(es[0].severity, Some(8.0));
+        assert_eq!(es6[0].severity, Some(8.0));
+        assert_eq!(ssh[0].severity, None);
     }
 
     #[test]
