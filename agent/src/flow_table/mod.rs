@@ -27,7 +27,7 @@ use std::time::Duration;
 use picket_proto::v1::Direction;
 
 use crate::capture::Timestamp;
-use crate::decode::{Decoded, TcpFlags, Transport, protocol};
+use crate::decode::{AppProtocol, Decoded, TcpFlags, Transport, app_protocol, protocol};
 
 pub use key::{Endpoint, FlowKey, Side};
 pub use local_nets::{Cidr, CidrError, LocalEnd, LocalNets, is_private};
@@ -97,7 +97,15 @@ struct FlowEntry {
     resets: u32,
     answered: bool,
     icmp: Option<(u8, u8)>,
+    /// Recognised from the first payload bytes; see [`APP_PAYLOAD_TRIES`].
+    app: Option<AppProtocol>,
+    /// Payload-carrying packets looked at so far for `app`.
+    app_tries: u8,
 }
+
+/// Payload-carrying packets per flow inspected for an application protocol: the banner or
+/// hello is in the first one or two, and stopping early keeps the per-packet cost at a compare.
+pub const APP_PAYLOAD_TRIES: u8 = 2;
 
 impl FlowEntry {
     fn interval_packets(&self) -> u64 {
@@ -228,6 +236,11 @@ impl FlowTable {
         } else {
             entry.answered = true;
         }
+        if entry.app.is_none() && entry.app_tries < APP_PAYLOAD_TRIES && !packet.payload.is_empty()
+        {
+            entry.app_tries = entry.app_tries.saturating_add(1);
+            entry.app = app_protocol::recognise(packet.payload);
+        }
         if flags.contains(TcpFlags::RST) {
             entry.resets = entry.resets.saturating_add(1);
         }
@@ -342,6 +355,8 @@ impl FlowTable {
             resets: 0,
             answered: false,
             icmp: None,
+            app: None,
+            app_tries: 0,
         }
     }
 
@@ -393,6 +408,7 @@ fn record(key: &FlowKey, entry: &FlowEntry, reason: EndReason) -> FlowRecord {
         resets: entry.resets,
         answered: entry.answered,
         icmp: entry.icmp,
+        app: entry.app,
         reason,
         sequence: entry.sequence,
     }
