@@ -261,7 +261,7 @@ pub fn start_agent(
     let config = dir.join("agent.toml");
     std::fs::write(
         &config,
-        "[agent]\nheartbeat_interval_secs = 1\nsummary_interval_secs = 1\nreconnect_min_ms = 100\nreconnect_max_ms = 1000\n",
+        "[agent]\nheartbeat_interval_secs = 1\nsummary_interval_secs = 1\nreconnect_min_ms = 100\nreconnect_max_ms = 1000\n\n# These tests are about delivery, not capture.\n[sensor]\ninterfaces = []\n",
     )?;
     let url = format!("https://{addr}");
     let ca = pki.ca();
