@@ -417,3 +417,6 @@ fn host_stats(interval: Interval, now: &PipelineTotals, reported: &PipelineTotal
         intel_hits: now.intel_hits.saturating_sub(reported.intel_hits),
     }
 }
+
+#[cfg(test)]
+mod tests;

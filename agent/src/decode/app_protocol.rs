@@ -145,37 +145,38 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// A minimal TLS ClientHello carrying `name` as its SNI, for tests here and downstream.
+#[cfg(test)]
+pub(crate) fn client_hello(name: &str) -> Vec<u8> {
+    let name = name.as_bytes();
+    let name_len = u16::try_from(name.len()).expect("short name");
+    let mut sni = Vec::new();
+    sni.extend_from_slice(&(name_len + 3).to_be_bytes()); // list length
+    sni.push(0);
+    sni.extend_from_slice(&name_len.to_be_bytes());
+    sni.extend_from_slice(name);
+    let mut ext = vec![0, 0];
+    ext.extend_from_slice(&u16::try_from(sni.len()).expect("short").to_be_bytes());
+    ext.extend_from_slice(&sni);
+    let mut body = vec![3, 3];
+    body.extend_from_slice(&[7; 32]);
+    body.push(0); // session id
+    body.extend_from_slice(&[0, 2, 0x13, 0x01]); // one suite
+    body.extend_from_slice(&[1, 0]); // null compression
+    body.extend_from_slice(&u16::try_from(ext.len()).expect("short").to_be_bytes());
+    body.extend_from_slice(&ext);
+    let hs_len = u32::try_from(body.len()).expect("short").to_be_bytes();
+    let mut hs = vec![1, hs_len[1], hs_len[2], hs_len[3]];
+    hs.extend_from_slice(&body);
+    let mut rec = vec![22, 3, 1];
+    rec.extend_from_slice(&u16::try_from(hs.len()).expect("short").to_be_bytes());
+    rec.extend_from_slice(&hs);
+    rec
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A minimal ClientHello carrying `name` as its SNI.
-    fn client_hello(name: &str) -> Vec<u8> {
-        let name = name.as_bytes();
-        let name_len = u16::try_from(name.len()).expect("short name");
-        let mut sni = Vec::new();
-        sni.extend_from_slice(&(name_len + 3).to_be_bytes()); // list length
-        sni.push(0);
-        sni.extend_from_slice(&name_len.to_be_bytes());
-        sni.extend_from_slice(name);
-        let mut ext = vec![0, 0];
-        ext.extend_from_slice(&u16::try_from(sni.len()).expect("short").to_be_bytes());
-        ext.extend_from_slice(&sni);
-        let mut body = vec![3, 3];
-        body.extend_from_slice(&[7; 32]);
-        body.push(0); // session id
-        body.extend_from_slice(&[0, 2, 0x13, 0x01]); // one suite
-        body.extend_from_slice(&[1, 0]); // null compression
-        body.extend_from_slice(&u16::try_from(ext.len()).expect("short").to_be_bytes());
-        body.extend_from_slice(&ext);
-        let hs_len = u32::try_from(body.len()).expect("short").to_be_bytes();
-        let mut hs = vec![1, hs_len[1], hs_len[2], hs_len[3]];
-        hs.extend_from_slice(&body);
-        let mut rec = vec![22, 3, 1];
-        rec.extend_from_slice(&u16::try_from(hs.len()).expect("short").to_be_bytes());
-        rec.extend_from_slice(&hs);
-        rec
-    }
 
     #[test]
     fn banners_and_requests_are_recognised_by_their_first_bytes() {
