@@ -120,6 +120,18 @@ impl Lab {
 
     /// Starts capture on A's veth; returns the stop flag and the thread giving the records.
     fn start_capture(&self) -> (Arc<AtomicBool>, std::thread::JoinHandle<Captured>) {
+        let (go_tx, go_rx) = mpsc::channel();
+        go_tx.send(()).expect("go");
+        self.start_capture_with(picket_agent::capture::live::SOCKET_BUFFER_BYTES, go_rx)
+    }
+
+    /// As [`Lab::start_capture`] with a socket buffer of `buffer` bytes; the socket is open
+    /// (and queueing) at return, but reading starts only when `go` receives.
+    fn start_capture_with(
+        &self,
+        buffer: usize,
+        go: mpsc::Receiver<()>,
+    ) -> (Arc<AtomicBool>, std::thread::JoinHandle<Captured>) {
         let path = format!("/var/run/netns/{}", self.a);
         let host = self.host;
         let stop = Arc::new(AtomicBool::new(false));
@@ -128,7 +140,8 @@ impl Lab {
         let handle = std::thread::spawn(move || {
             let file = File::open(&path).expect("netns file");
             nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-            let mut capture = LiveCapture::open("veth0").expect("capture opens");
+            let mut capture =
+                LiveCapture::open_with_buffer("veth0", buffer).expect("capture opens");
             let local = Cidr::new(IpAddr::V4(host), 32).expect("cidr");
             let mut pipeline = Pipeline::new(PipelineConfig {
                 local: LocalNets::new([local]),
@@ -136,6 +149,7 @@ impl Lab {
                 ..PipelineConfig::default()
             });
             ready_tx.send(()).expect("ready");
+            go.recv().expect("go");
             let mut records = Vec::new();
             let totals = capture_until(&mut capture, &mut pipeline, &thread_stop, &mut |r| {
                 records.push(r)
@@ -311,18 +325,19 @@ fn tcp_udp_and_dns_between_namespaces_are_reported_as_sent() {
     );
 }
 
-#[test]
-fn a_burst_of_100000_packets_is_captured_or_counted_as_dropped() {
-    if let Some(why) = cannot_run() {
-        println!("skipped: {why}");
-        return;
-    }
+/// Sends `SENT` UDP packets from A to B while capture runs with a `buffer`-byte socket
+/// buffer, reading only from when the burst has been sent if `late` is set.
+fn burst(tag: &str, subnet: u8, buffer: usize, late: bool) -> (u64, u64) {
     const SENT: u64 = 100_000;
-    let lab = Lab::new("b", 62);
+    let lab = Lab::new(tag, subnet);
     let (host, peer) = (lab.host, lab.peer);
     // A bound sink in B, never read: no ICMP port-unreachable replies add to the traffic.
     let sink = Lab::run_in(&lab.b, move || UdpSocket::bind((peer, 7000)).expect("bind"));
-    let (stop, capture) = lab.start_capture();
+    let (go_tx, go_rx) = mpsc::channel();
+    if !late {
+        go_tx.send(()).expect("go");
+    }
+    let (stop, capture) = lab.start_capture_with(buffer, go_rx);
     let sender = Lab::run_in(&lab.a, move || UdpSocket::bind((host, 0)).expect("bind"));
     let payload = [0x5a_u8; 32];
     let mut sent = 0_u64;
@@ -334,6 +349,9 @@ fn a_burst_of_100000_packets_is_captured_or_counted_as_dropped() {
             Err(e) if e.raw_os_error() == Some(105) => {} // ENOBUFS
             Err(e) => panic!("send: {e}"),
         }
+    }
+    if late {
+        go_tx.send(()).expect("go");
     }
     stop.store(true, Ordering::Relaxed);
     let captured = capture.join().expect("capture thread");
@@ -357,4 +375,30 @@ fn a_burst_of_100000_packets_is_captured_or_counted_as_dropped() {
         "only the burst was on the link"
     );
     assert_eq!(burst + drops, SENT);
+    (burst, drops)
+}
+
+#[test]
+fn a_burst_of_100000_packets_is_captured_or_counted_as_dropped() {
+    if let Some(why) = cannot_run() {
+        println!("skipped: {why}");
+        return;
+    }
+    burst(
+        "b",
+        62,
+        picket_agent::capture::live::SOCKET_BUFFER_BYTES,
+        false,
+    );
+}
+
+#[test]
+fn a_burst_into_a_small_unread_buffer_is_mostly_dropped_and_every_drop_counted() {
+    if let Some(why) = cannot_run() {
+        println!("skipped: {why}");
+        return;
+    }
+    // 256 KiB holds a few hundred packets; the rest must show up as kernel drops.
+    let (captured, drops) = burst("d", 63, 256 * 1024, true);
+    assert!(drops > 50_000, "captured {captured}, drops {drops}");
 }

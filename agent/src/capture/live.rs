@@ -98,6 +98,18 @@ impl LiveCapture {
     /// # Errors
     /// [`LiveCaptureError`] when the interface does not exist or cannot be captured on.
     pub fn open(name: &str) -> Result<Self, LiveCaptureError> {
+        Self::open_with_buffer(name, SOCKET_BUFFER_BYTES)
+    }
+
+    /// As [`LiveCapture::open`], asking for a socket receive buffer of `socket_buffer_bytes`
+    /// (smaller buffers drop sooner under bursts; the drops are counted either way).
+    ///
+    /// # Errors
+    /// [`LiveCaptureError`] when the interface does not exist or cannot be captured on.
+    pub fn open_with_buffer(
+        name: &str,
+        socket_buffer_bytes: usize,
+    ) -> Result<Self, LiveCaptureError> {
         let interfaces = pnet_datalink::interfaces();
         let Some(interface) = interfaces.iter().find(|i| i.name == name) else {
             let available = interfaces
@@ -116,7 +128,7 @@ impl LiveCapture {
         };
         let fd = packet_socket::open().map_err(open_err)?;
         // A smaller buffer only means earlier drops, which are counted; not worth failing for.
-        if let Err(e) = packet_socket::set_receive_buffer(fd, SOCKET_BUFFER_BYTES) {
+        if let Err(e) = packet_socket::set_receive_buffer(fd, socket_buffer_bytes) {
             tracing::warn!(interface = name, error = %e, "socket receive buffer not enlarged");
         }
         let config = Config {
