@@ -116,7 +116,24 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
             local: LocalNets::new(local),
             ..PipelineConfig::default()
         };
-        (Some(Sensor::start(&interfaces, &config, sink)?), None)
+        match Sensor::start(&interfaces, &config, sink.clone()) {
+            Ok(sensor) => (Some(sensor), None),
+            // Interfaces named in the config must work; the default (every interface) may
+            // simply lack the privilege, and the agent is still useful as a reporter.
+            Err(e) if settings.sensor_interfaces.is_none() => {
+                tracing::warn!(
+                    error = %e,
+                    "live capture unavailable (needs root or CAP_NET_RAW); reporting host stats only"
+                );
+                let reporter = tokio::spawn(crate::host_stats::report_every(
+                    settings.summary_interval,
+                    sink,
+                    stop_rx.clone(),
+                ));
+                (None, Some(reporter))
+            }
+            Err(e) => return Err(e.into()),
+        }
     };
     let transport = Transport::new(settings, tls, outbox, new_batches, health);
     let transport = tokio::spawn(transport.run(stop_rx));
