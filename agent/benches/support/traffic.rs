@@ -3,7 +3,8 @@
 //! Same seed, same bytes. The mix: TCP flows with handshakes, data and FIN teardowns (some
 //! refused with RST), short UDP exchanges, about 10% DNS (query and answer; one in five names
 //! long and random-looking, as tunnels and DGAs make them), ICMP echo, and about 10% of flows
-//! over IPv6. Many flows are open at once and their packets interleave. Captures keep 128
+//! over IPv6. Many flows are open at once and their packets interleave; one local host
+//! talks mostly to a few hundred popular servers and sometimes to a long tail. Captures keep 128
 //! bytes per packet (a sensor's snap length), with the real length in `orig_len`.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -163,28 +164,35 @@ struct Conversation {
     next: usize,
 }
 
+/// The monitored host has one IPv4 and one IPv6 address (one agent, one host); remote ends
+/// follow a popular-services pattern: most flows go to a few hundred busy servers (APIs,
+/// CDNs, package mirrors), the rest to a long tail of one-off addresses.
 fn host(rng: &mut Rng, v6: bool, local: bool) -> IpAddr {
+    const POPULAR: u64 = 500;
+    if local {
+        return if v6 {
+            IpAddr::V6(Ipv6Addr::new(0xfd00, 0xdb8, 0, 0, 0, 0, 0, 5))
+        } else {
+            IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5))
+        };
+    }
+    let x = if rng.below(100) < 85 {
+        rng.below(POPULAR) as u32
+    } else {
+        rng.below(1 << 24) as u32
+    };
     if v6 {
-        let prefix = if local { 0xfd00 } else { 0x2001 };
         IpAddr::V6(Ipv6Addr::new(
-            prefix,
+            0x2001,
             0xdb8,
             0,
             0,
             0,
             0,
-            0,
-            rng.below(4000) as u16 + 1,
-        ))
-    } else if local {
-        IpAddr::V4(Ipv4Addr::new(
-            10,
-            0,
-            (rng.below(4)) as u8,
-            rng.below(250) as u8 + 1,
+            (x >> 16) as u16,
+            x as u16,
         ))
     } else {
-        let x = rng.below(1 << 24) as u32;
         IpAddr::V4(Ipv4Addr::new(52, (x >> 16) as u8, (x >> 8) as u8, x as u8))
     }
 }
