@@ -58,7 +58,8 @@ impl Default for FlowSummaryLimits {
 pub struct FlowSummaryStats {
     /// Flow records not summarised because the interval already had `max_summaries` keys.
     pub overflow: u64,
-    /// TLS server names not kept because the pending table was full.
+    /// TLS server names not kept: the pending table was full, or the flow gave no record
+    /// within two intervals.
     pub names_dropped: u64,
 }
 
@@ -220,8 +221,14 @@ impl FlowSummaries {
         // Names whose flow never produced a record (it was evicted empty) age out after a
         // full interval more.
         let now = self.interval_no;
+        let before = self.pending_names.len();
         self.pending_names
             .retain(|_, (_, seen)| seen.saturating_add(2) > now);
+        let aged = before.saturating_sub(self.pending_names.len());
+        self.stats.names_dropped = self
+            .stats
+            .names_dropped
+            .saturating_add(u64::try_from(aged).unwrap_or(u64::MAX));
         self.interval_no = self.interval_no.saturating_add(1);
     }
 }
