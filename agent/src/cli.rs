@@ -36,6 +36,41 @@ pub enum Command {
     /// Send records from JSON-lines files (as `replay --out` writes them) to the aggregator
     /// through the outbox; exits 0 only once every record is acked.
     Upload(UploadArgs),
+    /// Replay pcap/pcapng files through the sensor and write the records `run` would stream,
+    /// one JSON object per line, then a `{"stats": {...}}` line; with `--aggregator` (and TLS
+    /// files) send them instead, exiting 0 only once every record is acked.
+    ///
+    /// Damage part-way through a file is reported on standard error with its byte offset, and
+    /// the packets before it still count. Exit status 1 when some file gave no packet at all
+    /// (unreadable, not a capture, damaged before its first packet).
+    Replay(ReplayArgs),
+}
+
+/// `replay` flags.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Capture files (pcap or pcapng, told apart by their magic bytes), replayed in order.
+    #[arg(long = "pcap", required = true, num_args = 1..)]
+    pub pcap: Vec<PathBuf>,
+    /// An address of the capturing host, for flow direction (repeatable).
+    #[arg(long = "local-ip")]
+    pub local_ip: Vec<std::net::IpAddr>,
+    /// A network of the capturing host, as CIDR (repeatable). With neither flag, private
+    /// ranges count as local.
+    #[arg(long = "local-net")]
+    pub local_net: Vec<picket_agent::flow_table::Cidr>,
+    /// Write the JSON lines here instead of standard output.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Seconds per summary interval (default: the config's agent.summary_interval_secs, 60).
+    #[arg(long)]
+    pub summary_interval_secs: Option<std::num::NonZeroU64>,
+    /// With --aggregator: give up (exit 1, records stay buffered) after this many seconds.
+    #[arg(long)]
+    pub timeout_secs: Option<u64>,
+    /// Identity, and with --aggregator the connection and state settings, as for `run`.
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// `status` flags.

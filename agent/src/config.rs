@@ -182,6 +182,18 @@ pub struct ConfigFile {
     /// `[outbox]`.
     #[serde(default)]
     pub outbox: OutboxSection,
+    /// `[sensor]`.
+    #[serde(default)]
+    pub sensor: SensorSection,
+}
+
+/// `[sensor]`: live capture.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SensorSection {
+    /// Interfaces to capture on. Absent: every interface that is up, loopback excluded.
+    /// Empty (`[]`): no capture; the agent then only reports its own `HostStats`.
+    pub interfaces: Option<Vec<String>>,
 }
 
 impl ConfigFile {
@@ -269,6 +281,8 @@ pub struct Settings {
     pub reconnect_max: Duration,
     /// The outbox's byte bound.
     pub outbox_max_bytes: u64,
+    /// `sensor.interfaces` as configured (see [`SensorSection::interfaces`]).
+    pub sensor_interfaces: Option<Vec<String>>,
 }
 
 impl Settings {
@@ -317,6 +331,20 @@ impl Settings {
             why: e.to_string(),
             value: format!("{account}/{instance}"),
         })?;
+        if let Some(bad) = file
+            .sensor
+            .interfaces
+            .iter()
+            .flatten()
+            .find(|name| name.is_empty() || name.len() > 15 || name.contains('/'))
+        {
+            return Err(ConfigError::Invalid {
+                key: "sensor.interfaces",
+                why: "each must be an interface name (1 to 15 characters, no '/')".into(),
+                value: bad.clone(),
+            });
+        }
+        let sensor_interfaces = file.sensor.interfaces;
         let agent = file.agent;
         if agent.reconnect_min_ms > agent.reconnect_max_ms {
             return Err(ConfigError::Invalid {
@@ -338,6 +366,7 @@ impl Settings {
         }
         Ok(Self {
             outbox_max_bytes,
+            sensor_interfaces,
             aggregator_url: url,
             server_name,
             ca,

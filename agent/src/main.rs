@@ -10,7 +10,9 @@ use clap::Parser;
 use picket_agent::config::{ConfigFile, Overrides, Settings};
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{Cli, Command, LogFormat, RunArgs, StatusArgs, StatusFormat, UploadArgs};
+use crate::cli::{
+    Cli, Command, LogFormat, ReplayArgs, RunArgs, StatusArgs, StatusFormat, UploadArgs,
+};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -40,6 +42,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Run(args) => run_daemon(args),
         Command::Status(args) => status(args),
         Command::Upload(args) => upload(args),
+        Command::Replay(args) => replay(args),
     }
 }
 
@@ -91,6 +94,138 @@ fn upload(args: UploadArgs) -> Result<()> {
         report.non_record_lines,
         report.already_uploaded_lines
     );
+    Ok(())
+}
+
+fn replay(args: ReplayArgs) -> Result<()> {
+    use std::io::Write;
+
+    use picket_agent::flow_table::{Cidr, LocalNets};
+    use picket_agent::pipeline::PipelineConfig;
+
+    let file = match &args.run.config {
+        Some(path) => Some(ConfigFile::load(path)?),
+        None => None,
+    };
+    let interval_secs = args.summary_interval_secs.map_or_else(
+        || {
+            file.as_ref()
+                .map_or(60, |f| f.agent.summary_interval_secs.get())
+        },
+        std::num::NonZeroU64::get,
+    );
+    let mut nets = args.local_net.clone();
+    for ip in &args.local_ip {
+        let bits = if ip.is_ipv4() { 32 } else { 128 };
+        nets.push(Cidr::new(*ip, bits)?);
+    }
+    let config = PipelineConfig {
+        summary_interval: std::time::Duration::from_secs(interval_secs),
+        local: LocalNets::new(nets),
+        ..PipelineConfig::default()
+    };
+
+    let streaming = args.run.aggregator.is_some();
+    let (mut out, records_path): (Box<dyn Write>, Option<std::path::PathBuf>) = if streaming {
+        // Through a file in the data folder, so `upload`'s resumable path does the sending.
+        let data_dir = args
+            .run
+            .data_dir
+            .clone()
+            .or_else(|| file.as_ref().and_then(|f| f.agent.data_dir.clone()))
+            .unwrap_or_else(|| picket_agent::config::DEFAULT_DATA_DIR.into());
+        let dir = data_dir.join("replay");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join(format!("records-{}.jsonl", std::process::id()));
+        let f =
+            std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        (Box::new(std::io::BufWriter::new(f)), Some(path))
+    } else {
+        match &args.out {
+            Some(path) => {
+                let f = std::fs::File::create(path)
+                    .with_context(|| format!("creating {}", path.display()))?;
+                (Box::new(std::io::BufWriter::new(f)), None)
+            }
+            None => (
+                Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+                None,
+            ),
+        }
+    };
+    let mut write_error: Option<std::io::Error> = None;
+    let mut line = Vec::with_capacity(512);
+    let report = picket_agent::replay::replay(&args.pcap, config, &mut |record| {
+        if write_error.is_some() {
+            return;
+        }
+        line.clear();
+        let written = serde_json::to_writer(&mut line, &record)
+            .map_err(std::io::Error::from)
+            .and_then(|()| {
+                line.push(b'\n');
+                out.write_all(&line)
+            });
+        if let Err(e) = written {
+            write_error = Some(e);
+        }
+    });
+    for e in &report.errors {
+        eprintln!(
+            "picket-agent: {e} ({} packets before it were used)",
+            e.packets_before
+        );
+    }
+    let stats = report.stats_line(
+        args.run.account_id.as_deref(),
+        args.run.instance_id.as_deref(),
+    );
+    if write_error.is_none() {
+        let written = serde_json::to_writer(&mut out, &stats)
+            .map_err(std::io::Error::from)
+            .and_then(|()| out.write_all(b"\n"))
+            .and_then(|()| out.flush());
+        if let Err(e) = written {
+            write_error = Some(e);
+        }
+    }
+    drop(out);
+    match write_error {
+        // A closed pipe (`replay ... | head`) is the reader's choice, not a failure.
+        Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+        Some(e) => return Err(e).context("writing records"),
+        None => {}
+    }
+    if let Some(path) = records_path {
+        let timeout = args.timeout_secs;
+        let settings = settings(args.run)?;
+        let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+        let uploaded = runtime.block_on(picket_agent::upload::upload(
+            settings,
+            std::slice::from_ref(&path),
+            timeout.map(std::time::Duration::from_secs),
+            shutdown_signal(),
+        ))?;
+        // Every record is acked: the staging file has done its job.
+        if let Err(e) = std::fs::remove_file(&path) {
+            tracing::warn!(path = %path.display(), error = %e, "staging file not removed");
+        }
+        eprintln!(
+            "picket-agent: replayed and uploaded {} records, all acked",
+            uploaded.records
+        );
+    }
+    if !report.all_read() {
+        anyhow::bail!(
+            "{} of {} capture files gave no packets",
+            report
+                .errors
+                .iter()
+                .filter(|e| e.packets_before == 0)
+                .count(),
+            args.pcap.len()
+        );
+    }
     Ok(())
 }
 

@@ -1,5 +1,5 @@
-//! `picket-agent run`: opens the agent's state, starts the reporting and transport tasks, and
-//! stops them together on shutdown.
+//! `picket-agent run`: opens the agent's state, starts the live sensor (or, with no interface to
+//! capture on, the host-stats reporter) and the transport, and stops them together on shutdown.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -7,10 +7,14 @@ use std::sync::Arc;
 use tokio::sync::{Notify, watch};
 use tracing::info;
 
+use crate::capture::live::host_addresses;
 use crate::config::Settings;
+use crate::flow_table::LocalNets;
 use crate::health::Health;
 use crate::outbox::{Outbox, OutboxError};
+use crate::pipeline::PipelineConfig;
 use crate::records_sink::RecordSink;
+use crate::sensor::{Sensor, interfaces_to_capture};
 use crate::tls::{TlsError, client_config};
 use crate::transport::Transport;
 
@@ -49,6 +53,9 @@ pub enum RunError {
     /// Occurs when the outbox cannot be opened.
     #[error(transparent)]
     Outbox(#[from] OutboxError),
+    /// Occurs when live capture cannot start on a configured interface.
+    #[error(transparent)]
+    Capture(#[from] crate::capture::LiveCaptureError),
 }
 
 /// Runs the agent until `shutdown` resolves.
@@ -91,18 +98,57 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         Arc::clone(&health),
         stop_rx.clone(),
     ));
-    let reporter = tokio::spawn(crate::host_stats::report_every(
-        settings.summary_interval,
-        sink,
-        stop_rx.clone(),
-    ));
+    let interfaces = interfaces_to_capture(settings.sensor_interfaces.as_deref());
+    // With a sensor, its pipelines send `HostStats` (with the outbox's drops added on the
+    // way); without one, the reporter keeps the agent visible.
+    let (sensor, reporter) = if interfaces.is_empty() {
+        info!("no interfaces to capture on; reporting host stats only");
+        let reporter = tokio::spawn(crate::host_stats::report_every(
+            settings.summary_interval,
+            sink,
+            stop_rx.clone(),
+        ));
+        (None, Some(reporter))
+    } else {
+        let local = host_addresses();
+        let config = PipelineConfig {
+            summary_interval: settings.summary_interval,
+            local: LocalNets::new(local),
+            ..PipelineConfig::default()
+        };
+        match Sensor::start(&interfaces, &config, sink.clone()) {
+            Ok(sensor) => (Some(sensor), None),
+            // Interfaces named in the config must work; the default (every interface) may
+            // simply lack the privilege, and the agent is still useful as a reporter.
+            Err(e) if settings.sensor_interfaces.is_none() => {
+                tracing::warn!(
+                    error = %e,
+                    "live capture unavailable (needs root or CAP_NET_RAW); reporting host stats only"
+                );
+                let reporter = tokio::spawn(crate::host_stats::report_every(
+                    settings.summary_interval,
+                    sink,
+                    stop_rx.clone(),
+                ));
+                (None, Some(reporter))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     let transport = Transport::new(settings, tls, outbox, new_batches, health);
     let transport = tokio::spawn(transport.run(stop_rx));
 
     shutdown.await;
     info!("agent stopping");
+    // The sensor's last summaries reach the outbox before the transport stops.
+    if let Some(sensor) = sensor {
+        sensor.stop().await;
+    }
     let _ = stop_tx.send(true);
-    for task in [status, reporter, transport] {
+    for task in [Some(status), reporter, Some(transport)]
+        .into_iter()
+        .flatten()
+    {
         if let Err(e) = task.await {
             tracing::error!(error = %e, "agent task failed");
         }

@@ -316,7 +316,7 @@ pub fn start_aggregator_in(
 }
 
 /// Config for test agents: fast heartbeats, summaries and reconnects.
-pub const FAST_AGENT_CONFIG: &str = "[agent]\nheartbeat_interval_secs = 1\nsummary_interval_secs = 1\nreconnect_min_ms = 100\nreconnect_max_ms = 1000\n";
+pub const FAST_AGENT_CONFIG: &str = "[agent]\nheartbeat_interval_secs = 1\nsummary_interval_secs = 1\nreconnect_min_ms = 100\nreconnect_max_ms = 1000\n\n# These tests are about delivery, not capture.\n[sensor]\ninterfaces = []\n";
 
 /// Starts an agent that reports every second.
 pub fn start_agent(

@@ -1,12 +1,15 @@
 //! Capture: where packets enter the agent.
 //!
-//! Every input (a pcap or pcapng file today, AF_PACKET live capture later) sits behind one
+//! Every input (a pcap or pcapng file, or AF_PACKET live capture) sits behind one
 //! [`PacketSource`] seam, so decode, the flow table and everything after them behave the same
 //! for replayed and live traffic. A source hands out [`Packet`]s that borrow a buffer the source
 //! owns and reuses, so reading a packet allocates nothing.
 
+pub mod live;
+pub mod packet_socket;
 pub mod pcap_file;
 
+pub use live::{LiveCapture, LiveCaptureError};
 pub use pcap_file::{PcapFile, PcapFileError};
 
 /// A link-layer header type, as the `LINKTYPE_*` number pcap and pcapng files carry.

@@ -6,6 +6,7 @@
 //! [`DecodeError`]; a well-formed frame with nothing to track (ARP, other protocols) is
 //! [`Outcome::Skipped`]. Neither ever panics, and [`DecodeStats`] counts both by kind.
 
+pub mod app_protocol;
 pub mod error;
 pub mod ethernet;
 pub mod fragments;
@@ -24,6 +25,7 @@ use std::net::IpAddr;
 
 use crate::capture::{LinkType, Packet};
 
+pub use app_protocol::AppProtocol;
 pub use error::{DecodeError, ErrorKind, Layer, SkipKind};
 pub use fragments::FragmentPorts;
 pub use stats::DecodeStats;

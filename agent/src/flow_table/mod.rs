@@ -27,7 +27,7 @@ use std::time::Duration;
 use picket_proto::v1::Direction;
 
 use crate::capture::Timestamp;
-use crate::decode::{Decoded, TcpFlags, Transport, protocol};
+use crate::decode::{AppProtocol, Decoded, TcpFlags, Transport, app_protocol, protocol};
 
 pub use key::{Endpoint, FlowKey, Side};
 pub use local_nets::{Cidr, CidrError, LocalEnd, LocalNets, is_private};
@@ -97,7 +97,15 @@ struct FlowEntry {
     resets: u32,
     answered: bool,
     icmp: Option<(u8, u8)>,
+    /// Recognised from the first payload bytes; see [`APP_PAYLOAD_TRIES`].
+    app: Option<AppProtocol>,
+    /// Payload-carrying packets looked at so far for `app`.
+    app_tries: u8,
 }
+
+/// Payload-carrying packets per flow inspected for an application protocol: the banner or
+/// hello is in the first one or two, and stopping early keeps the per-packet cost at a compare.
+pub const APP_PAYLOAD_TRIES: u8 = 2;
 
 impl FlowEntry {
     fn interval_packets(&self) -> u64 {
@@ -190,7 +198,10 @@ impl FlowTable {
         let (key, sender) = FlowKey::new(packet.protocol, src, dst);
         let flags = packet.transport.tcp_flags();
 
-        if !self.flows.contains_key(&key) {
+        // One hash lookup for a packet of a known flow, the common case.
+        if let Some(entry) = self.flows.get_mut(&key) {
+            count_packet(entry, ts, sender, packet, flags, icmp);
+        } else {
             if self.flows.len() >= self.config.capacity.get() {
                 self.evict_one(out);
             }
@@ -199,37 +210,12 @@ impl FlowTable {
             } else {
                 sender
             };
-            let entry = self.new_entry(ts, &key, initiator);
-            self.flows.insert(key, entry);
+            let mut entry = self.new_entry(ts, &key, initiator);
             self.expiry
                 .push(Reverse((self.due(&entry), entry.generation, key)));
+            count_packet(&mut entry, ts, sender, packet, flags, icmp);
+            self.flows.insert(key, entry);
             self.stats.created = self.stats.created.saturating_add(1);
-        }
-        let Some(entry) = self.flows.get_mut(&key) else {
-            return;
-        };
-        if entry.interval_packets() == 0 {
-            entry.start = ts;
-        }
-        entry.last_seen = entry.last_seen.max(ts);
-        let counters = &mut entry.counters[sender.index()];
-        counters.packets = counters.packets.saturating_add(1);
-        counters.bytes = counters
-            .bytes
-            .saturating_add(u64::from(packet.ip_total_len));
-        counters.tcp_flags |= flags.0;
-        if sender == entry.initiator {
-            if flags.is_syn_only() {
-                entry.syns = entry.syns.saturating_add(1);
-            }
-            if entry.icmp.is_none() {
-                entry.icmp = icmp;
-            }
-        } else {
-            entry.answered = true;
-        }
-        if flags.contains(TcpFlags::RST) {
-            entry.resets = entry.resets.saturating_add(1);
         }
         self.stats.packets = self.stats.packets.saturating_add(1);
     }
@@ -342,6 +328,8 @@ impl FlowTable {
             resets: 0,
             answered: false,
             icmp: None,
+            app: None,
+            app_tries: 0,
         }
     }
 
@@ -357,6 +345,44 @@ impl FlowTable {
             .start
             .saturating_add_nanos(nanos(self.config.active_timeout));
         idle.min(active)
+    }
+}
+
+/// Counts one packet from `sender` into its flow's entry.
+fn count_packet(
+    entry: &mut FlowEntry,
+    ts: Timestamp,
+    sender: Side,
+    packet: &Decoded<'_>,
+    flags: TcpFlags,
+    icmp: Option<(u8, u8)>,
+) {
+    if entry.interval_packets() == 0 {
+        entry.start = ts;
+    }
+    entry.last_seen = entry.last_seen.max(ts);
+    let counters = &mut entry.counters[sender.index()];
+    counters.packets = counters.packets.saturating_add(1);
+    counters.bytes = counters
+        .bytes
+        .saturating_add(u64::from(packet.ip_total_len));
+    counters.tcp_flags |= flags.0;
+    if sender == entry.initiator {
+        if flags.is_syn_only() {
+            entry.syns = entry.syns.saturating_add(1);
+        }
+        if entry.icmp.is_none() {
+            entry.icmp = icmp;
+        }
+    } else {
+        entry.answered = true;
+    }
+    if entry.app.is_none() && entry.app_tries < APP_PAYLOAD_TRIES && !packet.payload.is_empty() {
+        entry.app_tries = entry.app_tries.saturating_add(1);
+        entry.app = app_protocol::recognise(packet.payload);
+    }
+    if flags.contains(TcpFlags::RST) {
+        entry.resets = entry.resets.saturating_add(1);
     }
 }
 
@@ -393,6 +419,7 @@ fn record(key: &FlowKey, entry: &FlowEntry, reason: EndReason) -> FlowRecord {
         resets: entry.resets,
         answered: entry.answered,
         icmp: entry.icmp,
+        app: entry.app,
         reason,
         sequence: entry.sequence,
     }

@@ -4,6 +4,7 @@ use picket_proto::v1::Direction;
 
 use super::key::{Endpoint, FlowKey};
 use crate::capture::Timestamp;
+use crate::decode::AppProtocol;
 
 /// Packets, bytes and TCP flags sent by one end of a flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -72,6 +73,8 @@ pub struct FlowRecord {
     pub answered: bool,
     /// The first ICMP type and code the initiator sent, for ICMP flows.
     pub icmp: Option<(u8, u8)>,
+    /// The application protocol recognised from the flow's first payload bytes, if any.
+    pub app: Option<AppProtocol>,
     /// Why the record was emitted.
     pub reason: EndReason,
     /// 0 for a flow's first record, counting up with each interim record.

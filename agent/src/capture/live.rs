@@ -1,0 +1,294 @@
+//! Live capture: AF_PACKET on one interface through `pnet`'s datalink channel, with the
+//! kernel's drop counter read from the same socket.
+//!
+//! Reads block with a short timeout so the capture thread can notice shutdown and drive
+//! time-based expiry when traffic stops. Packets are stamped with the clock when read (the
+//! socket carries no timestamp option), which is what flow and interval times need.
+
+use std::io;
+use std::net::IpAddr;
+use std::os::fd::RawFd;
+use std::time::{Duration, SystemTime};
+
+use pnet_datalink::{Channel, Config, DataLinkReceiver, NetworkInterface};
+
+use super::packet_socket;
+use super::{CaptureStats, LinkType, Packet, PacketSource, Timestamp};
+use crate::flow_table::Cidr;
+
+/// Bytes read per packet: the largest frame with GRO/TSO offloads (64 KiB) plus headers, so
+/// nothing is cut short.
+pub const READ_BUFFER_BYTES: usize = 65_536 + 128;
+/// Socket receive buffer asked for: room for about 40 000 small packets in a burst.
+pub const SOCKET_BUFFER_BYTES: usize = 32 * 1024 * 1024;
+/// How long one read waits before giving the caller a chance to tick.
+pub const READ_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// Why live capture could not start or go on, naming the interface.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LiveCaptureError {
+    /// Occurs when no interface has the configured name.
+    #[error("sensor.interfaces: no interface named {name:?} (have: {available})")]
+    NoSuchInterface {
+        /// The name configured.
+        name: String,
+        /// The names that exist.
+        available: String,
+    },
+    /// Occurs when the packet socket cannot be opened or bound (needs CAP_NET_RAW).
+    #[error("cannot capture on {name}: {source}")]
+    Open {
+        /// The interface.
+        name: String,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// Occurs when `pnet` hands back something other than an Ethernet channel.
+    #[error("cannot capture on {name}: not a layer-2 channel")]
+    NotLayer2 {
+        /// The interface.
+        name: String,
+    },
+    /// Occurs when a read fails for a reason other than its timeout.
+    #[error("capture on {name} failed: {source}")]
+    Read {
+        /// The interface.
+        name: String,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+/// What one wait for a packet gave.
+#[derive(Debug)]
+pub enum Poll<'a> {
+    /// A packet.
+    Packet(Packet<'a>),
+    /// Nothing arrived within [`READ_TIMEOUT`].
+    Idle,
+}
+
+/// Packets from one live interface.
+pub struct LiveCapture {
+    name: String,
+    index: u32,
+    link_type: LinkType,
+    rx: Box<dyn DataLinkReceiver>,
+    /// The socket `rx` reads; `pnet` owns and closes it, this copy only reads its counters.
+    fd: RawFd,
+    stats: CaptureStats,
+    /// Where [`PacketSource::next_packet`] copies a packet; empty unless that path is used.
+    copy: Vec<u8>,
+}
+
+impl std::fmt::Debug for LiveCapture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveCapture")
+            .field("name", &self.name)
+            .field("index", &self.index)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LiveCapture {
+    /// Opens capture on the interface called `name`.
+    ///
+    /// # Errors
+    /// [`LiveCaptureError`] when the interface does not exist or cannot be captured on.
+    pub fn open(name: &str) -> Result<Self, LiveCaptureError> {
+        Self::open_with_buffer(name, SOCKET_BUFFER_BYTES)
+    }
+
+    /// As [`LiveCapture::open`], asking for a socket receive buffer of `socket_buffer_bytes`
+    /// (smaller buffers drop sooner under bursts; the drops are counted either way).
+    ///
+    /// # Errors
+    /// [`LiveCaptureError`] when the interface does not exist or cannot be captured on.
+    pub fn open_with_buffer(
+        name: &str,
+        socket_buffer_bytes: usize,
+    ) -> Result<Self, LiveCaptureError> {
+        let interfaces = pnet_datalink::interfaces();
+        let Some(interface) = interfaces.iter().find(|i| i.name == name) else {
+            let available = interfaces
+                .iter()
+                .map(|i| i.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(LiveCaptureError::NoSuchInterface {
+                name: name.to_owned(),
+                available,
+            });
+        };
+        let open_err = |source| LiveCaptureError::Open {
+            name: name.to_owned(),
+            source,
+        };
+        let fd = packet_socket::open().map_err(open_err)?;
+        // A smaller buffer only means earlier drops, which are counted; not worth failing for.
+        if let Err(e) = packet_socket::set_receive_buffer(fd, socket_buffer_bytes) {
+            tracing::warn!(interface = name, error = %e, "socket receive buffer not enlarged");
+        }
+        let config = Config {
+            read_buffer_size: READ_BUFFER_BYTES,
+            read_timeout: Some(READ_TIMEOUT),
+            promiscuous: false,
+            socket_fd: Some(fd),
+            ..Config::default()
+        };
+        let rx = match pnet_datalink::channel(interface, config) {
+            Ok(Channel::Ethernet(_tx, rx)) => rx,
+            Ok(_) => return Err(LiveCaptureError::NotLayer2 { name: name.into() }),
+            Err(e) => return Err(open_err(e)),
+        };
+        // Counters accumulated between socket creation and bind belong to no interface.
+        let _ = packet_socket::read_counters(fd);
+        Ok(Self {
+            name: name.to_owned(),
+            index: interface.index,
+            link_type: link_type(interface),
+            rx,
+            fd,
+            stats: CaptureStats::default(),
+            copy: Vec::new(),
+        })
+    }
+
+    /// The interface's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Waits up to [`READ_TIMEOUT`] for the next packet.
+    ///
+    /// # Errors
+    /// [`LiveCaptureError::Read`] when the socket fails (the interface went away).
+    pub fn poll(&mut self) -> Result<Poll<'_>, LiveCaptureError> {
+        match self.rx.next() {
+            Ok(data) => {
+                self.stats.packets = self.stats.packets.saturating_add(1);
+                let len = u64::try_from(data.len()).unwrap_or(u64::MAX);
+                self.stats.bytes = self.stats.bytes.saturating_add(len);
+                Ok(Poll::Packet(Packet {
+                    ts: now(),
+                    link_type: self.link_type,
+                    orig_len: u32::try_from(data.len()).unwrap_or(u32::MAX),
+                    data,
+                    interface: self.index,
+                }))
+            }
+            Err(e) if is_timeout(&e) => Ok(Poll::Idle),
+            Err(source) => Err(LiveCaptureError::Read {
+                name: self.name.clone(),
+                source,
+            }),
+        }
+    }
+
+    /// Adds the kernel's drops since the last call into the stats.
+    ///
+    /// # Errors
+    /// The OS error of `getsockopt`, naming the interface.
+    pub fn refresh_kernel_drops(&mut self) -> Result<(), LiveCaptureError> {
+        let counters =
+            packet_socket::read_counters(self.fd).map_err(|source| LiveCaptureError::Read {
+                name: self.name.clone(),
+                source,
+            })?;
+        self.stats.kernel_drops = self
+            .stats
+            .kernel_drops
+            .saturating_add(u64::from(counters.drops));
+        Ok(())
+    }
+}
+
+impl PacketSource for LiveCapture {
+    type Error = LiveCaptureError;
+
+    /// Blocks until a packet arrives; live capture has no end of input.
+    ///
+    /// Through this seam the packet is copied into a buffer of the capture's own (the
+    /// borrow checker cannot return a packet from a retry loop over `pnet`'s buffer); the
+    /// capture thread uses [`LiveCapture::poll`], which does not copy.
+    fn next_packet(&mut self) -> Result<Option<Packet<'_>>, LiveCaptureError> {
+        let len = loop {
+            match self.rx.next() {
+                Ok(data) => {
+                    self.copy.clear();
+                    self.copy.extend_from_slice(data);
+                    break data.len();
+                }
+                Err(e) if is_timeout(&e) => {}
+                Err(source) => {
+                    return Err(LiveCaptureError::Read {
+                        name: self.name.clone(),
+                        source,
+                    });
+                }
+            }
+        };
+        self.stats.packets = self.stats.packets.saturating_add(1);
+        let bytes = u64::try_from(len).unwrap_or(u64::MAX);
+        self.stats.bytes = self.stats.bytes.saturating_add(bytes);
+        Ok(Some(Packet {
+            ts: now(),
+            link_type: self.link_type,
+            orig_len: u32::try_from(len).unwrap_or(u32::MAX),
+            data: &self.copy,
+            interface: self.index,
+        }))
+    }
+
+    fn stats(&self) -> CaptureStats {
+        self.stats
+    }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+    )
+}
+
+/// The clock as a capture timestamp.
+pub fn now() -> Timestamp {
+    let since = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp::from_secs_nanos(since.as_secs(), u64::from(since.subsec_nanos()))
+}
+
+/// Interfaces without a link-layer header (tun, WireGuard) deliver raw IP.
+fn link_type(interface: &NetworkInterface) -> LinkType {
+    if interface.mac.is_none() || interface.is_point_to_point() {
+        LinkType::RAW
+    } else {
+        LinkType::ETHERNET
+    }
+}
+
+/// The interfaces to capture on by default: every one that is up, loopback excluded.
+pub fn default_interfaces() -> Vec<String> {
+    pnet_datalink::interfaces()
+        .into_iter()
+        .filter(|i| i.is_up() && !i.is_loopback())
+        .map(|i| i.name)
+        .collect()
+}
+
+/// Every address of every interface, each as a single-host block: the host's own addresses,
+/// which tell ingress from egress.
+pub fn host_addresses() -> Vec<Cidr> {
+    pnet_datalink::interfaces()
+        .iter()
+        .flat_map(|i| i.ips.iter().map(|net| net.ip()))
+        .filter_map(|ip: IpAddr| {
+            let bits = if ip.is_ipv4() { 32 } else { 128 };
+            Cidr::new(ip, bits).ok()
+        })
+        .collect()
+}

@@ -1,0 +1,95 @@
+//! The few AF_PACKET socket calls `pnet` does not wrap: opening the socket ourselves (so we
+//! keep its descriptor), enlarging its receive buffer, and reading the kernel's
+//! `PACKET_STATISTICS` drop counter. This is the crate's only `unsafe` code: plain FFI calls
+//! whose arguments are owned locals of the types the kernel expects.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::RawFd;
+
+/// The kernel's per-socket counters since the last read (reading resets them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KernelCounters {
+    /// Packets that reached the socket, including the dropped ones.
+    pub packets: u32,
+    /// Packets dropped because the socket's buffer was full.
+    pub drops: u32,
+}
+
+/// Opens a raw AF_PACKET socket for every protocol (`ETH_P_ALL`), not yet bound.
+///
+/// # Errors
+/// The OS error (EPERM without CAP_NET_RAW).
+pub fn open() -> io::Result<RawFd> {
+    let protocol = u16::try_from(libc::ETH_P_ALL)
+        .map_err(|_| io::Error::other("ETH_P_ALL does not fit 16 bits"))?
+        .to_be();
+    // SAFETY: socket(2) takes three integers and returns a new descriptor or -1; no memory
+    // is shared with the kernel.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(protocol)) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
+/// Asks for a receive buffer of `bytes`, past `net.core.rmem_max` when privileged
+/// (`SO_RCVBUFFORCE`), else up to that limit; bursts are absorbed here instead of dropped.
+///
+/// # Errors
+/// The OS error when neither option is accepted.
+pub fn set_receive_buffer(fd: RawFd, bytes: usize) -> io::Result<()> {
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    let len = socklen::<libc::c_int>()?;
+    for option in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+        // SAFETY: `value` is a live c_int and `len` its exact size; the kernel only reads it.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                option,
+                std::ptr::from_ref(&value).cast::<libc::c_void>(),
+                len,
+            )
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+    }
+    Err(io::Error::last_os_error())
+}
+
+/// Reads and resets the socket's `PACKET_STATISTICS`.
+///
+/// # Errors
+/// The OS error, e.g. when `fd` is not a packet socket.
+pub fn read_counters(fd: RawFd) -> io::Result<KernelCounters> {
+    let mut stats = libc::tpacket_stats {
+        tp_packets: 0,
+        tp_drops: 0,
+    };
+    let mut len = socklen::<libc::tpacket_stats>()?;
+    // SAFETY: `stats` is a live tpacket_stats and `len` holds its size; the kernel writes at
+    // most `len` bytes into it and stores the written length back into `len`.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_PACKET,
+            libc::PACKET_STATISTICS,
+            std::ptr::from_mut(&mut stats).cast::<libc::c_void>(),
+            &raw mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(KernelCounters {
+        packets: stats.tp_packets,
+        drops: stats.tp_drops,
+    })
+}
+
+fn socklen<T>() -> io::Result<libc::socklen_t> {
+    libc::socklen_t::try_from(std::mem::size_of::<T>())
+        .map_err(|_| io::Error::other("option size does not fit socklen_t"))
+}

@@ -1,0 +1,422 @@
+//! The sensor pipeline: packets from any [`PacketSource`] through decode → flow table → DNS →
+//! summaries, out as wire records to a sink the caller provides.
+//!
+//! Replay and live capture both drive a [`Pipeline`], so they produce the same records for the
+//! same traffic. Time is the packets' own (live packets carry the clock's time), and summary
+//! intervals close when a packet (or [`Pipeline::tick`]) passes their end; before an interval
+//! closes, flows and DNS queries due by its end are expired into it.
+//!
+//! Flow records reach the summaries when the flow table emits them (idle, active timeout,
+//! eviction, flush); the pipeline sets the table's active timeout to at most the summary
+//! interval, so a long flow is summarised in each interval it spans.
+//!
+//! The intel matcher plugs in through [`Observer`]: it sees every decoded packet, every flow
+//! record (with its remote address and direction) and every DNS transaction (query name and
+//! answers), and any `IntelHit` it returns is emitted at once, ahead of the summaries.
+
+use std::time::Duration;
+
+use picket_proto::v1::{Counter, HostStats, IntelHit, Record, record};
+
+use crate::capture::{CaptureStats, Packet, PacketSource, Timestamp};
+use crate::decode::{DecodeStats, Decoded, FragmentPorts, Outcome, app_protocol, decode_packet};
+use crate::dns::{DnsConfig, DnsStats, DnsTracker, DnsTransaction};
+use crate::flow_table::{
+    Endpoint, FlowKey, FlowRecord, FlowTable, FlowTableConfig, FlowTableStats, LocalNets,
+};
+use crate::summaries::{
+    DnsSummaries, DnsSummaryLimits, DnsSummaryStats, FlowSummaries, FlowSummaryLimits,
+    FlowSummaryStats, Interval, IntervalClock,
+};
+
+/// Datagrams whose first-fragment ports are remembered for later fragments.
+const MAX_FRAGMENTED_DATAGRAMS: usize = 4096;
+
+/// The intel seam: sees what an indicator could match and returns hits to ship at once.
+///
+/// Every method has a no-op default, so a matcher implements only what it checks. Methods run
+/// on the capture thread: `on_packet` for every decoded packet (keep it to a lookup),
+/// the others once per flow record or DNS transaction.
+pub trait Observer {
+    /// A decoded packet, as early as the sensor knows about it.
+    fn on_packet(&mut self, _ts: Timestamp, _packet: &Decoded<'_>, _hits: &mut Vec<IntelHit>) {}
+
+    /// A flow record: [`FlowRecord::remote`] is the address to check, `direction` its context.
+    fn on_flow(&mut self, _flow: &FlowRecord, _hits: &mut Vec<IntelHit>) {}
+
+    /// A DNS transaction: the query name, and the answers' names and addresses.
+    fn on_dns(&mut self, _transaction: &DnsTransaction, _hits: &mut Vec<IntelHit>) {}
+}
+
+/// The observer that matches nothing: the pipeline without intel.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoIntel;
+
+impl Observer for NoIntel {}
+
+/// Everything a pipeline is built from.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// Flow timeouts and capacity; the active timeout is lowered to the summary interval.
+    pub flows: FlowTableConfig,
+    /// DNS bounds and timeouts.
+    pub dns: DnsConfig,
+    /// Length of a summary interval.
+    pub summary_interval: Duration,
+    /// The host's own networks, for flow direction.
+    pub local: LocalNets,
+    /// Bounds of the flow summaries.
+    pub flow_limits: FlowSummaryLimits,
+    /// Bounds of the DNS summaries.
+    pub dns_limits: DnsSummaryLimits,
+    /// Interface name written into flow summaries (empty for replay).
+    pub interface: String,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            flows: FlowTableConfig::default(),
+            dns: DnsConfig::default(),
+            summary_interval: Duration::from_secs(60),
+            local: LocalNets::default(),
+            flow_limits: FlowSummaryLimits::default(),
+            dns_limits: DnsSummaryLimits::default(),
+            interface: String::new(),
+        }
+    }
+}
+
+/// Cumulative counters of a pipeline since it was built.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PipelineTotals {
+    /// Packets given to the pipeline.
+    pub packets: u64,
+    /// Captured bytes of those packets.
+    pub bytes: u64,
+    /// Decode outcomes by kind.
+    pub decode: DecodeStats,
+    /// The flow table's counters.
+    pub flows: FlowTableStats,
+    /// The DNS stage's counters.
+    pub dns: DnsStats,
+    /// Flow summary drops.
+    pub flow_summaries: FlowSummaryStats,
+    /// DNS summary drops.
+    pub dns_summaries: DnsSummaryStats,
+    /// What the capture source reported (drops), as last given to the pipeline.
+    pub capture: CaptureStats,
+    /// Intel hits the observer returned.
+    pub intel_hits: u64,
+    /// Records emitted.
+    pub records: u64,
+}
+
+/// Decode → flow table → DNS → summaries, for one stream of packets.
+#[derive(Debug)]
+pub struct Pipeline<O: Observer = NoIntel> {
+    interface: String,
+    fragments: FragmentPorts,
+    table: FlowTable,
+    dns: DnsTracker,
+    flow_summaries: FlowSummaries,
+    dns_summaries: DnsSummaries,
+    clock: IntervalClock,
+    observer: O,
+    totals: PipelineTotals,
+    /// Totals when the last `HostStats` was emitted, for per-interval deltas.
+    reported: PipelineTotals,
+    // Scratch buffers the loop owns and reuses, so the steady path allocates nothing.
+    flow_out: Vec<FlowRecord>,
+    dns_out: Vec<DnsTransaction>,
+    hits: Vec<IntelHit>,
+}
+
+impl Pipeline<NoIntel> {
+    /// A pipeline without intel.
+    pub fn new(config: PipelineConfig) -> Self {
+        Self::with_observer(config, NoIntel)
+    }
+}
+
+impl<O: Observer> Pipeline<O> {
+    /// A pipeline that shows `observer` what it sees.
+    pub fn with_observer(config: PipelineConfig, observer: O) -> Self {
+        let mut flows = config.flows;
+        flows.active_timeout = flows.active_timeout.min(config.summary_interval);
+        Self {
+            interface: config.interface,
+            fragments: FragmentPorts::new(MAX_FRAGMENTED_DATAGRAMS),
+            table: FlowTable::new(flows, config.local),
+            dns: DnsTracker::new(config.dns),
+            flow_summaries: FlowSummaries::new(config.flow_limits),
+            dns_summaries: DnsSummaries::new(config.dns_limits),
+            clock: IntervalClock::new(config.summary_interval),
+            observer,
+            totals: PipelineTotals::default(),
+            reported: PipelineTotals::default(),
+            flow_out: Vec::new(),
+            dns_out: Vec::new(),
+            hits: Vec::new(),
+        }
+    }
+
+    /// The counters so far.
+    pub fn totals(&self) -> PipelineTotals {
+        let mut totals = self.totals.clone();
+        self.refresh(&mut totals);
+        totals
+    }
+
+    /// Flows held now.
+    pub fn active_flows(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Records the capture source's own counters (drops), for the next `HostStats`.
+    pub fn set_capture_stats(&mut self, stats: CaptureStats) {
+        self.totals.capture = stats;
+    }
+
+    /// Runs one captured packet through every stage; records it completes go to `emit`.
+    pub fn packet(&mut self, packet: &Packet<'_>, emit: &mut impl FnMut(Record)) {
+        let ts = packet.ts;
+        self.totals.packets = self.totals.packets.saturating_add(1);
+        let len = u64::try_from(packet.data.len()).unwrap_or(u64::MAX);
+        self.totals.bytes = self.totals.bytes.saturating_add(len);
+        self.advance(ts, emit);
+        let result = decode_packet(packet);
+        self.totals.decode.record(&result);
+        let Ok(Outcome::Decoded(decoded)) = result else {
+            return;
+        };
+        let decoded = self.fragments.attribute(decoded);
+        self.observer.on_packet(ts, &decoded, &mut self.hits);
+        self.note_server_name(&decoded);
+        self.table.observe(ts, &decoded, &mut self.flow_out);
+        self.dns.observe(ts, &decoded, &mut self.dns_out);
+        self.absorb(emit);
+    }
+
+    /// Moves time to `now` without a packet (a live capture's idle timer): flows and queries
+    /// due by then are expired, and the interval closes if `now` is past its end.
+    pub fn tick(&mut self, now: Timestamp, emit: &mut impl FnMut(Record)) {
+        self.advance(now, emit);
+        self.table.expire(now, &mut self.flow_out);
+        self.dns.expire(now, &mut self.dns_out);
+        self.absorb(emit);
+    }
+
+    /// Ends the input: every flow and pending query is emitted, and the open interval is
+    /// closed with its summaries and `HostStats`.
+    pub fn finish(&mut self, emit: &mut impl FnMut(Record)) {
+        self.table.flush(&mut self.flow_out);
+        self.dns.flush(&mut self.dns_out);
+        self.absorb(emit);
+        if let Some(interval) = self.clock.close() {
+            self.close_interval(interval, emit);
+        }
+    }
+
+    /// Closes the open interval if `now` is past its end, first expiring into it what was
+    /// due by its end.
+    fn advance(&mut self, now: Timestamp, emit: &mut impl FnMut(Record)) {
+        if let Some(open) = self.clock.current() {
+            if now >= open.end {
+                self.table.expire(open.end, &mut self.flow_out);
+                self.dns.expire(open.end, &mut self.dns_out);
+                self.absorb(emit);
+            }
+        }
+        if let Some(closed) = self.clock.advance(now) {
+            self.close_interval(closed, emit);
+        }
+    }
+
+    /// A TLS ClientHello's server name, kept for its flow's summary. The first-byte test
+    /// keeps this to one compare for every other packet.
+    fn note_server_name(&mut self, packet: &Decoded<'_>) {
+        if packet.payload.first() != Some(&22) {
+            return;
+        }
+        let (Some(name), Some((src_port, dst_port))) = (
+            app_protocol::tls_server_name(packet.payload),
+            packet.ports(),
+        ) else {
+            return;
+        };
+        let (key, _) = FlowKey::new(
+            packet.protocol,
+            Endpoint {
+                addr: packet.src,
+                port: src_port,
+            },
+            Endpoint {
+                addr: packet.dst,
+                port: dst_port,
+            },
+        );
+        self.flow_summaries.note_server_name(key, name);
+    }
+
+    /// Hands finished flows and DNS transactions to the observer and the summaries, and
+    /// emits the observer's hits at once.
+    fn absorb(&mut self, emit: &mut impl FnMut(Record)) {
+        for flow in self.flow_out.drain(..) {
+            self.observer.on_flow(&flow, &mut self.hits);
+            let remote = flow.remote().unwrap_or(flow.responder).addr;
+            let name = self.dns.name_for(remote, flow.end);
+            self.flow_summaries.add(&flow, name);
+        }
+        for tx in self.dns_out.drain(..) {
+            self.observer.on_dns(&tx, &mut self.hits);
+            self.dns_summaries.add(&tx);
+        }
+        for hit in self.hits.drain(..) {
+            self.totals.intel_hits = self.totals.intel_hits.saturating_add(1);
+            self.totals.records = self.totals.records.saturating_add(1);
+            emit(Record {
+                record: Some(record::Record::IntelHit(hit)),
+            });
+        }
+    }
+
+    fn refresh(&self, totals: &mut PipelineTotals) {
+        totals.flows = self.table.stats();
+        totals.dns = self.dns.stats();
+        totals.flow_summaries = self.flow_summaries.stats();
+        totals.dns_summaries = self.dns_summaries.stats();
+    }
+
+    fn close_interval(&mut self, interval: Interval, emit: &mut impl FnMut(Record)) {
+        let mut count = 0_u64;
+        let mut counting = |r: Record| {
+            count = count.saturating_add(1);
+            emit(r);
+        };
+        self.flow_summaries
+            .drain(interval, &self.interface, &mut counting);
+        self.dns_summaries.drain(interval, &mut counting);
+        let mut now = self.totals.clone();
+        self.refresh(&mut now);
+        counting(Record {
+            record: Some(record::Record::HostStats(host_stats(
+                interval,
+                &now,
+                &self.reported,
+            ))),
+        });
+        self.totals.records = self.totals.records.saturating_add(count);
+        now.records = self.totals.records;
+        self.reported = now;
+    }
+}
+
+/// Runs every packet of `source` through `pipeline`. Does not finish the pipeline, so several
+/// sources (files replayed one after another) can feed one pipeline.
+///
+/// # Errors
+///
+/// The source's error when its input is damaged; packets before the damage have been
+/// processed and their records emitted.
+pub fn drive<S: PacketSource, O: Observer>(
+    source: &mut S,
+    pipeline: &mut Pipeline<O>,
+    emit: &mut impl FnMut(Record),
+) -> Result<(), S::Error> {
+    while let Some(packet) = source.next_packet()? {
+        pipeline.packet(&packet, emit);
+    }
+    Ok(())
+}
+
+/// The `HostStats` of one interval: `now` minus what was already `reported`.
+fn host_stats(interval: Interval, now: &PipelineTotals, reported: &PipelineTotals) -> HostStats {
+    let ms = |t: Timestamp| i64::try_from(t.as_millis()).unwrap_or(i64::MAX);
+    let decode_errors = now
+        .decode
+        .error_counts()
+        .filter_map(|(layer, kind, n)| {
+            let before = reported
+                .decode
+                .error_counts()
+                .find(|(l, k, _)| *l == layer && *k == kind)
+                .map_or(0, |(_, _, n)| n);
+            let delta = n.saturating_sub(before);
+            (delta > 0).then(|| Counter {
+                kind: format!("{layer}.{kind}"),
+                count: delta,
+            })
+        })
+        .collect();
+    let skipped = now
+        .decode
+        .skip_counts()
+        .filter_map(|(kind, n)| {
+            let before = reported
+                .decode
+                .skip_counts()
+                .find(|(k, _)| *k == kind)
+                .map_or(0, |(_, n)| n);
+            let delta = n.saturating_sub(before);
+            (delta > 0).then(|| Counter {
+                kind: kind.to_owned(),
+                count: delta,
+            })
+        })
+        .collect();
+    let dropped = [
+        (
+            "flow_summaries_full",
+            now.flow_summaries.overflow,
+            reported.flow_summaries.overflow,
+        ),
+        (
+            "tls_names_full",
+            now.flow_summaries.names_dropped,
+            reported.flow_summaries.names_dropped,
+        ),
+        (
+            "dns_summaries_full",
+            now.dns_summaries.overflow,
+            reported.dns_summaries.overflow,
+        ),
+    ];
+    let records_dropped = dropped
+        .iter()
+        .filter_map(|(kind, now, before)| {
+            let delta = now.saturating_sub(*before);
+            (delta > 0).then(|| Counter {
+                kind: (*kind).to_owned(),
+                count: delta,
+            })
+        })
+        .collect();
+    HostStats {
+        interval_start_ms: ms(interval.start),
+        interval_end_ms: ms(interval.end),
+        packets: now.packets.saturating_sub(reported.packets),
+        bytes: now.bytes.saturating_sub(reported.bytes),
+        kernel_drops: now
+            .capture
+            .kernel_drops
+            .saturating_sub(reported.capture.kernel_drops),
+        internal_drops: now
+            .capture
+            .internal_drops
+            .saturating_sub(reported.capture.internal_drops),
+        decode_errors,
+        skipped,
+        flows_active: now.flows.active,
+        flows_evicted: now.flows.evicted.saturating_sub(reported.flows.evicted),
+        dns_malformed: now
+            .dns
+            .total_malformed()
+            .saturating_sub(reported.dns.total_malformed()),
+        records_dropped,
+        intel_hits: now.intel_hits.saturating_sub(reported.intel_hits),
+    }
+}
+
+#[cfg(test)]
+mod tests;

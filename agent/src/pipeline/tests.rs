@@ -1,0 +1,221 @@
+//! The pipeline on crafted packets: the intel seam, payload labels, direction and bounds.
+
+use std::net::Ipv4Addr;
+
+use picket_proto::v1::{Direction, FlowSummary, IntelHit, Record, record};
+
+use super::*;
+use crate::capture::{LinkType, Packet, Timestamp};
+use crate::decode::app_protocol::client_hello;
+use crate::flow_table::Cidr;
+use crate::summaries::FlowSummaryLimits;
+
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+const PSH: u8 = 0x08;
+
+/// An Ethernet/IPv4/TCP frame.
+fn tcp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+    let total = u16::try_from(40 + payload.len()).expect("small");
+    f.extend_from_slice(&[0x45, 0]);
+    f.extend_from_slice(&total.to_be_bytes());
+    f.extend_from_slice(&[0, 0, 0x40, 0, 64, 6, 0, 0]);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&sport.to_be_bytes());
+    f.extend_from_slice(&dport.to_be_bytes());
+    f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    f.extend_from_slice(payload);
+    f
+}
+
+const HOST: [u8; 4] = [10, 0, 0, 5];
+
+fn config(local: [u8; 4]) -> PipelineConfig {
+    let local = Cidr::new(Ipv4Addr::from(local).into(), 32).expect("cidr");
+    PipelineConfig {
+        local: LocalNets::new([local]),
+        ..PipelineConfig::default()
+    }
+}
+
+/// Runs frames (one millisecond apart) through a pipeline and finishes it.
+fn run<O: Observer>(mut pipeline: Pipeline<O>, frames: &[Vec<u8>]) -> Vec<Record> {
+    let mut out = Vec::new();
+    for (i, frame) in frames.iter().enumerate() {
+        let packet = Packet {
+            ts: Timestamp::from_millis(1_700_000_000_000 + u64::try_from(i).expect("small")),
+            link_type: LinkType::ETHERNET,
+            data: frame,
+            orig_len: u32::try_from(frame.len()).expect("small"),
+            interface: 0,
+        };
+        pipeline.packet(&packet, &mut |r| out.push(r));
+    }
+    pipeline.finish(&mut |r| out.push(r));
+    out
+}
+
+fn flows(records: &[Record]) -> Vec<&FlowSummary> {
+    records
+        .iter()
+        .filter_map(|r| match &r.record {
+            Some(record::Record::Flow(f)) => Some(f),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Flags one remote address and one query name.
+struct Flagging;
+
+impl Observer for Flagging {
+    fn on_flow(&mut self, flow: &FlowRecord, hits: &mut Vec<IntelHit>) {
+        let remote = flow
+            .remote()
+            .map(|e| e.addr.to_string())
+            .unwrap_or_default();
+        if remote == "203.0.113.7" {
+            hits.push(IntelHit {
+                matched_value: remote.clone(),
+                remote_addr: remote,
+                ..IntelHit::default()
+            });
+        }
+    }
+}
+
+fn handshake(remote: [u8; 4], port: u16) -> Vec<Vec<u8>> {
+    vec![
+        tcp(HOST, remote, 40_000, port, SYN, &[]),
+        tcp(remote, HOST, port, 40_000, SYN | ACK, &[]),
+        tcp(HOST, remote, 40_000, port, ACK, &[]),
+    ]
+}
+
+#[test]
+fn observer_hits_are_emitted_before_the_summaries_of_their_interval() {
+    let mut frames = handshake([203, 0, 113, 7], 443);
+    frames.extend(handshake([198, 51, 100, 9], 443));
+    let records = run(Pipeline::with_observer(config(HOST), Flagging), &frames);
+    let first = records.first().and_then(|r| r.record.as_ref());
+    let Some(record::Record::IntelHit(hit)) = first else {
+        panic!("first record is not a hit: {records:#?}");
+    };
+    assert_eq!(hit.matched_value, "203.0.113.7");
+    let hits = records
+        .iter()
+        .filter(|r| matches!(r.record, Some(record::Record::IntelHit(_))))
+        .count();
+    assert_eq!(hits, 1, "only the flagged address");
+    assert_eq!(flows(&records).len(), 2);
+}
+
+#[test]
+fn without_an_observer_no_hits_are_emitted() {
+    let records = run(
+        Pipeline::new(config(HOST)),
+        &handshake([203, 0, 113, 7], 443),
+    );
+    assert!(
+        records
+            .iter()
+            .all(|r| !matches!(r.record, Some(record::Record::IntelHit(_))))
+    );
+    assert_eq!(flows(&records).len(), 1);
+}
+
+#[test]
+fn tls_and_stratum_payloads_label_their_summaries_and_others_stay_unlabelled() {
+    let pool = [198, 51, 100, 20];
+    let web = [198, 51, 100, 21];
+    let other = [198, 51, 100, 22];
+    let mut frames = handshake(web, 443);
+    frames.push(tcp(
+        HOST,
+        web,
+        40_000,
+        443,
+        ACK | PSH,
+        &client_hello("pool.example.org"),
+    ));
+    frames.extend(handshake(pool, 3333));
+    let subscribe = br#"{"id":1,"method":"mining.subscribe","params":["cpuminer/2.5"]}"#;
+    frames.push(tcp(HOST, pool, 40_000, 3333, ACK | PSH, subscribe));
+    frames.extend(handshake(other, 8443));
+    frames.push(tcp(
+        HOST,
+        other,
+        40_000,
+        8443,
+        ACK | PSH,
+        b"\x00\x07random bytes",
+    ));
+    let records = run(Pipeline::new(config(HOST)), &frames);
+    let summaries = flows(&records);
+    let by_port = |port: u32| {
+        summaries
+            .iter()
+            .find(|f| f.service_port == port)
+            .unwrap_or_else(|| panic!("no {port}: {summaries:#?}"))
+    };
+    let tls = by_port(443);
+    assert_eq!(tls.app_protocol, "tls");
+    assert_eq!(tls.tls_server_names, vec!["pool.example.org".to_owned()]);
+    assert_eq!(by_port(3333).app_protocol, "stratum");
+    assert_eq!(by_port(8443).app_protocol, "");
+    assert!(by_port(8443).tls_server_names.is_empty());
+}
+
+#[test]
+fn flows_between_two_other_hosts_are_summarised_with_unspecified_direction() {
+    let (a, b) = ([198, 51, 100, 1], [203, 0, 113, 2]);
+    let frames = vec![
+        tcp(a, b, 50_000, 80, SYN, &[]),
+        tcp(b, a, 80, 50_000, SYN | ACK, &[]),
+    ];
+    let records = run(Pipeline::new(config(HOST)), &frames);
+    let summaries = flows(&records);
+    assert_eq!(summaries.len(), 1);
+    let s = summaries[0];
+    assert_eq!(s.direction, Direction::Unspecified as i32);
+    assert_eq!(
+        (
+            s.local_addr.as_str(),
+            s.remote_addr.as_str(),
+            s.service_port
+        ),
+        ("198.51.100.1", "203.0.113.2", 80)
+    );
+    assert_eq!((s.packets_out, s.packets_in), (1, 1));
+}
+
+#[test]
+fn a_full_summary_table_counts_the_records_it_could_not_summarise() {
+    let mut cfg = config(HOST);
+    cfg.flow_limits = FlowSummaryLimits {
+        max_summaries: 1,
+        ..FlowSummaryLimits::default()
+    };
+    let mut frames = handshake([198, 51, 100, 30], 443);
+    frames.extend(handshake([198, 51, 100, 31], 443));
+    let records = run(Pipeline::new(cfg), &frames);
+    assert_eq!(flows(&records).len(), 1);
+    let stats = records
+        .iter()
+        .find_map(|r| match &r.record {
+            Some(record::Record::HostStats(h)) => Some(h),
+            _ => None,
+        })
+        .expect("host stats");
+    assert_eq!(stats.packets, 6);
+    assert_eq!(stats.records_dropped.len(), 1, "{stats:?}");
+    assert_eq!(
+        (
+            stats.records_dropped[0].kind.as_str(),
+            stats.records_dropped[0].count
+        ),
+        ("flow_summaries_full", 1)
+    );
+}

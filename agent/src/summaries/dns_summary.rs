@@ -1,0 +1,319 @@
+//! DNS summaries: one interval's DNS transactions folded per (client address, registered
+//! domain) into `DnsSummary` records, with the name-shape features tunnelling and DGA
+//! detectors read (label lengths, entropy, distinct names, NXDOMAIN, query types).
+//!
+//! Label features are computed over the part of the name left of the registered domain (the
+//! labels a tunnel or a DGA fills); a query for the registered domain itself uses its first
+//! label. Entropy is Shannon entropy, in bits per character, of that part's characters
+//! without the dots, averaged over queries.
+//!
+//! Bounds: at most `max_summaries` keys per interval (transactions for further keys are
+//! counted in [`DnsSummaryStats::overflow`]); `distinct_names` counts exactly up to
+//! [`MAX_DISTINCT_NAMES`] and saturates there; at most [`MAX_QUERY_TYPES`] query types (the
+//! rest count under `"OTHER"`), [`MAX_EXAMPLE_NAMES`] examples, [`MAX_ANSWERS`] distinct
+//! answers and [`MAX_RESOLVERS`] resolvers per summary.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+
+use picket_proto::v1::{DnsAnswer as WireAnswer, DnsSummary, Record, TypeCount, record};
+
+use super::interval::Interval;
+use crate::dns::{DnsTransaction, record_type_name};
+
+/// Distinct names counted exactly per summary; past this `distinct_names` stays at the cap.
+pub const MAX_DISTINCT_NAMES: usize = 1024;
+/// Query types counted separately per summary.
+pub const MAX_QUERY_TYPES: usize = 8;
+/// Example names kept per summary.
+pub const MAX_EXAMPLE_NAMES: usize = 4;
+/// Distinct answers kept per summary.
+pub const MAX_ANSWERS: usize = 8;
+/// Resolvers kept per summary.
+pub const MAX_RESOLVERS: usize = 4;
+
+/// What bounds the DNS summaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DnsSummaryLimits {
+    /// Most summaries per interval.
+    pub max_summaries: usize,
+}
+
+impl Default for DnsSummaryLimits {
+    /// 16 384 (client, domain) pairs per interval.
+    fn default() -> Self {
+        Self {
+            max_summaries: 16_384,
+        }
+    }
+}
+
+/// What the DNS summaries dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DnsSummaryStats {
+    /// Transactions not summarised because the interval already had `max_summaries` keys.
+    pub overflow: u64,
+}
+
+#[derive(Debug, Default)]
+struct Aggregate {
+    queries: u64,
+    by_type: Vec<(u16, u64)>,
+    other_types: u64,
+    responses: u64,
+    nxdomain: u64,
+    unanswered: u64,
+    names: HashSet<Box<str>, foldhash::fast::RandomState>,
+    max_label_len: u32,
+    max_name_len: u32,
+    label_len_sum: f64,
+    entropy_sum: f64,
+    /// Queries the label features were measured on.
+    measured: u64,
+    examples: Vec<Box<str>>,
+    answers: Vec<WireAnswer>,
+    resolvers: Vec<IpAddr>,
+    first_seen_ms: u64,
+    last_seen_ms: u64,
+}
+
+/// One interval's DNS summaries being built.
+#[derive(Debug)]
+pub struct DnsSummaries {
+    limits: DnsSummaryLimits,
+    map: HashMap<(IpAddr, Box<str>), Aggregate, foldhash::fast::RandomState>,
+    stats: DnsSummaryStats,
+}
+
+impl DnsSummaries {
+    /// Empty summaries within `limits`.
+    pub fn new(limits: DnsSummaryLimits) -> Self {
+        Self {
+            limits,
+            map: HashMap::with_hasher(foldhash::fast::RandomState::default()),
+            stats: DnsSummaryStats::default(),
+        }
+    }
+
+    /// Drops so far.
+    pub fn stats(&self) -> DnsSummaryStats {
+        self.stats
+    }
+
+    /// Summaries being built now.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether no summary is being built.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Folds one transaction into its (client, registered domain) summary.
+    pub fn add(&mut self, tx: &DnsTransaction) {
+        let domain = tx.registered_domain();
+        let key = (tx.client.addr, Box::<str>::from(domain));
+        if !self.map.contains_key(&key) && self.map.len() >= self.limits.max_summaries {
+            self.stats.overflow = self.stats.overflow.saturating_add(1);
+            return;
+        }
+        let agg = self.map.entry(key).or_insert_with(|| Aggregate {
+            first_seen_ms: u64::MAX,
+            ..Aggregate::default()
+        });
+        for ts in [tx.query_ts, tx.response_ts].into_iter().flatten() {
+            agg.first_seen_ms = agg.first_seen_ms.min(ts.as_millis());
+            agg.last_seen_ms = agg.last_seen_ms.max(ts.as_millis());
+        }
+        if tx.query_ts.is_some() {
+            agg.queries = agg.queries.saturating_add(1);
+            count_type(agg, tx.qtype);
+            measure_name(agg, &tx.name, domain);
+        }
+        if tx.response_ts.is_some() {
+            agg.responses = agg.responses.saturating_add(1);
+        } else {
+            agg.unanswered = agg.unanswered.saturating_add(1);
+        }
+        if tx.is_nxdomain() {
+            agg.nxdomain = agg.nxdomain.saturating_add(1);
+        }
+        if agg.names.len() < MAX_DISTINCT_NAMES && !agg.names.contains(tx.name.as_str()) {
+            agg.names.insert(tx.name.as_str().into());
+        }
+        if agg.examples.len() < MAX_EXAMPLE_NAMES && !agg.examples.iter().any(|e| **e == *tx.name) {
+            agg.examples.push(tx.name.as_str().into());
+        }
+        if agg.resolvers.len() < MAX_RESOLVERS && !agg.resolvers.contains(&tx.server.addr) {
+            agg.resolvers.push(tx.server.addr);
+        }
+        for answer in &tx.answers {
+            if agg.answers.len() >= MAX_ANSWERS {
+                break;
+            }
+            let rtype = record_type_name(answer.rtype);
+            let seen = agg
+                .answers
+                .iter()
+                .any(|a| a.name == answer.name && a.rtype == rtype && a.data == answer.data);
+            if !seen {
+                agg.answers.push(WireAnswer {
+                    name: answer.name.clone(),
+                    rtype: rtype.to_owned(),
+                    data: answer.data.clone(),
+                    ttl: answer.ttl,
+                });
+            }
+        }
+    }
+
+    /// Emits every summary of `interval`, ordered by (client, domain), and starts the next
+    /// interval empty.
+    pub fn drain(&mut self, interval: Interval, emit: &mut impl FnMut(Record)) {
+        let mut entries: Vec<((IpAddr, Box<str>), Aggregate)> = self.map.drain().collect();
+        entries.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
+        for ((client, domain), agg) in entries {
+            emit(Record {
+                record: Some(record::Record::Dns(to_summary(
+                    interval, client, &domain, agg,
+                ))),
+            });
+        }
+    }
+}
+
+fn count_type(agg: &mut Aggregate, qtype: u16) {
+    if let Some((_, n)) = agg.by_type.iter_mut().find(|(t, _)| *t == qtype) {
+        *n = n.saturating_add(1);
+    } else if agg.by_type.len() < MAX_QUERY_TYPES {
+        agg.by_type.push((qtype, 1));
+    } else {
+        agg.other_types = agg.other_types.saturating_add(1);
+    }
+}
+
+/// The labels left of the registered domain, or the domain's first label when there are none.
+fn leftmost_part<'a>(name: &'a str, domain: &'a str) -> &'a str {
+    let sub = name
+        .strip_suffix(domain)
+        .and_then(|s| s.strip_suffix('.'))
+        .filter(|s| !s.is_empty());
+    match sub {
+        Some(sub) => sub,
+        None => domain.split('.').next().unwrap_or(domain),
+    }
+}
+
+fn measure_name(agg: &mut Aggregate, name: &str, domain: &str) {
+    let part = leftmost_part(name, domain);
+    let mut labels = 0_u32;
+    let mut label_chars = 0_u64;
+    for label in part.split('.') {
+        let len = u32::try_from(label.len()).unwrap_or(u32::MAX);
+        agg.max_label_len = agg.max_label_len.max(len);
+        labels = labels.saturating_add(1);
+        label_chars = label_chars.saturating_add(u64::from(len));
+    }
+    agg.max_name_len = agg
+        .max_name_len
+        .max(u32::try_from(name.len()).unwrap_or(u32::MAX));
+    if labels > 0 {
+        agg.label_len_sum += label_chars as f64 / f64::from(labels);
+    }
+    agg.entropy_sum += shannon_entropy(part.bytes().filter(|b| *b != b'.'));
+    agg.measured = agg.measured.saturating_add(1);
+}
+
+/// Shannon entropy in bits per symbol of the bytes given; 0 for none.
+pub fn shannon_entropy(bytes: impl Iterator<Item = u8>) -> f64 {
+    let mut counts = [0_u32; 256];
+    let mut total = 0_u32;
+    for b in bytes {
+        if let Some(c) = counts.get_mut(usize::from(b)) {
+            *c = c.saturating_add(1);
+        }
+        total = total.saturating_add(1);
+    }
+    if total == 0 {
+        return 0.0;
+    }
+    let total = f64::from(total);
+    counts
+        .iter()
+        .filter(|c| **c > 0)
+        .map(|c| {
+            let p = f64::from(*c) / total;
+            -p * p.log2()
+        })
+        .sum()
+}
+
+fn to_summary(interval: Interval, client: IpAddr, domain: &str, agg: Aggregate) -> DnsSummary {
+    let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    let measured = agg.measured.max(1) as f64;
+    let mut queries_by_type: Vec<TypeCount> = agg
+        .by_type
+        .iter()
+        .map(|(t, n)| TypeCount {
+            qtype: record_type_name(*t).to_owned(),
+            count: *n,
+        })
+        .collect();
+    if agg.other_types > 0 {
+        queries_by_type.push(TypeCount {
+            qtype: "OTHER".to_owned(),
+            count: agg.other_types,
+        });
+    }
+    let (first, last) = if agg.first_seen_ms == u64::MAX {
+        (0, 0)
+    } else {
+        (agg.first_seen_ms, agg.last_seen_ms)
+    };
+    DnsSummary {
+        interval_start_ms: to_i64(interval.start.as_millis()),
+        interval_end_ms: to_i64(interval.end.as_millis()),
+        client_addr: client.to_string(),
+        registered_domain: domain.to_owned(),
+        queries: agg.queries,
+        queries_by_type,
+        responses: agg.responses,
+        nxdomain: agg.nxdomain,
+        distinct_names: u64::try_from(agg.names.len()).unwrap_or(u64::MAX),
+        max_label_len: agg.max_label_len,
+        mean_label_len: agg.label_len_sum / measured,
+        mean_label_entropy: agg.entropy_sum / measured,
+        example_names: agg.examples.into_iter().map(String::from).collect(),
+        answers: agg.answers,
+        resolvers: agg.resolvers.iter().map(ToString::to_string).collect(),
+        first_seen_ms: to_i64(first),
+        last_seen_ms: to_i64(last),
+        unanswered: agg.unanswered,
+        max_name_len: agg.max_name_len,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entropy_is_zero_for_one_symbol_and_grows_with_variety() {
+        assert_eq!(shannon_entropy("aaaa".bytes()), 0.0);
+        assert_eq!(shannon_entropy("".bytes()), 0.0);
+        assert!((shannon_entropy("ab".bytes()) - 1.0).abs() < 1e-9);
+        assert!(shannon_entropy("x8f3kq9z".bytes()) > shannon_entropy("wwwwwwww".bytes()));
+    }
+
+    #[test]
+    fn label_features_look_left_of_the_registered_domain() {
+        assert_eq!(
+            leftmost_part("a1b2.t1.biillpi.com", "biillpi.com"),
+            "a1b2.t1"
+        );
+        assert_eq!(leftmost_part("example.com", "example.com"), "example");
+        assert_eq!(leftmost_part("localhost", "localhost"), "localhost");
+        assert_eq!(leftmost_part("", ""), "");
+    }
+}

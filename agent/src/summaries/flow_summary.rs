@@ -1,0 +1,303 @@
+//! Flow summaries: one interval's flow records folded per (direction, local address, remote
+//! address, protocol, service port) into `FlowSummary` records.
+//!
+//! Keys:
+//! - The service port is the responder's port (ICMP: the initiator's first message type).
+//! - A TCP connection that never completed a handshake (its SYN unanswered, or answered only
+//!   by a reset) goes under service port 0, "failed attempts to any port", and its port counts
+//!   into `distinct_ports`: a SYN scan of a thousand ports is one summary with
+//!   `distinct_ports` = 1000, not a thousand summaries.
+//! - A flow whose direction could not be told (neither or both ends local) keeps
+//!   `DIRECTION_UNSPECIFIED` and is summarised as if egress: the initiator stands in for the
+//!   local end, the responder for the remote one.
+//!
+//! Bounds: at most `max_summaries` keys per interval (records for further keys are counted
+//! in [`FlowSummaryStats::overflow`] and not summarised); `distinct_ports` counts exactly up
+//! to [`MAX_DISTINCT_PORTS`] and saturates there; at most [`MAX_SERVER_NAMES`] TLS names per
+//! summary; the pending TLS names by flow are capped and their drops counted.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use picket_proto::v1::{Direction, FlowSummary, Record, record};
+
+use super::interval::Interval;
+use crate::decode::{AppProtocol, TcpFlags, protocol};
+use crate::flow_table::{FlowKey, FlowRecord};
+
+/// Distinct ports counted exactly per summary; past this `distinct_ports` stays at the cap,
+/// which detectors read as "at least this many".
+pub const MAX_DISTINCT_PORTS: usize = 1024;
+/// TLS server names kept per summary.
+pub const MAX_SERVER_NAMES: usize = 4;
+/// A connection with at most this many packets each way counts as short: probes, refused
+/// connections and aborted handshakes take one to three.
+pub const SHORT_CONNECTION_PACKETS: u64 = 3;
+
+/// What bounds the flow summaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowSummaryLimits {
+    /// Most summaries per interval.
+    pub max_summaries: usize,
+    /// Most flows whose TLS server name waits for the flow's record.
+    pub max_pending_names: usize,
+}
+
+impl Default for FlowSummaryLimits {
+    /// 65 536 summaries (a few MiB at most) and 16 384 pending names.
+    fn default() -> Self {
+        Self {
+            max_summaries: 65_536,
+            max_pending_names: 16_384,
+        }
+    }
+}
+
+/// What the flow summaries dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FlowSummaryStats {
+    /// Flow records not summarised because the interval already had `max_summaries` keys.
+    pub overflow: u64,
+    /// TLS server names not kept: the pending table was full, or the flow gave no record
+    /// within two intervals.
+    pub names_dropped: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct SummaryKey {
+    direction: i32,
+    local: IpAddr,
+    remote: IpAddr,
+    protocol: u8,
+    service_port: u16,
+}
+
+#[derive(Debug, Default)]
+struct Aggregate {
+    connections: u64,
+    packets_out: u64,
+    packets_in: u64,
+    bytes_out: u64,
+    bytes_in: u64,
+    unanswered_syns: u64,
+    resets: u64,
+    /// Sorted, at most [`MAX_DISTINCT_PORTS`].
+    ports: Vec<u16>,
+    first_seen_ms: u64,
+    last_seen_ms: u64,
+    remote_name: Option<Box<str>>,
+    tcp_flags: u8,
+    remote_answered: bool,
+    short_connections: u64,
+    app: Option<AppProtocol>,
+    server_names: Vec<Box<str>>,
+}
+
+/// One interval's flow summaries being built.
+#[derive(Debug)]
+pub struct FlowSummaries {
+    limits: FlowSummaryLimits,
+    map: HashMap<SummaryKey, Aggregate, foldhash::fast::RandomState>,
+    /// TLS names seen in ClientHellos, by flow, with the interval number they were seen in,
+    /// until the flow's record arrives.
+    pending_names: HashMap<FlowKey, (Box<str>, u64), foldhash::fast::RandomState>,
+    interval_no: u64,
+    stats: FlowSummaryStats,
+}
+
+impl FlowSummaries {
+    /// Empty summaries within `limits`.
+    pub fn new(limits: FlowSummaryLimits) -> Self {
+        Self {
+            limits,
+            map: HashMap::with_hasher(foldhash::fast::RandomState::default()),
+            pending_names: HashMap::with_hasher(foldhash::fast::RandomState::default()),
+            interval_no: 0,
+            stats: FlowSummaryStats::default(),
+        }
+    }
+
+    /// Drops so far.
+    pub fn stats(&self) -> FlowSummaryStats {
+        self.stats
+    }
+
+    /// Summaries being built now.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether no summary is being built.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Remembers the TLS server name a flow's ClientHello carried, for its summary.
+    pub fn note_server_name(&mut self, flow: FlowKey, name: &str) {
+        if self.pending_names.contains_key(&flow) {
+            return;
+        }
+        if self.pending_names.len() >= self.limits.max_pending_names {
+            self.stats.names_dropped = self.stats.names_dropped.saturating_add(1);
+            return;
+        }
+        self.pending_names
+            .insert(flow, (name.into(), self.interval_no));
+    }
+
+    /// Folds one flow record into its summary; `remote_name` is the name the host resolved
+    /// for the remote address, if any.
+    pub fn add(&mut self, rec: &FlowRecord, remote_name: Option<&str>) {
+        let server_name = if rec.reason == crate::flow_table::EndReason::Active {
+            self.pending_names.get(&rec.key).map(|(n, _)| n.clone())
+        } else {
+            self.pending_names.remove(&rec.key).map(|(n, _)| n)
+        };
+        let key = summary_key(rec);
+        if !self.map.contains_key(&key) && self.map.len() >= self.limits.max_summaries {
+            self.stats.overflow = self.stats.overflow.saturating_add(1);
+            return;
+        }
+        let agg = self.map.entry(key).or_insert_with(|| Aggregate {
+            first_seen_ms: u64::MAX,
+            ..Aggregate::default()
+        });
+        // Egress and unspecified: the initiator is the local end, so forward is "out".
+        let (out, inn) = if rec.direction == Direction::Ingress {
+            (rec.reverse, rec.forward)
+        } else {
+            (rec.forward, rec.reverse)
+        };
+        let new_connection = rec.sequence == 0;
+        if new_connection {
+            agg.connections = agg.connections.saturating_add(1);
+            let finished = rec.reason != crate::flow_table::EndReason::Active;
+            if finished
+                && rec.forward.packets <= SHORT_CONNECTION_PACKETS
+                && rec.reverse.packets <= SHORT_CONNECTION_PACKETS
+            {
+                agg.short_connections = agg.short_connections.saturating_add(1);
+            }
+        }
+        agg.packets_out = agg.packets_out.saturating_add(out.packets);
+        agg.packets_in = agg.packets_in.saturating_add(inn.packets);
+        agg.bytes_out = agg.bytes_out.saturating_add(out.bytes);
+        agg.bytes_in = agg.bytes_in.saturating_add(inn.bytes);
+        if rec.unanswered_syn() {
+            agg.unanswered_syns = agg.unanswered_syns.saturating_add(1);
+        }
+        agg.resets = agg.resets.saturating_add(u64::from(rec.resets));
+        if rec.key.protocol == protocol::TCP || rec.key.protocol == protocol::UDP {
+            insert_port(&mut agg.ports, rec.responder.port);
+        }
+        agg.first_seen_ms = agg.first_seen_ms.min(rec.start.as_millis());
+        agg.last_seen_ms = agg.last_seen_ms.max(rec.end.as_millis());
+        if agg.remote_name.is_none() {
+            agg.remote_name = remote_name.map(Box::from);
+        }
+        agg.tcp_flags |= rec.forward.tcp_flags | rec.reverse.tcp_flags;
+        agg.remote_answered |= rec.answered;
+        if agg.app.is_none() {
+            agg.app = rec.app;
+        }
+        if let Some(name) = server_name {
+            if agg.server_names.len() < MAX_SERVER_NAMES && !agg.server_names.contains(&name) {
+                agg.server_names.push(name);
+            }
+        }
+    }
+
+    /// Emits every summary of `interval` (ordered by key, so replays are byte-identical) and
+    /// starts the next interval empty.
+    pub fn drain(&mut self, interval: Interval, interface: &str, emit: &mut impl FnMut(Record)) {
+        let mut entries: Vec<(SummaryKey, Aggregate)> = self.map.drain().collect();
+        entries.sort_unstable_by_key(|(key, _)| *key);
+        for (key, agg) in entries {
+            let summary = to_summary(interval, interface, key, agg);
+            emit(Record {
+                record: Some(record::Record::Flow(summary)),
+            });
+        }
+        // Names whose flow never produced a record (it was evicted empty) age out after a
+        // full interval more.
+        let now = self.interval_no;
+        let before = self.pending_names.len();
+        self.pending_names
+            .retain(|_, (_, seen)| seen.saturating_add(2) > now);
+        let aged = before.saturating_sub(self.pending_names.len());
+        self.stats.names_dropped = self
+            .stats
+            .names_dropped
+            .saturating_add(u64::try_from(aged).unwrap_or(u64::MAX));
+        self.interval_no = self.interval_no.saturating_add(1);
+    }
+}
+
+/// The summary key of a record; see the module docs for the service port rule.
+fn summary_key(rec: &FlowRecord) -> SummaryKey {
+    let (local, remote) = match rec.direction {
+        Direction::Ingress => (rec.responder.addr, rec.initiator.addr),
+        Direction::Egress | Direction::Unspecified => (rec.initiator.addr, rec.responder.addr),
+    };
+    let service_port = match rec.key.protocol {
+        protocol::ICMP | protocol::ICMPV6 => rec.icmp.map_or(0, |(kind, _)| u16::from(kind)),
+        protocol::TCP if !handshake_completed(rec) => 0,
+        _ => rec.responder.port,
+    };
+    SummaryKey {
+        direction: rec.direction as i32,
+        local,
+        remote,
+        protocol: rec.key.protocol,
+        service_port,
+    }
+}
+
+/// Whether a TCP record shows a real connection: the responder sent SYN-ACK, or the flow was
+/// met mid-way (no SYN seen) and the responder spoke.
+fn handshake_completed(rec: &FlowRecord) -> bool {
+    let syn_ack = TcpFlags::SYN | TcpFlags::ACK;
+    TcpFlags(rec.reverse.tcp_flags).contains(syn_ack) || (rec.syns == 0 && rec.answered)
+}
+
+fn insert_port(ports: &mut Vec<u16>, port: u16) {
+    if let Err(at) = ports.binary_search(&port) {
+        if ports.len() < MAX_DISTINCT_PORTS {
+            ports.insert(at, port);
+        }
+    }
+}
+
+fn millis(ts: crate::capture::Timestamp) -> i64 {
+    i64::try_from(ts.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn to_summary(interval: Interval, interface: &str, key: SummaryKey, agg: Aggregate) -> FlowSummary {
+    let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    FlowSummary {
+        interval_start_ms: millis(interval.start),
+        interval_end_ms: millis(interval.end),
+        direction: key.direction,
+        local_addr: key.local.to_string(),
+        remote_addr: key.remote.to_string(),
+        protocol: u32::from(key.protocol),
+        service_port: u32::from(key.service_port),
+        connections: agg.connections,
+        packets_out: agg.packets_out,
+        packets_in: agg.packets_in,
+        bytes_out: agg.bytes_out,
+        bytes_in: agg.bytes_in,
+        unanswered_syns: agg.unanswered_syns,
+        resets: agg.resets,
+        distinct_ports: u64::try_from(agg.ports.len()).unwrap_or(u64::MAX),
+        first_seen_ms: to_i64(agg.first_seen_ms),
+        last_seen_ms: to_i64(agg.last_seen_ms),
+        remote_name: agg.remote_name.map(String::from).unwrap_or_default(),
+        tcp_flags: u32::from(agg.tcp_flags),
+        remote_answered: agg.remote_answered,
+        short_connections: agg.short_connections,
+        app_protocol: agg.app.map(|a| a.as_str().to_owned()).unwrap_or_default(),
+        tls_server_names: agg.server_names.into_iter().map(String::from).collect(),
+        interface: interface.to_owned(),
+    }
+}

@@ -1,0 +1,303 @@
+//! Capture files through the whole sensor pipeline into records, through the library and
+//! through `picket-agent replay` (see `fixtures/pcap/README.md` for the captures).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use picket_agent::capture::{LinkType, PacketSource, PcapFile, Timestamp};
+use picket_agent::flow_table::{Cidr, LocalNets};
+use picket_agent::pipeline::PipelineConfig;
+use picket_agent::replay::{ReplayReport, replay};
+use picket_proto::v1::{Direction, DnsSummary, FlowSummary, HostStats, Record, record};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/pcap")
+        .join(name)
+}
+
+fn config(local: &[&str]) -> PipelineConfig {
+    PipelineConfig {
+        local: LocalNets::new(local.iter().map(|n| n.parse::<Cidr>().expect("cidr"))),
+        ..PipelineConfig::default()
+    }
+}
+
+fn run(files: &[PathBuf], local: &[&str]) -> (Vec<Record>, ReplayReport) {
+    let mut records = Vec::new();
+    let report = replay(files, config(local), &mut |r| records.push(r));
+    (records, report)
+}
+
+fn flows(records: &[Record]) -> Vec<&FlowSummary> {
+    records
+        .iter()
+        .filter_map(|r| match &r.record {
+            Some(record::Record::Flow(f)) => Some(f),
+            _ => None,
+        })
+        .collect()
+}
+
+fn dns(records: &[Record]) -> Vec<&DnsSummary> {
+    records
+        .iter()
+        .filter_map(|r| match &r.record {
+            Some(record::Record::Dns(d)) => Some(d),
+            _ => None,
+        })
+        .collect()
+}
+
+fn host_stats(records: &[Record]) -> Vec<&HostStats> {
+    records
+        .iter()
+        .filter_map(|r| match &r.record {
+            Some(record::Record::HostStats(h)) => Some(h),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_syn_scan_is_one_egress_summary_of_failed_attempts_to_many_ports() {
+    let (records, report) = run(&[fixture("ndpi_synscan.pcap")], &["172.16.0.8"]);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(report.totals.packets, 2011);
+    let to_target: Vec<_> = flows(&records)
+        .into_iter()
+        .filter(|f| f.remote_addr == "64.13.134.52")
+        .collect();
+    let failed: Vec<_> = to_target.iter().filter(|f| f.service_port == 0).collect();
+    assert_eq!(failed.len(), 1, "{to_target:#?}");
+    let scan = failed[0];
+    assert_eq!(scan.direction, Direction::Egress as i32);
+    assert_eq!(scan.local_addr, "172.16.0.8");
+    assert_eq!(scan.protocol, 6);
+    assert!(scan.distinct_ports >= 990, "{scan:?}");
+    assert!(scan.unanswered_syns >= 1900, "{scan:?}");
+    assert_eq!(scan.short_connections, scan.connections);
+    // The few open ports answered with SYN-ACK: each is a real service under its own port.
+    let open: Vec<_> = to_target.iter().filter(|f| f.service_port != 0).collect();
+    assert!(!open.is_empty() && open.len() < 10, "{open:#?}");
+    assert!(
+        open.iter()
+            .all(|f| f.distinct_ports == 1 && f.unanswered_syns == 0)
+    );
+    let stats = host_stats(&records);
+    assert_eq!(stats.iter().map(|h| h.packets).sum::<u64>(), 2011);
+}
+
+#[test]
+fn an_ssh_session_is_one_summary_labelled_ssh_and_not_short() {
+    let (records, _) = run(
+        &[fixture("zeek_ssh_single-conn.pcap")],
+        &["192.150.186.169"],
+    );
+    let summaries = flows(&records);
+    assert_eq!(summaries.len(), 1, "{summaries:#?}");
+    let s = summaries[0];
+    assert_eq!(
+        (s.direction, s.service_port, s.app_protocol.as_str()),
+        (Direction::Egress as i32, 22, "ssh")
+    );
+    assert_eq!(
+        (s.connections, s.short_connections, s.unanswered_syns),
+        (1, 0, 0)
+    );
+    assert_eq!(s.packets_out + s.packets_in, 94);
+}
+
+#[test]
+fn an_iodine_tunnel_gives_dns_summaries_with_long_random_labels() {
+    let (records, _) = run(&[fixture("ndpi_dns-tunnel-iodine.pcap")], &[]);
+    let tunnel: Vec<_> = dns(&records)
+        .into_iter()
+        .filter(|d| d.registered_domain == "pirate.sea")
+        .collect();
+    assert!(!tunnel.is_empty());
+    assert!(tunnel.iter().all(|d| d.client_addr == "10.0.2.30"));
+    let queries: u64 = tunnel.iter().map(|d| d.queries).sum();
+    assert_eq!(queries, 222);
+    let first = tunnel[0];
+    assert_eq!(first.queries_by_type[0].qtype, "NULL");
+    assert!(first.max_label_len > 100, "{first:?}");
+    assert!(first.mean_label_entropy > 2.5, "{first:?}");
+    assert_eq!(first.distinct_names, first.queries);
+    assert_eq!(first.resolvers, vec!["10.0.2.20".to_owned()]);
+    assert!(!first.example_names.is_empty() && first.example_names.len() <= 4);
+}
+
+#[test]
+fn ordinary_lookups_give_short_low_entropy_dns_summaries() {
+    let (records, _) = run(&[fixture("ndpi_dns.pcap")], &[]);
+    let summaries = dns(&records);
+    let example = summaries
+        .iter()
+        .find(|d| d.registered_domain == "example.com")
+        .expect("example.com summary");
+    assert_eq!(example.example_names, vec!["www.example.com".to_owned()]);
+    assert_eq!(example.queries_by_type[0].qtype, "AAAA");
+    assert_eq!((example.queries, example.responses), (1, 1));
+    assert_eq!(example.max_label_len, 3);
+    assert_eq!(example.mean_label_entropy, 0.0);
+    let whatsapp = summaries
+        .iter()
+        .find(|d| d.registered_domain == "whatsapp.net")
+        .expect("whatsapp.net summary");
+    assert!(whatsapp.answers.iter().any(|a| a.rtype == "A"));
+}
+
+#[test]
+fn intervals_follow_packet_time_so_a_long_capture_gives_several() {
+    // The iodine session spans two minute-intervals (it starts shortly before a boundary).
+    let (records, _) = run(&[fixture("ndpi_dns-tunnel-iodine.pcap")], &[]);
+    let stats = host_stats(&records);
+    assert_eq!(stats.len(), 2, "{stats:#?}");
+    assert!(stats[0].interval_end_ms <= stats[1].interval_start_ms);
+    assert_eq!(stats.iter().map(|h| h.packets).sum::<u64>(), 438);
+}
+
+/// The capture's packets as a little-endian pcapng with one nanosecond interface.
+fn as_pcapng(path: &Path) -> Vec<u8> {
+    fn block(out: &mut Vec<u8>, kind: u32, body: &[u8]) {
+        let padded = body.len().div_ceil(4) * 4;
+        let len = u32::try_from(12 + padded).expect("small block");
+        out.extend_from_slice(&kind.to_le_bytes());
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(body);
+        out.resize(out.len() + padded - body.len(), 0);
+        out.extend_from_slice(&len.to_le_bytes());
+    }
+    let mut source = PcapFile::open(path).expect("opens");
+    let mut packets: Vec<(Timestamp, Vec<u8>, u32)> = Vec::new();
+    let mut link = LinkType::ETHERNET;
+    while let Some(p) = source.next_packet().expect("reads") {
+        link = p.link_type;
+        packets.push((p.ts, p.data.to_vec(), p.orig_len));
+    }
+    let mut out = Vec::new();
+    let mut shb = 0x1a2b_3c4d_u32.to_le_bytes().to_vec();
+    shb.extend_from_slice(&[1, 0, 0, 0]);
+    shb.extend_from_slice(&u64::MAX.to_le_bytes());
+    block(&mut out, 0x0a0d_0d0a, &shb);
+    let mut idb = u16::try_from(link.0).expect("small").to_le_bytes().to_vec();
+    idb.extend_from_slice(&[0, 0, 0, 0, 4, 0]);
+    idb.extend_from_slice(&[9, 0, 1, 0, 9, 0, 0, 0, 0, 0, 0, 0]);
+    block(&mut out, 1, &idb);
+    for (ts, data, orig_len) in packets {
+        let mut epb = 0_u32.to_le_bytes().to_vec();
+        epb.extend_from_slice(&u32::try_from(ts.0 >> 32).expect("high").to_le_bytes());
+        epb.extend_from_slice(
+            &u32::try_from(ts.0 & 0xffff_ffff)
+                .expect("low")
+                .to_le_bytes(),
+        );
+        epb.extend_from_slice(&u32::try_from(data.len()).expect("small").to_le_bytes());
+        epb.extend_from_slice(&orig_len.to_le_bytes());
+        epb.extend_from_slice(&data);
+        block(&mut out, 6, &epb);
+    }
+    out
+}
+
+fn json_lines(records: &[Record]) -> Vec<String> {
+    records
+        .iter()
+        .map(|r| serde_json::to_string(r).expect("serialises"))
+        .collect()
+}
+
+#[test]
+fn pcap_and_pcapng_of_the_same_traffic_give_identical_records() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for name in [
+        "zeek_ssh_single-conn.pcap",
+        "ndpi_dns-tunnel-iodine.pcap",
+        "ndpi_synscan.pcap",
+    ] {
+        let ng_path = dir.path().join(format!("{name}.pcapng"));
+        std::fs::write(&ng_path, as_pcapng(&fixture(name))).expect("writes");
+        let (from_pcap, _) = run(&[fixture(name)], &[]);
+        let (from_ng, report) = run(&[ng_path], &[]);
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        assert!(from_pcap.len() > 1, "{name}");
+        assert_eq!(json_lines(&from_pcap), json_lines(&from_ng), "{name}");
+    }
+}
+
+fn agent() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_picket-agent"))
+}
+
+#[test]
+fn replay_cli_writes_the_pipeline_records_then_a_stats_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("records.jsonl");
+    let status = agent()
+        .args(["replay", "--pcap"])
+        .arg(fixture("ndpi_synscan.pcap"))
+        .args(["--local-ip", "172.16.0.8", "--out"])
+        .arg(&out)
+        .status()
+        .expect("runs");
+    assert!(status.success());
+    let text = std::fs::read_to_string(&out).expect("output");
+    let lines: Vec<&str> = text.lines().collect();
+    let (last, records) = lines.split_last().expect("lines");
+    let stats: serde_json::Value = serde_json::from_str(last).expect("stats json");
+    assert_eq!(stats["stats"]["packets"], 2011);
+    assert_eq!(stats["stats"]["flows"], 1994);
+    assert_eq!(stats["stats"]["evictions"], 0);
+    let parsed: Vec<Record> = records
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("record json"))
+        .collect();
+    let (expected, _) = run(&[fixture("ndpi_synscan.pcap")], &["172.16.0.8"]);
+    assert_eq!(parsed, expected);
+    assert_eq!(stats["stats"]["records"], expected.len());
+}
+
+#[test]
+fn replay_cli_reports_damage_with_its_offset_and_keeps_earlier_records() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cut = dir.path().join("cut.pcap");
+    let whole = std::fs::read(fixture("zeek_ssh_single-conn.pcap")).expect("fixture");
+    std::fs::write(&cut, &whole[..whole.len() / 2]).expect("writes");
+    let output = agent()
+        .args(["replay", "--pcap"])
+        .arg(&cut)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("byte offset"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stats: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().expect("stats line")).expect("json");
+    let packets = stats["stats"]["packets"].as_u64().expect("count");
+    assert!(packets > 0 && packets < 94, "{packets}");
+    assert_eq!(stats["stats"]["files_damaged"], 1);
+    assert!(stdout.contains("\"Flow\""), "{stdout}");
+}
+
+#[test]
+fn replay_cli_fails_when_a_file_gives_no_packets_but_still_writes_the_others() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = dir.path().join("notes.txt");
+    std::fs::File::create(&text)
+        .and_then(|mut f| f.write_all(b"not a capture at all\n"))
+        .expect("writes");
+    let output = agent()
+        .args(["replay", "--pcap"])
+        .arg(fixture("zeek_ssh_single-conn.pcap"))
+        .arg(&text)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("notes.txt"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("\"app_protocol\":\"ssh\""), "{stdout}");
+}
