@@ -49,6 +49,9 @@ pub enum RunError {
     /// Occurs when the outbox cannot be opened.
     #[error(transparent)]
     Outbox(#[from] OutboxError),
+    /// Occurs when the intel cache cannot be opened.
+    #[error(transparent)]
+    Intel(#[from] crate::intel_cache::IntelCacheError),
 }
 
 /// Runs the agent until `shutdown` resolves.
@@ -96,7 +99,8 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         sink,
         stop_rx.clone(),
     ));
-    let transport = Transport::new(settings, tls, outbox, new_batches, health);
+    let intel = crate::intel_cache::IntelCache::open(&db)?;
+    let transport = Transport::new(settings, tls, outbox, new_batches, health, intel);
     let transport = tokio::spawn(transport.run(stop_rx));
 
     shutdown.await;

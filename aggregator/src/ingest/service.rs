@@ -1,5 +1,9 @@
 //! The `Ingest` gRPC service: authenticates each session by its client certificate, checks
 //! that `Hello` claims the same identity, then writes batches to the store and acks them.
+//!
+//! Intel travels the other way on the same stream: when the agent's `Hello.intel_version`
+//! differs from the published snapshot, and again after every reload, the session sends the
+//! whole snapshot as one `IntelUpdate` (no deltas yet: `base_version` is always 0).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,15 +12,16 @@ use futures::FutureExt;
 use picket_proto::AgentId;
 use picket_proto::v1::ingest_server::Ingest;
 use picket_proto::v1::{
-    Ack, AgentFrame, AggregatorFrame, Hello, Lane, agent_frame, aggregator_frame,
+    Ack, AgentFrame, AggregatorFrame, Hello, IntelUpdate, Lane, agent_frame, aggregator_frame,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
 use super::sessions::{SessionLimiter, SessionSlot};
 use super::store::{AppendOutcome, BatchStore, now_ms};
+use crate::intel::{IntelManager, Published};
 use crate::peer::{Peer, peer_of};
 
 /// Frames queued towards one agent before the session stops reading. Acks are tiny and the
@@ -29,15 +34,26 @@ pub struct IngestService {
     store: BatchStore,
     limiter: Arc<SessionLimiter>,
     hello_timeout: Duration,
+    intel: Arc<IntelManager>,
+    max_intel_update_bytes: usize,
 }
 
 impl IngestService {
-    /// A service writing to `store`, allowing `limiter`'s sessions per agent.
-    pub fn new(store: BatchStore, limiter: Arc<SessionLimiter>, hello_timeout: Duration) -> Self {
+    /// A service writing to `store`, allowing `limiter`'s sessions per agent, and sending
+    /// `intel`'s snapshots in frames of at most `max_intel_update_bytes`.
+    pub fn new(
+        store: BatchStore,
+        limiter: Arc<SessionLimiter>,
+        hello_timeout: Duration,
+        intel: Arc<IntelManager>,
+        max_intel_update_bytes: usize,
+    ) -> Self {
         Self {
             store,
             limiter,
             hello_timeout,
+            intel,
+            max_intel_update_bytes,
         }
     }
 }
@@ -132,7 +148,20 @@ impl Ingest for IngestService {
                 debug!(%agent, "initial ack not queued");
             }
         }
-        tokio::spawn(run_session(self.store.clone(), agent, inbound, tx, slot));
+        let intel = IntelFeed {
+            rx: self.intel.subscribe(),
+            max_bytes: self.max_intel_update_bytes,
+            live: true,
+        };
+        tokio::spawn(run_session(
+            self.store.clone(),
+            agent,
+            inbound,
+            tx,
+            slot,
+            intel,
+            hello.intel_version,
+        ));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 }
@@ -144,6 +173,59 @@ fn ack(seq: u64, lane: Lane) -> AggregatorFrame {
             lane: lane as i32,
         })),
     }
+}
+
+/// One session's view of the published intel snapshot.
+struct IntelFeed {
+    rx: watch::Receiver<Arc<Published>>,
+    max_bytes: usize,
+    // False once the manager is gone (server shutting down): stop selecting on it.
+    live: bool,
+}
+
+/// Bytes an `IntelUpdate` frame adds around its payload (field tags, lengths, version, hash),
+/// rounded up generously.
+const INTEL_FRAME_OVERHEAD: usize = 128;
+
+/// What sending one snapshot did.
+enum IntelSend {
+    Sent,
+    Skipped,
+    SessionGone,
+}
+
+/// Sends `published` to the agent unless its frame would exceed `max_bytes`, which would end
+/// the stream with an error; a skipped snapshot is logged and the agent keeps what it holds.
+async fn send_intel(
+    agent: &AgentId,
+    published: &Published,
+    max_bytes: usize,
+    tx: &mpsc::Sender<Result<AggregatorFrame, Status>>,
+) -> IntelSend {
+    let bytes = published.encoded.len();
+    if bytes.saturating_add(INTEL_FRAME_OVERHEAD) > max_bytes {
+        warn!(
+            %agent,
+            version = published.version(),
+            bytes,
+            limit = max_bytes,
+            "intel update not sent: snapshot exceeds limits.max_intel_update_bytes"
+        );
+        return IntelSend::Skipped;
+    }
+    let frame = AggregatorFrame {
+        frame: Some(aggregator_frame::Frame::IntelUpdate(IntelUpdate {
+            version: published.version(),
+            content_hash: published.snapshot.content_hash().to_vec(),
+            base_version: 0,
+            payload: published.encoded.as_ref().clone(),
+        })),
+    };
+    if tx.send(Ok(frame)).await.is_err() {
+        return IntelSend::SessionGone;
+    }
+    info!(%agent, version = published.version(), bytes, "intel update sent");
+    IntelSend::Sent
 }
 
 /// Frames applied before one flush covers them all: under load, many batches share one fsync.
@@ -231,13 +313,39 @@ async fn run_session(
     mut inbound: Streaming<AgentFrame>,
     tx: mpsc::Sender<Result<AggregatorFrame, Status>>,
     _slot: SessionSlot,
+    mut intel: IntelFeed,
+    agent_intel_version: u64,
 ) {
+    let current = Arc::clone(&intel.rx.borrow_and_update());
+    if current.version() != agent_intel_version {
+        debug!(%agent, held = agent_intel_version, current = current.version(), "agent's intel is stale");
+        if let IntelSend::SessionGone = send_intel(&agent, &current, intel.max_bytes, &tx).await {
+            info!(%agent, "agent session closed");
+            return;
+        }
+    }
+    drop(current);
     let mut acks = PendingAcks::default();
     let end: Result<(), Status> = 'session: loop {
-        let first = match inbound.message().await {
-            Ok(Some(f)) => f,
-            Ok(None) => break Ok(()),
-            Err(status) => break Err(status),
+        // `Streaming::message` is cancel-safe, so a snapshot published while waiting for the
+        // agent loses no frame.
+        let first = tokio::select! {
+            m = inbound.message() => match m {
+                Ok(Some(f)) => f,
+                Ok(None) => break Ok(()),
+                Err(status) => break Err(status),
+            },
+            changed = intel.rx.changed(), if intel.live => {
+                if changed.is_err() {
+                    intel.live = false;
+                    continue;
+                }
+                let published = Arc::clone(&intel.rx.borrow_and_update());
+                match send_intel(&agent, &published, intel.max_bytes, &tx).await {
+                    IntelSend::SessionGone => break Ok(()),
+                    IntelSend::Sent | IntelSend::Skipped => continue,
+                }
+            }
         };
         let mut step = apply_frame(&store, &agent, first, &mut acks);
         // Take whatever else has already arrived, so one flush covers a group of batches.
