@@ -404,6 +404,57 @@ mod tests {
         }
     }
 
+    fn canary_published() -> Published {
+        let mut b = picket_intel::SnapshotBuilder::new();
+        b.add_list(picket_intel::canary_list());
+        Published::new(b.build(9).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_over_the_limit_is_skipped_without_ending_the_session() {
+        let id = AgentId::new("111111111111", "i-1").unwrap();
+        let published = canary_published();
+        let (tx, mut rx) = mpsc::channel(4);
+        let small = published.encoded.len();
+        assert!(matches!(
+            send_intel(&id, &published, small, &tx).await,
+            IntelSend::Skipped
+        ));
+        assert!(rx.try_recv().is_err());
+        assert!(!tx.is_closed());
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_within_the_limit_is_sent_whole_and_its_frame_fits_the_limit() {
+        use prost::Message;
+        let id = AgentId::new("111111111111", "i-1").unwrap();
+        let published = canary_published();
+        let limit = published.encoded.len() + INTEL_FRAME_OVERHEAD;
+        let (tx, mut rx) = mpsc::channel(4);
+        assert!(matches!(
+            send_intel(&id, &published, limit, &tx).await,
+            IntelSend::Sent
+        ));
+        let frame = rx.try_recv().unwrap().unwrap();
+        assert!(frame.encoded_len() <= limit);
+        let Some(aggregator_frame::Frame::IntelUpdate(update)) = frame.frame else {
+            panic!("expected an IntelUpdate");
+        };
+        assert_eq!(update.version, 9);
+        assert_eq!(update.base_version, 0);
+        assert_eq!(
+            update.content_hash,
+            published.snapshot.content_hash().to_vec()
+        );
+        let decoded = picket_intel::Snapshot::from_bytes(&update.payload).unwrap();
+        assert_eq!(decoded.version(), 9);
+        drop(rx);
+        assert!(matches!(
+            send_intel(&id, &published, limit, &tx).await,
+            IntelSend::SessionGone
+        ));
+    }
+
     #[test]
     fn hello_matching_the_certificate_is_accepted() {
         let id = AgentId::new("111111111111", "i-1").unwrap();

@@ -33,7 +33,8 @@ pub struct Published {
 }
 
 impl Published {
-    fn new(snapshot: Snapshot) -> Self {
+    /// Wraps a snapshot with its encoding.
+    pub fn new(snapshot: Snapshot) -> Self {
         let encoded = Arc::new(snapshot.to_bytes());
         Self {
             snapshot: Arc::new(snapshot),
