@@ -79,7 +79,7 @@ impl Admin for AdminService {
                 indicators,
             }) => ReloadIntelResponse {
                 version,
-                indicators: indicators as u64,
+                indicators: u64::try_from(indicators).unwrap_or(u64::MAX),
                 changed: true,
             },
             Ok(ReloadOutcome::Unchanged {
@@ -87,7 +87,7 @@ impl Admin for AdminService {
                 indicators,
             }) => ReloadIntelResponse {
                 version,
-                indicators: indicators as u64,
+                indicators: u64::try_from(indicators).unwrap_or(u64::MAX),
                 changed: false,
             },
             Err(e @ ReloadError::Sources(_)) => {

@@ -114,7 +114,26 @@ fn a_list_change_reaches_a_running_agent_and_a_restarted_agent_uses_its_cache_of
     assert!(err.contains("previous snapshot stays in force"), "{err}");
     assert_eq!(agent.events("intel snapshot applied").len(), 2);
 
+    // An agent that reconnects holding the current version is not sent it again: the intel
+    // frame would precede the acks of its new batches on the same stream.
+    agent.terminate()?;
+    let acked_before = agent
+        .events("acked")
+        .iter()
+        .filter_map(|e| e["seq"].as_u64())
+        .max()
+        .unwrap_or(0);
+    let agent = start_agent(&pki, &leaf, &addr, agent_dir.path(), ACCOUNT, INSTANCE)?;
+    agg.wait_for("agent session opened", 1, |e| {
+        e["intel_version"].as_u64() == Some(v2)
+    })?;
+    agent.wait_for("acked", 1, |e| {
+        e["seq"].as_u64().is_some_and(|s| s > acked_before)
+    })?;
+    assert!(agent.events("intel snapshot applied").is_empty());
+
     // Stop both; the agent comes back with no aggregator and filters with its cached snapshot.
+    let mut agent = agent;
     agent.terminate()?;
     agg.kill();
     let agent = start_agent(&pki, &leaf, &addr, agent_dir.path(), ACCOUNT, INSTANCE)?;

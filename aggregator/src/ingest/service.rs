@@ -129,6 +129,7 @@ impl Ingest for IngestService {
             %agent,
             %remote,
             agent_version = %hello.agent_version,
+            intel_version = hello.intel_version,
             first_unacked_seq = hello.first_unacked_seq,
             first_unacked_priority_seq = hello.first_unacked_priority_seq,
             hwm = ledger.last_acked_seq,

@@ -184,7 +184,7 @@ pub fn log_issues(lists: &[ParsedList]) -> u64 {
                 );
             }
         }
-        rejected += list.rejected.len() as u64;
+        rejected = rejected.saturating_add(u64::try_from(list.rejected.len()).unwrap_or(u64::MAX));
     }
     rejected
 }
