@@ -248,7 +248,7 @@ mod tests {
             version,
             content_hash: s.content_hash().to_vec(),
             base_version: 0,
-            payload: s.to_bytes(),
+            payload: s.to_bytes().into(),
         }
     }
 
@@ -315,7 +315,7 @@ mod tests {
     fn a_damaged_persisted_snapshot_is_replaced_by_the_canaries_not_ignored() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
-        let mut bytes = update_for("evil.example\n", 9).payload;
+        let mut bytes = update_for("evil.example\n", 9).payload.to_vec();
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         db.open_tree(TREE)

@@ -219,7 +219,7 @@ async fn send_intel(
             version: published.version(),
             content_hash: published.snapshot.content_hash().to_vec(),
             base_version: 0,
-            payload: published.encoded.as_ref().clone(),
+            payload: published.encoded.clone(),
         })),
     };
     if tx.send(Ok(frame)).await.is_err() {
@@ -443,6 +443,8 @@ mod tests {
         };
         assert_eq!(update.version, 9);
         assert_eq!(update.base_version, 0);
+        // Every session's frame shares the one encoding rather than copying it.
+        assert_eq!(update.payload.as_ptr(), published.encoded.as_ptr());
         assert_eq!(
             update.content_hash,
             published.snapshot.content_hash().to_vec()

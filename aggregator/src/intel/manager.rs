@@ -28,14 +28,14 @@ const LAST_KEY: &[u8] = b"last";
 pub struct Published {
     /// The compiled snapshot.
     pub snapshot: Arc<Snapshot>,
-    /// `snapshot.to_bytes()`, the `IntelUpdate` payload.
-    pub encoded: Arc<Vec<u8>>,
+    /// `snapshot.to_bytes()`, the `IntelUpdate` payload; clones share the buffer.
+    pub encoded: prost::bytes::Bytes,
 }
 
 impl Published {
     /// Wraps a snapshot with its encoding.
     pub fn new(snapshot: Snapshot) -> Self {
-        let encoded = Arc::new(snapshot.to_bytes());
+        let encoded = prost::bytes::Bytes::from(snapshot.to_bytes());
         Self {
             snapshot: Arc::new(snapshot),
             encoded,
