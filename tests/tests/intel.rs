@@ -113,6 +113,50 @@ fn a_list_change_reaches_a_running_agent_and_a_restarted_agent_uses_its_cache_of
     assert!(err.contains("threat.txt"), "{err}");
     assert!(err.contains("previous snapshot stays in force"), "{err}");
     assert_eq!(agent.events("intel snapshot applied").len(), 2);
+    // Reloading is for administrators: an agent's certificate is refused.
+    let out = Command::new(bin("picket-aggregator"))
+        .args([
+            "intel",
+            "reload",
+            "--aggregator",
+            &url,
+            "--ca",
+            path_str(&ca)?,
+        ])
+        .args([
+            "--cert",
+            path_str(&leaf.cert)?,
+            "--key",
+            path_str(&leaf.key)?,
+        ])
+        .output()?;
+    assert!(!out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("PermissionDenied"), "{err}");
+    // Restoring the lists' content is not a new snapshot, however the reload is asked for.
+    replace(&list, b"evil.example\n45.33.32.156\nworse.example\n")?;
+    let out = Command::new(bin("picket-aggregator"))
+        .args([
+            "intel",
+            "reload",
+            "--aggregator",
+            &url,
+            "--ca",
+            path_str(&ca)?,
+        ])
+        .args([
+            "--cert",
+            path_str(&admin.cert)?,
+            "--key",
+            path_str(&admin.key)?,
+        ])
+        .output()?;
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(&format!("intel lists unchanged; snapshot {v2} stays")),
+        "{said}"
+    );
 
     // An agent that reconnects holding the current version is not sent it again: the intel
     // frame would precede the acks of its new batches on the same stream.

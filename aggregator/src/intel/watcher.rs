@@ -62,7 +62,14 @@ fn concerns(sources: &[PathBuf], path: &Path) -> bool {
 /// # Errors
 /// [`WatchError`] naming the folder that cannot be watched.
 pub fn spawn(manager: Arc<IntelManager>, debounce: Duration) -> Result<IntelWatcher, WatchError> {
-    let sources = manager.source_paths();
+    // Events carry the watched folder's path joined with the file name, so a relative source
+    // (`feed.txt` from a config in the working folder) would never equal them: compare and
+    // watch absolute paths.
+    let sources: Vec<PathBuf> = manager
+        .source_paths()
+        .into_iter()
+        .map(|p| std::path::absolute(&p).unwrap_or(p))
+        .collect();
     // Capacity one: a queued signal already means "reload soon", so a full queue loses nothing.
     let (tx, mut rx) = mpsc::channel::<()>(1);
     let filter = sources.clone();
@@ -125,6 +132,58 @@ pub fn spawn(manager: Arc<IntelManager>, debounce: Duration) -> Result<IntelWatc
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_change_to_a_list_named_by_a_relative_path_is_reloaded() {
+        use crate::intel::sources::{IntelSettings, SourceSpec};
+        use picket_intel::{Category, ListKind};
+        let dir = tempfile::tempdir().unwrap();
+        let list = dir.path().join("feed.txt");
+        std::fs::write(&list, "evil.example\n").unwrap();
+        let cwd = std::env::current_dir().unwrap();
+        let relative = pathdiff(&list, &cwd);
+        assert!(relative.is_relative());
+        let settings = IntelSettings {
+            canaries: false,
+            sources: vec![SourceSpec {
+                path: relative,
+                kind: ListKind::Threat,
+                format: None,
+                name: None,
+                category: Category::C2,
+            }],
+        };
+        let db = sled::open(dir.path().join("db")).unwrap();
+        let manager = IntelManager::start(settings, db.open_tree("intel").unwrap()).unwrap();
+        let mut rx = manager.subscribe();
+        let _watcher = spawn(Arc::clone(&manager), Duration::from_millis(50)).unwrap();
+        std::fs::write(&list, "evil.example\nnewbad.example\n").unwrap();
+        tokio::time::timeout(Duration::from_secs(20), rx.changed())
+            .await
+            .expect("no reload within 20 s of the change")
+            .unwrap();
+        assert!(
+            rx.borrow()
+                .snapshot
+                .match_domain("newbad.example")
+                .is_some()
+        );
+    }
+
+    /// `path` relative to `base` (both absolute), with `..` steps as needed.
+    fn pathdiff(path: &Path, base: &Path) -> PathBuf {
+        let p: Vec<_> = path.components().collect();
+        let b: Vec<_> = base.components().collect();
+        let common = p.iter().zip(&b).take_while(|(x, y)| x == y).count();
+        let mut out = PathBuf::new();
+        for _ in common..b.len() {
+            out.push("..");
+        }
+        for c in &p[common..] {
+            out.push(c);
+        }
+        out
+    }
 
     #[test]
     fn events_count_for_the_listed_file_and_for_files_in_listed_folders_only() {
