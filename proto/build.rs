@@ -18,6 +18,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "#[derive(serde::Serialize, serde::Deserialize)]",
         )
         .message_attribute(".picket.v1", "#[serde(default)]")
+        // A snapshot payload can run to hundreds of MiB and goes to every connected agent:
+        // `Bytes` lets each session's frame share one buffer instead of copying it.
+        .bytes(".picket.v1.IntelUpdate.payload")
         .compile_fds(fds)?;
     Ok(())
 }

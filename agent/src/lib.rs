@@ -3,7 +3,9 @@
 //! Data flows one way: capture → decode → flow table / DNS → summaries → outbox → transport.
 //! The sensor stages are [`capture`], [`decode`], [`flow_table`] and [`dns`]; delivery is
 //! [`records_sink`] → [`outbox`] → [`transport`]; the agent's own accounting is
-//! [`host_stats`], [`health`] and [`status`].
+//! [`host_stats`], [`health`] and [`status`]. Threat intel is [`intel_cache`] (the snapshot the
+//! aggregator sent, persisted) and [`intel_check`] (the pre-filter that turns matches into
+//! `IntelHit` records), plugged into the pipeline by [`intel_observer`].
 // `unsafe` is denied everywhere but `capture::packet_socket`, the FFI the socket stats need.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -16,6 +18,9 @@ pub mod dns;
 pub mod flow_table;
 pub mod health;
 pub mod host_stats;
+pub mod intel_cache;
+pub mod intel_check;
+pub mod intel_observer;
 pub mod outbox;
 pub mod pipeline;
 pub mod records_sink;

@@ -56,6 +56,9 @@ pub enum RunError {
     /// Occurs when live capture cannot start on a configured interface.
     #[error(transparent)]
     Capture(#[from] crate::capture::LiveCaptureError),
+    /// Occurs when the intel cache cannot be opened.
+    #[error(transparent)]
+    Intel(#[from] crate::intel_cache::IntelCacheError),
 }
 
 /// Runs the agent until `shutdown` resolves.
@@ -98,6 +101,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         Arc::clone(&health),
         stop_rx.clone(),
     ));
+    let intel = crate::intel_cache::IntelCache::open(&db)?;
     let interfaces = interfaces_to_capture(settings.sensor_interfaces.as_deref());
     // With a sensor, its pipelines send `HostStats` (with the outbox's drops added on the
     // way); without one, the reporter keeps the agent visible.
@@ -116,7 +120,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
             local: LocalNets::new(local),
             ..PipelineConfig::default()
         };
-        match Sensor::start(&interfaces, &config, sink.clone()) {
+        match Sensor::start(&interfaces, &config, sink.clone(), Arc::clone(&intel)) {
             Ok(sensor) => (Some(sensor), None),
             // Interfaces named in the config must work; the default (every interface) may
             // simply lack the privilege, and the agent is still useful as a reporter.
@@ -135,7 +139,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
             Err(e) => return Err(e.into()),
         }
     };
-    let transport = Transport::new(settings, tls, outbox, new_batches, health);
+    let transport = Transport::new(settings, tls, outbox, new_batches, health, intel);
     let transport = tokio::spawn(transport.run(stop_rx));
 
     shutdown.await;

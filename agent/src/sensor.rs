@@ -41,9 +41,9 @@ const STOP_DRAIN: Duration = Duration::from_secs(2);
 /// # Errors
 /// [`LiveCaptureError`] when the socket fails; the pipeline is finished first, so what was
 /// seen until then is still emitted.
-pub fn capture_until(
+pub fn capture_until<O: crate::pipeline::Observer>(
     capture: &mut LiveCapture,
-    pipeline: &mut Pipeline,
+    pipeline: &mut Pipeline<O>,
     stop: &AtomicBool,
     emit: &mut impl FnMut(Record),
 ) -> Result<PipelineTotals, LiveCaptureError> {
@@ -107,6 +107,7 @@ impl Sensor {
         interfaces: &[String],
         config: &PipelineConfig,
         sink: RecordSink,
+        intel: Arc<crate::intel_cache::IntelCache>,
     ) -> Result<Self, LiveCaptureError> {
         let captures = interfaces
             .iter()
@@ -126,11 +127,14 @@ impl Sensor {
             let thread_stop = Arc::clone(&stop);
             let name = capture.name().to_owned();
             let thread_name = name.clone();
+            let observer = crate::intel_observer::IntelObserver::new(
+                crate::intel_observer::SnapshotSource::Cache(Arc::clone(&intel)),
+            );
             info!(interface = %name, "capturing");
             let spawned = std::thread::Builder::new()
                 .name(format!("capture-{name}"))
                 .spawn(move || {
-                    let mut pipeline = Pipeline::new(config);
+                    let mut pipeline = Pipeline::with_observer(config, observer);
                     let mut emit = |r: Record| match tx.try_send(r) {
                         Ok(()) => {}
                         Err(mpsc::error::TrySendError::Full(_)) => {

@@ -20,13 +20,15 @@ use tracing::{debug, info, warn};
 use crate::backoff::Backoff;
 use crate::config::Settings;
 use crate::health::Health;
+use crate::intel_cache::IntelCache;
 use crate::outbox::{Outbox, OutboxError};
 
 /// Batches sent but not yet acked, at most. Bounds what a slow aggregator makes the agent
 /// hold in flight; the rest waits on disk in the outbox.
 pub const WINDOW: usize = 32;
-/// Largest message accepted from the aggregator (intel snapshots are the big ones).
-const MAX_INBOUND_MESSAGE: usize = 64 * 1024 * 1024;
+/// Largest message accepted from the aggregator: intel snapshots are the big ones, and this
+/// matches the aggregator's default `limits.max_intel_update_bytes`.
+const MAX_INBOUND_MESSAGE: usize = 256 * 1024 * 1024;
 
 /// Why a session ended badly.
 #[derive(Debug, thiserror::Error)]
@@ -95,16 +97,19 @@ pub struct Transport {
     outbox: Outbox,
     new_batches: Arc<Notify>,
     health: Arc<Health>,
+    intel: Arc<IntelCache>,
 }
 
 impl Transport {
     /// A transport streaming `outbox`; `new_batches` is notified whenever a batch is pushed.
+    /// Intel updates from the aggregator are applied to `intel`.
     pub fn new(
         settings: Settings,
         tls: ClientTlsConfig,
         outbox: Outbox,
         new_batches: Arc<Notify>,
         health: Arc<Health>,
+        intel: Arc<IntelCache>,
     ) -> Self {
         Self {
             settings,
@@ -112,6 +117,7 @@ impl Transport {
             outbox,
             new_batches,
             health,
+            intel,
         }
     }
 
@@ -165,7 +171,7 @@ impl Transport {
                     ..AgentIdentity::default()
                 }),
                 agent_version: env!("CARGO_PKG_VERSION").to_owned(),
-                intel_version: 0,
+                intel_version: self.intel.version(),
                 first_unacked_seq,
                 first_unacked_priority_seq,
             })),
@@ -256,7 +262,13 @@ impl Transport {
                             info!(seq = ack.seq, lane = lane.as_str_name(), removed, "acked");
                         }
                         Some(aggregator_frame::Frame::IntelUpdate(update)) => {
-                            debug!(version = update.version, bytes = update.payload.len(), "intel update received (not applied yet)");
+                            let version = update.version;
+                            debug!(version, bytes = update.payload.len(), "intel update received");
+                            // A bad update is the aggregator's problem, not the session's:
+                            // keep filtering with what we hold and keep delivering batches.
+                            if let Err(e) = self.intel.apply(update).await {
+                                warn!(version, error = %e, "intel update not applied; the previous snapshot stays in force");
+                            }
                         }
                         None => debug!("empty frame from aggregator ignored"),
                     },

@@ -138,7 +138,8 @@ pub async fn upload(
         Arc::clone(&health),
         stop_rx.clone(),
     ));
-    let transport = Transport::new(settings, tls, outbox.clone(), new_batches, health);
+    let intel = crate::intel_cache::IntelCache::open(&db).map_err(RunError::from)?;
+    let transport = Transport::new(settings, tls, outbox.clone(), new_batches, health, intel);
     let transport = tokio::spawn(transport.run(stop_rx));
 
     let mut report = UploadReport::default();

@@ -1,15 +1,18 @@
-//! The `Admin` gRPC service: what the aggregator knows of its agents, for holders of an
-//! administrator certificate only.
+//! The `Admin` gRPC service: what the aggregator knows of its agents, and intel reloads, for
+//! holders of an administrator certificate only.
 
 use std::sync::Arc;
 
 use picket_proto::AgentId;
 use picket_proto::v1::admin_server::Admin;
-use picket_proto::v1::{ListAgentsRequest, ListAgentsResponse};
+use picket_proto::v1::{
+    ListAgentsRequest, ListAgentsResponse, ReloadIntelRequest, ReloadIntelResponse,
+};
 use tonic::{Request, Response, Status};
 use tracing::warn;
 
 use crate::ingest::{BatchStore, SessionLimiter};
+use crate::intel::{IntelManager, ReloadError, ReloadOutcome};
 use crate::peer::{Peer, peer_of};
 
 /// The gRPC service behind `picket.v1.Admin`.
@@ -17,12 +20,17 @@ use crate::peer::{Peer, peer_of};
 pub struct AdminService {
     store: BatchStore,
     limiter: Arc<SessionLimiter>,
+    intel: Arc<IntelManager>,
 }
 
 impl AdminService {
-    /// A service reading `store`, with connection state from `limiter`.
-    pub fn new(store: BatchStore, limiter: Arc<SessionLimiter>) -> Self {
-        Self { store, limiter }
+    /// A service reading `store`, with connection state from `limiter`, reloading `intel`.
+    pub fn new(store: BatchStore, limiter: Arc<SessionLimiter>, intel: Arc<IntelManager>) -> Self {
+        Self {
+            store,
+            limiter,
+            intel,
+        }
     }
 }
 
@@ -57,6 +65,39 @@ impl Admin for AdminService {
             }
         }
         Ok(Response::new(ListAgentsResponse { agents }))
+    }
+
+    async fn reload_intel(
+        &self,
+        request: Request<ReloadIntelRequest>,
+    ) -> Result<Response<ReloadIntelResponse>, Status> {
+        let admin = require_admin(&request)?;
+        tracing::info!(%admin, "intel reload requested");
+        let response = match self.intel.reload("admin request").await {
+            Ok(ReloadOutcome::Published {
+                version,
+                indicators,
+            }) => ReloadIntelResponse {
+                version,
+                indicators: u64::try_from(indicators).unwrap_or(u64::MAX),
+                changed: true,
+            },
+            Ok(ReloadOutcome::Unchanged {
+                version,
+                indicators,
+            }) => ReloadIntelResponse {
+                version,
+                indicators: u64::try_from(indicators).unwrap_or(u64::MAX),
+                changed: false,
+            },
+            Err(e @ ReloadError::Sources(_)) => {
+                return Err(Status::failed_precondition(format!(
+                    "{e}; the previous snapshot stays in force"
+                )));
+            }
+            Err(e) => return Err(Status::internal(e.to_string())),
+        };
+        Ok(Response::new(response))
     }
 }
 

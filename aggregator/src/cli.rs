@@ -43,6 +43,56 @@ pub enum Command {
     /// Work with findings.
     #[command(subcommand)]
     Findings(FindingsCommand),
+    /// Check values against threat intelligence, count what is loaded, reload a running server.
+    #[command(subcommand)]
+    Intel(IntelCommand),
+}
+
+/// `intel` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum IntelCommand {
+    /// Say for each address or name what matches and why: list, entry, category and the
+    /// finding type it leads to, or trusted, or no match.
+    Check(IntelCheckArgs),
+    /// Count indicators per list, category and kind, and print the lines each list rejected.
+    Stats(IntelListArgs),
+    /// Rebuild a running aggregator's snapshot from its configured lists now (needs an
+    /// administrator certificate).
+    Reload(IntelReloadArgs),
+}
+
+/// Which lists `intel check` and `intel stats` load: the list flags if any, else the config
+/// file's `[intel]` sources, else the built-in canary list.
+#[derive(Debug, Args)]
+pub struct IntelListArgs {
+    /// Aggregator config file whose `[intel]` section names the lists.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// A threat list file (format detected); repeat for several. Replaces the configured lists.
+    #[arg(long = "threat-list", value_name = "FILE")]
+    pub threat_lists: Vec<PathBuf>,
+    /// A trusted list file (format detected); repeat for several. Replaces the configured lists.
+    #[arg(long = "trusted-list", value_name = "FILE")]
+    pub trusted_lists: Vec<PathBuf>,
+}
+
+/// `intel check` flags.
+#[derive(Debug, Args)]
+pub struct IntelCheckArgs {
+    /// Which lists.
+    #[command(flatten)]
+    pub lists: IntelListArgs,
+    /// IP addresses and domain names to check.
+    #[arg(required = true, value_name = "VALUE")]
+    pub values: Vec<String>,
+}
+
+/// `intel reload` flags.
+#[derive(Debug, Args)]
+pub struct IntelReloadArgs {
+    /// Where and as whom.
+    #[command(flatten)]
+    pub remote: RemoteArgs,
 }
 
 /// `agents` subcommands.

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::detectors::DetectorsConfig;
 use crate::findings::suppression::{Filter, FilterError, SuppressionRule, SuppressionRules};
+use crate::intel::sources::{IntelSettings, SourceSpec};
 use crate::tls::TlsPaths;
 
 /// Default gRPC listen address (all interfaces, Picket's port).
@@ -65,6 +66,13 @@ pub enum ConfigError {
         /// One message per bad value, each naming its full key and the value given.
         problems: Vec<String>,
     },
+    /// Occurs when one or more `[intel]` settings are wrong; each problem names its full key
+    /// (e.g. `intel.sources[2].kind`) and the value given.
+    #[error("{}", .problems.join("; "))]
+    Intel {
+        /// Every problem found, one per key.
+        problems: Vec<String>,
+    },
     /// Occurs when a value is out of range.
     #[error("{key} {why}, got {value}")]
     Invalid {
@@ -115,6 +123,11 @@ pub struct LimitsSection {
     /// Seconds an agent has to send `Hello` after opening a session.
     #[serde(default = "default_hello_timeout_secs")]
     pub hello_timeout_secs: u64,
+    /// Largest `IntelUpdate` frame sent to an agent, in bytes. Separate from
+    /// `max_message_bytes` because a compiled snapshot of millions of indicators is far larger
+    /// than any agent frame; a snapshot past it is logged and not sent.
+    #[serde(default = "default_max_intel_update_bytes")]
+    pub max_intel_update_bytes: NonZeroUsize,
 }
 
 impl Default for LimitsSection {
@@ -124,12 +137,17 @@ impl Default for LimitsSection {
             max_sessions_per_agent: default_max_sessions_per_agent(),
             handshake_timeout_secs: default_handshake_timeout_secs(),
             hello_timeout_secs: default_hello_timeout_secs(),
+            max_intel_update_bytes: default_max_intel_update_bytes(),
         }
     }
 }
 
 fn default_max_message_bytes() -> NonZeroUsize {
     NonZeroUsize::new(4 * 1024 * 1024).unwrap_or(NonZeroUsize::MIN)
+}
+fn default_max_intel_update_bytes() -> NonZeroUsize {
+    // 256 MiB: about five million indicators at the matcher's ~48 bytes each.
+    NonZeroUsize::new(256 * 1024 * 1024).unwrap_or(NonZeroUsize::MIN)
 }
 fn default_max_sessions_per_agent() -> NonZeroUsize {
     // Two, not one: a reconnecting agent's new session may arrive before the server has
@@ -179,6 +197,27 @@ impl Default for FindingsSection {
     }
 }
 
+/// `[intel]`: the threat and trusted lists compiled into the snapshot agents receive.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntelSection {
+    /// Whether the built-in canary list (the GuardDuty tester's domains) is loaded.
+    #[serde(default = "default_canaries")]
+    pub canaries: bool,
+    /// The list files and folders, as `[[intel.sources]]` tables.
+    #[serde(default)]
+    pub sources: Vec<SourceSection>,
+}
+
+impl Default for IntelSection {
+    fn default() -> Self {
+        Self {
+            canaries: default_canaries(),
+            sources: Vec::new(),
+        }
+    }
+}
+
 impl FindingsSection {
     /// The suppression rules, parsed and checked.
     ///
@@ -214,6 +253,114 @@ fn default_max_open_findings() -> NonZeroUsize {
     NonZeroUsize::new(100_000).unwrap_or(NonZeroUsize::MIN)
 }
 
+fn default_canaries() -> bool {
+    true
+}
+
+/// One `[[intel.sources]]` table: a list file, or a folder whose every file is a list.
+///
+/// Names are kept as text here and checked by [`IntelSection::resolve`], so a mistake is
+/// reported with its full key (`intel.sources[1].kind`) together with every other mistake.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSection {
+    /// The file or folder.
+    pub path: PathBuf,
+    /// `threat` or `trusted`.
+    pub kind: String,
+    /// The format (`plain`, `stix`, `otx`, …); detected from the content when absent.
+    pub format: Option<String>,
+    /// The list name findings show; the file name when absent (for a folder: `NAME/FILE`).
+    pub name: Option<String>,
+    /// Category for entries whose line names none (`c2`, `crypto`, …); `custom` when absent.
+    pub category: Option<String>,
+}
+
+impl IntelSection {
+    /// Checks every source's names and returns the resolved settings; files are read later,
+    /// when the snapshot is built.
+    ///
+    /// # Errors
+    /// [`ConfigError::Intel`] listing every problem with its full key and value.
+    pub fn resolve(self) -> Result<IntelSettings, ConfigError> {
+        let mut problems = Vec::new();
+        let mut sources = Vec::new();
+        for (i, s) in self.sources.into_iter().enumerate() {
+            let key = |field: &str| format!("intel.sources[{i}].{field}");
+            if s.path.as_os_str().is_empty() {
+                problems.push(format!("{} must not be empty", key("path")));
+            }
+            let kind = s.kind.parse::<picket_intel::ListKind>().map_err(|_| {
+                problems.push(format!(
+                    "{} must be threat or trusted, got {:?}",
+                    key("kind"),
+                    s.kind
+                ))
+            });
+            let format = match &s.format {
+                None => Ok(None),
+                Some(f) => f
+                    .parse::<picket_intel::ListFormat>()
+                    .map(Some)
+                    .map_err(|_| {
+                        problems.push(format!(
+                            "{} must be one of {}, got {f:?}",
+                            key("format"),
+                            format_names()
+                        ))
+                    }),
+            };
+            let category = match &s.category {
+                None => Ok(picket_intel::Category::Custom),
+                Some(c) => c.parse::<picket_intel::Category>().map_err(|_| {
+                    problems.push(format!(
+                        "{} must be one of {}, got {c:?}",
+                        key("category"),
+                        category_names()
+                    ))
+                }),
+            };
+            if let Some(name) = &s.name
+                && (name.trim().is_empty() || name.chars().any(char::is_control))
+            {
+                problems.push(format!(
+                    "{} must be non-empty printable text, got {name:?}",
+                    key("name")
+                ));
+            }
+            if let (Ok(kind), Ok(format), Ok(category)) = (kind, format, category) {
+                sources.push(SourceSpec {
+                    path: s.path,
+                    kind,
+                    format,
+                    name: s.name,
+                    category,
+                });
+            }
+        }
+        if problems.is_empty() {
+            Ok(IntelSettings {
+                canaries: self.canaries,
+                sources,
+            })
+        } else {
+            Err(ConfigError::Intel { problems })
+        }
+    }
+}
+
+fn format_names() -> String {
+    use strum::IntoEnumIterator;
+    let names: Vec<&'static str> = picket_intel::ListFormat::iter().map(Into::into).collect();
+    names.join(", ")
+}
+
+fn category_names() -> String {
+    use strum::IntoEnumIterator;
+    let names: Vec<&'static str> = picket_intel::Category::iter().map(Into::into).collect();
+    names.join(", ")
+}
+
 /// The aggregator's config file as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -233,6 +380,9 @@ pub struct ConfigFile {
     /// `[detectors]`: one sub-section per detector with its thresholds.
     #[serde(default)]
     pub detectors: DetectorsConfig,
+    /// `[intel]`.
+    #[serde(default)]
+    pub intel: IntelSection,
 }
 
 impl ConfigFile {
@@ -264,6 +414,11 @@ impl ConfigFile {
         fix(&mut file.tls.ca);
         fix(&mut file.tls.cert);
         fix(&mut file.tls.key);
+        for source in &mut file.intel.sources {
+            if source.path.is_relative() && !source.path.as_os_str().is_empty() {
+                source.path = base.join(&source.path);
+            }
+        }
         Ok(file)
     }
 }
@@ -306,6 +461,8 @@ pub struct Settings {
     pub findings: FindingsSection,
     /// Detector thresholds.
     pub detectors: DetectorsConfig,
+    /// Intel sources.
+    pub intel: IntelSettings,
 }
 
 impl Settings {
@@ -341,6 +498,7 @@ impl Settings {
                 flag: "--key",
             })?,
         };
+        let intel = file.intel.resolve()?;
         let limits = file.limits;
         if limits.max_message_bytes.get() < 1024 {
             return Err(ConfigError::Invalid {
@@ -367,6 +525,13 @@ impl Settings {
         // Parsed here too so a bad rule stops startup rather than the first finding.
         file.findings.suppression_rules()?;
         check_detectors(&file.detectors)?;
+        if limits.max_intel_update_bytes < limits.max_message_bytes {
+            return Err(ConfigError::Invalid {
+                key: "limits.max_intel_update_bytes",
+                why: "must be at least limits.max_message_bytes",
+                value: limits.max_intel_update_bytes.to_string(),
+            });
+        }
         Ok(Self {
             listen,
             data_dir,
@@ -374,6 +539,7 @@ impl Settings {
             limits,
             findings: file.findings,
             detectors: file.detectors,
+            intel,
         })
     }
 }
@@ -440,6 +606,82 @@ mod tests {
     }
 
     #[test]
+    fn intel_sources_resolve_with_their_defaults_and_relative_paths() {
+        let (d, path) = write(
+            "[intel]\ncanaries = false\n[[intel.sources]]\npath = \"lists/threat\"\nkind = \"threat\"\n\n[[intel.sources]]\npath = \"/x/trusted.txt\"\nkind = \"Trusted\"\nformat = \"plain\"\nname = \"office\"\ncategory = \"c2\"\n",
+        );
+        let intel = ConfigFile::load(&path).unwrap().intel.resolve().unwrap();
+        assert!(!intel.canaries);
+        assert_eq!(intel.sources.len(), 2);
+        assert_eq!(intel.sources[0].path, d.path().join("lists/threat"));
+        assert_eq!(intel.sources[0].kind, picket_intel::ListKind::Threat);
+        assert_eq!(intel.sources[0].category, picket_intel::Category::Custom);
+        assert_eq!(intel.sources[0].format, None);
+        assert_eq!(intel.sources[1].kind, picket_intel::ListKind::Trusted);
+        assert_eq!(
+            intel.sources[1].format,
+            Some(picket_intel::ListFormat::Plain)
+        );
+        assert_eq!(intel.sources[1].name.as_deref(), Some("office"));
+        assert_eq!(intel.sources[1].category, picket_intel::Category::C2);
+    }
+
+    #[test]
+    fn intel_defaults_to_the_canaries_and_no_sources() {
+        let (_d, path) = write("[server]\n");
+        let intel = ConfigFile::load(&path).unwrap().intel.resolve().unwrap();
+        assert!(intel.canaries);
+        assert!(intel.sources.is_empty());
+    }
+
+    #[test]
+    fn every_bad_intel_source_key_is_named_with_its_index_and_value() {
+        let (_d, path) = write(
+            "[[intel.sources]]\npath = \"a\"\nkind = \"threat\"\n\n[[intel.sources]]\npath = \"b\"\nkind = \"evil\"\nformat = \"pdf\"\ncategory = \"ransom\"\nname = \" \"\n",
+        );
+        let err = ConfigFile::load(&path)
+            .unwrap()
+            .intel
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        for needle in [
+            "intel.sources[1].kind must be threat or trusted, got \"evil\"",
+            "intel.sources[1].format must be one of plain",
+            "got \"pdf\"",
+            "intel.sources[1].category must be one of c2",
+            "got \"ransom\"",
+            "intel.sources[1].name must be non-empty",
+        ] {
+            assert!(err.contains(needle), "{needle} not in {err}");
+        }
+        assert!(!err.contains("sources[0]"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_intel_source_key_is_refused_with_its_line() {
+        let (_d, path) =
+            write("[[intel.sources]]\npath = \"a\"\nkind = \"threat\"\nfromat = \"plain\"\n");
+        let err = ConfigFile::load(&path).unwrap_err().to_string();
+        assert!(err.contains("aggregator.toml:4:"), "{err}");
+        assert!(err.contains("fromat"), "{err}");
+    }
+
+    #[test]
+    fn an_intel_update_limit_below_the_message_limit_is_rejected() {
+        let (_d, path) = write("[limits]\nmax_intel_update_bytes = 2048\n");
+        let file = ConfigFile::load(&path).unwrap();
+        let flags = Overrides {
+            ca: Some("a".into()),
+            cert: Some("b".into()),
+            key: Some("c".into()),
+            ..Overrides::default()
+        };
+        let err = Settings::resolve(file, flags).unwrap_err().to_string();
+        assert!(err.contains("limits.max_intel_update_bytes"), "{err}");
+    }
+
+    #[test]
     fn tiny_message_limit_is_rejected() {
         let (_d, path) = write("[limits]\nmax_message_bytes = 10\n");
         let file = ConfigFile::load(&path).unwrap();
@@ -496,6 +738,9 @@ mod example_tests {
             d.denial_of_service.window_secs,
             defaults.denial_of_service.window_secs
         );
+        assert_eq!(s.limits.max_intel_update_bytes.get(), 256 * 1024 * 1024);
+        assert!(s.intel.canaries);
+        assert_eq!(s.intel.sources.len(), 2);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! certificates that identify agents, servers and administrators ([`certs`]). Detection is
 //! [`detectors`] → [`findings`] (engine, suppression, store), run together by [`pipeline`];
 //! [`analyze`] runs the same pipeline offline over agent-record files.
+//! [`intel`] loads threat and trusted lists into the snapshot every connected agent receives.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -17,6 +18,7 @@ pub mod detection;
 pub mod detectors;
 pub mod findings;
 pub mod ingest;
+pub mod intel;
 pub mod peer;
 pub mod pipeline;
 pub mod server;

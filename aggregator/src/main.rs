@@ -14,7 +14,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::{
     AgentsCommand, AgentsListArgs, AnalyzeArgs, CertsCommand, Cli, Command, FindingsCommand,
-    IssueArgs, LogFormat, OutputFormat, ServeArgs,
+    IntelCommand, IntelListArgs, IntelReloadArgs, IssueArgs, LogFormat, OutputFormat, ServeArgs,
 };
 
 fn main() -> ExitCode {
@@ -58,7 +58,72 @@ fn run(cli: Cli) -> Result<()> {
             let samples = picket_aggregator::findings::samples::samples(&account_id, &region, now);
             print_json_lines(&samples)
         }
+        Command::Intel(command) => intel(command),
     }
+}
+
+fn intel(command: IntelCommand) -> Result<()> {
+    use picket_aggregator::intel::{report, sources};
+    match command {
+        IntelCommand::Check(args) => {
+            let settings = intel_settings(&args.lists)?;
+            let snapshot = sources::load_snapshot(&settings, 0)?;
+            print!("{}", report::check(&snapshot, &args.values));
+            Ok(())
+        }
+        IntelCommand::Stats(args) => {
+            let settings = intel_settings(&args)?;
+            let lists = sources::load_lists(&settings)?;
+            let snapshot = sources::compile(lists.clone(), 0)?;
+            print!("{}", report::stats(&snapshot, &lists));
+            Ok(())
+        }
+        IntelCommand::Reload(args) => intel_reload(args),
+    }
+}
+
+/// The lists `intel check`/`stats` load: list flags, else the config's sources, else canaries.
+fn intel_settings(args: &IntelListArgs) -> Result<picket_aggregator::intel::IntelSettings> {
+    if !args.threat_lists.is_empty() || !args.trusted_lists.is_empty() {
+        return Ok(picket_aggregator::intel::IntelSettings::from_files(
+            &args.threat_lists,
+            &args.trusted_lists,
+        ));
+    }
+    match &args.config {
+        Some(path) => Ok(ConfigFile::load(path)?
+            .intel
+            .resolve()
+            .with_context(|| format!("config {}", path.display()))?),
+        None => Ok(picket_aggregator::intel::IntelSettings::default()),
+    }
+}
+
+fn intel_reload(args: IntelReloadArgs) -> Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let r = runtime.block_on(async {
+        let r = &args.remote;
+        let channel =
+            picket_aggregator::client::connect(&r.aggregator, &r.ca, &r.cert, &r.key).await?;
+        let mut client = picket_proto::v1::admin_client::AdminClient::new(channel);
+        let response = client
+            .reload_intel(picket_proto::v1::ReloadIntelRequest {})
+            .await
+            .map_err(|s| anyhow::anyhow!("aggregator said {:?}: {}", s.code(), s.message()))?;
+        anyhow::Ok(response.into_inner())
+    })?;
+    if r.changed {
+        println!(
+            "intel snapshot {} published ({} indicators)",
+            r.version, r.indicators
+        );
+    } else {
+        println!(
+            "intel lists unchanged; snapshot {} stays ({} indicators)",
+            r.version, r.indicators
+        );
+    }
+    Ok(())
 }
 
 fn agents_list(args: AgentsListArgs) -> Result<()> {

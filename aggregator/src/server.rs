@@ -26,6 +26,7 @@ use crate::config::{ConfigError, Settings};
 use crate::findings::store::{FindingStore, StoreError as FindingStoreError};
 use crate::findings::suppression::SuppressionRules;
 use crate::ingest::{BatchStore, IngestService, SessionLimiter, StoreError};
+use crate::intel::{IntelManager, ReloadError, watcher};
 use crate::tls::{TlsError, server_config};
 
 /// TLS handshakes allowed in flight at once; more connections wait in the kernel backlog.
@@ -57,6 +58,12 @@ pub enum ServeError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// Occurs when the configured intel lists cannot be loaded at start.
+    #[error("intel: {0}")]
+    Intel(#[from] ReloadError),
+    /// Occurs when the intel lists cannot be watched for changes.
+    #[error(transparent)]
+    IntelWatch(#[from] watcher::WatchError),
     /// Occurs when the gRPC server fails.
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -76,6 +83,13 @@ pub async fn serve(
         source: sled::Error::Io(source),
     })?;
     let store = BatchStore::open(&settings.data_dir)?;
+    let intel_tree = store.tree("intel")?;
+    let intel_settings = settings.intel.clone();
+    let intel =
+        tokio::task::spawn_blocking(move || IntelManager::start(intel_settings, intel_tree))
+            .await
+            .map_err(|e| ReloadError::Task(e.to_string()))??;
+    let _intel_watcher = watcher::spawn(Arc::clone(&intel), watcher::DEFAULT_DEBOUNCE)?;
     let findings = FindingStore::open(&settings.data_dir)?;
     // Rules from the config file first, then those saved in the store.
     let mut rules = settings.findings.suppression_rules()?.rules().to_vec();
@@ -100,17 +114,27 @@ pub async fn serve(
 
     let limits = &settings.limits;
     let limiter = SessionLimiter::new(limits.max_sessions_per_agent.get());
-    let admin = AdminServer::new(AdminService::new(store.clone(), Arc::clone(&limiter)));
+    let admin = AdminServer::new(AdminService::new(
+        store.clone(),
+        Arc::clone(&limiter),
+        Arc::clone(&intel),
+    ));
+    let max_message = limits.max_message_bytes.get();
+    let max_intel = limits.max_intel_update_bytes.get();
     let service = IngestService::new(
         store,
         limiter,
         Duration::from_secs(limits.hello_timeout_secs),
+        intel,
+        max_intel,
     )
     .with_output(detection_tx);
-    let max_message = limits.max_message_bytes.get();
+    // Agent frames stay under max_message_bytes; outgoing frames may be as large as an intel
+    // snapshot. The session checks a snapshot's size itself before sending, because a frame
+    // over this limit would end the whole stream with an error.
     let ingest = IngestServer::new(service)
         .max_decoding_message_size(max_message)
-        .max_encoding_message_size(max_message);
+        .max_encoding_message_size(max_intel);
 
     let (tx, rx) = mpsc::channel(ACCEPTED_QUEUE);
     let accept = tokio::spawn(accept_loop(

@@ -27,15 +27,15 @@ use strum::{AsRefStr, Display, EnumCount, EnumIter, EnumString, FromRepr, IntoSt
 #[repr(u8)]
 pub enum Category {
     /// Command-and-control servers.
-    #[strum(serialize = "c2", serialize = "cnc", serialize = "c&c")]
+    #[strum(to_string = "c2", serialize = "cnc", serialize = "c&c")]
     C2 = 0,
     /// Crypto-currency mining pools and related services.
-    #[strum(serialize = "crypto", serialize = "bitcoin", serialize = "mining")]
+    #[strum(to_string = "crypto", serialize = "bitcoin", serialize = "mining")]
     Crypto = 1,
     /// Tor entry, relay or exit nodes.
     Tor = 2,
     /// Black-hole or sinkhole addresses and names.
-    #[strum(serialize = "blackhole", serialize = "sinkhole")]
+    #[strum(to_string = "blackhole", serialize = "sinkhole")]
     Blackhole = 3,
     /// Drop points where stolen data is sent.
     DropPoint = 4,
@@ -51,7 +51,30 @@ pub enum Category {
     Custom = 9,
 }
 
+/// Each category's wire name (`drop_point`), derived from its kebab-case name so the two cannot
+/// drift; indexed by the category's id.
+static WIRE_NAMES: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+    use strum::IntoEnumIterator;
+    Category::iter()
+        .map(|c| c.as_ref().replace('-', "_"))
+        .collect()
+});
+
 impl Category {
+    /// The snake-case name `IntelHit.category` carries on the wire (`c2`, `drop_point`, …): the
+    /// kebab-case name with `_` for `-`.
+    pub fn wire_name(self) -> &'static str {
+        WIRE_NAMES
+            .get(self as usize)
+            .map_or("custom", String::as_str)
+    }
+
+    /// The category whose [`Category::wire_name`] is `name` exactly; `None` for anything else.
+    pub fn from_wire_name(name: &str) -> Option<Category> {
+        use strum::IntoEnumIterator;
+        Category::iter().find(|c| c.wire_name() == name)
+    }
+
     /// Guesses a category from free text in a feed (a Zeek `meta.desc`, a Suricata category name,
     /// an AlienVault activity); `None` when nothing specific is recognised.
     ///
@@ -145,6 +168,34 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, Category::COUNT);
+    }
+
+    #[test]
+    fn wire_names_are_the_snake_case_names_the_protocol_documents() {
+        let names: Vec<&str> = Category::iter().map(Category::wire_name).collect();
+        assert_eq!(
+            names,
+            [
+                "c2",
+                "crypto",
+                "tor",
+                "blackhole",
+                "drop_point",
+                "phishing",
+                "drive_by",
+                "dga",
+                "scanner",
+                "custom"
+            ]
+        );
+        for c in Category::iter() {
+            assert_eq!(Category::from_wire_name(c.wire_name()), Some(c));
+        }
+        assert_eq!(Category::from_wire_name("drop-point"), None);
+        // Aliases parse but never become the displayed name.
+        assert_eq!(Category::C2.to_string(), "c2");
+        assert_eq!(Category::Crypto.to_string(), "crypto");
+        assert_eq!(Category::Blackhole.to_string(), "blackhole");
     }
 
     #[test]

@@ -7,18 +7,18 @@ use strum::{Display, EnumIter, EnumString, IntoStaticStr};
 #[strum(serialize_all = "lowercase", ascii_case_insensitive)]
 pub enum ListFormat {
     /// One IP, CIDR or domain a line, `#`/`;` comments, hosts-file lines (GuardDuty `TXT`).
-    #[strum(serialize = "plain", serialize = "txt", serialize = "hosts")]
+    #[strum(to_string = "plain", serialize = "txt", serialize = "hosts")]
     Plain,
     /// STIX 2.0/2.1 JSON bundle of indicators (GuardDuty `STIX`).
     #[strum(serialize = "stix")]
     Stix,
     /// AlienVault OTX CSV export: `Indicator type,Indicator,Description` (GuardDuty `OTX_CSV`).
-    #[strum(serialize = "otx", serialize = "otx_csv", serialize = "otx-csv")]
+    #[strum(to_string = "otx", serialize = "otx_csv", serialize = "otx-csv")]
     Otx,
     /// AlienVault reputation: `ip#risk#reliability#activity#country#city#lat,long#x`
     /// (GuardDuty `ALIEN_VAULT`).
     #[strum(
-        serialize = "alienvault",
+        to_string = "alienvault",
         serialize = "alien_vault",
         serialize = "alien-vault"
     )]
@@ -26,26 +26,26 @@ pub enum ListFormat {
     /// Proofpoint ET intelligence CSV: `ip,category,score,...` or `domain,category,score,...`
     /// (GuardDuty `PROOF_POINT`).
     #[strum(
-        serialize = "proofpoint",
+        to_string = "proofpoint",
         serialize = "proof_point",
         serialize = "proof-point"
     )]
     Proofpoint,
     /// FireEye iSIGHT threat intelligence CSV with a header row (GuardDuty `FIRE_EYE`).
-    #[strum(serialize = "fireeye", serialize = "fire_eye", serialize = "fire-eye")]
+    #[strum(to_string = "fireeye", serialize = "fire_eye", serialize = "fire-eye")]
     FireEye,
     /// Zeek intel framework TSV with a `#fields` header.
-    #[strum(serialize = "zeek", serialize = "zeek-intel", serialize = "bro")]
+    #[strum(to_string = "zeek", serialize = "zeek-intel", serialize = "bro")]
     Zeek,
     /// Suricata IP reputation CSV: `ip,category_id,score`.
     #[strum(
-        serialize = "suricata",
+        to_string = "suricata",
         serialize = "iprep",
         serialize = "suricata-iprep"
     )]
     Suricata,
     /// Spamhaus DROP/EDROP: `CIDR ; SBL123`, or its JSON-lines form.
-    #[strum(serialize = "spamhaus", serialize = "drop")]
+    #[strum(to_string = "spamhaus", serialize = "drop")]
     Spamhaus,
     /// DShield recommended block list: `start<TAB>end<TAB>prefix ...`.
     #[strum(serialize = "dshield")]
@@ -142,6 +142,26 @@ mod tests {
         assert_eq!(ListFormat::from_str("OTX_CSV"), Ok(ListFormat::Otx));
         assert_eq!(ListFormat::from_str("TXT"), Ok(ListFormat::Plain));
         assert!(ListFormat::from_str("yaml").is_err());
+    }
+
+    #[test]
+    fn formats_display_their_canonical_name_not_an_alias() {
+        let names: Vec<String> = ListFormat::iter().map(|f| f.to_string()).collect();
+        assert_eq!(
+            names,
+            [
+                "plain",
+                "stix",
+                "otx",
+                "alienvault",
+                "proofpoint",
+                "fireeye",
+                "zeek",
+                "suricata",
+                "spamhaus",
+                "dshield"
+            ]
+        );
     }
 
     #[test]

@@ -211,7 +211,18 @@ async fn garbage_bytes_and_an_oversize_frame_end_only_their_own_connection() -> 
         .session(tokio_stream_of(vec![hello(ACCOUNT, "i-0eee"), big]))
         .await?
         .into_inner();
-    let end = tokio::time::timeout(Duration::from_secs(15), inbound.message()).await?;
+    // The session opens with the intel snapshot (the probe holds none); the error follows.
+    let end = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            match inbound.message().await {
+                Ok(Some(picket_proto::v1::AggregatorFrame {
+                    frame: Some(picket_proto::v1::aggregator_frame::Frame::IntelUpdate(_)),
+                })) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await?;
     let status = end.expect_err("an oversize frame must end the session with an error");
     assert!(
         matches!(

@@ -1,6 +1,11 @@
 //! The `Ingest` gRPC service: authenticates each session by its client certificate, checks
 //! that `Hello` claims the same identity, then writes batches to the store, acks them, and hands
 //! newly stored batches on as [`StoredBatch`]es (to detection) when an output is attached.
+//!
+//!
+//! Intel travels the other way on the same stream: when the agent's `Hello.intel_version`
+//! differs from the published snapshot, and again after every reload, the session sends the
+//! whole snapshot as one `IntelUpdate` (no deltas yet: `base_version` is always 0).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,15 +14,17 @@ use futures::FutureExt;
 use picket_proto::AgentId;
 use picket_proto::v1::ingest_server::Ingest;
 use picket_proto::v1::{
-    Ack, AgentFrame, AggregatorFrame, Hello, Lane, Record, agent_frame, aggregator_frame,
+    Ack, AgentFrame, AggregatorFrame, Hello, IntelUpdate, Lane, Record, agent_frame,
+    aggregator_frame,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
 use super::sessions::{SessionLimiter, SessionSlot};
 use super::store::{AppendOutcome, BatchStore, now_ms};
+use crate::intel::{IntelManager, Published};
 use crate::peer::{Peer, peer_of};
 
 /// Frames queued towards one agent before the session stops reading. Acks are tiny and the
@@ -42,16 +49,27 @@ pub struct IngestService {
     limiter: Arc<SessionLimiter>,
     hello_timeout: Duration,
     output: Option<mpsc::Sender<StoredBatch>>,
+    intel: Arc<IntelManager>,
+    max_intel_update_bytes: usize,
 }
 
 impl IngestService {
-    /// A service writing to `store`, allowing `limiter`'s sessions per agent.
-    pub fn new(store: BatchStore, limiter: Arc<SessionLimiter>, hello_timeout: Duration) -> Self {
+    /// A service writing to `store`, allowing `limiter`'s sessions per agent, and sending
+    /// `intel`'s snapshots in frames of at most `max_intel_update_bytes`.
+    pub fn new(
+        store: BatchStore,
+        limiter: Arc<SessionLimiter>,
+        hello_timeout: Duration,
+        intel: Arc<IntelManager>,
+        max_intel_update_bytes: usize,
+    ) -> Self {
         Self {
             store,
             limiter,
             hello_timeout,
             output: None,
+            intel,
+            max_intel_update_bytes,
         }
     }
 
@@ -134,6 +152,7 @@ impl Ingest for IngestService {
             %agent,
             %remote,
             agent_version = %hello.agent_version,
+            intel_version = hello.intel_version,
             first_unacked_seq = hello.first_unacked_seq,
             first_unacked_priority_seq = hello.first_unacked_priority_seq,
             hwm = ledger.last_acked_seq,
@@ -159,6 +178,11 @@ impl Ingest for IngestService {
             .map(|i| i.region.clone())
             .unwrap_or_default();
         let output = self.output.clone().map(|tx| (tx, region));
+        let intel = IntelFeed {
+            rx: self.intel.subscribe(),
+            max_bytes: self.max_intel_update_bytes,
+            live: true,
+        };
         tokio::spawn(run_session(
             self.store.clone(),
             agent,
@@ -166,6 +190,8 @@ impl Ingest for IngestService {
             tx,
             output,
             slot,
+            intel,
+            hello.intel_version,
         ));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
@@ -178,6 +204,59 @@ fn ack(seq: u64, lane: Lane) -> AggregatorFrame {
             lane: lane as i32,
         })),
     }
+}
+
+/// One session's view of the published intel snapshot.
+struct IntelFeed {
+    rx: watch::Receiver<Arc<Published>>,
+    max_bytes: usize,
+    // False once the manager is gone (server shutting down): stop selecting on it.
+    live: bool,
+}
+
+/// Bytes an `IntelUpdate` frame adds around its payload (field tags, lengths, version, hash),
+/// rounded up generously.
+const INTEL_FRAME_OVERHEAD: usize = 128;
+
+/// What sending one snapshot did.
+enum IntelSend {
+    Sent,
+    Skipped,
+    SessionGone,
+}
+
+/// Sends `published` to the agent unless its frame would exceed `max_bytes`, which would end
+/// the stream with an error; a skipped snapshot is logged and the agent keeps what it holds.
+async fn send_intel(
+    agent: &AgentId,
+    published: &Published,
+    max_bytes: usize,
+    tx: &mpsc::Sender<Result<AggregatorFrame, Status>>,
+) -> IntelSend {
+    let bytes = published.encoded.len();
+    if bytes.saturating_add(INTEL_FRAME_OVERHEAD) > max_bytes {
+        warn!(
+            %agent,
+            version = published.version(),
+            bytes,
+            limit = max_bytes,
+            "intel update not sent: snapshot exceeds limits.max_intel_update_bytes"
+        );
+        return IntelSend::Skipped;
+    }
+    let frame = AggregatorFrame {
+        frame: Some(aggregator_frame::Frame::IntelUpdate(IntelUpdate {
+            version: published.version(),
+            content_hash: published.snapshot.content_hash().to_vec(),
+            base_version: 0,
+            payload: published.encoded.clone(),
+        })),
+    };
+    if tx.send(Ok(frame)).await.is_err() {
+        return IntelSend::SessionGone;
+    }
+    info!(%agent, version = published.version(), bytes, "intel update sent");
+    IntelSend::Sent
 }
 
 /// Frames applied before one flush covers them all: under load, many batches share one fsync.
@@ -263,6 +342,8 @@ fn apply_frame(
 }
 
 /// Reads one agent's frames until the stream ends; the slot is held for the session's life.
+// Eight parts of one session, each owned by it for its life; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 async fn run_session(
     store: BatchStore,
     agent: AgentId,
@@ -270,14 +351,40 @@ async fn run_session(
     tx: mpsc::Sender<Result<AggregatorFrame, Status>>,
     mut output: Option<(mpsc::Sender<StoredBatch>, String)>,
     _slot: SessionSlot,
+    mut intel: IntelFeed,
+    agent_intel_version: u64,
 ) {
+    let current = Arc::clone(&intel.rx.borrow_and_update());
+    if current.version() != agent_intel_version {
+        debug!(%agent, held = agent_intel_version, current = current.version(), "agent's intel is stale");
+        if let IntelSend::SessionGone = send_intel(&agent, &current, intel.max_bytes, &tx).await {
+            info!(%agent, "agent session closed");
+            return;
+        }
+    }
+    drop(current);
     let mut acks = PendingAcks::default();
     let mut applied: Vec<Vec<Record>> = Vec::new();
     let end: Result<(), Status> = 'session: loop {
-        let first = match inbound.message().await {
-            Ok(Some(f)) => f,
-            Ok(None) => break Ok(()),
-            Err(status) => break Err(status),
+        // `Streaming::message` is cancel-safe, so a snapshot published while waiting for the
+        // agent loses no frame.
+        let first = tokio::select! {
+            m = inbound.message() => match m {
+                Ok(Some(f)) => f,
+                Ok(None) => break Ok(()),
+                Err(status) => break Err(status),
+            },
+            changed = intel.rx.changed(), if intel.live => {
+                if changed.is_err() {
+                    intel.live = false;
+                    continue;
+                }
+                let published = Arc::clone(&intel.rx.borrow_and_update());
+                match send_intel(&agent, &published, intel.max_bytes, &tx).await {
+                    IntelSend::SessionGone => break Ok(()),
+                    IntelSend::Sent | IntelSend::Skipped => continue,
+                }
+            }
         };
         let mut step = apply_frame(&store, &agent, first, &mut acks, &mut applied);
         // Take whatever else has already arrived, so one flush covers a group of batches.
@@ -349,6 +456,59 @@ mod tests {
             }),
             ..Hello::default()
         }
+    }
+
+    fn canary_published() -> Published {
+        let mut b = picket_intel::SnapshotBuilder::new();
+        b.add_list(picket_intel::canary_list());
+        Published::new(b.build(9).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_over_the_limit_is_skipped_without_ending_the_session() {
+        let id = AgentId::new("111111111111", "i-1").unwrap();
+        let published = canary_published();
+        let (tx, mut rx) = mpsc::channel(4);
+        let small = published.encoded.len();
+        assert!(matches!(
+            send_intel(&id, &published, small, &tx).await,
+            IntelSend::Skipped
+        ));
+        assert!(rx.try_recv().is_err());
+        assert!(!tx.is_closed());
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_within_the_limit_is_sent_whole_and_its_frame_fits_the_limit() {
+        use prost::Message;
+        let id = AgentId::new("111111111111", "i-1").unwrap();
+        let published = canary_published();
+        let limit = published.encoded.len() + INTEL_FRAME_OVERHEAD;
+        let (tx, mut rx) = mpsc::channel(4);
+        assert!(matches!(
+            send_intel(&id, &published, limit, &tx).await,
+            IntelSend::Sent
+        ));
+        let frame = rx.try_recv().unwrap().unwrap();
+        assert!(frame.encoded_len() <= limit);
+        let Some(aggregator_frame::Frame::IntelUpdate(update)) = frame.frame else {
+            panic!("expected an IntelUpdate");
+        };
+        assert_eq!(update.version, 9);
+        assert_eq!(update.base_version, 0);
+        // Every session's frame shares the one encoding rather than copying it.
+        assert_eq!(update.payload.as_ptr(), published.encoded.as_ptr());
+        assert_eq!(
+            update.content_hash,
+            published.snapshot.content_hash().to_vec()
+        );
+        let decoded = picket_intel::Snapshot::from_bytes(&update.payload).unwrap();
+        assert_eq!(decoded.version(), 9);
+        drop(rx);
+        assert!(matches!(
+            send_intel(&id, &published, limit, &tx).await,
+            IntelSend::SessionGone
+        ));
     }
 
     #[test]

@@ -134,6 +134,15 @@ impl BatchStore {
         })
     }
 
+    /// Another tree of the same sled database, for state that must share its durability (the
+    /// intel manager's last published version).
+    ///
+    /// # Errors
+    /// [`StoreError::Sled`] naming the folder.
+    pub fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
+        self.db.open_tree(name).map_err(|e| self.sled_err(e))
+    }
+
     fn sled_err(&self, source: sled::Error) -> StoreError {
         StoreError::Sled {
             path: self.path.clone(),

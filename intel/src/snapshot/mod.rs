@@ -172,6 +172,14 @@ impl Snapshot {
         self.version
     }
 
+    /// The same content numbered `version`. The content hash does not cover the version, so a
+    /// publisher can compile first and number the snapshot once it knows whether the content
+    /// changed.
+    pub fn with_version(mut self, version: u64) -> Snapshot {
+        self.version = version;
+        self
+    }
+
     /// SHA-256 of the canonical encoding of the content (not of the version): equal content gives
     /// an equal hash whatever order lists and lines arrived in.
     pub fn content_hash(&self) -> [u8; 32] {
