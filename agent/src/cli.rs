@@ -68,6 +68,13 @@ pub struct ReplayArgs {
     /// With --aggregator: give up (exit 1, records stay buffered) after this many seconds.
     #[arg(long)]
     pub timeout_secs: Option<u64>,
+    /// A threat list (any supported format, detected) checked with the built-in canary list;
+    /// matches become IntelHit records (repeatable).
+    #[arg(long = "threat-list", value_name = "FILE")]
+    pub threat_lists: Vec<PathBuf>,
+    /// A trusted list: its addresses and names never produce a hit (repeatable).
+    #[arg(long = "trusted-list", value_name = "FILE")]
+    pub trusted_lists: Vec<PathBuf>,
     /// Identity, and with --aggregator the connection and state settings, as for `run`.
     #[command(flatten)]
     pub run: RunArgs,

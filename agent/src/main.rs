@@ -97,6 +97,30 @@ fn upload(args: UploadArgs) -> Result<()> {
     Ok(())
 }
 
+/// The built-in canary list plus the given lists, compiled for `replay`; bad lines are
+/// reported as `file:line: why` and the rest still loads.
+fn replay_snapshot(
+    threat: &[std::path::PathBuf],
+    trusted: &[std::path::PathBuf],
+) -> Result<picket_intel::Snapshot> {
+    use picket_intel::{ListKind, ListOptions, SnapshotBuilder, canary_list, parse_list};
+    let mut builder = SnapshotBuilder::new();
+    builder.add_list(canary_list());
+    for (paths, kind) in [(threat, ListKind::Threat), (trusted, ListKind::Trusted)] {
+        for path in paths {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let name = path.display().to_string();
+            let parsed = parse_list(&name, &bytes, &ListOptions::new(name.clone(), kind))?;
+            for issue in parsed.rejected.iter().take(20) {
+                eprintln!("picket-agent: {issue}");
+            }
+            builder.add_list(parsed);
+        }
+    }
+    Ok(builder.build(0)?)
+}
+
 fn replay(args: ReplayArgs) -> Result<()> {
     use std::io::Write;
 
@@ -155,7 +179,12 @@ fn replay(args: ReplayArgs) -> Result<()> {
     };
     let mut write_error: Option<std::io::Error> = None;
     let mut line = Vec::with_capacity(512);
-    let report = picket_agent::replay::replay(&args.pcap, config, &mut |record| {
+    let snapshot = replay_snapshot(&args.threat_lists, &args.trusted_lists)?;
+    let observer = picket_agent::intel_observer::IntelObserver::new(
+        picket_agent::intel_observer::SnapshotSource::Fixed(std::sync::Arc::new(snapshot)),
+    );
+    let pipeline = picket_agent::pipeline::Pipeline::with_observer(config, observer);
+    let report = picket_agent::replay::replay_with(&args.pcap, pipeline, &mut |record| {
         if write_error.is_some() {
             return;
         }

@@ -131,7 +131,15 @@ pub fn replay(
     config: PipelineConfig,
     emit: &mut impl FnMut(Record),
 ) -> ReplayReport {
-    let mut pipeline = Pipeline::new(config);
+    replay_with(files, Pipeline::new(config), emit)
+}
+
+/// As [`replay`], with a pipeline that already has its observer (the intel pre-filter).
+pub fn replay_with<O: crate::pipeline::Observer>(
+    files: &[PathBuf],
+    mut pipeline: Pipeline<O>,
+    emit: &mut impl FnMut(Record),
+) -> ReplayReport {
     let mut capture = CaptureStats::default();
     let mut errors = Vec::new();
     for path in files {
@@ -153,9 +161,9 @@ pub fn replay(
     }
 }
 
-fn replay_file(
+fn replay_file<O: crate::pipeline::Observer>(
     path: &Path,
-    pipeline: &mut Pipeline,
+    pipeline: &mut Pipeline<O>,
     capture: &mut CaptureStats,
     emit: &mut impl FnMut(Record),
 ) -> Result<(), PcapFileError> {

@@ -60,6 +60,11 @@ type Key = (String, String, String);
 #[derive(Debug, Default)]
 struct Scan {
     ports: DistinctSet<u32>,
+    /// Ports tried by attempts the agent folded into one summary: it keys TCP attempts that
+    /// never completed a handshake under service port 0 and counts the ports they tried in
+    /// `distinct_ports`. The largest such count in the window (not the sum: intervals may
+    /// repeat ports).
+    folded_ports: u64,
     flows: Vec<FlowSummary>,
 }
 
@@ -117,13 +122,22 @@ impl Detector for PortScanDetector {
         let min = self.config.min_ports.get();
         let window_ms = i64::from(self.config.window_secs.get()) * 1000;
         let w = self.table.window(key, at);
-        w.state.ports.insert(f.service_port, PORT_CAP);
+        if f.service_port == 0 {
+            w.state.folded_ports = w.state.folded_ports.max(f.distinct_ports);
+        } else {
+            w.state.ports.insert(f.service_port, PORT_CAP);
+        }
         keep_example(&mut w.state.flows, MAX_EXAMPLES, || f.clone());
-        let seen = w.state.ports.len();
+        let seen = w
+            .state
+            .ports
+            .len()
+            .saturating_add(usize::try_from(w.state.folded_ports).unwrap_or(usize::MAX));
         if w.fired || seen < min as usize {
             return;
         }
         w.fired = true;
+        // The agent's folded summary says how many ports; the example flows show which.
         let evidence = BehaviourEvidence {
             detector: "port_scan".to_owned(),
             window_ms,
@@ -208,6 +222,31 @@ mod tests {
         };
         assert_eq!(ev.thresholds[0].observed, 50.0);
         assert_eq!(ev.flows.len(), MAX_EXAMPLES);
+    }
+
+    /// The agent folds a host's failed attempts into one summary under service port 0 with
+    /// `distinct_ports` counting the ports tried (a SYN scan of 1,000 ports is one record).
+    fn folded(local: &str, remote: &str, ports: u64) -> Event {
+        let mut f = flow(true, local, remote, 6, 0, T0);
+        f.remote_answered = false;
+        f.distinct_ports = ports;
+        f.unanswered_syns = ports;
+        flow_event(f)
+    }
+
+    #[test]
+    fn a_folded_summary_of_many_failed_attempts_is_a_portscan_and_a_small_one_is_not() {
+        let mut d = PortScanDetector::new(PortScanConfig::default());
+        let out = run(&mut d, [folded("172.16.0.8", "64.13.134.52", 1000)]);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].finding_type, FindingType::ReconPortscan);
+        let mut d = PortScanDetector::new(PortScanConfig::default());
+        assert!(run(&mut d, [folded("2001:db8::5", "2001:db8:1::7", 49)]).is_empty());
+        let mut d = PortScanDetector::new(PortScanConfig::default());
+        assert_eq!(
+            run(&mut d, [folded("2001:db8::5", "2001:db8:1::7", 50)]).len(),
+            1
+        );
     }
 
     #[test]
