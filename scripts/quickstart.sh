@@ -100,3 +100,20 @@ if [ "$acked" -ge 2 ]; then
 else
   echo "FAILED: no acks after 30 s; logs are in $work"; exit 1
 fi
+
+# Detection on real traffic: nmap's SYN scan of scanme.nmap.org (a public capture shipped as a
+# test fixture), replayed with a threat list naming the scanned host, then every detector.
+echo
+echo "==> findings from a real capture (replay + analyze)"
+printf '# quick-start threat list\n64.13.134.52\n' >"$work/threats.txt"
+"$bin/picket-agent" replay --pcap agent/tests/fixtures/pcap/ndpi_synscan.pcap \
+  --threat-list "$work/threats.txt" --out "$work/records.jsonl" 2>/dev/null
+"$bin/picket-aggregator" analyze --agent-records "$work/records.jsonl" \
+  --account-id "$account" --instance-id "$instance" --region us-east-1 >"$work/findings.jsonl" 2>/dev/null
+python3 - "$work/findings.jsonl" <<'PY' 2>/dev/null || cat "$work/findings.jsonl"
+import json, sys
+for line in open(sys.argv[1]):
+    f = json.loads(line)
+    print(f"  {f['severity']:>4}  {f['type']:<50} {f['title']}")
+PY
+echo "(GuardDuty-format JSON in $work/findings.jsonl)"
