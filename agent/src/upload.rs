@@ -23,6 +23,60 @@ use crate::run::{RunError, open_state, state_path};
 use crate::tls::client_config;
 use crate::transport::Transport;
 
+/// Longest input line read; a longer one is skipped to its end and counted as malformed, so a
+/// file without newlines cannot make the agent grow without bound.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
+/// What [`read_line_bounded`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Line {
+    /// End of input.
+    Eof,
+    /// A line (without its limit exceeded) is in the buffer.
+    Complete,
+    /// A line longer than [`MAX_LINE_BYTES`] was skipped; the buffer is empty.
+    TooLong,
+}
+
+/// Reads one line into `buf` (newline included), keeping at most [`MAX_LINE_BYTES`].
+fn read_line_bounded(r: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<Line> {
+    buf.clear();
+    let mut any = false;
+    let mut too_long = false;
+    loop {
+        let available = r.fill_buf()?;
+        if available.is_empty() {
+            return Ok(match (any, too_long) {
+                (false, _) => Line::Eof,
+                (true, true) => Line::TooLong,
+                (true, false) => Line::Complete,
+            });
+        }
+        any = true;
+        let (chunk, ends) = match available.iter().position(|b| *b == b'\n') {
+            Some(i) => (available.split_at(i + 1).0, true),
+            None => (available, false),
+        };
+        if !too_long {
+            if buf.len() + chunk.len() > MAX_LINE_BYTES {
+                too_long = true;
+                buf.clear();
+            } else {
+                buf.extend_from_slice(chunk);
+            }
+        }
+        let used = chunk.len();
+        r.consume(used);
+        if ends {
+            return Ok(if too_long {
+                Line::TooLong
+            } else {
+                Line::Complete
+            });
+        }
+    }
+}
+
 /// Records per batch when uploading.
 pub const UPLOAD_BATCH_RECORDS: usize = 1000;
 /// Malformed lines quoted in the report; the rest are only counted.
@@ -223,27 +277,40 @@ async fn read_file(
         report.already_uploaded_lines += done;
     }
     let file = std::fs::File::open(path).map_err(read_err)?;
+    let mut reader = BufReader::new(file);
     let mut batch: Vec<Record> = Vec::with_capacity(UPLOAD_BATCH_RECORDS);
     let mut line_no = 0u64;
-    for line in BufReader::new(file).lines() {
-        let line = line.map_err(read_err)?;
+    let mut buf = Vec::new();
+    loop {
+        let line = read_line_bounded(&mut reader, &mut buf).map_err(read_err)?;
+        if matches!(line, Line::Eof) {
+            break;
+        }
         line_no += 1;
         if line_no <= done {
             continue;
         }
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<Record>(&line) {
-            Ok(r) if r.record.is_some() => batch.push(r),
-            Ok(_) => report.non_record_lines += 1,
-            Err(e) => {
-                report.malformed_lines += 1;
-                if report.errors.len() < MAX_QUOTED_ERRORS {
-                    report
-                        .errors
-                        .push(format!("{}:{line_no}: {e}", path.display()));
+        let problem = match line {
+            Line::TooLong => Some(format!("line longer than {MAX_LINE_BYTES} bytes")),
+            _ if buf.trim_ascii().is_empty() => continue,
+            _ => match serde_json::from_slice::<Record>(&buf) {
+                Ok(r) if r.record.is_some() => {
+                    batch.push(r);
+                    None
                 }
+                Ok(_) => {
+                    report.non_record_lines += 1;
+                    None
+                }
+                Err(e) => Some(e.to_string()),
+            },
+        };
+        if let Some(why) = problem {
+            report.malformed_lines += 1;
+            if report.errors.len() < MAX_QUOTED_ERRORS {
+                report
+                    .errors
+                    .push(format!("{}:{line_no}: {why}", path.display()));
             }
         }
         if batch.len() >= UPLOAD_BATCH_RECORDS {
@@ -258,4 +325,50 @@ async fn read_file(
     sink.submit_with_cursor(batch, Some((key, line_no.to_be_bytes().to_vec())))
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(input: &[u8]) -> Vec<(Line, Vec<u8>)> {
+        let mut r = std::io::Cursor::new(input);
+        let mut buf = Vec::new();
+        let mut out = Vec::new();
+        loop {
+            let l = read_line_bounded(&mut r, &mut buf).unwrap();
+            if l == Line::Eof {
+                return out;
+            }
+            out.push((l, buf.clone()));
+        }
+    }
+
+    #[test]
+    fn lines_are_split_with_or_without_a_final_newline() {
+        assert_eq!(
+            lines(b"a\nbc\nd"),
+            vec![
+                (Line::Complete, b"a\n".to_vec()),
+                (Line::Complete, b"bc\n".to_vec()),
+                (Line::Complete, b"d".to_vec()),
+            ]
+        );
+        assert!(lines(b"").is_empty());
+    }
+
+    #[test]
+    fn an_oversized_line_is_skipped_and_the_next_one_still_reads() {
+        let mut input = vec![b'x'; MAX_LINE_BYTES + 10];
+        input.extend_from_slice(b"\n{}\n");
+        let got = lines(&input);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0], (Line::TooLong, Vec::new()));
+        assert_eq!(got[1], (Line::Complete, b"{}\n".to_vec()));
+        // Without a newline at all: one skipped line, no unbounded buffer.
+        assert_eq!(
+            lines(&vec![b'y'; MAX_LINE_BYTES * 3]),
+            vec![(Line::TooLong, Vec::new())]
+        );
+    }
 }
