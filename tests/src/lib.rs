@@ -194,23 +194,22 @@ impl Proc {
                 return Ok(found);
             }
             if Instant::now() > deadline {
-                let lines = self.lines();
-                let tail = lines
-                    .iter()
-                    .rev()
-                    .take(15)
-                    .rev()
-                    .cloned()
-                    .collect::<Vec<_>>();
+                let tail = self.tail(15);
                 bail!(
                     "{}: waited {WAIT:?} for {n} x {message:?}, saw {}; last log lines:\n{}",
                     self.name,
                     found.len(),
-                    tail.join("\n")
+                    tail
                 );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The last `n` log lines, one string, for failure messages.
+    pub fn tail(&self, n: usize) -> String {
+        let lines = self.lines();
+        lines[lines.len().saturating_sub(n)..].join("\n")
     }
 
     /// Waits for the process to exit by itself, up to `limit`.
@@ -221,18 +220,11 @@ impl Proc {
                 return Ok(status);
             }
             if Instant::now() > deadline {
-                let lines = self.lines();
-                let tail = lines
-                    .iter()
-                    .rev()
-                    .take(15)
-                    .rev()
-                    .cloned()
-                    .collect::<Vec<_>>();
+                let tail = self.tail(15);
                 bail!(
                     "{} did not exit within {limit:?}; last log lines:\n{}",
                     self.name,
-                    tail.join("\n")
+                    tail
                 );
             }
             std::thread::sleep(Duration::from_millis(50));
