@@ -455,8 +455,20 @@ mod tests {
         }]
     }
 
+    /// Opens the outbox, waiting (bounded) for the file lock: after a drop in the same
+    /// process, sled's background flusher can hold the database a moment longer. A restart
+    /// in production is a new process, which never sees this.
     fn open(dir: &std::path::Path, max: u64) -> Outbox {
-        let db = sled::open(dir).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let db = loop {
+            match sled::open(dir) {
+                Ok(db) => break db,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => panic!("sled::open({}) kept failing: {e}", dir.display()),
+            }
+        };
         Outbox::open(&db, dir.to_owned(), max).unwrap()
     }
 

@@ -423,7 +423,18 @@ mod tests {
             let store = BatchStore::open(dir.path()).unwrap();
             store.append(&a, &batch(7, Lane::Bulk)).await.unwrap();
         }
-        let store = BatchStore::open(dir.path()).unwrap();
+        // sled's background flusher may hold the lock a moment after the drop (same process
+        // only; a restart is a new process): wait for it, bounded.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let store = loop {
+            match BatchStore::open(dir.path()) {
+                Ok(s) => break s,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("reopen kept failing: {e}"),
+            }
+        };
         assert_eq!(store.high_water_mark(&a, Lane::Bulk).unwrap(), 7);
         assert_eq!(
             store.append(&a, &batch(7, Lane::Bulk)).await.unwrap(),
