@@ -13,6 +13,7 @@ pub mod admin;
 pub mod analyze;
 pub mod certs;
 pub mod client;
+pub mod cloudtrail;
 pub mod config;
 pub mod detection;
 pub mod detectors;

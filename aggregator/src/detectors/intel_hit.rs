@@ -290,7 +290,9 @@ impl Detector for IntelHitDetector {
     }
 
     fn observe(&mut self, event: &Event, out: &mut Vec<Observation>) {
-        let Event::Agent { source, record } = event;
+        let Event::Agent { source, record } = event else {
+            return;
+        };
         if let Some(R::IntelHit(hit)) = &record.record {
             out.push(self.observation(source, hit));
         }

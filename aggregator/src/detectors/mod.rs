@@ -56,7 +56,8 @@ pub enum Event {
         /// What it sent.
         record: Record,
     },
-    // CloudTrail API events join here (DESIGN §3 "CloudTrail"), as `Api(ApiEvent)`.
+    /// One CloudTrail API event, normalised.
+    Api(Box<crate::cloudtrail::ApiEvent>),
 }
 
 /// The kinds of event a detector can ask for, so the pipeline can skip the others.
@@ -70,6 +71,8 @@ pub enum EventKind {
     IntelHit,
     /// `HostStats` records.
     HostStats,
+    /// CloudTrail API events.
+    Api,
 }
 
 impl Event {
@@ -83,6 +86,7 @@ impl Event {
                 R::IntelHit(_) => Some(EventKind::IntelHit),
                 R::HostStats(_) => Some(EventKind::HostStats),
             },
+            Self::Api(_) => Some(EventKind::Api),
         }
     }
 }

@@ -18,7 +18,9 @@ pub const MAX_EXAMPLES: usize = 5;
 
 /// The flow summary in `event`, if it holds one.
 pub fn flow(event: &Event) -> Option<(&AgentSource, &FlowSummary)> {
-    let Event::Agent { source, record } = event;
+    let Event::Agent { source, record } = event else {
+        return None;
+    };
     match &record.record {
         Some(R::Flow(f)) => Some((source, f)),
         _ => None,
@@ -27,7 +29,9 @@ pub fn flow(event: &Event) -> Option<(&AgentSource, &FlowSummary)> {
 
 /// The DNS summary in `event`, if it holds one.
 pub fn dns(event: &Event) -> Option<(&AgentSource, &DnsSummary)> {
-    let Event::Agent { source, record } = event;
+    let Event::Agent { source, record } = event else {
+        return None;
+    };
     match &record.record {
         Some(R::Dns(d)) => Some((source, d)),
         _ => None,
