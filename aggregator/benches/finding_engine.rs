@@ -162,6 +162,7 @@ fn main() {
         rules(),
         Clock::EventTime,
         &Default::default(),
+        &Default::default(),
     );
     let start = Instant::now();
     for i in 0..EVENTS {

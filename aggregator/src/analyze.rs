@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use picket_proto::v1::Record;
 use serde::Deserialize;
 
-use crate::detectors::{AgentSource, DetectorCounter, DetectorsConfig, Event};
+use crate::detectors::{AgentSource, DetectorContext, DetectorCounter, DetectorsConfig, Event};
 use crate::findings::engine::{EngineConfig, EngineStats};
 use crate::findings::model::Finding;
 use crate::findings::suppression::SuppressionRules;
@@ -67,6 +67,8 @@ pub struct AnalyzeOptions {
     pub rules: SuppressionRules,
     /// Detector thresholds (`[detectors]`).
     pub detectors: DetectorsConfig,
+    /// Lookups detectors consult (intel for CloudTrail callers).
+    pub context: DetectorContext,
 }
 
 /// The result of an analysis.
@@ -217,6 +219,7 @@ pub fn analyze(opts: &AnalyzeOptions) -> Result<Report, AnalyzeError> {
         opts.rules.clone(),
         Clock::EventTime,
         &opts.detectors,
+        &opts.context,
     );
     let mut merged = BTreeMap::new();
     let mut report = Report::default();

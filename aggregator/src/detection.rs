@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::config::FindingsSection;
-use crate::detectors::{AgentSource, DetectorsConfig, Event};
+use crate::detectors::{AgentSource, DetectorContext, DetectorsConfig, Event};
 use crate::findings::engine::EngineConfig;
 use crate::findings::model::Timestamp;
 use crate::findings::store::FindingStore;
@@ -30,6 +30,8 @@ pub const QUEUE: usize = 256;
 /// How often open findings are written to the store (and detectors ticked).
 pub const FLUSH_EVERY: Duration = Duration::from_secs(10);
 const RETENTION_EVERY: Duration = Duration::from_secs(24 * 3600);
+/// How often detectors' learned state (baselines) is saved; also saved on stop.
+pub const SAVE_STATE_EVERY: Duration = Duration::from_secs(60);
 
 /// Stops the detection task after a final drain into the store.
 #[derive(Debug)]
@@ -54,17 +56,20 @@ pub fn spawn(
     settings: &FindingsSection,
     rules: SuppressionRules,
     detectors: &DetectorsConfig,
+    context: &DetectorContext,
 ) -> (mpsc::Sender<StoredBatch>, DetectionStop) {
     let (tx, rx) = mpsc::channel(QUEUE);
     let (stop_tx, stop_rx) = oneshot::channel();
-    let pipeline = Pipeline::new(
+    let mut pipeline = Pipeline::new(
         EngineConfig {
             max_open: settings.max_open_findings,
         },
         rules,
         Clock::Wall,
         detectors,
+        context,
     );
+    restore_states(&store, &mut pipeline);
     let retention = settings.retention_days;
     let done = tokio::spawn(run(store, pipeline, rx, stop_rx, retention));
     (
@@ -91,6 +96,34 @@ async fn persist(store: &FindingStore, pipeline: &mut Pipeline) {
     }
 }
 
+fn restore_states(store: &FindingStore, pipeline: &mut Pipeline) {
+    let refused = pipeline.restore_states(|name| match store.detector_state(name) {
+        Ok(state) => state,
+        Err(e) => {
+            warn!(detector = name, error = %e, "saved detector state unreadable; relearning");
+            None
+        }
+    });
+    for (name, why) in refused {
+        warn!(
+            detector = name,
+            why, "saved detector state refused; relearning"
+        );
+    }
+}
+
+async fn save_states(store: &FindingStore, states: Vec<(&'static str, Vec<u8>)>) {
+    if states.is_empty() {
+        return;
+    }
+    let store = store.clone();
+    match tokio::task::spawn_blocking(move || store.save_detector_states(&states)).await {
+        Ok(Ok(())) => debug!("detector state saved"),
+        Ok(Err(e)) => warn!(error = %e, "detector state not saved"),
+        Err(e) => warn!(error = %e, "detector state task failed"),
+    }
+}
+
 async fn run(
     store: FindingStore,
     mut pipeline: Pipeline,
@@ -100,6 +133,7 @@ async fn run(
 ) {
     let mut flush = tokio::time::interval(FLUSH_EVERY);
     let mut retention = tokio::time::interval(RETENTION_EVERY);
+    let mut save_state = tokio::time::interval(SAVE_STATE_EVERY);
     loop {
         tokio::select! {
             batch = rx.recv() => {
@@ -119,6 +153,7 @@ async fn run(
                     Err(e) => warn!(error = %e, "findings retention task failed"),
                 }
             }
+            _ = save_state.tick() => save_states(&store, pipeline.save_states()).await,
             _ = &mut stop => break,
         }
     }
@@ -128,6 +163,7 @@ async fn run(
         feed(&store, &mut pipeline, batch).await;
     }
     persist(&store, &mut pipeline).await;
+    save_states(&store, pipeline.save_states()).await;
     info!(events = pipeline.events(), "detection stopped");
 }
 
@@ -166,6 +202,7 @@ mod tests {
             &FindingsSection::default(),
             SuppressionRules::default(),
             &DetectorsConfig::default(),
+            &DetectorContext::default(),
         );
         let hit = IntelHit {
             observed_at_ms: 1_700_000_000_000,

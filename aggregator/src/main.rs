@@ -207,6 +207,7 @@ fn analyze(args: AnalyzeArgs) -> Result<()> {
         },
         rules,
         detectors,
+        context: Default::default(),
     };
     let report = analyze::analyze(&opts)?;
     for p in &report.problems {

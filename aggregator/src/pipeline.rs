@@ -2,7 +2,9 @@
 //! build one of these, so offline analysis runs exactly the detectors and aggregation the
 //! service runs.
 
-use crate::detectors::{self, Detector, DetectorCounter, DetectorsConfig, Event, Observation};
+use crate::detectors::{
+    self, Detector, DetectorContext, DetectorCounter, DetectorsConfig, Event, Observation,
+};
 use crate::findings::engine::{EngineConfig, FindingEngine};
 use crate::findings::model::{Finding, Timestamp};
 use crate::findings::suppression::SuppressionRules;
@@ -39,16 +41,17 @@ impl std::fmt::Debug for Pipeline {
 }
 
 impl Pipeline {
-    /// Every detector ([`detectors::all`], configured by `detectors`) feeding an engine with
-    /// `config` and `rules`.
+    /// Every detector ([`detectors::all`], configured by `detectors`, consulting `context`)
+    /// feeding an engine with `config` and `rules`.
     pub fn new(
         config: EngineConfig,
         rules: SuppressionRules,
         clock: Clock,
         detectors: &DetectorsConfig,
+        context: &DetectorContext,
     ) -> Self {
         Self {
-            detectors: detectors::all(detectors),
+            detectors: detectors::all(detectors, context),
             engine: FindingEngine::new(config, rules),
             clock,
             scratch: Vec::new(),
@@ -115,5 +118,30 @@ impl Pipeline {
             .iter()
             .flat_map(|d| d.counters().into_iter().map(move |c| (d.name(), c)))
             .collect()
+    }
+
+    /// Each detector's learned state worth persisting, by detector name.
+    pub fn save_states(&self) -> Vec<(&'static str, Vec<u8>)> {
+        self.detectors
+            .iter()
+            .filter_map(|d| d.save_state().map(|b| (d.name(), b)))
+            .collect()
+    }
+
+    /// Gives each detector the state `load` returns for its name; returns the detectors
+    /// whose saved state was refused, with why (they start fresh).
+    pub fn restore_states(
+        &mut self,
+        mut load: impl FnMut(&str) -> Option<Vec<u8>>,
+    ) -> Vec<(&'static str, String)> {
+        let mut refused = Vec::new();
+        for d in &mut self.detectors {
+            if let Some(bytes) = load(d.name())
+                && let Err(why) = d.restore_state(&bytes)
+            {
+                refused.push((d.name(), why));
+            }
+        }
+        refused
     }
 }

@@ -99,6 +99,9 @@ pub async fn serve(
         &settings.findings,
         SuppressionRules::new(rules),
         &settings.detectors,
+        &crate::detectors::DetectorContext {
+            intel: Some(intel.subscribe()),
+        },
     );
     let listener = TcpListener::bind(settings.listen)
         .await

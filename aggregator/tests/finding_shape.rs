@@ -216,7 +216,7 @@ fn findings_from_intel_hits_match_guardduty_finding_shape() {
             }
         }
     }
-    let mut dets = detectors::all(&Default::default());
+    let mut dets = detectors::all(&Default::default(), &Default::default());
     let mut engine = FindingEngine::new(EngineConfig::default(), SuppressionRules::default());
     let mut out = Vec::new();
     for hit in hits {
@@ -284,6 +284,7 @@ fn findings_from_the_network_detectors_match_guardduty_finding_shape() {
         engine: EngineConfig::default(),
         rules: SuppressionRules::default(),
         detectors: Default::default(),
+        context: Default::default(),
     })
     .expect("analyze");
     assert!(report.problems.is_empty(), "{:?}", report.problems);

@@ -48,6 +48,8 @@ pub struct AgentSource {
 /// A normalised input to the detectors.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
+// Agent records are the hot path; boxing them would allocate per record.
+#[allow(clippy::large_enum_variant)]
 pub enum Event {
     /// One record an agent shipped, with the agent's identity.
     Agent {
@@ -120,6 +122,42 @@ pub trait Detector: Send {
     fn counters(&self) -> Vec<DetectorCounter> {
         Vec::new()
     }
+    /// Learned state worth keeping across restarts (baselines), in the detector's own
+    /// encoding; `None` for detectors whose state is only a short window.
+    fn save_state(&self) -> Option<Vec<u8>> {
+        None
+    }
+    /// Restores what [`Self::save_state`] returned in an earlier run. On an error the
+    /// detector stays as built (it relearns), and the caller reports why.
+    fn restore_state(&mut self, _bytes: &[u8]) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// What detectors may consult besides their config: shared, read-only lookups.
+#[derive(Debug, Clone, Default)]
+pub struct DetectorContext {
+    /// The aggregator's current intel (threat and trusted lists), for detectors that match
+    /// values agents never saw (CloudTrail callers). `None` when no lists are loaded.
+    pub intel:
+        Option<tokio::sync::watch::Receiver<std::sync::Arc<crate::intel::manager::Published>>>,
+}
+
+impl DetectorContext {
+    /// A context whose intel never changes (offline analysis).
+    pub fn with_fixed_intel(snapshot: picket_intel::Snapshot) -> Self {
+        let published = std::sync::Arc::new(crate::intel::manager::Published::new(snapshot));
+        let (tx, rx) = tokio::sync::watch::channel(published);
+        // The receiver keeps the last value after the sender is gone, which is all a fixed
+        // snapshot needs.
+        drop(tx);
+        Self { intel: Some(rx) }
+    }
+
+    /// The intel snapshot in force now, if any.
+    pub fn intel_snapshot(&self) -> Option<std::sync::Arc<picket_intel::Snapshot>> {
+        self.intel.as_ref().map(|rx| rx.borrow().snapshot.clone())
+    }
 }
 
 /// `[detectors]`: one section per behavioural detector, named after it
@@ -177,7 +215,7 @@ pub fn default_max_keys() -> std::num::NonZeroUsize {
 }
 
 /// Every detector, configured by `config`: the one set `serve` and `analyze` both run.
-pub fn all(config: &DetectorsConfig) -> Vec<Box<dyn Detector>> {
+pub fn all(config: &DetectorsConfig, _context: &DetectorContext) -> Vec<Box<dyn Detector>> {
     vec![
         Box::new(intel_hit::IntelHitDetector::default()),
         Box::new(port_scan::PortScanDetector::new(config.port_scan.clone())),
@@ -217,7 +255,7 @@ mod tests {
 
     #[test]
     fn every_detector_has_a_unique_name_and_asks_for_some_input() {
-        let detectors = all(&DetectorsConfig::default());
+        let detectors = all(&DetectorsConfig::default(), &DetectorContext::default());
         assert!(!detectors.is_empty());
         let names: HashSet<_> = detectors.iter().map(|d| d.name()).collect();
         assert_eq!(names.len(), detectors.len());
@@ -242,7 +280,7 @@ mod tests {
         config.dns_exfiltration.max_keys = cap;
         config.dga.max_keys = cap;
         config.denial_of_service.max_keys = cap;
-        let mut detectors = all(&config);
+        let mut detectors = all(&config, &DetectorContext::default());
         let mut out = Vec::new();
         for i in 0..64u32 {
             let v6 = i % 2 == 1;

@@ -227,6 +227,7 @@ pub struct FindingStore {
     by_severity: sled::Tree,
     by_updated: sled::Tree,
     rules: sled::Tree,
+    detector_state: sled::Tree,
 }
 
 fn updated_bytes(t: Timestamp) -> [u8; 8] {
@@ -304,6 +305,7 @@ impl FindingStore {
             by_severity: tree("by_severity")?,
             by_updated: tree("by_updated")?,
             rules: tree("suppression_rules")?,
+            detector_state: tree("detector_state")?,
             db,
             path,
         })
@@ -397,6 +399,30 @@ impl FindingStore {
             .collect::<Result<Vec<_>, _>>()?;
         self.flush()?;
         Ok(out)
+    }
+
+    /// Saves detectors' learned state (baselines) by detector name, durably.
+    ///
+    /// # Errors
+    /// [`StoreError::Sled`].
+    pub fn save_detector_states(&self, states: &[(&str, Vec<u8>)]) -> Result<(), StoreError> {
+        for (name, bytes) in states {
+            self.detector_state
+                .insert(name.as_bytes(), bytes.as_slice())
+                .map_err(|e| self.sled_err(e))?;
+        }
+        self.flush()
+    }
+
+    /// The state a detector saved last, if any.
+    ///
+    /// # Errors
+    /// [`StoreError::Sled`].
+    pub fn detector_state(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.detector_state
+            .get(name.as_bytes())
+            .map(|v| v.map(|b| b.to_vec()))
+            .map_err(|e| self.sled_err(e))
     }
 
     /// Waits until everything written is on disk.
