@@ -73,6 +73,13 @@ pub enum ConfigError {
         /// Every problem found, one per key.
         problems: Vec<String>,
     },
+    /// Occurs when one or more `[[exports]]` settings are wrong; each problem names its full
+    /// key (e.g. `exports[1].url`) and the value given.
+    #[error("{}", .problems.join("; "))]
+    Exports {
+        /// Every problem found, one per key.
+        problems: Vec<String>,
+    },
     /// Occurs when a value is out of range.
     #[error("{key} {why}, got {value}")]
     Invalid {
@@ -383,6 +390,9 @@ pub struct ConfigFile {
     /// `[intel]`.
     #[serde(default)]
     pub intel: IntelSection,
+    /// `[[exports]]`: where findings are delivered.
+    #[serde(default)]
+    pub exports: Vec<crate::exports::ExportConfig>,
 }
 
 impl ConfigFile {
@@ -414,6 +424,9 @@ impl ConfigFile {
         fix(&mut file.tls.ca);
         fix(&mut file.tls.cert);
         fix(&mut file.tls.key);
+        for export in &mut file.exports {
+            export.rebase(base);
+        }
         for source in &mut file.intel.sources {
             if source.path.is_relative() && !source.path.as_os_str().is_empty() {
                 source.path = base.join(&source.path);
@@ -463,6 +476,8 @@ pub struct Settings {
     pub detectors: DetectorsConfig,
     /// Intel sources.
     pub intel: IntelSettings,
+    /// Exporters, checked.
+    pub exports: Vec<crate::exports::ExportSpec>,
 }
 
 impl Settings {
@@ -499,6 +514,8 @@ impl Settings {
             })?,
         };
         let intel = file.intel.resolve()?;
+        let exports = crate::exports::config::resolve(&file.exports)
+            .map_err(|problems| ConfigError::Exports { problems })?;
         let limits = file.limits;
         if limits.max_message_bytes.get() < 1024 {
             return Err(ConfigError::Invalid {
@@ -540,6 +557,7 @@ impl Settings {
             findings: file.findings,
             detectors: file.detectors,
             intel,
+            exports,
         })
     }
 }
