@@ -475,6 +475,49 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_documents_exporters_that_resolve_with_the_defaults() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy/config/aggregator.example.toml");
+        let file = crate::config::ConfigFile::load(&path).expect("example parses");
+        let specs = resolve(&file.exports).expect("example exporters are valid");
+        let kinds: Vec<_> = specs
+            .iter()
+            .map(|s| match &s.sink {
+                SinkSpec::Jsonl { .. } => "jsonl",
+                SinkSpec::S3Layout { .. } => "s3_layout",
+                SinkSpec::Webhook { .. } => "webhook",
+            })
+            .collect();
+        assert_eq!(kinds, ["jsonl", "s3_layout", "webhook"]);
+        // The first table spells out every default; keep the two in step.
+        let e = &file.exports[0];
+        assert_eq!(e.batch_size, default_batch_size());
+        assert_eq!(e.poll_secs, default_poll_secs());
+        assert_eq!(e.settle_secs, default_settle_secs());
+        assert_eq!(e.rotate_bytes, default_rotate_bytes());
+        assert_eq!(e.rotate_secs, default_rotate_secs());
+        assert_eq!(e.retry.initial_ms, default_initial_ms());
+        assert_eq!(e.retry.max_ms, default_max_ms());
+        assert_eq!(file.exports[2].timeout_secs, default_timeout_secs());
+    }
+
+    #[test]
+    fn serve_refuses_to_start_with_a_bad_exporter_naming_the_key() {
+        let file: crate::config::ConfigFile =
+            toml::from_str("[[exports]]\nname = \"x\"\nkind = \"webhook\"\n").expect("toml");
+        let flags = crate::config::Overrides {
+            ca: Some("a".into()),
+            cert: Some("b".into()),
+            key: Some("c".into()),
+            ..Default::default()
+        };
+        let err = crate::config::Settings::resolve(file, flags)
+            .expect_err("invalid")
+            .to_string();
+        assert_eq!(err, "exports[0].url is required for kind = \"webhook\"");
+    }
+
+    #[test]
     fn every_bad_key_is_named_with_its_index_and_value() {
         let problems = resolve(&parse(
             r#"
