@@ -94,8 +94,11 @@ async fn jsonl_exports_resume_after_a_restart_without_loss_or_duplicates() {
     let first: Vec<Finding> = (0..4).map(|i| finding(i, "111111111111")).collect();
     store.upsert_all(&first).expect("upsert");
 
-    let exports = Exports::start(&store, vec![spec("file", Format::GuardDuty, sink.clone(), 3)])
-        .expect("start");
+    let exports = Exports::start(
+        &store,
+        vec![spec("file", Format::GuardDuty, sink.clone(), 3)],
+    )
+    .expect("start");
     wait_until("4 lines", || {
         let l = lines(&out);
         (l.len() == 4, l.len())
@@ -117,7 +120,8 @@ async fn jsonl_exports_resume_after_a_restart_without_loss_or_duplicates() {
             .expect("open");
         let early = serde_json::to_string(&second[0]).expect("json");
         writeln!(f, "{early}").expect("write");
-        f.write_all(b"{\"schemaVersion\":\"2.0\",\"acc").expect("write");
+        f.write_all(b"{\"schemaVersion\":\"2.0\",\"acc")
+            .expect("write");
     }
     // And a repeat of an exported finding: it is exported again, as an update.
     let mut repeat = first[1].clone();
@@ -125,8 +129,8 @@ async fn jsonl_exports_resume_after_a_restart_without_loss_or_duplicates() {
     repeat.service.event_last_seen = repeat.updated_at;
     store.upsert(&repeat).expect("upsert");
 
-    let exports = Exports::start(&store, vec![spec("file", Format::GuardDuty, sink, 3)])
-        .expect("restart");
+    let exports =
+        Exports::start(&store, vec![spec("file", Format::GuardDuty, sink, 3)]).expect("restart");
     wait_until("10 lines", || {
         let l = lines(&out);
         (l.len() >= 10, l)
@@ -179,11 +183,23 @@ async fn s3_layout_writes_gzip_objects_under_guardduty_keys_and_undoes_an_unfini
     let root = dir.path().join("bucket");
     let sink = SinkSpec::S3Layout { root: root.clone() };
     let findings: Vec<Finding> = (0..5)
-        .map(|i| finding(i, if i % 2 == 0 { "111111111111" } else { "222222222222" }))
+        .map(|i| {
+            finding(
+                i,
+                if i % 2 == 0 {
+                    "111111111111"
+                } else {
+                    "222222222222"
+                },
+            )
+        })
         .collect();
     store.upsert_all(&findings).expect("upsert");
-    let exports = Exports::start(&store, vec![spec("s3", Format::GuardDuty, sink.clone(), 10)])
-        .expect("start");
+    let exports = Exports::start(
+        &store,
+        vec![spec("s3", Format::GuardDuty, sink.clone(), 10)],
+    )
+    .expect("start");
     let stats = Arc::clone(&exports.stats()[0]);
     wait_until("5 exported", || (stats.exported() == 5, stats.exported())).await;
     exports.stop().await;
@@ -233,7 +249,10 @@ async fn s3_layout_writes_gzip_objects_under_guardduty_keys_and_undoes_an_unfini
     let exports =
         Exports::start(&store, vec![spec("s3", Format::GuardDuty, sink, 10)]).expect("restart");
     let stats = Arc::clone(&exports.stats()[0]);
-    wait_until("1 more exported", || (stats.exported() == 1, stats.exported())).await;
+    wait_until("1 more exported", || {
+        (stats.exported() == 1, stats.exported())
+    })
+    .await;
     exports.stop().await;
     let objs = objects(&root);
     assert_eq!(objs.len(), 3, "{objs:#?}");

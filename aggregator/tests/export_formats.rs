@@ -158,7 +158,6 @@ impl Checker {
     }
 }
 
-
 /// Every sample (one per type, archived) plus findings from intel hits (active, with threat
 /// intel, network and DNS actions, IPv4 and IPv6), one of them updated.
 fn findings() -> Vec<Finding> {
@@ -172,11 +171,31 @@ fn findings() -> Vec<Finding> {
     let mut engine = FindingEngine::new(EngineConfig::default(), SuppressionRules::default());
     let mut out = Vec::new();
     for (i, (category, site, value, direction)) in [
-        ("c2", MatchSite::RemoteAddr, "198.51.100.7", Direction::Egress),
+        (
+            "c2",
+            MatchSite::RemoteAddr,
+            "198.51.100.7",
+            Direction::Egress,
+        ),
         ("c2", MatchSite::DnsQuery, "bad.example", Direction::Egress),
-        ("crypto", MatchSite::RemoteAddr, "2001:db8::7", Direction::Egress),
-        ("scanner", MatchSite::RemoteAddr, "203.0.113.9", Direction::Ingress),
-        ("c2", MatchSite::RemoteAddr, "198.51.100.7", Direction::Egress),
+        (
+            "crypto",
+            MatchSite::RemoteAddr,
+            "2001:db8::7",
+            Direction::Egress,
+        ),
+        (
+            "scanner",
+            MatchSite::RemoteAddr,
+            "203.0.113.9",
+            Direction::Ingress,
+        ),
+        (
+            "c2",
+            MatchSite::RemoteAddr,
+            "198.51.100.7",
+            Direction::Egress,
+        ),
     ]
     .into_iter()
     .enumerate()
@@ -215,7 +234,10 @@ fn findings() -> Vec<Finding> {
     }
     let live = engine.drain();
     assert_eq!(live.len(), 4, "{live:#?}");
-    assert!(live.iter().any(|f| f.service.count == 2), "one finding was seen twice");
+    assert!(
+        live.iter().any(|f| f.service.count == 2),
+        "one finding was seen twice"
+    );
     all.extend(live);
     all
 }
@@ -244,12 +266,21 @@ fn asff_of_every_finding_matches_security_hub_s_finding_shape() {
         let t = types[0].as_str().expect("type");
         assert_eq!(t.split('/').count(), 3, "{t}");
         assert!(
-            ["TTPs/", "Effects/", "Software and Configuration Checks/", "Unusual Behaviors/"]
-                .iter()
-                .any(|ns| t.starts_with(ns)),
+            [
+                "TTPs/",
+                "Effects/",
+                "Software and Configuration Checks/",
+                "Unusual Behaviors/"
+            ]
+            .iter()
+            .any(|ns| t.starts_with(ns)),
             "{t}"
         );
-        let state = if f.service.archived { "ARCHIVED" } else { "ACTIVE" };
+        let state = if f.service.archived {
+            "ARCHIVED"
+        } else {
+            "ACTIVE"
+        };
         assert_eq!(asff["RecordState"], state);
         let resource = &asff["Resources"][0];
         let kind = match f.resource.resource_type.as_str() {
@@ -300,7 +331,11 @@ fn ocsf_detection_findings_carry_the_required_attributes_with_their_types() {
     for f in &all {
         let o = encode(&Format::Ocsf, f);
         let int = |v: &Value, path: &str| {
-            assert!(v.is_i64() || v.is_u64(), "{}: {path} is {v}", f.finding_type);
+            assert!(
+                v.is_i64() || v.is_u64(),
+                "{}: {path} is {v}",
+                f.finding_type
+            );
             v.as_i64().expect("int")
         };
         let text = |v: &Value, path: &str| {
@@ -332,17 +367,29 @@ fn ocsf_detection_findings_carry_the_required_attributes_with_their_types() {
         text(&info["title"], "finding_info.title");
         text(&info["desc"], "finding_info.desc");
         assert_eq!(info["types"][0], Value::from(f.finding_type.name()));
-        for t in ["created_time", "modified_time", "first_seen_time", "last_seen_time"] {
+        for t in [
+            "created_time",
+            "modified_time",
+            "first_seen_time",
+            "last_seen_time",
+        ] {
             int(&info[t], t);
         }
         assert_eq!(o["cloud"]["provider"], "AWS");
-        assert_eq!(o["cloud"]["account"]["uid"], Value::from(f.account_id.clone()));
+        assert_eq!(
+            o["cloud"]["account"]["uid"],
+            Value::from(f.account_id.clone())
+        );
         assert_eq!(o["cloud"]["region"], Value::from(f.region.clone()));
         let resources = o["resources"].as_array().expect("resources");
         assert_eq!(resources.len(), 1);
         text(&resources[0]["uid"], "resources[0].uid");
         text(&resources[0]["type"], "resources[0].type");
-        let (status, name) = if f.service.archived { (5, "Archived") } else { (1, "New") };
+        let (status, name) = if f.service.archived {
+            (5, "Archived")
+        } else {
+            (1, "New")
+        };
         assert_eq!(int(&o["status_id"], "status_id"), status);
         assert_eq!(o["status"], name);
         assert!(o["unmapped"]["action"]["actionType"].is_string());

@@ -238,14 +238,20 @@ pub fn resolve(exports: &[ExportConfig]) -> Result<Vec<ExportSpec>, Vec<String>>
             }
         };
         if e.source.is_some() && e.format != "eventbridge" {
-            bad(format!("{} is only for format = \"eventbridge\"", key("source")));
+            bad(format!(
+                "{} is only for format = \"eventbridge\"",
+                key("source")
+            ));
         }
         if e.source.as_deref().is_some_and(str::is_empty) {
             bad(format!("{} must not be empty", key("source")));
         }
         if let Some(arn) = &e.product_arn {
             if e.format != "asff" {
-                bad(format!("{} is only for format = \"asff\"", key("product_arn")));
+                bad(format!(
+                    "{} is only for format = \"asff\"",
+                    key("product_arn")
+                ));
             } else if !arn.starts_with("arn:") || !arn.contains(":securityhub:") {
                 bad(format!(
                     "{} must be a Security Hub product ARN (arn:<partition>:securityhub:…), got {arn:?}",
@@ -268,10 +274,18 @@ pub fn resolve(exports: &[ExportConfig]) -> Result<Vec<ExportSpec>, Vec<String>>
             ));
         }
         if !(1..=3600).contains(&e.poll_secs) {
-            bad(format!("{} must be between 1 and 3600, got {}", key("poll_secs"), e.poll_secs));
+            bad(format!(
+                "{} must be between 1 and 3600, got {}",
+                key("poll_secs"),
+                e.poll_secs
+            ));
         }
         if e.settle_secs > 3600 {
-            bad(format!("{} must be at most 3600, got {}", key("settle_secs"), e.settle_secs));
+            bad(format!(
+                "{} must be at most 3600, got {}",
+                key("settle_secs"),
+                e.settle_secs
+            ));
         }
         if e.retry.initial_ms == 0 || e.retry.initial_ms > e.retry.max_ms {
             bad(format!(
@@ -282,7 +296,11 @@ pub fn resolve(exports: &[ExportConfig]) -> Result<Vec<ExportSpec>, Vec<String>>
             ));
         }
         if e.retry.max_ms > 3_600_000 {
-            bad(format!("{} must be at most 3600000, got {}", key("retry.max_ms"), e.retry.max_ms));
+            bad(format!(
+                "{} must be at most 3600000, got {}",
+                key("retry.max_ms"),
+                e.retry.max_ms
+            ));
         }
         let webhook_only: [(&str, bool); 4] = [
             ("url", e.url.is_some()),
@@ -299,7 +317,11 @@ pub fn resolve(exports: &[ExportConfig]) -> Result<Vec<ExportSpec>, Vec<String>>
                 }
                 match &e.path {
                     None => {
-                        bad(format!("{} is required for kind = {:?}", key("path"), e.kind));
+                        bad(format!(
+                            "{} is required for kind = {:?}",
+                            key("path"),
+                            e.kind
+                        ));
                         None
                     }
                     Some(p) if p.as_os_str().is_empty() => {
@@ -326,7 +348,10 @@ pub fn resolve(exports: &[ExportConfig]) -> Result<Vec<ExportSpec>, Vec<String>>
             }
             "webhook" => {
                 if e.path.is_some() {
-                    bad(format!("{} is not used by kind = \"webhook\" (give url)", key("path")));
+                    bad(format!(
+                        "{} is not used by kind = \"webhook\" (give url)",
+                        key("path")
+                    ));
                 }
                 let url = match &e.url {
                     None => {
@@ -349,7 +374,10 @@ pub fn resolve(exports: &[ExportConfig]) -> Result<Vec<ExportSpec>, Vec<String>>
                         }
                     },
                 };
-                if e.ca.is_some() && url.as_ref().is_some_and(|u| u.scheme_str() != Some("https"))
+                if e.ca.is_some()
+                    && url
+                        .as_ref()
+                        .is_some_and(|u| u.scheme_str() != Some("https"))
                 {
                     bad(format!("{} is only used with an https:// url", key("ca")));
                 }
@@ -377,7 +405,10 @@ pub fn resolve(exports: &[ExportConfig]) -> Result<Vec<ExportSpec>, Vec<String>>
                     "batch" => false,
                     "single" => true,
                     other => {
-                        bad(format!("{} must be batch or single, got {other:?}", key("mode")));
+                        bad(format!(
+                            "{} must be batch or single, got {other:?}",
+                            key("mode")
+                        ));
                         false
                     }
                 };

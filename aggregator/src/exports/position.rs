@@ -63,7 +63,10 @@ impl Position {
         };
         let bytes = (0..hex.len())
             .step_by(2)
-            .map(|i| hex.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+            .map(|i| {
+                hex.get(i..i + 2)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+            })
             .collect::<Option<Vec<u8>>>();
         bytes
             .and_then(|b| UpdatedCursor::from_bytes(&b))
@@ -76,7 +79,13 @@ impl Position {
 
     /// Sets the cursor.
     pub fn set_cursor(&mut self, cursor: &UpdatedCursor) {
-        self.cursor = Some(cursor.as_bytes().iter().map(|b| format!("{b:02x}")).collect());
+        self.cursor = Some(
+            cursor
+                .as_bytes()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+        );
     }
 }
 
@@ -106,11 +115,10 @@ impl PositionStore {
         let Some(bytes) = self.tree.get(name.as_bytes()).map_err(ExportError::Sled)? else {
             return Ok(Position::default());
         };
-        let pos: Position =
-            serde_json::from_slice(&bytes).map_err(|e| ExportError::Position {
-                name: name.to_owned(),
-                why: format!("stored position does not decode: {e}"),
-            })?;
+        let pos: Position = serde_json::from_slice(&bytes).map_err(|e| ExportError::Position {
+            name: name.to_owned(),
+            why: format!("stored position does not decode: {e}"),
+        })?;
         pos.cursor(name)?;
         Ok(pos)
     }
@@ -131,7 +139,9 @@ impl PositionStore {
     /// Overwrites the raw record (tests corrupt positions with it).
     #[doc(hidden)]
     pub fn put_raw(&self, name: &str, bytes: &[u8]) -> Result<(), ExportError> {
-        self.tree.insert(name.as_bytes(), bytes).map_err(ExportError::Sled)?;
+        self.tree
+            .insert(name.as_bytes(), bytes)
+            .map_err(ExportError::Sled)?;
         self.tree.flush().map_err(ExportError::Sled)?;
         Ok(())
     }

@@ -209,11 +209,10 @@ impl Exporter {
         let until = Timestamp(Timestamp::now().0.saturating_sub(settle));
         let store = self.store.clone();
         let limit = self.spec.batch_size;
-        let page = tokio::task::spawn_blocking(move || {
-            store.updated_since(cursor.as_ref(), until, limit)
-        })
-        .await
-        .map_err(|e| ExportError::Task(e.to_string()))??;
+        let page =
+            tokio::task::spawn_blocking(move || store.updated_since(cursor.as_ref(), until, limit))
+                .await
+                .map_err(|e| ExportError::Task(e.to_string()))??;
         for c in &page.corrupt {
             warn!(exporter = %self.spec.name, finding = %c.id, why = %c.why, "stored finding does not decode; not exported");
         }
@@ -266,7 +265,8 @@ impl Exporter {
         pos.exported = pos.exported.saturating_add(items.len() as u64);
         // The batch is out; the cursor must follow, or a restart sends it again.
         loop {
-            let (positions, p, name) = (self.positions.clone(), pos.clone(), self.spec.name.clone());
+            let (positions, p, name) =
+                (self.positions.clone(), pos.clone(), self.spec.name.clone());
             let saved = tokio::task::spawn_blocking(move || positions.save(&name, &p))
                 .await
                 .map_err(|e| ExportError::Task(e.to_string()))

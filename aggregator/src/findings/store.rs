@@ -709,7 +709,9 @@ impl UpdatedCursor {
     /// The `updatedAt` the cursor stands at.
     pub fn updated_at(&self) -> Timestamp {
         let bytes = self.0.first_chunk::<8>().copied().unwrap_or_default();
-        Timestamp(i64::from_be_bytes((u64::from_be_bytes(bytes) ^ (1 << 63)).to_be_bytes()))
+        Timestamp(i64::from_be_bytes(
+            (u64::from_be_bytes(bytes) ^ (1 << 63)).to_be_bytes(),
+        ))
     }
 }
 
@@ -1066,7 +1068,10 @@ mod tests {
         assert_eq!(got, vec![a.id.clone(), b.id.clone()]);
         let cursor = first.next.expect("cursor");
         assert_eq!(cursor.updated_at(), Timestamp(2_000));
-        assert_eq!(UpdatedCursor::from_bytes(cursor.as_bytes()), Some(cursor.clone()));
+        assert_eq!(
+            UpdatedCursor::from_bytes(cursor.as_bytes()),
+            Some(cursor.clone())
+        );
         // `until` holds back what is newer.
         let held = store
             .updated_since(Some(&cursor), Timestamp(2_999), two)

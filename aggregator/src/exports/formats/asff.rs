@@ -235,7 +235,10 @@ impl AsffFinding {
                 product_fields.insert(k.to_owned(), v);
             }
         };
-        field("aws/guardduty/service/type", f.finding_type.name().to_owned());
+        field(
+            "aws/guardduty/service/type",
+            f.finding_type.name().to_owned(),
+        );
         field("aws/guardduty/service/count", f.service.count.to_string());
         field(
             "aws/guardduty/service/action/actionType",
@@ -249,7 +252,10 @@ impl AsffFinding {
             "aws/guardduty/service/archived",
             f.service.archived.to_string(),
         );
-        field("aws/guardduty/service/detectorId", f.service.detector_id.clone());
+        field(
+            "aws/guardduty/service/detectorId",
+            f.service.detector_id.clone(),
+        );
         field("picket/findingId", f.id.clone());
         if let Some(ev) = &f.service.additional_info.evidence {
             // The evidence is a document; Security Hub's FieldMap holds text.
@@ -355,8 +361,14 @@ fn resource(f: &Finding) -> Resource {
             let instance = d.map_or("unknown", |d| d.instance_id.as_str());
             let mut v4 = Vec::new();
             let mut v6 = Vec::new();
-            for nic in d.map(|d| d.network_interfaces.as_slice()).unwrap_or_default() {
-                for ip in [&nic.private_ip_address, &nic.public_ip].into_iter().flatten() {
+            for nic in d
+                .map(|d| d.network_interfaces.as_slice())
+                .unwrap_or_default()
+            {
+                for ip in [&nic.private_ip_address, &nic.public_ip]
+                    .into_iter()
+                    .flatten()
+                {
                     if ip.contains(':') {
                         v6.push(ip.clone());
                     } else {
@@ -434,9 +446,10 @@ fn network(f: &Finding) -> Option<Network> {
                 .ip_address_v4
                 .as_deref()
                 .or(n.remote_ip_details.ip_address_v6.as_deref());
-            let local = n.local_ip_details.as_ref().and_then(|l| {
-                l.ip_address_v4.as_deref().or(l.ip_address_v6.as_deref())
-            });
+            let local = n
+                .local_ip_details
+                .as_ref()
+                .and_then(|l| l.ip_address_v4.as_deref().or(l.ip_address_v6.as_deref()));
             let remote_port = Some(n.remote_port_details.port).filter(|p| *p != 0);
             let local_port = Some(n.local_port_details.port).filter(|p| *p != 0);
             let inbound = n.connection_direction == ConnectionDirection::Inbound;
@@ -473,7 +486,11 @@ fn network(f: &Finding) -> Option<Network> {
             })
         }
         ActionKind::PortProbe => {
-            let p = action.port_probe_action.as_ref()?.port_probe_details.first()?;
+            let p = action
+                .port_probe_action
+                .as_ref()?
+                .port_probe_details
+                .first()?;
             let remote = p
                 .remote_ip_details
                 .ip_address_v4
@@ -537,14 +554,25 @@ mod tests {
             asff_type("Policy:S3/BucketBlockPublicAccessDisabled"),
             "Software and Configuration Checks/AWS Security Best Practices/Policy:S3-BucketBlockPublicAccessDisabled"
         );
-        assert!(asff_type("UnauthorizedAccess:EC2/SSHBruteForce").starts_with("TTPs/Credential Access/"));
-        assert_eq!(asff_type("Trojan:EC2/DNSDataExfiltration").split('/').count(), 3);
+        assert!(
+            asff_type("UnauthorizedAccess:EC2/SSHBruteForce")
+                .starts_with("TTPs/Credential Access/")
+        );
+        assert_eq!(
+            asff_type("Trojan:EC2/DNSDataExfiltration")
+                .split('/')
+                .count(),
+            3
+        );
     }
 
     #[test]
     fn severity_keeps_guardduty_s_number_and_band() {
         let s = severity(8.0);
-        assert_eq!((s.label, s.original.as_str(), s.normalized), ("HIGH", "8.0", 80));
+        assert_eq!(
+            (s.label, s.original.as_str(), s.normalized),
+            ("HIGH", "8.0", 80)
+        );
         assert_eq!(severity(2.5).label, "LOW");
         assert_eq!(severity(9.0).label, "CRITICAL");
         assert_eq!(severity(5.0).label, "MEDIUM");

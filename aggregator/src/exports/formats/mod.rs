@@ -74,16 +74,21 @@ pub fn is_update(finding: &Finding) -> bool {
 pub(crate) fn remote_of(finding: &Finding) -> Option<Remote<'_>> {
     let action = &finding.service.action;
     if let Some(n) = &action.network_connection_action {
-        return ip_of(&n.remote_ip_details.ip_address_v4, &n.remote_ip_details.ip_address_v6);
+        return ip_of(
+            &n.remote_ip_details.ip_address_v4,
+            &n.remote_ip_details.ip_address_v6,
+        );
     }
     if let Some(d) = &action.dns_request_action {
         return Some(Remote::Domain(&d.domain));
     }
     if let Some(p) = &action.port_probe_action {
-        return p
-            .port_probe_details
-            .first()
-            .and_then(|d| ip_of(&d.remote_ip_details.ip_address_v4, &d.remote_ip_details.ip_address_v6));
+        return p.port_probe_details.first().and_then(|d| {
+            ip_of(
+                &d.remote_ip_details.ip_address_v4,
+                &d.remote_ip_details.ip_address_v6,
+            )
+        });
     }
     action
         .aws_api_call_action

@@ -249,7 +249,11 @@ impl<'a> DetectionFinding<'a> {
             message: &f.title,
             count: f.service.count,
             status_id: if f.service.archived { 5 } else { 1 },
-            status: if f.service.archived { "Archived" } else { "New" },
+            status: if f.service.archived {
+                "Archived"
+            } else {
+                "New"
+            },
             metadata: Metadata {
                 version: OCSF_VERSION,
                 product: Product {

@@ -81,9 +81,9 @@ impl JsonlFile {
             warn!(file = %self.path.display(), committed = len, actual, "export file is shorter than exported; rotated or removed elsewhere, continuing");
             len = actual;
         }
-        let aged = self
-            .rotate_after
-            .is_some_and(|d| now.0.saturating_sub(opened_at_ms) >= i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let aged = self.rotate_after.is_some_and(|d| {
+            now.0.saturating_sub(opened_at_ms) >= i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+        });
         if len > 0 && (len >= self.rotate_bytes || aged) {
             let rotated = self.rotated_name(now);
             fs::rename(&self.path, &rotated).map_err(io(&self.path))?;
@@ -115,7 +115,8 @@ impl JsonlFile {
             buf.push(b'\n');
         }
         use std::io::Seek;
-        file.seek(std::io::SeekFrom::Start(len)).map_err(io(&self.path))?;
+        file.seek(std::io::SeekFrom::Start(len))
+            .map_err(io(&self.path))?;
         file.write_all(&buf).map_err(io(&self.path))?;
         file.sync_all().map_err(io(&self.path))?;
         pos.sink = SinkState::Jsonl {
@@ -178,7 +179,13 @@ mod tests {
             fs::read_to_string(&path).expect("read"),
             "{\"a\":1}\n{\"b\":2}\n"
         );
-        assert_eq!(pos.sink, SinkState::Jsonl { len: 16, opened_at_ms: 1 });
+        assert_eq!(
+            pos.sink,
+            SinkState::Jsonl {
+                len: 16,
+                opened_at_ms: 1
+            }
+        );
     }
 
     #[test]
@@ -200,7 +207,10 @@ mod tests {
             .expect("write");
         assert_eq!(
             saved.borrow().as_slice(),
-            &[SinkState::Jsonl { len: 0, opened_at_ms: 1_000 }]
+            &[SinkState::Jsonl {
+                len: 0,
+                opened_at_ms: 1_000
+            }]
         );
         assert_eq!(fs::read_to_string(&path).expect("read"), "small\n");
         let rotated: Vec<_> = fs::read_dir(dir.path())

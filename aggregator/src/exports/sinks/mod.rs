@@ -39,8 +39,8 @@ pub enum Sink {
     Jsonl(Arc<jsonl_file::JsonlFile>),
     /// See [`s3_layout`].
     S3Layout(Arc<s3_layout::S3Layout>),
-    /// See [`webhook`].
-    Webhook(webhook::Webhook),
+    /// See [`webhook`] (boxed: the HTTP client is large).
+    Webhook(Box<webhook::Webhook>),
 }
 
 impl Sink {
@@ -68,13 +68,13 @@ impl Sink {
                 ca,
                 single,
                 timeout,
-            } => Self::Webhook(webhook::Webhook::new(
+            } => Self::Webhook(Box::new(webhook::Webhook::new(
                 url.clone(),
                 headers.clone(),
                 ca.as_deref(),
                 *single,
                 *timeout,
-            )?),
+            )?)),
         })
     }
 
@@ -94,7 +94,8 @@ impl Sink {
     ) -> Result<(), ExportError> {
         match self {
             Self::Jsonl(file) => {
-                let (file, items, positions) = (Arc::clone(file), Arc::clone(items), positions.clone());
+                let (file, items, positions) =
+                    (Arc::clone(file), Arc::clone(items), positions.clone());
                 let (mut p, name) = (pos.clone(), name.to_owned());
                 let (result, p) = tokio::task::spawn_blocking(move || {
                     let save = |p: &Position| positions.save(&name, p);

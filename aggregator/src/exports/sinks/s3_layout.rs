@@ -100,7 +100,9 @@ impl S3Layout {
             for path in &pending {
                 for p in [path.clone(), tmp_of(path)] {
                     match fs::remove_file(&p) {
-                        Ok(()) => warn!(object = %p.display(), "removed export object of an unfinished batch; it is sent again"),
+                        Ok(()) => {
+                            warn!(object = %p.display(), "removed export object of an unfinished batch; it is sent again")
+                        }
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                         Err(e) => return Err(io(&p)(e)),
                     }

@@ -120,7 +120,8 @@ impl Webhook {
         if *sent >= items.len() {
             return Ok(());
         }
-        let mut body = Vec::with_capacity(items.iter().map(|i| i.bytes.len() + 1).sum::<usize>() + 2);
+        let mut body =
+            Vec::with_capacity(items.iter().map(|i| i.bytes.len() + 1).sum::<usize>() + 2);
         body.push(b'[');
         for (i, item) in items.iter().enumerate() {
             if i > 0 {
@@ -139,7 +140,10 @@ impl Webhook {
             .method(Method::POST)
             .uri(self.url.clone())
             .header(CONTENT_TYPE, "application/json")
-            .header(USER_AGENT, concat!("picket-aggregator/", env!("CARGO_PKG_VERSION")));
+            .header(
+                USER_AGENT,
+                concat!("picket-aggregator/", env!("CARGO_PKG_VERSION")),
+            );
         for (n, v) in &self.headers {
             req = req.header(n, v);
         }
@@ -148,10 +152,14 @@ impl Webhook {
             why: e.to_string(),
         })?;
         let exchange = async {
-            let resp = self.client.request(req).await.map_err(|e| ExportError::Http {
-                url: self.url.to_string(),
-                why: error_chain(&e),
-            })?;
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| ExportError::Http {
+                    url: self.url.to_string(),
+                    why: error_chain(&e),
+                })?;
             let status = resp.status();
             if status.is_success() {
                 // Read the body so the connection can be reused.
