@@ -25,8 +25,12 @@ use serde_json::Value;
 
 /// An HTTPS server (server certificate only) that records each POSTed body.
 async fn https_server(pki: &Path) -> (SocketAddr, Arc<Mutex<Vec<Value>>>) {
-    let pair = certs::issue(pki, &LeafKind::Server("127.0.0.1".into()), &pki.join("hook"))
-        .expect("issue");
+    let pair = certs::issue(
+        pki,
+        &LeafKind::Server("127.0.0.1".into()),
+        &pki.join("hook"),
+    )
+    .expect("issue");
     let chain = tls::load_certs("cert", &pair.cert).expect("cert");
     let key = tls::load_key("key", &pair.key).expect("key");
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(

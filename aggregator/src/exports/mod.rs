@@ -8,6 +8,7 @@
 //! - [`position`]: where each exporter stands, persisted beside the findings.
 //! - [`backoff`]: retry waits.
 //! - [`runner`]: one task per exporter, started and stopped by `serve`.
+//! - [`offline`]: `findings export`, a one-shot export with the server stopped.
 //!
 //! Delivery:
 //! - Each exporter walks the store's update-order index (`by_updated`) from its persisted
@@ -31,6 +32,7 @@
 pub mod backoff;
 pub mod config;
 pub mod formats;
+pub mod offline;
 pub mod position;
 pub mod runner;
 pub mod sinks;
