@@ -217,7 +217,14 @@ async fn s3_layout_writes_gzip_objects_under_guardduty_keys_and_undoes_an_unfini
         assert_eq!(parts[4].len(), 4);
         assert!(parts[4].bytes().all(|b| b.is_ascii_digit()));
         assert!(parts[5].len() == 2 && parts[6].len() == 2);
-        assert!(parts[7].starts_with("s3-000000000000-") && parts[7].ends_with(".jsonl.gz"));
+        let seq = parts[7]
+            .strip_prefix("s3-")
+            .and_then(|s| s.strip_suffix(".jsonl.gz"))
+            .and_then(|s| s.split_once('-'))
+            .map(|(seq, _)| seq)
+            .expect("s3-<seq>-<n>.jsonl.gz");
+        assert_eq!(seq.len(), 13);
+        assert!(seq.bytes().all(|b| b.is_ascii_digit()), "{seq}");
         for line in gunzip(obj).lines() {
             let v: Value = serde_json::from_str(line).expect("JSON line");
             assert_eq!(v["accountId"].as_str(), Some(parts[1]));
@@ -235,9 +242,13 @@ async fn s3_layout_writes_gzip_objects_under_guardduty_keys_and_undoes_an_unfini
     let SinkState::S3Layout { seq, .. } = pos.sink else {
         panic!("{:?}", pos.sink);
     };
-    assert_eq!(seq, 1);
+    assert!(
+        objs[0]
+            .to_string_lossy()
+            .contains(&format!("s3-{:013}-", seq - 1))
+    );
     // Named so the next batch (one account) will not write over it: only recovery removes it.
-    let half = objs[1].with_file_name("s3-000000000001-1.jsonl.gz");
+    let half = objs[1].with_file_name(format!("s3-{seq:013}-1.jsonl.gz"));
     std::fs::write(&half, b"not even gzip").expect("write");
     pos.sink = SinkState::S3Layout {
         seq,
@@ -259,7 +270,7 @@ async fn s3_layout_writes_gzip_objects_under_guardduty_keys_and_undoes_an_unfini
     assert!(!half.exists(), "the unfinished batch's object is removed");
     let newest = objs
         .iter()
-        .find(|p| p.to_string_lossy().contains("s3-000000000001-"))
+        .find(|p| p.to_string_lossy().contains(&format!("s3-{seq:013}-0")))
         .expect("the new batch");
     let text = gunzip(newest);
     assert_eq!(text.lines().count(), 1);

@@ -121,7 +121,10 @@ poll_secs = 1
         }
         target = (after + 40).min(FINDINGS);
     }
-    assert!(kills_mid_export >= 1, "every kill came after the export had finished");
+    assert!(
+        kills_mid_export >= 1,
+        "every kill came after the export had finished"
+    );
     let mut child = serve(&config);
     wait_for_lines(&out, FINDINGS, &mut child);
     child.kill().expect("kill");

@@ -10,9 +10,11 @@
 //! - Rotation renames the file to `<path>.<UTC time>` and saves length 0 before anything is
 //!   written to the new file. A file shorter than the committed length (rotated or removed by
 //!   someone else) is accepted as it is and logged.
+//! - An exporter without a saved file length (new, or renamed) appends to whatever the file
+//!   already holds, after completing its last line; it never cuts a file it did not write.
 
 use std::fs::{self, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -65,13 +67,23 @@ impl JsonlFile {
         save: &dyn Fn(&Position) -> Result<(), ExportError>,
         now: Timestamp,
     ) -> Result<(), ExportError> {
-        let (mut len, mut opened_at_ms) = match pos.sink {
-            SinkState::Jsonl { len, opened_at_ms } => (len, opened_at_ms),
-            _ => (0, now.0),
-        };
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             fs::create_dir_all(dir).map_err(io(dir))?;
         }
+        let (mut len, mut opened_at_ms) = match pos.sink {
+            SinkState::Jsonl { len, opened_at_ms } => (len, opened_at_ms),
+            _ => {
+                // Adopt what the file holds (completing its last line) and save that before
+                // writing, so the first batch is undone like any other after a crash.
+                let len = self.adopt()?;
+                pos.sink = SinkState::Jsonl {
+                    len,
+                    opened_at_ms: now.0,
+                };
+                save(pos)?;
+                (len, now.0)
+            }
+        };
         let actual = match fs::metadata(&self.path) {
             Ok(m) => m.len(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
@@ -80,6 +92,9 @@ impl JsonlFile {
         if actual < len {
             warn!(file = %self.path.display(), committed = len, actual, "export file is shorter than exported; rotated or removed elsewhere, continuing");
             len = actual;
+        }
+        if actual == 0 {
+            opened_at_ms = now.0;
         }
         let aged = self.rotate_after.is_some_and(|d| {
             now.0.saturating_sub(opened_at_ms) >= i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
@@ -96,15 +111,7 @@ impl JsonlFile {
             pos.sink = SinkState::Jsonl { len, opened_at_ms };
             save(pos)?;
         }
-        if len == 0 && actual == 0 {
-            opened_at_ms = now.0;
-        }
-        let mut file = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(false)
-            .open(&self.path)
-            .map_err(io(&self.path))?;
+        let mut file = self.open()?;
         // Cut off whatever follows the last committed batch: a torn line or an unsaved batch.
         if file.metadata().map_err(io(&self.path))?.len() != len {
             file.set_len(len).map_err(io(&self.path))?;
@@ -114,9 +121,7 @@ impl JsonlFile {
             buf.extend_from_slice(&item.bytes);
             buf.push(b'\n');
         }
-        use std::io::Seek;
-        file.seek(std::io::SeekFrom::Start(len))
-            .map_err(io(&self.path))?;
+        file.seek(SeekFrom::Start(len)).map_err(io(&self.path))?;
         file.write_all(&buf).map_err(io(&self.path))?;
         file.sync_all().map_err(io(&self.path))?;
         pos.sink = SinkState::Jsonl {
@@ -124,6 +129,36 @@ impl JsonlFile {
             opened_at_ms,
         };
         Ok(())
+    }
+
+    fn open(&self) -> Result<fs::File, ExportError> {
+        OpenOptions::new()
+            .create(true)
+            .read(true)
+            .write(true)
+            .truncate(false)
+            .open(&self.path)
+            .map_err(io(&self.path))
+    }
+
+    /// The length of the file as found, after ending a last line that lacks its newline.
+    fn adopt(&self) -> Result<u64, ExportError> {
+        let mut file = self.open()?;
+        let len = file.metadata().map_err(io(&self.path))?.len();
+        if len == 0 {
+            return Ok(0);
+        }
+        file.seek(SeekFrom::Start(len - 1))
+            .map_err(io(&self.path))?;
+        let mut last = [0u8; 1];
+        file.read_exact(&mut last).map_err(io(&self.path))?;
+        if last == [b'\n'] {
+            return Ok(len);
+        }
+        file.seek(SeekFrom::Start(len)).map_err(io(&self.path))?;
+        file.write_all(b"\n").map_err(io(&self.path))?;
+        file.sync_all().map_err(io(&self.path))?;
+        Ok(len + 1)
     }
 
     fn rotated_name(&self, now: Timestamp) -> PathBuf {
@@ -189,6 +224,28 @@ mod tests {
     }
 
     #[test]
+    fn a_new_exporter_appends_to_an_existing_file_instead_of_cutting_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f.jsonl");
+        fs::write(&path, "{\"old\":1}\n{\"old\":2}").expect("write");
+        let sink = JsonlFile::new(path.clone(), 1 << 20, None);
+        let mut pos = Position::default();
+        sink.write_batch(&[item("{\"new\":3}")], &mut pos, &|_| Ok(()), Timestamp(5))
+            .expect("write");
+        assert_eq!(
+            fs::read_to_string(&path).expect("read"),
+            "{\"old\":1}\n{\"old\":2}\n{\"new\":3}\n"
+        );
+        assert_eq!(
+            pos.sink,
+            SinkState::Jsonl {
+                len: 30,
+                opened_at_ms: 5
+            }
+        );
+    }
+
+    #[test]
     fn the_file_rotates_by_size_and_the_new_length_is_saved_first() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("f.jsonl");
@@ -202,7 +259,15 @@ mod tests {
         let big = "x".repeat(5000);
         sink.write_batch(&[item(&big)], &mut pos, &save, Timestamp(0))
             .expect("write");
-        assert!(saved.borrow().is_empty());
+        // A new exporter saves the length it adopts before writing.
+        assert_eq!(
+            saved.borrow().as_slice(),
+            &[SinkState::Jsonl {
+                len: 0,
+                opened_at_ms: 0
+            }]
+        );
+        saved.borrow_mut().clear();
         sink.write_batch(&[item("small")], &mut pos, &save, Timestamp(1_000))
             .expect("write");
         assert_eq!(

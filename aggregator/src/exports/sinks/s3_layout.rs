@@ -1,5 +1,6 @@
 //! GuardDuty's S3 export layout under a folder (the folder stands in for the bucket):
-//! `AWSLogs/<account>/GuardDuty/<region>/YYYY/MM/DD/<exporter>-<seq>-<n>.jsonl.gz`, one gzip
+//! `AWSLogs/<account>/GuardDuty/<region>/YYYY/MM/DD/<exporter>-<seq>-<n>.jsonl.gz` (`seq`
+//! counts batches from the ms the exporter first ran, 13 digits), one gzip
 //! JSON-lines object per account and region of a batch, dated by the export (UTC), as
 //! GuardDuty dates its exports.
 //!
@@ -94,7 +95,9 @@ impl S3Layout {
     ) -> Result<(), ExportError> {
         let (seq, pending) = match &pos.sink {
             SinkState::S3Layout { seq, pending } => (*seq, pending.clone()),
-            _ => (0, Vec::new()),
+            // A new (or renamed) exporter starts its numbers at the clock, in ms, so it never
+            // writes over objects an earlier exporter of the same name left.
+            _ => (u64::try_from(now.0).unwrap_or(0), Vec::new()),
         };
         if !pending.is_empty() {
             for path in &pending {
@@ -125,7 +128,7 @@ impl S3Layout {
             .into_iter()
             .enumerate()
             .map(|(n, ((account, region), items))| {
-                let file = format!("{}-{seq:012}-{n}.jsonl.gz", self.name);
+                let file = format!("{}-{seq:013}-{n}.jsonl.gz", self.name);
                 (self.folder(account, region, now).join(file), items)
             })
             .collect();
