@@ -77,9 +77,17 @@ fn findings_export(args: cli::FindingsExportArgs) -> Result<()> {
     config.min_severity = args.min_severity;
     let spec = resolve(&[config])
         .map_err(|problems| {
-            anyhow::anyhow!("{}", problems.join("; ").replace("exports[0].", "--"))
+            // Name the flags, not the config keys they stand for.
+            let text = problems.join("; ").replace("exports[0].", "--");
+            anyhow::anyhow!(
+                "{}",
+                text.replace("min_severity", "min-severity")
+                    .replace("product_arn", "product-arn")
+            )
         })?
-        .remove(0);
+        .into_iter()
+        .next()
+        .context("offline export settings")?;
     if !args.data_dir.join("findings").is_dir() {
         bail!("no findings store in {}", args.data_dir.display());
     }
