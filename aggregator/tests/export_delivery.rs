@@ -151,6 +151,55 @@ async fn jsonl_exports_resume_after_a_restart_without_loss_or_duplicates() {
     assert_eq!(exported, expected);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_severity_and_archived_findings_are_left_out_and_counted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = FindingStore::open(dir.path()).expect("open");
+    let out = dir.path().join("high.jsonl");
+    let mut all: Vec<Finding> = (0..FindingType::ALL.len())
+        .map(|i| finding(i, "111111111111"))
+        .collect();
+    // One high-severity finding archived: left out too.
+    let archived = all
+        .iter_mut()
+        .find(|f| f.severity >= 7.0)
+        .expect("a high finding");
+    archived.service.archived = true;
+    let archived_id = archived.id.clone();
+    store.upsert_all(&all).expect("upsert");
+    let want: Vec<String> = all
+        .iter()
+        .filter(|f| f.severity >= 7.0 && !f.service.archived)
+        .map(|f| f.id.clone())
+        .collect();
+    assert!(!want.is_empty() && want.len() + 1 < all.len());
+    let mut s = spec(
+        "high",
+        Format::GuardDuty,
+        SinkSpec::Jsonl {
+            path: out.clone(),
+            rotate_bytes: 1 << 30,
+            rotate_after: None,
+        },
+        7,
+    );
+    s.min_severity = 7.0;
+    let exports = Exports::start(&store, vec![s]).expect("start");
+    let stats = Arc::clone(&exports.stats()[0]);
+    wait_until("caught up", || {
+        (
+            stats.caught_up() && stats.exported() + stats.skipped() == all.len() as u64,
+            (stats.exported(), stats.skipped()),
+        )
+    })
+    .await;
+    exports.stop().await;
+    let got: Vec<String> = lines(&out).iter().map(|l| id_and_count(l).0).collect();
+    assert_eq!(got, want);
+    assert!(!got.contains(&archived_id));
+    assert_eq!(stats.skipped(), (all.len() - want.len()) as u64);
+}
+
 fn gunzip(path: &Path) -> String {
     let mut text = String::new();
     flate2::read::GzDecoder::new(std::fs::File::open(path).expect("open"))

@@ -298,3 +298,19 @@ enum Step {
     CaughtUp,
     Stopped,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_is_zero_when_caught_up_else_the_age_of_the_newest_export() {
+        let s = ExportStats::new("x");
+        assert_eq!(s.lag(Timestamp(5_000)), None);
+        s.newest_ms.fetch_max(1_000, Ordering::Relaxed);
+        assert_eq!(s.newest_exported(), Some(Timestamp(1_000)));
+        assert_eq!(s.lag(Timestamp(4_000)), Some(Duration::from_secs(3)));
+        s.caught_up.store(true, Ordering::Relaxed);
+        assert_eq!(s.lag(Timestamp(9_000)), Some(Duration::ZERO));
+    }
+}
