@@ -137,12 +137,70 @@ impl PositionStore {
     }
 
     /// Overwrites the raw record (tests corrupt positions with it).
-    #[doc(hidden)]
-    pub fn put_raw(&self, name: &str, bytes: &[u8]) -> Result<(), ExportError> {
+    #[cfg(test)]
+    fn put_raw(&self, name: &str, bytes: &[u8]) -> Result<(), ExportError> {
         self.tree
             .insert(name.as_bytes(), bytes)
             .map_err(ExportError::Sled)?;
         self.tree.flush().map_err(ExportError::Sled)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_damaged_position_is_an_error_naming_the_exporter_never_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FindingStore::open(dir.path()).expect("open");
+        let positions = PositionStore::open(&store).expect("positions");
+        assert_eq!(positions.load("fresh").expect("load"), Position::default());
+        let mut pos = Position {
+            exported: 3,
+            ..Position::default()
+        };
+        let cursor = UpdatedCursor::from_bytes(
+            &[
+                &[0x80, 0, 0, 0, 0, 0, 0, 1][..],
+                b"0123456789abcdef0123456789abcdef",
+            ]
+            .concat(),
+        )
+        .expect("cursor");
+        pos.set_cursor(&cursor);
+        positions.save("good", &pos).expect("save");
+        let back = positions.load("good").expect("load");
+        assert_eq!(back.cursor("good").expect("cursor"), Some(cursor));
+        positions
+            .put_raw("torn", b"{\"cursor\": \"80")
+            .expect("put");
+        let err = positions.load("torn").expect_err("damaged").to_string();
+        assert!(err.contains("exporter torn"), "{err}");
+        positions
+            .put_raw("odd", b"{\"cursor\": \"zz\"}")
+            .expect("put");
+        let err = positions.load("odd").expect_err("bad cursor").to_string();
+        assert!(err.contains("exporter odd") && err.contains("zz"), "{err}");
+        let err = crate::exports::Exports::start(
+            &store,
+            vec![crate::exports::ExportSpec {
+                name: "odd".into(),
+                format: crate::exports::formats::Format::GuardDuty,
+                sink: crate::exports::config::SinkSpec::S3Layout {
+                    root: dir.path().join("b"),
+                },
+                min_severity: 0.0,
+                include_archived: false,
+                batch_size: std::num::NonZeroUsize::MIN,
+                poll: std::time::Duration::from_secs(1),
+                settle: std::time::Duration::ZERO,
+                retry_initial: std::time::Duration::from_millis(1),
+                retry_max: std::time::Duration::from_millis(1),
+            }],
+        )
+        .expect_err("refused");
+        assert!(err.to_string().contains("exporter odd"), "{err}");
     }
 }
