@@ -285,6 +285,7 @@ fn findings_from_the_network_detectors_match_guardduty_finding_shape() {
         rules: SuppressionRules::default(),
         detectors: Default::default(),
         context: Default::default(),
+        cloudtrail: Vec::new(),
     })
     .expect("analyze");
     assert!(report.problems.is_empty(), "{:?}", report.problems);

@@ -1,5 +1,7 @@
 //! `eventTime` to milliseconds: a fast path for the form CloudTrail writes
-//! (`2024-07-31T12:50:02Z`, optionally with a fraction), RFC 3339 for anything else.
+//! (`2024-07-31T12:50:02Z`, optionally with a fraction), which also takes the form some
+//! exports write (`2024-11-25 17:51:21.000000000`: a space, no zone, meaning UTC), and
+//! RFC 3339 for anything else.
 
 /// Days from 1970-01-01 to a civil date (Howard Hinnant's `days_from_civil`).
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
@@ -43,9 +45,15 @@ fn fast(s: &str) -> Option<i64> {
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
         return None;
     }
+    let zoneless = head[10] == b' ';
+    let rest = match rest {
+        [body @ .., b'Z'] => body,
+        body if zoneless => body,
+        _ => return None,
+    };
     let ms = match rest {
-        [b'Z'] => 0,
-        [b'.', frac @ .., b'Z'] if !frac.is_empty() && frac.len() <= 9 => {
+        [] => 0,
+        [b'.', frac @ ..] if !frac.is_empty() && frac.len() <= 9 => {
             let mut v = digits(frac)?;
             for _ in frac.len()..3 {
                 v *= 10;
@@ -97,6 +105,11 @@ mod tests {
             parse_time_ms("2024-07-31T12:50:02Z")
         );
         assert_eq!(parse_time_ms("yesterday"), None);
+        assert_eq!(
+            parse_time_ms("2024-11-25 17:51:21.000000000"),
+            parse_time_ms("2024-11-25T17:51:21Z")
+        );
+        assert_eq!(parse_time_ms("2024-11-25T17:51:21"), None);
         assert_eq!(parse_time_ms("2024-13-01T00:00:00Z"), None);
     }
 }
