@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use picket_aggregator::cloudtrail::reader::{Reader, ReadTotals, collect_files};
+use picket_aggregator::cloudtrail::reader::{ReadTotals, Reader, collect_files};
 use picket_aggregator::detectors::{DetectorContext, DetectorsConfig, Event};
 use picket_aggregator::findings::engine::EngineConfig;
 use picket_aggregator::findings::suppression::SuppressionRules;
@@ -48,24 +48,89 @@ fn event(rng: &mut Rng, i: usize, t0: i64) -> Value {
     let ms = t0 + (i as i64) * 20;
     let time = picket_aggregator::findings::model::Timestamp(ms - ms % 1000).to_string();
     let time = format!("{}Z", &time[..19]);
-    let ip = format!("{}.{}.{}.{}", 20 + rng.below(180), rng.below(256), rng.below(256), 1 + rng.below(254));
+    let ip = format!(
+        "{}.{}.{}.{}",
+        20 + rng.below(180),
+        rng.below(256),
+        rng.below(256),
+        1 + rng.below(254)
+    );
     let agent = match rng.below(4) {
-        0 => "aws-cli/2.15.0 Python/3.11.6 Linux/6.5.0-1014-aws exe/x86_64.ubuntu.22 prompt/off command/s3.cp",
-        1 => "Boto3/1.34.0 md/Botocore#1.34.0 ua/2.0 os/linux#6.1.0 md/arch#x86_64 lang/python#3.11.6 cfg/retry-mode#legacy Botocore/1.34.0",
-        2 => "aws-sdk-go-v2/1.24.0 os/linux lang/go#1.21.5 md/GOOS#linux md/GOARCH#amd64 api/ec2#1.141.0",
-        _ => "[S3Console/0.4, aws-internal/3 aws-sdk-java/1.12.488 Linux/5.10.201-168.748.amzn2int.x86_64 OpenJDK_64-Bit_Server_VM/25.372-b08 java/1.8.0_372]",
+        0 => {
+            "aws-cli/2.15.0 Python/3.11.6 Linux/6.5.0-1014-aws exe/x86_64.ubuntu.22 prompt/off command/s3.cp"
+        }
+        1 => {
+            "Boto3/1.34.0 md/Botocore#1.34.0 ua/2.0 os/linux#6.1.0 md/arch#x86_64 lang/python#3.11.6 cfg/retry-mode#legacy Botocore/1.34.0"
+        }
+        2 => {
+            "aws-sdk-go-v2/1.24.0 os/linux lang/go#1.21.5 md/GOOS#linux md/GOARCH#amd64 api/ec2#1.141.0"
+        }
+        _ => {
+            "[S3Console/0.4, aws-internal/3 aws-sdk-java/1.12.488 Linux/5.10.201-168.748.amzn2int.x86_64 OpenJDK_64-Bit_Server_VM/25.372-b08 java/1.8.0_372]"
+        }
     };
     let bucket = format!("data-bucket-{}", rng.below(300));
     let (source, name, read_only, params, response) = match rng.below(10) {
-        0 | 1 => ("s3.amazonaws.com", "GetObject", true, json!({"bucketName": bucket, "Host": format!("{bucket}.s3.us-east-1.amazonaws.com"), "key": format!("reports/2024/05/{}.csv", rng.below(100_000))}), Value::Null),
-        2 => ("s3.amazonaws.com", "PutObject", false, json!({"bucketName": bucket, "Host": format!("{bucket}.s3.us-east-1.amazonaws.com"), "key": format!("uploads/{}.json", rng.below(100_000))}), Value::Null),
-        3 | 4 => ("ec2.amazonaws.com", "DescribeInstances", true, json!({"instancesSet": {}, "filterSet": {"items": [{"name": "tag:env", "valueSet": {"items": [{"value": "prod"}]}}]}}), Value::Null),
-        5 => ("sts.amazonaws.com", "AssumeRole", false, json!({"roleArn": format!("arn:aws:iam::{ACCOUNT}:role/app{}", rng.below(50)), "roleSessionName": format!("s{}", rng.below(1000)), "durationSeconds": 3600}),
-              json!({"credentials": {"accessKeyId": format!("ASIA{:016}", rng.below(1_000_000)), "sessionToken": "IQoJb3JpZ2luX2VjEXAMPLETOKEN", "expiration": "May 1, 2024, 11:00:00 AM"}, "assumedRoleUser": {"assumedRoleId": "AROAEXAMPLE:s1", "arn": format!("arn:aws:sts::{ACCOUNT}:assumed-role/app1/s1")}})),
-        6 => ("kms.amazonaws.com", "Decrypt", true, json!({"encryptionContext": {"aws:s3:arn": format!("arn:aws:s3:::{bucket}")}, "encryptionAlgorithm": "SYMMETRIC_DEFAULT"}), Value::Null),
-        7 => ("iam.amazonaws.com", "ListRoles", true, Value::Null, Value::Null),
-        8 => ("logs.amazonaws.com", "CreateLogStream", false, json!({"logGroupName": "/aws/lambda/fn", "logStreamName": format!("2024/05/01/[$LATEST]{:032x}", rng.next())}), Value::Null),
-        _ => ("cloudtrail.amazonaws.com", if rng.below(50) == 0 { "StopLogging" } else { "LookupEvents" }, false, json!({"name": "main-trail"}), Value::Null),
+        0 | 1 => (
+            "s3.amazonaws.com",
+            "GetObject",
+            true,
+            json!({"bucketName": bucket, "Host": format!("{bucket}.s3.us-east-1.amazonaws.com"), "key": format!("reports/2024/05/{}.csv", rng.below(100_000))}),
+            Value::Null,
+        ),
+        2 => (
+            "s3.amazonaws.com",
+            "PutObject",
+            false,
+            json!({"bucketName": bucket, "Host": format!("{bucket}.s3.us-east-1.amazonaws.com"), "key": format!("uploads/{}.json", rng.below(100_000))}),
+            Value::Null,
+        ),
+        3 | 4 => (
+            "ec2.amazonaws.com",
+            "DescribeInstances",
+            true,
+            json!({"instancesSet": {}, "filterSet": {"items": [{"name": "tag:env", "valueSet": {"items": [{"value": "prod"}]}}]}}),
+            Value::Null,
+        ),
+        5 => (
+            "sts.amazonaws.com",
+            "AssumeRole",
+            false,
+            json!({"roleArn": format!("arn:aws:iam::{ACCOUNT}:role/app{}", rng.below(50)), "roleSessionName": format!("s{}", rng.below(1000)), "durationSeconds": 3600}),
+            json!({"credentials": {"accessKeyId": format!("ASIA{:016}", rng.below(1_000_000)), "sessionToken": "IQoJb3JpZ2luX2VjEXAMPLETOKEN", "expiration": "May 1, 2024, 11:00:00 AM"}, "assumedRoleUser": {"assumedRoleId": "AROAEXAMPLE:s1", "arn": format!("arn:aws:sts::{ACCOUNT}:assumed-role/app1/s1")}}),
+        ),
+        6 => (
+            "kms.amazonaws.com",
+            "Decrypt",
+            true,
+            json!({"encryptionContext": {"aws:s3:arn": format!("arn:aws:s3:::{bucket}")}, "encryptionAlgorithm": "SYMMETRIC_DEFAULT"}),
+            Value::Null,
+        ),
+        7 => (
+            "iam.amazonaws.com",
+            "ListRoles",
+            true,
+            Value::Null,
+            Value::Null,
+        ),
+        8 => (
+            "logs.amazonaws.com",
+            "CreateLogStream",
+            false,
+            json!({"logGroupName": "/aws/lambda/fn", "logStreamName": format!("2024/05/01/[$LATEST]{:032x}", rng.next())}),
+            Value::Null,
+        ),
+        _ => (
+            "cloudtrail.amazonaws.com",
+            if rng.below(50) == 0 {
+                "StopLogging"
+            } else {
+                "LookupEvents"
+            },
+            false,
+            json!({"name": "main-trail"}),
+            Value::Null,
+        ),
     };
     let mut e = json!({
         "eventVersion": "1.09", "userIdentity": identity(rng), "eventTime": time, "eventSource": source,
@@ -97,7 +162,10 @@ fn generate(dir: &Path, events: usize) -> (Vec<PathBuf>, u64) {
         let records: Vec<Value> = (i..i + count).map(|k| event(&mut rng, k, t0)).collect();
         let text = serde_json::to_vec(&json!({"Records": records})).expect("json");
         bytes += text.len() as u64;
-        let path = folder.join(format!("{ACCOUNT}_CloudTrail_us-east-1_20240501T{:04}Z_{n:04}.json.gz", n % 2400));
+        let path = folder.join(format!(
+            "{ACCOUNT}_CloudTrail_us-east-1_20240501T{:04}Z_{n:04}.json.gz",
+            n % 2400
+        ));
         let file = std::fs::File::create(&path).expect("create file");
         let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::default());
         gz.write_all(&text).expect("write");
@@ -148,12 +216,19 @@ fn main() {
     // Full path: find files, read, normalise, every detector, findings.
     let mut list = String::new();
     for k in 0..10_000u32 {
-        list.push_str(&format!("{}.{}.{}.{}\n", 20 + k % 180, (k / 7) % 256, (k * 13) % 256, 1 + k % 250));
+        list.push_str(&format!(
+            "{}.{}.{}.{}\n",
+            20 + k % 180,
+            (k / 7) % 256,
+            (k * 13) % 256,
+            1 + k % 250
+        ));
     }
     let list_path = dir.path().join("threats.txt");
     std::fs::write(&list_path, list).expect("list");
     let settings = picket_aggregator::intel::IntelSettings::from_files(&[list_path], &[]);
-    let snapshot = picket_aggregator::intel::sources::load_snapshot(&settings, 1).expect("snapshot");
+    let snapshot =
+        picket_aggregator::intel::sources::load_snapshot(&settings, 1).expect("snapshot");
     let context = DetectorContext::with_fixed_intel(snapshot);
     let t = Instant::now();
     let mut pipeline = Pipeline::new(

@@ -73,6 +73,12 @@ pub enum ConfigError {
         /// Every problem found, one per key.
         problems: Vec<String>,
     },
+    /// Occurs when `[cloudtrail]` settings are wrong; each problem names its full key.
+    #[error("{}", .problems.join("; "))]
+    CloudTrail {
+        /// Every problem found.
+        problems: Vec<String>,
+    },
     /// Occurs when a value is out of range.
     #[error("{key} {why}, got {value}")]
     Invalid {
@@ -361,6 +367,63 @@ fn category_names() -> String {
     names.join(", ")
 }
 
+/// `[cloudtrail]`: CloudTrail log files `serve` reads (ct-reader).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudTrailSection {
+    /// Files and folders (watched recursively), e.g. an S3 sync of `AWSLogs/`.
+    #[serde(default)]
+    pub paths: Vec<PathBuf>,
+    /// Quiet time after a change before new files are read, in ms (10-60000).
+    #[serde(default = "default_cloudtrail_debounce_ms")]
+    pub debounce_ms: u64,
+    /// Seconds between full rescans, for file systems whose change events are missed (1-86400).
+    #[serde(default = "default_cloudtrail_rescan_secs")]
+    pub rescan_secs: u64,
+}
+
+fn default_cloudtrail_debounce_ms() -> u64 {
+    1000
+}
+fn default_cloudtrail_rescan_secs() -> u64 {
+    300
+}
+
+impl Default for CloudTrailSection {
+    fn default() -> Self {
+        Self {
+            paths: Vec::new(),
+            debounce_ms: default_cloudtrail_debounce_ms(),
+            rescan_secs: default_cloudtrail_rescan_secs(),
+        }
+    }
+}
+
+impl CloudTrailSection {
+    /// Every bad value, each naming its full key.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        for (i, path) in self.paths.iter().enumerate() {
+            if path.as_os_str().is_empty() {
+                p.push(format!("cloudtrail.paths[{i}] must not be empty"));
+            }
+        }
+        if !(10..=60_000).contains(&self.debounce_ms) {
+            p.push(format!(
+                "cloudtrail.debounce_ms must be between 10 and 60000, got {}",
+                self.debounce_ms
+            ));
+        }
+        if !(1..=86_400).contains(&self.rescan_secs) {
+            p.push(format!(
+                "cloudtrail.rescan_secs must be between 1 and 86400, got {}",
+                self.rescan_secs
+            ));
+        }
+        p
+    }
+}
+
 /// The aggregator's config file as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -383,6 +446,9 @@ pub struct ConfigFile {
     /// `[intel]`.
     #[serde(default)]
     pub intel: IntelSection,
+    /// `[cloudtrail]`.
+    #[serde(default)]
+    pub cloudtrail: CloudTrailSection,
 }
 
 impl ConfigFile {
@@ -414,6 +480,11 @@ impl ConfigFile {
         fix(&mut file.tls.ca);
         fix(&mut file.tls.cert);
         fix(&mut file.tls.key);
+        for p in &mut file.cloudtrail.paths {
+            if p.is_relative() && !p.as_os_str().is_empty() {
+                *p = base.join(&*p);
+            }
+        }
         for source in &mut file.intel.sources {
             if source.path.is_relative() && !source.path.as_os_str().is_empty() {
                 source.path = base.join(&source.path);
@@ -463,6 +534,8 @@ pub struct Settings {
     pub detectors: DetectorsConfig,
     /// Intel sources.
     pub intel: IntelSettings,
+    /// CloudTrail input.
+    pub cloudtrail: CloudTrailSection,
 }
 
 impl Settings {
@@ -525,6 +598,12 @@ impl Settings {
         // Parsed here too so a bad rule stops startup rather than the first finding.
         file.findings.suppression_rules()?;
         check_detectors(&file.detectors)?;
+        let cloudtrail_problems = file.cloudtrail.problems();
+        if !cloudtrail_problems.is_empty() {
+            return Err(ConfigError::CloudTrail {
+                problems: cloudtrail_problems,
+            });
+        }
         if limits.max_intel_update_bytes < limits.max_message_bytes {
             return Err(ConfigError::Invalid {
                 key: "limits.max_intel_update_bytes",
@@ -540,6 +619,7 @@ impl Settings {
             findings: file.findings,
             detectors: file.detectors,
             intel,
+            cloudtrail: file.cloudtrail,
         })
     }
 }

@@ -11,6 +11,10 @@ pub mod event;
 pub mod normalize;
 pub mod raw;
 pub mod reader;
+#[cfg(test)]
+mod reader_tests;
+pub mod seen;
 pub mod timestamp;
+pub mod watcher;
 
 pub use event::{ApiEvent, ApiResource, CallerAddress, EventOrigin, Principal, SessionIssuer};

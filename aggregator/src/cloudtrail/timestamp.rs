@@ -30,7 +30,7 @@ fn fast(s: &str) -> Option<i64> {
     let (head, rest) = b.split_first_chunk::<19>()?;
     if head[4] != b'-'
         || head[7] != b'-'
-        || head[10] != b'T'
+        || !matches!(head[10], b'T' | b' ')
         || head[13] != b':'
         || head[16] != b':'
     {

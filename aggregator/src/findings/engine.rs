@@ -19,10 +19,9 @@ use sha2::{Digest, Sha256};
 
 use super::model::{
     AccessKeyDetails, Action, AdditionalInfo, AwsApiCallAction, DnsRequestAction, DomainDetails,
-    Evidence, RemoteAccountDetails,
-    Finding, InstanceDetails, IpDetails, NetworkConnectionAction, NetworkInterface, PortDetails,
-    PortProbeAction, PortProbeDetail, RemoteIpDetails, Resource, S3BucketDetail, SCHEMA_VERSION,
-    Service, ThreatIntelligenceDetail, Timestamp,
+    Evidence, Finding, InstanceDetails, IpDetails, NetworkConnectionAction, NetworkInterface,
+    PortDetails, PortProbeAction, PortProbeDetail, RemoteAccountDetails, RemoteIpDetails, Resource,
+    S3BucketDetail, SCHEMA_VERSION, Service, ThreatIntelligenceDetail, Timestamp,
 };
 use super::suppression::SuppressionRules;
 use super::types::ActionKind;
