@@ -24,6 +24,8 @@ pub mod s3_exposure;
 pub mod s3_logging;
 
 #[cfg(test)]
+mod real_data_tests;
+#[cfg(test)]
 pub mod testing;
 
 use super::{Detector, DetectorContext};
