@@ -875,3 +875,53 @@ mod example_tests {
         );
     }
 }
+
+#[cfg(test)]
+mod cloudtrail_section_tests {
+    use super::*;
+
+    #[test]
+    fn cloudtrail_paths_are_relative_to_the_config_and_bad_values_name_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.toml");
+        std::fs::write(
+            &path,
+            "[tls]\nca = \"ca.pem\"\ncert = \"c.pem\"\nkey = \"k.pem\"\n[cloudtrail]\npaths = [\"logs\"]\ndebounce_ms = 5\nrescan_secs = 0\n",
+        )
+        .unwrap();
+        let file = ConfigFile::load(&path).unwrap();
+        assert_eq!(file.cloudtrail.paths, vec![dir.path().join("logs")]);
+        let err = Settings::resolve(file, Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("cloudtrail.debounce_ms") && err.contains("got 5"),
+            "{err}"
+        );
+        assert!(err.contains("cloudtrail.rescan_secs"), "{err}");
+        std::fs::write(&path, "[cloudtrail]\npath = [\"x\"]\n").unwrap();
+        let err = ConfigFile::load(&path).unwrap_err().to_string();
+        assert!(err.contains("path"), "{err}");
+    }
+
+    #[test]
+    fn the_example_config_documents_the_cloudtrail_section() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config/aggregator.example.toml");
+        let file = ConfigFile::load(&path).unwrap();
+        assert_eq!(file.cloudtrail.paths.len(), 1);
+        assert_eq!(
+            file.cloudtrail.debounce_ms,
+            CloudTrailSection::default().debounce_ms
+        );
+        assert_eq!(
+            file.cloudtrail.rescan_secs,
+            CloudTrailSection::default().rescan_secs
+        );
+        let d = file.detectors.console_login;
+        let defaults =
+            crate::detectors::cloudtrail_rules::console_login::ConsoleLoginConfig::default();
+        assert_eq!(d.success_min_networks, defaults.success_min_networks);
+        assert_eq!(d.failure_min, defaults.failure_min);
+    }
+}

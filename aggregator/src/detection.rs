@@ -246,6 +246,38 @@ mod tests {
     use crate::findings::store::ListQuery;
 
     #[tokio::test]
+    async fn cloudtrail_events_handed_to_detection_are_stored_findings_after_stop() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FindingStore::open(dir.path()).expect("open");
+        let (_tx, api_tx, stop) = spawn_with_cloudtrail(
+            store.clone(),
+            &FindingsSection::default(),
+            SuppressionRules::default(),
+            &DetectorsConfig::default(),
+            &DetectorContext::default(),
+        );
+        let event = crate::cloudtrail::normalize::parse_event(
+            r#"{"eventTime":"2024-05-01T10:00:00Z","eventSource":"cloudtrail.amazonaws.com","eventName":"StopLogging","awsRegion":"us-east-1","recipientAccountId":"111122223333","sourceIPAddress":"81.2.69.142","userIdentity":{"type":"IAMUser","arn":"arn:aws:iam::111122223333:user/u","accountId":"111122223333","accessKeyId":"AKIAU"}}"#,
+            Default::default(),
+        )
+        .expect("event");
+        api_tx
+            .send(ApiBatch {
+                file: "t.json".into(),
+                events: vec![event],
+            })
+            .await
+            .expect("queued");
+        stop.stop().await;
+        let page = store.list(&ListQuery::default()).expect("list");
+        assert_eq!(page.findings.len(), 1);
+        assert_eq!(
+            page.findings[0].finding_type.name(),
+            "Stealth:IAMUser/CloudTrailLoggingDisabled"
+        );
+    }
+
+    #[tokio::test]
     async fn a_submitted_intel_hit_is_a_stored_finding_after_stop() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = FindingStore::open(dir.path()).expect("open");

@@ -31,17 +31,26 @@ fn s3_tree(root: &Path) -> Result<()> {
         .map(serde_json::from_str)
         .collect::<Result<_, _>>()?;
     // A record that is not an event, in the middle of the file.
-    events.insert(3, serde_json::json!({"eventVersion": "1.09", "eventSource": "iam.amazonaws.com"}));
+    events.insert(
+        3,
+        serde_json::json!({"eventVersion": "1.09", "eventSource": "iam.amazonaws.com"}),
+    );
     let (first, second) = events.split_at(9);
     for (i, part) in [first, second].iter().enumerate() {
         let body = serde_json::to_vec(&serde_json::json!({ "Records": part }))?;
         std::fs::write(
-            day.join(format!("111122223333_CloudTrail_us-east-1_20240501T10{i}0Z_x{i}.json.gz")),
+            day.join(format!(
+                "111122223333_CloudTrail_us-east-1_20240501T10{i}0Z_x{i}.json.gz"
+            )),
             gz(&body)?,
         )?;
     }
-    std::fs::write(day.join("111122223333_CloudTrail_us-east-1_20240501T1100Z_bad.json.gz"), [0x1f, 0x8b, 8, 0, 9, 9, 9])?;
-    let digest = root.join("AWSLogs/o-exampleorg/111122223333/CloudTrail-Digest/us-east-1/2024/05/01");
+    std::fs::write(
+        day.join("111122223333_CloudTrail_us-east-1_20240501T1100Z_bad.json.gz"),
+        [0x1f, 0x8b, 8, 0, 9, 9, 9],
+    )?;
+    let digest =
+        root.join("AWSLogs/o-exampleorg/111122223333/CloudTrail-Digest/us-east-1/2024/05/01");
     std::fs::create_dir_all(&digest)?;
     std::fs::write(
         digest.join("111122223333_CloudTrail-Digest_us-east-1_main_us-east-1_20240501T110000Z.json.gz"),
@@ -51,7 +60,8 @@ fn s3_tree(root: &Path) -> Result<()> {
 }
 
 #[test]
-fn analyze_reads_s3_delivered_cloudtrail_with_intel_and_agent_records_and_reports_bad_input() -> Result<()> {
+fn analyze_reads_s3_delivered_cloudtrail_with_intel_and_agent_records_and_reports_bad_input()
+-> Result<()> {
     let dir = tempfile::tempdir()?;
     s3_tree(dir.path())?;
     let out = Command::new(env!("CARGO_BIN_EXE_picket-aggregator"))
@@ -59,7 +69,9 @@ fn analyze_reads_s3_delivered_cloudtrail_with_intel_and_agent_records_and_report
         .arg("--cloudtrail")
         .arg(dir.path())
         .arg("--cloudtrail")
-        .arg(fixture("cloudtrail/aws.defense-evasion.cloudtrail-event-selectors.json"))
+        .arg(fixture(
+            "cloudtrail/aws.defense-evasion.cloudtrail-event-selectors.json",
+        ))
         .arg("--agent-records")
         .arg(fixture("intel_hits.jsonl"))
         .arg("--threat-list")
@@ -99,9 +111,16 @@ fn analyze_reads_s3_delivered_cloudtrail_with_intel_and_agent_records_and_report
         ]
     );
     // The agent's own records still give their findings in the same run.
-    assert!(findings.iter().any(|f| f["resource"]["resourceType"] == "Instance"));
+    assert!(
+        findings
+            .iter()
+            .any(|f| f["resource"]["resourceType"] == "Instance")
+    );
     // The trusted caller (also inside the threat range) raised nothing.
-    assert!(!findings.iter().any(|f| f["service"]["action"]["awsApiCallAction"]["remoteIpDetails"]["ipAddressV4"] == "45.9.148.99"));
+    assert!(!findings.iter().any(
+        |f| f["service"]["action"]["awsApiCallAction"]["remoteIpDetails"]["ipAddressV4"]
+            == "45.9.148.99"
+    ));
     let anon = findings
         .iter()
         .find(|f| f["type"] == "UnauthorizedAccess:IAMUser/MaliciousIPCaller.Custom")
@@ -110,18 +129,44 @@ fn analyze_reads_s3_delivered_cloudtrail_with_intel_and_agent_records_and_report
     assert_eq!(call["api"], "CreateUser");
     assert_eq!(call["callerType"], "Remote IP");
     assert_eq!(call["remoteIpDetails"]["ipAddressV4"], "45.9.148.21");
-    assert!(call["userAgent"].as_str().is_some_and(|u| u.starts_with("aws-cli/")));
-    assert_eq!(anon["service"]["evidence"]["threatIntelligenceDetails"][0]["threatListName"], "threats.txt");
+    assert!(
+        call["userAgent"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("aws-cli/"))
+    );
+    assert_eq!(
+        anon["service"]["evidence"]["threatIntelligenceDetails"][0]["threatListName"],
+        "threats.txt"
+    );
     let ev = &anon["service"]["additionalInfo"]["picketEvidence"];
     assert_eq!(ev["kind"], "api_call");
-    assert!(ev["origin"].as_str().is_some_and(|o| o.contains("x0.json.gz:")), "{ev}");
+    assert!(
+        ev["origin"]
+            .as_str()
+            .is_some_and(|o| o.contains("x0.json.gz:")),
+        "{ev}"
+    );
     // A service-invoked call is a Domain caller; a foreign principal is a remote account.
-    assert!(findings.iter().any(|f| f["service"]["action"]["awsApiCallAction"]["domainDetails"]["domain"] == "cloudformation.amazonaws.com"));
-    assert!(findings.iter().any(|f| f["service"]["action"]["awsApiCallAction"]["remoteAccountDetails"]["accountId"] == "444455556666"));
+    assert!(findings.iter().any(
+        |f| f["service"]["action"]["awsApiCallAction"]["domainDetails"]["domain"]
+            == "cloudformation.amazonaws.com"
+    ));
+    assert!(findings.iter().any(
+        |f| f["service"]["action"]["awsApiCallAction"]["remoteAccountDetails"]["accountId"]
+            == "444455556666"
+    ));
     // Bad input is named, and the rest still counted.
-    assert!(stderr.contains("x0.json.gz:Records[3]: not a CloudTrail event: eventName is missing"), "{stderr}");
+    assert!(
+        stderr.contains("x0.json.gz:Records[3]: not a CloudTrail event: eventName is missing"),
+        "{stderr}"
+    );
     assert!(stderr.contains("_bad.json.gz: bad gzip"), "{stderr}");
-    assert!(stderr.contains("read 18 CloudTrail events from 5 files (1 digest files skipped, 3 problems)"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "read 18 CloudTrail events from 5 files (1 digest files skipped, 3 problems)"
+        ),
+        "{stderr}"
+    );
     Ok(())
 }
 

@@ -197,9 +197,13 @@ impl Ctx<'_> {
     }
 
     fn event(&mut self, json: &str, index: u64, position: Position) {
+        // `EventOrigin::position`: the index in the array, or the line of a line file.
         let origin = EventOrigin {
             file: self.file_text.to_owned(),
-            position: index,
+            position: match position {
+                Position::Line(n) => n,
+                _ => index,
+            },
         };
         match parse_event(json, origin) {
             Ok(e) => {

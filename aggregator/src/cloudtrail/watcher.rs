@@ -210,3 +210,82 @@ async fn scan(
     }
     Some(reader)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn write_trail(dir: &std::path::Path, name: &str, event_name: &str) {
+        let body = format!(
+            r#"{{"Records":[{{"eventTime":"2024-05-01T10:00:00Z","eventSource":"cloudtrail.amazonaws.com","eventName":"{event_name}","awsRegion":"us-east-1","recipientAccountId":"111122223333","sourceIPAddress":"81.2.69.142","userIdentity":{{"type":"IAMUser","arn":"arn:aws:iam::111122223333:user/u","accountId":"111122223333","accessKeyId":"AKIAU"}}}}]}}"#
+        );
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(body.as_bytes()).expect("gzip");
+        // Written aside and renamed in, as sync tools do, so the feed never sees half a file.
+        let tmp = dir.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, e.finish().expect("gzip")).expect("write");
+        std::fs::rename(&tmp, dir.join(name)).expect("rename");
+    }
+
+    async fn next(rx: &mut mpsc::Receiver<ApiBatch>) -> ApiBatch {
+        tokio::time::timeout(Duration::from_secs(20), rx.recv())
+            .await
+            .expect("a batch within 20 s")
+            .expect("feed alive")
+    }
+
+    #[tokio::test]
+    async fn files_present_and_arriving_are_read_once_even_across_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let logs = dir
+            .path()
+            .join("AWSLogs/111122223333/CloudTrail/us-east-1/2024/05/01");
+        std::fs::create_dir_all(&logs).expect("mkdir");
+        write_trail(&logs, "a.json.gz", "StopLogging");
+        let db = sled::open(dir.path().join("db")).expect("sled");
+        let settings = FeedSettings {
+            paths: vec![dir.path().join("AWSLogs")],
+            debounce: Duration::from_millis(50),
+            rescan: Duration::from_secs(3600),
+        };
+        let seen = SeenFiles::new(db.open_tree("cloudtrail_files").expect("tree"));
+        let (tx, mut rx) = mpsc::channel(4);
+        let feed = spawn(settings.clone(), seen.clone(), tx).expect("feed");
+        let first = next(&mut rx).await;
+        assert!(first.file.ends_with("a.json.gz"));
+        assert_eq!(first.events.len(), 1);
+        write_trail(&logs, "b.json.gz", "DeleteTrail");
+        let second = next(&mut rx).await;
+        assert!(second.file.ends_with("b.json.gz"), "{:?}", second.file);
+        assert_eq!(second.events[0].event_name, "DeleteTrail");
+        drop(feed);
+
+        // Restarted: a and b are known; the first batch must be the new file c.
+        let (tx, mut rx) = mpsc::channel(4);
+        let _feed = spawn(settings, seen.clone(), tx).expect("feed");
+        write_trail(&logs, "c.json.gz", "StopLogging");
+        let third = next(&mut rx).await;
+        assert!(third.file.ends_with("c.json.gz"), "{:?}", third.file);
+        assert_eq!(seen.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_missing_path_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = sled::open(dir.path().join("db")).expect("sled");
+        let (tx, _rx) = mpsc::channel(1);
+        let err = spawn(
+            FeedSettings {
+                paths: vec![dir.path().join("nope")],
+                debounce: Duration::from_millis(50),
+                rescan: Duration::from_secs(60),
+            },
+            SeenFiles::new(db.open_tree("t").expect("tree")),
+            tx,
+        )
+        .expect_err("missing path");
+        assert!(err.to_string().contains("nope"), "{err}");
+    }
+}

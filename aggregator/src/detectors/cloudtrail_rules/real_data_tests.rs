@@ -91,7 +91,10 @@ fn the_stratus_event_selectors_detonation_is_logging_disabled() {
     assert_eq!(events.len(), 1);
     let obs = observe_all(&events[0]);
     assert_eq!(obs.len(), 1, "{obs:?}");
-    assert_eq!(obs[0].finding_type, FindingType::StealthCloudTrailLoggingDisabled);
+    assert_eq!(
+        obs[0].finding_type,
+        FindingType::StealthCloudTrailLoggingDisabled
+    );
     assert_eq!(obs[0].region, "cn-northsouth-2r");
 }
 
