@@ -33,13 +33,13 @@ use super::{Detector, DetectorContext};
 /// Every CloudTrail rule detector, configured by `config`.
 pub fn all(config: &super::DetectorsConfig, context: &DetectorContext) -> Vec<Box<dyn Detector>> {
     vec![
-        Box::new(root_usage::RootUsageDetector::default()),
+        Box::new(root_usage::RootUsageDetector),
         Box::new(logging_disabled::LoggingDisabledDetector::default()),
         Box::new(password_policy::PasswordPolicyDetector::default()),
-        Box::new(s3_logging::S3LoggingDetector::default()),
-        Box::new(s3_exposure::S3ExposureDetector::default()),
+        Box::new(s3_logging::S3LoggingDetector),
+        Box::new(s3_exposure::S3ExposureDetector),
         Box::new(intel_caller::IntelCallerDetector::new(context)),
-        Box::new(pentest_agent::PentestAgentDetector::default()),
+        Box::new(pentest_agent::PentestAgentDetector),
         Box::new(console_login::ConsoleLoginDetector::new(
             config.console_login.clone(),
         )),
