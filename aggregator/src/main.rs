@@ -168,6 +168,11 @@ fn analyze(args: AnalyzeArgs) -> Result<()> {
     if args.agent_records.is_empty() && args.cloudtrail.is_empty() {
         bail!("nothing to analyze: give at least one --agent-records FILE or --cloudtrail PATH");
     }
+    for path in &args.cloudtrail {
+        if !path.exists() {
+            bail!("--cloudtrail {}: no such file or folder", path.display());
+        }
+    }
     // Threat and trusted lists apply to CloudTrail callers; agent records carry the agent's
     // own intel hits already.
     let context = if args.threat_list.is_empty() && args.trusted_list.is_empty() {
