@@ -4,6 +4,12 @@
 //! A line is either a bare `picket_proto::v1::Record` (the identity then comes from
 //! [`AnalyzeOptions::default_source`]) or `{"account_id", "instance_id", "region", "record"}`.
 //! A line that does not parse is reported as `file:line: why` and skipped; the rest still counts.
+//!
+//! CloudTrail files ([`AnalyzeOptions::cloudtrail`], files or folders) are read with
+//! [`crate::cloudtrail::reader`]; with any given, agent records and API events are gathered and
+//! fed in time order (a stable sort, so equal times keep input order), because correlation
+//! across the two sources needs one timeline. That holds the whole input in memory; agent
+//! records alone still stream.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -69,6 +75,8 @@ pub struct AnalyzeOptions {
     pub detectors: DetectorsConfig,
     /// Lookups detectors consult (intel for CloudTrail callers).
     pub context: DetectorContext,
+    /// CloudTrail files or folders (read recursively).
+    pub cloudtrail: Vec<PathBuf>,
 }
 
 /// The result of an analysis.
@@ -84,6 +92,10 @@ pub struct Report {
     pub counters: Vec<(&'static str, DetectorCounter)>,
     /// The engine's counters.
     pub engine: EngineStats,
+    /// CloudTrail files, events or folders skipped, as `file:position: why`.
+    pub cloudtrail_problems: Vec<crate::cloudtrail::reader::Problem>,
+    /// What the CloudTrail reader read.
+    pub cloudtrail: crate::cloudtrail::reader::ReadTotals,
 }
 
 /// A record line with the agent identity beside it.
@@ -140,8 +152,7 @@ fn parse_line(line: &str, default: &AgentSource) -> Result<Event, String> {
 fn read_file(
     path: &Path,
     opts: &AnalyzeOptions,
-    pipeline: &mut Pipeline,
-    merged: &mut BTreeMap<String, Finding>,
+    sink: &mut dyn FnMut(Event),
     report: &mut Report,
 ) -> Result<(), AnalyzeError> {
     let err = |source| AnalyzeError::Read {
@@ -186,15 +197,44 @@ fn read_file(
         match parse_line(text, &opts.default_source) {
             Ok(event) => {
                 report.records += 1;
-                pipeline.feed(&event);
-                if pipeline.is_full() {
-                    fold(merged, pipeline.drain());
-                }
+                sink(event);
             }
             Err(why) => report.problems.push(problem(why)),
         }
     }
     Ok(())
+}
+
+/// When an event happened, for ordering agent records among API events.
+fn event_time_ms(event: &Event) -> Option<i64> {
+    use picket_proto::v1::record::Record as R;
+    let t = match event {
+        Event::Api(e) => e.time_ms,
+        Event::Agent { record, .. } => match record.record.as_ref()? {
+            R::Flow(f) => f.first_seen_ms.max(f.interval_start_ms),
+            R::Dns(d) => d.first_seen_ms.max(d.interval_start_ms),
+            R::IntelHit(h) => h.observed_at_ms,
+            R::HostStats(h) => h.interval_start_ms,
+        },
+    };
+    (t > 0).then_some(t)
+}
+
+/// Reads every CloudTrail file under `paths` onto the timeline.
+fn read_cloudtrail(paths: &[PathBuf], timeline: &mut Vec<(i64, Event)>, report: &mut Report) {
+    use crate::cloudtrail::reader::{Reader, collect_files};
+    let (files, problems) = collect_files(paths);
+    report.cloudtrail.problems += problems.len() as u64;
+    report.cloudtrail_problems.extend(problems);
+    let mut reader = Reader::new();
+    for file in files {
+        let summary = reader.read_file(
+            &file,
+            &mut |e| timeline.push((e.time_ms, Event::Api(Box::new(e)))),
+            &mut |p| report.cloudtrail_problems.push(p),
+        );
+        report.cloudtrail.add(summary);
+    }
 }
 
 fn fold(merged: &mut BTreeMap<String, Finding>, drained: Vec<Finding>) {
@@ -223,8 +263,37 @@ pub fn analyze(opts: &AnalyzeOptions) -> Result<Report, AnalyzeError> {
     );
     let mut merged = BTreeMap::new();
     let mut report = Report::default();
-    for path in &opts.agent_records {
-        read_file(path, opts, &mut pipeline, &mut merged, &mut report)?;
+    if opts.cloudtrail.is_empty() {
+        let mut sink = |event: Event| {
+            pipeline.feed(&event);
+            if pipeline.is_full() {
+                fold(&mut merged, pipeline.drain());
+            }
+        };
+        for path in &opts.agent_records {
+            read_file(path, opts, &mut sink, &mut report)?;
+        }
+    } else {
+        let mut timeline = Vec::new();
+        for path in &opts.agent_records {
+            // Records without a time take the previous record's, keeping their place.
+            let mut last = i64::MIN;
+            let mut sink = |event: Event| {
+                if let Some(t) = event_time_ms(&event) {
+                    last = t;
+                }
+                timeline.push((last, event));
+            };
+            read_file(path, opts, &mut sink, &mut report)?;
+        }
+        read_cloudtrail(&opts.cloudtrail, &mut timeline, &mut report);
+        timeline.sort_by_key(|(t, _)| *t);
+        for (_, event) in timeline {
+            pipeline.feed(&event);
+            if pipeline.is_full() {
+                fold(&mut merged, pipeline.drain());
+            }
+        }
     }
     fold(&mut merged, pipeline.drain());
     let mut findings: Vec<Finding> = merged.into_values().collect();

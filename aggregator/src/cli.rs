@@ -149,13 +149,14 @@ pub struct AnalyzeArgs {
     /// JSON-lines file of agent records (bare `Record`s or `{account_id, instance_id, region, record}`).
     #[arg(long = "agent-records", value_name = "FILE.jsonl")]
     pub agent_records: Vec<PathBuf>,
-    /// CloudTrail logs (not supported yet).
+    /// CloudTrail log files or folders (read recursively): `{"Records":[…]}` as delivered to S3,
+    /// JSON arrays or one event per line, gzip or plain; digest files are skipped.
     #[arg(long, value_name = "PATH")]
     pub cloudtrail: Vec<PathBuf>,
-    /// Threat list (not supported yet: the agent applies intel lists).
+    /// Threat list checked against CloudTrail callers (agent records carry the agent's own hits).
     #[arg(long = "threat-list", value_name = "FILE")]
     pub threat_list: Vec<PathBuf>,
-    /// Trusted list (not supported yet: the agent applies intel lists).
+    /// Trusted list: CloudTrail callers on it never raise intel findings.
     #[arg(long = "trusted-list", value_name = "FILE")]
     pub trusted_list: Vec<PathBuf>,
     /// Aggregator config file; its `[findings]` (suppression rules, bounds) and `[detectors]`

@@ -80,6 +80,12 @@ pub enum ConfigError {
         /// Every problem found, one per key.
         problems: Vec<String>,
     },
+    /// Occurs when `[cloudtrail]` settings are wrong; each problem names its full key.
+    #[error("{}", .problems.join("; "))]
+    CloudTrail {
+        /// Every problem found.
+        problems: Vec<String>,
+    },
     /// Occurs when a value is out of range.
     #[error("{key} {why}, got {value}")]
     Invalid {
@@ -368,6 +374,63 @@ fn category_names() -> String {
     names.join(", ")
 }
 
+/// `[cloudtrail]`: CloudTrail log files `serve` reads (ct-reader).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudTrailSection {
+    /// Files and folders (watched recursively), e.g. an S3 sync of `AWSLogs/`.
+    #[serde(default)]
+    pub paths: Vec<PathBuf>,
+    /// Quiet time after a change before new files are read, in ms (10-60000).
+    #[serde(default = "default_cloudtrail_debounce_ms")]
+    pub debounce_ms: u64,
+    /// Seconds between full rescans, for file systems whose change events are missed (1-86400).
+    #[serde(default = "default_cloudtrail_rescan_secs")]
+    pub rescan_secs: u64,
+}
+
+fn default_cloudtrail_debounce_ms() -> u64 {
+    1000
+}
+fn default_cloudtrail_rescan_secs() -> u64 {
+    300
+}
+
+impl Default for CloudTrailSection {
+    fn default() -> Self {
+        Self {
+            paths: Vec::new(),
+            debounce_ms: default_cloudtrail_debounce_ms(),
+            rescan_secs: default_cloudtrail_rescan_secs(),
+        }
+    }
+}
+
+impl CloudTrailSection {
+    /// Every bad value, each naming its full key.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        for (i, path) in self.paths.iter().enumerate() {
+            if path.as_os_str().is_empty() {
+                p.push(format!("cloudtrail.paths[{i}] must not be empty"));
+            }
+        }
+        if !(10..=60_000).contains(&self.debounce_ms) {
+            p.push(format!(
+                "cloudtrail.debounce_ms must be between 10 and 60000, got {}",
+                self.debounce_ms
+            ));
+        }
+        if !(1..=86_400).contains(&self.rescan_secs) {
+            p.push(format!(
+                "cloudtrail.rescan_secs must be between 1 and 86400, got {}",
+                self.rescan_secs
+            ));
+        }
+        p
+    }
+}
+
 /// The aggregator's config file as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -393,6 +456,9 @@ pub struct ConfigFile {
     /// `[[exports]]`: where findings are delivered.
     #[serde(default)]
     pub exports: Vec<crate::exports::ExportConfig>,
+    /// `[cloudtrail]`.
+    #[serde(default)]
+    pub cloudtrail: CloudTrailSection,
 }
 
 impl ConfigFile {
@@ -426,6 +492,11 @@ impl ConfigFile {
         fix(&mut file.tls.key);
         for export in &mut file.exports {
             export.rebase(base);
+        }
+        for p in &mut file.cloudtrail.paths {
+            if p.is_relative() && !p.as_os_str().is_empty() {
+                *p = base.join(&*p);
+            }
         }
         for source in &mut file.intel.sources {
             if source.path.is_relative() && !source.path.as_os_str().is_empty() {
@@ -478,6 +549,8 @@ pub struct Settings {
     pub intel: IntelSettings,
     /// Exporters, checked.
     pub exports: Vec<crate::exports::ExportSpec>,
+    /// CloudTrail input.
+    pub cloudtrail: CloudTrailSection,
 }
 
 impl Settings {
@@ -542,6 +615,12 @@ impl Settings {
         // Parsed here too so a bad rule stops startup rather than the first finding.
         file.findings.suppression_rules()?;
         check_detectors(&file.detectors)?;
+        let cloudtrail_problems = file.cloudtrail.problems();
+        if !cloudtrail_problems.is_empty() {
+            return Err(ConfigError::CloudTrail {
+                problems: cloudtrail_problems,
+            });
+        }
         if limits.max_intel_update_bytes < limits.max_message_bytes {
             return Err(ConfigError::Invalid {
                 key: "limits.max_intel_update_bytes",
@@ -558,6 +637,7 @@ impl Settings {
             detectors: file.detectors,
             intel,
             exports,
+            cloudtrail: file.cloudtrail,
         })
     }
 }
@@ -811,5 +891,55 @@ mod example_tests {
             err.contains("findings.suppression[0]") && err.contains("severty"),
             "{err}"
         );
+    }
+}
+
+#[cfg(test)]
+mod cloudtrail_section_tests {
+    use super::*;
+
+    #[test]
+    fn cloudtrail_paths_are_relative_to_the_config_and_bad_values_name_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.toml");
+        std::fs::write(
+            &path,
+            "[tls]\nca = \"ca.pem\"\ncert = \"c.pem\"\nkey = \"k.pem\"\n[cloudtrail]\npaths = [\"logs\"]\ndebounce_ms = 5\nrescan_secs = 0\n",
+        )
+        .unwrap();
+        let file = ConfigFile::load(&path).unwrap();
+        assert_eq!(file.cloudtrail.paths, vec![dir.path().join("logs")]);
+        let err = Settings::resolve(file, Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("cloudtrail.debounce_ms") && err.contains("got 5"),
+            "{err}"
+        );
+        assert!(err.contains("cloudtrail.rescan_secs"), "{err}");
+        std::fs::write(&path, "[cloudtrail]\npath = [\"x\"]\n").unwrap();
+        let err = ConfigFile::load(&path).unwrap_err().to_string();
+        assert!(err.contains("path"), "{err}");
+    }
+
+    #[test]
+    fn the_example_config_documents_the_cloudtrail_section() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config/aggregator.example.toml");
+        let file = ConfigFile::load(&path).unwrap();
+        assert_eq!(file.cloudtrail.paths.len(), 1);
+        assert_eq!(
+            file.cloudtrail.debounce_ms,
+            CloudTrailSection::default().debounce_ms
+        );
+        assert_eq!(
+            file.cloudtrail.rescan_secs,
+            CloudTrailSection::default().rescan_secs
+        );
+        let d = file.detectors.console_login;
+        let defaults =
+            crate::detectors::cloudtrail_rules::console_login::ConsoleLoginConfig::default();
+        assert_eq!(d.success_min_networks, defaults.success_min_networks);
+        assert_eq!(d.failure_min, defaults.failure_min);
     }
 }

@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
+use crate::cloudtrail::watcher::ApiBatch;
 use crate::config::FindingsSection;
 use crate::detectors::{AgentSource, DetectorContext, DetectorsConfig, Event};
 use crate::findings::engine::EngineConfig;
@@ -27,6 +28,8 @@ use crate::pipeline::{Clock, Pipeline};
 
 /// Batches queued for detection before sessions wait.
 pub const QUEUE: usize = 256;
+/// CloudTrail files (one batch each) queued for detection before the reader waits.
+pub const API_QUEUE: usize = 4;
 /// How often open findings are written to the store (and detectors ticked).
 pub const FLUSH_EVERY: Duration = Duration::from_secs(10);
 const RETENTION_EVERY: Duration = Duration::from_secs(24 * 3600);
@@ -58,7 +61,26 @@ pub fn spawn(
     detectors: &DetectorsConfig,
     context: &DetectorContext,
 ) -> (mpsc::Sender<StoredBatch>, DetectionStop) {
+    let (tx, _no_cloudtrail, stop) =
+        spawn_with_cloudtrail(store, settings, rules, detectors, context);
+    (tx, stop)
+}
+
+/// [`spawn`], plus a second input for CloudTrail files' events (ct-reader). Dropping the
+/// CloudTrail sender only ends that input.
+pub fn spawn_with_cloudtrail(
+    store: FindingStore,
+    settings: &FindingsSection,
+    rules: SuppressionRules,
+    detectors: &DetectorsConfig,
+    context: &DetectorContext,
+) -> (
+    mpsc::Sender<StoredBatch>,
+    mpsc::Sender<ApiBatch>,
+    DetectionStop,
+) {
     let (tx, rx) = mpsc::channel(QUEUE);
+    let (api_tx, api_rx) = mpsc::channel(API_QUEUE);
     let (stop_tx, stop_rx) = oneshot::channel();
     let mut pipeline = Pipeline::new(
         EngineConfig {
@@ -71,9 +93,10 @@ pub fn spawn(
     );
     restore_states(&store, &mut pipeline);
     let retention = settings.retention_days;
-    let done = tokio::spawn(run(store, pipeline, rx, stop_rx, retention));
+    let done = tokio::spawn(run(store, pipeline, rx, Some(api_rx), stop_rx, retention));
     (
         tx,
+        api_tx,
         DetectionStop {
             stop: stop_tx,
             done,
@@ -128,6 +151,7 @@ async fn run(
     store: FindingStore,
     mut pipeline: Pipeline,
     mut rx: mpsc::Receiver<StoredBatch>,
+    mut api_rx: Option<mpsc::Receiver<ApiBatch>>,
     mut stop: oneshot::Receiver<()>,
     retention_days: std::num::NonZeroU32,
 ) {
@@ -140,6 +164,10 @@ async fn run(
                 let Some(batch) = batch else { break };
                 feed(&store, &mut pipeline, batch).await;
             }
+            api = recv_api(&mut api_rx) => match api {
+                Some(batch) => feed_api(&store, &mut pipeline, batch).await,
+                None => api_rx = None,
+            },
             _ = flush.tick() => {
                 pipeline.tick(Timestamp::now().0);
                 persist(&store, &mut pipeline).await;
@@ -162,9 +190,33 @@ async fn run(
     while let Some(batch) = rx.recv().await {
         feed(&store, &mut pipeline, batch).await;
     }
+    if let Some(mut api_rx) = api_rx {
+        api_rx.close();
+        while let Some(batch) = api_rx.recv().await {
+            feed_api(&store, &mut pipeline, batch).await;
+        }
+    }
     persist(&store, &mut pipeline).await;
     save_states(&store, pipeline.save_states()).await;
     info!(events = pipeline.events(), "detection stopped");
+}
+
+/// The next CloudTrail batch, or never when that input is closed.
+async fn recv_api(rx: &mut Option<mpsc::Receiver<ApiBatch>>) -> Option<ApiBatch> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn feed_api(store: &FindingStore, pipeline: &mut Pipeline, batch: ApiBatch) {
+    debug!(file = %batch.file.display(), events = batch.events.len(), "CloudTrail events");
+    for event in batch.events {
+        pipeline.feed(&Event::Api(Box::new(event)));
+        if pipeline.is_full() {
+            persist(store, pipeline).await;
+        }
+    }
 }
 
 async fn feed(store: &FindingStore, pipeline: &mut Pipeline, batch: StoredBatch) {
@@ -192,6 +244,38 @@ mod tests {
 
     use super::*;
     use crate::findings::store::ListQuery;
+
+    #[tokio::test]
+    async fn cloudtrail_events_handed_to_detection_are_stored_findings_after_stop() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FindingStore::open(dir.path()).expect("open");
+        let (_tx, api_tx, stop) = spawn_with_cloudtrail(
+            store.clone(),
+            &FindingsSection::default(),
+            SuppressionRules::default(),
+            &DetectorsConfig::default(),
+            &DetectorContext::default(),
+        );
+        let event = crate::cloudtrail::normalize::parse_event(
+            r#"{"eventTime":"2024-05-01T10:00:00Z","eventSource":"cloudtrail.amazonaws.com","eventName":"StopLogging","awsRegion":"us-east-1","recipientAccountId":"111122223333","sourceIPAddress":"81.2.69.142","userIdentity":{"type":"IAMUser","arn":"arn:aws:iam::111122223333:user/u","accountId":"111122223333","accessKeyId":"AKIAU"}}"#,
+            Default::default(),
+        )
+        .expect("event");
+        api_tx
+            .send(ApiBatch {
+                file: "t.json".into(),
+                events: vec![event],
+            })
+            .await
+            .expect("queued");
+        stop.stop().await;
+        let page = store.list(&ListQuery::default()).expect("list");
+        assert_eq!(page.findings.len(), 1);
+        assert_eq!(
+            page.findings[0].finding_type.name(),
+            "Stealth:IAMUser/CloudTrailLoggingDisabled"
+        );
+    }
 
     #[tokio::test]
     async fn a_submitted_intel_hit_is_a_stored_finding_after_stop() {

@@ -227,18 +227,27 @@ fn analyze(args: AnalyzeArgs) -> Result<()> {
     use picket_aggregator::detectors::AgentSource;
     use picket_aggregator::findings::engine::EngineConfig;
 
-    if !args.cloudtrail.is_empty() {
-        bail!("--cloudtrail: CloudTrail input is not supported yet (a later issue)");
+    if args.agent_records.is_empty() && args.cloudtrail.is_empty() {
+        bail!("nothing to analyze: give at least one --agent-records FILE or --cloudtrail PATH");
     }
-    if !args.threat_list.is_empty() || !args.trusted_list.is_empty() {
-        bail!(
-            "--threat-list/--trusted-list: not supported yet: intel lists are applied by the \
-             agent; pass records that already carry IntelHits"
+    for path in &args.cloudtrail {
+        if !path.exists() {
+            bail!("--cloudtrail {}: no such file or folder", path.display());
+        }
+    }
+    // Threat and trusted lists apply to CloudTrail callers; agent records carry the agent's
+    // own intel hits already.
+    let context = if args.threat_list.is_empty() && args.trusted_list.is_empty() {
+        Default::default()
+    } else {
+        let settings = picket_aggregator::intel::IntelSettings::from_files(
+            &args.threat_list,
+            &args.trusted_list,
         );
-    }
-    if args.agent_records.is_empty() {
-        bail!("nothing to analyze: give at least one --agent-records FILE");
-    }
+        let snapshot = picket_aggregator::intel::sources::load_snapshot(&settings, 0)
+            .context("--threat-list/--trusted-list")?;
+        picket_aggregator::detectors::DetectorContext::with_fixed_intel(snapshot)
+    };
     if args.account_id.len() != 12 || !args.account_id.bytes().all(|b| b.is_ascii_digit()) {
         bail!("--account-id must be 12 digits, got {:?}", args.account_id);
     }
@@ -269,10 +278,14 @@ fn analyze(args: AnalyzeArgs) -> Result<()> {
         },
         rules,
         detectors,
-        context: Default::default(),
+        context,
+        cloudtrail: args.cloudtrail,
     };
     let report = analyze::analyze(&opts)?;
     for p in &report.problems {
+        eprintln!("{p}");
+    }
+    for p in &report.cloudtrail_problems {
         eprintln!("{p}");
     }
     print_json_lines(&report.findings)?;
@@ -291,6 +304,13 @@ fn analyze(args: AnalyzeArgs) -> Result<()> {
         report.engine.suppressed,
         report.problems.len()
     );
+    let ct = &report.cloudtrail;
+    if ct.files > 0 || ct.problems > 0 {
+        eprintln!(
+            "picket-aggregator: read {} CloudTrail events from {} files ({} digest files skipped, {} problems)",
+            ct.events, ct.files, ct.digests, ct.problems
+        );
+    }
     Ok(())
 }
 

@@ -67,6 +67,9 @@ pub enum ServeError {
     /// Occurs when an exporter cannot start (damaged position, unreadable CA file).
     #[error("exports: {0}")]
     Exports(#[from] crate::exports::ExportError),
+    /// Occurs when the configured CloudTrail paths cannot be watched.
+    #[error(transparent)]
+    CloudTrail(#[from] crate::cloudtrail::watcher::FeedError),
     /// Occurs when the gRPC server fails.
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -98,7 +101,7 @@ pub async fn serve(
     let mut rules = settings.findings.suppression_rules()?.rules().to_vec();
     rules.extend(findings.rules()?.rules().iter().cloned());
     let exports = crate::exports::Exports::start(&findings, settings.exports.clone())?;
-    let (detection_tx, detection) = crate::detection::spawn(
+    let (detection_tx, cloudtrail_tx, detection) = crate::detection::spawn_with_cloudtrail(
         findings,
         &settings.findings,
         SuppressionRules::new(rules),
@@ -107,6 +110,26 @@ pub async fn serve(
             intel: Some(intel.subscribe()),
         },
     );
+    // CloudTrail files (ct-reader): read what is there, then what arrives.
+    let cloudtrail_feed = if settings.cloudtrail.paths.is_empty() {
+        None
+    } else {
+        let seen = crate::cloudtrail::seen::SeenFiles::new(store.tree("cloudtrail_files")?);
+        let feed = crate::cloudtrail::watcher::spawn(
+            crate::cloudtrail::watcher::FeedSettings {
+                paths: settings.cloudtrail.paths.clone(),
+                debounce: Duration::from_millis(settings.cloudtrail.debounce_ms),
+                rescan: Duration::from_secs(settings.cloudtrail.rescan_secs),
+            },
+            seen,
+            cloudtrail_tx,
+        )?;
+        info!(
+            paths = settings.cloudtrail.paths.len(),
+            "reading CloudTrail files"
+        );
+        Some(feed)
+    };
     let listener = TcpListener::bind(settings.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -160,6 +183,7 @@ pub async fn serve(
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     accept.abort();
+    drop(cloudtrail_feed);
     detection.stop().await;
     // After detection's last drain, so exporters see it on a later start.
     exports.stop().await;

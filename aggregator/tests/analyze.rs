@@ -126,18 +126,19 @@ fn analyze_applies_suppression_rules_from_the_config() -> Result<()> {
 }
 
 #[test]
-fn analyze_refuses_cloudtrail_and_intel_lists_for_now() -> Result<()> {
+fn analyze_names_a_missing_cloudtrail_path_or_intel_list_and_fails() -> Result<()> {
+    // CloudTrail input and intel lists are supported now (ct-reader); what is missing is named.
     let out = bin()
         .args(["analyze", "--cloudtrail", "/nonexistent"])
         .output()?;
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not supported yet"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--cloudtrail /nonexistent"));
     let out = bin()
         .args(["analyze", "--agent-records", &fixture("intel_hits.jsonl")])
         .args(["--threat-list", "/nonexistent"])
         .output()?;
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("applied by the agent"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent"));
     Ok(())
 }
 

@@ -285,10 +285,49 @@ fn findings_from_the_network_detectors_match_guardduty_finding_shape() {
         rules: SuppressionRules::default(),
         detectors: Default::default(),
         context: Default::default(),
+        cloudtrail: Vec::new(),
     })
     .expect("analyze");
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert_eq!(report.findings.len(), 12);
+    for f in &report.findings {
+        let errs = checker.check_finding(&serde_json::to_value(f).expect("serialize"));
+        assert!(errs.is_empty(), "{}: {errs:#?}", f.finding_type);
+    }
+}
+
+#[test]
+fn findings_from_the_cloudtrail_rules_match_guardduty_finding_shape() {
+    use picket_aggregator::analyze::{AnalyzeOptions, analyze};
+    use picket_aggregator::detectors::DetectorContext;
+    let checker = Checker::load();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cloudtrail");
+    let settings = picket_aggregator::intel::IntelSettings::from_files(
+        &[dir.join("threats.txt")],
+        &[dir.join("trusted.txt")],
+    );
+    let snapshot =
+        picket_aggregator::intel::sources::load_snapshot(&settings, 0).expect("intel lists");
+    let report = analyze(&AnalyzeOptions {
+        agent_records: Vec::new(),
+        default_source: AgentSource {
+            account_id: "123456789012".into(),
+            instance_id: "i-0abc".into(),
+            region: "eu-west-1".into(),
+        },
+        engine: EngineConfig::default(),
+        rules: SuppressionRules::default(),
+        detectors: Default::default(),
+        context: DetectorContext::with_fixed_intel(snapshot),
+        cloudtrail: vec![dir.join("rules.jsonl"), dir.join("quirks.jsonl")],
+    })
+    .expect("analyze");
+    assert!(
+        report.cloudtrail_problems.is_empty(),
+        "{:?}",
+        report.cloudtrail_problems
+    );
+    assert_eq!(report.findings.len(), 13);
     for f in &report.findings {
         let errs = checker.check_finding(&serde_json::to_value(f).expect("serialize"));
         assert!(errs.is_empty(), "{}: {errs:#?}", f.finding_type);

@@ -9,6 +9,7 @@
 //! trusted address never becomes an `IntelHit` and nothing here needs to know about them.
 
 pub mod brute_force;
+pub mod cloudtrail_rules;
 pub mod crypto_mining;
 pub mod denial_of_service;
 pub mod dga;
@@ -29,9 +30,9 @@ use picket_proto::v1::Record;
 use serde::Deserialize;
 
 pub use observation::{
-    Activity, ApiCallActivity, BehaviourEvidence, ConnectionDirection, DnsActivity, DnsContext,
-    EvidenceDetail, FlowContext, IntelHitEvidence, NetworkActivity, Observation, PortProbeActivity,
-    ResourceRef, ResourceRole, ThreatIntel, ThresholdCrossed,
+    Activity, ApiCallActivity, ApiCallEvidence, BehaviourEvidence, ConnectionDirection,
+    DnsActivity, DnsContext, EvidenceDetail, FlowContext, IntelHitEvidence, NetworkActivity,
+    Observation, PortProbeActivity, ResourceRef, ResourceRole, ThreatIntel, ThresholdCrossed,
 };
 
 /// The agent a record came from, as authenticated by ingest (or given to `analyze`).
@@ -195,6 +196,9 @@ pub struct DetectorsConfig {
     /// `[detectors.denial_of_service]`.
     #[serde(default)]
     pub denial_of_service: denial_of_service::DenialOfServiceConfig,
+    /// `[detectors.console_login]` (CloudTrail console sign-in rules, ct-reader).
+    #[serde(default)]
+    pub console_login: cloudtrail_rules::console_login::ConsoleLoginConfig,
 }
 
 impl DetectorsConfig {
@@ -204,6 +208,7 @@ impl DetectorsConfig {
         self.dns_exfiltration.check(&mut p);
         self.dga.check(&mut p);
         self.denial_of_service.check(&mut p);
+        self.console_login.check(&mut p);
         p
     }
 }
@@ -215,8 +220,8 @@ pub fn default_max_keys() -> std::num::NonZeroUsize {
 }
 
 /// Every detector, configured by `config`: the one set `serve` and `analyze` both run.
-pub fn all(config: &DetectorsConfig, _context: &DetectorContext) -> Vec<Box<dyn Detector>> {
-    vec![
+pub fn all(config: &DetectorsConfig, context: &DetectorContext) -> Vec<Box<dyn Detector>> {
+    let mut detectors: Vec<Box<dyn Detector>> = vec![
         Box::new(intel_hit::IntelHitDetector::default()),
         Box::new(port_scan::PortScanDetector::new(config.port_scan.clone())),
         Box::new(port_sweep::PortSweepDetector::new(
@@ -244,7 +249,9 @@ pub fn all(config: &DetectorsConfig, _context: &DetectorContext) -> Vec<Box<dyn 
         Box::new(denial_of_service::DenialOfServiceDetector::new(
             config.denial_of_service.clone(),
         )),
-    ]
+    ];
+    detectors.extend(cloudtrail_rules::all(config, context));
+    detectors
 }
 
 #[cfg(test)]

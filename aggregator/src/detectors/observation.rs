@@ -250,6 +250,48 @@ pub struct BehaviourEvidence {
     pub note: Option<String>,
 }
 
+/// Why a CloudTrail rule fired: the event that did it and where it was read (ct-reader).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiCallEvidence {
+    /// The rule's name (the detector's).
+    pub detector: String,
+    /// `eventID` (not unique in real data; read it with the time and origin).
+    pub event_id: String,
+    /// `eventTime`, ms since the epoch.
+    pub event_time_ms: i64,
+    /// Where the event was read: `file:position` (a `Records` index or a line).
+    pub origin: String,
+    /// The caller's ARN.
+    pub principal_arn: String,
+    /// `userIdentity.type`.
+    pub principal_type: String,
+    /// `sourceIPAddress` as written, when it is not a plain address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_text: Option<String>,
+    /// The AWS service that called, when the caller was AWS itself (`callerType` `Domain`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller_domain: Option<String>,
+    /// `userAgent`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub user_agent: String,
+    /// `errorCode`, empty when the call succeeded.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error_code: String,
+    /// The caller's account when it differs from the finding's (`remoteAccountDetails`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller_account_id: Option<String>,
+    /// `affectedResources`: resource type to identifier, as GuardDuty writes them.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub affected_resources: std::collections::BTreeMap<String, String>,
+    /// The request parameters that decided the rule (a subset, not the whole request).
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub request_parameters: serde_json::Value,
+    /// What a reader should know about the decision (thresholds crossed, state used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
 /// Picket's own evidence, kept under `service.additionalInfo` so a finding explains itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -258,6 +300,8 @@ pub enum EvidenceDetail {
     IntelHit(Box<IntelHitEvidence>),
     /// A behavioural detector's thresholds and records.
     Behaviour(Box<BehaviourEvidence>),
+    /// A CloudTrail event that a rule matched (ct-reader).
+    ApiCall(Box<ApiCallEvidence>),
     /// A sample finding (`findings samples`), not real activity.
     Sample,
 }

@@ -18,10 +18,10 @@ use std::num::NonZeroUsize;
 use sha2::{Digest, Sha256};
 
 use super::model::{
-    AccessKeyDetails, Action, AdditionalInfo, AwsApiCallAction, DnsRequestAction, Evidence,
-    Finding, InstanceDetails, IpDetails, NetworkConnectionAction, NetworkInterface, PortDetails,
-    PortProbeAction, PortProbeDetail, RemoteIpDetails, Resource, S3BucketDetail, SCHEMA_VERSION,
-    Service, ThreatIntelligenceDetail, Timestamp,
+    AccessKeyDetails, Action, AdditionalInfo, AwsApiCallAction, DnsRequestAction, DomainDetails,
+    Evidence, Finding, InstanceDetails, IpDetails, NetworkConnectionAction, NetworkInterface,
+    PortDetails, PortProbeAction, PortProbeDetail, RemoteAccountDetails, RemoteIpDetails, Resource,
+    S3BucketDetail, SCHEMA_VERSION, Service, ThreatIntelligenceDetail, Timestamp,
 };
 use super::suppression::SuppressionRules;
 use super::types::ActionKind;
@@ -343,9 +343,39 @@ fn action(activity: &Activity) -> Action {
                 service_name: a.service_name.clone(),
                 caller_type: "Remote IP".to_owned(),
                 remote_ip_details: a.caller_ip.as_deref().map(remote_ip),
+                domain_details: None,
+                remote_account_details: None,
+                user_agent: None,
+                error_code: None,
+                affected_resources: None,
             });
         }
     }
+    action
+}
+
+/// Fills `awsApiCallAction`'s caller details from a CloudTrail rule's evidence (ct-reader).
+fn with_api_call_evidence(mut action: Action, evidence: &EvidenceDetail) -> Action {
+    let (Some(call), EvidenceDetail::ApiCall(ev)) = (action.aws_api_call_action.as_mut(), evidence)
+    else {
+        return action;
+    };
+    if call.remote_ip_details.is_none()
+        && let Some(domain) = &ev.caller_domain
+    {
+        call.caller_type = "Domain".to_owned();
+        call.domain_details = Some(DomainDetails {
+            domain: domain.clone(),
+        });
+    }
+    call.remote_account_details = ev.caller_account_id.as_ref().map(|a| RemoteAccountDetails {
+        account_id: a.clone(),
+        affiliated: None,
+    });
+    call.user_agent = (!ev.user_agent.is_empty()).then(|| ev.user_agent.clone());
+    call.error_code = (!ev.error_code.is_empty()).then(|| ev.error_code.clone());
+    call.affected_resources =
+        (!ev.affected_resources.is_empty()).then(|| ev.affected_resources.clone());
     action
 }
 
@@ -443,7 +473,7 @@ fn build_finding_for(
         service: Service {
             service_name: "guardduty".to_owned(),
             detector_id: detector,
-            action: action(&obs.activity),
+            action: with_api_call_evidence(action(&obs.activity), &obs.evidence),
             resource_role: obs.role,
             count: 1,
             event_first_seen: at,

@@ -363,6 +363,40 @@ pub struct AwsApiCallAction {
     /// The caller's address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote_ip_details: Option<RemoteIpDetails>,
+    /// The AWS service that called, when `callerType` is `Domain` (ct-reader).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain_details: Option<DomainDetails>,
+    /// The caller's account when it is not the finding's (ct-reader).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_account_details: Option<RemoteAccountDetails>,
+    /// The caller's user agent (ct-reader).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// The call's error code, when it failed (ct-reader).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    /// Resources the call touched: type to identifier (ct-reader).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affected_resources: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// `domainDetails` of an API call (ct-reader).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DomainDetails {
+    /// The caller's domain, e.g. `ec2.amazonaws.com`.
+    pub domain: String,
+}
+
+/// `remoteAccountDetails` of an API call (ct-reader).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoteAccountDetails {
+    /// The caller's account.
+    pub account_id: String,
+    /// Whether that account is one Picket serves; left out when not known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affiliated: Option<bool>,
 }
 
 /// `service.evidence`.

@@ -301,6 +301,104 @@ finding_types! {
     PolicyBucketBlockPublicAccessDisabled => "Policy:S3/BucketBlockPublicAccessDisabled", 2.0, S3Bucket, AwsApiCall,
         "Amazon S3 Block Public Access was disabled for S3 bucket {resource}.",
         "Amazon S3 Block Public Access was disabled for S3 bucket {resource} by a call from {remote}.";
+
+    // CloudTrail rules (ct-reader). Policy:IAMUser/RootCredentialUsage,
+    // Recon:IAMUser/MaliciousIPCaller.Custom and Policy:S3/BucketBlockPublicAccessDisabled above
+    // are reused. ConsoleLoginBruteForce is Picket's own name in GuardDuty's grammar (GuardDuty
+    // has no console brute-force type); AccountBlockPublicAccessDisabled names the principal
+    // (AccessKey) because an account-wide setting has no bucket.
+    /// CloudTrail logging stopped, a trail deleted, its selectors or its bucket disabled.
+    StealthCloudTrailLoggingDisabled => "Stealth:IAMUser/CloudTrailLoggingDisabled", 2.0, AccessKey, AwsApiCall,
+        "AWS CloudTrail trail was disabled.",
+        "CloudTrail logging was disabled or reduced by {resource}, calling from {remote}.";
+    /// The account password policy weakened or removed.
+    StealthPasswordPolicyChange => "Stealth:IAMUser/PasswordPolicyChange", 2.0, AccessKey, AwsApiCall,
+        "Password policy was weakened.",
+        "The account password policy was weakened or deleted by {resource}, calling from {remote}.";
+    /// S3 server access logging turned off for a bucket.
+    StealthS3ServerAccessLoggingDisabled => "Stealth:S3/ServerAccessLoggingDisabled", 2.0, S3Bucket, AwsApiCall,
+        "S3 server access logging was disabled for S3 bucket {resource}.",
+        "Server access logging was disabled for S3 bucket {resource} by a call from {remote}.";
+    /// S3 Block Public Access turned off for the whole account.
+    PolicyAccountBlockPublicAccessDisabled => "Policy:S3/AccountBlockPublicAccessDisabled", 2.0, AccessKey, AwsApiCall,
+        "Amazon S3 Block Public Access was disabled for the account.",
+        "Amazon S3 Block Public Access was disabled account-wide by {resource}, calling from {remote}.";
+    /// A bucket opened to anyone on the internet (ACL AllUsers, policy Principal "*").
+    PolicyBucketAnonymousAccessGranted => "Policy:S3/BucketAnonymousAccessGranted", 8.0, S3Bucket, AwsApiCall,
+        "S3 bucket {resource} granted access to anonymous users.",
+        "S3 bucket {resource} was made accessible to anyone on the internet by a call from {remote}.";
+    /// A bucket opened to every authenticated AWS user (ACL AuthenticatedUsers).
+    PolicyBucketPublicAccessGranted => "Policy:S3/BucketPublicAccessGranted", 8.0, S3Bucket, AwsApiCall,
+        "S3 bucket {resource} granted access to all authenticated AWS users.",
+        "S3 bucket {resource} was made accessible to every authenticated AWS user by a call from {remote}.";
+    /// A non-read API called from a listed malicious address.
+    UnauthorizedAccessIamMaliciousIpCaller => "UnauthorizedAccess:IAMUser/MaliciousIPCaller", 5.0, AccessKey, AwsApiCall,
+        "An API was invoked from a known malicious IP address.",
+        "An API was invoked by {resource} from {remote}, a known malicious IP address.";
+    /// A non-read API called from an address on a custom threat list.
+    UnauthorizedAccessIamMaliciousIpCallerCustom => "UnauthorizedAccess:IAMUser/MaliciousIPCaller.Custom", 5.0, AccessKey, AwsApiCall,
+        "An API was invoked from an IP address on a custom threat list.",
+        "An API was invoked by {resource} from {remote}, an IP address on a custom threat list.";
+    /// A discovery API called from a listed malicious address.
+    ReconIamMaliciousIpCaller => "Recon:IAMUser/MaliciousIPCaller", 5.0, AccessKey, AwsApiCall,
+        "Reconnaissance API invoked from a known malicious IP address.",
+        "An API commonly used for reconnaissance was invoked by {resource} from {remote}, a known malicious IP address.";
+    /// A non-read API called from a Tor exit node.
+    UnauthorizedAccessIamTorIpCaller => "UnauthorizedAccess:IAMUser/TorIPCaller", 5.0, AccessKey, AwsApiCall,
+        "An API was invoked from a Tor exit node IP address.",
+        "An API was invoked by {resource} from {remote}, a Tor exit node.";
+    /// A discovery API called from a Tor exit node.
+    ReconIamTorIpCaller => "Recon:IAMUser/TorIPCaller", 5.0, AccessKey, AwsApiCall,
+        "Reconnaissance API invoked from a Tor exit node IP address.",
+        "An API commonly used for reconnaissance was invoked by {resource} from {remote}, a Tor exit node.";
+    /// S3 discovery (List/GetBucket*/Head) from a listed malicious address.
+    DiscoveryS3MaliciousIpCaller => "Discovery:S3/MaliciousIPCaller", 8.0, S3Bucket, AwsApiCall,
+        "An S3 API commonly used to discover resources was invoked from a known malicious IP address.",
+        "An S3 discovery API was invoked on bucket {resource} from {remote}, a known malicious IP address.";
+    /// S3 discovery from an address on a custom threat list.
+    DiscoveryS3MaliciousIpCallerCustom => "Discovery:S3/MaliciousIPCaller.Custom", 8.0, S3Bucket, AwsApiCall,
+        "An S3 API was invoked from an IP address on a custom threat list.",
+        "An S3 discovery API was invoked on bucket {resource} from {remote}, an IP address on a custom threat list.";
+    /// S3 discovery from a Tor exit node.
+    DiscoveryS3TorIpCaller => "Discovery:S3/TorIPCaller", 5.0, S3Bucket, AwsApiCall,
+        "An S3 API was invoked from a Tor exit node IP address.",
+        "An S3 discovery API was invoked on bucket {resource} from {remote}, a Tor exit node.";
+    /// S3 object reads from a listed malicious address.
+    ExfiltrationS3MaliciousIpCaller => "Exfiltration:S3/MaliciousIPCaller", 8.0, S3Bucket, AwsApiCall,
+        "An S3 API commonly used to collect data was invoked from a known malicious IP address.",
+        "Objects in S3 bucket {resource} were read from {remote}, a known malicious IP address.";
+    /// S3 writes or deletes from a listed malicious address.
+    ImpactS3MaliciousIpCaller => "Impact:S3/MaliciousIPCaller", 8.0, S3Bucket, AwsApiCall,
+        "An S3 API commonly used to tamper with data was invoked from a known malicious IP address.",
+        "S3 bucket {resource} was written to or deleted from {remote}, a known malicious IP address.";
+    /// Non-read S3 calls from an address on a custom threat list.
+    UnauthorizedAccessS3MaliciousIpCallerCustom => "UnauthorizedAccess:S3/MaliciousIPCaller.Custom", 8.0, S3Bucket, AwsApiCall,
+        "An S3 API was invoked from an IP address on a custom threat list.",
+        "An S3 API was invoked on bucket {resource} from {remote}, an IP address on a custom threat list.";
+    /// Non-read S3 calls from a Tor exit node.
+    UnauthorizedAccessS3TorIpCaller => "UnauthorizedAccess:S3/TorIPCaller", 5.0, S3Bucket, AwsApiCall,
+        "An S3 API was invoked from a Tor exit node IP address.",
+        "An S3 API was invoked on bucket {resource} from {remote}, a Tor exit node.";
+    /// API calls from a Kali Linux machine.
+    PenTestKaliLinux => "PenTest:IAMUser/KaliLinux", 5.0, AccessKey, AwsApiCall,
+        "An API was invoked from a Kali Linux computer.",
+        "An API was invoked by {resource} from {remote}, a computer running Kali Linux.";
+    /// API calls from a Parrot Security Linux machine.
+    PenTestParrotLinux => "PenTest:IAMUser/ParrotLinux", 5.0, AccessKey, AwsApiCall,
+        "An API was invoked from a Parrot Security Linux computer.",
+        "An API was invoked by {resource} from {remote}, a computer running Parrot Security Linux.";
+    /// API calls from a Pentoo Linux machine.
+    PenTestPentooLinux => "PenTest:IAMUser/PentooLinux", 5.0, AccessKey, AwsApiCall,
+        "An API was invoked from a Pentoo Linux computer.",
+        "An API was invoked by {resource} from {remote}, a computer running Pentoo Linux.";
+    /// Successful console sign-ins of one principal from many networks at once.
+    UnauthorizedAccessConsoleLoginSuccessB => "UnauthorizedAccess:IAMUser/ConsoleLoginSuccess.B", 5.0, AccessKey, AwsApiCall,
+        "Multiple worldwide successful console logins were observed.",
+        "{resource} signed in to the console successfully from several distinct networks within a short time, the latest {remote}.";
+    /// A burst of failed console sign-ins from one address.
+    UnauthorizedAccessConsoleLoginBruteForce => "UnauthorizedAccess:IAMUser/ConsoleLoginBruteForce", 5.0, AccessKey, AwsApiCall,
+        "Console sign-in brute force against the account.",
+        "Many failed console sign-ins from {remote}, the latest for {resource}.";
 }
 
 impl FindingType {

@@ -1,0 +1,249 @@
+//! The CloudTrail record as AWS writes it, deserialised without copying: strings borrow from
+//! the file's bytes where they have no escapes. Only `requestParameters`, `responseElements`
+//! and `additionalEventData` become `serde_json::Value`s, because their shape depends on the API.
+//!
+//! Every member is optional here; [`super::normalize`] decides what a usable event needs.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+
+/// A JSON string borrowed from the input when it has no escapes, owned otherwise.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct JStr<'a>(pub Cow<'a, str>);
+
+impl JStr<'_> {
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for JStr<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = JStr<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(JStr(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(JStr(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(JStr(Cow::Owned(v)))
+            }
+            // Account ids and similar fields arrive as numbers in some exports.
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(JStr(Cow::Owned(v.to_string())))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(JStr(Cow::Owned(v.to_string())))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(JStr(Cow::Borrowed(if v { "true" } else { "false" })))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(JStr(Cow::Borrowed("")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A flag written as a JSON boolean or as the string `"true"`/`"false"` (both occur).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Flag(pub Option<bool>);
+
+impl<'de> Deserialize<'de> for Flag {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Flag;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a boolean or \"true\"/\"false\"")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Flag, E> {
+                Ok(Flag(Some(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Flag, E> {
+                Ok(Flag(match v {
+                    "true" | "True" | "TRUE" => Some(true),
+                    "false" | "False" | "FALSE" => Some(false),
+                    _ => None,
+                }))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Flag, E> {
+                Ok(Flag(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `userIdentity.sessionContext.sessionIssuer`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RawSessionIssuer<'a> {
+    /// `type`.
+    #[serde(rename = "type", borrow, default)]
+    pub kind: Option<JStr<'a>>,
+    /// `arn`.
+    #[serde(borrow, default)]
+    pub arn: Option<JStr<'a>>,
+    /// `accountId`.
+    #[serde(borrow, default)]
+    pub account_id: Option<JStr<'a>>,
+    /// `userName`.
+    #[serde(borrow, default)]
+    pub user_name: Option<JStr<'a>>,
+}
+
+/// `userIdentity.sessionContext.attributes`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RawAttributes {
+    /// `mfaAuthenticated`.
+    #[serde(default)]
+    pub mfa_authenticated: Flag,
+}
+
+/// `userIdentity.sessionContext`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RawSessionContext<'a> {
+    /// `sessionIssuer`.
+    #[serde(borrow, default)]
+    pub session_issuer: Option<RawSessionIssuer<'a>>,
+    /// `attributes`.
+    #[serde(default)]
+    pub attributes: Option<RawAttributes>,
+    /// `ec2RoleDelivery`.
+    #[serde(borrow, default)]
+    pub ec2_role_delivery: Option<JStr<'a>>,
+}
+
+/// `userIdentity`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RawIdentity<'a> {
+    /// `type`.
+    #[serde(rename = "type", borrow, default)]
+    pub kind: Option<JStr<'a>>,
+    /// `principalId`.
+    #[serde(borrow, default)]
+    pub principal_id: Option<JStr<'a>>,
+    /// `arn`.
+    #[serde(borrow, default)]
+    pub arn: Option<JStr<'a>>,
+    /// `accountId`.
+    #[serde(borrow, default)]
+    pub account_id: Option<JStr<'a>>,
+    /// `accessKeyId`.
+    #[serde(borrow, default)]
+    pub access_key_id: Option<JStr<'a>>,
+    /// `userName`.
+    #[serde(borrow, default)]
+    pub user_name: Option<JStr<'a>>,
+    /// `invokedBy`.
+    #[serde(borrow, default)]
+    pub invoked_by: Option<JStr<'a>>,
+    /// `sessionContext`.
+    #[serde(borrow, default)]
+    pub session_context: Option<RawSessionContext<'a>>,
+}
+
+/// One entry of `resources`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawResource<'a> {
+    /// `ARN`.
+    #[serde(rename = "ARN", borrow, default)]
+    pub arn: Option<JStr<'a>>,
+    /// `accountId`.
+    #[serde(rename = "accountId", borrow, default)]
+    pub account_id: Option<JStr<'a>>,
+    /// `type`.
+    #[serde(rename = "type", borrow, default)]
+    pub kind: Option<JStr<'a>>,
+}
+
+/// One CloudTrail record, or (when the digest members are set) a digest file's body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RawRecord<'a> {
+    /// `eventID`.
+    #[serde(rename = "eventID", borrow, default)]
+    pub event_id: Option<JStr<'a>>,
+    /// `eventTime`.
+    #[serde(borrow, default)]
+    pub event_time: Option<JStr<'a>>,
+    /// `@timestamp`, which some exports carry instead of `eventTime`.
+    #[serde(rename = "@timestamp", borrow, default)]
+    pub at_timestamp: Option<JStr<'a>>,
+    /// `eventSource`.
+    #[serde(borrow, default)]
+    pub event_source: Option<JStr<'a>>,
+    /// `eventName`.
+    #[serde(borrow, default)]
+    pub event_name: Option<JStr<'a>>,
+    /// `eventType`.
+    #[serde(borrow, default)]
+    pub event_type: Option<JStr<'a>>,
+    /// `awsRegion`.
+    #[serde(borrow, default)]
+    pub aws_region: Option<JStr<'a>>,
+    /// `recipientAccountId`.
+    #[serde(borrow, default)]
+    pub recipient_account_id: Option<JStr<'a>>,
+    /// `userIdentity`.
+    #[serde(borrow, default)]
+    pub user_identity: Option<RawIdentity<'a>>,
+    /// `sourceIPAddress`.
+    #[serde(rename = "sourceIPAddress", borrow, default)]
+    pub source_ip_address: Option<JStr<'a>>,
+    /// `userAgent`.
+    #[serde(borrow, default)]
+    pub user_agent: Option<JStr<'a>>,
+    /// `errorCode`.
+    #[serde(borrow, default)]
+    pub error_code: Option<JStr<'a>>,
+    /// `errorMessage`.
+    #[serde(borrow, default)]
+    pub error_message: Option<JStr<'a>>,
+    /// `readOnly`.
+    #[serde(default)]
+    pub read_only: Flag,
+    /// `requestParameters`.
+    #[serde(default)]
+    pub request_parameters: serde_json::Value,
+    /// `responseElements`.
+    #[serde(default)]
+    pub response_elements: serde_json::Value,
+    /// `additionalEventData`.
+    #[serde(default)]
+    pub additional_event_data: serde_json::Value,
+    /// `resources`.
+    #[serde(borrow, default)]
+    pub resources: Option<Vec<RawResource<'a>>>,
+    /// `vpcEndpointId`.
+    #[serde(borrow, default)]
+    pub vpc_endpoint_id: Option<JStr<'a>>,
+    /// `digestSignatureAlgorithm`: set only in digest files.
+    #[serde(borrow, default)]
+    pub digest_signature_algorithm: Option<JStr<'a>>,
+    /// `digestS3Object`: set only in digest files.
+    #[serde(rename = "digestS3Object", borrow, default)]
+    pub digest_s3_object: Option<JStr<'a>>,
+}
+
+impl RawRecord<'_> {
+    /// Whether this object is a digest file's body rather than an event.
+    pub fn is_digest(&self) -> bool {
+        self.digest_signature_algorithm.is_some() || self.digest_s3_object.is_some()
+    }
+}
