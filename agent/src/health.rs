@@ -114,7 +114,8 @@ impl Health {
         s.internal_drops
             .fetch_add(h.internal_drops, Ordering::Relaxed);
         s.flows_active.store(h.flows_active, Ordering::Relaxed);
-        s.flows_evicted.fetch_add(h.flows_evicted, Ordering::Relaxed);
+        s.flows_evicted
+            .fetch_add(h.flows_evicted, Ordering::Relaxed);
         for c in &h.records_dropped {
             // Outbox drops ride on the same record but are counted by the outbox itself.
             let slot = SENSOR_DROP_CAUSES

@@ -239,8 +239,16 @@ pub async fn write_every_second(
         }
         let result = outbox.stats().map_err(|e| e.to_string()).and_then(|stats| {
             let status = AgentStatus::new(agent.clone(), aggregator.clone(), &stats, Some(&health));
-            match drain.observe(std::time::Instant::now(), status.buffered_batches, status.connected) {
-                Some(DrainReport::Progress { left, rate, eta_secs }) => tracing::info!(
+            match drain.observe(
+                std::time::Instant::now(),
+                status.buffered_batches,
+                status.connected,
+            ) {
+                Some(DrainReport::Progress {
+                    left,
+                    rate,
+                    eta_secs,
+                }) => tracing::info!(
                     batches_left = left,
                     batches_per_sec = format!("{rate:.1}"),
                     eta_secs,
@@ -274,8 +282,11 @@ mod tests {
         let mut d = DrainProgress::default();
         assert_eq!(d.observe(t0, 1000, true), None);
         assert_eq!(d.observe(t0 + Duration::from_secs(5), 900, true), None);
-        let Some(DrainReport::Progress { left, rate, eta_secs }) =
-            d.observe(t0 + Duration::from_secs(10), 800, true)
+        let Some(DrainReport::Progress {
+            left,
+            rate,
+            eta_secs,
+        }) = d.observe(t0 + Duration::from_secs(10), 800, true)
         else {
             panic!("expected progress");
         };

@@ -208,6 +208,10 @@ pub struct ServeArgs {
     /// Server private key (PEM).
     #[arg(long)]
     pub key: Option<PathBuf>,
+    /// Serve Prometheus `/metrics` and `/healthz` over plain HTTP on this address
+    /// (config: metrics.listen).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// `certs` subcommands.

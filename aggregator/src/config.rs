@@ -383,6 +383,17 @@ pub struct ConfigFile {
     /// `[intel]`.
     #[serde(default)]
     pub intel: IntelSection,
+    /// `[metrics]`.
+    #[serde(default)]
+    pub metrics: MetricsSection,
+}
+
+/// `[metrics]`: the Prometheus and health endpoint (off unless `listen` is set).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Address for plain-HTTP `GET /metrics` and `GET /healthz`, e.g. `127.0.0.1:9465`.
+    pub listen: Option<SocketAddr>,
 }
 
 impl ConfigFile {
@@ -444,6 +455,8 @@ pub struct Overrides {
     pub cert: Option<PathBuf>,
     /// `--key`.
     pub key: Option<PathBuf>,
+    /// `--metrics-listen`.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Resolved, validated settings for `serve`.
@@ -463,6 +476,8 @@ pub struct Settings {
     pub detectors: DetectorsConfig,
     /// Intel sources.
     pub intel: IntelSettings,
+    /// `metrics.listen`: where to serve `/metrics` and `/healthz`; `None` serves nothing.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Settings {
@@ -533,6 +548,7 @@ impl Settings {
             });
         }
         Ok(Self {
+            metrics_listen: flags.metrics_listen.or(file.metrics.listen),
             listen,
             data_dir,
             tls,

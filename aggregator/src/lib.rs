@@ -20,6 +20,7 @@ pub mod detectors;
 pub mod findings;
 pub mod ingest;
 pub mod intel;
+pub mod metrics;
 pub mod peer;
 pub mod pipeline;
 pub mod server;

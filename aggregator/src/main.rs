@@ -243,6 +243,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         ca: args.ca,
         cert: args.cert,
         key: args.key,
+        metrics_listen: args.metrics_listen,
     };
     let settings = Settings::resolve(file, flags).with_context(|| match &args.config {
         Some(p) => format!("config {}", p.display()),

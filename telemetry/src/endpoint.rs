@@ -66,10 +66,12 @@ impl MetricsEndpoint {
         registry: Registry,
         health: Arc<dyn HealthCheck>,
     ) -> Result<Self, EndpointError> {
-        let local_addr = listener.local_addr().map_err(|source| EndpointError::Bind {
-            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-            source,
-        })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| EndpointError::Bind {
+                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                source,
+            })?;
         let shared = Shared {
             registry: Arc::new(registry),
             health,
@@ -149,9 +151,11 @@ mod tests {
 
     async fn get(addr: SocketAddr, path: &str) -> String {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-            .await
-            .unwrap();
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).await.unwrap();
         out
@@ -178,7 +182,10 @@ mod tests {
         assert!(m.starts_with("HTTP/1.1 200"), "{m}");
         assert!(m.contains("picket_test_up 1"), "{m}");
         let h = get(ep.local_addr(), "/healthz").await;
-        assert!(h.starts_with("HTTP/1.1 200") && h.contains("\"status\":\"ok\""), "{h}");
+        assert!(
+            h.starts_with("HTTP/1.1 200") && h.contains("\"status\":\"ok\""),
+            "{h}"
+        );
         broken.store(true, Ordering::Relaxed);
         let h = get(ep.local_addr(), "/healthz").await;
         assert!(h.starts_with("HTTP/1.1 503"), "{h}");
