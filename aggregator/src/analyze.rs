@@ -143,6 +143,7 @@ fn read_file(
     pipeline: &mut Pipeline,
     merged: &mut BTreeMap<String, Finding>,
     report: &mut Report,
+    progress: &mut crate::progress::Progress,
 ) -> Result<(), AnalyzeError> {
     let err = |source| AnalyzeError::Read {
         path: path.to_owned(),
@@ -186,6 +187,7 @@ fn read_file(
         match parse_line(text, &opts.default_source) {
             Ok(event) => {
                 report.records += 1;
+                progress.record();
                 pipeline.feed(&event);
                 if pipeline.is_full() {
                     fold(merged, pipeline.drain());
@@ -214,6 +216,17 @@ fn fold(merged: &mut BTreeMap<String, Finding>, drained: Vec<Finding>) {
 /// [`AnalyzeError::Read`] when a file cannot be opened or read; malformed lines are not errors
 /// but [`Report::problems`].
 pub fn analyze(opts: &AnalyzeOptions) -> Result<Report, AnalyzeError> {
+    analyze_with_progress(opts, &mut crate::progress::Progress::off())
+}
+
+/// [`analyze`], reporting progress (records, files) to `progress` as it goes.
+///
+/// # Errors
+/// As [`analyze`].
+pub fn analyze_with_progress(
+    opts: &AnalyzeOptions,
+    progress: &mut crate::progress::Progress,
+) -> Result<Report, AnalyzeError> {
     let mut pipeline = Pipeline::new(
         opts.engine.clone(),
         opts.rules.clone(),
@@ -224,8 +237,17 @@ pub fn analyze(opts: &AnalyzeOptions) -> Result<Report, AnalyzeError> {
     let mut merged = BTreeMap::new();
     let mut report = Report::default();
     for path in &opts.agent_records {
-        read_file(path, opts, &mut pipeline, &mut merged, &mut report)?;
+        read_file(
+            path,
+            opts,
+            &mut pipeline,
+            &mut merged,
+            &mut report,
+            progress,
+        )?;
+        progress.file_done();
     }
+    progress.finish();
     fold(&mut merged, pipeline.drain());
     let mut findings: Vec<Finding> = merged.into_values().collect();
     findings.sort_by(|a, b| {

@@ -171,6 +171,10 @@ pub struct AnalyzeArgs {
     /// Region of bare records.
     #[arg(long, default_value = "us-east-1")]
     pub region: String,
+    /// Print progress (records/s, files done) to standard error at most once a second; on by
+    /// default when standard error is a terminal.
+    #[arg(long)]
+    pub progress: bool,
 }
 
 /// `findings` subcommands.

@@ -23,5 +23,6 @@ pub mod intel;
 pub mod metrics;
 pub mod peer;
 pub mod pipeline;
+pub mod progress;
 pub mod server;
 pub mod tls;

@@ -209,7 +209,12 @@ fn analyze(args: AnalyzeArgs) -> Result<()> {
         detectors,
         context: Default::default(),
     };
-    let report = analyze::analyze(&opts)?;
+    let mut progress = picket_aggregator::progress::Progress::stderr(
+        args.progress,
+        "records",
+        opts.agent_records.len(),
+    );
+    let report = analyze::analyze_with_progress(&opts, &mut progress)?;
     for p in &report.problems {
         eprintln!("{p}");
     }
