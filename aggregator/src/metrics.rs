@@ -55,6 +55,21 @@ pub enum IngestErrorCause {
 }
 
 impl IngestErrorCause {
+    /// Every cause, so each series exists (at 0) from the start and `rate()` works at once.
+    pub const ALL: [Self; 11] = [
+        Self::Unauthenticated,
+        Self::AdminCertificate,
+        Self::SessionLimit,
+        Self::NoHello,
+        Self::BadFrame,
+        Self::IdentityMismatch,
+        Self::StoreWrite,
+        Self::StoreFlush,
+        Self::StreamError,
+        Self::TlsHandshake,
+        Self::TlsTimeout,
+    ];
+
     /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -152,6 +167,11 @@ const RECORD_KINDS: [&str; 4] = ["flow", "dns", "intel_hit", "host_stats"];
 pub fn registry(sources: Sources) -> Registry {
     let mut registry = Registry::default();
     let c = counters();
+    for cause in IngestErrorCause::ALL {
+        let _ = c
+            .ingest_errors
+            .get_or_create(&vec![("cause", cause.as_str())]);
+    }
     registry.register(
         "picket_aggregator_ingest_errors",
         "Sessions or frames refused or failed, by cause.",
