@@ -169,11 +169,16 @@ impl AgentHealthDetector {
     }
 }
 
+/// The agent an observation is about.
+struct Subject<'a> {
+    account_id: &'a str,
+    region: &'a str,
+    instance_id: &'a str,
+}
+
 fn observation(
     finding_type: FindingType,
-    account_id: &str,
-    region: &str,
-    instance_id: &str,
+    who: &Subject<'_>,
     at_ms: i64,
     window_ms: i64,
     thresholds: Vec<ThresholdCrossed>,
@@ -181,10 +186,10 @@ fn observation(
 ) -> Observation {
     Observation {
         finding_type,
-        account_id: account_id.to_owned(),
-        region: region.to_owned(),
+        account_id: who.account_id.to_owned(),
+        region: who.region.to_owned(),
         resource: ResourceRef::Instance {
-            instance_id: instance_id.to_owned(),
+            instance_id: who.instance_id.to_owned(),
             private_ip: None,
         },
         role: ResourceRole::Target,
@@ -243,9 +248,11 @@ impl Detector for AgentHealthDetector {
         if lost >= self.config.min_lost_packets.get() && ratio >= self.config.min_loss_ratio {
             out.push(observation(
                 FindingType::ImpactSensorDataLoss,
-                &source.account_id,
-                &source.region,
-                &source.instance_id,
+                &Subject {
+                    account_id: &source.account_id,
+                    region: &source.region,
+                    instance_id: &source.instance_id,
+                },
                 h.interval_end_ms,
                 window_ms,
                 vec![
@@ -280,9 +287,11 @@ impl Detector for AgentHealthDetector {
             kinds.sort();
             out.push(observation(
                 FindingType::ImpactSensorDataLoss,
-                &source.account_id,
-                &source.region,
-                &source.instance_id,
+                &Subject {
+                    account_id: &source.account_id,
+                    region: &source.region,
+                    instance_id: &source.instance_id,
+                },
                 h.interval_end_ms,
                 window_ms,
                 vec![ThresholdCrossed {
@@ -313,9 +322,11 @@ impl Detector for AgentHealthDetector {
             s.reported = true;
             out.push(observation(
                 FindingType::DefenseEvasionSensorStoppedReporting,
-                &s.account_id,
-                &s.region,
-                instance,
+                &Subject {
+                    account_id: &s.account_id,
+                    region: &s.region,
+                    instance_id: instance,
+                },
                 now_ms,
                 quiet,
                 vec![ThresholdCrossed {
