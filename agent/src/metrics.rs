@@ -285,6 +285,31 @@ mod tests {
         assert!(check(&src).is_healthy());
     }
 
+    #[tokio::test]
+    async fn a_full_outbox_makes_the_agent_unhealthy_and_says_so() {
+        use picket_proto::v1::{FlowSummary, Lane};
+        let dir = tempfile::tempdir().unwrap();
+        let src = sources(dir.path(), crate::config::MIN_OUTBOX_BYTES);
+        assert!(check(&src).is_healthy());
+        let flow = Record {
+            record: Some(record::Record::Flow(FlowSummary {
+                local_addr: "10.0.0.5".into(),
+                remote_addr: "198.51.100.7".into(),
+                app_protocol: "x".repeat(200),
+                ..FlowSummary::default()
+            })),
+        };
+        for i in 0..400 {
+            src.outbox
+                .push(Lane::Bulk, vec![flow.clone(); 4], i)
+                .await
+                .unwrap();
+        }
+        let r = check(&src);
+        assert!(!r.is_healthy(), "{r:?}");
+        assert!(r.problems[0].starts_with("outbox full:"), "{:?}", r.problems);
+    }
+
     #[test]
     fn a_dead_capture_thread_makes_the_agent_unhealthy() {
         let dir = tempfile::tempdir().unwrap();
