@@ -38,14 +38,14 @@ pub struct SensorTotals {
     pub kernel_drops: AtomicU64,
     /// Packets the agent dropped itself (e.g. oversized frames).
     pub internal_drops: AtomicU64,
-    /// Flows in the flow tables at the last report (a gauge, summed over interfaces' last
-    /// reports).
+    /// Flows in the flow table at the most recent report (a gauge; with several interfaces,
+    /// the last one to report).
     pub flows_active: AtomicU64,
     /// Flows evicted from a full table.
     pub flows_evicted: AtomicU64,
-    /// Records the sensor dropped on purpose, by cause ([`SENSOR_DROP_CAUSES`] order; the
-    /// last slot counts causes not in the list).
-    pub records_dropped: [AtomicU64; SENSOR_DROP_CAUSES.len() + 1],
+    /// Records the sensor dropped on purpose, by cause ([`SENSOR_DROP_CAUSES`] order; other
+    /// kinds on the same record are the outbox's, which it counts itself).
+    pub records_dropped: [AtomicU64; SENSOR_DROP_CAUSES.len()],
 }
 
 /// The causes the sensor reports in `HostStats.records_dropped` (fixed labels for metrics).
@@ -118,12 +118,9 @@ impl Health {
             .fetch_add(h.flows_evicted, Ordering::Relaxed);
         for c in &h.records_dropped {
             // Outbox drops ride on the same record but are counted by the outbox itself.
-            let slot = SENSOR_DROP_CAUSES
-                .iter()
-                .position(|k| *k == c.kind)
-                .unwrap_or(SENSOR_DROP_CAUSES.len());
-            if slot < SENSOR_DROP_CAUSES.len() {
-                s.records_dropped[slot].fetch_add(c.count, Ordering::Relaxed);
+            let slot = SENSOR_DROP_CAUSES.iter().position(|k| *k == c.kind);
+            if let Some(counter) = slot.and_then(|i| s.records_dropped.get(i)) {
+                counter.fetch_add(c.count, Ordering::Relaxed);
             }
         }
     }

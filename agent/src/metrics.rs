@@ -307,7 +307,11 @@ mod tests {
         }
         let r = check(&src);
         assert!(!r.is_healthy(), "{r:?}");
-        assert!(r.problems[0].starts_with("outbox full:"), "{:?}", r.problems);
+        assert!(
+            r.problems[0].starts_with("outbox full:"),
+            "{:?}",
+            r.problems
+        );
     }
 
     #[test]
