@@ -147,4 +147,8 @@ pub struct RunArgs {
     /// AWS region.
     #[arg(long)]
     pub region: Option<String>,
+    /// Serve Prometheus `/metrics` and `/healthz` over plain HTTP on this address
+    /// (config: metrics.listen).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }

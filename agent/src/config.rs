@@ -185,6 +185,17 @@ pub struct ConfigFile {
     /// `[sensor]`.
     #[serde(default)]
     pub sensor: SensorSection,
+    /// `[metrics]`.
+    #[serde(default)]
+    pub metrics: MetricsSection,
+}
+
+/// `[metrics]`: the Prometheus and health endpoint (off unless `listen` is set).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Address for plain-HTTP `GET /metrics` and `GET /healthz`, e.g. `127.0.0.1:9464`.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// `[sensor]`: live capture.
@@ -250,6 +261,8 @@ pub struct Overrides {
     pub instance_id: Option<String>,
     /// `--region`.
     pub region: Option<String>,
+    /// `--metrics-listen`.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Resolved, validated settings for `run`.
@@ -283,6 +296,8 @@ pub struct Settings {
     pub outbox_max_bytes: u64,
     /// `sensor.interfaces` as configured (see [`SensorSection::interfaces`]).
     pub sensor_interfaces: Option<Vec<String>>,
+    /// `metrics.listen`: where to serve `/metrics` and `/healthz`; `None` serves nothing.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl Settings {
@@ -365,6 +380,7 @@ impl Settings {
             });
         }
         Ok(Self {
+            metrics_listen: flags.metrics_listen.or(file.metrics.listen),
             outbox_max_bytes,
             sensor_interfaces,
             aggregator_url: url,

@@ -21,6 +21,7 @@ pub mod host_stats;
 pub mod intel_cache;
 pub mod intel_check;
 pub mod intel_observer;
+pub mod metrics;
 pub mod outbox;
 pub mod pipeline;
 pub mod records_sink;

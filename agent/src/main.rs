@@ -60,6 +60,7 @@ fn settings(args: RunArgs) -> Result<Settings> {
         account_id: args.account_id,
         instance_id: args.instance_id,
         region: args.region,
+        metrics_listen: args.metrics_listen,
     };
     Settings::resolve(file, flags).with_context(|| match &args.config {
         Some(p) => format!("config {}", p.display()),

@@ -48,6 +48,7 @@ impl RecordSink {
         records: Vec<Record>,
         cursor: Option<(Vec<u8>, Vec<u8>)>,
     ) -> Result<(), OutboxError> {
+        self.health.count_records(&records);
         let (hits, rest): (Vec<Record>, Vec<Record>) = records
             .into_iter()
             .partition(|r| matches!(r.record, Some(record::Record::IntelHit(_))));

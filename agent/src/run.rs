@@ -59,6 +59,9 @@ pub enum RunError {
     /// Occurs when the intel cache cannot be opened.
     #[error(transparent)]
     Intel(#[from] crate::intel_cache::IntelCacheError),
+    /// Occurs when `metrics.listen` cannot be bound.
+    #[error(transparent)]
+    Metrics(#[from] picket_telemetry::EndpointError),
 }
 
 /// Runs the agent until `shutdown` resolves.
@@ -102,6 +105,11 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         stop_rx.clone(),
     ));
     let intel = crate::intel_cache::IntelCache::open(&db)?;
+    // Bound before capture starts, so a taken port fails start-up rather than later.
+    let metrics_listener = match settings.metrics_listen {
+        Some(addr) => Some(picket_telemetry::bind(addr).await?),
+        None => None,
+    };
     let interfaces = interfaces_to_capture(settings.sensor_interfaces.as_deref());
     // With a sensor, its pipelines send `HostStats` (with the outbox's drops added on the
     // way); without one, the reporter keeps the agent visible.
@@ -138,6 +146,22 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
             }
             Err(e) => return Err(e.into()),
         }
+    };
+    let _metrics = match metrics_listener {
+        Some(listener) => {
+            let sources = crate::metrics::Sources {
+                health: Arc::clone(&health),
+                outbox: outbox.clone(),
+                intel: Arc::clone(&intel),
+                capture: sensor.as_ref().map(|s| (s.threads(), s.running_threads())),
+            };
+            Some(picket_telemetry::MetricsEndpoint::spawn(
+                listener,
+                crate::metrics::registry(sources.clone()),
+                crate::metrics::health_check(sources),
+            )?)
+        }
+        None => None,
     };
     let transport = Transport::new(settings, tls, outbox, new_batches, health, intel);
     let transport = tokio::spawn(transport.run(stop_rx));

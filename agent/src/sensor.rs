@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -93,6 +93,7 @@ pub fn capture_until<O: crate::pipeline::Observer>(
 pub struct Sensor {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
+    running: Arc<AtomicUsize>,
     forwarder: tokio::task::JoinHandle<()>,
 }
 
@@ -116,6 +117,7 @@ impl Sensor {
         let (tx, rx) = mpsc::channel(CHANNEL_RECORDS);
         let overflow = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
+        let running = Arc::new(AtomicUsize::new(0));
         let mut threads = Vec::with_capacity(captures.len());
         for mut capture in captures {
             let config = PipelineConfig {
@@ -131,9 +133,12 @@ impl Sensor {
                 crate::intel_observer::SnapshotSource::Cache(Arc::clone(&intel)),
             );
             info!(interface = %name, "capturing");
+            running.fetch_add(1, Ordering::Relaxed);
+            let alive = RunningGuard(Arc::clone(&running));
             let spawned = std::thread::Builder::new()
                 .name(format!("capture-{name}"))
                 .spawn(move || {
+                    let _alive = alive;
                     let mut pipeline = Pipeline::with_observer(config, observer);
                     let mut emit = |r: Record| match tx.try_send(r) {
                         Ok(()) => {}
@@ -168,8 +173,20 @@ impl Sensor {
         Ok(Self {
             stop,
             threads,
+            running,
             forwarder,
         })
+    }
+
+    /// Capture threads started.
+    pub fn threads(&self) -> usize {
+        self.threads.len()
+    }
+
+    /// A live count of capture threads still running, for health checks: fewer than
+    /// [`Self::threads`] before a stop means a capture died.
+    pub fn running_threads(&self) -> Arc<AtomicUsize> {
+        Arc::clone(&self.running)
     }
 
     /// Stops capture, waits for each thread's final records, and for them to be buffered.
@@ -190,6 +207,15 @@ impl Sensor {
         if let Err(e) = self.forwarder.await {
             error!(error = %e, "sensor forwarding task failed");
         }
+    }
+}
+
+/// Counts a capture thread as running until it ends, however it ends (panics included).
+struct RunningGuard(Arc<AtomicUsize>);
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -151,6 +151,75 @@ pub fn read_status(dir: &Path) -> Result<AgentStatus, String> {
     serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// Batches waiting from which a shrinking outbox is reported as a backlog being drained.
+pub const DRAIN_REPORT_MIN_BATCHES: u64 = 50;
+/// How often backlog drain progress is logged.
+pub const DRAIN_REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// Tracks a backlog being delivered after an outage, for progress lines in the log.
+#[derive(Debug, Default)]
+pub struct DrainProgress {
+    last: Option<(std::time::Instant, u64)>,
+    draining: bool,
+}
+
+/// One progress line's figures.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum DrainReport {
+    /// Still draining: batches left, batches per second since the last report, seconds to go.
+    Progress {
+        /// Batches waiting now.
+        left: u64,
+        /// Batches delivered per second since the last report.
+        rate: f64,
+        /// Estimated seconds until empty at that rate (`None` when not shrinking).
+        eta_secs: Option<u64>,
+    },
+    /// The backlog that was being reported is gone.
+    Drained,
+}
+
+impl DrainProgress {
+    /// Looks at the outbox's batch count at `now`; returns a report at most once per
+    /// [`DRAIN_REPORT_EVERY`], only while connected with a backlog (and once when it empties).
+    pub fn observe(
+        &mut self,
+        now: std::time::Instant,
+        batches: u64,
+        connected: bool,
+    ) -> Option<DrainReport> {
+        if self.draining && batches == 0 {
+            self.draining = false;
+            self.last = None;
+            return Some(DrainReport::Drained);
+        }
+        if !connected || batches < DRAIN_REPORT_MIN_BATCHES {
+            self.last = None;
+            return None;
+        }
+        let Some((at, before)) = self.last else {
+            self.last = Some((now, batches));
+            return None;
+        };
+        let elapsed = now.duration_since(at);
+        if elapsed < DRAIN_REPORT_EVERY {
+            return None;
+        }
+        self.last = Some((now, batches));
+        let delivered = before.saturating_sub(batches);
+        if delivered == 0 {
+            return None;
+        }
+        self.draining = true;
+        let rate = delivered as f64 / elapsed.as_secs_f64();
+        Some(DrainReport::Progress {
+            left: batches,
+            rate,
+            eta_secs: (rate > 0.0).then(|| (batches as f64 / rate).ceil() as u64),
+        })
+    }
+}
+
 /// Rewrites the status file every second until shutdown.
 pub async fn write_every_second(
     dir: PathBuf,
@@ -162,6 +231,7 @@ pub async fn write_every_second(
 ) {
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     let mut warned = false;
+    let mut drain = DrainProgress::default();
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
@@ -169,6 +239,24 @@ pub async fn write_every_second(
         }
         let result = outbox.stats().map_err(|e| e.to_string()).and_then(|stats| {
             let status = AgentStatus::new(agent.clone(), aggregator.clone(), &stats, Some(&health));
+            match drain.observe(
+                std::time::Instant::now(),
+                status.buffered_batches,
+                status.connected,
+            ) {
+                Some(DrainReport::Progress {
+                    left,
+                    rate,
+                    eta_secs,
+                }) => tracing::info!(
+                    batches_left = left,
+                    batches_per_sec = format!("{rate:.1}"),
+                    eta_secs,
+                    "draining backlog"
+                ),
+                Some(DrainReport::Drained) => tracing::info!("backlog drained"),
+                None => {}
+            }
             write_status(&dir, &status).map_err(|e| e.to_string())
         });
         match result {
@@ -179,5 +267,48 @@ pub async fn write_every_second(
             }
             Err(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    #[test]
+    fn a_shrinking_backlog_is_reported_every_ten_seconds_and_once_when_empty() {
+        let t0 = Instant::now();
+        let mut d = DrainProgress::default();
+        assert_eq!(d.observe(t0, 1000, true), None);
+        assert_eq!(d.observe(t0 + Duration::from_secs(5), 900, true), None);
+        let Some(DrainReport::Progress {
+            left,
+            rate,
+            eta_secs,
+        }) = d.observe(t0 + Duration::from_secs(10), 800, true)
+        else {
+            panic!("expected progress");
+        };
+        assert_eq!(left, 800);
+        assert!((rate - 20.0).abs() < 1e-9);
+        assert_eq!(eta_secs, Some(40));
+        assert_eq!(
+            d.observe(t0 + Duration::from_secs(12), 0, true),
+            Some(DrainReport::Drained)
+        );
+        assert_eq!(d.observe(t0 + Duration::from_secs(30), 0, true), None);
+    }
+
+    #[test]
+    fn a_small_or_disconnected_or_growing_backlog_is_not_reported() {
+        let t0 = Instant::now();
+        let mut d = DrainProgress::default();
+        assert_eq!(d.observe(t0, 10, true), None);
+        assert_eq!(d.observe(t0 + Duration::from_secs(20), 5, true), None);
+        assert_eq!(d.observe(t0, 1000, false), None);
+        assert_eq!(d.observe(t0 + Duration::from_secs(20), 900, false), None);
+        assert_eq!(d.observe(t0, 1000, true), None);
+        assert_eq!(d.observe(t0 + Duration::from_secs(20), 1200, true), None);
     }
 }

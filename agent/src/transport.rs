@@ -184,7 +184,10 @@ impl Transport {
         Ok(AgentFrame {
             frame: Some(agent_frame::Frame::Heartbeat(Heartbeat {
                 sent_at_ms: now,
-                health: Some(self.health.snapshot(&stats, now)),
+                health: Some(picket_proto::v1::AgentHealth {
+                    intel_version: self.intel.version(),
+                    ..self.health.snapshot(&stats, now)
+                }),
             })),
         })
     }

@@ -154,6 +154,7 @@ fn read_file(
     opts: &AnalyzeOptions,
     sink: &mut dyn FnMut(Event),
     report: &mut Report,
+    progress: &mut crate::progress::Progress,
 ) -> Result<(), AnalyzeError> {
     let err = |source| AnalyzeError::Read {
         path: path.to_owned(),
@@ -197,6 +198,7 @@ fn read_file(
         match parse_line(text, &opts.default_source) {
             Ok(event) => {
                 report.records += 1;
+                progress.record();
                 sink(event);
             }
             Err(why) => report.problems.push(problem(why)),
@@ -254,6 +256,17 @@ fn fold(merged: &mut BTreeMap<String, Finding>, drained: Vec<Finding>) {
 /// [`AnalyzeError::Read`] when a file cannot be opened or read; malformed lines are not errors
 /// but [`Report::problems`].
 pub fn analyze(opts: &AnalyzeOptions) -> Result<Report, AnalyzeError> {
+    analyze_with_progress(opts, &mut crate::progress::Progress::off())
+}
+
+/// [`analyze`], reporting progress (records, files) to `progress` as it goes.
+///
+/// # Errors
+/// As [`analyze`].
+pub fn analyze_with_progress(
+    opts: &AnalyzeOptions,
+    progress: &mut crate::progress::Progress,
+) -> Result<Report, AnalyzeError> {
     let mut pipeline = Pipeline::new(
         opts.engine.clone(),
         opts.rules.clone(),
@@ -271,7 +284,8 @@ pub fn analyze(opts: &AnalyzeOptions) -> Result<Report, AnalyzeError> {
             }
         };
         for path in &opts.agent_records {
-            read_file(path, opts, &mut sink, &mut report)?;
+            read_file(path, opts, &mut sink, &mut report, progress)?;
+            progress.file_done();
         }
     } else {
         let mut timeline = Vec::new();
@@ -284,7 +298,8 @@ pub fn analyze(opts: &AnalyzeOptions) -> Result<Report, AnalyzeError> {
                 }
                 timeline.push((last, event));
             };
-            read_file(path, opts, &mut sink, &mut report)?;
+            read_file(path, opts, &mut sink, &mut report, progress)?;
+            progress.file_done();
         }
         read_cloudtrail(&opts.cloudtrail, &mut timeline, &mut report);
         timeline.sort_by_key(|(t, _)| *t);
@@ -295,6 +310,7 @@ pub fn analyze(opts: &AnalyzeOptions) -> Result<Report, AnalyzeError> {
             }
         }
     }
+    progress.finish();
     fold(&mut merged, pipeline.drain());
     let mut findings: Vec<Finding> = merged.into_values().collect();
     findings.sort_by(|a, b| {

@@ -172,6 +172,10 @@ pub struct AnalyzeArgs {
     /// Region of bare records.
     #[arg(long, default_value = "us-east-1")]
     pub region: String,
+    /// Print progress (records/s, files done) to standard error at most once a second; on by
+    /// default when standard error is a terminal.
+    #[arg(long)]
+    pub progress: bool,
 }
 
 /// `findings` subcommands.
@@ -238,6 +242,10 @@ pub struct ServeArgs {
     /// Server private key (PEM).
     #[arg(long)]
     pub key: Option<PathBuf>,
+    /// Serve Prometheus `/metrics` and `/healthz` over plain HTTP on this address
+    /// (config: metrics.listen).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// `certs` subcommands.

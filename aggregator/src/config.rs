@@ -459,6 +459,17 @@ pub struct ConfigFile {
     /// `[cloudtrail]`.
     #[serde(default)]
     pub cloudtrail: CloudTrailSection,
+    /// `[metrics]`.
+    #[serde(default)]
+    pub metrics: MetricsSection,
+}
+
+/// `[metrics]`: the Prometheus and health endpoint (off unless `listen` is set).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Address for plain-HTTP `GET /metrics` and `GET /healthz`, e.g. `127.0.0.1:9465`.
+    pub listen: Option<SocketAddr>,
 }
 
 impl ConfigFile {
@@ -528,6 +539,8 @@ pub struct Overrides {
     pub cert: Option<PathBuf>,
     /// `--key`.
     pub key: Option<PathBuf>,
+    /// `--metrics-listen`.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Resolved, validated settings for `serve`.
@@ -551,6 +564,8 @@ pub struct Settings {
     pub exports: Vec<crate::exports::ExportSpec>,
     /// CloudTrail input.
     pub cloudtrail: CloudTrailSection,
+    /// `metrics.listen`: where to serve `/metrics` and `/healthz`; `None` serves nothing.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Settings {
@@ -629,6 +644,7 @@ impl Settings {
             });
         }
         Ok(Self {
+            metrics_listen: flags.metrics_listen.or(file.metrics.listen),
             listen,
             data_dir,
             tls,

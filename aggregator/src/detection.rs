@@ -112,8 +112,17 @@ async fn persist(store: &FindingStore, pipeline: &mut Pipeline) {
     let n = findings.len();
     let store = store.clone();
     // sled's flush blocks; keep it off the async workers.
-    match tokio::task::spawn_blocking(move || store.upsert_all(&findings)).await {
-        Ok(Ok(_)) => debug!(findings = n, "findings stored"),
+    let stored = tokio::task::spawn_blocking(move || {
+        let outcomes = store.upsert_all(&findings);
+        (findings, outcomes)
+    })
+    .await
+    .map(|(findings, outcomes)| outcomes.map(|o| (findings, o)));
+    match stored {
+        Ok(Ok((findings, outcomes))) => {
+            crate::metrics::counters().findings_stored(&findings, &outcomes);
+            debug!(findings = n, "findings stored");
+        }
         Ok(Err(e)) => warn!(error = %e, findings = n, "findings not stored"),
         Err(e) => warn!(error = %e, findings = n, "findings store task failed"),
     }

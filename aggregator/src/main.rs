@@ -281,7 +281,12 @@ fn analyze(args: AnalyzeArgs) -> Result<()> {
         context,
         cloudtrail: args.cloudtrail,
     };
-    let report = analyze::analyze(&opts)?;
+    let mut progress = picket_aggregator::progress::Progress::stderr(
+        args.progress,
+        "records",
+        opts.agent_records.len(),
+    );
+    let report = analyze::analyze_with_progress(&opts, &mut progress)?;
     for p in &report.problems {
         eprintln!("{p}");
     }
@@ -325,6 +330,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         ca: args.ca,
         cert: args.cert,
         key: args.key,
+        metrics_listen: args.metrics_listen,
     };
     let settings = Settings::resolve(file, flags).with_context(|| match &args.config {
         Some(p) => format!("config {}", p.display()),

@@ -27,6 +27,7 @@ use crate::findings::store::{FindingStore, StoreError as FindingStoreError};
 use crate::findings::suppression::SuppressionRules;
 use crate::ingest::{BatchStore, IngestService, SessionLimiter, StoreError};
 use crate::intel::{IntelManager, ReloadError, watcher};
+use crate::metrics::IngestErrorCause;
 use crate::tls::{TlsError, server_config};
 
 /// TLS handshakes allowed in flight at once; more connections wait in the kernel backlog.
@@ -70,6 +71,9 @@ pub enum ServeError {
     /// Occurs when the configured CloudTrail paths cannot be watched.
     #[error(transparent)]
     CloudTrail(#[from] crate::cloudtrail::watcher::FeedError),
+    /// Occurs when `metrics.listen` cannot be bound.
+    #[error(transparent)]
+    Metrics(#[from] picket_telemetry::EndpointError),
     /// Occurs when the gRPC server fails.
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -140,6 +144,10 @@ pub async fn serve(
         addr: settings.listen,
         source,
     })?;
+    let metrics_listener = match settings.metrics_listen {
+        Some(addr) => Some(picket_telemetry::bind(addr).await?),
+        None => None,
+    };
     info!(%local_addr, data_dir = %settings.data_dir.display(), "listening");
 
     let limits = &settings.limits;
@@ -149,6 +157,22 @@ pub async fn serve(
         Arc::clone(&limiter),
         Arc::clone(&intel),
     ));
+    let _metrics = match metrics_listener {
+        Some(listener) => {
+            let sources = crate::metrics::Sources {
+                store: store.clone(),
+                limiter: Arc::clone(&limiter),
+                intel: intel.subscribe(),
+                detection: detection_tx.clone(),
+            };
+            Some(picket_telemetry::MetricsEndpoint::spawn(
+                listener,
+                crate::metrics::registry(sources.clone()),
+                crate::metrics::health_check(sources),
+            )?)
+        }
+        None => None,
+    };
     let max_message = limits.max_message_bytes.get();
     let max_intel = limits.max_intel_update_bytes.get();
     let service = IngestService::new(
@@ -224,8 +248,14 @@ async fn accept_loop(
                         debug!(%peer, "server shutting down; connection dropped");
                     }
                 }
-                Ok(Err(e)) => info!(%peer, error = %e, "TLS handshake refused"),
-                Err(_) => info!(%peer, "TLS handshake timed out"),
+                Ok(Err(e)) => {
+                    crate::metrics::counters().ingest_error(IngestErrorCause::TlsHandshake);
+                    info!(%peer, error = %e, "TLS handshake refused");
+                }
+                Err(_) => {
+                    crate::metrics::counters().ingest_error(IngestErrorCause::TlsTimeout);
+                    info!(%peer, "TLS handshake timed out");
+                }
             }
         });
     }

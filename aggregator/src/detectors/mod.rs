@@ -8,6 +8,7 @@
 //! Intel hits arrive already filtered: trusted lists are applied by the agent's matcher, so a
 //! trusted address never becomes an `IntelHit` and nothing here needs to know about them.
 
+pub mod agent_health;
 pub mod brute_force;
 pub mod cloudtrail_rules;
 pub mod crypto_mining;
@@ -199,6 +200,9 @@ pub struct DetectorsConfig {
     /// `[detectors.console_login]` (CloudTrail console sign-in rules, ct-reader).
     #[serde(default)]
     pub console_login: cloudtrail_rules::console_login::ConsoleLoginConfig,
+    /// `[detectors.agent_health]`.
+    #[serde(default)]
+    pub agent_health: agent_health::AgentHealthConfig,
 }
 
 impl DetectorsConfig {
@@ -209,6 +213,7 @@ impl DetectorsConfig {
         self.dga.check(&mut p);
         self.denial_of_service.check(&mut p);
         self.console_login.check(&mut p);
+        self.agent_health.check(&mut p);
         p
     }
 }
@@ -249,6 +254,9 @@ pub fn all(config: &DetectorsConfig, context: &DetectorContext) -> Vec<Box<dyn D
         Box::new(denial_of_service::DenialOfServiceDetector::new(
             config.denial_of_service.clone(),
         )),
+        Box::new(agent_health::AgentHealthDetector::new(
+            config.agent_health.clone(),
+        )),
     ];
     detectors.extend(cloudtrail_rules::all(config, context));
     detectors
@@ -287,6 +295,7 @@ mod tests {
         config.dns_exfiltration.max_keys = cap;
         config.dga.max_keys = cap;
         config.denial_of_service.max_keys = cap;
+        config.agent_health.max_agents = cap;
         let mut detectors = all(&config, &DetectorContext::default());
         let mut out = Vec::new();
         for i in 0..64u32 {
@@ -312,7 +321,22 @@ mod tests {
                 nxdomain: 1,
                 ..dns(&remote, &format!("qzx{i}kvbnmt.com"), 1, T0 + i64::from(i))
             };
-            for event in [flow_event(f), dns_event(d)] {
+            // Host stats from as many agents, for the per-agent detector (ops).
+            let stats = Event::Agent {
+                source: AgentSource {
+                    instance_id: format!("i-{i}"),
+                    ..super::testing::source()
+                },
+                record: Record {
+                    record: Some(picket_proto::v1::record::Record::HostStats(
+                        picket_proto::v1::HostStats {
+                            interval_end_ms: T0 + i64::from(i),
+                            ..Default::default()
+                        },
+                    )),
+                },
+            };
+            for event in [flow_event(f), dns_event(d), stats] {
                 for det in &mut detectors {
                     if event.kind().is_some_and(|k| det.inputs().contains(&k)) {
                         det.observe(&event, &mut out);
@@ -338,7 +362,7 @@ mod tests {
                 evicting += 1;
             }
         }
-        assert_eq!(evicting, 6, "every windowed detector reports evictions");
+        assert_eq!(evicting, 7, "every windowed detector reports evictions");
     }
 
     #[test]

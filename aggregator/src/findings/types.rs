@@ -399,6 +399,17 @@ finding_types! {
     UnauthorizedAccessConsoleLoginBruteForce => "UnauthorizedAccess:IAMUser/ConsoleLoginBruteForce", 5.0, AccessKey, AwsApiCall,
         "Console sign-in brute force against the account.",
         "Many failed console sign-ins from {remote}, the latest for {resource}.";
+    // Sensor health (ops): Picket's own types, in GuardDuty's ThreatPurpose:ResourceType/ThreatFamily
+    // grammar, raised by detectors::agent_health about the agents themselves.
+    /// An agent stopped reporting: no `HostStats` for longer than the configured silence.
+    DefenseEvasionSensorStoppedReporting => "DefenseEvasion:EC2/SensorStoppedReporting", 5.0, Instance, NetworkConnection,
+        "The Picket sensor on EC2 instance {resource} stopped reporting.",
+        "The Picket agent on EC2 instance {resource} has sent no host statistics for longer than the configured silence: it, its host or its network path may have been stopped or tampered with, and the instance is unmonitored.";
+    /// An agent reported losing data: packets dropped before analysis, or records dropped from
+    /// its sensor or outbox.
+    ImpactSensorDataLoss => "Impact:EC2/SensorDataLoss", 3.0, Instance, NetworkConnection,
+        "The Picket sensor on EC2 instance {resource} is losing data.",
+        "The Picket agent on EC2 instance {resource} reported packets or records it could not analyse or deliver, so activity on the instance may be missing from findings.";
 }
 
 impl FindingType {

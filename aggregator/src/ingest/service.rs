@@ -25,6 +25,12 @@ use tracing::{debug, info, warn};
 use super::sessions::{SessionLimiter, SessionSlot};
 use super::store::{AppendOutcome, BatchStore, now_ms};
 use crate::intel::{IntelManager, Published};
+use crate::metrics::IngestErrorCause;
+
+/// Counts a refused or failed session or frame (see [`crate::metrics`]).
+fn count(cause: IngestErrorCause) {
+    crate::metrics::counters().ingest_error(cause);
+}
 use crate::peer::{Peer, peer_of};
 
 /// Frames queued towards one agent before the session stops reading. Acks are tiny and the
@@ -89,6 +95,7 @@ fn check_hello(cert_id: &AgentId, hello: &Hello) -> Result<(), Status> {
     if account == cert_id.account_id() && instance == cert_id.instance_id() {
         return Ok(());
     }
+    count(IngestErrorCause::IdentityMismatch);
     warn!(
         certificate = %cert_id,
         hello = %format_args!("{account}/{instance}"),
@@ -113,27 +120,36 @@ impl Ingest for IngestService {
         let agent = match peer_of(&request) {
             Ok(Peer::Agent(id)) => id,
             Ok(Peer::Admin(name)) => {
+                count(IngestErrorCause::AdminCertificate);
                 warn!(admin = %name, "refusing ingest session from an administrator certificate");
                 return Err(Status::permission_denied(
                     "administrator certificates cannot open ingest sessions",
                 ));
             }
             Err(status) => {
+                count(IngestErrorCause::Unauthenticated);
                 warn!(%remote, reason = status.message(), "refusing session");
                 return Err(status);
             }
         };
         let slot = self.limiter.acquire(&agent).ok_or_else(|| {
+            count(IngestErrorCause::SessionLimit);
             warn!(%agent, "refusing session: too many concurrent sessions for this agent");
             Status::resource_exhausted(format!("too many concurrent sessions for {agent}"))
         })?;
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(self.hello_timeout, inbound.message())
             .await
-            .map_err(|_| Status::deadline_exceeded("no Hello in time"))??;
+            .map_err(|_| {
+                count(IngestErrorCause::NoHello);
+                Status::deadline_exceeded("no Hello in time")
+            })??;
         let hello = match first.and_then(|f| f.frame) {
             Some(agent_frame::Frame::Hello(h)) => h,
-            _ => return Err(Status::invalid_argument("the first frame must be Hello")),
+            _ => {
+                count(IngestErrorCause::BadFrame);
+                return Err(Status::invalid_argument("the first frame must be Hello"));
+            }
         };
         check_hello(&agent, &hello)?;
         let ledger = self
@@ -320,6 +336,7 @@ fn apply_frame(
                     Step::Continue
                 }
                 Err(e) => {
+                    count(IngestErrorCause::StoreWrite);
                     warn!(%agent, seq, error = %e, "batch not stored; not acked");
                     Step::End(Err(Status::unavailable(format!(
                         "batch {seq} not stored: {e}"
@@ -334,10 +351,16 @@ fn apply_frame(
             }
             Step::Continue
         }
-        Some(agent_frame::Frame::Hello(_)) => Step::End(Err(Status::invalid_argument(
-            "Hello may only be the first frame",
-        ))),
-        None => Step::End(Err(Status::invalid_argument("empty frame"))),
+        Some(agent_frame::Frame::Hello(_)) => {
+            count(IngestErrorCause::BadFrame);
+            Step::End(Err(Status::invalid_argument(
+                "Hello may only be the first frame",
+            )))
+        }
+        None => {
+            count(IngestErrorCause::BadFrame);
+            Step::End(Err(Status::invalid_argument("empty frame")))
+        }
     }
 }
 
@@ -372,7 +395,10 @@ async fn run_session(
             m = inbound.message() => match m {
                 Ok(Some(f)) => f,
                 Ok(None) => break Ok(()),
-                Err(status) => break Err(status),
+                Err(status) => {
+                    count(IngestErrorCause::StreamError);
+                    break Err(status);
+                }
             },
             changed = intel.rx.changed(), if intel.live => {
                 if changed.is_err() {
@@ -398,13 +424,17 @@ async fn run_session(
                 Some(Ok(None)) => {
                     step = Step::End(Ok(()));
                 }
-                Some(Err(status)) => step = Step::End(Err(status)),
+                Some(Err(status)) => {
+                    count(IngestErrorCause::StreamError);
+                    step = Step::End(Err(status));
+                }
                 None => break,
             }
         }
         // Whatever was applied is flushed and acked, even when the stream is ending.
         if acks.bulk.is_some() || acks.priority.is_some() {
             if let Err(e) = store.flush().await {
+                count(IngestErrorCause::StoreFlush);
                 warn!(%agent, error = %e, "flush failed; nothing acked");
                 break Err(Status::unavailable(format!("store flush failed: {e}")));
             }

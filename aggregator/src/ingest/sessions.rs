@@ -44,6 +44,14 @@ impl SessionLimiter {
         })
     }
 
+    /// Agents with at least one session open now.
+    pub fn connected_agents(&self) -> usize {
+        self.open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
     /// Sessions currently open for `id`.
     pub fn open_sessions(&self, id: &AgentId) -> usize {
         let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);

@@ -156,9 +156,28 @@ pub fn parse_file(path: &Path, name: &str, spec: &SourceSpec) -> Result<ParsedLi
 /// never replaces a complete one.
 pub fn load_lists(settings: &IntelSettings) -> Result<Vec<ParsedList>, SourceError> {
     let mut lists = Vec::new();
-    for spec in &settings.sources {
-        for (path, name) in files_of(spec)? {
+    let files = settings
+        .sources
+        .iter()
+        .map(|spec| files_of(spec).map(|f| (spec, f)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let total: usize = files.iter().map(|(_, f)| f.len()).sum();
+    // Big feeds take seconds: say how far loading has got, at most once a second.
+    let started = std::time::Instant::now();
+    let mut last = started;
+    for (spec, spec_files) in files {
+        for (path, name) in spec_files {
             lists.push(parse_file(&path, &name, spec)?);
+            if last.elapsed() >= crate::progress::EVERY {
+                last = std::time::Instant::now();
+                tracing::info!(
+                    files_done = lists.len(),
+                    files = total,
+                    indicators = lists.iter().map(|l| l.indicators.len()).sum::<usize>(),
+                    elapsed_secs = started.elapsed().as_secs(),
+                    "intel lists loading"
+                );
+            }
         }
     }
     if settings.canaries {
@@ -194,11 +213,22 @@ pub fn log_issues(lists: &[ParsedList]) -> u64 {
 /// # Errors
 /// [`SourceError::Build`] when two lists share a name or a table overflows.
 pub fn compile(lists: Vec<ParsedList>, version: u64) -> Result<Snapshot, SourceError> {
+    let started = std::time::Instant::now();
+    let indicators: usize = lists.iter().map(|l| l.indicators.len()).sum();
     let mut builder = SnapshotBuilder::new();
     for list in lists {
         builder.add_list(list);
     }
-    Ok(builder.build(version)?)
+    let snapshot = builder.build(version)?;
+    if started.elapsed() >= crate::progress::EVERY {
+        tracing::info!(
+            version,
+            indicators,
+            elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "intel snapshot compiled"
+        );
+    }
+    Ok(snapshot)
 }
 
 /// Loads and compiles in one step (for the command line).

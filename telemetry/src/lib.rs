@@ -1,0 +1,17 @@
+//! Picket's operational endpoints, shared by both daemons.
+//!
+//! [`samples`] turns numbers that already live elsewhere (atomics, store ledgers, queue
+//! lengths) into Prometheus series when a scrape asks, so nothing on a hot path takes a lock
+//! or allocates for metrics. [`endpoint`] serves `GET /metrics` (text exposition) and
+//! `GET /healthz` (200 or 503 with a small JSON body) over plain HTTP on its own listener.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod endpoint;
+pub mod health;
+pub mod samples;
+
+pub use endpoint::{EndpointError, MetricsEndpoint, bind};
+pub use health::{HealthCheck, HealthReport};
+pub use prometheus_client;
+pub use samples::{SampledCollector, Samples};
