@@ -107,6 +107,40 @@ pub struct TlsSection {
     pub key: Option<PathBuf>,
 }
 
+/// `[enroll]`: agent enrollment and certificate renewal (see `docs/architecture.md`,
+/// "Enrollment").
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollSection {
+    /// Address of the enrollment listener (server-authenticated TLS, no client certificate).
+    /// Absent: no enrollment listener.
+    pub listen: Option<SocketAddr>,
+    /// The CA private key that signs agent certificates (enrollment and renewal); the CA
+    /// certificate is `tls.ca`. Absent: agents cannot enroll or renew.
+    pub ca_key: Option<PathBuf>,
+    /// Lifetime of issued agent certificates, in seconds. Default 86400 (24 h).
+    pub cert_lifetime_secs: Option<u64>,
+    /// AWS's public certificate for instance identity document signatures. When set, agents
+    /// must send a document that verifies and names their own account and instance.
+    pub aws_identity_certificate: Option<PathBuf>,
+}
+
+/// Default lifetime of issued agent certificates.
+pub const DEFAULT_CERT_LIFETIME_SECS: u64 = 86_400;
+
+/// Resolved `[enroll]` settings.
+#[derive(Debug, Clone)]
+pub struct EnrollSettings {
+    /// Enrollment listener, when enabled.
+    pub listen: Option<SocketAddr>,
+    /// CA key.
+    pub ca_key: PathBuf,
+    /// Lifetime of issued certificates.
+    pub cert_lifetime: std::time::Duration,
+    /// AWS identity certificate, when documents are required.
+    pub aws_identity_certificate: Option<PathBuf>,
+}
+
 /// `[limits]`: bounds that keep one peer from exhausting the aggregator.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -383,6 +417,9 @@ pub struct ConfigFile {
     /// `[intel]`.
     #[serde(default)]
     pub intel: IntelSection,
+    /// `[enroll]`.
+    #[serde(default)]
+    pub enroll: EnrollSection,
 }
 
 impl ConfigFile {
@@ -414,6 +451,8 @@ impl ConfigFile {
         fix(&mut file.tls.ca);
         fix(&mut file.tls.cert);
         fix(&mut file.tls.key);
+        fix(&mut file.enroll.ca_key);
+        fix(&mut file.enroll.aws_identity_certificate);
         for source in &mut file.intel.sources {
             if source.path.is_relative() && !source.path.as_os_str().is_empty() {
                 source.path = base.join(&source.path);
@@ -463,6 +502,8 @@ pub struct Settings {
     pub detectors: DetectorsConfig,
     /// Intel sources.
     pub intel: IntelSettings,
+    /// Enrollment and renewal, when `enroll.ca_key` is set.
+    pub enroll: Option<EnrollSettings>,
 }
 
 impl Settings {
@@ -532,6 +573,7 @@ impl Settings {
                 value: limits.max_intel_update_bytes.to_string(),
             });
         }
+        let enroll = file.enroll.resolve()?;
         Ok(Self {
             listen,
             data_dir,
@@ -540,7 +582,41 @@ impl Settings {
             findings: file.findings,
             detectors: file.detectors,
             intel,
+            enroll,
         })
+    }
+}
+
+impl EnrollSection {
+    /// Checks the section; `None` when enrollment is off (no `ca_key`).
+    ///
+    /// # Errors
+    /// [`ConfigError::Missing`] when `listen` is set without `ca_key`, [`ConfigError::Invalid`]
+    /// for a lifetime outside 10 s to 31 days.
+    pub fn resolve(self) -> Result<Option<EnrollSettings>, ConfigError> {
+        let secs = self.cert_lifetime_secs.unwrap_or(DEFAULT_CERT_LIFETIME_SECS);
+        if !(10..=31 * 86_400).contains(&secs) {
+            return Err(ConfigError::Invalid {
+                key: "enroll.cert_lifetime_secs",
+                why: "must be between 10 and 2678400 (31 days)",
+                value: secs.to_string(),
+            });
+        }
+        let Some(ca_key) = self.ca_key else {
+            if self.listen.is_some() || self.aws_identity_certificate.is_some() {
+                return Err(ConfigError::Missing {
+                    key: "enroll.ca_key",
+                    flag: "no flag; it is needed with enroll.listen",
+                });
+            }
+            return Ok(None);
+        };
+        Ok(Some(EnrollSettings {
+            listen: self.listen,
+            ca_key,
+            cert_lifetime: std::time::Duration::from_secs(secs),
+            aws_identity_certificate: self.aws_identity_certificate,
+        }))
     }
 }
 

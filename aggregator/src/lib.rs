@@ -17,6 +17,7 @@ pub mod cloudtrail;
 pub mod config;
 pub mod detection;
 pub mod detectors;
+pub mod enroll;
 pub mod findings;
 pub mod ingest;
 pub mod intel;
