@@ -78,10 +78,56 @@ pub struct TlsSection {
     pub key: Option<PathBuf>,
 }
 
-/// `[identity]`: who this agent speaks for (until instance metadata supplies it).
+/// Where the agent's identity comes from.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdentitySource {
+    /// Ask instance metadata only for what the config and flags leave out; when it does not
+    /// answer, use what is configured.
+    #[default]
+    Auto,
+    /// Always ask instance metadata (needed for the identity document at enrollment); fail when
+    /// it does not answer. Configured values still win.
+    Imds,
+    /// Never ask instance metadata.
+    Config,
+}
+
+/// `[imds]`: how to reach the EC2 instance metadata service.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImdsSection {
+    /// Base URL, `http://HOST[:PORT]`. Default `http://169.254.169.254`.
+    #[serde(default = "default_imds_endpoint")]
+    pub endpoint: String,
+    /// Deadline per request (connect, send, read), in milliseconds. Default 1000.
+    #[serde(default = "default_imds_timeout_ms")]
+    pub timeout_ms: NonZeroU64,
+}
+
+impl Default for ImdsSection {
+    fn default() -> Self {
+        Self {
+            endpoint: default_imds_endpoint(),
+            timeout_ms: default_imds_timeout_ms(),
+        }
+    }
+}
+
+fn default_imds_endpoint() -> String {
+    crate::imds::DEFAULT_ENDPOINT.to_owned()
+}
+fn default_imds_timeout_ms() -> NonZeroU64 {
+    nz(1000)
+}
+
+/// `[identity]`: who this agent speaks for; what is left out comes from instance metadata.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdentitySection {
+    /// Where the identity comes from: `auto` (default), `imds` or `config`.
+    #[serde(default)]
+    pub source: IdentitySource,
     /// 12-digit AWS account id.
     pub account_id: Option<String>,
     /// Instance id.
@@ -185,6 +231,9 @@ pub struct ConfigFile {
     /// `[sensor]`.
     #[serde(default)]
     pub sensor: SensorSection,
+    /// `[imds]`.
+    #[serde(default)]
+    pub imds: ImdsSection,
 }
 
 /// `[sensor]`: live capture.
@@ -283,6 +332,44 @@ pub struct Settings {
     pub outbox_max_bytes: u64,
     /// `sensor.interfaces` as configured (see [`SensorSection::interfaces`]).
     pub sensor_interfaces: Option<Vec<String>>,
+    /// VPC of the instance, from instance metadata; empty when unknown.
+    pub vpc_id: String,
+    /// The instance's addresses from instance metadata (private, then public).
+    pub addresses: Vec<String>,
+}
+
+/// Where the agent's TLS files are: `[tls]` and flags, else `<data_dir>/tls/` (where
+/// `picket-agent enroll` writes them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// CA certificate.
+    pub ca: PathBuf,
+    /// Agent certificate.
+    pub cert: PathBuf,
+    /// Agent private key.
+    pub key: PathBuf,
+}
+
+impl TlsFiles {
+    /// The files named by flags, then the file, then the defaults under the data folder.
+    pub fn resolve(file: &ConfigFile, flags: &Overrides) -> Self {
+        let dir = flags
+            .data_dir
+            .clone()
+            .or_else(|| file.agent.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
+            .join("tls");
+        let pick = |flag: &Option<PathBuf>, conf: &Option<PathBuf>, name: &str| {
+            flag.clone()
+                .or_else(|| conf.clone())
+                .unwrap_or_else(|| dir.join(name))
+        };
+        Self {
+            ca: pick(&flags.ca, &file.tls.ca, "ca.pem"),
+            cert: pick(&flags.cert, &file.tls.cert, "agent.pem"),
+            key: pick(&flags.key, &file.tls.key, "agent.key"),
+        }
+    }
 }
 
 impl Settings {
@@ -291,6 +378,7 @@ impl Settings {
     /// # Errors
     /// [`ConfigError::Missing`] or [`ConfigError::Invalid`] naming the key.
     pub fn resolve(file: ConfigFile, flags: Overrides) -> Result<Self, ConfigError> {
+        let tls_files = TlsFiles::resolve(&file, &flags);
         let url = flags
             .aggregator
             .or(file.aggregator.url)
@@ -305,15 +393,7 @@ impl Settings {
         })?;
         let server_name = file.aggregator.server_name.unwrap_or(host);
         let missing = |key, flag| ConfigError::Missing { key, flag };
-        let ca = flags.ca.or(file.tls.ca).ok_or(missing("tls.ca", "--ca"))?;
-        let cert = flags
-            .cert
-            .or(file.tls.cert)
-            .ok_or(missing("tls.cert", "--cert"))?;
-        let key = flags
-            .key
-            .or(file.tls.key)
-            .ok_or(missing("tls.key", "--key"))?;
+        let TlsFiles { ca, cert, key } = tls_files;
         let account = flags
             .account_id
             .or(file.identity.account_id)
@@ -367,6 +447,8 @@ impl Settings {
         Ok(Self {
             outbox_max_bytes,
             sensor_interfaces,
+            vpc_id: String::new(),
+            addresses: Vec::new(),
             aggregator_url: url,
             server_name,
             ca,
