@@ -447,6 +447,50 @@ mod tests {
     }
 
     #[test]
+    fn a_csr_gets_the_given_identity_whatever_it_asks_for() {
+        let dir = tempfile::tempdir().unwrap();
+        init_ca(dir.path()).unwrap();
+        let signer = AgentSigner::load(
+            &dir.path().join(CA_CERT_FILE),
+            &dir.path().join(CA_KEY_FILE),
+            std::time::Duration::from_secs(3600),
+        )
+        .unwrap();
+        let key = KeyPair::generate().unwrap();
+        // The CSR asks for a server name and another agent's identity.
+        let mut params = CertificateParams::new(vec!["evil.example".to_owned()]).unwrap();
+        params.subject_alt_names.push(SanType::URI(
+            "spiffe://picket/account/999999999999/instance/i-x".try_into().unwrap(),
+        ));
+        let csr = params.serialize_request(&key).unwrap().pem().unwrap();
+        let id = AgentId::new("123456789012", "i-0abc").unwrap();
+        let signed = signer.sign(&csr, &id).unwrap();
+        let path = dir.path().join("signed.pem");
+        fs::write(&path, &signed.pem).unwrap();
+        assert_eq!(uri_sans(&path), vec![id.spiffe_uri()]);
+        let life = signed.not_after - signed.not_before;
+        assert!(life > Duration::minutes(60) && life <= Duration::minutes(67), "{life}");
+        assert!(matches!(
+            signer.sign("not a csr", &id),
+            Err(CsrError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn the_fingerprint_is_the_sha256_of_the_ca_der() {
+        use sha2::{Digest, Sha256};
+        let dir = tempfile::tempdir().unwrap();
+        let pair = init_ca(dir.path()).unwrap();
+        let pem = fs::read(&pair.cert).unwrap();
+        let (_, parsed) = parse_x509_pem(&pem).unwrap();
+        assert_eq!(
+            ca_fingerprint(&pair.cert).unwrap(),
+            hex(&Sha256::digest(&parsed.contents))
+        );
+        assert!(ca_fingerprint(&dir.path().join("nope.pem")).is_err());
+    }
+
+    #[test]
     fn init_refuses_to_overwrite_an_existing_ca() {
         let dir = tempfile::tempdir().unwrap();
         init_ca(dir.path()).unwrap();

@@ -604,9 +604,10 @@ impl EnrollSection {
         }
         let Some(ca_key) = self.ca_key else {
             if self.listen.is_some() || self.aws_identity_certificate.is_some() {
-                return Err(ConfigError::Missing {
+                return Err(ConfigError::Invalid {
                     key: "enroll.ca_key",
-                    flag: "no flag; it is needed with enroll.listen",
+                    why: "must be set when enroll.listen or enroll.aws_identity_certificate is",
+                    value: "nothing".into(),
                 });
             }
             return Ok(None);
@@ -773,6 +774,31 @@ mod tests {
 }
 
 #[cfg(test)]
+mod enroll_tests {
+    use super::*;
+
+    #[test]
+    fn an_enrollment_listener_without_a_ca_key_is_rejected_by_key() {
+        let file: ConfigFile = toml::from_str("[enroll]\nlisten = \"127.0.0.1:7444\"\n").unwrap();
+        let err = file.enroll.resolve().unwrap_err().to_string();
+        assert!(err.starts_with("enroll.ca_key must be set"), "{err}");
+    }
+
+    #[test]
+    fn certificate_lifetimes_are_bounded() {
+        for (secs, ok) in [(9, false), (10, true), (2_678_400, true), (2_678_401, false)] {
+            let file: ConfigFile = toml::from_str(&format!(
+                "[enroll]\nca_key = \"ca.key\"\ncert_lifetime_secs = {secs}\n"
+            ))
+            .unwrap();
+            assert_eq!(file.enroll.resolve().is_ok(), ok, "{secs}");
+        }
+        let none: ConfigFile = toml::from_str("").unwrap();
+        assert!(none.enroll.resolve().unwrap().is_none());
+    }
+}
+
+#[cfg(test)]
 mod example_tests {
     use super::*;
 
@@ -787,6 +813,9 @@ mod example_tests {
         let rules = s.findings.suppression_rules().unwrap();
         assert_eq!(rules.rules().len(), 1);
         assert_eq!(s.findings.retention_days.get(), 90);
+        let enroll = s.enroll.as_ref().unwrap();
+        assert_eq!(enroll.listen.map(|a| a.port()), Some(7444));
+        assert_eq!(enroll.cert_lifetime.as_secs(), DEFAULT_CERT_LIFETIME_SECS);
         // The example spells out every detector default; keep the two in step.
         let d = &s.detectors;
         let defaults = DetectorsConfig::default();

@@ -169,8 +169,9 @@ fn a_revoked_agent_is_disconnected_and_refused() -> Result<()> {
 
 #[test]
 fn the_certificate_is_renewed_before_expiry_and_used_without_a_restart() -> Result<()> {
-    // 12 s certificates: renewal is due about 8 s after issue.
-    let s = setup(12, None)?;
+    // 30 s certificates: renewal is due about 19 s after issue, leaving the renewed one
+    // valid well past the restart below.
+    let s = setup(30, None)?;
     let token = create_token(&s.agg, ACCOUNT, "1h", 1)?;
     let agent = home(&s, "a", ACCOUNT, "i-0renew")?;
     let out = agent.enroll(&s.agg.enroll_addr, &token, &fingerprint(&s.pki)?)?;

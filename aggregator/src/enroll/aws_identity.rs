@@ -124,3 +124,76 @@ impl AwsIdentityVerifier {
         serde_json::from_str(document).map_err(|e| AwsIdentityError::BadDocument(e.to_string()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stand-in "AWS" key shared with the end-to-end tests (see its README).
+    const KEY: &str = include_str!("../../../tests/fixtures/aws-identity/stand-in-aws.key");
+    const DOC: &str = r#"{"accountId":"123456789012","instanceId":"i-0abc","region":"eu-west-1","architecture":"x86_64"}"#;
+
+    fn setup() -> (tempfile::TempDir, AwsIdentityVerifier, ring::signature::RsaKeyPair) {
+        use rustls::pki_types::PrivateKeyDer;
+        use rustls::pki_types::pem::PemObject;
+        let dir = tempfile::tempdir().unwrap();
+        let rc = rcgen::KeyPair::from_pem_and_sign_algo(KEY, &rcgen::PKCS_RSA_SHA256).unwrap();
+        let cert = rcgen::CertificateParams::new(Vec::<String>::new())
+            .unwrap()
+            .self_signed(&rc)
+            .unwrap();
+        let path = dir.path().join("aws.pem");
+        std::fs::write(&path, cert.pem()).unwrap();
+        let der = PrivateKeyDer::from_pem_slice(KEY.as_bytes()).unwrap();
+        let key = ring::signature::RsaKeyPair::from_pkcs8(der.secret_der()).unwrap();
+        (dir, AwsIdentityVerifier::load(&path).unwrap(), key)
+    }
+
+    fn sign(key: &ring::signature::RsaKeyPair, doc: &str) -> String {
+        let mut sig = vec![0; key.public().modulus_len()];
+        key.sign(
+            &ring::signature::RSA_PKCS1_SHA256,
+            &ring::rand::SystemRandom::new(),
+            doc.as_bytes(),
+            &mut sig,
+        )
+        .unwrap();
+        let b64 = STANDARD.encode(sig);
+        // As IMDS serves it: wrapped lines.
+        format!("{}\n{}", &b64[..64], &b64[64..])
+    }
+
+    #[test]
+    fn a_signed_document_verifies_and_yields_its_identity() {
+        let (_d, v, key) = setup();
+        let id = v.verify(DOC, &sign(&key, DOC)).unwrap();
+        assert_eq!(id.account_id, "123456789012");
+        assert_eq!(id.instance_id, "i-0abc");
+        assert_eq!(id.region, "eu-west-1");
+    }
+
+    #[test]
+    fn an_altered_document_or_garbage_signature_does_not_verify() {
+        let (_d, v, key) = setup();
+        let sig = sign(&key, DOC);
+        let altered = DOC.replace("i-0abc", "i-0xyz");
+        assert!(matches!(v.verify(&altered, &sig), Err(AwsIdentityError::BadSignature)));
+        assert!(matches!(v.verify(DOC, "!!!"), Err(AwsIdentityError::BadSignature)));
+        assert!(matches!(v.verify(DOC, ""), Err(AwsIdentityError::Missing)));
+        assert!(matches!(v.verify("", &sig), Err(AwsIdentityError::Missing)));
+    }
+
+    #[test]
+    fn a_non_rsa_certificate_is_refused_naming_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let ec = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(Vec::<String>::new())
+            .unwrap()
+            .self_signed(&ec)
+            .unwrap();
+        let path = dir.path().join("ec.pem");
+        std::fs::write(&path, cert.pem()).unwrap();
+        let err = AwsIdentityVerifier::load(&path).unwrap_err().to_string();
+        assert!(err.starts_with("enroll.aws_identity_certificate"), "{err}");
+    }
+}
