@@ -34,13 +34,17 @@ const ENROLL_TIMEOUT: Duration = Duration::from_secs(30);
 #[non_exhaustive]
 pub enum EnrollError {
     /// Occurs when `--ca-fingerprint` is not 64 hex digits.
-    #[error("--ca-fingerprint must be the CA certificate's SHA-256 as 64 hex digits (colons allowed), got {0:?}")]
+    #[error(
+        "--ca-fingerprint must be the CA certificate's SHA-256 as 64 hex digits (colons allowed), got {0:?}"
+    )]
     BadFingerprint(String),
     /// Occurs when `--aggregator` is not `https://HOST:PORT`.
     #[error("--aggregator must be https://HOST:PORT (the aggregator's enroll.listen), got {0:?}")]
     BadUrl(String),
     /// Occurs when the server's chain has no certificate with the pinned fingerprint.
-    #[error("the aggregator's CA does not match --ca-fingerprint {expected} (its chain: {seen}); refusing to enroll")]
+    #[error(
+        "the aggregator's CA does not match --ca-fingerprint {expected} (its chain: {seen}); refusing to enroll"
+    )]
     CaMismatch {
         /// The pinned fingerprint.
         expected: String,
@@ -163,11 +167,8 @@ impl ServerCertVerifier for PinnedCaVerifier {
         )
         .build()
         .map_err(|e| rustls::Error::General(e.to_string()))?;
-        let others: Vec<CertificateDer<'_>> = intermediates
-            .iter()
-            .filter(|c| *c != ca)
-            .cloned()
-            .collect();
+        let others: Vec<CertificateDer<'_>> =
+            intermediates.iter().filter(|c| *c != ca).cloned().collect();
         verifier.verify_server_cert(end_entity, &others, server_name, ocsp_response, now)
     }
 
@@ -450,7 +451,10 @@ mod tests {
         let colons = vec!["AB"; 32].join(":");
         assert_eq!(parse_fingerprint(&hex64).unwrap(), [0xab; 32]);
         assert_eq!(parse_fingerprint(&colons).unwrap(), [0xab; 32]);
-        assert_eq!(parse_fingerprint(&format!("SHA256:{hex64}")).unwrap(), [0xab; 32]);
+        assert_eq!(
+            parse_fingerprint(&format!("SHA256:{hex64}")).unwrap(),
+            [0xab; 32]
+        );
         for bad in ["", "ab", &"zz".repeat(32), &"ab".repeat(33)] {
             assert!(parse_fingerprint(bad).is_err(), "{bad}");
         }
@@ -462,7 +466,10 @@ mod tests {
             host_port("https://127.0.0.1:7444"),
             Some(("127.0.0.1".into(), "127.0.0.1:7444".into()))
         );
-        assert_eq!(host_port("https://[::1]:7444/"), Some(("::1".into(), "[::1]:7444".into())));
+        assert_eq!(
+            host_port("https://[::1]:7444/"),
+            Some(("::1".into(), "[::1]:7444".into()))
+        );
         assert_eq!(host_port("http://a:1"), None);
         assert_eq!(host_port("https://a"), None);
     }

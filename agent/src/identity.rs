@@ -17,7 +17,9 @@ pub enum IdentityError {
     Required(#[source] ImdsError),
     /// Occurs when a required part of the identity is configured nowhere and instance metadata
     /// cannot supply it.
-    #[error("{key} is not set (give {flag} or set it in the config file) and instance metadata is unavailable: {source}")]
+    #[error(
+        "{key} is not set (give {flag} or set it in the config file) and instance metadata is unavailable: {source}"
+    )]
     Unavailable {
         /// The missing key.
         key: &'static str,

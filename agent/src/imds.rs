@@ -147,7 +147,9 @@ impl ImdsClient {
         let token = self.token().await?;
         let get = |path: &'static str| self.get(path, &token);
         let document_path = "/latest/dynamic/instance-identity/document";
-        let document = get(document_path).await?.ok_or_else(|| self.not_found(document_path))?;
+        let document = get(document_path)
+            .await?
+            .ok_or_else(|| self.not_found(document_path))?;
         let signature_path = "/latest/dynamic/instance-identity/signature";
         let signature = get(signature_path)
             .await?
@@ -201,7 +203,11 @@ impl ImdsClient {
     async fn token(&self) -> Result<String, ImdsError> {
         let path = "/latest/api/token";
         let (status, body) = self
-            .request(Method::PUT, path, ("x-aws-ec2-metadata-token-ttl-seconds", TOKEN_TTL_SECS))
+            .request(
+                Method::PUT,
+                path,
+                ("x-aws-ec2-metadata-token-ttl-seconds", TOKEN_TTL_SECS),
+            )
             .await?;
         if status != StatusCode::OK {
             return Err(self.status_err("PUT", path, status));
@@ -269,7 +275,8 @@ impl ImdsClient {
                 .map_err(|e| fail(format!("reading the body: {e}")))?
                 .to_bytes();
             conn.abort();
-            let text = String::from_utf8(body.to_vec()).map_err(|_| fail("body is not UTF-8".into()))?;
+            let text =
+                String::from_utf8(body.to_vec()).map_err(|_| fail("body is not UTF-8".into()))?;
             Ok((status, text))
         };
         tokio::time::timeout(self.timeout, exchange)
@@ -296,9 +303,22 @@ mod tests {
     #[test]
     fn endpoints_must_be_plain_http_hosts() {
         let t = DEFAULT_TIMEOUT;
-        assert_eq!(ImdsClient::new(DEFAULT_ENDPOINT, t).unwrap().authority, "169.254.169.254:80");
-        assert_eq!(ImdsClient::new("http://127.0.0.1:8080/", t).unwrap().authority, "127.0.0.1:8080");
-        for bad in ["https://169.254.169.254", "169.254.169.254", "http://a/b", "ftp://x"] {
+        assert_eq!(
+            ImdsClient::new(DEFAULT_ENDPOINT, t).unwrap().authority,
+            "169.254.169.254:80"
+        );
+        assert_eq!(
+            ImdsClient::new("http://127.0.0.1:8080/", t)
+                .unwrap()
+                .authority,
+            "127.0.0.1:8080"
+        );
+        for bad in [
+            "https://169.254.169.254",
+            "169.254.169.254",
+            "http://a/b",
+            "ftp://x",
+        ] {
             assert!(ImdsClient::new(bad, t).is_err(), "{bad}");
         }
     }

@@ -11,8 +11,7 @@ use picket_agent::config::{ConfigFile, Overrides, Settings};
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{
-    Cli, Command, EnrollArgs, LogFormat, ReplayArgs, RunArgs, StatusArgs, StatusFormat,
-    UploadArgs,
+    Cli, Command, EnrollArgs, LogFormat, ReplayArgs, RunArgs, StatusArgs, StatusFormat, UploadArgs,
 };
 
 fn main() -> ExitCode {

@@ -173,7 +173,11 @@ pub async fn run(settings: Settings, mut stop: watch::Receiver<bool>) {
         }
         match renew_once(&settings).await {
             Ok(v) => {
-                info!(not_after = v.not_after, renew_at = v.renew_at(), "certificate renewed");
+                info!(
+                    not_after = v.not_after,
+                    renew_at = v.renew_at(),
+                    "certificate renewed"
+                );
                 retry = MIN_RETRY;
             }
             Err(e) => {

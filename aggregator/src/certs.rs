@@ -272,7 +272,6 @@ fn write_public(path: &Path, pem: &str) -> Result<(), CertError> {
     })
 }
 
-
 /// Hex SHA-256 of the DER of the first certificate in a PEM file: what `picket-agent enroll
 /// --ca-fingerprint` pins.
 ///
@@ -297,10 +296,12 @@ pub fn ca_fingerprint(ca_pem: &Path) -> Result<String, CertError> {
 /// Lower-case hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// The CA loaded for signing agent certificates from CSRs (enrollment and renewal).
@@ -341,7 +342,11 @@ impl AgentSigner {
     ///
     /// # Errors
     /// [`CertError::Io`] or [`CertError::BadCa`] naming the file.
-    pub fn load(ca_cert: &Path, ca_key: &Path, lifetime: std::time::Duration) -> Result<Self, CertError> {
+    pub fn load(
+        ca_cert: &Path,
+        ca_key: &Path,
+        lifetime: std::time::Duration,
+    ) -> Result<Self, CertError> {
         let read = |p: &Path| {
             fs::read_to_string(p).map_err(|source| CertError::Io {
                 path: p.to_owned(),
@@ -460,7 +465,9 @@ mod tests {
         // The CSR asks for a server name and another agent's identity.
         let mut params = CertificateParams::new(vec!["evil.example".to_owned()]).unwrap();
         params.subject_alt_names.push(SanType::URI(
-            "spiffe://picket/account/999999999999/instance/i-x".try_into().unwrap(),
+            "spiffe://picket/account/999999999999/instance/i-x"
+                .try_into()
+                .unwrap(),
         ));
         let csr = params.serialize_request(&key).unwrap().pem().unwrap();
         let id = AgentId::new("123456789012", "i-0abc").unwrap();
@@ -469,7 +476,10 @@ mod tests {
         fs::write(&path, &signed.pem).unwrap();
         assert_eq!(uri_sans(&path), vec![id.spiffe_uri()]);
         let life = signed.not_after - signed.not_before;
-        assert!(life > Duration::minutes(60) && life <= Duration::minutes(67), "{life}");
+        assert!(
+            life > Duration::minutes(60) && life <= Duration::minutes(67),
+            "{life}"
+        );
         assert!(matches!(
             signer.sign("not a csr", &id),
             Err(CsrError::Invalid(_))

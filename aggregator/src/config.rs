@@ -594,7 +594,9 @@ impl EnrollSection {
     /// [`ConfigError::Missing`] when `listen` is set without `ca_key`, [`ConfigError::Invalid`]
     /// for a lifetime outside 10 s to 31 days.
     pub fn resolve(self) -> Result<Option<EnrollSettings>, ConfigError> {
-        let secs = self.cert_lifetime_secs.unwrap_or(DEFAULT_CERT_LIFETIME_SECS);
+        let secs = self
+            .cert_lifetime_secs
+            .unwrap_or(DEFAULT_CERT_LIFETIME_SECS);
         if !(10..=31 * 86_400).contains(&secs) {
             return Err(ConfigError::Invalid {
                 key: "enroll.cert_lifetime_secs",
@@ -786,7 +788,12 @@ mod enroll_tests {
 
     #[test]
     fn certificate_lifetimes_are_bounded() {
-        for (secs, ok) in [(9, false), (10, true), (2_678_400, true), (2_678_401, false)] {
+        for (secs, ok) in [
+            (9, false),
+            (10, true),
+            (2_678_400, true),
+            (2_678_401, false),
+        ] {
             let file: ConfigFile = toml::from_str(&format!(
                 "[enroll]\nca_key = \"ca.key\"\ncert_lifetime_secs = {secs}\n"
             ))

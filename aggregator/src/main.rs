@@ -13,9 +13,9 @@ use picket_proto::AgentId;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{
-    AgentsCommand, AgentsListArgs, AgentsRevokeArgs, AgentsRevokedArgs, AnalyzeArgs,
-    CertsCommand, Cli, Command, EnrollTokenCommand, EnrollTokenCreateArgs, FindingsCommand,
-    IntelCommand, IntelListArgs, IntelReloadArgs, IssueArgs, LogFormat, OutputFormat, ServeArgs,
+    AgentsCommand, AgentsListArgs, AgentsRevokeArgs, AgentsRevokedArgs, AnalyzeArgs, CertsCommand,
+    Cli, Command, EnrollTokenCommand, EnrollTokenCreateArgs, FindingsCommand, IntelCommand,
+    IntelListArgs, IntelReloadArgs, IssueArgs, LogFormat, OutputFormat, ServeArgs,
 };
 
 fn main() -> ExitCode {

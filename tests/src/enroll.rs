@@ -45,7 +45,10 @@ pub fn aggregator_config(
         path_str(&pki.dir.path().join("ca.key"))?
     );
     if let Some(aws) = aws_cert {
-        text.push_str(&format!("aws_identity_certificate = \"{}\"\n", path_str(aws)?));
+        text.push_str(&format!(
+            "aws_identity_certificate = \"{}\"\n",
+            path_str(aws)?
+        ));
     }
     std::fs::create_dir_all(dir)?;
     let path = dir.join("aggregator.toml");
@@ -61,7 +64,13 @@ pub fn start_enroll_aggregator(
     config: &Path,
     port: u16,
 ) -> Result<EnrollAggregator> {
-    let (proc, addr) = start_aggregator(pki, server, data_dir, port, &["--config", path_str(config)?])?;
+    let (proc, addr) = start_aggregator(
+        pki,
+        server,
+        data_dir,
+        port,
+        &["--config", path_str(config)?],
+    )?;
     let ev = proc.wait_for("enrollment listening", 1, |_| true)?;
     let enroll_addr = ev[0]["local_addr"]
         .as_str()
@@ -116,7 +125,10 @@ pub fn create_token(agg: &EnrollAggregator, account: &str, ttl: &str, uses: u32)
         ],
     )?;
     if !out.status.success() {
-        bail!("enroll-token create failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "enroll-token create failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(String::from_utf8(out.stdout)?.trim().to_owned())
 }
@@ -128,7 +140,10 @@ pub fn fingerprint(pki: &Pki) -> Result<String> {
         &["certs", "fingerprint", "--dir", path_str(pki.dir.path())?],
     )?;
     if !out.status.success() {
-        bail!("certs fingerprint failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "certs fingerprint failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(String::from_utf8(out.stdout)?.trim().to_owned())
 }
@@ -144,13 +159,7 @@ pub struct AgentHome {
 impl AgentHome {
     /// Writes a config for `account`/`instance` sending to `addr`, with `extra` TOML appended
     /// (e.g. an `[imds]` section); `source` is `identity.source`.
-    pub fn new(
-        root: &Path,
-        addr: &str,
-        identity: &str,
-        source: &str,
-        extra: &str,
-    ) -> Result<Self> {
+    pub fn new(root: &Path, addr: &str, identity: &str, source: &str, extra: &str) -> Result<Self> {
         let data_dir = root.to_owned();
         std::fs::create_dir_all(&data_dir)?;
         let config = data_dir.join("agent.toml");
@@ -200,7 +209,11 @@ impl AgentHome {
 
     /// `picket-agent run` with this config only.
     pub fn run(&self) -> Result<Proc> {
-        Proc::start("picket-agent", &["run", "--config", path_str(&self.config)?], "info")
+        Proc::start(
+            "picket-agent",
+            &["run", "--config", path_str(&self.config)?],
+            "info",
+        )
     }
 }
 
@@ -245,9 +258,10 @@ impl StandInAws {
         use rustls::pki_types::pem::PemObject;
         let rc_key = rcgen::KeyPair::from_pem_and_sign_algo(STAND_IN_KEY, &rcgen::PKCS_RSA_SHA256)?;
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
-        params
-            .distinguished_name
-            .push(rcgen::DnType::OrganizationName, "Stand-in Amazon Web Services LLC");
+        params.distinguished_name.push(
+            rcgen::DnType::OrganizationName,
+            "Stand-in Amazon Web Services LLC",
+        );
         let cert = params.self_signed(&rc_key)?;
         std::fs::create_dir_all(dir)?;
         let path = dir.join("aws-identity.pem");
@@ -399,7 +413,12 @@ fn serve_one(
     }
     let mut body = vec![0u8; content_length];
     reader.read_exact(&mut body)?;
-    let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
     let with_token = header("x-aws-ec2-metadata-token") == Some(token);
     let (status, text): (u16, String) = match (method.as_str(), path.as_str()) {
         ("PUT", "/latest/api/token") => match header("x-aws-ec2-metadata-token-ttl-seconds") {
@@ -419,17 +438,21 @@ fn serve_one(
                 (200, "vpc-0123456789abcdef0".into())
             }
             "/latest/meta-data/local-ipv4" => (200, "10.0.1.23".into()),
-            "/latest/meta-data/public-ipv4" if mode == ImdsMode::Normal => (200, "203.0.113.7".into()),
+            "/latest/meta-data/public-ipv4" if mode == ImdsMode::Normal => {
+                (200, "203.0.113.7".into())
+            }
             _ => (404, String::new()),
         },
         _ => (405, String::new()),
     };
-    seen.lock().unwrap_or_else(|e| e.into_inner()).push(SeenRequest {
-        method,
-        path,
-        with_token,
-        status,
-    });
+    seen.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(SeenRequest {
+            method,
+            path,
+            with_token,
+            status,
+        });
     let mut stream = stream;
     write!(
         stream,

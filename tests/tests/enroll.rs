@@ -153,11 +153,15 @@ fn a_revoked_agent_is_disconnected_and_refused() -> Result<()> {
         .proc
         .wait_for("closing session: agent was revoked", 1, |_| true)?;
     // The agent reconnects and is refused, by name.
-    s.agg.proc.wait_for("refusing session: agent is revoked", 1, |v| {
-        v["spiffe_id"] == spiffe.as_str()
-    })?;
+    s.agg
+        .proc
+        .wait_for("refusing session: agent is revoked", 1, |v| {
+            v["spiffe_id"] == spiffe.as_str()
+        })?;
     run.wait_for("connection to aggregator failed", 1, |v| {
-        v["error"].as_str().is_some_and(|e| e.contains("PermissionDenied"))
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("PermissionDenied"))
     })?;
     // Enrolling again does not bring it back.
     let again = home(&s, "a2", ACCOUNT, "i-0bad")?;
@@ -185,7 +189,10 @@ fn the_certificate_is_renewed_before_expiry_and_used_without_a_restart() -> Resu
     s.agg.proc.wait_for("agent certificate renewed", 1, |v| {
         v["agent"] == format!("{ACCOUNT}/i-0renew")
     })?;
-    ensure!(std::fs::read(agent.cert())? != first_cert, "certificate file unchanged");
+    ensure!(
+        std::fs::read(agent.cert())? != first_cert,
+        "certificate file unchanged"
+    );
 
     // Once the enrolled certificate has expired, make the agent reconnect: it can only get
     // in with a renewed certificate, read from disk by the running process.
@@ -196,7 +203,12 @@ fn the_certificate_is_renewed_before_expiry_and_used_without_a_restart() -> Resu
     {
         std::thread::sleep(Duration::from_millis(200));
     }
-    let port: u16 = s.agg.addr.rsplit_once(':').map_or("0", |(_, p)| p).parse()?;
+    let port: u16 = s
+        .agg
+        .addr
+        .rsplit_once(':')
+        .map_or("0", |(_, p)| p)
+        .parse()?;
     let Setup { pki, agg, root } = s;
     let EnrollAggregator {
         mut proc,
@@ -225,7 +237,8 @@ fn the_certificate_is_renewed_before_expiry_and_used_without_a_restart() -> Resu
 }
 
 #[test]
-fn an_identity_document_signed_by_aws_enrolls_and_one_for_another_instance_does_not() -> Result<()> {
+fn an_identity_document_signed_by_aws_enrolls_and_one_for_another_instance_does_not() -> Result<()>
+{
     let dir = tempfile::tempdir()?;
     let aws = StandInAws::new(dir.path())?;
     let s = setup(86_400, Some(&aws))?;
@@ -235,8 +248,17 @@ fn an_identity_document_signed_by_aws_enrolls_and_one_for_another_instance_does_
     // Identity entirely from instance metadata; the document is verified by the aggregator.
     let doc = identity_document(ACCOUNT, "i-0imds", "eu-west-1");
     let imds = ImdsServer::start(ImdsMode::Normal, doc.clone(), aws.sign(&doc)?)?;
-    let imds_section = format!("[imds]\nendpoint = \"{}\"\ntimeout_ms = 2000\n", imds.endpoint);
-    let agent = AgentHome::new(&s.root.path().join("a"), &s.agg.addr, "", "imds", &imds_section)?;
+    let imds_section = format!(
+        "[imds]\nendpoint = \"{}\"\ntimeout_ms = 2000\n",
+        imds.endpoint
+    );
+    let agent = AgentHome::new(
+        &s.root.path().join("a"),
+        &s.agg.addr,
+        "",
+        "imds",
+        &imds_section,
+    )?;
     let out = agent.enroll(&s.agg.enroll_addr, &token, &fp)?;
     ensure!(out.status.success(), "{}", stderr(&out));
     ensure!(String::from_utf8_lossy(&out.stdout).contains("instance/i-0imds"));
@@ -251,7 +273,11 @@ fn an_identity_document_signed_by_aws_enrolls_and_one_for_another_instance_does_
     )?;
     let out = liar.enroll(&s.agg.enroll_addr, &token, &fp)?;
     ensure!(!out.status.success());
-    ensure!(stderr(&out).contains("identity document is for"), "{}", stderr(&out));
+    ensure!(
+        stderr(&out).contains("identity document is for"),
+        "{}",
+        stderr(&out)
+    );
 
     // A document with a signature that does not verify is refused.
     let forged = identity_document(ACCOUNT, "i-0forged", "eu-west-1");
@@ -265,7 +291,11 @@ fn an_identity_document_signed_by_aws_enrolls_and_one_for_another_instance_does_
     )?;
     let out = forger.enroll(&s.agg.enroll_addr, &token, &fp)?;
     ensure!(!out.status.success());
-    ensure!(stderr(&out).contains("signature does not verify"), "{}", stderr(&out));
+    ensure!(
+        stderr(&out).contains("signature does not verify"),
+        "{}",
+        stderr(&out)
+    );
 
     // Without metadata at all, enrollment is refused when documents are required.
     let bare = home(&s, "d", ACCOUNT, "i-0bare")?;

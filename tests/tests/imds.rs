@@ -27,9 +27,15 @@ fn imdsv2_reads_the_identity_with_a_session_token() -> Result<()> {
     ensure!(md.public_ipv4.as_deref() == Some("203.0.113.7"));
     ensure!(md.document == doc.trim());
     let seen = server.requests();
-    ensure!(seen.first().is_some_and(|r| r.method == "PUT" && r.status == 200), "{seen:?}");
     ensure!(
-        seen.iter().skip(1).all(|r| r.method == "GET" && r.with_token),
+        seen.first()
+            .is_some_and(|r| r.method == "PUT" && r.status == 200),
+        "{seen:?}"
+    );
+    ensure!(
+        seen.iter()
+            .skip(1)
+            .all(|r| r.method == "GET" && r.with_token),
         "{seen:?}"
     );
     Ok(())
@@ -38,11 +44,18 @@ fn imdsv2_reads_the_identity_with_a_session_token() -> Result<()> {
 #[test]
 fn the_stand_in_refuses_reads_without_a_token() -> Result<()> {
     // The client's token handling is only proven if the server would refuse without one.
-    let server = ImdsServer::start(ImdsMode::Normal, identity_document("123456789012", "i-1", "us-east-1"), String::new())?;
+    let server = ImdsServer::start(
+        ImdsMode::Normal,
+        identity_document("123456789012", "i-1", "us-east-1"),
+        String::new(),
+    )?;
     let addr = server.endpoint.trim_start_matches("http://").to_owned();
     let mut s = std::net::TcpStream::connect(&addr)?;
     use std::io::{Read, Write};
-    write!(s, "GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: {addr}\r\n\r\n")?;
+    write!(
+        s,
+        "GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: {addr}\r\n\r\n"
+    )?;
     let mut answer = String::new();
     s.read_to_string(&mut answer)?;
     ensure!(answer.starts_with("HTTP/1.1 401"), "{answer}");
@@ -60,10 +73,12 @@ fn a_missing_public_ipv4_is_none() -> Result<()> {
     let md = runtime()?.block_on(client.fetch())?;
     ensure!(md.public_ipv4.is_none());
     ensure!(md.local_ipv4.as_deref() == Some("10.0.1.23"));
-    ensure!(server
-        .requests()
-        .iter()
-        .any(|r| r.path == "/latest/meta-data/public-ipv4" && r.status == 404));
+    ensure!(
+        server
+            .requests()
+            .iter()
+            .any(|r| r.path == "/latest/meta-data/public-ipv4" && r.status == 404)
+    );
     Ok(())
 }
 
@@ -75,7 +90,9 @@ fn a_metadata_service_that_never_answers_is_a_clear_timeout() -> Result<()> {
     ensure!(matches!(err, ImdsError::Timeout { .. }), "{err}");
     let msg = err.to_string();
     ensure!(
-        msg.contains(&server.endpoint) && msg.contains("PUT /latest/api/token") && msg.contains("no answer within 300 ms"),
+        msg.contains(&server.endpoint)
+            && msg.contains("PUT /latest/api/token")
+            && msg.contains("no answer within 300 ms"),
         "{msg}"
     );
     Ok(())
@@ -85,10 +102,16 @@ fn a_metadata_service_that_never_answers_is_a_clear_timeout() -> Result<()> {
 fn without_metadata_the_agent_uses_its_configured_identity_or_says_what_is_missing() -> Result<()> {
     let server = ImdsServer::start(ImdsMode::Silent, String::new(), String::new())?;
     let dir = tempfile::tempdir()?;
-    let imds = format!("[imds]\nendpoint = \"{}\"\ntimeout_ms = 200\n", server.endpoint);
+    let imds = format!(
+        "[imds]\nendpoint = \"{}\"\ntimeout_ms = 200\n",
+        server.endpoint
+    );
     // Nothing configured: a one-line error naming the key and the metadata failure.
     let bare = AgentHome::new(&dir.path().join("bare"), "127.0.0.1:1", "", "auto", &imds)?;
-    let out = run_cmd("picket-agent", &["run", "--config", path_str(&bare.config)?])?;
+    let out = run_cmd(
+        "picket-agent",
+        &["run", "--config", path_str(&bare.config)?],
+    )?;
     let err = String::from_utf8_lossy(&out.stderr);
     ensure!(!out.status.success());
     ensure!(
@@ -104,11 +127,15 @@ fn without_metadata_the_agent_uses_its_configured_identity_or_says_what_is_missi
         "auto",
         &imds,
     )?;
-    let out = run_cmd("picket-agent", &["run", "--config", path_str(&partial.config)?])?;
+    let out = run_cmd(
+        "picket-agent",
+        &["run", "--config", path_str(&partial.config)?],
+    )?;
     let err = String::from_utf8_lossy(&out.stderr);
     ensure!(!out.status.success());
     ensure!(
-        err.contains("instance metadata unavailable; using the configured identity") && err.contains("tls.ca"),
+        err.contains("instance metadata unavailable; using the configured identity")
+            && err.contains("tls.ca"),
         "{err}"
     );
     Ok(())

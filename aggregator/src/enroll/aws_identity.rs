@@ -133,7 +133,11 @@ mod tests {
     const KEY: &str = include_str!("../../../tests/fixtures/aws-identity/stand-in-aws.key");
     const DOC: &str = r#"{"accountId":"123456789012","instanceId":"i-0abc","region":"eu-west-1","architecture":"x86_64"}"#;
 
-    fn setup() -> (tempfile::TempDir, AwsIdentityVerifier, ring::signature::RsaKeyPair) {
+    fn setup() -> (
+        tempfile::TempDir,
+        AwsIdentityVerifier,
+        ring::signature::RsaKeyPair,
+    ) {
         use rustls::pki_types::PrivateKeyDer;
         use rustls::pki_types::pem::PemObject;
         let dir = tempfile::tempdir().unwrap();
@@ -177,8 +181,14 @@ mod tests {
         let (_d, v, key) = setup();
         let sig = sign(&key, DOC);
         let altered = DOC.replace("i-0abc", "i-0xyz");
-        assert!(matches!(v.verify(&altered, &sig), Err(AwsIdentityError::BadSignature)));
-        assert!(matches!(v.verify(DOC, "!!!"), Err(AwsIdentityError::BadSignature)));
+        assert!(matches!(
+            v.verify(&altered, &sig),
+            Err(AwsIdentityError::BadSignature)
+        ));
+        assert!(matches!(
+            v.verify(DOC, "!!!"),
+            Err(AwsIdentityError::BadSignature)
+        ));
         assert!(matches!(v.verify(DOC, ""), Err(AwsIdentityError::Missing)));
         assert!(matches!(v.verify("", &sig), Err(AwsIdentityError::Missing)));
     }

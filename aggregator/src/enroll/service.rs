@@ -67,7 +67,10 @@ fn check_not_revoked(revocations: &Revocations, id: &AgentId, what: &str) -> Res
         Ok(false) => Ok(()),
         Ok(true) => {
             warn!(agent = %id, spiffe_id = %id.spiffe_uri(), "refusing {what}: agent is revoked");
-            Err(Status::permission_denied(format!("{} is revoked", id.spiffe_uri())))
+            Err(Status::permission_denied(format!(
+                "{} is revoked",
+                id.spiffe_uri()
+            )))
         }
         Err(e) => {
             warn!(agent = %id, error = %e, "refusing {what}: revocation store unreadable");
@@ -149,8 +152,9 @@ impl Enroll for EnrollService {
         }
         check_not_revoked(&self.revocations, &id, "enrollment")?;
         // Checked before the use is spent, so a broken CSR does not burn a token.
-        rcgen::CertificateSigningRequestParams::from_pem(&req.csr_pem)
-            .map_err(|e| Status::invalid_argument(format!("certificate signing request rejected: {e}")))?;
+        rcgen::CertificateSigningRequestParams::from_pem(&req.csr_pem).map_err(|e| {
+            Status::invalid_argument(format!("certificate signing request rejected: {e}"))
+        })?;
         let left = self.ledger.spend(&claims).map_err(|e| match e {
             TokenError::Exhausted { .. } => {
                 warn!(%remote, agent = %id, token = %claims.id, "refusing enrollment: token has no uses left");

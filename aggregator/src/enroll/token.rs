@@ -257,7 +257,9 @@ impl TokenLedger {
 /// # Errors
 /// A message naming the value when it is not a positive number with one of those units.
 pub fn parse_ttl(text: &str) -> Result<u64, String> {
-    let bad = || format!("--ttl must be a positive number with unit s, m, h or d (e.g. 24h), got {text:?}");
+    let bad = || {
+        format!("--ttl must be a positive number with unit s, m, h or d (e.g. 24h), got {text:?}")
+    };
     let text = text.trim();
     let unit_at = text.len().checked_sub(1).ok_or_else(bad)?;
     let (num, unit) = text.split_at(unit_at);
@@ -308,7 +310,10 @@ mod tests {
     fn an_expired_token_is_refused() {
         let (_d, k) = key();
         let (_, token) = k.create("123456789012", 60, 1, 0);
-        assert!(matches!(k.verify(&token, 60), Err(TokenError::Expired { .. })));
+        assert!(matches!(
+            k.verify(&token, 60),
+            Err(TokenError::Expired { .. })
+        ));
     }
 
     #[test]
@@ -316,7 +321,10 @@ mod tests {
         let (_d, k) = key();
         let (_d2, other) = key();
         let (_, token) = k.create("123456789012", 60, 1, 0);
-        assert!(matches!(other.verify(&token, 1), Err(TokenError::BadSignature)));
+        assert!(matches!(
+            other.verify(&token, 1),
+            Err(TokenError::BadSignature)
+        ));
         // Claims for another account under the original MAC.
         let (body, tag) = token.strip_prefix(PREFIX).unwrap().split_once('.').unwrap();
         let mut claims: Claims =
@@ -326,7 +334,10 @@ mod tests {
             "{PREFIX}{}.{tag}",
             URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap())
         );
-        assert!(matches!(k.verify(&forged, 1), Err(TokenError::BadSignature)));
+        assert!(matches!(
+            k.verify(&forged, 1),
+            Err(TokenError::BadSignature)
+        ));
         for junk in ["", "picket1.", "picket1.a.b", "hello", &"x".repeat(5000)] {
             assert!(k.verify(junk, 1).is_err(), "{junk}");
         }
@@ -340,7 +351,10 @@ mod tests {
         let (claims, _) = k.create("123456789012", 60, 2, 0);
         assert_eq!(ledger.spend(&claims).unwrap(), 1);
         assert_eq!(ledger.spend(&claims).unwrap(), 0);
-        assert!(matches!(ledger.spend(&claims), Err(TokenError::Exhausted { uses: 2, .. })));
+        assert!(matches!(
+            ledger.spend(&claims),
+            Err(TokenError::Exhausted { uses: 2, .. })
+        ));
     }
 
     #[test]

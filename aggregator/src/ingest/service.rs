@@ -209,10 +209,7 @@ impl Ingest for IngestService {
             max_bytes: self.max_intel_update_bytes,
             live: true,
         };
-        let revoked = self
-            .revocations
-            .as_ref()
-            .map(|r| r.watch(agent.clone()));
+        let revoked = self.revocations.as_ref().map(|r| r.watch(agent.clone()));
         tokio::spawn(run_session(
             self.store.clone(),
             agent,
