@@ -82,8 +82,8 @@ pub struct TlsSection {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum IdentitySource {
-    /// Ask instance metadata only for what the config and flags leave out; when it does not
-    /// answer, use what is configured.
+    /// Ask instance metadata only when the config and flags leave out the account or the
+    /// instance (then it also fills the region).
     #[default]
     Auto,
     /// Always ask instance metadata (needed for the identity document at enrollment); fail when
@@ -591,5 +591,45 @@ mod example_tests {
         let s = Settings::resolve(file, Overrides::default()).unwrap();
         assert_eq!(s.identity.instance_id(), "i-0123456789abcdef0");
         assert_eq!(s.server_name, "aggregator.internal");
+    }
+}
+
+#[cfg(test)]
+mod enroll_config_tests {
+    use super::*;
+
+    #[test]
+    fn tls_files_default_to_the_data_folder_where_enroll_writes_them() {
+        let file: ConfigFile = toml::from_str("[agent]\ndata_dir = \"/srv/picket\"\n").unwrap();
+        let files = TlsFiles::resolve(&file, &Overrides::default());
+        assert_eq!(files.ca, Path::new("/srv/picket/tls/ca.pem"));
+        assert_eq!(files.cert, Path::new("/srv/picket/tls/agent.pem"));
+        assert_eq!(files.key, Path::new("/srv/picket/tls/agent.key"));
+        let flags = Overrides {
+            cert: Some("/x/a.pem".into()),
+            ..Overrides::default()
+        };
+        assert_eq!(TlsFiles::resolve(&file, &flags).cert, Path::new("/x/a.pem"));
+    }
+
+    #[test]
+    fn identity_source_and_imds_parse_and_bad_values_are_named() {
+        let file: ConfigFile = toml::from_str(
+            "[identity]\nsource = \"imds\"\n[imds]\nendpoint = \"http://127.0.0.1:9\"\ntimeout_ms = 250\n",
+        )
+        .unwrap();
+        assert_eq!(file.identity.source, IdentitySource::Imds);
+        assert_eq!(file.imds.timeout_ms.get(), 250);
+        assert_eq!(ConfigFile::default().identity.source, IdentitySource::Auto);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(&path, "[identity]\nsource = \"magic\"\n").unwrap();
+        let err = ConfigFile::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("agent.toml:2:") && err.contains("magic"),
+            "{err}"
+        );
+        std::fs::write(&path, "[imds]\ntimeout_ms = 0\n").unwrap();
+        assert!(ConfigFile::load(&path).is_err());
     }
 }

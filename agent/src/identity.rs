@@ -1,9 +1,14 @@
 //! Who the agent is: flags, then `[identity]` in the config, then EC2 instance metadata
 //! ([`crate::imds`]) for whatever those leave out, as `identity.source` allows.
+//!
+//! With `source = "auto"` metadata is asked only when the account or instance is configured
+//! nowhere; when the configuration names both, it is used as is and metadata is not touched, so
+//! an agent off EC2 starts without delay. When metadata is needed and does not answer, the
+//! error names the missing key and why metadata failed.
 
 use std::time::Duration;
 
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::config::{ConfigFile, IdentitySource, Overrides, Settings};
 use crate::imds::{ImdsClient, ImdsError, InstanceMetadata};
@@ -47,10 +52,11 @@ pub async fn fill_from_imds(
     let id = &file.identity;
     let has_account = flags.account_id.is_some() || id.account_id.is_some();
     let has_instance = flags.instance_id.is_some() || id.instance_id.is_some();
-    let has_region = flags.region.is_some() || id.region.is_some();
     match id.source {
         IdentitySource::Config => return Ok(None),
-        IdentitySource::Auto if has_account && has_instance && has_region => return Ok(None),
+        // A missing region alone is not worth a metadata round trip (and a warning on every
+        // start off EC2): it is informational, and empty is allowed.
+        IdentitySource::Auto if has_account && has_instance => return Ok(None),
         _ => {}
     }
     let client = ImdsClient::new(
@@ -73,15 +79,11 @@ pub async fn fill_from_imds(
             flag: "--account-id",
             source,
         }),
-        Err(source) if !has_instance => Err(IdentityError::Unavailable {
+        Err(source) => Err(IdentityError::Unavailable {
             key: "identity.instance_id",
             flag: "--instance-id",
             source,
         }),
-        Err(e) => {
-            warn!(error = %e, "instance metadata unavailable; using the configured identity");
-            Ok(None)
-        }
     }
 }
 

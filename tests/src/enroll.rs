@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -332,6 +332,7 @@ pub struct ImdsServer {
     pub endpoint: String,
     /// Requests seen, in order.
     pub seen: Arc<Mutex<Vec<SeenRequest>>>,
+    connections: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 }
 
@@ -342,7 +343,12 @@ impl ImdsServer {
         let endpoint = format!("http://{}", listener.local_addr()?);
         let seen = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (seen2, stop2) = (Arc::clone(&seen), Arc::clone(&stop));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (seen2, stop2, conns2) = (
+            Arc::clone(&seen),
+            Arc::clone(&stop),
+            Arc::clone(&connections),
+        );
         listener.set_nonblocking(true)?;
         std::thread::spawn(move || {
             let token = format!("imds-token-{}", std::process::id());
@@ -350,6 +356,7 @@ impl ImdsServer {
             while !stop2.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((stream, _)) => {
+                        conns2.fetch_add(1, Ordering::Relaxed);
                         if mode == ImdsMode::Silent {
                             // Hold the connection open without a byte of answer.
                             held.push(stream);
@@ -365,8 +372,14 @@ impl ImdsServer {
         Ok(Self {
             endpoint,
             seen,
+            connections,
             stop,
         })
+    }
+
+    /// Connections accepted so far (a silent server records no requests, only these).
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
     }
 
     /// The requests seen so far.

@@ -118,8 +118,8 @@ fn without_metadata_the_agent_uses_its_configured_identity_or_says_what_is_missi
         err.contains("identity.account_id is not set") && err.contains("no answer within 200 ms"),
         "{err}"
     );
-    // Account and instance configured, region left out: metadata is tried, fails, and the
-    // configured identity is used (the run then stops at the missing certificate).
+    // Account and instance configured (region left out): metadata is not asked at all and
+    // the configured identity is used (the run then stops at the missing certificate).
     let partial = AgentHome::new(
         &dir.path().join("partial"),
         "127.0.0.1:1",
@@ -134,8 +134,29 @@ fn without_metadata_the_agent_uses_its_configured_identity_or_says_what_is_missi
     let err = String::from_utf8_lossy(&out.stderr);
     ensure!(!out.status.success());
     ensure!(
-        err.contains("instance metadata unavailable; using the configured identity")
-            && err.contains("tls.ca"),
+        err.contains("tls.ca") && !err.contains("instance metadata"),
+        "{err}"
+    );
+    ensure!(
+        server.requests().is_empty() && server.connections() == 1,
+        "metadata was asked"
+    );
+    // With source = "imds" the same config must get metadata, and says why it did not.
+    let strict = AgentHome::new(
+        &dir.path().join("strict"),
+        "127.0.0.1:1",
+        "account_id = \"123456789012\"\ninstance_id = \"i-0cfg\"",
+        "imds",
+        &imds,
+    )?;
+    let out = run_cmd(
+        "picket-agent",
+        &["run", "--config", path_str(&strict.config)?],
+    )?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(!out.status.success());
+    ensure!(
+        err.contains("identity.source = \"imds\"") && err.contains("no answer within 200 ms"),
         "{err}"
     );
     Ok(())
