@@ -73,6 +73,13 @@ pub enum ConfigError {
         /// Every problem found, one per key.
         problems: Vec<String>,
     },
+    /// Occurs when one or more `[[exports]]` settings are wrong; each problem names its full
+    /// key (e.g. `exports[1].url`) and the value given.
+    #[error("{}", .problems.join("; "))]
+    Exports {
+        /// Every problem found, one per key.
+        problems: Vec<String>,
+    },
     /// Occurs when a value is out of range.
     #[error("{key} {why}, got {value}")]
     Invalid {
@@ -420,6 +427,9 @@ pub struct ConfigFile {
     /// `[enroll]`.
     #[serde(default)]
     pub enroll: EnrollSection,
+    /// `[[exports]]`: where findings are delivered.
+    #[serde(default)]
+    pub exports: Vec<crate::exports::ExportConfig>,
 }
 
 impl ConfigFile {
@@ -453,6 +463,9 @@ impl ConfigFile {
         fix(&mut file.tls.key);
         fix(&mut file.enroll.ca_key);
         fix(&mut file.enroll.aws_identity_certificate);
+        for export in &mut file.exports {
+            export.rebase(base);
+        }
         for source in &mut file.intel.sources {
             if source.path.is_relative() && !source.path.as_os_str().is_empty() {
                 source.path = base.join(&source.path);
@@ -504,6 +517,8 @@ pub struct Settings {
     pub intel: IntelSettings,
     /// Enrollment and renewal, when `enroll.ca_key` is set.
     pub enroll: Option<EnrollSettings>,
+    /// Exporters, checked.
+    pub exports: Vec<crate::exports::ExportSpec>,
 }
 
 impl Settings {
@@ -540,6 +555,8 @@ impl Settings {
             })?,
         };
         let intel = file.intel.resolve()?;
+        let exports = crate::exports::config::resolve(&file.exports)
+            .map_err(|problems| ConfigError::Exports { problems })?;
         let limits = file.limits;
         if limits.max_message_bytes.get() < 1024 {
             return Err(ConfigError::Invalid {
@@ -583,6 +600,7 @@ impl Settings {
             detectors: file.detectors,
             intel,
             enroll,
+            exports,
         })
     }
 }

@@ -73,6 +73,9 @@ pub enum ServeError {
     /// Occurs when the AWS identity certificate is unusable.
     #[error(transparent)]
     AwsIdentity(#[from] crate::enroll::aws_identity::AwsIdentityError),
+    /// Occurs when an exporter cannot start (damaged position, unreadable CA file).
+    #[error("exports: {0}")]
+    Exports(#[from] crate::exports::ExportError),
     /// Occurs when the gRPC server fails.
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -103,6 +106,7 @@ pub async fn serve(
     // Rules from the config file first, then those saved in the store.
     let mut rules = settings.findings.suppression_rules()?.rules().to_vec();
     rules.extend(findings.rules()?.rules().iter().cloned());
+    let exports = crate::exports::Exports::start(&findings, settings.exports.clone())?;
     let (detection_tx, detection) = crate::detection::spawn(
         findings,
         &settings.findings,
@@ -237,6 +241,8 @@ pub async fn serve(
         let _ = task.await;
     }
     detection.stop().await;
+    // After detection's last drain, so exporters see it on a later start.
+    exports.stop().await;
     info!("stopped");
     Ok(result?)
 }
