@@ -44,6 +44,29 @@ pub enum Command {
     /// the packets before it still count. Exit status 1 when some file gave no packet at all
     /// (unreadable, not a capture, damaged before its first packet).
     Replay(ReplayArgs),
+    /// Get this agent's certificate from the aggregator's enrollment listener: generate a key
+    /// locally (it never leaves the host), send a CSR with this host's identity (config, else
+    /// EC2 instance metadata) and an enrollment token, and write key (0600), certificate and CA
+    /// to the config's [tls] paths (default <data_dir>/tls/). Exits 0 once they are written.
+    Enroll(EnrollArgs),
+}
+
+/// `enroll` flags.
+#[derive(Debug, Args)]
+pub struct EnrollArgs {
+    /// The aggregator's enrollment listener, https://HOST:PORT (its `enroll.listen`).
+    #[arg(long)]
+    pub aggregator: String,
+    /// Enrollment token from `picket-aggregator enroll-token create`.
+    #[arg(long, env = "PICKET_ENROLL_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// SHA-256 fingerprint of the Picket CA (`picket-aggregator certs fingerprint`); the
+    /// aggregator is trusted only if its chain holds this CA.
+    #[arg(long)]
+    pub ca_fingerprint: String,
+    /// Agent config file: [identity], [imds] and where [tls] files go.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 /// `replay` flags.

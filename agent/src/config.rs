@@ -78,10 +78,56 @@ pub struct TlsSection {
     pub key: Option<PathBuf>,
 }
 
-/// `[identity]`: who this agent speaks for (until instance metadata supplies it).
+/// Where the agent's identity comes from.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdentitySource {
+    /// Ask instance metadata only when the config and flags leave out the account or the
+    /// instance (then it also fills the region).
+    #[default]
+    Auto,
+    /// Always ask instance metadata (needed for the identity document at enrollment); fail when
+    /// it does not answer. Configured values still win.
+    Imds,
+    /// Never ask instance metadata.
+    Config,
+}
+
+/// `[imds]`: how to reach the EC2 instance metadata service.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImdsSection {
+    /// Base URL, `http://HOST[:PORT]`. Default `http://169.254.169.254`.
+    #[serde(default = "default_imds_endpoint")]
+    pub endpoint: String,
+    /// Deadline per request (connect, send, read), in milliseconds. Default 1000.
+    #[serde(default = "default_imds_timeout_ms")]
+    pub timeout_ms: NonZeroU64,
+}
+
+impl Default for ImdsSection {
+    fn default() -> Self {
+        Self {
+            endpoint: default_imds_endpoint(),
+            timeout_ms: default_imds_timeout_ms(),
+        }
+    }
+}
+
+fn default_imds_endpoint() -> String {
+    crate::imds::DEFAULT_ENDPOINT.to_owned()
+}
+fn default_imds_timeout_ms() -> NonZeroU64 {
+    nz(1000)
+}
+
+/// `[identity]`: who this agent speaks for; what is left out comes from instance metadata.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdentitySection {
+    /// Where the identity comes from: `auto` (default), `imds` or `config`.
+    #[serde(default)]
+    pub source: IdentitySource,
     /// 12-digit AWS account id.
     pub account_id: Option<String>,
     /// Instance id.
@@ -185,6 +231,9 @@ pub struct ConfigFile {
     /// `[sensor]`.
     #[serde(default)]
     pub sensor: SensorSection,
+    /// `[imds]`.
+    #[serde(default)]
+    pub imds: ImdsSection,
     /// `[metrics]`.
     #[serde(default)]
     pub metrics: MetricsSection,
@@ -298,6 +347,44 @@ pub struct Settings {
     pub sensor_interfaces: Option<Vec<String>>,
     /// `metrics.listen`: where to serve `/metrics` and `/healthz`; `None` serves nothing.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// VPC of the instance, from instance metadata; empty when unknown.
+    pub vpc_id: String,
+    /// The instance's addresses from instance metadata (private, then public).
+    pub addresses: Vec<String>,
+}
+
+/// Where the agent's TLS files are: `[tls]` and flags, else `<data_dir>/tls/` (where
+/// `picket-agent enroll` writes them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// CA certificate.
+    pub ca: PathBuf,
+    /// Agent certificate.
+    pub cert: PathBuf,
+    /// Agent private key.
+    pub key: PathBuf,
+}
+
+impl TlsFiles {
+    /// The files named by flags, then the file, then the defaults under the data folder.
+    pub fn resolve(file: &ConfigFile, flags: &Overrides) -> Self {
+        let dir = flags
+            .data_dir
+            .clone()
+            .or_else(|| file.agent.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
+            .join("tls");
+        let pick = |flag: &Option<PathBuf>, conf: &Option<PathBuf>, name: &str| {
+            flag.clone()
+                .or_else(|| conf.clone())
+                .unwrap_or_else(|| dir.join(name))
+        };
+        Self {
+            ca: pick(&flags.ca, &file.tls.ca, "ca.pem"),
+            cert: pick(&flags.cert, &file.tls.cert, "agent.pem"),
+            key: pick(&flags.key, &file.tls.key, "agent.key"),
+        }
+    }
 }
 
 impl Settings {
@@ -306,6 +393,7 @@ impl Settings {
     /// # Errors
     /// [`ConfigError::Missing`] or [`ConfigError::Invalid`] naming the key.
     pub fn resolve(file: ConfigFile, flags: Overrides) -> Result<Self, ConfigError> {
+        let tls_files = TlsFiles::resolve(&file, &flags);
         let url = flags
             .aggregator
             .or(file.aggregator.url)
@@ -320,15 +408,7 @@ impl Settings {
         })?;
         let server_name = file.aggregator.server_name.unwrap_or(host);
         let missing = |key, flag| ConfigError::Missing { key, flag };
-        let ca = flags.ca.or(file.tls.ca).ok_or(missing("tls.ca", "--ca"))?;
-        let cert = flags
-            .cert
-            .or(file.tls.cert)
-            .ok_or(missing("tls.cert", "--cert"))?;
-        let key = flags
-            .key
-            .or(file.tls.key)
-            .ok_or(missing("tls.key", "--key"))?;
+        let TlsFiles { ca, cert, key } = tls_files;
         let account = flags
             .account_id
             .or(file.identity.account_id)
@@ -383,6 +463,8 @@ impl Settings {
             metrics_listen: flags.metrics_listen.or(file.metrics.listen),
             outbox_max_bytes,
             sensor_interfaces,
+            vpc_id: String::new(),
+            addresses: Vec::new(),
             aggregator_url: url,
             server_name,
             ca,
@@ -525,5 +607,45 @@ mod example_tests {
         let s = Settings::resolve(file, Overrides::default()).unwrap();
         assert_eq!(s.identity.instance_id(), "i-0123456789abcdef0");
         assert_eq!(s.server_name, "aggregator.internal");
+    }
+}
+
+#[cfg(test)]
+mod enroll_config_tests {
+    use super::*;
+
+    #[test]
+    fn tls_files_default_to_the_data_folder_where_enroll_writes_them() {
+        let file: ConfigFile = toml::from_str("[agent]\ndata_dir = \"/srv/picket\"\n").unwrap();
+        let files = TlsFiles::resolve(&file, &Overrides::default());
+        assert_eq!(files.ca, Path::new("/srv/picket/tls/ca.pem"));
+        assert_eq!(files.cert, Path::new("/srv/picket/tls/agent.pem"));
+        assert_eq!(files.key, Path::new("/srv/picket/tls/agent.key"));
+        let flags = Overrides {
+            cert: Some("/x/a.pem".into()),
+            ..Overrides::default()
+        };
+        assert_eq!(TlsFiles::resolve(&file, &flags).cert, Path::new("/x/a.pem"));
+    }
+
+    #[test]
+    fn identity_source_and_imds_parse_and_bad_values_are_named() {
+        let file: ConfigFile = toml::from_str(
+            "[identity]\nsource = \"imds\"\n[imds]\nendpoint = \"http://127.0.0.1:9\"\ntimeout_ms = 250\n",
+        )
+        .unwrap();
+        assert_eq!(file.identity.source, IdentitySource::Imds);
+        assert_eq!(file.imds.timeout_ms.get(), 250);
+        assert_eq!(ConfigFile::default().identity.source, IdentitySource::Auto);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(&path, "[identity]\nsource = \"magic\"\n").unwrap();
+        let err = ConfigFile::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("agent.toml:2:") && err.contains("magic"),
+            "{err}"
+        );
+        std::fs::write(&path, "[imds]\ntimeout_ms = 0\n").unwrap();
+        assert!(ConfigFile::load(&path).is_err());
     }
 }

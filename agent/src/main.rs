@@ -11,7 +11,7 @@ use picket_agent::config::{ConfigFile, Overrides, Settings};
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{
-    Cli, Command, LogFormat, ReplayArgs, RunArgs, StatusArgs, StatusFormat, UploadArgs,
+    Cli, Command, EnrollArgs, LogFormat, ReplayArgs, RunArgs, StatusArgs, StatusFormat, UploadArgs,
 };
 
 fn main() -> ExitCode {
@@ -43,11 +43,70 @@ fn run(cli: Cli) -> Result<()> {
         Command::Status(args) => status(args),
         Command::Upload(args) => upload(args),
         Command::Replay(args) => replay(args),
+        Command::Enroll(args) => enroll(args),
     }
 }
 
+/// Fills the identity from instance metadata where the config and flags leave it out.
+fn identity_from_imds(
+    file: &mut ConfigFile,
+    flags: &Overrides,
+) -> Result<Option<picket_agent::imds::InstanceMetadata>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    Ok(runtime.block_on(picket_agent::identity::fill_from_imds(file, flags))?)
+}
+
+fn enroll(args: EnrollArgs) -> Result<()> {
+    use picket_agent::config::TlsFiles;
+    use picket_agent::enroll::{EnrollOptions, parse_fingerprint};
+    let ca_fingerprint = parse_fingerprint(&args.ca_fingerprint)?;
+    let mut file = match &args.config {
+        Some(path) => ConfigFile::load(path)?,
+        None => ConfigFile::default(),
+    };
+    let flags = Overrides::default();
+    let metadata = identity_from_imds(&mut file, &flags)?;
+    let id = &file.identity;
+    let (Some(account), Some(instance)) = (&id.account_id, &id.instance_id) else {
+        anyhow::bail!(
+            "identity.account_id and identity.instance_id must be set in the config when instance metadata is not used"
+        );
+    };
+    let identity = picket_proto::AgentId::new(account, instance).context("[identity]")?;
+    let opts = EnrollOptions {
+        url: args.aggregator,
+        token: args.token,
+        ca_fingerprint,
+        identity,
+        region: id.region.clone().unwrap_or_default(),
+        metadata,
+        files: TlsFiles::resolve(&file, &flags),
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let enrolled = runtime.block_on(picket_agent::enroll::enroll(&opts))?;
+    tracing::info!(
+        spiffe_id = %enrolled.spiffe_id,
+        not_after_ms = enrolled.not_after_ms,
+        cert = %opts.files.cert.display(),
+        key = %opts.files.key.display(),
+        ca = %opts.files.ca.display(),
+        "enrolled"
+    );
+    println!(
+        "enrolled as {}; certificate {}, key {}, CA {}",
+        enrolled.spiffe_id,
+        opts.files.cert.display(),
+        opts.files.key.display(),
+        opts.files.ca.display()
+    );
+    Ok(())
+}
+
 fn settings(args: RunArgs) -> Result<Settings> {
-    let file = match &args.config {
+    let mut file = match &args.config {
         Some(path) => ConfigFile::load(path)?,
         None => ConfigFile::default(),
     };
@@ -62,10 +121,15 @@ fn settings(args: RunArgs) -> Result<Settings> {
         region: args.region,
         metrics_listen: args.metrics_listen,
     };
-    Settings::resolve(file, flags).with_context(|| match &args.config {
+    let metadata = identity_from_imds(&mut file, &flags)?;
+    let mut settings = Settings::resolve(file, flags).with_context(|| match &args.config {
         Some(p) => format!("config {}", p.display()),
         None => "flags".to_owned(),
-    })
+    })?;
+    if let Some(md) = &metadata {
+        picket_agent::identity::apply_metadata(&mut settings, md);
+    }
+    Ok(settings)
 }
 
 fn run_daemon(args: RunArgs) -> Result<()> {

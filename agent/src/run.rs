@@ -163,6 +163,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         }
         None => None,
     };
+    let renewal = tokio::spawn(crate::renewal::run(settings.clone(), stop_rx.clone()));
     let transport = Transport::new(settings, tls, outbox, new_batches, health, intel);
     let transport = tokio::spawn(transport.run(stop_rx));
 
@@ -173,7 +174,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         sensor.stop().await;
     }
     let _ = stop_tx.send(true);
-    for task in [Some(status), reporter, Some(transport)]
+    for task in [Some(status), reporter, Some(transport), Some(renewal)]
         .into_iter()
         .flatten()
     {

@@ -168,7 +168,8 @@ impl Transport {
                     account_id: id.account_id().to_owned(),
                     instance_id: id.instance_id().to_owned(),
                     region: self.settings.region.clone(),
-                    ..AgentIdentity::default()
+                    addresses: self.settings.addresses.clone(),
+                    vpc_id: self.settings.vpc_id.clone(),
                 }),
                 agent_version: env!("CARGO_PKG_VERSION").to_owned(),
                 intel_version: self.intel.version(),
@@ -197,9 +198,19 @@ impl Transport {
         shutdown: &mut watch::Receiver<bool>,
         established: &mut bool,
     ) -> Result<SessionEnd, SessionError> {
+        // Read the files at every connection, so a renewed certificate is used without a
+        // restart; when they are unusable (mid-replacement by hand), the last good ones serve.
+        let s = &self.settings;
+        let tls = match crate::tls::client_config(&s.ca, &s.cert, &s.key, &s.server_name) {
+            Ok(tls) => tls,
+            Err(e) => {
+                warn!(error = %e, "TLS files unusable; connecting with the ones read at start");
+                self.tls.clone()
+            }
+        };
         let endpoint = Endpoint::from_shared(self.settings.aggregator_url.clone())
             .map_err(SessionError::Connect)?
-            .tls_config(self.tls.clone())
+            .tls_config(tls)
             .map_err(SessionError::Connect)?
             .connect_timeout(Duration::from_secs(10))
             .tcp_nodelay(true)

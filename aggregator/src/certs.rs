@@ -272,6 +272,140 @@ fn write_public(path: &Path, pem: &str) -> Result<(), CertError> {
     })
 }
 
+/// Hex SHA-256 of the DER of the first certificate in a PEM file: what `picket-agent enroll
+/// --ca-fingerprint` pins.
+///
+/// # Errors
+/// [`CertError::Io`] when the file cannot be read, [`CertError::BadCa`] when it holds no
+/// certificate.
+pub fn ca_fingerprint(ca_pem: &Path) -> Result<String, CertError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    use sha2::{Digest, Sha256};
+    let bytes = fs::read(ca_pem).map_err(|source| CertError::Io {
+        path: ca_pem.to_owned(),
+        source,
+    })?;
+    let der = CertificateDer::from_pem_slice(&bytes).map_err(|e| CertError::BadCa {
+        path: ca_pem.to_owned(),
+        reason: e.to_string(),
+    })?;
+    Ok(hex(&Sha256::digest(der.as_ref())))
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// The CA loaded for signing agent certificates from CSRs (enrollment and renewal).
+pub struct AgentSigner {
+    issuer: Issuer<'static, KeyPair>,
+    ca_pem: String,
+    lifetime: Duration,
+}
+
+/// A freshly signed agent certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedAgentCert {
+    /// The certificate, PEM.
+    pub pem: String,
+    /// Start of validity.
+    pub not_before: OffsetDateTime,
+    /// End of validity.
+    pub not_after: OffsetDateTime,
+}
+
+/// Why a CSR could not be signed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CsrError {
+    /// Occurs when the CSR is not PEM PKCS#10, or its self-signature does not verify.
+    #[error("certificate signing request rejected: {0}")]
+    Invalid(rcgen::Error),
+    /// Occurs when rcgen cannot sign.
+    #[error("signing failed: {0}")]
+    Sign(rcgen::Error),
+    /// Occurs when the certificate's parameters cannot be built for the identity.
+    #[error("certificate parameters: {0}")]
+    Params(String),
+}
+
+impl AgentSigner {
+    /// Loads the CA certificate and key; certificates it signs live for `lifetime`.
+    ///
+    /// # Errors
+    /// [`CertError::Io`] or [`CertError::BadCa`] naming the file.
+    pub fn load(
+        ca_cert: &Path,
+        ca_key: &Path,
+        lifetime: std::time::Duration,
+    ) -> Result<Self, CertError> {
+        let read = |p: &Path| {
+            fs::read_to_string(p).map_err(|source| CertError::Io {
+                path: p.to_owned(),
+                source,
+            })
+        };
+        let ca_pem = read(ca_cert)?;
+        let key = KeyPair::from_pem(&read(ca_key)?).map_err(|e| CertError::BadCa {
+            path: ca_key.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let issuer = Issuer::from_ca_cert_pem(&ca_pem, key).map_err(|e| CertError::BadCa {
+            path: ca_cert.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let lifetime = Duration::try_from(lifetime).unwrap_or(LEAF_VALIDITY);
+        Ok(Self {
+            issuer,
+            ca_pem,
+            lifetime,
+        })
+    }
+
+    /// The CA certificate, PEM.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// Signs the key in `csr_pem` as agent `id`. Only the CSR's public key is used: its
+    /// subject and requested extensions are ignored, so a CSR cannot ask for another identity,
+    /// a CA bit or server use.
+    ///
+    /// # Errors
+    /// [`CsrError::Invalid`] for a malformed or badly self-signed CSR.
+    pub fn sign(&self, csr_pem: &str, id: &AgentId) -> Result<SignedAgentCert, CsrError> {
+        let mut csr =
+            rcgen::CertificateSigningRequestParams::from_pem(csr_pem).map_err(CsrError::Invalid)?;
+        let mut params = leaf_params(&LeafKind::Agent(id.clone()))
+            .map_err(|e| CsrError::Params(e.to_string()))?;
+        let now = OffsetDateTime::now_utc();
+        // Backdating covers clock skew; a short-lived certificate must not spend most of its
+        // life before it was issued.
+        let backdate = BACKDATE.min(self.lifetime / 10);
+        params.not_before = now - backdate;
+        params.not_after = now + self.lifetime;
+        let mut serial = [0u8; 16];
+        rand::Rng::fill(&mut rand::rng(), &mut serial[..]);
+        serial[0] &= 0x7f;
+        params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
+        csr.params = params;
+        let cert = csr.signed_by(&self.issuer).map_err(CsrError::Sign)?;
+        Ok(SignedAgentCert {
+            pem: cert.pem(),
+            not_before: now - backdate,
+            not_after: now + self.lifetime,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,6 +449,55 @@ mod tests {
             .mode()
             & 0o777;
         assert_eq!(ca_mode, 0o600);
+    }
+
+    #[test]
+    fn a_csr_gets_the_given_identity_whatever_it_asks_for() {
+        let dir = tempfile::tempdir().unwrap();
+        init_ca(dir.path()).unwrap();
+        let signer = AgentSigner::load(
+            &dir.path().join(CA_CERT_FILE),
+            &dir.path().join(CA_KEY_FILE),
+            std::time::Duration::from_secs(3600),
+        )
+        .unwrap();
+        let key = KeyPair::generate().unwrap();
+        // The CSR asks for a server name and another agent's identity.
+        let mut params = CertificateParams::new(vec!["evil.example".to_owned()]).unwrap();
+        params.subject_alt_names.push(SanType::URI(
+            "spiffe://picket/account/999999999999/instance/i-x"
+                .try_into()
+                .unwrap(),
+        ));
+        let csr = params.serialize_request(&key).unwrap().pem().unwrap();
+        let id = AgentId::new("123456789012", "i-0abc").unwrap();
+        let signed = signer.sign(&csr, &id).unwrap();
+        let path = dir.path().join("signed.pem");
+        fs::write(&path, &signed.pem).unwrap();
+        assert_eq!(uri_sans(&path), vec![id.spiffe_uri()]);
+        let life = signed.not_after - signed.not_before;
+        assert!(
+            life > Duration::minutes(60) && life <= Duration::minutes(67),
+            "{life}"
+        );
+        assert!(matches!(
+            signer.sign("not a csr", &id),
+            Err(CsrError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn the_fingerprint_is_the_sha256_of_the_ca_der() {
+        use sha2::{Digest, Sha256};
+        let dir = tempfile::tempdir().unwrap();
+        let pair = init_ca(dir.path()).unwrap();
+        let pem = fs::read(&pair.cert).unwrap();
+        let (_, parsed) = parse_x509_pem(&pem).unwrap();
+        assert_eq!(
+            ca_fingerprint(&pair.cert).unwrap(),
+            hex(&Sha256::digest(&parsed.contents))
+        );
+        assert!(ca_fingerprint(&dir.path().join("nope.pem")).is_err());
     }
 
     #[test]

@@ -46,6 +46,36 @@ pub enum Command {
     /// Check values against threat intelligence, count what is loaded, reload a running server.
     #[command(subcommand)]
     Intel(IntelCommand),
+    /// Create enrollment tokens for `picket-agent enroll` (works while `serve` runs).
+    #[command(subcommand)]
+    EnrollToken(EnrollTokenCommand),
+}
+
+/// `enroll-token` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum EnrollTokenCommand {
+    /// Print a new token that lets instances of one account enroll.
+    Create(EnrollTokenCreateArgs),
+}
+
+/// `enroll-token create` flags.
+#[derive(Debug, Args)]
+pub struct EnrollTokenCreateArgs {
+    /// The 12-digit AWS account whose instances may enroll with the token.
+    #[arg(long)]
+    pub account_id: String,
+    /// How long the token is valid: a number with unit s, m, h or d.
+    #[arg(long, default_value = "24h")]
+    pub ttl: String,
+    /// How many enrollments the token allows.
+    #[arg(long, default_value_t = 1)]
+    pub uses: u32,
+    /// Aggregator config file (for server.data_dir, where the token secret lives).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// State folder, overriding the config's (default /var/lib/picket-aggregator).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
 }
 
 /// `intel` subcommands.
@@ -101,6 +131,40 @@ pub enum AgentsCommand {
     /// List every agent: identity, connected, last acked sequence, records received by kind,
     /// duplicates discarded and drops the agent reported.
     List(AgentsListArgs),
+    /// Revoke an agent: its sessions, renewals and enrollments are refused from now on and an
+    /// open session is closed.
+    Revoke(AgentsRevokeArgs),
+    /// List revoked agents.
+    Revoked(AgentsRevokedArgs),
+}
+
+/// `agents revoke` flags.
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("who").required(true).args(["agent", "account_id"]))]
+pub struct AgentsRevokeArgs {
+    /// Where and as whom.
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+    /// The agent's SPIFFE ID, spiffe://picket/account/<account>/instance/<instance>.
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// The agent's account (with --instance-id).
+    #[arg(long, requires = "instance_id")]
+    pub account_id: Option<String>,
+    /// The agent's instance id (with --account-id).
+    #[arg(long, requires = "account_id")]
+    pub instance_id: Option<String>,
+    /// Why, kept with the revocation.
+    #[arg(long, default_value = "")]
+    pub reason: String,
+}
+
+/// `agents revoked` flags.
+#[derive(Debug, Args)]
+pub struct AgentsRevokedArgs {
+    /// Where and as whom.
+    #[command(flatten)]
+    pub remote: RemoteArgs,
 }
 
 /// Output formats for listings.
@@ -259,6 +323,17 @@ pub enum CertsCommand {
     },
     /// Issue a leaf certificate signed by the CA in DIR (writes PREFIX.pem and PREFIX.key).
     Issue(IssueArgs),
+    /// Print the SHA-256 fingerprint of the CA certificate, for `picket-agent enroll
+    /// --ca-fingerprint`.
+    #[command(group = clap::ArgGroup::new("which").required(true).args(["dir", "ca"]))]
+    Fingerprint {
+        /// Folder holding ca.pem.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The CA certificate file.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+    },
 }
 
 /// `certs issue` flags.

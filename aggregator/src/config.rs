@@ -120,6 +120,40 @@ pub struct TlsSection {
     pub key: Option<PathBuf>,
 }
 
+/// `[enroll]`: agent enrollment and certificate renewal (see `docs/architecture.md`,
+/// "Enrollment").
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollSection {
+    /// Address of the enrollment listener (server-authenticated TLS, no client certificate).
+    /// Absent: no enrollment listener.
+    pub listen: Option<SocketAddr>,
+    /// The CA private key that signs agent certificates (enrollment and renewal); the CA
+    /// certificate is `tls.ca`. Absent: agents cannot enroll or renew.
+    pub ca_key: Option<PathBuf>,
+    /// Lifetime of issued agent certificates, in seconds. Default 86400 (24 h).
+    pub cert_lifetime_secs: Option<u64>,
+    /// AWS's public certificate for instance identity document signatures. When set, agents
+    /// must send a document that verifies and names their own account and instance.
+    pub aws_identity_certificate: Option<PathBuf>,
+}
+
+/// Default lifetime of issued agent certificates.
+pub const DEFAULT_CERT_LIFETIME_SECS: u64 = 86_400;
+
+/// Resolved `[enroll]` settings.
+#[derive(Debug, Clone)]
+pub struct EnrollSettings {
+    /// Enrollment listener, when enabled.
+    pub listen: Option<SocketAddr>,
+    /// CA key.
+    pub ca_key: PathBuf,
+    /// Lifetime of issued certificates.
+    pub cert_lifetime: std::time::Duration,
+    /// AWS identity certificate, when documents are required.
+    pub aws_identity_certificate: Option<PathBuf>,
+}
+
 /// `[limits]`: bounds that keep one peer from exhausting the aggregator.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -453,6 +487,9 @@ pub struct ConfigFile {
     /// `[intel]`.
     #[serde(default)]
     pub intel: IntelSection,
+    /// `[enroll]`.
+    #[serde(default)]
+    pub enroll: EnrollSection,
     /// `[[exports]]`: where findings are delivered.
     #[serde(default)]
     pub exports: Vec<crate::exports::ExportConfig>,
@@ -501,6 +538,8 @@ impl ConfigFile {
         fix(&mut file.tls.ca);
         fix(&mut file.tls.cert);
         fix(&mut file.tls.key);
+        fix(&mut file.enroll.ca_key);
+        fix(&mut file.enroll.aws_identity_certificate);
         for export in &mut file.exports {
             export.rebase(base);
         }
@@ -560,6 +599,8 @@ pub struct Settings {
     pub detectors: DetectorsConfig,
     /// Intel sources.
     pub intel: IntelSettings,
+    /// Enrollment and renewal, when `enroll.ca_key` is set.
+    pub enroll: Option<EnrollSettings>,
     /// Exporters, checked.
     pub exports: Vec<crate::exports::ExportSpec>,
     /// CloudTrail input.
@@ -643,6 +684,7 @@ impl Settings {
                 value: limits.max_intel_update_bytes.to_string(),
             });
         }
+        let enroll = file.enroll.resolve()?;
         Ok(Self {
             metrics_listen: flags.metrics_listen.or(file.metrics.listen),
             listen,
@@ -652,9 +694,46 @@ impl Settings {
             findings: file.findings,
             detectors: file.detectors,
             intel,
+            enroll,
             exports,
             cloudtrail: file.cloudtrail,
         })
+    }
+}
+
+impl EnrollSection {
+    /// Checks the section; `None` when enrollment is off (no `ca_key`).
+    ///
+    /// # Errors
+    /// [`ConfigError::Missing`] when `listen` is set without `ca_key`, [`ConfigError::Invalid`]
+    /// for a lifetime outside 10 s to 31 days.
+    pub fn resolve(self) -> Result<Option<EnrollSettings>, ConfigError> {
+        let secs = self
+            .cert_lifetime_secs
+            .unwrap_or(DEFAULT_CERT_LIFETIME_SECS);
+        if !(10..=31 * 86_400).contains(&secs) {
+            return Err(ConfigError::Invalid {
+                key: "enroll.cert_lifetime_secs",
+                why: "must be between 10 and 2678400 (31 days)",
+                value: secs.to_string(),
+            });
+        }
+        let Some(ca_key) = self.ca_key else {
+            if self.listen.is_some() || self.aws_identity_certificate.is_some() {
+                return Err(ConfigError::Invalid {
+                    key: "enroll.ca_key",
+                    why: "must be set when enroll.listen or enroll.aws_identity_certificate is",
+                    value: "nothing".into(),
+                });
+            }
+            return Ok(None);
+        };
+        Ok(Some(EnrollSettings {
+            listen: self.listen,
+            ca_key,
+            cert_lifetime: std::time::Duration::from_secs(secs),
+            aws_identity_certificate: self.aws_identity_certificate,
+        }))
     }
 }
 
@@ -811,6 +890,36 @@ mod tests {
 }
 
 #[cfg(test)]
+mod enroll_tests {
+    use super::*;
+
+    #[test]
+    fn an_enrollment_listener_without_a_ca_key_is_rejected_by_key() {
+        let file: ConfigFile = toml::from_str("[enroll]\nlisten = \"127.0.0.1:7444\"\n").unwrap();
+        let err = file.enroll.resolve().unwrap_err().to_string();
+        assert!(err.starts_with("enroll.ca_key must be set"), "{err}");
+    }
+
+    #[test]
+    fn certificate_lifetimes_are_bounded() {
+        for (secs, ok) in [
+            (9, false),
+            (10, true),
+            (2_678_400, true),
+            (2_678_401, false),
+        ] {
+            let file: ConfigFile = toml::from_str(&format!(
+                "[enroll]\nca_key = \"ca.key\"\ncert_lifetime_secs = {secs}\n"
+            ))
+            .unwrap();
+            assert_eq!(file.enroll.resolve().is_ok(), ok, "{secs}");
+        }
+        let none: ConfigFile = toml::from_str("").unwrap();
+        assert!(none.enroll.resolve().unwrap().is_none());
+    }
+}
+
+#[cfg(test)]
 mod example_tests {
     use super::*;
 
@@ -825,6 +934,9 @@ mod example_tests {
         let rules = s.findings.suppression_rules().unwrap();
         assert_eq!(rules.rules().len(), 1);
         assert_eq!(s.findings.retention_days.get(), 90);
+        let enroll = s.enroll.as_ref().unwrap();
+        assert_eq!(enroll.listen.map(|a| a.port()), Some(7444));
+        assert_eq!(enroll.cert_lifetime.as_secs(), DEFAULT_CERT_LIFETIME_SECS);
         // The example spells out every detector default; keep the two in step.
         let d = &s.detectors;
         let defaults = DetectorsConfig::default();

@@ -18,6 +18,7 @@ pub mod cloudtrail;
 pub mod config;
 pub mod detection;
 pub mod detectors;
+pub mod enroll;
 pub mod exports;
 pub mod findings;
 pub mod ingest;

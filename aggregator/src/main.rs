@@ -13,8 +13,9 @@ use picket_proto::AgentId;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{
-    AgentsCommand, AgentsListArgs, AnalyzeArgs, CertsCommand, Cli, Command, FindingsCommand,
-    IntelCommand, IntelListArgs, IntelReloadArgs, IssueArgs, LogFormat, OutputFormat, ServeArgs,
+    AgentsCommand, AgentsListArgs, AgentsRevokeArgs, AgentsRevokedArgs, AnalyzeArgs, CertsCommand,
+    Cli, Command, EnrollTokenCommand, EnrollTokenCreateArgs, FindingsCommand, IntelCommand,
+    IntelListArgs, IntelReloadArgs, IssueArgs, LogFormat, OutputFormat, ServeArgs,
 };
 
 fn main() -> ExitCode {
@@ -48,8 +49,24 @@ fn run(cli: Cli) -> Result<()> {
             let pair = certs::init_ca(&dir)?;
             println!("CA certificate: {}", pair.cert.display());
             println!("CA key:         {}", pair.key.display());
+            println!(
+                "CA fingerprint: {} (give agents --ca-fingerprint)",
+                certs::ca_fingerprint(&pair.cert)?
+            );
             Ok(())
         }
+        Command::Certs(CertsCommand::Fingerprint { dir, ca }) => {
+            let path = match (ca, dir) {
+                (Some(ca), _) => ca,
+                (None, Some(dir)) => dir.join(certs::CA_CERT_FILE),
+                (None, None) => bail!("give --dir or --ca"),
+            };
+            println!("{}", certs::ca_fingerprint(&path)?);
+            Ok(())
+        }
+        Command::Agents(AgentsCommand::Revoke(args)) => agents_revoke(args),
+        Command::Agents(AgentsCommand::Revoked(args)) => agents_revoked(args),
+        Command::EnrollToken(EnrollTokenCommand::Create(args)) => enroll_token_create(args),
         Command::Certs(CertsCommand::Issue(args)) => issue(args),
         Command::Agents(AgentsCommand::List(args)) => agents_list(args),
         Command::Analyze(args) => analyze(args),
@@ -206,6 +223,85 @@ fn agents_list(args: AgentsListArgs) -> Result<()> {
     match args.format {
         OutputFormat::Table => print!("{}", picket_aggregator::admin::agents_table(&agents)),
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&agents)?),
+    }
+    Ok(())
+}
+
+fn enroll_token_create(args: EnrollTokenCreateArgs) -> Result<()> {
+    use picket_aggregator::enroll::token::{TokenKey, parse_ttl};
+    AgentId::new(&args.account_id, "i-0").context("--account-id")?;
+    let ttl = parse_ttl(&args.ttl).map_err(anyhow::Error::msg)?;
+    if args.uses == 0 {
+        bail!("--uses must be at least 1");
+    }
+    let file_dir = match &args.config {
+        Some(path) => ConfigFile::load(path)?.server.data_dir,
+        None => None,
+    };
+    let data_dir = args
+        .data_dir
+        .or(file_dir)
+        .unwrap_or_else(|| std::path::PathBuf::from(picket_aggregator::config::DEFAULT_DATA_DIR));
+    let key = TokenKey::load_or_create(&data_dir)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (claims, token) = key.create(&args.account_id, ttl, args.uses, now);
+    eprintln!(
+        "picket-aggregator: token {} for account {}: {} use(s), expires at unix {}",
+        claims.id, claims.account, claims.uses, claims.exp
+    );
+    println!("{token}");
+    Ok(())
+}
+
+fn agents_revoke(args: AgentsRevokeArgs) -> Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let r = runtime.block_on(async {
+        let r = &args.remote;
+        let channel =
+            picket_aggregator::client::connect(&r.aggregator, &r.ca, &r.cert, &r.key).await?;
+        let mut client = picket_proto::v1::revocation_client::RevocationClient::new(channel);
+        let response = client
+            .revoke_agent(picket_proto::v1::RevokeAgentRequest {
+                spiffe_id: args.agent.clone().unwrap_or_default(),
+                account_id: args.account_id.clone().unwrap_or_default(),
+                instance_id: args.instance_id.clone().unwrap_or_default(),
+                reason: args.reason.clone(),
+            })
+            .await
+            .map_err(|s| anyhow::anyhow!("aggregator said {:?}: {}", s.code(), s.message()))?;
+        anyhow::Ok(response.into_inner())
+    })?;
+    if r.newly_revoked {
+        println!(
+            "revoked {} ({} open session(s) closed)",
+            r.spiffe_id, r.sessions_closed
+        );
+    } else {
+        println!("{} was already revoked", r.spiffe_id);
+    }
+    Ok(())
+}
+
+fn agents_revoked(args: AgentsRevokedArgs) -> Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let agents = runtime.block_on(async {
+        let r = &args.remote;
+        let channel =
+            picket_aggregator::client::connect(&r.aggregator, &r.ca, &r.cert, &r.key).await?;
+        let mut client = picket_proto::v1::revocation_client::RevocationClient::new(channel);
+        let response = client
+            .list_revoked(picket_proto::v1::ListRevokedRequest {})
+            .await
+            .map_err(|s| anyhow::anyhow!("aggregator said {:?}: {}", s.code(), s.message()))?;
+        anyhow::Ok(response.into_inner().agents)
+    })?;
+    for a in agents {
+        println!(
+            "{}\trevoked_at_ms={}\tby={}\treason={}",
+            a.spiffe_id, a.revoked_at_ms, a.revoked_by, a.reason
+        );
     }
     Ok(())
 }

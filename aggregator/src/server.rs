@@ -28,7 +28,7 @@ use crate::findings::suppression::SuppressionRules;
 use crate::ingest::{BatchStore, IngestService, SessionLimiter, StoreError};
 use crate::intel::{IntelManager, ReloadError, watcher};
 use crate::metrics::IngestErrorCause;
-use crate::tls::{TlsError, server_config};
+use crate::tls::{TlsError, enroll_server_config, server_config};
 
 /// TLS handshakes allowed in flight at once; more connections wait in the kernel backlog.
 const MAX_PENDING_HANDSHAKES: usize = 1024;
@@ -65,6 +65,15 @@ pub enum ServeError {
     /// Occurs when the intel lists cannot be watched for changes.
     #[error(transparent)]
     IntelWatch(#[from] watcher::WatchError),
+    /// Occurs when the CA key or certificate for signing agent certificates is unusable.
+    #[error("enroll.ca_key: {0}")]
+    Ca(#[from] crate::certs::CertError),
+    /// Occurs when the enrollment token secret cannot be read or created.
+    #[error(transparent)]
+    Token(#[from] crate::enroll::token::TokenError),
+    /// Occurs when the AWS identity certificate is unusable.
+    #[error(transparent)]
+    AwsIdentity(#[from] crate::enroll::aws_identity::AwsIdentityError),
     /// Occurs when an exporter cannot start (damaged position, unreadable CA file).
     #[error("exports: {0}")]
     Exports(#[from] crate::exports::ExportError),
@@ -152,6 +161,71 @@ pub async fn serve(
 
     let limits = &settings.limits;
     let limiter = SessionLimiter::new(limits.max_sessions_per_agent.get());
+    let revocations = crate::enroll::Revocations::new(store.tree("revoked")?);
+    let revocation = picket_proto::v1::revocation_server::RevocationServer::new(
+        crate::enroll::RevocationService::new(Arc::clone(&revocations), Arc::clone(&limiter)),
+    );
+    // Enrollment stops with the main server.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
+    let mut renewal = None;
+    let mut enroll_task = None;
+    if let Some(enroll) = &settings.enroll {
+        let signer = Arc::new(crate::certs::AgentSigner::load(
+            &settings.tls.ca,
+            &enroll.ca_key,
+            enroll.cert_lifetime,
+        )?);
+        renewal = Some(picket_proto::v1::renewal_server::RenewalServer::new(
+            crate::enroll::RenewalService::new(Arc::clone(&signer), Arc::clone(&revocations)),
+        ));
+        if let Some(addr) = enroll.listen {
+            let aws = enroll
+                .aws_identity_certificate
+                .as_deref()
+                .map(crate::enroll::aws_identity::AwsIdentityVerifier::load)
+                .transpose()?;
+            let service = crate::enroll::EnrollService::new(
+                crate::enroll::token::TokenKey::load_or_create(&settings.data_dir)?,
+                crate::enroll::token::TokenLedger::new(store.tree("enroll_tokens")?),
+                signer,
+                Arc::clone(&revocations),
+                aws,
+            );
+            let enroll_listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServeError::Bind { addr, source })?;
+            let enroll_addr = enroll_listener
+                .local_addr()
+                .map_err(|source| ServeError::Bind { addr, source })?;
+            info!(local_addr = %enroll_addr, aws_identity_required = enroll.aws_identity_certificate.is_some(), "enrollment listening");
+            let (etx, erx) = mpsc::channel(ACCEPTED_QUEUE);
+            let accept = tokio::spawn(accept_loop(
+                enroll_listener,
+                TlsAcceptor::from(enroll_server_config(&settings.tls)?),
+                Duration::from_secs(limits.handshake_timeout_secs),
+                etx,
+            ));
+            let mut stop = stop_rx.clone();
+            let server = tonic::transport::Server::builder()
+                .add_service(picket_proto::v1::enroll_server::EnrollServer::new(service))
+                .serve_with_incoming_shutdown(
+                    ReceiverStream::new(erx).map(Ok::<_, std::io::Error>),
+                    async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    },
+                );
+            enroll_task = Some(tokio::spawn(async move {
+                if let Err(e) = server.await {
+                    tracing::error!(error = %e, "enrollment server failed");
+                }
+                accept.abort();
+            }));
+        }
+    }
     let admin = AdminServer::new(AdminService::new(
         store.clone(),
         Arc::clone(&limiter),
@@ -182,7 +256,8 @@ pub async fn serve(
         intel,
         max_intel,
     )
-    .with_output(detection_tx);
+    .with_output(detection_tx)
+    .with_revocations(revocations);
     // Agent frames stay under max_message_bytes; outgoing frames may be as large as an intel
     // snapshot. The session checks a snapshot's size itself before sending, because a frame
     // over this limit would end the whole stream with an error.
@@ -204,10 +279,15 @@ pub async fn serve(
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .add_service(ingest)
         .add_service(admin)
+        .add_service(revocation)
+        .add_optional_service(renewal)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     accept.abort();
     drop(cloudtrail_feed);
+    if let Some(task) = enroll_task {
+        let _ = task.await;
+    }
     detection.stop().await;
     // After detection's last drain, so exporters see it on a later start.
     exports.stop().await;

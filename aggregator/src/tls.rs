@@ -104,3 +104,26 @@ pub fn server_config(paths: &TlsPaths) -> Result<Arc<rustls::ServerConfig>, TlsE
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Arc::new(config))
 }
+
+/// Builds the enrollment listener's configuration: TLS 1.3, ALPN `h2`, **no** client
+/// certificate (agents have none yet), and a chain that ends with the CA certificate so an
+/// agent can check it against the fingerprint it was given before trusting anything else.
+///
+/// # Errors
+/// Any [`TlsError`].
+pub fn enroll_server_config(paths: &TlsPaths) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut chain = load_certs("tls.cert", &paths.cert)?;
+    for ca in load_certs("tls.ca", &paths.ca)? {
+        if !chain.contains(&ca) {
+            chain.push(ca);
+        }
+    }
+    let key = load_key("tls.key", &paths.key)?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod ops;
+pub mod enroll;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

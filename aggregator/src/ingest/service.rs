@@ -24,6 +24,8 @@ use tracing::{debug, info, warn};
 
 use super::sessions::{SessionLimiter, SessionSlot};
 use super::store::{AppendOutcome, BatchStore, now_ms};
+use crate::enroll::Revocations;
+use crate::enroll::revocation::RevocationWatch;
 use crate::intel::{IntelManager, Published};
 use crate::metrics::IngestErrorCause;
 
@@ -57,6 +59,7 @@ pub struct IngestService {
     output: Option<mpsc::Sender<StoredBatch>>,
     intel: Arc<IntelManager>,
     max_intel_update_bytes: usize,
+    revocations: Option<Arc<Revocations>>,
 }
 
 impl IngestService {
@@ -76,7 +79,14 @@ impl IngestService {
             output: None,
             intel,
             max_intel_update_bytes,
+            revocations: None,
         }
+    }
+
+    /// Refuses revoked agents' sessions and closes a session when its agent is revoked.
+    pub fn with_revocations(mut self, revocations: Arc<Revocations>) -> Self {
+        self.revocations = Some(revocations);
+        self
     }
 
     /// Also sends every newly stored batch to `output` (waiting while it is full, so a slow
@@ -132,6 +142,22 @@ impl Ingest for IngestService {
                 return Err(status);
             }
         };
+        if let Some(revocations) = &self.revocations {
+            match revocations.is_revoked(&agent) {
+                Ok(false) => {}
+                Ok(true) => {
+                    warn!(%agent, spiffe_id = %agent.spiffe_uri(), %remote, "refusing session: agent is revoked");
+                    return Err(Status::permission_denied(format!(
+                        "{} is revoked",
+                        agent.spiffe_uri()
+                    )));
+                }
+                Err(e) => {
+                    warn!(%agent, error = %e, "refusing session: revocation store unreadable");
+                    return Err(Status::unavailable(e.to_string()));
+                }
+            }
+        }
         let slot = self.limiter.acquire(&agent).ok_or_else(|| {
             count(IngestErrorCause::SessionLimit);
             warn!(%agent, "refusing session: too many concurrent sessions for this agent");
@@ -199,6 +225,7 @@ impl Ingest for IngestService {
             max_bytes: self.max_intel_update_bytes,
             live: true,
         };
+        let revoked = self.revocations.as_ref().map(|r| r.watch(agent.clone()));
         tokio::spawn(run_session(
             self.store.clone(),
             agent,
@@ -208,6 +235,7 @@ impl Ingest for IngestService {
             slot,
             intel,
             hello.intel_version,
+            revoked,
         ));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
@@ -365,7 +393,7 @@ fn apply_frame(
 }
 
 /// Reads one agent's frames until the stream ends; the slot is held for the session's life.
-// Eight parts of one session, each owned by it for its life; a struct would only rename them.
+// Nine parts of one session, each owned by it for its life; a struct would only rename them.
 #[allow(clippy::too_many_arguments)]
 async fn run_session(
     store: BatchStore,
@@ -376,6 +404,7 @@ async fn run_session(
     _slot: SessionSlot,
     mut intel: IntelFeed,
     agent_intel_version: u64,
+    mut revoked: Option<RevocationWatch>,
 ) {
     let current = Arc::clone(&intel.rx.borrow_and_update());
     if current.version() != agent_intel_version {
@@ -410,6 +439,13 @@ async fn run_session(
                     IntelSend::SessionGone => break Ok(()),
                     IntelSend::Sent | IntelSend::Skipped => continue,
                 }
+            }
+            () = async { match revoked.as_mut() {
+                Some(w) => w.revoked().await,
+                None => std::future::pending().await,
+            } } => {
+                warn!(%agent, spiffe_id = %agent.spiffe_uri(), "closing session: agent was revoked");
+                break Err(Status::permission_denied(format!("{} is revoked", agent.spiffe_uri())));
             }
         };
         let mut step = apply_frame(&store, &agent, first, &mut acks, &mut applied);
