@@ -15,6 +15,7 @@ pub mod certs;
 pub mod client;
 pub mod cloudtrail;
 pub mod config;
+pub mod correlation;
 pub mod detection;
 pub mod detectors;
 pub mod findings;

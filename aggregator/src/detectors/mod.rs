@@ -8,11 +8,16 @@
 //! Intel hits arrive already filtered: trusted lists are applied by the agent's matcher, so a
 //! trusted address never becomes an `IntelHit` and nothing here needs to know about them.
 
+pub mod accounts;
+pub mod api_baseline;
+pub mod api_call;
+pub mod api_evidence;
 pub mod brute_force;
 pub mod crypto_mining;
 pub mod denial_of_service;
 pub mod dga;
 pub mod dns_exfiltration;
+pub mod iam_persistence;
 pub mod intel_hit;
 pub mod metadata_dns_rebind;
 pub mod observation;
@@ -195,6 +200,25 @@ pub struct DetectorsConfig {
     /// `[detectors.denial_of_service]`.
     #[serde(default)]
     pub denial_of_service: denial_of_service::DenialOfServiceConfig,
+    /// `[detectors.api_baseline]`.
+    #[serde(default)]
+    pub api_baseline: api_baseline::ApiBaselineConfig,
+    /// `[detectors.iam_persistence]`.
+    #[serde(default)]
+    pub iam_persistence: iam_persistence::IamPersistenceConfig,
+    /// `[detectors.instance_credentials]` (correlation stage).
+    #[serde(default)]
+    pub instance_credentials: crate::correlation::InstanceCredentialsConfig,
+    /// `[detectors.cross_account]` (correlation stage).
+    #[serde(default)]
+    pub cross_account: crate::correlation::CrossAccountConfig,
+    /// `[detectors.attack_sequence]` (correlation stage).
+    #[serde(default)]
+    pub attack_sequence: crate::correlation::AttackSequenceConfig,
+    /// The top-level `[accounts]` section, copied here when the config file is loaded so
+    /// every pipeline (serve and analyze) sees it; not a `[detectors]` key.
+    #[serde(skip)]
+    pub accounts: accounts::AccountsConfig,
 }
 
 impl DetectorsConfig {
@@ -204,6 +228,12 @@ impl DetectorsConfig {
         self.dns_exfiltration.check(&mut p);
         self.dga.check(&mut p);
         self.denial_of_service.check(&mut p);
+        self.api_baseline.check(&mut p);
+        self.iam_persistence.check(&mut p);
+        self.instance_credentials.check(&mut p);
+        self.cross_account.check(&mut p);
+        self.attack_sequence.check(&mut p);
+        self.accounts.check(&mut p);
         p
     }
 }
@@ -243,6 +273,13 @@ pub fn all(config: &DetectorsConfig, _context: &DetectorContext) -> Vec<Box<dyn 
         )),
         Box::new(denial_of_service::DenialOfServiceDetector::new(
             config.denial_of_service.clone(),
+        )),
+        Box::new(api_baseline::ApiBaselineDetector::new(
+            config.api_baseline.clone(),
+        )),
+        Box::new(iam_persistence::IamPersistenceDetector::new(
+            config.iam_persistence.clone(),
+            config.accounts.clone(),
         )),
     ]
 }

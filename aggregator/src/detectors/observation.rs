@@ -260,6 +260,8 @@ pub enum EvidenceDetail {
     Behaviour(Box<BehaviourEvidence>),
     /// A sample finding (`findings samples`), not real activity.
     Sample,
+    /// CloudTrail baselines, IAM persistence and correlation (ct-correlate).
+    ApiBehaviour(Box<super::api_evidence::ApiBehaviourEvidence>),
 }
 
 /// One suspicious activity seen by a detector.
