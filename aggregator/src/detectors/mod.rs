@@ -12,6 +12,8 @@ pub mod accounts;
 pub mod api_baseline;
 pub mod api_call;
 pub mod api_evidence;
+#[cfg(test)]
+pub mod api_testing;
 pub mod brute_force;
 pub mod crypto_mining;
 pub mod denial_of_service;
