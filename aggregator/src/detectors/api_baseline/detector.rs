@@ -323,3 +323,227 @@ impl Detector for ApiBaselineDetector {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroUsize;
+
+    use super::*;
+    use crate::detectors::api_testing::{DAY, MIN, T0, api, ip, user_call};
+    use crate::findings::types::FindingType;
+
+    fn config() -> ApiBaselineConfig {
+        ApiBaselineConfig {
+            learning_events: 5,
+            learning_days: 1,
+            ..ApiBaselineConfig::default()
+        }
+    }
+
+    /// Alice's routine: a week of reads from one place with the CLI.
+    fn learned(d: &mut ApiBaselineDetector) {
+        let mut out = Vec::new();
+        for i in 0..20 {
+            let name = ["DescribeInstances", "GetObject", "ListBuckets"][i % 3];
+            let source = if name == "DescribeInstances" {
+                "ec2.amazonaws.com"
+            } else {
+                "s3.amazonaws.com"
+            };
+            let mut e = user_call("alice", source, name, T0 + i as i64 * 8 * 3600 * 1000);
+            e.request_parameters = serde_json::json!({"bucketName": "reports"});
+            d.observe(&api(e), &mut out);
+        }
+        assert!(out.is_empty(), "learning raised {out:?}");
+    }
+
+    fn evidence(o: &Observation) -> &AnomalyEvidence {
+        match &o.evidence {
+            EvidenceDetail::ApiBehaviour(b) => match &**b {
+                ApiBehaviourEvidence::Anomaly(a) => a,
+                other => panic!("not an anomaly: {other:?}"),
+            },
+            other => panic!("not api evidence: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_learned_principal_listing_users_from_a_new_network_and_tool_is_anomalous_discovery() {
+        let mut d = ApiBaselineDetector::new(config());
+        learned(&mut d);
+        let mut e = user_call("alice", "iam.amazonaws.com", "ListUsers", T0 + 8 * DAY);
+        e.source = ip("203.0.113.77");
+        e.user_agent = "python-requests/2.31".into();
+        let mut out = Vec::new();
+        d.observe(&api(e), &mut out);
+        assert_eq!(out.len(), 1, "{out:?}");
+        let o = &out[0];
+        assert_eq!(o.finding_type, FindingType::DiscoveryIamAnomalousBehavior);
+        assert!(matches!(&o.resource, ResourceRef::AccessKey { access_key_id, .. } if access_key_id == "AKIAALICE"));
+        let ev = evidence(o);
+        assert_eq!(ev.tactic, "Discovery");
+        assert_eq!(ev.new_dimensions, 3);
+        let new: Vec<_> = ev
+            .dimensions
+            .iter()
+            .filter(|x| x.new)
+            .map(|x| (x.dimension.as_str(), x.value.as_str()))
+            .collect();
+        assert_eq!(
+            new,
+            [
+                ("api", "iam.amazonaws.com:ListUsers"),
+                ("network", "203.0.113.0/24"),
+                ("user_agent", "python-requests")
+            ]
+        );
+        assert_eq!(ev.baseline_events, 20);
+    }
+
+    #[test]
+    fn a_call_new_on_one_dimension_only_is_not_anomalous() {
+        let mut d = ApiBaselineDetector::new(config());
+        learned(&mut d);
+        // A new API, but from the usual place with the usual tool.
+        let e = user_call("alice", "iam.amazonaws.com", "ListUsers", T0 + 8 * DAY);
+        let mut out = Vec::new();
+        d.observe(&api(e), &mut out);
+        assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn a_call_new_everywhere_but_serving_no_tactic_is_not_anomalous() {
+        let mut d = ApiBaselineDetector::new(config());
+        learned(&mut d);
+        let mut e = user_call("alice", "ec2.amazonaws.com", "CreateTags", T0 + 8 * DAY);
+        e.source = ip("203.0.113.77");
+        e.region = "ap-south-1".into();
+        e.user_agent = "curl/8".into();
+        let mut out = Vec::new();
+        d.observe(&api(e), &mut out);
+        assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn nothing_is_anomalous_while_the_principal_is_still_learning() {
+        let mut d = ApiBaselineDetector::new(ApiBaselineConfig {
+            learning_events: 5,
+            learning_days: 7,
+            ..ApiBaselineConfig::default()
+        });
+        learned(&mut d); // 20 events over ~6.7 days: enough events, not enough days.
+        let mut e = user_call("alice", "iam.amazonaws.com", "ListUsers", T0 + 6 * DAY);
+        e.source = ip("203.0.113.77");
+        e.user_agent = "curl/8".into();
+        let mut out = Vec::new();
+        d.observe(&api(e), &mut out);
+        assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn an_s3_read_from_a_new_network_and_region_is_s3_exfiltration_on_the_bucket() {
+        let mut d = ApiBaselineDetector::new(config());
+        learned(&mut d);
+        let mut e = user_call("alice", "s3.amazonaws.com", "GetObject", T0 + 8 * DAY);
+        e.request_parameters = serde_json::json!({"bucketName": "payroll", "key": "2024.csv"});
+        e.source = ip("2001:db8:77::9");
+        e.region = "us-east-2".into();
+        let mut out = Vec::new();
+        d.observe(&api(e), &mut out);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].finding_type, FindingType::ExfiltrationS3AnomalousBehavior);
+        assert_eq!(
+            out[0].resource,
+            ResourceRef::S3Bucket {
+                name: "payroll".into()
+            }
+        );
+        let net = &evidence(&out[0]).dimensions[2];
+        assert_eq!((net.value.as_str(), net.new), ("2001:db8:77::/48", true));
+    }
+
+    #[test]
+    fn calls_aws_services_make_for_a_principal_train_nothing() {
+        let mut d = ApiBaselineDetector::new(config());
+        let mut e = user_call("alice", "iam.amazonaws.com", "ListUsers", T0);
+        e.principal.invoked_by = Some("cloudformation.amazonaws.com".into());
+        d.observe(&api(e), &mut Vec::new());
+        assert_eq!(d.tracked_keys(), 0);
+    }
+
+    #[test]
+    fn baselines_survive_save_and_restore() {
+        let mut d = ApiBaselineDetector::new(config());
+        learned(&mut d);
+        let state = d.save_state().expect("state");
+        let mut restored = ApiBaselineDetector::new(config());
+        restored.restore_state(&state).expect("restore");
+        assert_eq!(restored.tracked_keys(), 1);
+        assert_eq!(
+            restored.profile("arn:aws:iam::111111111111:user/alice"),
+            d.profile("arn:aws:iam::111111111111:user/alice")
+        );
+        // The restored detector is past learning at once: the same anomaly fires.
+        let mut e = user_call("alice", "iam.amazonaws.com", "ListUsers", T0 + 8 * DAY);
+        e.source = ip("203.0.113.77");
+        e.user_agent = "curl/8".into();
+        let mut out = Vec::new();
+        restored.observe(&api(e.clone()), &mut out);
+        assert_eq!(out.len(), 1);
+        // A fresh detector fed the same call learns instead.
+        let mut fresh = ApiBaselineDetector::new(config());
+        let mut none = Vec::new();
+        fresh.observe(&api(e), &mut none);
+        assert!(none.is_empty());
+    }
+
+    #[test]
+    fn damaged_state_is_refused_with_a_reason_and_the_detector_stays_empty() {
+        let mut d = ApiBaselineDetector::new(config());
+        learned(&mut d);
+        let state = d.save_state().expect("state");
+        let mut other = ApiBaselineDetector::new(config());
+        let err = other
+            .restore_state(&state[..state.len() - 3])
+            .expect_err("truncated");
+        assert!(err.contains("bytes for 1 baselines"), "{err}");
+        assert!(other.restore_state(b"nonsense-state").is_err());
+        assert!(other.restore_state(b"").is_err());
+        assert_eq!(other.tracked_keys(), 0);
+    }
+
+    #[test]
+    fn the_table_stays_within_its_cap_and_counts_evictions_of_the_least_recent() {
+        let mut d = ApiBaselineDetector::new(ApiBaselineConfig {
+            max_principals: NonZeroUsize::new(32).expect("32"),
+            ..config()
+        });
+        let mut out = Vec::new();
+        for i in 0..100 {
+            let e = user_call(&format!("u{i}"), "iam.amazonaws.com", "ListUsers", T0 + i * MIN);
+            d.observe(&api(e), &mut out);
+        }
+        assert!(d.tracked_keys() <= 32, "{}", d.tracked_keys());
+        let evicted = d
+            .counters()
+            .iter()
+            .find(|c| c.name == "evicted_lru")
+            .map(|c| c.count);
+        assert_eq!(evicted, Some(100 - d.tracked_keys() as u64));
+        assert!(d.profile("arn:aws:iam::111111111111:user/u99").is_some());
+        assert!(d.profile("arn:aws:iam::111111111111:user/u0").is_none());
+    }
+
+    #[test]
+    fn idle_baselines_are_dropped_as_time_passes() {
+        let mut d = ApiBaselineDetector::new(ApiBaselineConfig {
+            max_idle_days: 30,
+            ..config()
+        });
+        learned(&mut d);
+        d.on_tick(T0 + 20 * DAY, &mut Vec::new());
+        assert_eq!(d.tracked_keys(), 1);
+        d.on_tick(T0 + 40 * DAY, &mut Vec::new());
+        assert_eq!(d.tracked_keys(), 0);
+    }
+}

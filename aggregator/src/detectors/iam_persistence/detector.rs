@@ -31,6 +31,10 @@ pub struct IamPersistenceDetector {
     new_users: HashMap<(String, String), i64>,
     /// (account, group) → when it was seen granting full access.
     admin_groups: HashMap<(String, String), i64>,
+    /// (account, user) → when full access was granted to it. CloudTrail times have
+    /// one-second resolution and files are not in call order, so a grant can be read before
+    /// the `CreateUser` it followed.
+    admin_users: HashMap<(String, String), i64>,
     findings: u64,
     unreadable_policies: u64,
     evicted_full: u64,
@@ -52,6 +56,7 @@ impl IamPersistenceDetector {
             accounts,
             new_users: HashMap::new(),
             admin_groups: HashMap::new(),
+            admin_users: HashMap::new(),
             findings: 0,
             unreadable_policies: 0,
             evicted_full: 0,
@@ -76,8 +81,7 @@ impl IamPersistenceDetector {
     }
 
     fn is_new_user(&self, account: &str, user: &str, at: i64) -> bool {
-        let window = i64::try_from(self.config.new_user_window_secs.saturating_mul(1000))
-            .unwrap_or(i64::MAX);
+        let window = self.window_ms();
         self.new_users
             .get(&(account.to_owned(), user.to_owned()))
             .is_some_and(|created| at >= *created && at - created <= window)
@@ -109,9 +113,29 @@ impl IamPersistenceDetector {
         session_name(&p.arn) == target || (p.kind == "IAMUser" && p.user_name == target)
     }
 
-    fn admin_granted(&self, e: &ApiEvent, kind: &str, target: &str, reason: String, policy: String) -> Hit {
+    fn window_ms(&self) -> i64 {
+        i64::try_from(self.config.new_user_window_secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+    }
+
+    fn admin_granted(
+        &mut self,
+        e: &ApiEvent,
+        kind: &str,
+        target: &str,
+        reason: String,
+        policy: String,
+    ) -> Hit {
         let account = e.account_id();
         let new_user = kind == "user" && self.is_new_user(account, target, e.time_ms);
+        if kind == "user" {
+            Self::remember(
+                &mut self.admin_users,
+                self.config.max_tracked.get(),
+                (account.to_owned(), target.to_owned()),
+                e.time_ms,
+                &mut self.evicted_full,
+            );
+        }
         Hit {
             finding_type: if new_user {
                 FindingType::PrivilegeEscalationNewUserFullAccess
@@ -136,16 +160,22 @@ impl IamPersistenceDetector {
         match e.event_name.as_str() {
             "CreateUser" => {
                 let user = param("userName");
-                if !user.is_empty() {
-                    Self::remember(
-                        &mut self.new_users,
-                        cap,
-                        (account, user.to_owned()),
-                        e.time_ms,
-                        &mut self.evicted_full,
-                    );
+                if user.is_empty() {
+                    return None;
                 }
-                None
+                let key = (account, user.to_owned());
+                let window = self.window_ms();
+                let granted_before = self
+                    .admin_users
+                    .get(&key)
+                    .is_some_and(|t| e.time_ms.abs_diff(*t) <= window.unsigned_abs());
+                Self::remember(&mut self.new_users, cap, key, e.time_ms, &mut self.evicted_full);
+                granted_before.then(|| Hit {
+                    finding_type: FindingType::PrivilegeEscalationNewUserFullAccess,
+                    target: format!("user/{user}"),
+                    reason: "user created with full access granted within the window".to_owned(),
+                    policy: String::new(),
+                })
             }
             "CreateAccessKey" => {
                 let user = param("userName");
@@ -307,13 +337,16 @@ impl Detector for IamPersistenceDetector {
     }
 
     fn on_tick(&mut self, now_ms: i64, _out: &mut Vec<Observation>) {
-        let window = i64::try_from(self.config.new_user_window_secs.saturating_mul(1000))
-            .unwrap_or(i64::MAX);
+        let window = self.window_ms();
         self.new_users.retain(|_, t| now_ms.saturating_sub(*t) <= window);
+        self.admin_users.retain(|_, t| now_ms.saturating_sub(*t) <= window);
     }
 
     fn tracked_keys(&self) -> usize {
-        self.new_users.len().max(self.admin_groups.len())
+        self.new_users
+            .len()
+            .max(self.admin_groups.len())
+            .max(self.admin_users.len())
     }
 
     fn counters(&self) -> Vec<DetectorCounter> {
@@ -331,5 +364,188 @@ impl Detector for IamPersistenceDetector {
                 count: self.evicted_full,
             },
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detectors::api_testing::{T0, api, panther_cases, stratus, user_call};
+
+    fn detector() -> IamPersistenceDetector {
+        IamPersistenceDetector::new(IamPersistenceConfig::default(), AccountsConfig::default())
+    }
+
+    fn run(d: &mut IamPersistenceDetector, events: Vec<ApiEvent>) -> Vec<Observation> {
+        let mut events = events;
+        events.sort_by_key(|e| e.time_ms);
+        let mut out = Vec::new();
+        for e in events {
+            d.observe(&api(e), &mut out);
+        }
+        out
+    }
+
+    fn change(o: &Observation) -> &IamChangeEvidence {
+        match &o.evidence {
+            EvidenceDetail::ApiBehaviour(b) => match &**b {
+                ApiBehaviourEvidence::IamChange(c) => c,
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Panther's labelled cases: each must be flagged exactly when it is labelled true.
+    #[test]
+    fn panther_labelled_cases_are_flagged_exactly_when_expected() {
+        for file in [
+            "aws_iam_user_key_created.json",
+            "aws_iam_attach_admin_user_policy.json",
+            "aws_user_login_profile_modified.json",
+        ] {
+            for (name, expected, event) in panther_cases(file) {
+                let out = run(&mut detector(), vec![event]);
+                assert_eq!(!out.is_empty(), expected, "{file}: {name}: {out:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn stratus_backdoor_role_trusting_an_outside_account_is_found() {
+        let out = run(&mut detector(), stratus("aws.persistence.iam-backdoor-role.json"));
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            out[0].finding_type,
+            FindingType::PersistenceBackdoorRoleTrustPolicy
+        );
+        let ev = change(&out[0]);
+        assert_eq!(ev.target, "role/stratus-red-team-backdoor-r-role");
+        assert!(ev.reason.contains("193672423079"), "{}", ev.reason);
+    }
+
+    #[test]
+    fn a_trust_policy_naming_an_account_picket_serves_is_not_a_backdoor() {
+        let served = AccountsConfig {
+            administrator: None,
+            members: vec!["193672423079".into()],
+        };
+        let mut d = IamPersistenceDetector::new(IamPersistenceConfig::default(), served);
+        let out = run(&mut d, stratus("aws.persistence.iam-backdoor-role.json"));
+        assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn stratus_admin_user_is_a_new_user_with_full_access_and_a_key_for_another_user() {
+        let out = run(
+            &mut detector(),
+            stratus("aws.persistence.iam-create-admin-user.json"),
+        );
+        let types: Vec<_> = out.iter().map(|o| o.finding_type).collect();
+        assert!(
+            types.contains(&FindingType::PrivilegeEscalationNewUserFullAccess),
+            "{types:?}"
+        );
+        assert!(
+            types.contains(&FindingType::PersistenceAccessKeyCreatedForOtherUser),
+            "{types:?}"
+        );
+    }
+
+    #[test]
+    fn stratus_login_profiles_for_other_users_are_found() {
+        for file in [
+            "aws.persistence.iam-create-user-login-profile.json",
+            "aws.privilege-escalation.iam-update-user-login-profile.json",
+        ] {
+            let out = run(&mut detector(), stratus(file));
+            assert_eq!(out.len(), 1, "{file}: {out:?}");
+            assert_eq!(
+                out[0].finding_type,
+                FindingType::PersistenceLoginProfileCreatedForOtherUser
+            );
+        }
+    }
+
+    #[test]
+    fn admin_attached_to_an_old_user_is_administrative_policy_attached_not_new_user() {
+        let mut e = user_call("admin", "iam.amazonaws.com", "AttachUserPolicy", T0);
+        e.request_parameters = serde_json::json!({
+            "userName": "bob", "policyArn": "arn:aws:iam::aws:policy/AdministratorAccess"});
+        let out = run(&mut detector(), vec![e]);
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            out[0].finding_type,
+            FindingType::PrivilegeEscalationAdministrativePolicyAttached
+        );
+    }
+
+    #[test]
+    fn a_customer_policy_named_administrator_access_is_not_trusted_by_name() {
+        let mut e = user_call("admin", "iam.amazonaws.com", "AttachUserPolicy", T0);
+        e.request_parameters = serde_json::json!({
+            "userName": "bob", "policyArn": "arn:aws:iam::111111111111:policy/AdministratorAccess"});
+        assert!(run(&mut detector(), vec![e]).is_empty());
+    }
+
+    #[test]
+    fn an_inline_star_policy_is_found_and_a_scoped_one_is_not() {
+        let mut full = user_call("admin", "iam.amazonaws.com", "PutRolePolicy", T0);
+        full.request_parameters = serde_json::json!({
+            "roleName": "ops", "policyName": "p",
+            "policyDocument": "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":\"*\",\"Resource\":\"*\"}]}"});
+        let mut scoped = full.clone();
+        scoped.request_parameters["policyDocument"] = serde_json::Value::String(
+            "{\"Statement\":[{\"Effect\":\"Allow\",\"Action\":\"s3:*\",\"Resource\":\"*\"}]}".into(),
+        );
+        let out = run(&mut detector(), vec![full]);
+        assert_eq!(out.len(), 1);
+        assert_eq!(change(&out[0]).target, "role/ops");
+        assert!(run(&mut detector(), vec![scoped]).is_empty());
+    }
+
+    #[test]
+    fn adding_a_new_user_to_a_full_access_group_is_a_new_user_with_full_access() {
+        let mut group = user_call("admin", "iam.amazonaws.com", "AttachGroupPolicy", T0);
+        group.request_parameters = serde_json::json!({
+            "groupName": "admins", "policyArn": "arn:aws:iam::aws:policy/AdministratorAccess"});
+        let mut create = user_call("admin", "iam.amazonaws.com", "CreateUser", T0 + 1000);
+        create.request_parameters = serde_json::json!({"userName": "eve"});
+        let mut add = user_call("admin", "iam.amazonaws.com", "AddUserToGroup", T0 + 2000);
+        add.request_parameters = serde_json::json!({"groupName": "admins", "userName": "eve"});
+        let mut other = add.clone();
+        other.request_parameters = serde_json::json!({"groupName": "readers", "userName": "eve"});
+        let out = run(&mut detector(), vec![group, create, add, other]);
+        let types: Vec<_> = out.iter().map(|o| o.finding_type).collect();
+        assert_eq!(
+            types,
+            [
+                FindingType::PrivilegeEscalationAdministrativePolicyAttached,
+                FindingType::PrivilegeEscalationNewUserFullAccess
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_call_is_never_a_finding() {
+        let mut e = user_call("admin", "iam.amazonaws.com", "CreateAccessKey", T0);
+        e.request_parameters = serde_json::json!({"userName": "bob"});
+        e.error_code = "AccessDenied".into();
+        assert!(run(&mut detector(), vec![e.clone()]).is_empty());
+        e.error_code.clear();
+        assert_eq!(run(&mut detector(), vec![e]).len(), 1);
+    }
+
+    #[test]
+    fn an_unreadable_policy_document_is_counted_not_a_panic() {
+        let mut e = user_call("admin", "iam.amazonaws.com", "PutUserPolicy", T0);
+        e.request_parameters = serde_json::json!({"userName": "bob", "policyDocument": "{not json"});
+        let mut d = detector();
+        assert!(run(&mut d, vec![e]).is_empty());
+        let c = d.counters();
+        assert_eq!(
+            c.iter().find(|c| c.name == "unreadable_policies").map(|c| c.count),
+            Some(1)
+        );
     }
 }
