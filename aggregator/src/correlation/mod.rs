@@ -163,3 +163,6 @@ impl Correlator {
         ]
     }
 }
+
+#[cfg(test)]
+mod tests;
