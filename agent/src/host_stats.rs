@@ -102,9 +102,16 @@ mod tests {
 
     #[test]
     fn loopback_and_link_local_addresses_are_left_out_and_the_public_one_is_named() {
-        let addrs = ["127.0.0.1", "10.0.0.5", "169.254.1.1", "fe80::1", "3.5.140.7", "10.0.0.5"]
-            .iter()
-            .map(|s| s.parse().expect("ip"));
+        let addrs = [
+            "127.0.0.1",
+            "10.0.0.5",
+            "169.254.1.1",
+            "fe80::1",
+            "3.5.140.7",
+            "10.0.0.5",
+        ]
+        .iter()
+        .map(|s| s.parse().expect("ip"));
         let (list, public) = instance_addresses(addrs);
         assert_eq!(list, vec!["10.0.0.5".to_owned(), "3.5.140.7".to_owned()]);
         assert_eq!(public, "3.5.140.7");

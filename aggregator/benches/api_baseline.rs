@@ -131,7 +131,12 @@ fn main() {
     let mut d = ApiBaselineDetector::new(config);
     for i in 0..STEADY_PRINCIPALS * 20 {
         if let Event::Api(e) = &mut event {
-            set(e, i % STEADY_PRINCIPALS, i / STEADY_PRINCIPALS % 6, T0 + i as i64);
+            set(
+                e,
+                i % STEADY_PRINCIPALS,
+                i / STEADY_PRINCIPALS % 6,
+                T0 + i as i64,
+            );
         }
         d.observe(&event, &mut out);
     }

@@ -728,7 +728,8 @@ mod example_tests {
         let err = check_detectors(&file.detectors).unwrap_err().to_string();
         assert!(err.contains("accounts.members[1]"), "{err}");
         assert!(
-            err.contains("detectors.instance_credentials.aws_ip_ranges") && err.contains("missing.json"),
+            err.contains("detectors.instance_credentials.aws_ip_ranges")
+                && err.contains("missing.json"),
             "{err}"
         );
     }
@@ -775,7 +776,10 @@ mod example_tests {
             d.api_baseline.learning_events,
             defaults.api_baseline.learning_events
         );
-        assert_eq!(d.api_baseline.learning_days, defaults.api_baseline.learning_days);
+        assert_eq!(
+            d.api_baseline.learning_days,
+            defaults.api_baseline.learning_days
+        );
         assert_eq!(
             d.api_baseline.min_new_dimensions,
             defaults.api_baseline.min_new_dimensions

@@ -79,8 +79,7 @@ impl Pipeline {
                 d.observe(event, &mut self.scratch);
             }
         }
-        self.correlator
-            .observe_event(event, &mut self.correlated);
+        self.correlator.observe_event(event, &mut self.correlated);
         let cause = match event {
             Event::Api(e) => Some(&**e),
             Event::Agent { .. } => None,

@@ -102,9 +102,10 @@ impl AwsRanges {
                 Ok(net) => ranges
                     .v6
                     .push((u128::from(net.network()), u128::from(net.broadcast()))),
-                Err(_) => ranges
-                    .skipped
-                    .push(format!("ipv6_prefixes[{i}].ipv6_prefix = {:?}", p.ipv6_prefix)),
+                Err(_) => ranges.skipped.push(format!(
+                    "ipv6_prefixes[{i}].ipv6_prefix = {:?}",
+                    p.ipv6_prefix
+                )),
             }
         }
         merge(&mut ranges.v4);

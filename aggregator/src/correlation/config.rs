@@ -139,8 +139,7 @@ impl AttackSequenceConfig {
     /// Pushes every out-of-range value onto `problems`, naming its key.
     pub fn check(&self, problems: &mut Vec<String>) {
         if self.window_secs == 0 {
-            problems
-                .push("detectors.attack_sequence.window_secs must be at least 1, got 0".into());
+            problems.push("detectors.attack_sequence.window_secs must be at least 1, got 0".into());
         }
         if self.max_signals_per_principal.get() < 3 {
             problems.push(format!(

@@ -59,7 +59,8 @@ pub fn check(
     }
     let owner = instances.owner_of(caller);
     let in_aws = ranges.is_some_and(|r| r.contains(caller)) || owner.is_some();
-    let affiliated = owner.filter(|(_, o)| o.account_id != entry.account_id && accounts.serves(&o.account_id));
+    let affiliated =
+        owner.filter(|(_, o)| o.account_id != entry.account_id && accounts.serves(&o.account_id));
     stats.findings += 1;
     out.push(Observation {
         finding_type: if in_aws {

@@ -2,13 +2,13 @@
 //! single detector sees — CloudTrail with agent reports, one account with another, and one
 //! detector's observations with another's.
 //!
-//! - [`config`]: `[detectors.instance_credentials]`, `[detectors.cross_account]`,
+//! - [`config`] — `[detectors.instance_credentials]`, `[detectors.cross_account]`,
 //!   `[detectors.attack_sequence]`.
-//! - [`aws_ranges`]: AWS's published address ranges.
-//! - [`instances`]: instance ↔ address from agents' `HostStats`.
-//! - [`credential_exfiltration`]: instance role sessions used from elsewhere.
-//! - [`cross_account`]: one actor across member accounts.
-//! - [`attack_sequence`]: chains of signals by one principal.
+//! - [`aws_ranges`] — AWS's published address ranges.
+//! - [`instances`] — instance ↔ address from agents' `HostStats`.
+//! - [`credential_exfiltration`] — instance role sessions used from elsewhere.
+//! - [`cross_account`] — one actor across member accounts.
+//! - [`attack_sequence`] — chains of signals by one principal.
 //!
 //! [`Correlator`] holds them all; the pipeline gives it every event and every observation
 //! (with whether suppression archived it) and sends what it returns to the engine.
@@ -93,8 +93,12 @@ impl Correlator {
         match event {
             Event::Agent { source, record } => {
                 if let Some(picket_proto::v1::record::Record::HostStats(h)) = &record.record {
-                    self.instances
-                        .report(&source.account_id, &source.instance_id, h, h.interval_end_ms);
+                    self.instances.report(
+                        &source.account_id,
+                        &source.instance_id,
+                        h,
+                        h.interval_end_ms,
+                    );
                 }
             }
             Event::Api(e) => {
@@ -123,11 +127,14 @@ impl Correlator {
     ) {
         let principal = match (cause, &obs.resource) {
             (Some(e), _) => e.principal.key(),
-            (None, ResourceRef::AccessKey {
-                principal_id,
-                access_key_id,
-                ..
-            }) => {
+            (
+                None,
+                ResourceRef::AccessKey {
+                    principal_id,
+                    access_key_id,
+                    ..
+                },
+            ) => {
                 if principal_id.is_empty() {
                     access_key_id.as_str()
                 } else {
@@ -150,14 +157,20 @@ impl Correlator {
         let c = |name, count| DetectorCounter { name, count };
         vec![
             c("instance_calls_judged", self.credentials.judged),
-            c("instance_calls_unknown_instance", self.credentials.unknown_instance),
+            c(
+                "instance_calls_unknown_instance",
+                self.credentials.unknown_instance,
+            ),
             c("instance_credential_findings", self.credentials.findings),
             c("instances_evicted", self.instances.evicted),
             c("instance_addresses_malformed", self.instances.bad_addresses),
             c("cross_account_findings", self.cross_account.findings),
             c("cross_account_actors_evicted", self.cross_account.evicted),
             c("sequence_signals", self.sequences.signals),
-            c("sequence_signals_suppressed", self.sequences.suppressed_signals),
+            c(
+                "sequence_signals_suppressed",
+                self.sequences.suppressed_signals,
+            ),
             c("sequence_findings", self.sequences.findings),
             c("sequence_principals_evicted", self.sequences.evicted),
         ]

@@ -57,10 +57,12 @@ fn of_type(findings: &[Finding], t: FindingType) -> Vec<&Finding> {
 }
 
 fn served() -> DetectorsConfig {
-    let mut c = DetectorsConfig::default();
-    c.accounts = AccountsConfig {
-        administrator: Some("999999999999".into()),
-        members: vec![ACCOUNT.into(), OTHER.into(), THIRD.into()],
+    let mut c = DetectorsConfig {
+        accounts: AccountsConfig {
+            administrator: Some("999999999999".into()),
+            members: vec![ACCOUNT.into(), OTHER.into(), THIRD.into()],
+        },
+        ..DetectorsConfig::default()
     };
     c.instance_credentials.aws_ip_ranges = Some(fixture_path("ip-ranges.json"));
     c
@@ -72,8 +74,18 @@ fn served() -> DetectorsConfig {
 fn an_instance_session_used_from_an_outside_address_is_outside_aws_high() {
     let mut p = pipeline(&served());
     p.feed(&host_stats(ACCOUNT, "i-0abc", &["10.0.0.5"], T0));
-    p.feed(&api(instance_call("i-0abc", "DescribeInstances", "10.0.0.5", T0 + MIN)));
-    p.feed(&api(instance_call("i-0abc", "ListBuckets", "203.0.113.9", T0 + 2 * MIN)));
+    p.feed(&api(instance_call(
+        "i-0abc",
+        "DescribeInstances",
+        "10.0.0.5",
+        T0 + MIN,
+    )));
+    p.feed(&api(instance_call(
+        "i-0abc",
+        "ListBuckets",
+        "203.0.113.9",
+        T0 + 2 * MIN,
+    )));
     let findings = p.drain();
     let hits = of_type(
         &findings,
@@ -83,7 +95,12 @@ fn an_instance_session_used_from_an_outside_address_is_outside_aws_high() {
     let f = hits[0];
     assert_eq!(f.severity, 8.0);
     assert_eq!(f.resource.resource_type.as_str(), "AccessKey");
-    let call = f.service.action.aws_api_call_action.as_ref().expect("api call");
+    let call = f
+        .service
+        .action
+        .aws_api_call_action
+        .as_ref()
+        .expect("api call");
     assert_eq!(call.api, "ListBuckets");
     let Some(EvidenceDetail::ApiBehaviour(b)) = &f.service.additional_info.evidence else {
         panic!("{f:?}");
@@ -111,11 +128,31 @@ fn an_instance_session_used_from_an_outside_address_is_outside_aws_high() {
 #[test]
 fn an_instance_session_used_from_its_own_address_is_no_finding() {
     let mut p = pipeline(&served());
-    p.feed(&host_stats(ACCOUNT, "i-0abc", &["10.0.0.5", "2001:db8::5"], T0));
-    p.feed(&api(instance_call("i-0abc", "ListBuckets", "10.0.0.5", T0 + MIN)));
-    p.feed(&api(instance_call("i-0abc", "ListBuckets", "2001:db8::5", T0 + MIN)));
+    p.feed(&host_stats(
+        ACCOUNT,
+        "i-0abc",
+        &["10.0.0.5", "2001:db8::5"],
+        T0,
+    ));
+    p.feed(&api(instance_call(
+        "i-0abc",
+        "ListBuckets",
+        "10.0.0.5",
+        T0 + MIN,
+    )));
+    p.feed(&api(instance_call(
+        "i-0abc",
+        "ListBuckets",
+        "2001:db8::5",
+        T0 + MIN,
+    )));
     // An instance no agent reported is not judged either.
-    p.feed(&api(instance_call("i-0ffff", "ListBuckets", "203.0.113.9", T0 + MIN)));
+    p.feed(&api(instance_call(
+        "i-0ffff",
+        "ListBuckets",
+        "203.0.113.9",
+        T0 + MIN,
+    )));
     let findings = p.drain();
     assert!(findings.is_empty(), "{findings:#?}");
     let unknown = p
@@ -130,7 +167,12 @@ fn an_instance_session_used_from_its_own_address_is_no_finding() {
 fn an_instance_session_used_from_an_aws_address_is_inside_aws() {
     let mut p = pipeline(&served());
     p.feed(&host_stats(ACCOUNT, "i-0abc", &["10.0.0.5"], T0));
-    p.feed(&api(instance_call("i-0abc", "ListBuckets", "3.5.141.20", T0 + MIN)));
+    p.feed(&api(instance_call(
+        "i-0abc",
+        "ListBuckets",
+        "3.5.141.20",
+        T0 + MIN,
+    )));
     let findings = p.drain();
     let hits = of_type(
         &findings,
@@ -145,7 +187,12 @@ fn an_instance_session_used_from_an_instance_of_another_served_account_is_medium
     let mut p = pipeline(&served());
     p.feed(&host_stats(ACCOUNT, "i-0abc", &["10.0.0.5"], T0));
     p.feed(&host_stats(OTHER, "i-0def", &["198.18.7.7"], T0));
-    p.feed(&api(instance_call("i-0abc", "ListBuckets", "198.18.7.7", T0 + MIN)));
+    p.feed(&api(instance_call(
+        "i-0abc",
+        "ListBuckets",
+        "198.18.7.7",
+        T0 + MIN,
+    )));
     let findings = p.drain();
     let hits = of_type(
         &findings,
@@ -161,7 +208,12 @@ fn without_aws_ranges_a_foreign_aws_address_counts_as_outside() {
     config.instance_credentials.aws_ip_ranges = None;
     let mut p = pipeline(&config);
     p.feed(&host_stats(ACCOUNT, "i-0abc", &["10.0.0.5"], T0));
-    p.feed(&api(instance_call("i-0abc", "ListBuckets", "3.5.141.20", T0 + MIN)));
+    p.feed(&api(instance_call(
+        "i-0abc",
+        "ListBuckets",
+        "3.5.141.20",
+        T0 + MIN,
+    )));
     let findings = p.drain();
     assert_eq!(
         of_type(
@@ -299,15 +351,24 @@ fn discovery_then_persistence_then_s3_exfiltration_is_a_critical_s3_sequence() {
     assert_eq!(f.severity, 9.0);
     let ev = sequence_evidence(f);
     let types: Vec<_> = ev.signals.iter().map(|s| s.finding_type.as_str()).collect();
-    assert!(types.contains(&"Discovery:IAMUser/AnomalousBehavior"), "{types:?}");
+    assert!(
+        types.contains(&"Discovery:IAMUser/AnomalousBehavior"),
+        "{types:?}"
+    );
     assert!(
         types.contains(&"Persistence:IAMUser/AccessKeyCreatedForOtherUser"),
         "{types:?}"
     );
-    assert!(types.contains(&"Exfiltration:S3/AnomalousBehavior"), "{types:?}");
+    assert!(
+        types.contains(&"Exfiltration:S3/AnomalousBehavior"),
+        "{types:?}"
+    );
     assert_eq!(ev.suppressed_signals, 0);
     assert_eq!(
-        f.resource.s3_bucket_details.as_ref().map(|b| b[0].name.as_str()),
+        f.resource
+            .s3_bucket_details
+            .as_ref()
+            .map(|b| b[0].name.as_str()),
         Some("payroll")
     );
 }
@@ -326,7 +387,10 @@ fn a_suppressed_signal_still_completes_a_sequence_and_is_marked() {
     routine(&mut p);
     chain(&mut p, T0 + 4 * DAY, [0, 1, 2]);
     let findings = p.drain();
-    let persistence = of_type(&findings, FindingType::PersistenceAccessKeyCreatedForOtherUser);
+    let persistence = of_type(
+        &findings,
+        FindingType::PersistenceAccessKeyCreatedForOtherUser,
+    );
     assert_eq!(persistence.len(), 1);
     assert!(persistence[0].service.archived, "the rule archived it");
     let hits = of_type(&findings, FindingType::AttackSequenceS3CompromisedData);
@@ -339,7 +403,10 @@ fn a_suppressed_signal_still_completes_a_sequence_and_is_marked() {
         .filter(|s| s.suppressed)
         .map(|s| s.finding_type.as_str())
         .collect();
-    assert_eq!(suppressed, ["Persistence:IAMUser/AccessKeyCreatedForOtherUser"]);
+    assert_eq!(
+        suppressed,
+        ["Persistence:IAMUser/AccessKeyCreatedForOtherUser"]
+    );
     assert!(!hits[0].service.archived);
 }
 
@@ -359,8 +426,11 @@ fn the_same_steps_out_of_order_or_without_the_last_stage_are_no_sequence() {
     }
     assert!(
         of_type(&findings, FindingType::AttackSequenceS3CompromisedData).is_empty()
-            && of_type(&findings, FindingType::AttackSequenceIamCompromisedCredentials)
-                .is_empty(),
+            && of_type(
+                &findings,
+                FindingType::AttackSequenceIamCompromisedCredentials
+            )
+            .is_empty(),
         "{findings:#?}"
     );
 
@@ -369,15 +439,23 @@ fn the_same_steps_out_of_order_or_without_the_last_stage_are_no_sequence() {
     let mut discovery = user_call("mallory", "iam.amazonaws.com", "ListUsers", T0 + 4 * DAY);
     discovery.source = ip("203.0.113.66");
     discovery.user_agent = "python-requests/2.31".into();
-    let mut persistence =
-        user_call("mallory", "iam.amazonaws.com", "CreateAccessKey", T0 + 4 * DAY + MIN);
+    let mut persistence = user_call(
+        "mallory",
+        "iam.amazonaws.com",
+        "CreateAccessKey",
+        T0 + 4 * DAY + MIN,
+    );
     persistence.request_parameters = serde_json::json!({"userName": "backup-admin"});
     p.feed(&api(discovery));
     p.feed(&api(persistence));
     let findings = p.drain();
     assert!(!findings.is_empty(), "the signals themselves are findings");
     assert!(
-        of_type(&findings, FindingType::AttackSequenceIamCompromisedCredentials).is_empty(),
+        of_type(
+            &findings,
+            FindingType::AttackSequenceIamCompromisedCredentials
+        )
+        .is_empty(),
         "{findings:#?}"
     );
 }

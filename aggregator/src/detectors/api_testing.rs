@@ -9,7 +9,9 @@ use std::net::IpAddr;
 use serde_json::Value;
 
 use super::Event;
-use crate::cloudtrail::{ApiEvent, ApiResource, CallerAddress, EventOrigin, Principal, SessionIssuer};
+use crate::cloudtrail::{
+    ApiEvent, ApiResource, CallerAddress, EventOrigin, Principal, SessionIssuer,
+};
 
 /// Start of the crafted activity (ms since the epoch).
 pub const T0: i64 = 1_700_000_000_000;
@@ -99,9 +101,10 @@ pub fn from_cloudtrail(r: &Value) -> ApiEvent {
         .pointer("/sessionContext/sessionIssuer")
         .filter(|i| i.get("arn").is_some());
     let time = text(r, "eventTime");
-    let time_ms = time::OffsetDateTime::parse(&time, &time::format_description::well_known::Rfc3339)
-        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-        .unwrap_or(T0);
+    let time_ms =
+        time::OffsetDateTime::parse(&time, &time::format_description::well_known::Rfc3339)
+            .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+            .unwrap_or(T0);
     let source = text(r, "sourceIPAddress");
     ApiEvent {
         event_id: text(r, "eventID"),
@@ -133,7 +136,10 @@ pub fn from_cloudtrail(r: &Value) -> ApiEvent {
                 .pointer("/sessionContext/ec2RoleDelivery")
                 .and_then(Value::as_str)
                 .map(str::to_owned),
-            invoked_by: ui.get("invokedBy").and_then(Value::as_str).map(str::to_owned),
+            invoked_by: ui
+                .get("invokedBy")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
         },
         source: match source.parse::<IpAddr>() {
             Ok(a) => CallerAddress::Ip(a),
@@ -205,7 +211,9 @@ pub fn panther_cases(name: &str) -> Vec<(String, bool, ApiEvent)> {
         .map(|c| {
             (
                 text(c, "name"),
-                c.get("expected_result").and_then(Value::as_bool).unwrap_or(false),
+                c.get("expected_result")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
                 from_cloudtrail(c.get("log").unwrap_or(&Value::Null)),
             )
         })

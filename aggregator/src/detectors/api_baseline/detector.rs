@@ -11,8 +11,9 @@
 use std::collections::HashMap;
 
 use super::config::ApiBaselineConfig;
-use super::profile::{CallKeys, DIMENSIONS, Novelty, Profile, network_text, stable_hash,
-    user_agent_family};
+use super::profile::{
+    CallKeys, DIMENSIONS, Novelty, Profile, network_text, stable_hash, user_agent_family,
+};
 use super::tactics::tactic_of;
 use crate::cloudtrail::ApiEvent;
 use crate::detectors::api_call::{access_key_resource, api_activity};
@@ -126,7 +127,8 @@ impl ApiBaselineDetector {
         let id = stable_hash(&[key.as_bytes()]);
         let keys = CallKeys::of(e);
         self.learned_calls += 1;
-        if !self.profiles.contains_key(&id) && self.profiles.len() >= self.config.max_principals.get()
+        if !self.profiles.contains_key(&id)
+            && self.profiles.len() >= self.config.max_principals.get()
         {
             self.evict_oldest();
         }
@@ -379,7 +381,9 @@ mod tests {
         assert_eq!(out.len(), 1, "{out:?}");
         let o = &out[0];
         assert_eq!(o.finding_type, FindingType::DiscoveryIamAnomalousBehavior);
-        assert!(matches!(&o.resource, ResourceRef::AccessKey { access_key_id, .. } if access_key_id == "AKIAALICE"));
+        assert!(
+            matches!(&o.resource, ResourceRef::AccessKey { access_key_id, .. } if access_key_id == "AKIAALICE")
+        );
         let ev = evidence(o);
         assert_eq!(ev.tactic, "Discovery");
         assert_eq!(ev.new_dimensions, 3);
@@ -451,7 +455,10 @@ mod tests {
         let mut out = Vec::new();
         d.observe(&api(e), &mut out);
         assert_eq!(out.len(), 1, "{out:?}");
-        assert_eq!(out[0].finding_type, FindingType::ExfiltrationS3AnomalousBehavior);
+        assert_eq!(
+            out[0].finding_type,
+            FindingType::ExfiltrationS3AnomalousBehavior
+        );
         assert_eq!(
             out[0].resource,
             ResourceRef::S3Bucket {
@@ -520,7 +527,12 @@ mod tests {
         });
         let mut out = Vec::new();
         for i in 0..100 {
-            let e = user_call(&format!("u{i}"), "iam.amazonaws.com", "ListUsers", T0 + i * MIN);
+            let e = user_call(
+                &format!("u{i}"),
+                "iam.amazonaws.com",
+                "ListUsers",
+                T0 + i * MIN,
+            );
             d.observe(&api(e), &mut out);
         }
         assert!(d.tracked_keys() <= 32, "{}", d.tracked_keys());

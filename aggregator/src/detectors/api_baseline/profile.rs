@@ -292,7 +292,10 @@ mod tests {
     #[test]
     fn user_agent_families_drop_versions_and_brackets() {
         assert_eq!(user_agent_family("aws-cli/2.13.5 Python/3.11.4"), "aws-cli");
-        assert_eq!(user_agent_family("[S3Console/0.4, aws-internal/3]"), "S3Console");
+        assert_eq!(
+            user_agent_family("[S3Console/0.4, aws-internal/3]"),
+            "S3Console"
+        );
         assert_eq!(user_agent_family("Boto3/1.26.0"), "Boto3");
         assert_eq!(user_agent_family(""), "");
     }

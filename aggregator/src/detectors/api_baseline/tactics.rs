@@ -71,59 +71,146 @@ pub fn tactic_of(event_source: &str, event_name: &str) -> Option<Tactic> {
     }
     let explicit = match event_name {
         // Credential access: secrets, parameters, instance passwords, credential reports.
-        "GetSecretValue" | "BatchGetSecretValue" | "GetPasswordData" | "GetParameter"
-        | "GetParameters" | "GetParametersByPath" | "GenerateCredentialReport"
-        | "GetCredentialReport" | "RetrieveEnvironmentInfo" | "GetAuthorizationToken"
-        | "CreateAccessKey" | "UpdateAccessKey" | "GetSigninToken" | "GetFederationToken" => {
-            CredentialAccess
-        }
+        "GetSecretValue"
+        | "BatchGetSecretValue"
+        | "GetPasswordData"
+        | "GetParameter"
+        | "GetParameters"
+        | "GetParametersByPath"
+        | "GenerateCredentialReport"
+        | "GetCredentialReport"
+        | "RetrieveEnvironmentInfo"
+        | "GetAuthorizationToken"
+        | "CreateAccessKey"
+        | "UpdateAccessKey"
+        | "GetSigninToken"
+        | "GetFederationToken" => CredentialAccess,
         // Defence evasion: logging, monitoring and detection switched off or narrowed.
-        "StopLogging" | "DeleteTrail" | "UpdateTrail" | "PutEventSelectors"
-        | "DeleteFlowLogs" | "DeleteDetector" | "UpdateDetector" | "DeleteMembers"
-        | "DisassociateFromMasterAccount" | "DisassociateMembers" | "StopMonitoringMembers"
-        | "DeleteLogGroup" | "DeleteLogStream" | "PutRetentionPolicy"
-        | "DeleteResolverQueryLogConfig" | "DisassociateResolverQueryLogConfig"
-        | "StopConfigurationRecorder" | "DeleteConfigurationRecorder" | "DeleteConfigRule"
-        | "DeleteDeliveryChannel" | "DisableSecurityHub" | "BatchUpdateFindings"
-        | "DeleteWebACL" | "DisassociateWebACL" | "LeaveOrganization" | "DeleteAlarms"
+        "StopLogging"
+        | "DeleteTrail"
+        | "UpdateTrail"
+        | "PutEventSelectors"
+        | "DeleteFlowLogs"
+        | "DeleteDetector"
+        | "UpdateDetector"
+        | "DeleteMembers"
+        | "DisassociateFromMasterAccount"
+        | "DisassociateMembers"
+        | "StopMonitoringMembers"
+        | "DeleteLogGroup"
+        | "DeleteLogStream"
+        | "PutRetentionPolicy"
+        | "DeleteResolverQueryLogConfig"
+        | "DisassociateResolverQueryLogConfig"
+        | "StopConfigurationRecorder"
+        | "DeleteConfigurationRecorder"
+        | "DeleteConfigRule"
+        | "DeleteDeliveryChannel"
+        | "DisableSecurityHub"
+        | "BatchUpdateFindings"
+        | "DeleteWebACL"
+        | "DisassociateWebACL"
+        | "LeaveOrganization"
+        | "DeleteAlarms"
         | "DisableAlarmActions" => DefenseEvasion,
         // Exfiltration: sharing snapshots, images and data outside, opening paths out.
-        "ModifySnapshotAttribute" | "ModifyImageAttribute" | "ModifyDBSnapshotAttribute"
-        | "ModifyDBClusterSnapshotAttribute" | "CopySnapshot" | "CopyDBSnapshot"
-        | "CreateSnapshot" | "CreateDBSnapshot" | "ExportImage" | "CreateStoreImageTask"
-        | "AuthorizeSecurityGroupIngress" | "CreateTrafficMirrorSession"
-        | "PutBucketReplication" | "RestoreDBInstanceFromDBSnapshot" => Exfiltration,
+        "ModifySnapshotAttribute"
+        | "ModifyImageAttribute"
+        | "ModifyDBSnapshotAttribute"
+        | "ModifyDBClusterSnapshotAttribute"
+        | "CopySnapshot"
+        | "CopyDBSnapshot"
+        | "CreateSnapshot"
+        | "CreateDBSnapshot"
+        | "ExportImage"
+        | "CreateStoreImageTask"
+        | "AuthorizeSecurityGroupIngress"
+        | "CreateTrafficMirrorSession"
+        | "PutBucketReplication"
+        | "RestoreDBInstanceFromDBSnapshot" => Exfiltration,
         // Impact: destroying, encrypting or hijacking resources.
-        "TerminateInstances" | "DeleteDBInstance" | "DeleteDBCluster" | "DeleteSnapshot"
-        | "DeleteDBSnapshot" | "ScheduleKeyDeletion" | "DisableKey" | "DeleteVolume"
-        | "DeleteBackupVault" | "DeleteRecoveryPoint" | "StopInstances" | "RunInstances"
-        | "DeleteFunction" | "DeleteTable" | "InvokeModel" | "PutBucketEncryption"
-        | "DeleteSecret" | "DeleteLoadBalancer" => Impact,
+        "TerminateInstances"
+        | "DeleteDBInstance"
+        | "DeleteDBCluster"
+        | "DeleteSnapshot"
+        | "DeleteDBSnapshot"
+        | "ScheduleKeyDeletion"
+        | "DisableKey"
+        | "DeleteVolume"
+        | "DeleteBackupVault"
+        | "DeleteRecoveryPoint"
+        | "StopInstances"
+        | "RunInstances"
+        | "DeleteFunction"
+        | "DeleteTable"
+        | "InvokeModel"
+        | "PutBucketEncryption"
+        | "DeleteSecret"
+        | "DeleteLoadBalancer" => Impact,
         // Initial access: sessions and tokens for a new foothold.
-        "ConsoleLogin" | "GetSessionToken" | "AssumeRole" | "AssumeRoleWithSAML"
-        | "AssumeRoleWithWebIdentity" | "StartSession" | "SendSSHPublicKey"
+        "ConsoleLogin"
+        | "GetSessionToken"
+        | "AssumeRole"
+        | "AssumeRoleWithSAML"
+        | "AssumeRoleWithWebIdentity"
+        | "StartSession"
+        | "SendSSHPublicKey"
         | "SendSerialConsoleSSHPublicKey" => InitialAccess,
         // Persistence: new identities, keys and footholds that outlive the session.
-        "CreateUser" | "CreateLoginProfile" | "UpdateLoginProfile" | "CreateRole"
-        | "ImportKeyPair" | "CreateKeyPair" | "CreateFunction" | "UpdateFunctionCode"
-        | "UpdateFunctionConfiguration" | "PublishLayerVersion" | "AddPermission"
-        | "CreateTrustAnchor" | "CreateProfile" | "UploadSSHPublicKey"
-        | "CreateServiceSpecificCredential" | "CreateSAMLProvider"
-        | "CreateOpenIDConnectProvider" | "ModifyInstanceAttribute" | "CreateEventSourceMapping"
-        | "PutRule" | "PutTargets" | "SendCommand" => Persistence,
+        "CreateUser"
+        | "CreateLoginProfile"
+        | "UpdateLoginProfile"
+        | "CreateRole"
+        | "ImportKeyPair"
+        | "CreateKeyPair"
+        | "CreateFunction"
+        | "UpdateFunctionCode"
+        | "UpdateFunctionConfiguration"
+        | "PublishLayerVersion"
+        | "AddPermission"
+        | "CreateTrustAnchor"
+        | "CreateProfile"
+        | "UploadSSHPublicKey"
+        | "CreateServiceSpecificCredential"
+        | "CreateSAMLProvider"
+        | "CreateOpenIDConnectProvider"
+        | "ModifyInstanceAttribute"
+        | "CreateEventSourceMapping"
+        | "PutRule"
+        | "PutTargets"
+        | "SendCommand" => Persistence,
         // Privilege escalation: more permissions for an identity already held.
-        "AttachUserPolicy" | "AttachRolePolicy" | "AttachGroupPolicy" | "PutUserPolicy"
-        | "PutRolePolicy" | "PutGroupPolicy" | "AddUserToGroup" | "CreatePolicyVersion"
-        | "SetDefaultPolicyVersion" | "UpdateAssumeRolePolicy" | "PassRole"
-        | "PutUserPermissionsBoundary" | "DeleteUserPermissionsBoundary"
-        | "DeleteRolePermissionsBoundary" | "AddRoleToInstanceProfile" => PrivilegeEscalation,
+        "AttachUserPolicy"
+        | "AttachRolePolicy"
+        | "AttachGroupPolicy"
+        | "PutUserPolicy"
+        | "PutRolePolicy"
+        | "PutGroupPolicy"
+        | "AddUserToGroup"
+        | "CreatePolicyVersion"
+        | "SetDefaultPolicyVersion"
+        | "UpdateAssumeRolePolicy"
+        | "PassRole"
+        | "PutUserPermissionsBoundary"
+        | "DeleteUserPermissionsBoundary"
+        | "DeleteRolePermissionsBoundary"
+        | "AddRoleToInstanceProfile" => PrivilegeEscalation,
         // Discovery APIs that do not follow the List/Describe pattern.
-        "GetCallerIdentity" | "GetAccountAuthorizationDetails" | "GetAccountSummary"
-        | "GetAccountPasswordPolicy" | "GetUser" | "GetRole" | "GetRolePolicy"
-        | "GetUserPolicy" | "GetPolicy" | "GetPolicyVersion" | "GetBucketPolicy"
-        | "GetBucketAcl" | "GetSendQuota" | "GetCostAndUsage" | "SimulatePrincipalPolicy" => {
-            Discovery
-        }
+        "GetCallerIdentity"
+        | "GetAccountAuthorizationDetails"
+        | "GetAccountSummary"
+        | "GetAccountPasswordPolicy"
+        | "GetUser"
+        | "GetRole"
+        | "GetRolePolicy"
+        | "GetUserPolicy"
+        | "GetPolicy"
+        | "GetPolicyVersion"
+        | "GetBucketPolicy"
+        | "GetBucketAcl"
+        | "GetSendQuota"
+        | "GetCostAndUsage"
+        | "SimulatePrincipalPolicy" => Discovery,
         _ => return discovery_by_prefix(event_name),
     };
     Some(explicit)
@@ -134,19 +221,46 @@ pub fn tactic_of(event_source: &str, event_name: &str) -> Option<Tactic> {
 fn s3_tactic(event_name: &str) -> Option<Tactic> {
     use Tactic::*;
     let t = match event_name {
-        "GetObject" | "CopyObject" | "UploadPartCopy" | "SelectObjectContent"
-        | "RestoreObject" | "PutBucketReplication" | "PutBucketPolicy" | "PutBucketAcl"
+        "GetObject"
+        | "CopyObject"
+        | "UploadPartCopy"
+        | "SelectObjectContent"
+        | "RestoreObject"
+        | "PutBucketReplication"
+        | "PutBucketPolicy"
+        | "PutBucketAcl"
         | "PutObjectAcl" => Exfiltration,
-        "DeleteObject" | "DeleteObjects" | "DeleteBucket" | "PutObject"
-        | "PutBucketLifecycle" | "PutBucketLifecycleConfiguration" | "PutBucketVersioning"
-        | "PutBucketEncryption" | "DeleteBucketEncryption" | "PutObjectRetention" => Impact,
-        "DeleteBucketPolicy" | "PutBucketLogging" | "DeleteBucketLogging"
-        | "PutBucketPublicAccessBlock" | "DeletePublicAccessBlock"
+        "DeleteObject"
+        | "DeleteObjects"
+        | "DeleteBucket"
+        | "PutObject"
+        | "PutBucketLifecycle"
+        | "PutBucketLifecycleConfiguration"
+        | "PutBucketVersioning"
+        | "PutBucketEncryption"
+        | "DeleteBucketEncryption"
+        | "PutObjectRetention" => Impact,
+        "DeleteBucketPolicy"
+        | "PutBucketLogging"
+        | "DeleteBucketLogging"
+        | "PutBucketPublicAccessBlock"
+        | "DeletePublicAccessBlock"
         | "DeleteBucketPublicAccessBlock" => DefenseEvasion,
-        "ListBuckets" | "ListObjects" | "ListObjectsV2" | "ListObjectVersions" | "HeadBucket"
-        | "HeadObject" | "GetBucketLocation" | "GetBucketAcl" | "GetBucketPolicy"
-        | "GetBucketPolicyStatus" | "GetBucketPublicAccessBlock" | "GetBucketLogging"
-        | "GetBucketVersioning" | "GetBucketEncryption" | "GetObjectAcl" => Discovery,
+        "ListBuckets"
+        | "ListObjects"
+        | "ListObjectsV2"
+        | "ListObjectVersions"
+        | "HeadBucket"
+        | "HeadObject"
+        | "GetBucketLocation"
+        | "GetBucketAcl"
+        | "GetBucketPolicy"
+        | "GetBucketPolicyStatus"
+        | "GetBucketPublicAccessBlock"
+        | "GetBucketLogging"
+        | "GetBucketVersioning"
+        | "GetBucketEncryption"
+        | "GetObjectAcl" => Discovery,
         _ => return discovery_by_prefix(event_name),
     };
     Some(t)
@@ -195,7 +309,10 @@ mod tests {
 
     #[test]
     fn an_api_outside_every_tactic_maps_to_none() {
-        assert_eq!(tactic_of("sts.amazonaws.com", "DecodeAuthorizationMessage"), None);
+        assert_eq!(
+            tactic_of("sts.amazonaws.com", "DecodeAuthorizationMessage"),
+            None
+        );
         assert_eq!(tactic_of("s3.amazonaws.com", "GetBucketTagging"), None);
         assert_eq!(tactic_of("ec2.amazonaws.com", "CreateTags"), None);
     }

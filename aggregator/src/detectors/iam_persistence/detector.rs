@@ -72,7 +72,10 @@ impl IamPersistenceDetector {
     ) {
         if !table.contains_key(&key)
             && table.len() >= cap
-            && let Some(oldest) = table.iter().min_by_key(|(_, t)| **t).map(|(k, _)| k.clone())
+            && let Some(oldest) = table
+                .iter()
+                .min_by_key(|(_, t)| **t)
+                .map(|(k, _)| k.clone())
         {
             table.remove(&oldest);
             *evicted += 1;
@@ -169,7 +172,13 @@ impl IamPersistenceDetector {
                     .admin_users
                     .get(&key)
                     .is_some_and(|t| e.time_ms.abs_diff(*t) <= window.unsigned_abs());
-                Self::remember(&mut self.new_users, cap, key, e.time_ms, &mut self.evicted_full);
+                Self::remember(
+                    &mut self.new_users,
+                    cap,
+                    key,
+                    e.time_ms,
+                    &mut self.evicted_full,
+                );
                 granted_before.then(|| Hit {
                     finding_type: FindingType::PrivilegeEscalationNewUserFullAccess,
                     target: format!("user/{user}"),
@@ -242,10 +251,7 @@ impl IamPersistenceDetector {
             "AddUserToGroup" => {
                 let group = param("groupName");
                 let user = param("userName");
-                if !self
-                    .admin_groups
-                    .contains_key(&(account, group.to_owned()))
-                {
+                if !self.admin_groups.contains_key(&(account, group.to_owned())) {
                     return None;
                 }
                 let reason = format!("added to group {group}, which grants full access");
@@ -279,12 +285,19 @@ impl IamPersistenceDetector {
 /// Which kind of identity a policy call changed, and its name.
 fn target_of(e: &ApiEvent) -> (&'static str, &str) {
     let rp = &e.request_parameters;
-    for (kind, key) in [("user", "userName"), ("role", "roleName"), ("group", "groupName")] {
+    for (kind, key) in [
+        ("user", "userName"),
+        ("role", "roleName"),
+        ("group", "groupName"),
+    ] {
         if let Some(name) = rp.get(key).and_then(Value::as_str) {
             return (kind, name);
         }
     }
-    ("policy", rp.get("policyArn").and_then(Value::as_str).unwrap_or(""))
+    (
+        "policy",
+        rp.get("policyArn").and_then(Value::as_str).unwrap_or(""),
+    )
 }
 
 fn cut(s: &str) -> String {
@@ -338,8 +351,10 @@ impl Detector for IamPersistenceDetector {
 
     fn on_tick(&mut self, now_ms: i64, _out: &mut Vec<Observation>) {
         let window = self.window_ms();
-        self.new_users.retain(|_, t| now_ms.saturating_sub(*t) <= window);
-        self.admin_users.retain(|_, t| now_ms.saturating_sub(*t) <= window);
+        self.new_users
+            .retain(|_, t| now_ms.saturating_sub(*t) <= window);
+        self.admin_users
+            .retain(|_, t| now_ms.saturating_sub(*t) <= window);
     }
 
     fn tracked_keys(&self) -> usize {
@@ -413,7 +428,10 @@ mod tests {
 
     #[test]
     fn stratus_backdoor_role_trusting_an_outside_account_is_found() {
-        let out = run(&mut detector(), stratus("aws.persistence.iam-backdoor-role.json"));
+        let out = run(
+            &mut detector(),
+            stratus("aws.persistence.iam-backdoor-role.json"),
+        );
         assert_eq!(out.len(), 1);
         assert_eq!(
             out[0].finding_type,
@@ -496,7 +514,8 @@ mod tests {
             "policyDocument": "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":\"*\",\"Resource\":\"*\"}]}"});
         let mut scoped = full.clone();
         scoped.request_parameters["policyDocument"] = serde_json::Value::String(
-            "{\"Statement\":[{\"Effect\":\"Allow\",\"Action\":\"s3:*\",\"Resource\":\"*\"}]}".into(),
+            "{\"Statement\":[{\"Effect\":\"Allow\",\"Action\":\"s3:*\",\"Resource\":\"*\"}]}"
+                .into(),
         );
         let out = run(&mut detector(), vec![full]);
         assert_eq!(out.len(), 1);
@@ -539,12 +558,15 @@ mod tests {
     #[test]
     fn an_unreadable_policy_document_is_counted_not_a_panic() {
         let mut e = user_call("admin", "iam.amazonaws.com", "PutUserPolicy", T0);
-        e.request_parameters = serde_json::json!({"userName": "bob", "policyDocument": "{not json"});
+        e.request_parameters =
+            serde_json::json!({"userName": "bob", "policyDocument": "{not json"});
         let mut d = detector();
         assert!(run(&mut d, vec![e]).is_empty());
         let c = d.counters();
         assert_eq!(
-            c.iter().find(|c| c.name == "unreadable_policies").map(|c| c.count),
+            c.iter()
+                .find(|c| c.name == "unreadable_policies")
+                .map(|c| c.count),
             Some(1)
         );
     }
