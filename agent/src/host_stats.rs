@@ -5,6 +5,7 @@
 //! table); until a sensor runs they are honestly zero.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use picket_proto::v1::{Counter, HostStats, Record, record};
 use tokio::sync::watch;
@@ -43,10 +44,17 @@ pub async fn report_every(
             })
             .collect();
         dropped_before = dropped_now;
+        let (addresses, public_ip) = instance_addresses(
+            crate::capture::live::host_addresses()
+                .iter()
+                .filter_map(crate::flow_table::local_nets::Cidr::host),
+        );
         let stats = HostStats {
             interval_start_ms: interval_start,
             interval_end_ms: interval_end,
             records_dropped,
+            addresses,
+            public_ip,
             ..HostStats::default()
         };
         interval_start = interval_end;
@@ -57,5 +65,62 @@ pub async fn report_every(
             Ok(()) => debug!("host stats buffered"),
             Err(e) => error!(error = %e, "host stats not buffered"),
         }
+    }
+}
+
+/// Most addresses reported per `HostStats` (an instance has a few ENIs with a few each).
+const MAX_REPORTED_ADDRESSES: usize = 32;
+
+/// The instance's addresses as `HostStats` reports them: loopback, link-local and unspecified
+/// addresses left out (they identify no instance), at most [`MAX_REPORTED_ADDRESSES`], and
+/// the first publicly routable one, so the aggregator can match CloudTrail callers with the
+/// instance whose role credentials they used.
+pub fn instance_addresses(addrs: impl IntoIterator<Item = IpAddr>) -> (Vec<String>, String) {
+    let mut out: Vec<IpAddr> = Vec::new();
+    for a in addrs {
+        let useless = a.is_loopback()
+            || a.is_unspecified()
+            || match a {
+                IpAddr::V4(v4) => v4.is_link_local(),
+                IpAddr::V6(v6) => v6.is_unicast_link_local(),
+            };
+        if !useless && !out.contains(&a) && out.len() < MAX_REPORTED_ADDRESSES {
+            out.push(a);
+        }
+    }
+    let public = out
+        .iter()
+        .find(|a| !crate::flow_table::local_nets::is_private(**a))
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    (out.iter().map(ToString::to_string).collect(), public)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_and_link_local_addresses_are_left_out_and_the_public_one_is_named() {
+        let addrs = [
+            "127.0.0.1",
+            "10.0.0.5",
+            "169.254.1.1",
+            "fe80::1",
+            "3.5.140.7",
+            "10.0.0.5",
+        ]
+        .iter()
+        .map(|s| s.parse().expect("ip"));
+        let (list, public) = instance_addresses(addrs);
+        assert_eq!(list, vec!["10.0.0.5".to_owned(), "3.5.140.7".to_owned()]);
+        assert_eq!(public, "3.5.140.7");
+    }
+
+    #[test]
+    fn an_instance_with_only_private_addresses_has_no_public_ip() {
+        let (list, public) = instance_addresses(["10.1.2.3".parse().expect("ip")]);
+        assert_eq!(list, vec!["10.1.2.3".to_owned()]);
+        assert!(public.is_empty());
     }
 }

@@ -126,6 +126,8 @@ pub struct Pipeline<O: Observer = NoIntel> {
     totals: PipelineTotals,
     /// Totals when the last `HostStats` was emitted, for per-interval deltas.
     reported: PipelineTotals,
+    /// The host's own addresses and public one, reported in each `HostStats`.
+    addresses: (Vec<String>, String),
     // Scratch buffers the loop owns and reuses, so the steady path allocates nothing.
     flow_out: Vec<FlowRecord>,
     dns_out: Vec<DnsTransaction>,
@@ -144,7 +146,9 @@ impl<O: Observer> Pipeline<O> {
     pub fn with_observer(config: PipelineConfig, observer: O) -> Self {
         let mut flows = config.flows;
         flows.active_timeout = flows.active_timeout.min(config.summary_interval);
+        let addresses = crate::host_stats::instance_addresses(config.local.host_addresses());
         Self {
+            addresses,
             interface: config.interface,
             fragments: FragmentPorts::new(MAX_FRAGMENTED_DATAGRAMS),
             table: FlowTable::new(flows, config.local),
@@ -299,12 +303,11 @@ impl<O: Observer> Pipeline<O> {
         self.dns_summaries.drain(interval, &mut counting);
         let mut now = self.totals.clone();
         self.refresh(&mut now);
+        let mut stats = host_stats(interval, &now, &self.reported);
+        stats.addresses.clone_from(&self.addresses.0);
+        stats.public_ip.clone_from(&self.addresses.1);
         counting(Record {
-            record: Some(record::Record::HostStats(host_stats(
-                interval,
-                &now,
-                &self.reported,
-            ))),
+            record: Some(record::Record::HostStats(stats)),
         });
         self.totals.records = self.totals.records.saturating_add(count);
         now.records = self.totals.records;
@@ -415,6 +418,9 @@ fn host_stats(interval: Interval, now: &PipelineTotals, reported: &PipelineTotal
             .saturating_sub(reported.dns.total_malformed()),
         records_dropped,
         intel_hits: now.intel_hits.saturating_sub(reported.intel_hits),
+        // Filled by the pipeline, which knows the host's addresses.
+        addresses: Vec::new(),
+        public_ip: String::new(),
     }
 }
 

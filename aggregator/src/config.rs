@@ -487,6 +487,10 @@ pub struct ConfigFile {
     /// `[intel]`.
     #[serde(default)]
     pub intel: IntelSection,
+    /// `[accounts]`: the administrator and member accounts Picket serves (copied into
+    /// `detectors.accounts` on load so every pipeline sees it).
+    #[serde(default)]
+    pub accounts: crate::detectors::accounts::AccountsConfig,
     /// `[enroll]`.
     #[serde(default)]
     pub enroll: EnrollSection,
@@ -553,6 +557,8 @@ impl ConfigFile {
                 source.path = base.join(&source.path);
             }
         }
+        fix(&mut file.detectors.instance_credentials.aws_ip_ranges);
+        file.detectors.accounts = file.accounts.clone();
         Ok(file)
     }
 }
@@ -924,6 +930,34 @@ mod example_tests {
     use super::*;
 
     #[test]
+    fn the_accounts_section_reaches_the_detectors_and_bad_ids_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.toml");
+        std::fs::write(
+            &path,
+            "[accounts]\nadministrator = \"111111111111\"\nmembers = [\"222222222222\", \"12\"]\n\
+             [detectors.instance_credentials]\naws_ip_ranges = \"missing.json\"\n",
+        )
+        .unwrap();
+        let file = ConfigFile::load(&path).unwrap();
+        assert_eq!(
+            file.detectors.accounts.administrator.as_deref(),
+            Some("111111111111")
+        );
+        assert_eq!(
+            file.detectors.instance_credentials.aws_ip_ranges,
+            Some(dir.path().join("missing.json"))
+        );
+        let err = check_detectors(&file.detectors).unwrap_err().to_string();
+        assert!(err.contains("accounts.members[1]"), "{err}");
+        assert!(
+            err.contains("detectors.instance_credentials.aws_ip_ranges")
+                && err.contains("missing.json"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn the_shipped_example_config_parses() {
         let path =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config/aggregator.example.toml");
@@ -964,6 +998,43 @@ mod example_tests {
             d.denial_of_service.window_secs,
             defaults.denial_of_service.window_secs
         );
+        assert_eq!(
+            d.api_baseline.learning_events,
+            defaults.api_baseline.learning_events
+        );
+        assert_eq!(
+            d.api_baseline.learning_days,
+            defaults.api_baseline.learning_days
+        );
+        assert_eq!(
+            d.api_baseline.min_new_dimensions,
+            defaults.api_baseline.min_new_dimensions
+        );
+        assert_eq!(
+            d.api_baseline.max_principals,
+            defaults.api_baseline.max_principals
+        );
+        assert_eq!(
+            d.iam_persistence.new_user_window_secs,
+            defaults.iam_persistence.new_user_window_secs
+        );
+        assert_eq!(
+            d.iam_persistence.admin_policies,
+            defaults.iam_persistence.admin_policies
+        );
+        assert_eq!(
+            d.cross_account.min_accounts,
+            defaults.cross_account.min_accounts
+        );
+        assert_eq!(
+            d.attack_sequence.window_secs,
+            defaults.attack_sequence.window_secs
+        );
+        assert_eq!(
+            d.instance_credentials.max_instances,
+            defaults.instance_credentials.max_instances
+        );
+        assert_eq!(d.accounts, Default::default());
         assert_eq!(s.limits.max_intel_update_bytes.get(), 256 * 1024 * 1024);
         assert!(s.intel.canaries);
         assert_eq!(s.intel.sources.len(), 2);

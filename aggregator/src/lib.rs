@@ -16,6 +16,7 @@ pub mod certs;
 pub mod client;
 pub mod cloudtrail;
 pub mod config;
+pub mod correlation;
 pub mod detection;
 pub mod detectors;
 pub mod enroll;

@@ -1,11 +1,16 @@
-//! The detection pipeline: events → every detector → finding engine. `serve` and `analyze` both
-//! build one of these, so offline analysis runs exactly the detectors and aggregation the
-//! service runs.
+//! The detection pipeline: events → every detector → correlation → finding engine. `serve` and
+//! `analyze` both build one of these, so offline analysis runs exactly the detectors,
+//! correlation and aggregation the service runs.
+//!
+//! Correlation sees every event and every detector observation together with whether the
+//! engine's suppression archived it: suppressed findings still count as signals for attack
+//! sequences. What correlation raises goes to the engine but is not fed back as a signal.
 
+use crate::correlation::Correlator;
 use crate::detectors::{
     self, Detector, DetectorContext, DetectorCounter, DetectorsConfig, Event, Observation,
 };
-use crate::findings::engine::{EngineConfig, FindingEngine};
+use crate::findings::engine::{Applied, EngineConfig, FindingEngine};
 use crate::findings::model::{Finding, Timestamp};
 use crate::findings::suppression::SuppressionRules;
 
@@ -22,8 +27,10 @@ pub enum Clock {
 pub struct Pipeline {
     detectors: Vec<Box<dyn Detector>>,
     engine: FindingEngine,
+    correlator: Correlator,
     clock: Clock,
     scratch: Vec<Observation>,
+    correlated: Vec<Observation>,
     events: u64,
 }
 
@@ -53,8 +60,10 @@ impl Pipeline {
         Self {
             detectors: detectors::all(detectors, context),
             engine: FindingEngine::new(config, rules),
+            correlator: Correlator::new(detectors, Correlator::load_ranges(detectors)),
             clock,
             scratch: Vec::new(),
+            correlated: Vec::new(),
             events: 0,
         }
     }
@@ -70,7 +79,12 @@ impl Pipeline {
                 d.observe(event, &mut self.scratch);
             }
         }
-        self.apply();
+        self.correlator.observe_event(event, &mut self.correlated);
+        let cause = match event {
+            Event::Api(e) => Some(&**e),
+            Event::Agent { .. } => None,
+        };
+        self.apply(cause);
     }
 
     /// Lets windowed detectors close windows at `now_ms`.
@@ -78,15 +92,27 @@ impl Pipeline {
         for d in &mut self.detectors {
             d.on_tick(now_ms, &mut self.scratch);
         }
-        self.apply();
+        self.correlator.on_tick(now_ms);
+        self.apply(None);
     }
 
-    fn apply(&mut self) {
+    /// Sends the detectors' observations to the engine and to correlation as signals, then
+    /// correlation's own observations to the engine.
+    fn apply(&mut self, cause: Option<&crate::cloudtrail::ApiEvent>) {
         let wall = match self.clock {
             Clock::Wall => Some(Timestamp::now()),
             Clock::EventTime => None,
         };
         for obs in self.scratch.drain(..) {
+            let now = wall.unwrap_or(Timestamp(obs.at_ms));
+            let suppressed = match self.engine.observe(&obs, now) {
+                Applied::Created { archived, .. } => archived,
+                Applied::Updated { id } => self.engine.is_archived(&id).unwrap_or(false),
+            };
+            self.correlator
+                .observe_signal(&obs, suppressed, cause, &mut self.correlated);
+        }
+        for obs in self.correlated.drain(..) {
             let now = wall.unwrap_or(Timestamp(obs.at_ms));
             self.engine.observe(&obs, now);
         }
@@ -117,6 +143,12 @@ impl Pipeline {
         self.detectors
             .iter()
             .flat_map(|d| d.counters().into_iter().map(move |c| (d.name(), c)))
+            .chain(
+                self.correlator
+                    .counters()
+                    .into_iter()
+                    .map(|c| ("correlation", c)),
+            )
             .collect()
     }
 

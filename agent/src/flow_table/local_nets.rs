@@ -38,6 +38,12 @@ impl Cidr {
         })
     }
 
+    /// The address when the block is a single host (`/32` or `/128`).
+    pub fn host(&self) -> Option<IpAddr> {
+        let bits = if self.network.is_ipv4() { 32 } else { 128 };
+        (self.prefix == bits).then_some(self.network)
+    }
+
     /// Whether `addr` is inside the block (never across address families).
     pub fn contains(&self, addr: IpAddr) -> bool {
         addr.is_ipv4() == self.network.is_ipv4() && mask(addr, self.prefix) == self.network
@@ -108,6 +114,11 @@ impl LocalNets {
         Self {
             nets: nets.into_iter().collect(),
         }
+    }
+
+    /// The single-host entries (the host's own addresses when built from its interfaces).
+    pub fn host_addresses(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.nets.iter().filter_map(Cidr::host)
     }
 
     /// Whether nothing is configured, so locality is inferred.

@@ -9,12 +9,19 @@
 //! trusted address never becomes an `IntelHit` and nothing here needs to know about them.
 
 pub mod agent_health;
+pub mod accounts;
+pub mod api_baseline;
+pub mod api_call;
+pub mod api_evidence;
+#[cfg(test)]
+pub mod api_testing;
 pub mod brute_force;
 pub mod cloudtrail_rules;
 pub mod crypto_mining;
 pub mod denial_of_service;
 pub mod dga;
 pub mod dns_exfiltration;
+pub mod iam_persistence;
 pub mod intel_hit;
 pub mod metadata_dns_rebind;
 pub mod observation;
@@ -203,6 +210,25 @@ pub struct DetectorsConfig {
     /// `[detectors.agent_health]`.
     #[serde(default)]
     pub agent_health: agent_health::AgentHealthConfig,
+    /// `[detectors.api_baseline]`.
+    #[serde(default)]
+    pub api_baseline: api_baseline::ApiBaselineConfig,
+    /// `[detectors.iam_persistence]`.
+    #[serde(default)]
+    pub iam_persistence: iam_persistence::IamPersistenceConfig,
+    /// `[detectors.instance_credentials]` (correlation stage).
+    #[serde(default)]
+    pub instance_credentials: crate::correlation::InstanceCredentialsConfig,
+    /// `[detectors.cross_account]` (correlation stage).
+    #[serde(default)]
+    pub cross_account: crate::correlation::CrossAccountConfig,
+    /// `[detectors.attack_sequence]` (correlation stage).
+    #[serde(default)]
+    pub attack_sequence: crate::correlation::AttackSequenceConfig,
+    /// The top-level `[accounts]` section, copied here when the config file is loaded so
+    /// every pipeline (serve and analyze) sees it; not a `[detectors]` key.
+    #[serde(skip)]
+    pub accounts: accounts::AccountsConfig,
 }
 
 impl DetectorsConfig {
@@ -214,6 +240,12 @@ impl DetectorsConfig {
         self.denial_of_service.check(&mut p);
         self.console_login.check(&mut p);
         self.agent_health.check(&mut p);
+        self.api_baseline.check(&mut p);
+        self.iam_persistence.check(&mut p);
+        self.instance_credentials.check(&mut p);
+        self.cross_account.check(&mut p);
+        self.attack_sequence.check(&mut p);
+        self.accounts.check(&mut p);
         p
     }
 }
@@ -253,6 +285,13 @@ pub fn all(config: &DetectorsConfig, context: &DetectorContext) -> Vec<Box<dyn D
         )),
         Box::new(denial_of_service::DenialOfServiceDetector::new(
             config.denial_of_service.clone(),
+        )),
+        Box::new(api_baseline::ApiBaselineDetector::new(
+            config.api_baseline.clone(),
+        )),
+        Box::new(iam_persistence::IamPersistenceDetector::new(
+            config.iam_persistence.clone(),
+            config.accounts.clone(),
         )),
         Box::new(agent_health::AgentHealthDetector::new(
             config.agent_health.clone(),

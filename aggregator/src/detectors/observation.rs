@@ -304,6 +304,8 @@ pub enum EvidenceDetail {
     ApiCall(Box<ApiCallEvidence>),
     /// A sample finding (`findings samples`), not real activity.
     Sample,
+    /// CloudTrail baselines, IAM persistence and correlation (ct-correlate).
+    ApiBehaviour(Box<super::api_evidence::ApiBehaviourEvidence>),
 }
 
 /// One suspicious activity seen by a detector.

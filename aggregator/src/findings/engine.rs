@@ -203,6 +203,12 @@ impl FindingEngine {
         Applied::Created { id, archived }
     }
 
+    /// Whether the open finding `id` was archived by a suppression rule (`None` when it is not
+    /// open), so correlation can count suppressed repeats as signals.
+    pub fn is_archived(&self, id: &FindingId) -> Option<bool> {
+        self.open.get(id).map(|f| f.service.archived)
+    }
+
     /// Whether the open set reached its bound and the caller should [`Self::drain`].
     pub fn is_full(&self) -> bool {
         self.open.len() >= self.config.max_open.get()

@@ -410,6 +410,87 @@ finding_types! {
     ImpactSensorDataLoss => "Impact:EC2/SensorDataLoss", 3.0, Instance, NetworkConnection,
         "The Picket sensor on EC2 instance {resource} is losing data.",
         "The Picket agent on EC2 instance {resource} reported packets or records it could not analyse or deliver, so activity on the instance may be missing from findings.";
+    // CloudTrail baselines and correlation (ct-correlate)
+    /// An API usually used to obtain credentials, called anomalously for the principal.
+    CredentialAccessIamAnomalousBehavior => "CredentialAccess:IAMUser/AnomalousBehavior", 5.0, AccessKey, AwsApiCall,
+        "An API commonly used to gain access to credentials was invoked in an unusual way.",
+        "An API commonly used in credential access tactics was invoked by {resource} from {remote} in a way that differs from its baseline.";
+    /// An API usually used to evade defences, called anomalously for the principal.
+    DefenseEvasionIamAnomalousBehavior => "DefenseEvasion:IAMUser/AnomalousBehavior", 5.0, AccessKey, AwsApiCall,
+        "An API commonly used to evade defensive measures was invoked in an unusual way.",
+        "An API commonly used in defense evasion tactics was invoked by {resource} from {remote} in a way that differs from its baseline.";
+    /// An API usually used for discovery, called anomalously for the principal.
+    DiscoveryIamAnomalousBehavior => "Discovery:IAMUser/AnomalousBehavior", 2.0, AccessKey, AwsApiCall,
+        "An API commonly used to discover resources was invoked in an unusual way.",
+        "An API commonly used in discovery tactics was invoked by {resource} from {remote} in a way that differs from its baseline.";
+    /// An API usually used to exfiltrate data, called anomalously for the principal.
+    ExfiltrationIamAnomalousBehavior => "Exfiltration:IAMUser/AnomalousBehavior", 8.0, AccessKey, AwsApiCall,
+        "An API commonly used to collect data from an AWS environment was invoked in an unusual way.",
+        "An API commonly used in exfiltration tactics was invoked by {resource} from {remote} in a way that differs from its baseline.";
+    /// An API usually used to tamper with data or processes, called anomalously.
+    ImpactIamAnomalousBehavior => "Impact:IAMUser/AnomalousBehavior", 8.0, AccessKey, AwsApiCall,
+        "An API commonly used to tamper with data or processes in an AWS environment was invoked in an unusual way.",
+        "An API commonly used in impact tactics was invoked by {resource} from {remote} in a way that differs from its baseline.";
+    /// An API usually used to gain unauthorised access, called anomalously.
+    InitialAccessIamAnomalousBehavior => "InitialAccess:IAMUser/AnomalousBehavior", 5.0, AccessKey, AwsApiCall,
+        "An API commonly used to gain unauthorized access to an AWS environment was invoked in an unusual way.",
+        "An API commonly used in initial access tactics was invoked by {resource} from {remote} in a way that differs from its baseline.";
+    /// An API usually used to keep access, called anomalously.
+    PersistenceIamAnomalousBehavior => "Persistence:IAMUser/AnomalousBehavior", 5.0, AccessKey, AwsApiCall,
+        "An API commonly used to maintain unauthorized access to an AWS environment was invoked in an unusual way.",
+        "An API commonly used in persistence tactics was invoked by {resource} from {remote} in a way that differs from its baseline.";
+    /// An API usually used to gain higher permissions, called anomalously.
+    PrivilegeEscalationIamAnomalousBehavior => "PrivilegeEscalation:IAMUser/AnomalousBehavior", 5.0, AccessKey, AwsApiCall,
+        "An API commonly used to obtain high-level permissions to an AWS environment was invoked in an unusual way.",
+        "An API commonly used in privilege escalation tactics was invoked by {resource} from {remote} in a way that differs from its baseline.";
+    /// An S3 API usually used to discover resources, called anomalously.
+    DiscoveryS3AnomalousBehavior => "Discovery:S3/AnomalousBehavior", 2.0, S3Bucket, AwsApiCall,
+        "An S3 API commonly used to discover objects was invoked in an unusual way on S3 bucket {resource}.",
+        "An S3 API commonly used in discovery tactics was invoked on S3 bucket {resource} from {remote} in a way that differs from the caller's baseline.";
+    /// An S3 API usually used to exfiltrate data, called anomalously.
+    ExfiltrationS3AnomalousBehavior => "Exfiltration:S3/AnomalousBehavior", 8.0, S3Bucket, AwsApiCall,
+        "An S3 API commonly used to exfiltrate data was invoked in an unusual way on S3 bucket {resource}.",
+        "An S3 API commonly used in exfiltration tactics was invoked on S3 bucket {resource} from {remote} in a way that differs from the caller's baseline.";
+    /// An S3 API usually used to tamper with data, called anomalously.
+    ImpactS3AnomalousBehavior => "Impact:S3/AnomalousBehavior", 8.0, S3Bucket, AwsApiCall,
+        "An S3 API commonly used to tamper with data was invoked in an unusual way on S3 bucket {resource}.",
+        "An S3 API commonly used in impact tactics was invoked on S3 bucket {resource} from {remote} in a way that differs from the caller's baseline.";
+    /// An access key created for a different IAM user (Picket's own type).
+    PersistenceAccessKeyCreatedForOtherUser => "Persistence:IAMUser/AccessKeyCreatedForOtherUser", 5.0, AccessKey, AwsApiCall,
+        "An access key was created for another IAM user.",
+        "Principal {resource} created an access key for a different IAM user (call from {remote}).";
+    /// A console password set for a different IAM user (Picket's own type).
+    PersistenceLoginProfileCreatedForOtherUser => "Persistence:IAMUser/LoginProfileCreatedForOtherUser", 5.0, AccessKey, AwsApiCall,
+        "A console password was set for another IAM user.",
+        "Principal {resource} created or changed the console login profile of a different IAM user (call from {remote}).";
+    /// An administrative policy attached or written inline (Picket's own type).
+    PrivilegeEscalationAdministrativePolicyAttached => "PrivilegeEscalation:IAMUser/AdministrativePolicyAttached", 8.0, AccessKey, AwsApiCall,
+        "Full administrative permissions were granted to an IAM identity.",
+        "Principal {resource} attached or wrote a policy granting full administrative access (call from {remote}).";
+    /// A role trust policy opened to an outside account or to everyone (Picket's own type).
+    PersistenceBackdoorRoleTrustPolicy => "Persistence:IAMUser/BackdoorRoleTrustPolicy", 8.0, AccessKey, AwsApiCall,
+        "A role trust policy allows an external account or anyone to assume the role.",
+        "Principal {resource} set a role trust policy that lets an account Picket does not serve, or anyone, assume the role (call from {remote}).";
+    /// A newly created user given full access (Picket's own type).
+    PrivilegeEscalationNewUserFullAccess => "PrivilegeEscalation:IAMUser/NewUserFullAccess", 8.0, AccessKey, AwsApiCall,
+        "A newly created IAM user was given full administrative access.",
+        "Principal {resource} created an IAM user and gave it full administrative access (call from {remote}).";
+    /// Instance credentials used from another address inside AWS.
+    UnauthorizedAccessInstanceCredentialExfiltrationInsideAws => "UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.InsideAWS", 8.0, AccessKey, AwsApiCall,
+        "Credentials for instance role {resource} used from another AWS account.",
+        "Credentials created exclusively for an EC2 instance through role {resource} are being used from {remote}, an address inside AWS that is not the instance's.";
+    /// One actor active against several member accounts (Picket's own type).
+    DiscoveryMultiAccountActivity => "Discovery:IAMUser/MultiAccountActivity", 5.0, AccessKey, AwsApiCall,
+        "One actor is active against several member accounts.",
+        "Actor {resource} made API calls against several accounts Picket serves within one window (latest from {remote}).";
+    /// A chain of signals pointing at compromised credentials.
+    AttackSequenceIamCompromisedCredentials => "AttackSequence:IAM/CompromisedCredentials", 9.0, AccessKey, AwsApiCall,
+        "Potential credential compromise of {resource} indicated by a sequence of actions.",
+        "Principal {resource} performed a sequence of actions (discovery, then persistence or defense evasion, then exfiltration or impact) that indicates compromised credentials.";
+    /// A chain of signals ending in data access on S3.
+    AttackSequenceS3CompromisedData => "AttackSequence:S3/CompromisedData", 9.0, S3Bucket, AwsApiCall,
+        "Potential data compromise of S3 bucket {resource} indicated by a sequence of actions.",
+        "A principal performed a sequence of actions ending in exfiltration or destruction of data in S3 bucket {resource}.";
 }
 
 impl FindingType {
