@@ -8,6 +8,9 @@
 //! Intel hits arrive already filtered: trusted lists are applied by the agent's matcher, so a
 //! trusted address never becomes an `IntelHit` and nothing here needs to know about them.
 
+pub mod baseline;
+pub mod beacon_score;
+pub mod beaconing;
 pub mod brute_force;
 pub mod crypto_mining;
 pub mod denial_of_service;
@@ -15,12 +18,17 @@ pub mod dga;
 pub mod dns_exfiltration;
 pub mod intel_hit;
 pub mod metadata_dns_rebind;
+pub mod network_port_unusual;
 pub mod observation;
 pub mod port_scan;
 pub mod port_sweep;
+pub mod spambot;
 pub mod summary;
 #[cfg(test)]
 pub mod testing;
+pub mod tor;
+pub mod traffic_volume_unusual;
+pub mod unusual_dns_resolver;
 pub mod unusual_doh;
 pub mod unusual_dot;
 pub mod window;
@@ -195,6 +203,24 @@ pub struct DetectorsConfig {
     /// `[detectors.denial_of_service]`.
     #[serde(default)]
     pub denial_of_service: denial_of_service::DenialOfServiceConfig,
+    /// `[detectors.network_port_unusual]`.
+    #[serde(default)]
+    pub network_port_unusual: network_port_unusual::NetworkPortUnusualConfig,
+    /// `[detectors.traffic_volume_unusual]`.
+    #[serde(default)]
+    pub traffic_volume_unusual: traffic_volume_unusual::TrafficVolumeUnusualConfig,
+    /// `[detectors.spambot]`.
+    #[serde(default)]
+    pub spambot: spambot::SpambotConfig,
+    /// `[detectors.unusual_dns_resolver]`.
+    #[serde(default)]
+    pub unusual_dns_resolver: unusual_dns_resolver::UnusualDnsResolverConfig,
+    /// `[detectors.tor]`.
+    #[serde(default)]
+    pub tor: tor::TorConfig,
+    /// `[detectors.beaconing]`.
+    #[serde(default)]
+    pub beaconing: beaconing::BeaconingConfig,
 }
 
 impl DetectorsConfig {
@@ -204,6 +230,9 @@ impl DetectorsConfig {
         self.dns_exfiltration.check(&mut p);
         self.dga.check(&mut p);
         self.denial_of_service.check(&mut p);
+        self.network_port_unusual.check(&mut p);
+        self.traffic_volume_unusual.check(&mut p);
+        self.beaconing.check(&mut p);
         p
     }
 }
@@ -215,7 +244,7 @@ pub fn default_max_keys() -> std::num::NonZeroUsize {
 }
 
 /// Every detector, configured by `config`: the one set `serve` and `analyze` both run.
-pub fn all(config: &DetectorsConfig, _context: &DetectorContext) -> Vec<Box<dyn Detector>> {
+pub fn all(config: &DetectorsConfig, context: &DetectorContext) -> Vec<Box<dyn Detector>> {
     vec![
         Box::new(intel_hit::IntelHitDetector::default()),
         Box::new(port_scan::PortScanDetector::new(config.port_scan.clone())),
@@ -244,6 +273,18 @@ pub fn all(config: &DetectorsConfig, _context: &DetectorContext) -> Vec<Box<dyn 
         Box::new(denial_of_service::DenialOfServiceDetector::new(
             config.denial_of_service.clone(),
         )),
+        Box::new(network_port_unusual::NetworkPortUnusualDetector::new(
+            config.network_port_unusual.clone(),
+        )),
+        Box::new(traffic_volume_unusual::TrafficVolumeUnusualDetector::new(
+            config.traffic_volume_unusual.clone(),
+        )),
+        Box::new(spambot::SpambotDetector::new(config.spambot.clone())),
+        Box::new(unusual_dns_resolver::UnusualDnsResolverDetector::new(
+            config.unusual_dns_resolver.clone(),
+        )),
+        Box::new(tor::TorDetector::new(config.tor.clone(), context)),
+        Box::new(beaconing::BeaconingDetector::new(config.beaconing.clone())),
     ]
 }
 
@@ -280,6 +321,7 @@ mod tests {
         config.dns_exfiltration.max_keys = cap;
         config.dga.max_keys = cap;
         config.denial_of_service.max_keys = cap;
+        config.beaconing.max_pairs = cap;
         let mut detectors = all(&config, &DetectorContext::default());
         let mut out = Vec::new();
         for i in 0..64u32 {
@@ -331,7 +373,7 @@ mod tests {
                 evicting += 1;
             }
         }
-        assert_eq!(evicting, 6, "every windowed detector reports evictions");
+        assert_eq!(evicting, 7, "every windowed detector reports evictions");
     }
 
     #[test]
