@@ -155,10 +155,12 @@ struct Pair {
 }
 
 impl Pair {
-    fn new(cap: usize, at: i64) -> Self {
+    // The rings grow on demand up to the cap: most pairs never make more than a few
+    // connections, so they should not pay for a full reservoir.
+    fn new(at: i64) -> Self {
         Self {
-            times: VecDeque::with_capacity(cap),
-            sizes: VecDeque::with_capacity(cap),
+            times: VecDeque::new(),
+            sizes: VecDeque::new(),
             connections: 0,
             first_ms: at,
             last_ms: at,
@@ -371,7 +373,7 @@ impl Detector for BeaconingDetector {
         let Some(pairs) = self.pairs.get_mut(source.instance_id.as_str()) else {
             return;
         };
-        let pair = pairs.entry(key).or_insert_with(|| Pair::new(cap, at));
+        let pair = pairs.entry(key).or_insert_with(|| Pair::new(at));
         let new_connections = pair.add(f, cap);
         let config = &self.config;
         let min_conns = u64::from(config.min_connections.get());
