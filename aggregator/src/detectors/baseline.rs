@@ -15,6 +15,10 @@ use std::num::NonZeroUsize;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+/// The maps' hasher: keys are instance ids and addresses, hashed on every record, so a fast
+/// seeded hash (as the agent's flow table uses) rather than SipHash.
+type Hasher = foldhash::fast::RandomState;
+
 /// Version of the saved encoding; a different one is refused (the detector relearns).
 const STATE_VERSION: u32 = 1;
 
@@ -67,7 +71,7 @@ impl<P> Profile<P> {
 /// Profiles per instance id, at most `cap`.
 #[derive(Debug)]
 pub struct Baselines<P> {
-    profiles: HashMap<String, Profile<P>>,
+    profiles: HashMap<String, Profile<P>, Hasher>,
     cap: NonZeroUsize,
     evicted: u64,
 }
@@ -82,7 +86,7 @@ impl<P: Default + Serialize + DeserializeOwned> Baselines<P> {
     /// A table of at most `cap` instances.
     pub fn new(cap: NonZeroUsize) -> Self {
         Self {
-            profiles: HashMap::new(),
+            profiles: HashMap::default(),
             cap,
             evicted: 0,
         }
@@ -203,13 +207,13 @@ impl<P: Default + Serialize + DeserializeOwned> Baselines<P> {
 /// (ports, addresses) encodes the same way.
 #[derive(Debug, Clone)]
 pub struct RecentSet<K> {
-    used: HashMap<K, i64>,
+    used: HashMap<K, i64, Hasher>,
 }
 
 impl<K> Default for RecentSet<K> {
     fn default() -> Self {
         Self {
-            used: HashMap::new(),
+            used: HashMap::default(),
         }
     }
 }

@@ -139,11 +139,15 @@ fn default_public_only() -> bool {
 /// (remote, protocol, port) under one instance.
 type PairKey = (IpAddr, u32, u32);
 
+/// The maps' hasher: a fast seeded hash, as the agent's flow table uses, since every egress
+/// record is looked up.
+type Hasher = foldhash::fast::RandomState;
+
 /// One pair's bounded history.
 #[derive(Debug)]
 struct Pair {
-    times: VecDeque<i64>,
-    sizes: VecDeque<u64>,
+    /// (connection start, bytes) of the latest connections, oldest first.
+    samples: VecDeque<(i64, u64)>,
     connections: u64,
     first_ms: i64,
     last_ms: i64,
@@ -159,8 +163,7 @@ impl Pair {
     // connections, so they should not pay for a full reservoir.
     fn new(at: i64) -> Self {
         Self {
-            times: VecDeque::new(),
-            sizes: VecDeque::new(),
+            samples: VecDeque::new(),
             connections: 0,
             first_ms: at,
             last_ms: at,
@@ -172,12 +175,10 @@ impl Pair {
     }
 
     fn push(&mut self, t: i64, size: u64, cap: usize) {
-        if self.times.len() >= cap {
-            self.times.pop_front();
-            self.sizes.pop_front();
+        if self.samples.len() >= cap {
+            self.samples.pop_front();
         }
-        self.times.push_back(t);
-        self.sizes.push_back(size);
+        self.samples.push_back((t, size));
     }
 
     /// Adds what a summary says; returns whether it brought new connections.
@@ -193,7 +194,7 @@ impl Pair {
         if f.connections == 0 {
             self.interim_records += 1;
             if self.open_since.is_none() {
-                self.open_since = self.times.back().copied().or(Some(first));
+                self.open_since = self.samples.back().map(|s| s.0).or(Some(first));
             }
             return false;
         }
@@ -223,7 +224,7 @@ impl Pair {
 #[derive(Debug)]
 pub struct BeaconingDetector {
     config: BeaconingConfig,
-    pairs: HashMap<String, HashMap<PairKey, Pair>>,
+    pairs: HashMap<String, HashMap<PairKey, Pair, Hasher>, Hasher>,
     held: usize,
     scratch: Scratch,
     evicted: u64,
@@ -236,7 +237,7 @@ impl BeaconingDetector {
     pub fn new(config: BeaconingConfig) -> Self {
         Self {
             config,
-            pairs: HashMap::new(),
+            pairs: HashMap::default(),
             held: 0,
             scratch: Scratch::default(),
             evicted: 0,
@@ -368,7 +369,7 @@ impl Detector for BeaconingDetector {
         }
         if !self.pairs.contains_key(source.instance_id.as_str()) {
             self.pairs
-                .insert(source.instance_id.clone(), HashMap::new());
+                .insert(source.instance_id.clone(), HashMap::default());
         }
         let Some(pairs) = self.pairs.get_mut(source.instance_id.as_str()) else {
             return;
@@ -393,8 +394,8 @@ impl Detector for BeaconingDetector {
         pair.since_score = 0;
         self.scored += 1;
         let Some(score) = beacon_score::score(
-            pair.times.iter().copied(),
-            pair.sizes.iter().copied(),
+            pair.samples.iter().map(|s| s.0),
+            pair.samples.iter().map(|s| s.1),
             &mut self.scratch,
         ) else {
             return;
