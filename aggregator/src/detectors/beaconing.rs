@@ -621,6 +621,35 @@ mod tests {
     }
 
     #[test]
+    fn netdet_sections_parse_from_toml_and_bad_values_are_named() {
+        let c: crate::detectors::DetectorsConfig = toml::from_str(
+            "[detectors.beaconing]\nmin_score = 1.5\nmax_samples = 2\n\
+             [detectors.traffic_volume_unusual]\nalpha = 0.0\n\
+             [detectors.network_port_unusual]\nephemeral_port_floor = 80\n\
+             [detectors.tor]\nmin_inbound_nodes = 4\n[detectors.spambot]\nmin_remotes = 3\n",
+        )
+        .map(|w: std::collections::HashMap<String, crate::detectors::DetectorsConfig>| {
+            w.into_values().next().unwrap_or_default()
+        })
+        .expect("parses");
+        assert_eq!(c.tor.min_inbound_nodes.get(), 4);
+        assert_eq!(c.spambot.min_remotes.get(), 3);
+        let problems = c.problems().join("\n");
+        for key in [
+            "detectors.beaconing.min_score",
+            "detectors.beaconing.max_samples",
+            "detectors.traffic_volume_unusual.alpha",
+            "detectors.network_port_unusual.ephemeral_port_floor",
+        ] {
+            assert!(problems.contains(key), "{key} not in {problems}");
+        }
+        let unknown = toml::from_str::<crate::detectors::DetectorsConfig>(
+            "[beaconing]\nmin_scroe = 0.5\n",
+        );
+        assert!(unknown.is_err_and(|e| e.to_string().contains("min_scroe")));
+    }
+
+    #[test]
     fn pairs_stay_within_their_cap_and_evictions_are_counted() {
         let mut d = BeaconingDetector::new(BeaconingConfig {
             max_pairs: NonZeroUsize::new(10).expect("10"),
