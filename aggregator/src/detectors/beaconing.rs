@@ -628,9 +628,11 @@ mod tests {
              [detectors.network_port_unusual]\nephemeral_port_floor = 80\n\
              [detectors.tor]\nmin_inbound_nodes = 4\n[detectors.spambot]\nmin_remotes = 3\n",
         )
-        .map(|w: std::collections::HashMap<String, crate::detectors::DetectorsConfig>| {
-            w.into_values().next().unwrap_or_default()
-        })
+        .map(
+            |w: std::collections::HashMap<String, crate::detectors::DetectorsConfig>| {
+                w.into_values().next().unwrap_or_default()
+            },
+        )
         .expect("parses");
         assert_eq!(c.tor.min_inbound_nodes.get(), 4);
         assert_eq!(c.spambot.min_remotes.get(), 3);
@@ -643,9 +645,8 @@ mod tests {
         ] {
             assert!(problems.contains(key), "{key} not in {problems}");
         }
-        let unknown = toml::from_str::<crate::detectors::DetectorsConfig>(
-            "[beaconing]\nmin_scroe = 0.5\n",
-        );
+        let unknown =
+            toml::from_str::<crate::detectors::DetectorsConfig>("[beaconing]\nmin_scroe = 0.5\n");
         assert!(unknown.is_err_and(|e| e.to_string().contains("min_scroe")));
     }
 
