@@ -16,6 +16,11 @@
 //! summary with no new connection is the agent's interim record of a connection still open: it
 //! adds no start, but marks the pair open and is reported in the evidence with how long the
 //! connection has lasted.
+//!
+//! Most remotes are contacted once. A pair is only held from its second sighting: the first
+//! leaves its hash in a fixed-size, direct-mapped seen-once filter, so one-off remotes cost a
+//! hash and a store instead of an entry (the first connection's start is not scored; a slot
+//! overwritten between two sightings just delays the pair).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -34,6 +39,8 @@ use crate::findings::types::FindingType;
 
 /// Intervals listed in evidence, at most.
 const EVIDENCE_INTERVALS: usize = 16;
+/// Slots of the seen-once filter (2^18 × 8 bytes = 2 MiB), a power of two.
+const SEEN_SLOTS: usize = 1 << 18;
 
 /// `[detectors.beaconing]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -226,6 +233,9 @@ pub struct BeaconingDetector {
     config: BeaconingConfig,
     pairs: HashMap<String, HashMap<PairKey, Pair, Hasher>, Hasher>,
     held: usize,
+    seen: Box<[u64]>,
+    hasher: Hasher,
+    first_sightings: u64,
     scratch: Scratch,
     evicted: u64,
     scored: u64,
@@ -239,6 +249,9 @@ impl BeaconingDetector {
             config,
             pairs: HashMap::default(),
             held: 0,
+            seen: vec![0; SEEN_SLOTS].into_boxed_slice(),
+            hasher: Hasher::default(),
+            first_sightings: 0,
             scratch: Scratch::default(),
             evicted: 0,
             scored: 0,
@@ -362,6 +375,18 @@ impl Detector for BeaconingDetector {
             .get(source.instance_id.as_str())
             .is_some_and(|m| m.contains_key(&key));
         if !known {
+            use std::hash::BuildHasher;
+            // Never 0, so an empty slot cannot match.
+            let h = self.hasher.hash_one((source.instance_id.as_str(), key)) | 1;
+            let slot = usize::try_from(h).unwrap_or(0) & (SEEN_SLOTS - 1);
+            if let Some(s) = self.seen.get_mut(slot) {
+                if *s != h {
+                    *s = h;
+                    self.first_sightings += 1;
+                    return;
+                }
+                *s = 0;
+            }
             if self.held >= self.config.max_pairs.get() {
                 self.make_room();
             }
@@ -429,8 +454,12 @@ impl Detector for BeaconingDetector {
     fn counters(&self) -> Vec<DetectorCounter> {
         vec![
             DetectorCounter {
-                name: "evicted_full",
+                name: "evicted_pairs",
                 count: self.evicted,
+            },
+            DetectorCounter {
+                name: "first_sightings",
+                count: self.first_sightings,
             },
             DetectorCounter {
                 name: "scored",
@@ -588,7 +617,8 @@ mod tests {
         let note: serde_json::Value =
             serde_json::from_str(ev.note.as_deref().unwrap_or("")).expect("JSON note");
         assert_eq!(note["open"], serde_json::Value::Bool(true), "{note}");
-        assert_eq!(note["connections"].as_u64(), Some(40));
+        // The first connection only marked the pair as seen.
+        assert_eq!(note["connections"].as_u64(), Some(39));
         assert_eq!(note["interimRecords"].as_u64(), Some(1));
     }
 
@@ -656,7 +686,7 @@ mod tests {
             max_pairs: NonZeroUsize::new(10).expect("10"),
             ..BeaconingConfig::default()
         });
-        let events = (0..100).map(|i| {
+        let once = (0..100).map(|i| {
             flow_event(flow(
                 true,
                 "10.0.0.5",
@@ -666,8 +696,18 @@ mod tests {
                 T0 + i,
             ))
         });
-        run(&mut d, events);
+        run(&mut d, once);
+        assert_eq!(d.tracked_keys(), 0, "a remote seen once is not held");
+        assert_eq!(counter(&d, "first_sightings"), Some(100));
+        let twice = (0..100).flat_map(|i| {
+            let remote = format!("2001:db8:9::{i:x}");
+            [
+                flow_event(flow(true, "2001:db8::5", &remote, 6, 443, T0 + i)),
+                flow_event(flow(true, "2001:db8::5", &remote, 6, 443, T0 + i + 1)),
+            ]
+        });
+        run(&mut d, twice);
         assert!(d.tracked_keys() <= 10, "{}", d.tracked_keys());
-        assert!(counter(&d, "evicted_full").is_some_and(|n| n >= 90));
+        assert!(counter(&d, "evicted_pairs").is_some_and(|n| n >= 90));
     }
 }

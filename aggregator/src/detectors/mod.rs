@@ -321,7 +321,6 @@ mod tests {
         config.dns_exfiltration.max_keys = cap;
         config.dga.max_keys = cap;
         config.denial_of_service.max_keys = cap;
-        config.beaconing.max_pairs = cap;
         let mut detectors = all(&config, &DetectorContext::default());
         let mut out = Vec::new();
         for i in 0..64u32 {
@@ -373,7 +372,7 @@ mod tests {
                 evicting += 1;
             }
         }
-        assert_eq!(evicting, 7, "every windowed detector reports evictions");
+        assert_eq!(evicting, 6, "every windowed detector reports evictions");
     }
 
     #[test]
