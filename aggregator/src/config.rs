@@ -1035,6 +1035,26 @@ mod example_tests {
             defaults.instance_credentials.max_instances
         );
         assert_eq!(d.accounts, Default::default());
+        assert_eq!(
+            d.network_port_unusual.learning_secs,
+            defaults.network_port_unusual.learning_secs
+        );
+        assert_eq!(
+            d.network_port_unusual.ephemeral_port_floor,
+            defaults.network_port_unusual.ephemeral_port_floor
+        );
+        assert_eq!(
+            d.traffic_volume_unusual.min_bytes,
+            defaults.traffic_volume_unusual.min_bytes
+        );
+        assert_eq!(d.spambot.min_remotes, defaults.spambot.min_remotes);
+        assert_eq!(
+            d.unusual_dns_resolver.max_resolvers,
+            defaults.unusual_dns_resolver.max_resolvers
+        );
+        assert_eq!(d.tor.web_ports, defaults.tor.web_ports);
+        assert_eq!(d.beaconing.min_score, defaults.beaconing.min_score);
+        assert_eq!(d.beaconing.ignore_ports, defaults.beaconing.ignore_ports);
         assert_eq!(s.limits.max_intel_update_bytes.get(), 256 * 1024 * 1024);
         assert!(s.intel.canaries);
         assert_eq!(s.intel.sources.len(), 2);

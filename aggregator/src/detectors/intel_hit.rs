@@ -138,6 +138,11 @@ impl IntelHitDetector {
             // A scanner that opened a connection to us probed our port; one we connected to is
             // just a listed address.
             Target::Address if cat == Category::Scanner && !inbound => None,
+            // A Tor node connecting to us is a caller (usually an exit); the tor detector
+            // decides whether many such callers make the instance a relay.
+            Target::Address if cat == Category::Tor && inbound => {
+                Some(FindingType::UnauthorizedAccessTorIpCaller)
+            }
             Target::Address => cat.address_type(),
             Target::Domain => cat.domain_type(),
         };
@@ -470,6 +475,23 @@ mod tests {
             &out[0].activity,
             Activity::PortProbe(p) if p.local_port == 22 && p.remote_ip == "198.51.100.7"
         ));
+    }
+
+    #[test]
+    fn a_tor_node_connecting_in_is_a_tor_caller_on_the_instance_as_target() {
+        for addr in ["198.51.100.7", "2001:db8::7"] {
+            let mut h = hit("tor", MatchSite::RemoteAddr);
+            h.direction = Direction::Ingress as i32;
+            h.remote_addr = addr.into();
+            h.matched_value = addr.into();
+            let out = run(&mut IntelHitDetector::default(), h);
+            assert_eq!(out.len(), 1);
+            assert_eq!(
+                out[0].finding_type,
+                FindingType::UnauthorizedAccessTorIpCaller
+            );
+            assert_eq!(out[0].role, ResourceRole::Target);
+        }
     }
 
     #[test]

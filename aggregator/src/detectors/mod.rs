@@ -15,6 +15,9 @@ pub mod api_call;
 pub mod api_evidence;
 #[cfg(test)]
 pub mod api_testing;
+pub mod baseline;
+pub mod beacon_score;
+pub mod beaconing;
 pub mod brute_force;
 pub mod cloudtrail_rules;
 pub mod crypto_mining;
@@ -24,12 +27,17 @@ pub mod dns_exfiltration;
 pub mod iam_persistence;
 pub mod intel_hit;
 pub mod metadata_dns_rebind;
+pub mod network_port_unusual;
 pub mod observation;
 pub mod port_scan;
 pub mod port_sweep;
+pub mod spambot;
 pub mod summary;
 #[cfg(test)]
 pub mod testing;
+pub mod tor;
+pub mod traffic_volume_unusual;
+pub mod unusual_dns_resolver;
 pub mod unusual_doh;
 pub mod unusual_dot;
 pub mod window;
@@ -229,6 +237,24 @@ pub struct DetectorsConfig {
     /// every pipeline (serve and analyze) sees it; not a `[detectors]` key.
     #[serde(skip)]
     pub accounts: accounts::AccountsConfig,
+    /// `[detectors.network_port_unusual]`.
+    #[serde(default)]
+    pub network_port_unusual: network_port_unusual::NetworkPortUnusualConfig,
+    /// `[detectors.traffic_volume_unusual]`.
+    #[serde(default)]
+    pub traffic_volume_unusual: traffic_volume_unusual::TrafficVolumeUnusualConfig,
+    /// `[detectors.spambot]`.
+    #[serde(default)]
+    pub spambot: spambot::SpambotConfig,
+    /// `[detectors.unusual_dns_resolver]`.
+    #[serde(default)]
+    pub unusual_dns_resolver: unusual_dns_resolver::UnusualDnsResolverConfig,
+    /// `[detectors.tor]`.
+    #[serde(default)]
+    pub tor: tor::TorConfig,
+    /// `[detectors.beaconing]`.
+    #[serde(default)]
+    pub beaconing: beaconing::BeaconingConfig,
 }
 
 impl DetectorsConfig {
@@ -246,6 +272,9 @@ impl DetectorsConfig {
         self.cross_account.check(&mut p);
         self.attack_sequence.check(&mut p);
         self.accounts.check(&mut p);
+        self.network_port_unusual.check(&mut p);
+        self.traffic_volume_unusual.check(&mut p);
+        self.beaconing.check(&mut p);
         p
     }
 }
@@ -286,6 +315,18 @@ pub fn all(config: &DetectorsConfig, context: &DetectorContext) -> Vec<Box<dyn D
         Box::new(denial_of_service::DenialOfServiceDetector::new(
             config.denial_of_service.clone(),
         )),
+        Box::new(network_port_unusual::NetworkPortUnusualDetector::new(
+            config.network_port_unusual.clone(),
+        )),
+        Box::new(traffic_volume_unusual::TrafficVolumeUnusualDetector::new(
+            config.traffic_volume_unusual.clone(),
+        )),
+        Box::new(spambot::SpambotDetector::new(config.spambot.clone())),
+        Box::new(unusual_dns_resolver::UnusualDnsResolverDetector::new(
+            config.unusual_dns_resolver.clone(),
+        )),
+        Box::new(tor::TorDetector::new(config.tor.clone(), context)),
+        Box::new(beaconing::BeaconingDetector::new(config.beaconing.clone())),
         Box::new(api_baseline::ApiBaselineDetector::new(
             config.api_baseline.clone(),
         )),

@@ -297,6 +297,23 @@ finding_types! {
     ReconMaliciousIpCallerCustom => "Recon:IAMUser/MaliciousIPCaller.Custom", 5.0, AccessKey, AwsApiCall,
         "Reconnaissance API invoked from an IP address on a custom threat list.",
         "An API commonly used for reconnaissance was invoked by {resource} from {remote}, an IP address on a custom threat list.";
+    // Network baselines, Tor, beaconing (netdet)
+    /// DNS sent to a public resolver the instance had not used before.
+    DefenseEvasionUnusualDnsResolver => "DefenseEvasion:EC2/UnusualDNSResolver", 5.0, Instance, NetworkConnection,
+        "EC2 instance {resource} is communicating with an unusual public DNS resolver.",
+        "EC2 instance {resource} is sending DNS queries to {remote}, a public resolver it has not used before.";
+    /// The instance acts as a Tor relay.
+    UnauthorizedAccessTorRelay => "UnauthorizedAccess:EC2/TorRelay", 8.0, Instance, NetworkConnection,
+        "EC2 instance {resource} is communicating with Tor nodes as a Tor relay.",
+        "EC2 instance {resource} is exchanging traffic with Tor nodes, the latest {remote}, as a Tor relay does.";
+    /// Inbound connections from a Tor node (an exit, or a client's path ending at us).
+    UnauthorizedAccessTorIpCaller => "UnauthorizedAccess:EC2/TorIPCaller", 5.0, Instance, NetworkConnection,
+        "EC2 instance {resource} is receiving inbound connections from a Tor exit node.",
+        "EC2 instance {resource} is receiving inbound connections from {remote}, a Tor node.";
+    /// Regular, machine-like connections to one remote (RITA-style beacon scoring).
+    BackdoorBeaconing => "Backdoor:EC2/Beaconing", 5.0, Instance, NetworkConnection,
+        "EC2 instance {resource} is beaconing to a remote host.",
+        "EC2 instance {resource} is connecting to {remote} at regular intervals with regular sizes, as malware calling home does.";
     /// S3 Block Public Access turned off for a bucket.
     PolicyBucketBlockPublicAccessDisabled => "Policy:S3/BucketBlockPublicAccessDisabled", 2.0, S3Bucket, AwsApiCall,
         "Amazon S3 Block Public Access was disabled for S3 bucket {resource}.",

@@ -1,0 +1,324 @@
+//! `Backdoor:EC2/Spambot`: an instance with no history of mail suddenly sends SMTP to many
+//! remotes.
+//!
+//! Input: flow summaries. Every summary of an instance advances its learning period
+//! ([`super::baseline`]); SMTP seen while it learns gives it a history of mail (it is a mail
+//! server or relays through one), and such an instance is never reported. After learning, an
+//! instance without that history that reaches `min_remotes` distinct remotes on the SMTP ports
+//! (25, and 465/587 with `submission_ports`) within a window is reported once for the window.
+//! Only answered connections have a port in a summary (refused attempts are folded under port
+//! 0), so this counts mail servers that talked back.
+
+use std::num::{NonZeroU32, NonZeroUsize};
+
+use picket_proto::v1::FlowSummary;
+use serde::{Deserialize, Serialize};
+
+use super::baseline::{self, Baselines, Learning};
+use super::summary::{self, MAX_EXAMPLES};
+use super::window::{DistinctSet, WindowTable, keep_example};
+use super::{
+    BehaviourEvidence, ConnectionDirection, Detector, DetectorCounter, Event, EventKind,
+    Observation, ResourceRole, ThresholdCrossed,
+};
+use crate::findings::types::FindingType;
+
+/// Distinct remotes kept per window; far above any sensible `min_remotes`.
+const REMOTE_CAP: usize = 4096;
+
+/// `[detectors.spambot]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpambotConfig {
+    /// Event time an instance learns whether it sends mail, in seconds.
+    #[serde(default = "baseline::default_learning_secs")]
+    pub learning_secs: u64,
+    /// Flow summaries an instance must have shown before it can be reported.
+    #[serde(default = "baseline::default_min_observations")]
+    pub min_observations: u64,
+    /// Distinct SMTP remotes within a window that make a spambot.
+    #[serde(default = "default_min_remotes")]
+    pub min_remotes: NonZeroU32,
+    /// Window length in seconds.
+    #[serde(default = "default_window_secs")]
+    pub window_secs: NonZeroU32,
+    /// Also count the submission ports 465 and 587, not only 25.
+    #[serde(default)]
+    pub submission_ports: bool,
+    /// Instances kept; the least recently seen is evicted (and relearns) beyond this.
+    #[serde(default = "baseline::default_max_instances")]
+    pub max_instances: NonZeroUsize,
+}
+
+impl Default for SpambotConfig {
+    fn default() -> Self {
+        Self {
+            learning_secs: baseline::default_learning_secs(),
+            min_observations: baseline::default_min_observations(),
+            min_remotes: default_min_remotes(),
+            window_secs: default_window_secs(),
+            submission_ports: false,
+            max_instances: baseline::default_max_instances(),
+        }
+    }
+}
+
+fn default_min_remotes() -> NonZeroU32 {
+    NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN)
+}
+fn default_window_secs() -> NonZeroU32 {
+    NonZeroU32::new(3_600).unwrap_or(NonZeroU32::MIN)
+}
+
+/// Whether an instance sent mail while it learned.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct MailHistory {
+    smtp_while_learning: bool,
+}
+
+#[derive(Debug, Default)]
+struct Burst {
+    remotes: DistinctSet<String>,
+    flows: Vec<FlowSummary>,
+}
+
+/// Learns who sends mail and reports SMTP bursts from those that do not.
+#[derive(Debug)]
+pub struct SpambotDetector {
+    config: SpambotConfig,
+    learning: Learning,
+    baselines: Baselines<MailHistory>,
+    windows: WindowTable<String, Burst>,
+}
+
+impl SpambotDetector {
+    /// A detector with `config`.
+    pub fn new(config: SpambotConfig) -> Self {
+        let window_ms = i64::from(config.window_secs.get()) * 1000;
+        Self {
+            learning: Learning::new(config.learning_secs, config.min_observations),
+            baselines: Baselines::new(config.max_instances),
+            windows: WindowTable::new(config.max_instances, window_ms),
+            config,
+        }
+    }
+
+    fn is_smtp(&self, f: &FlowSummary) -> bool {
+        f.protocol == 6
+            && (f.service_port == 25
+                || (self.config.submission_ports && matches!(f.service_port, 465 | 587)))
+    }
+}
+
+impl Detector for SpambotDetector {
+    fn name(&self) -> &'static str {
+        "spambot"
+    }
+
+    fn inputs(&self) -> &'static [EventKind] {
+        &[EventKind::Flow]
+    }
+
+    fn observe(&mut self, event: &Event, out: &mut Vec<Observation>) {
+        let Some((source, f)) = summary::flow(event) else {
+            return;
+        };
+        let at = summary::flow_time(f);
+        let smtp = self.is_smtp(f) && summary::direction(f) == ConnectionDirection::Outbound;
+        let learning = self.learning;
+        let profile = self.baselines.observe(&source.instance_id, at);
+        if !smtp {
+            return;
+        }
+        if !profile.learned(learning) {
+            profile.data.smtp_while_learning = true;
+            return;
+        }
+        if profile.data.smtp_while_learning {
+            return;
+        }
+        let min = self.config.min_remotes.get();
+        let window_ms = i64::from(self.config.window_secs.get()) * 1000;
+        let w = self.windows.window(source.instance_id.clone(), at);
+        w.state.remotes.insert(f.remote_addr.clone(), REMOTE_CAP);
+        keep_example(&mut w.state.flows, MAX_EXAMPLES, || f.clone());
+        let seen = w.state.remotes.len();
+        if w.fired || seen < min as usize {
+            return;
+        }
+        w.fired = true;
+        let evidence = BehaviourEvidence {
+            detector: "spambot".to_owned(),
+            window_ms,
+            thresholds: vec![ThresholdCrossed {
+                key: "detectors.spambot.min_remotes".into(),
+                limit: f64::from(min),
+                observed: seen as f64,
+            }],
+            example_names: Vec::new(),
+            flows: std::mem::take(&mut w.state.flows),
+            dns: Vec::new(),
+            note: Some(format!(
+                "no SMTP from this instance during its {} s learning period",
+                self.config.learning_secs
+            )),
+        };
+        out.push(
+            summary::ObservationParts {
+                finding_type: FindingType::BackdoorSpambot,
+                source,
+                local_addr: &f.local_addr,
+                role: ResourceRole::Actor,
+                activity: summary::network_activity(f),
+                at_ms: at,
+                severity: None,
+            }
+            .observation(evidence),
+        );
+    }
+
+    fn on_tick(&mut self, now_ms: i64, _out: &mut Vec<Observation>) {
+        self.windows.expire(now_ms);
+    }
+
+    fn tracked_keys(&self) -> usize {
+        self.baselines.len().max(self.windows.len())
+    }
+
+    fn counters(&self) -> Vec<DetectorCounter> {
+        vec![
+            DetectorCounter {
+                name: "evicted_instances",
+                count: self.baselines.evicted(),
+            },
+            DetectorCounter {
+                name: "evicted_windows",
+                count: self.windows.evicted_full(),
+            },
+            DetectorCounter {
+                name: "expired_windows",
+                count: self.windows.expired(),
+            },
+        ]
+    }
+
+    fn save_state(&self) -> Option<Vec<u8>> {
+        self.baselines.save()
+    }
+
+    fn restore_state(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.baselines.restore(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detectors::testing::{T0, flow, flow_event, run};
+
+    const HOUR: i64 = 3_600_000;
+
+    fn config() -> SpambotConfig {
+        SpambotConfig {
+            learning_secs: 3_600,
+            min_observations: 10,
+            ..SpambotConfig::default()
+        }
+    }
+
+    /// Two hours of web traffic, with one mail to a relay when `mail` is set.
+    fn learn(local: &str, mail: bool) -> Vec<Event> {
+        let mut events: Vec<Event> = (0..24)
+            .map(|i| flow_event(flow(true, local, "192.0.2.80", 6, 443, T0 + i * 5 * 60_000)))
+            .collect();
+        if mail {
+            events.insert(
+                1,
+                flow_event(flow(true, local, "192.0.2.25", 6, 25, T0 + 60_000)),
+            );
+        }
+        events
+    }
+
+    fn burst(local: &str, v6: bool, n: u32, port: u32) -> Vec<Event> {
+        (0..n)
+            .map(|i| {
+                let remote = if v6 {
+                    format!("2001:db8:25::{i:x}")
+                } else {
+                    format!("198.51.100.{i}")
+                };
+                flow_event(flow(
+                    true,
+                    local,
+                    &remote,
+                    6,
+                    port,
+                    T0 + 3 * HOUR + i64::from(i),
+                ))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn smtp_to_many_remotes_with_no_mail_history_is_a_spambot_ipv4_and_ipv6() {
+        for (local, v6) in [("10.0.0.5", false), ("2001:db8::5", true)] {
+            let mut d = SpambotDetector::new(config());
+            assert!(run(&mut d, learn(local, false)).is_empty());
+            let out = run(&mut d, burst(local, v6, 30, 25));
+            assert_eq!(out.len(), 1, "{local}");
+            assert_eq!(out[0].finding_type, FindingType::BackdoorSpambot);
+        }
+    }
+
+    #[test]
+    fn a_mail_sender_few_remotes_or_submission_ports_by_default_are_not() {
+        let mut history = SpambotDetector::new(config());
+        run(&mut history, learn("10.0.0.5", true));
+        assert!(run(&mut history, burst("10.0.0.5", false, 30, 25)).is_empty());
+        let mut few = SpambotDetector::new(config());
+        run(&mut few, learn("2001:db8::5", false));
+        assert!(run(&mut few, burst("2001:db8::5", true, 9, 25)).is_empty());
+        let mut submission = SpambotDetector::new(config());
+        run(&mut submission, learn("10.0.0.5", false));
+        assert!(run(&mut submission, burst("10.0.0.5", false, 30, 587)).is_empty());
+    }
+
+    #[test]
+    fn min_remotes_and_submission_ports_from_config_are_honoured() {
+        let mut d = SpambotDetector::new(SpambotConfig {
+            min_remotes: NonZeroU32::new(40).expect("40"),
+            submission_ports: true,
+            ..config()
+        });
+        run(&mut d, learn("10.0.0.5", false));
+        assert!(run(&mut d, burst("10.0.0.5", false, 39, 587)).is_empty());
+        let more = flow_event(flow(
+            true,
+            "10.0.0.5",
+            "203.0.113.1",
+            6,
+            465,
+            T0 + 3 * HOUR + 50,
+        ));
+        assert_eq!(run(&mut d, [more]).len(), 1);
+    }
+
+    #[test]
+    fn the_mail_history_survives_save_and_restore() {
+        let mut d = SpambotDetector::new(config());
+        run(&mut d, learn("10.0.0.5", true));
+        let mut fresh = SpambotDetector::new(config());
+        fresh
+            .restore_state(&d.save_state().expect("state"))
+            .expect("restores");
+        assert!(run(&mut fresh, burst("10.0.0.5", false, 30, 25)).is_empty());
+        let mut blank = SpambotDetector::new(config());
+        run(&mut blank, learn("10.0.0.5", false));
+        let mut fresh = SpambotDetector::new(config());
+        fresh
+            .restore_state(&blank.save_state().expect("state"))
+            .expect("restores");
+        assert_eq!(run(&mut fresh, burst("10.0.0.5", false, 30, 25)).len(), 1);
+    }
+}
