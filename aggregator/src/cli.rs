@@ -208,6 +208,9 @@ pub struct ServeArgs {
     /// Server private key (PEM).
     #[arg(long)]
     pub key: Option<PathBuf>,
+    /// Address of the findings HTTPS API (`api.http_listen`; off when neither is set).
+    #[arg(long)]
+    pub http_listen: Option<SocketAddr>,
 }
 
 /// `certs` subcommands.
@@ -225,7 +228,7 @@ pub enum CertsCommand {
 
 /// `certs issue` flags.
 #[derive(Debug, Args)]
-#[command(group = clap::ArgGroup::new("kind").required(true).args(["agent", "server", "admin"]))]
+#[command(group = clap::ArgGroup::new("kind").required(true).args(["agent", "server", "admin", "member_user"]))]
 pub struct IssueArgs {
     /// Folder holding ca.pem and ca.key.
     #[arg(long)]
@@ -239,7 +242,11 @@ pub struct IssueArgs {
     /// Issue an administrator certificate (needs --name).
     #[arg(long, requires = "name")]
     pub admin: bool,
-    /// 12-digit AWS account id of the agent.
+    /// Issue a member-account user certificate for user NAME (needs --account-id): it can
+    /// query and change only that account's findings.
+    #[arg(long, value_name = "NAME", requires = "account_id")]
+    pub member_user: Option<String>,
+    /// 12-digit AWS account id of the agent or member user.
     #[arg(long)]
     pub account_id: Option<String>,
     /// Instance id of the agent.

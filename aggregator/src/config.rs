@@ -107,6 +107,15 @@ pub struct TlsSection {
     pub key: Option<PathBuf>,
 }
 
+/// `[api]`: the findings HTTP/JSON API (issue 7). The gRPC `Findings` service is always on
+/// the main listener; the HTTP listener is off unless `http_listen` is set.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    /// Address of the HTTPS listener (TLS with client certificates from the same CA).
+    pub http_listen: Option<SocketAddr>,
+}
+
 /// `[limits]`: bounds that keep one peer from exhausting the aggregator.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -383,6 +392,9 @@ pub struct ConfigFile {
     /// `[intel]`.
     #[serde(default)]
     pub intel: IntelSection,
+    /// `[api]`.
+    #[serde(default)]
+    pub api: ApiSection,
 }
 
 impl ConfigFile {
@@ -444,6 +456,8 @@ pub struct Overrides {
     pub cert: Option<PathBuf>,
     /// `--key`.
     pub key: Option<PathBuf>,
+    /// `--http-listen` (`api.http_listen`).
+    pub http_listen: Option<SocketAddr>,
 }
 
 /// Resolved, validated settings for `serve`.
@@ -463,6 +477,8 @@ pub struct Settings {
     pub detectors: DetectorsConfig,
     /// Intel sources.
     pub intel: IntelSettings,
+    /// The findings HTTP API.
+    pub api: ApiSection,
 }
 
 impl Settings {
@@ -540,6 +556,9 @@ impl Settings {
             findings: file.findings,
             detectors: file.detectors,
             intel,
+            api: ApiSection {
+                http_listen: flags.http_listen.or(file.api.http_listen),
+            },
         })
     }
 }

@@ -243,6 +243,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         ca: args.ca,
         cert: args.cert,
         key: args.key,
+        http_listen: args.http_listen,
     };
     let settings = Settings::resolve(file, flags).with_context(|| match &args.config {
         Some(p) => format!("config {}", p.display()),
@@ -278,6 +279,11 @@ fn issue(args: IssueArgs) -> Result<()> {
             bail!("--agent needs --account-id and --instance-id");
         };
         LeafKind::Agent(AgentId::new(account, instance)?)
+    } else if let Some(user) = &args.member_user {
+        let Some(account) = &args.account_id else {
+            bail!("--member-user needs --account-id");
+        };
+        LeafKind::MemberUser(picket_proto::MemberUserId::new(account, user)?)
     } else if let Some(name) = args.name.clone() {
         if args.server {
             LeafKind::Server(name)

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use picket_proto::v1::admin_server::AdminServer;
+use picket_proto::v1::findings_server::FindingsServer;
 use picket_proto::v1::ingest_server::IngestServer;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
@@ -94,6 +95,7 @@ pub async fn serve(
     // Rules from the config file first, then those saved in the store.
     let mut rules = settings.findings.suppression_rules()?.rules().to_vec();
     rules.extend(findings.rules()?.rules().iter().cloned());
+    let findings_api = crate::api::FindingsApi::new(findings.clone());
     let (detection_tx, detection) = crate::detection::spawn(
         findings,
         &settings.findings,
@@ -113,6 +115,18 @@ pub async fn serve(
         addr: settings.listen,
         source,
     })?;
+    let http_api = match settings.api.http_listen {
+        None => None,
+        Some(addr) => Some(
+            spawn_http_api(
+                addr,
+                &tls,
+                findings_api.clone(),
+                Duration::from_secs(settings.limits.handshake_timeout_secs),
+            )
+            .await?,
+        ),
+    };
     info!(%local_addr, data_dir = %settings.data_dir.display(), "listening");
 
     let limits = &settings.limits;
@@ -153,12 +167,40 @@ pub async fn serve(
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .add_service(ingest)
         .add_service(admin)
+        .add_service(FindingsServer::new(crate::api::grpc::FindingsService::new(
+            findings_api,
+        )))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     accept.abort();
+    if let Some(http) = http_api {
+        http.abort();
+    }
     detection.stop().await;
     info!("stopped");
     Ok(result?)
+}
+
+/// Binds the findings HTTP API's listener and starts serving it (same TLS, same CA, but
+/// offering HTTP/1.1 too, for curl).
+async fn spawn_http_api(
+    addr: SocketAddr,
+    tls: &Arc<rustls::ServerConfig>,
+    api: crate::api::FindingsApi,
+    handshake_timeout: Duration,
+) -> Result<tokio::task::JoinHandle<()>, ServeError> {
+    let bind_err = |source| ServeError::Bind { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
+    let local_addr = listener.local_addr().map_err(bind_err)?;
+    let mut config = (**tls).clone();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    info!(%local_addr, "findings HTTP API listening");
+    Ok(crate::api::http::spawn(
+        listener,
+        Arc::new(config),
+        crate::api::http::router(api),
+        handshake_timeout,
+    ))
 }
 
 async fn accept_loop(
