@@ -285,7 +285,10 @@ mod tests {
             "spiffe://picket/account/123456789012/user/a/b",
             "spiffe://picket/admin/alice",
         ] {
-            assert!(MemberUserId::from_spiffe_uri(bad).is_err(), "{bad} accepted");
+            assert!(
+                MemberUserId::from_spiffe_uri(bad).is_err(),
+                "{bad} accepted"
+            );
         }
     }
 }

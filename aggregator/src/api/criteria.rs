@@ -42,9 +42,9 @@ pub fn build_filter(
             .map_err(|e| ApiError::invalid(CRITERIA_FIELD, format!("not valid JSON: {e}")))?;
         // Checked whole first, so its own errors name the criteria.
         Filter::parse(&value).map_err(|e| {
-            let field = e
-                .field()
-                .map_or(CRITERIA_FIELD.to_owned(), |f| format!("{CRITERIA_FIELD}.{f}"));
+            let field = e.field().map_or(CRITERIA_FIELD.to_owned(), |f| {
+                format!("{CRITERIA_FIELD}.{f}")
+            });
             ApiError::invalid(field, e.to_string())
         })?;
         if let Some(obj) = value.get("criterion").and_then(Value::as_object) {
@@ -239,28 +239,52 @@ mod tests {
     #[test]
     fn bad_conditions_name_the_input_at_fault() {
         assert_eq!(
-            field_of(build_filter(None, &["severity>=7".into(), "sevrity>1".into()])),
+            field_of(build_filter(
+                None,
+                &["severity>=7".into(), "sevrity>1".into()]
+            )),
             "filter[1]"
         );
-        assert_eq!(field_of(build_filter(None, &["severity".into()])), "filter[0]");
-        assert_eq!(field_of(build_filter(None, &["severity>=high".into()])), "filter[0]");
-        assert_eq!(field_of(build_filter(None, &["type>3".into()])), "filter[0]");
+        assert_eq!(
+            field_of(build_filter(None, &["severity".into()])),
+            "filter[0]"
+        );
+        assert_eq!(
+            field_of(build_filter(None, &["severity>=high".into()])),
+            "filter[0]"
+        );
+        assert_eq!(
+            field_of(build_filter(None, &["type>3".into()])),
+            "filter[0]"
+        );
         assert_eq!(
             field_of(build_filter(None, &["type=Recon:EC2/Portscn".into()])),
             "filter[0]"
         );
-        assert_eq!(field_of(build_filter(None, &["accountId=12".into()])), "filter[0]");
         assert_eq!(
-            field_of(build_filter(None, &["severity>=1".into(), "severity>=2".into()])),
+            field_of(build_filter(None, &["accountId=12".into()])),
+            "filter[0]"
+        );
+        assert_eq!(
+            field_of(build_filter(
+                None,
+                &["severity>=1".into(), "severity>=2".into()]
+            )),
             "filter[1]"
         );
         assert_eq!(
-            field_of(build_filter(Some(r#"{"criterion": {"severity": {"gte": "x"}}}"#), &[])),
+            field_of(build_filter(
+                Some(r#"{"criterion": {"severity": {"gte": "x"}}}"#),
+                &[]
+            )),
             "criteria.severity"
         );
         assert_eq!(field_of(build_filter(Some("{nope"), &[])), "criteria");
         assert_eq!(
-            field_of(build_filter(Some(r#"{"criterion": {"type": {"eq": ["nope"]}}}"#), &[])),
+            field_of(build_filter(
+                Some(r#"{"criterion": {"type": {"eq": ["nope"]}}}"#),
+                &[]
+            )),
             "criteria.type"
         );
     }

@@ -6,8 +6,7 @@ use picket_proto::v1::findings_server::Findings;
 use picket_proto::v1::{
     ArchiveFindingsRequest, ArchiveFindingsResponse, FindingFilter, GetFindingsRequest,
     GetFindingsResponse, GetFindingsStatisticsRequest, GetFindingsStatisticsResponse,
-    ListFindingsRequest, ListFindingsResponse, UnarchiveFindingsRequest,
-    UnarchiveFindingsResponse,
+    ListFindingsRequest, ListFindingsResponse, UnarchiveFindingsRequest, UnarchiveFindingsResponse,
 };
 use tonic::{Request, Response, Status};
 

@@ -90,7 +90,10 @@ fn query_pairs(
 }
 
 fn one<'a>(pairs: &'a [(String, String)], key: &str) -> Result<Option<&'a str>, HttpError> {
-    let mut it = pairs.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str());
+    let mut it = pairs
+        .iter()
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str());
     let first = it.next();
     if it.next().is_some() {
         return Err(ApiError::invalid(key, "given more than once").into());
@@ -133,7 +136,14 @@ async fn list_get(
     let caller = caller(&who)?;
     let pairs = query_pairs(
         q,
-        &["criteria", "filter", "sort", "order", "maxResults", "nextToken"],
+        &[
+            "criteria",
+            "filter",
+            "sort",
+            "order",
+            "maxResults",
+            "nextToken",
+        ],
     )?;
     let filter = build_filter(one(&pairs, "criteria")?, &all(&pairs, "filter"))?;
     let max = match one(&pairs, "maxResults")? {
@@ -346,7 +356,8 @@ async fn serve_connection(
         },
     );
     let service = hyper_util::service::TowerToHyperService::new(router.layer(Extension(who)));
-    let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    let builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
     if let Err(e) = builder
         .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
         .await

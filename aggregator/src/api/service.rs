@@ -167,9 +167,11 @@ fn plan(filter: Option<&Filter>, vis: Visibility<'_>, order: ScanOrder, limit: u
         }),
     };
     if let Some(f) = filter {
-        scan.types = f
-            .eq_texts(Field::Type)
-            .map(|l| l.into_iter().filter_map(|t| FindingType::from_name(t).ok()).collect());
+        scan.types = f.eq_texts(Field::Type).map(|l| {
+            l.into_iter()
+                .filter_map(|t| FindingType::from_name(t).ok())
+                .collect()
+        });
         scan.severity = f.numeric_bounds(Field::Severity);
         let (lo, hi) = f.numeric_bounds(Field::UpdatedAt);
         // Float → integer casts saturate, which is what a bound wants.
@@ -361,7 +363,9 @@ impl FindingsApi {
             SeverityBand::High,
             SeverityBand::Critical,
         ] {
-            stats.count_by_severity.insert(band_name(band).to_owned(), 0);
+            stats
+                .count_by_severity
+                .insert(band_name(band).to_owned(), 0);
         }
         let end = self.store.scan(&scan, |f| {
             let ok = visible(vis, &f) && filter.is_none_or(|flt| flt.matches(&f));
@@ -393,4 +397,281 @@ pub async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
+}
+
+#[cfg(test)]
+mod tests {
+    use picket_proto::{AgentId, MemberUserId};
+
+    use super::*;
+    use crate::api::criteria::build_filter;
+    use crate::findings::samples::sample_finding_at;
+
+    const A: &str = "111111111111";
+    const B: &str = "222222222222";
+    const TYPES: [FindingType; 3] = [
+        FindingType::ReconPortscan,
+        FindingType::BackdoorCcActivity,
+        FindingType::TrojanBlackholeTraffic,
+    ];
+
+    fn api() -> (tempfile::TempDir, FindingStore, FindingsApi) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FindingStore::open(dir.path()).expect("open");
+        (dir, store.clone(), FindingsApi::new(store))
+    }
+
+    /// Finding `n`: account A for even n, B for odd; type cycles; updated at n seconds.
+    fn finding(n: u32) -> Finding {
+        let t = TYPES[n as usize % TYPES.len()];
+        let account = if n % 2 == 0 { A } else { B };
+        let mut f = sample_finding_at(t, account, "eu-west-1", Timestamp(i64::from(n) * 1000));
+        f.id = format!("{n:032x}");
+        f.service.archived = false;
+        f
+    }
+
+    fn admin() -> Caller {
+        Caller::Admin("ops".into())
+    }
+
+    fn member(account: &str) -> Caller {
+        Caller::Member(MemberUserId::new(account, "bob").expect("id"))
+    }
+
+    fn request(
+        conditions: &[&str],
+        sort: Option<&str>,
+        order: Option<&str>,
+        max: u64,
+    ) -> ListRequest {
+        let conditions: Vec<String> = conditions.iter().map(|c| (*c).to_owned()).collect();
+        let filter = build_filter(None, &conditions).expect("filter");
+        ListRequest::new(filter, sort, order, Some(max), None).expect("request")
+    }
+
+    fn all_pages(api: &FindingsApi, caller: &Caller, mut r: ListRequest) -> Vec<Finding> {
+        let mut out = Vec::new();
+        for _ in 0..100 {
+            let page = api.list(caller, &r).expect("list");
+            out.extend(page.findings);
+            match page.next_token {
+                Some(t) => r.next_token = Some(t),
+                None => return out,
+            }
+        }
+        panic!("more than 100 pages");
+    }
+
+    fn ns(findings: &[Finding]) -> Vec<i64> {
+        findings.iter().map(|f| f.updated_at.0 / 1000).collect()
+    }
+
+    #[test]
+    fn pages_visit_every_finding_once_newest_first_even_when_findings_arrive_between_pages() {
+        let (_dir, store, api) = api();
+        store
+            .upsert_all(&(1..=25).map(finding).collect::<Vec<_>>())
+            .expect("upsert");
+        let mut r = request(&[], None, None, 10);
+        let first = api.list(&admin(), &r).expect("list");
+        assert_eq!(ns(&first.findings), (16..=25).rev().collect::<Vec<_>>());
+        // Newer findings arrive while the caller pages.
+        store
+            .upsert_all(&(26..=30).map(finding).collect::<Vec<_>>())
+            .expect("upsert");
+        r.next_token = first.next_token;
+        let rest = all_pages(&api, &admin(), r);
+        assert_eq!(ns(&rest), (1..=15).rev().collect::<Vec<_>>());
+        // Oldest first sees the new ones at the end.
+        let asc = all_pages(&api, &admin(), request(&[], None, Some("ASC"), 7));
+        assert_eq!(ns(&asc), (1..=30).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn index_bounds_and_the_filter_select_the_same_findings_as_a_plain_scan() {
+        let (_dir, store, api) = api();
+        let mut all: Vec<Finding> = (1..=40).map(finding).collect();
+        for (i, f) in all.iter_mut().enumerate() {
+            f.severity = [2.0, 5.5, 8.0, 9.5][i % 4];
+        }
+        store.upsert_all(&all).expect("upsert");
+        let cases: [&[&str]; 6] = [
+            &["accountId=111111111111"],
+            &["type=Recon:EC2/Portscan,Trojan:EC2/BlackholeTraffic"],
+            &["severity>=5", "severity<9"],
+            &["updatedAt>=10000", "updatedAt<=20000"],
+            &["accountId=222222222222", "severity>7", "updatedAt<30000"],
+            &["service.archived=false", "type!=Recon:EC2/Portscan"],
+        ];
+        for conditions in cases {
+            let r = request(conditions, None, None, 3);
+            let filter = r.filter.clone().expect("filter");
+            let mut want: Vec<&Finding> = all.iter().filter(|f| filter.matches(f)).collect();
+            want.sort_by_key(|f| std::cmp::Reverse(f.updated_at));
+            assert!(!want.is_empty(), "{conditions:?} selects nothing");
+            let got = all_pages(&api, &admin(), r);
+            let want_ids: Vec<&str> = want.iter().map(|f| f.id.as_str()).collect();
+            let got_ids: Vec<&str> = got.iter().map(|f| f.id.as_str()).collect();
+            assert_eq!(got_ids, want_ids, "{conditions:?}");
+        }
+    }
+
+    #[test]
+    fn severity_order_is_highest_first_then_newest() {
+        let (_dir, store, api) = api();
+        let mut all: Vec<Finding> = (1..=6).map(finding).collect();
+        for (f, s) in all.iter_mut().zip([2.0, 8.0, 5.0, 8.0, 2.0, 9.0]) {
+            f.severity = s;
+        }
+        store.upsert_all(&all).expect("upsert");
+        let desc = all_pages(&api, &admin(), request(&[], Some("severity"), None, 2));
+        assert_eq!(ns(&desc), vec![6, 4, 2, 3, 5, 1]);
+        let asc = all_pages(
+            &api,
+            &admin(),
+            request(&["severity>=5"], Some("severity"), Some("asc"), 2),
+        );
+        assert_eq!(ns(&asc), vec![3, 2, 4, 6]);
+    }
+
+    #[test]
+    fn a_member_sees_and_changes_only_its_own_account() {
+        let (_dir, store, api) = api();
+        let all: Vec<Finding> = (1..=10).map(finding).collect();
+        store.upsert_all(&all).expect("upsert");
+        let mine = all_pages(&api, &member(A), request(&[], None, None, 3));
+        assert_eq!(mine.len(), 5);
+        assert!(mine.iter().all(|f| f.account_id == A));
+        let asked_for_b = all_pages(
+            &api,
+            &member(A),
+            request(&["accountId=222222222222"], None, None, 3),
+        );
+        assert!(asked_for_b.is_empty());
+        let by_severity = all_pages(&api, &member(A), request(&[], Some("severity"), None, 2));
+        assert_eq!(by_severity.len(), 5);
+        let theirs = all.iter().find(|f| f.account_id == B).expect("a B finding");
+        for result in [
+            api.get(&member(A), std::slice::from_ref(&theirs.id))
+                .map(|_| 0),
+            api.set_archived(&member(A), std::slice::from_ref(&theirs.id), true),
+        ] {
+            assert!(
+                matches!(result, Err(ApiError::NotFound { ref id }) if *id == theirs.id),
+                "{result:?}"
+            );
+        }
+        assert!(
+            !store
+                .get(&theirs.id)
+                .expect("get")
+                .expect("there")
+                .service
+                .archived
+        );
+        let own = all
+            .iter()
+            .find(|f| f.account_id == A)
+            .expect("an A finding");
+        assert_eq!(
+            api.set_archived(&member(A), std::slice::from_ref(&own.id), true)
+                .expect("archive"),
+            1
+        );
+        assert_eq!(
+            api.set_archived(&member(A), std::slice::from_ref(&own.id), true)
+                .expect("archive"),
+            0
+        );
+        assert!(
+            store
+                .get(&own.id)
+                .expect("get")
+                .expect("there")
+                .service
+                .archived
+        );
+        let stats = api.statistics(&member(A), None).expect("stats");
+        assert_eq!(stats.total, 5);
+        assert_eq!(api.statistics(&admin(), None).expect("stats").total, 10);
+        let agent = Caller::Agent(AgentId::new(A, "i-1").expect("id"));
+        assert!(matches!(
+            api.list(&agent, &request(&[], None, None, 3)),
+            Err(ApiError::Forbidden(_))
+        ));
+        assert!(matches!(
+            api.statistics(&agent, None),
+            Err(ApiError::Forbidden(_))
+        ));
+    }
+
+    #[test]
+    fn statistics_count_by_band_and_type_under_a_filter() {
+        let (_dir, store, api) = api();
+        let mut all: Vec<Finding> = (1..=6).map(finding).collect();
+        for (f, s) in all.iter_mut().zip([2.0, 8.0, 5.0, 8.0, 9.5, 9.0]) {
+            f.severity = s;
+        }
+        store.upsert_all(&all).expect("upsert");
+        let filter = build_filter(None, &["severity>=5".into()]).expect("filter");
+        let stats = api.statistics(&admin(), filter.as_ref()).expect("stats");
+        assert_eq!(stats.total, 5);
+        assert_eq!(stats.count_by_severity["LOW"], 0);
+        assert_eq!(stats.count_by_severity["MEDIUM"], 1);
+        assert_eq!(stats.count_by_severity["HIGH"], 2);
+        assert_eq!(stats.count_by_severity["CRITICAL"], 2);
+        assert_eq!(stats.count_by_type.values().sum::<u64>(), 5);
+        assert!(!stats.truncated);
+    }
+
+    #[test]
+    fn bad_tokens_ids_and_sorts_are_refused_naming_the_input() {
+        let (_dir, store, api) = api();
+        store
+            .upsert_all(&(1..=5).map(finding).collect::<Vec<_>>())
+            .expect("upsert");
+        let first = api
+            .list(&admin(), &request(&[], None, None, 2))
+            .expect("list");
+        let token = first.next_token.expect("more pages");
+        let field = |e: ApiError| e.field().map(str::to_owned);
+        let mut other = request(&["severity>=1"], None, None, 2);
+        other.next_token = Some(token.clone());
+        assert_eq!(
+            field(api.list(&admin(), &other).expect_err("foreign token")),
+            Some("nextToken".into())
+        );
+        let mut as_member = request(&[], None, None, 2);
+        as_member.next_token = Some(token);
+        assert!(api.list(&member(A), &as_member).is_err());
+        let mut garbage = request(&[], None, None, 2);
+        garbage.next_token = Some("zz".into());
+        assert_eq!(
+            field(api.list(&admin(), &garbage).expect_err("garbage")),
+            Some("nextToken".into())
+        );
+        let ids = vec![format!("{:032x}", 1), "../etc".to_owned()];
+        assert_eq!(
+            field(api.get(&admin(), &ids).expect_err("bad id")),
+            Some("findingIds[1]".into())
+        );
+        assert!(matches!(
+            api.get(&admin(), &[]),
+            Err(ApiError::Invalid { .. })
+        ));
+        let unknown = vec![format!("{:032x}", 99)];
+        assert!(matches!(
+            api.get(&admin(), &unknown),
+            Err(ApiError::NotFound { .. })
+        ));
+        for (sort, order, max, want) in [
+            (Some("title"), None, None, "sortCriteria.attributeName"),
+            (None, Some("sideways"), None, "sortCriteria.orderBy"),
+            (None, None, Some(1001), "maxResults"),
+        ] {
+            let e = ListRequest::new(None, sort, order, max, None).expect_err("refused");
+            assert_eq!(e.field(), Some(want));
+        }
+    }
 }

@@ -923,19 +923,26 @@ impl FindingStore {
         if scan.order.by_severity() {
             let low = sev_lo.to_vec();
             let high = successor(&sev_hi);
-            let range = self.open_range(Index::Severity, &[], low, high, scan.after.as_deref(), desc)?;
+            let range =
+                self.open_range(Index::Severity, &[], low, high, scan.after.as_deref(), desc)?;
             return Ok((Index::Severity, vec![range]));
         }
         let (index, prefixes): (Index, Vec<Vec<u8>>) = if let Some(accounts) = &scan.accounts {
             let mut a: Vec<&String> = accounts.iter().collect();
             a.sort_unstable();
             a.dedup();
-            (Index::Account, a.iter().map(|a| cat(a.as_bytes(), &[0])).collect())
+            (
+                Index::Account,
+                a.iter().map(|a| cat(a.as_bytes(), &[0])).collect(),
+            )
         } else if let Some(types) = &scan.types {
             let mut t: Vec<&str> = types.iter().map(|t| t.name()).collect();
             t.sort_unstable();
             t.dedup();
-            (Index::Type, t.iter().map(|t| cat(t.as_bytes(), &[0])).collect())
+            (
+                Index::Type,
+                t.iter().map(|t| cat(t.as_bytes(), &[0])).collect(),
+            )
         } else if scan.severity != (None, None) {
             (Index::Severity, self.severity_steps(sev_lo, sev_hi)?)
         } else {
