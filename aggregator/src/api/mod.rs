@@ -7,6 +7,7 @@
 //! - [`grpc`]: the `picket.v1.Findings` service on the main listener.
 //! - [`http`]: the same as HTTP/JSON on `[api] http_listen`.
 //! - [`error`]: the one error type and its gRPC mapping.
+//! - [`table`]: text tables for the CLI.
 
 pub mod caller;
 pub mod criteria;
@@ -14,6 +15,7 @@ pub mod error;
 pub mod grpc;
 pub mod http;
 pub mod service;
+pub mod table;
 
 pub use caller::{Caller, Visibility};
 pub use error::ApiError;
