@@ -154,8 +154,7 @@ fn agents_list(args: AgentsListArgs) -> Result<()> {
     Ok(())
 }
 
-type FindingsClient =
-    picket_proto::v1::findings_client::FindingsClient<tonic::transport::Channel>;
+type FindingsClient = picket_proto::v1::findings_client::FindingsClient<tonic::transport::Channel>;
 
 /// Runs one call against the `Findings` service of the aggregator `remote` names.
 fn with_findings<T>(
@@ -192,7 +191,9 @@ fn finding_filter(args: &FindingsFilterArgs) -> Result<picket_proto::v1::Finding
 
 fn parse_findings(json: &[String]) -> Result<Vec<picket_aggregator::findings::Finding>> {
     json.iter()
-        .map(|j| serde_json::from_str(j).context("the aggregator sent a finding that does not parse"))
+        .map(|j| {
+            serde_json::from_str(j).context("the aggregator sent a finding that does not parse")
+        })
         .collect()
 }
 
@@ -207,13 +208,18 @@ fn findings_list(args: FindingsListArgs) -> Result<()> {
         next_token: args.next_token.clone().unwrap_or_default(),
     };
     let page = with_findings(&args.remote, async |c| {
-        c.list_findings(request).await.map(tonic::Response::into_inner)
+        c.list_findings(request)
+            .await
+            .map(tonic::Response::into_inner)
     })?;
     let findings = parse_findings(&page.findings_json)?;
     let next = Some(page.next_token).filter(|t| !t.is_empty());
     match args.format {
         OutputFormat::Table => {
-            print!("{}", picket_aggregator::api::table::findings_table(&findings));
+            print!(
+                "{}",
+                picket_aggregator::api::table::findings_table(&findings)
+            );
             if let Some(t) = &next {
                 eprintln!("more findings: --next-token {t}");
             }
@@ -237,11 +243,16 @@ fn findings_get(args: FindingsIdsArgs) -> Result<()> {
         finding_ids: args.ids.clone(),
     };
     let found = with_findings(&args.remote, async |c| {
-        c.get_findings(request).await.map(tonic::Response::into_inner)
+        c.get_findings(request)
+            .await
+            .map(tonic::Response::into_inner)
     })?;
     let findings = parse_findings(&found.findings_json)?;
     match args.format {
-        OutputFormat::Table => print!("{}", picket_aggregator::api::table::findings_table(&findings)),
+        OutputFormat::Table => print!(
+            "{}",
+            picket_aggregator::api::table::findings_table(&findings)
+        ),
         OutputFormat::Json => println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({ "findings": findings }))?
@@ -258,7 +269,9 @@ fn findings_archive(args: FindingsIdsArgs, archived: bool) -> Result<()> {
             c.archive_findings(r).await.map(|r| r.into_inner().changed)
         } else {
             let r = picket_proto::v1::UnarchiveFindingsRequest { finding_ids: ids };
-            c.unarchive_findings(r).await.map(|r| r.into_inner().changed)
+            c.unarchive_findings(r)
+                .await
+                .map(|r| r.into_inner().changed)
         }
     })?;
     let verb = if archived { "archived" } else { "unarchived" };
@@ -288,7 +301,10 @@ fn findings_stats(args: FindingsStatsArgs) -> Result<()> {
         truncated: r.truncated,
     };
     match args.format {
-        OutputFormat::Table => print!("{}", picket_aggregator::api::table::statistics_table(&stats)),
+        OutputFormat::Table => print!(
+            "{}",
+            picket_aggregator::api::table::statistics_table(&stats)
+        ),
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&stats)?),
     }
     Ok(())

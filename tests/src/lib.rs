@@ -2,6 +2,8 @@
 //! certificates, read their JSON logs, and wait for conditions with a deadline.
 #![forbid(unsafe_code)]
 
+pub mod api;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
