@@ -54,19 +54,15 @@ pub fn member_user(pki: &Pki, account: &str, name: &str) -> Result<Leaf> {
     )
 }
 
-/// A gRPC `Findings` client authenticated as `leaf`.
+/// A gRPC `Findings` client trusting `ca`, authenticated as `leaf`.
 pub async fn findings_client(
     addr: &str,
-    pki: &Pki,
+    ca: &Path,
     leaf: &Leaf,
 ) -> Result<FindingsClient<tonic::transport::Channel>> {
-    let channel = picket_aggregator::client::connect(
-        &format!("https://{addr}"),
-        &pki.ca(),
-        &leaf.cert,
-        &leaf.key,
-    )
-    .await?;
+    let channel =
+        picket_aggregator::client::connect(&format!("https://{addr}"), ca, &leaf.cert, &leaf.key)
+            .await?;
     Ok(FindingsClient::new(channel))
 }
 

@@ -123,7 +123,7 @@ async fn grpc_lists_gets_archives_and_counts_with_member_visibility() -> Result<
     let dir = tempfile::tempdir()?;
     let all = seed(dir.path())?;
     let agg = start_with_api(None, &s.pki, &server, dir.path(), &[])?;
-    let mut admin = findings_client(&agg.grpc, &s.pki, &s.admin).await?;
+    let mut admin = findings_client(&agg.grpc, &s.pki.ca(), &s.admin).await?;
 
     // Pages of three cover all ten, each once.
     let mut seen = BTreeSet::new();
@@ -201,7 +201,7 @@ async fn grpc_lists_gets_archives_and_counts_with_member_visibility() -> Result<
     assert_eq!(stats.count_by_type.values().sum::<u64>(), 10);
 
     // A member of A sees A's six, not B's, and cannot touch B's.
-    let mut member = findings_client(&agg.grpc, &s.pki, &s.member_a).await?;
+    let mut member = findings_client(&agg.grpc, &s.pki.ca(), &s.member_a).await?;
     let mine = member.list_findings(list(&[], 50, "")).await?.into_inner();
     assert_eq!(
         ids_of(&mine.findings_json)?,
@@ -233,7 +233,7 @@ async fn grpc_lists_gets_archives_and_counts_with_member_visibility() -> Result<
         .await?
         .into_inner();
     assert_eq!(stats.total, 6);
-    let mut member_b = findings_client(&agg.grpc, &s.pki, &s.member_b).await?;
+    let mut member_b = findings_client(&agg.grpc, &s.pki.ca(), &s.member_b).await?;
     let theirs = member_b
         .list_findings(list(&[], 50, ""))
         .await?
@@ -255,7 +255,7 @@ async fn grpc_lists_gets_archives_and_counts_with_member_visibility() -> Result<
     );
 
     // Agents may not use the API at all.
-    let mut agent = findings_client(&agg.grpc, &s.pki, &s.agent_a).await?;
+    let mut agent = findings_client(&agg.grpc, &s.pki.ca(), &s.agent_a).await?;
     let e = agent
         .list_findings(list(&[], 50, ""))
         .await
@@ -540,7 +540,7 @@ async fn a_finding_from_an_agent_is_returned_by_the_api_without_waiting_for_the_
         "{}",
         upload.tail(10)
     );
-    let mut member = findings_client(&agg.grpc, &s.pki, &s.member_a).await?;
+    let mut member = findings_client(&agg.grpc, &s.pki.ca(), &s.member_a).await?;
     // Bounded wait well under the 10 s flush: the finding is stored promptly.
     let deadline = Instant::now() + Duration::from_secs(5);
     let found = loop {
@@ -563,7 +563,7 @@ async fn a_finding_from_an_agent_is_returned_by_the_api_without_waiting_for_the_
         found["service"]["action"]["dnsRequestAction"]["domain"],
         "evil-c2.example"
     );
-    let mut other = findings_client(&agg.grpc, &s.pki, &s.member_b).await?;
+    let mut other = findings_client(&agg.grpc, &s.pki.ca(), &s.member_b).await?;
     let none = other.list_findings(list(&[], 50, "")).await?.into_inner();
     assert!(none.findings_json.is_empty());
     Ok(())
