@@ -281,8 +281,11 @@ async fn statistics(
         .map_err(|e| HttpError(ApiError::Internal(e.to_string())))
 }
 
-async fn no_route() -> HttpError {
-    HttpError(ApiError::invalid("path", "no such route"))
+async fn no_route(uri: axum::http::Uri) -> (StatusCode, Json<Value>) {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"error": format!("no such route: {}", uri.path()), "field": null})),
+    )
 }
 
 /// The routes, without the per-connection caller.

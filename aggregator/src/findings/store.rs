@@ -19,7 +19,9 @@
 //! - A stored finding that does not decode is reported ([`StoreError::Corrupt`] from
 //!   [`FindingStore::get`], [`Page::corrupt`] from listings), never a panic and never skipped
 //!   silently; an upsert of the same id replaces it.
-//! - Listing newest first does bounded work per page ([`MAX_SCAN_PER_PAGE`] index entries).
+//! - Listing newest first does bounded work per page ([`MAX_SCAN_PER_PAGE`] index entries);
+//!   so does [`FindingStore::scan`] (the findings API's queries), whose positions are
+//!   `updated ‖ id` (or `severity ‖ updated ‖ id`), so they stay valid while findings are added.
 
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::{Path, PathBuf};
