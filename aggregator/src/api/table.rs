@@ -71,7 +71,7 @@ mod tests {
     #[test]
     fn a_findings_table_has_a_header_and_one_line_per_finding() {
         let f = sample_finding(FindingType::ReconPortscan, "123456789012", "us-east-1");
-        let t = findings_table(&[f.clone()]);
+        let t = findings_table(std::slice::from_ref(&f));
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 2);
         assert!(lines[1].starts_with(&f.id));

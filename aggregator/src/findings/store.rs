@@ -760,7 +760,7 @@ impl Scan {
     fn within(&self, f: &Finding) -> bool {
         self.accounts
             .as_ref()
-            .is_none_or(|a| a.iter().any(|a| *a == f.account_id))
+            .is_none_or(|a| a.contains(&f.account_id))
             && self
                 .types
                 .as_ref()
