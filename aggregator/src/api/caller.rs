@@ -102,6 +102,15 @@ mod tests {
     }
 
     #[test]
+    fn a_member_user_certificate_is_no_peer_of_ingest_or_admin() {
+        let user = MemberUserId::new("123456789012", "bob").expect("id");
+        assert!(matches!(
+            Peer::from_der(&der_of(LeafKind::MemberUser(user))),
+            Err(PeerError::NoPicketIdentity(_))
+        ));
+    }
+
+    #[test]
     fn a_server_certificate_is_no_caller() {
         assert!(matches!(
             Caller::from_der(&der_of(LeafKind::Server("localhost".into()))),

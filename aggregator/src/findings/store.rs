@@ -1319,4 +1319,59 @@ mod tests {
             Err(StoreError::BadCursor { .. })
         ));
     }
+
+    #[test]
+    fn a_scan_examines_only_the_index_entries_its_bounds_select() {
+        let (_dir, store) = store();
+        let mut all = Vec::new();
+        for i in 0..30_i64 {
+            let t = if i % 3 == 0 {
+                FindingType::ReconPortscan
+            } else {
+                FindingType::BackdoorCcActivity
+            };
+            let account = if i == 7 {
+                "222222222222"
+            } else {
+                "111111111111"
+            };
+            let mut f = finding(t, account, 1_000 * (i + 1));
+            f.id = format!("{i:032x}");
+            f.severity = if i % 5 == 0 { 9.0 } else { 2.0 };
+            all.push(f);
+        }
+        store.upsert_all(&all).expect("upsert");
+        let count = |scan: &Scan| {
+            let mut taken = 0;
+            let end = store
+                .scan(scan, |_| {
+                    taken += 1;
+                    true
+                })
+                .expect("scan");
+            (taken, end.examined)
+        };
+        let mut scan = Scan::new(ScanOrder::UpdatedDesc, usize::MAX);
+        scan.accounts = Some(vec!["222222222222".into()]);
+        assert_eq!(count(&scan), (1, 1));
+        let mut scan = Scan::new(ScanOrder::UpdatedDesc, usize::MAX);
+        scan.types = Some(vec![FindingType::ReconPortscan]);
+        assert_eq!(count(&scan), (10, 10));
+        let mut scan = Scan::new(ScanOrder::UpdatedAsc, usize::MAX);
+        scan.severity = (Some(8.5), None);
+        assert_eq!(count(&scan), (6, 6));
+        let mut scan = Scan::new(ScanOrder::UpdatedDesc, usize::MAX);
+        scan.updated = (Some(Timestamp(5_000)), Some(Timestamp(9_000)));
+        assert_eq!(count(&scan), (5, 5));
+        let mut scan = Scan::new(ScanOrder::SeverityDesc, usize::MAX);
+        scan.severity = (Some(8.5), None);
+        assert_eq!(count(&scan), (6, 6));
+        // A position of the wrong length is refused.
+        let mut scan = Scan::new(ScanOrder::UpdatedDesc, 5);
+        scan.after = Some(vec![1, 2, 3]);
+        assert!(matches!(
+            store.scan(&scan, |_| true),
+            Err(StoreError::BadCursor { .. })
+        ));
+    }
 }
