@@ -207,11 +207,12 @@ async fn grpc_lists_gets_archives_and_counts_with_member_visibility() -> Result<
         ids_of(&mine.findings_json)?,
         expect_ids(&all, |f| f.account_id == A)
     );
-    let asked_for_b = member
+    // Asking for another account by name is refused outright, not answered with nothing.
+    let e = member
         .list_findings(list(&[&format!("accountId={B}")], 50, ""))
-        .await?
-        .into_inner();
-    assert!(asked_for_b.findings_json.is_empty());
+        .await
+        .expect_err("another account asked for");
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
     let b_id = all[7].id.clone();
     let e = member
         .get_findings(GetFindingsRequest {
@@ -383,6 +384,8 @@ fn http_and_cli_give_the_same_operations_and_refuse_bad_input_with_the_field() -
     assert_eq!(r.status, 404);
     let r = member.get("/v1/findings/statistics")?;
     assert_eq!(r.body["total"], 6);
+    let r = member.get(&format!("/v1/findings/statistics?filter=accountId%3D{B}"))?;
+    assert_eq!(r.status, 403, "{r:?}");
 
     // Agents: 403.
     let r = agent.get("/v1/findings")?;

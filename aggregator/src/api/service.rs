@@ -147,6 +147,25 @@ fn visibility(caller: &Caller) -> Result<Visibility<'_>, ApiError> {
     })
 }
 
+/// Refuses a member's filter that asks for other accounts by name (`accountId` eq): the answer
+/// would silently be empty, which reads like "no findings there".
+fn check_accounts_asked(
+    caller: &Caller,
+    filter: Option<&Filter>,
+    vis: Visibility<'_>,
+) -> Result<(), ApiError> {
+    let Visibility::Account(own) = vis else {
+        return Ok(());
+    };
+    let asked = filter.and_then(|f| f.eq_texts(Field::AccountId));
+    match asked.and_then(|l| l.into_iter().find(|a| *a != own)) {
+        Some(other) => Err(ApiError::Forbidden(format!(
+            "{caller} may see only account {own}'s findings, and the filter asks for {other}"
+        ))),
+        None => Ok(()),
+    }
+}
+
 fn visible(vis: Visibility<'_>, f: &Finding) -> bool {
     match vis {
         Visibility::All => true,
@@ -277,6 +296,7 @@ impl FindingsApi {
     pub fn list(&self, caller: &Caller, request: &ListRequest) -> Result<ListPage, ApiError> {
         let vis = visibility(caller)?;
         let filter = request.filter.as_ref();
+        check_accounts_asked(caller, filter, vis)?;
         let d = digest(filter, request.order, vis);
         let mut scan = plan(filter, vis, request.order, request.max_results);
         if let Some(t) = &request.next_token {
@@ -354,6 +374,7 @@ impl FindingsApi {
         filter: Option<&Filter>,
     ) -> Result<Statistics, ApiError> {
         let vis = visibility(caller)?;
+        check_accounts_asked(caller, filter, vis)?;
         let mut scan = plan(filter, vis, ScanOrder::UpdatedDesc, usize::MAX);
         scan.max_examined = MAX_SCAN_FOR_STATISTICS;
         let mut stats = Statistics::default();
@@ -543,12 +564,20 @@ mod tests {
         let mine = all_pages(&api, &member(A), request(&[], None, None, 3));
         assert_eq!(mine.len(), 5);
         assert!(mine.iter().all(|f| f.account_id == A));
-        let asked_for_b = all_pages(
+        let asked_for_b = api.list(
+            &member(A),
+            &request(&["accountId=222222222222"], None, None, 3),
+        );
+        assert!(
+            matches!(asked_for_b, Err(ApiError::Forbidden(_))),
+            "{asked_for_b:?}"
+        );
+        let own_named = all_pages(
             &api,
             &member(A),
-            request(&["accountId=222222222222"], None, None, 3),
+            request(&["accountId=111111111111"], None, None, 3),
         );
-        assert!(asked_for_b.is_empty());
+        assert_eq!(own_named.len(), 5);
         let by_severity = all_pages(&api, &member(A), request(&[], Some("severity"), None, 2));
         assert_eq!(by_severity.len(), 5);
         let theirs = all.iter().find(|f| f.account_id == B).expect("a B finding");
