@@ -325,6 +325,9 @@ pub fn spawn(
                     continue;
                 }
             };
+            if let Err(e) = tcp.set_nodelay(true) {
+                debug!(%peer, error = %e, "TCP_NODELAY not set");
+            }
             let acceptor = acceptor.clone();
             let router = router.clone();
             tokio::spawn(async move {
