@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "picket/v1/records.proto",
         "picket/v1/admin.proto",
         "picket/v1/enroll.proto",
+        "picket/v1/findings.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");

@@ -2,7 +2,8 @@
 //! certificates (rcgen), so an estate needs no other PKI tooling to start.
 //!
 //! Identities live in URI SANs: agents `spiffe://picket/account/<account>/instance/<id>`
-//! (see [`picket_proto::AgentId`]), administrators `spiffe://picket/admin/<name>`. Servers carry
+//! (see [`picket_proto::AgentId`]), administrators `spiffe://picket/admin/<name>`, member users
+//! `spiffe://picket/account/<account>/user/<name>` (see [`picket_proto::MemberUserId`]). Servers carry
 //! a DNS or IP SAN for the address agents dial. Private keys are written mode 0600.
 
 use std::fs;
@@ -75,6 +76,9 @@ pub enum LeafKind {
     Server(String),
     /// An administrator (CLI user); client authentication.
     Admin(String),
+    /// A user of one member account, who may query that account's findings only; client
+    /// authentication.
+    MemberUser(picket_proto::MemberUserId),
 }
 
 /// Paths of a written certificate and key.
@@ -187,6 +191,13 @@ fn leaf_params(kind: &LeafKind) -> Result<CertificateParams, CertError> {
                 .distinguished_name
                 .push(DnType::CommonName, format!("admin {name}"));
             params.subject_alt_names = vec![SanType::URI(admin_spiffe_uri(name).try_into()?)];
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        }
+        LeafKind::MemberUser(user) => {
+            params
+                .distinguished_name
+                .push(DnType::CommonName, format!("user {user}"));
+            params.subject_alt_names = vec![SanType::URI(user.spiffe_uri().try_into()?)];
             params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         }
         LeafKind::Server(name) => {
@@ -498,6 +509,20 @@ mod tests {
             hex(&Sha256::digest(&parsed.contents))
         );
         assert!(ca_fingerprint(&dir.path().join("nope.pem")).is_err());
+    }
+
+    #[test]
+    fn member_user_certificate_carries_its_account_scoped_spiffe_id() {
+        let dir = tempfile::tempdir().unwrap();
+        init_ca(dir.path()).unwrap();
+        let user = picket_proto::MemberUserId::new("123456789012", "bob").unwrap();
+        let pair = issue(
+            dir.path(),
+            &LeafKind::MemberUser(user.clone()),
+            &dir.path().join("u"),
+        )
+        .unwrap();
+        assert_eq!(uri_sans(&pair.cert), vec![user.spiffe_uri()]);
     }
 
     #[test]

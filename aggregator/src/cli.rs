@@ -245,6 +245,17 @@ pub struct AnalyzeArgs {
 /// `findings` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum FindingsCommand {
+    /// List a running aggregator's findings, newest first, one page at a time (needs an
+    /// administrator or member user certificate; members see only their account).
+    List(FindingsListArgs),
+    /// Show findings by id.
+    Get(FindingsIdsArgs),
+    /// Archive findings by id.
+    Archive(FindingsIdsArgs),
+    /// Unarchive findings by id.
+    Unarchive(FindingsIdsArgs),
+    /// Count findings by severity band and by type.
+    Stats(FindingsStatsArgs),
     /// Print one archived [SAMPLE] finding per finding type, as JSON lines.
     Samples {
         /// Account the samples name.
@@ -285,6 +296,73 @@ pub struct FindingsExportArgs {
     pub include_archived: bool,
 }
 
+/// Which findings: short conditions and/or a GuardDuty criterion file; all must hold.
+#[derive(Debug, Args)]
+pub struct FindingsFilterArgs {
+    /// A condition FIELD OP VALUE (OP: = != > >= < <=; lists with commas), e.g.
+    /// `severity>=7`, `type=Recon:EC2/Portscan`, `updatedAt>=2026-01-01T00:00:00Z`. Repeat to
+    /// combine.
+    #[arg(long = "filter", value_name = "CONDITION")]
+    pub conditions: Vec<String>,
+    /// A JSON file holding GuardDuty FindingCriteria: {"criterion": {FIELD: {OP: VALUE}}}.
+    #[arg(long, value_name = "FILE.json")]
+    pub criteria: Option<PathBuf>,
+}
+
+/// `findings list` flags.
+#[derive(Debug, Args)]
+pub struct FindingsListArgs {
+    /// Where and as whom.
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+    /// Which findings.
+    #[command(flatten)]
+    pub filter: FindingsFilterArgs,
+    /// Sort by `updatedAt` (default) or `severity`.
+    #[arg(long)]
+    pub sort: Option<String>,
+    /// `DESC` (default) or `ASC`.
+    #[arg(long)]
+    pub order: Option<String>,
+    /// Findings per page (1-1000, default 50).
+    #[arg(long)]
+    pub max_results: Option<u32>,
+    /// Continue after a previous page (its token is printed on standard error).
+    #[arg(long)]
+    pub next_token: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
+}
+
+/// `findings get|archive|unarchive` flags.
+#[derive(Debug, Args)]
+pub struct FindingsIdsArgs {
+    /// Where and as whom.
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+    /// Finding ids (32 hex digits).
+    #[arg(required = true, value_name = "ID")]
+    pub ids: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
+}
+
+/// `findings stats` flags.
+#[derive(Debug, Args)]
+pub struct FindingsStatsArgs {
+    /// Where and as whom.
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+    /// Which findings.
+    #[command(flatten)]
+    pub filter: FindingsFilterArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
+}
+
 /// `serve` flags; each overrides the config file.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -310,6 +388,9 @@ pub struct ServeArgs {
     /// (config: metrics.listen).
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Address of the findings HTTPS API (`api.http_listen`; off when neither is set).
+    #[arg(long)]
+    pub http_listen: Option<SocketAddr>,
 }
 
 /// `certs` subcommands.
@@ -338,7 +419,7 @@ pub enum CertsCommand {
 
 /// `certs issue` flags.
 #[derive(Debug, Args)]
-#[command(group = clap::ArgGroup::new("kind").required(true).args(["agent", "server", "admin"]))]
+#[command(group = clap::ArgGroup::new("kind").required(true).args(["agent", "server", "admin", "member_user"]))]
 pub struct IssueArgs {
     /// Folder holding ca.pem and ca.key.
     #[arg(long)]
@@ -352,7 +433,11 @@ pub struct IssueArgs {
     /// Issue an administrator certificate (needs --name).
     #[arg(long, requires = "name")]
     pub admin: bool,
-    /// 12-digit AWS account id of the agent.
+    /// Issue a member-account user certificate for user NAME (needs --account-id): it can
+    /// query and change only that account's findings.
+    #[arg(long, value_name = "NAME", requires = "account_id")]
+    pub member_user: Option<String>,
+    /// 12-digit AWS account id of the agent or member user.
     #[arg(long)]
     pub account_id: Option<String>,
     /// Instance id of the agent.

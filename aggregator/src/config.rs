@@ -154,6 +154,15 @@ pub struct EnrollSettings {
     pub aws_identity_certificate: Option<PathBuf>,
 }
 
+/// `[api]`: the findings HTTP/JSON API (issue 7). The gRPC `Findings` service is always on
+/// the main listener; the HTTP listener is off unless `http_listen` is set.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    /// Address of the HTTPS listener (TLS with client certificates from the same CA).
+    pub http_listen: Option<SocketAddr>,
+}
+
 /// `[limits]`: bounds that keep one peer from exhausting the aggregator.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -487,6 +496,9 @@ pub struct ConfigFile {
     /// `[intel]`.
     #[serde(default)]
     pub intel: IntelSection,
+    /// `[api]`.
+    #[serde(default)]
+    pub api: ApiSection,
     /// `[accounts]`: the administrator and member accounts Picket serves (copied into
     /// `detectors.accounts` on load so every pipeline sees it).
     #[serde(default)]
@@ -586,6 +598,8 @@ pub struct Overrides {
     pub key: Option<PathBuf>,
     /// `--metrics-listen`.
     pub metrics_listen: Option<SocketAddr>,
+    /// `--http-listen` (`api.http_listen`).
+    pub http_listen: Option<SocketAddr>,
 }
 
 /// Resolved, validated settings for `serve`.
@@ -613,6 +627,8 @@ pub struct Settings {
     pub cloudtrail: CloudTrailSection,
     /// `metrics.listen`: where to serve `/metrics` and `/healthz`; `None` serves nothing.
     pub metrics_listen: Option<SocketAddr>,
+    /// The findings HTTP API.
+    pub api: ApiSection,
 }
 
 impl Settings {
@@ -703,6 +719,9 @@ impl Settings {
             enroll,
             exports,
             cloudtrail: file.cloudtrail,
+            api: ApiSection {
+                http_listen: flags.http_listen.or(file.api.http_listen),
+            },
         })
     }
 }

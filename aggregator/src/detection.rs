@@ -7,6 +7,12 @@
 //! into the store every [`FLUSH_EVERY`] and when it is full, ticks windowed detectors, applies
 //! retention once a day, and drains once more on shutdown.
 //!
+//! New findings are not left waiting for the flush: when a batch creates an open finding, the
+//! engine is drained within [`PERSIST_NEW_WITHIN`], and the findings this task has not written
+//! before are stored at once (so the API returns them promptly); repeats of findings it
+//! already wrote are held and stored with the next regular flush, so they still batch. Holding
+//! is safe because the store merges (`Finding::absorb`): counts add and windows widen.
+//!
 //! Delivery into detection is at most once: a batch stored just before a crash is in the batch
 //! store but was not yet observed. Replaying the batch store into detection on start is a later
 //! step (it needs a per-agent detection cursor beside the high-water mark).
@@ -32,6 +38,8 @@ pub const QUEUE: usize = 256;
 pub const API_QUEUE: usize = 4;
 /// How often open findings are written to the store (and detectors ticked).
 pub const FLUSH_EVERY: Duration = Duration::from_secs(10);
+/// How soon a batch that creates a finding has it written to the store (issue 7's latency).
+pub const PERSIST_NEW_WITHIN: Duration = Duration::from_millis(50);
 const RETENTION_EVERY: Duration = Duration::from_secs(24 * 3600);
 /// How often detectors' learned state (baselines) is saved; also saved on stop.
 pub const SAVE_STATE_EVERY: Duration = Duration::from_secs(60);
@@ -93,7 +101,16 @@ pub fn spawn_with_cloudtrail(
     );
     restore_states(&store, &mut pipeline);
     let retention = settings.retention_days;
-    let done = tokio::spawn(run(store, pipeline, rx, Some(api_rx), stop_rx, retention));
+    let written = Written::new(settings.max_open_findings.get());
+    let done = tokio::spawn(run(
+        store,
+        pipeline,
+        rx,
+        Some(api_rx),
+        stop_rx,
+        retention,
+        written,
+    ));
     (
         tx,
         api_tx,
@@ -104,8 +121,62 @@ pub fn spawn_with_cloudtrail(
     )
 }
 
+/// Ids this task has written, so a prompt write can tell new findings from repeats. Bounded:
+/// cleared when full, after which repeats are briefly written promptly too (harmless).
+#[derive(Debug)]
+struct Written {
+    ids: std::collections::HashSet<String>,
+    cap: usize,
+    /// Repeats drained early and not yet written.
+    held: Vec<crate::findings::Finding>,
+}
+
+impl Written {
+    fn new(cap: usize) -> Self {
+        Self {
+            ids: std::collections::HashSet::new(),
+            cap,
+            held: Vec::new(),
+        }
+    }
+
+    fn remember(&mut self, findings: &[crate::findings::Finding]) {
+        for f in findings {
+            if self.ids.len() >= self.cap {
+                self.ids.clear();
+            }
+            self.ids.insert(f.id.clone());
+        }
+    }
+}
+
+/// Writes the new findings in the engine now and holds the repeats for the next flush.
+async fn persist_new(store: &FindingStore, pipeline: &mut Pipeline, written: &mut Written) {
+    let (new, repeats): (Vec<_>, Vec<_>) = pipeline
+        .drain()
+        .into_iter()
+        .partition(|f| !written.ids.contains(&f.id));
+    written.held.extend(repeats);
+    if written.held.len() >= written.cap {
+        let held = std::mem::take(&mut written.held);
+        write(store, held).await;
+    }
+    written.remember(&new);
+    write(store, new).await;
+}
+
+async fn persist_all(store: &FindingStore, pipeline: &mut Pipeline, written: &mut Written) {
+    let mut findings = std::mem::take(&mut written.held);
+    findings.extend(pipeline.drain());
+    written.remember(&findings);
+    write(store, findings).await;
+}
+
 async fn persist(store: &FindingStore, pipeline: &mut Pipeline) {
-    let findings = pipeline.drain();
+    write(store, pipeline.drain()).await;
+}
+
+async fn write(store: &FindingStore, findings: Vec<crate::findings::Finding>) {
     if findings.is_empty() {
         return;
     }
@@ -163,23 +234,41 @@ async fn run(
     mut api_rx: Option<mpsc::Receiver<ApiBatch>>,
     mut stop: oneshot::Receiver<()>,
     retention_days: std::num::NonZeroU32,
+    mut written: Written,
 ) {
     let mut flush = tokio::time::interval(FLUSH_EVERY);
+    // When the findings a batch created must be written by.
+    let mut due: Option<tokio::time::Instant> = None;
     let mut retention = tokio::time::interval(RETENTION_EVERY);
     let mut save_state = tokio::time::interval(SAVE_STATE_EVERY);
     loop {
         tokio::select! {
             batch = rx.recv() => {
                 let Some(batch) = batch else { break };
+                let created = pipeline.engine().stats().created;
                 feed(&store, &mut pipeline, batch).await;
+                if due.is_none() && pipeline.engine().stats().created > created {
+                    due = Some(tokio::time::Instant::now() + PERSIST_NEW_WITHIN);
+                }
+            }
+            () = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() => {
+                due = None;
+                persist_new(&store, &mut pipeline, &mut written).await;
             }
             api = recv_api(&mut api_rx) => match api {
-                Some(batch) => feed_api(&store, &mut pipeline, batch).await,
+                Some(batch) => {
+                    let created = pipeline.engine().stats().created;
+                    feed_api(&store, &mut pipeline, batch).await;
+                    if due.is_none() && pipeline.engine().stats().created > created {
+                        due = Some(tokio::time::Instant::now() + PERSIST_NEW_WITHIN);
+                    }
+                }
                 None => api_rx = None,
             },
             _ = flush.tick() => {
                 pipeline.tick(Timestamp::now().0);
-                persist(&store, &mut pipeline).await;
+                persist_all(&store, &mut pipeline, &mut written).await;
+                due = None;
             }
             _ = retention.tick() => {
                 let store = store.clone();
@@ -205,7 +294,7 @@ async fn run(
             feed_api(&store, &mut pipeline, batch).await;
         }
     }
-    persist(&store, &mut pipeline).await;
+    persist_all(&store, &mut pipeline, &mut written).await;
     save_states(&store, pipeline.save_states()).await;
     info!(events = pipeline.events(), "detection stopped");
 }
@@ -323,5 +412,79 @@ mod tests {
             tx.send(batch).await.is_err(),
             "a stopped task refuses batches"
         );
+    }
+
+    fn hit_to(addr: &str) -> Record {
+        Record {
+            record: Some(R::IntelHit(IntelHit {
+                observed_at_ms: 1_700_000_000_000,
+                matched_value: addr.into(),
+                remote_addr: addr.into(),
+                category: "c2".into(),
+                site: MatchSite::RemoteAddr as i32,
+                ..IntelHit::default()
+            })),
+        }
+    }
+
+    fn stored(store: &FindingStore) -> Vec<crate::findings::Finding> {
+        store.list(&ListQuery::default()).expect("list").findings
+    }
+
+    async fn wait_for_stored(store: &FindingStore, n: usize) {
+        // Far below FLUSH_EVERY, so only the prompt path can meet it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let now = stored(store);
+            if now.len() >= n {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "waited 5 s for {n} stored findings, have {}",
+                now.len()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_new_finding_is_stored_before_the_flush_and_a_repeat_waits_for_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FindingStore::open(dir.path()).expect("open");
+        let (tx, stop) = spawn(
+            store.clone(),
+            &FindingsSection::default(),
+            SuppressionRules::default(),
+            &DetectorsConfig::default(),
+            &DetectorContext::default(),
+        );
+        let agent = AgentId::new("123456789012", "i-1").expect("agent id");
+        let batch = |records| StoredBatch {
+            agent: agent.clone(),
+            region: "eu-west-1".into(),
+            records,
+        };
+        tx.send(batch(vec![hit_to("198.51.100.7")]))
+            .await
+            .expect("queued");
+        wait_for_stored(&store, 1).await;
+        // A repeat of the stored finding and a new one: the new one is written promptly...
+        tx.send(batch(vec![hit_to("198.51.100.7"), hit_to("198.51.100.8")]))
+            .await
+            .expect("queued");
+        wait_for_stored(&store, 2).await;
+        let first = stored(&store)
+            .into_iter()
+            .find(|f| f.remote_ipv4() == Some("198.51.100.7"))
+            .expect("first finding");
+        // ...while the repeat is held for the regular flush (here: the stop).
+        assert_eq!(first.service.count, 1);
+        stop.stop().await;
+        let first = stored(&store)
+            .into_iter()
+            .find(|f| f.remote_ipv4() == Some("198.51.100.7"))
+            .expect("first finding");
+        assert_eq!(first.service.count, 2);
     }
 }

@@ -12,6 +12,7 @@
 
 pub mod admin;
 pub mod analyze;
+pub mod api;
 pub mod certs;
 pub mod client;
 pub mod cloudtrail;

@@ -14,8 +14,9 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::{
     AgentsCommand, AgentsListArgs, AgentsRevokeArgs, AgentsRevokedArgs, AnalyzeArgs, CertsCommand,
-    Cli, Command, EnrollTokenCommand, EnrollTokenCreateArgs, FindingsCommand, IntelCommand,
-    IntelListArgs, IntelReloadArgs, IssueArgs, LogFormat, OutputFormat, ServeArgs,
+    Cli, Command, EnrollTokenCommand, EnrollTokenCreateArgs, FindingsCommand, FindingsFilterArgs,
+    FindingsIdsArgs, FindingsListArgs, FindingsStatsArgs, IntelCommand, IntelListArgs,
+    IntelReloadArgs, IssueArgs, LogFormat, OutputFormat, RemoteArgs, ServeArgs,
 };
 
 fn main() -> ExitCode {
@@ -76,6 +77,11 @@ fn run(cli: Cli) -> Result<()> {
             print_json_lines(&samples)
         }
         Command::Findings(FindingsCommand::Export(args)) => findings_export(args),
+        Command::Findings(FindingsCommand::List(args)) => findings_list(args),
+        Command::Findings(FindingsCommand::Get(args)) => findings_get(args),
+        Command::Findings(FindingsCommand::Archive(args)) => findings_archive(args, true),
+        Command::Findings(FindingsCommand::Unarchive(args)) => findings_archive(args, false),
+        Command::Findings(FindingsCommand::Stats(args)) => findings_stats(args),
         Command::Intel(command) => intel(command),
     }
 }
@@ -226,6 +232,163 @@ fn agents_list(args: AgentsListArgs) -> Result<()> {
     }
     Ok(())
 }
+
+type FindingsClient = picket_proto::v1::findings_client::FindingsClient<tonic::transport::Channel>;
+
+/// Runs one call against the `Findings` service of the aggregator `remote` names.
+fn with_findings<T>(
+    remote: &RemoteArgs,
+    call: impl AsyncFnOnce(&mut FindingsClient) -> Result<T, tonic::Status>,
+) -> Result<T> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let channel = picket_aggregator::client::connect(
+            &remote.aggregator,
+            &remote.ca,
+            &remote.cert,
+            &remote.key,
+        )
+        .await?;
+        let mut client = FindingsClient::new(channel);
+        call(&mut client)
+            .await
+            .map_err(|s| anyhow::anyhow!("aggregator said {:?}: {}", s.code(), s.message()))
+    })
+}
+
+fn finding_filter(args: &FindingsFilterArgs) -> Result<picket_proto::v1::FindingFilter> {
+    let criteria_json = match &args.criteria {
+        None => String::new(),
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("--criteria {}", path.display()))?,
+    };
+    Ok(picket_proto::v1::FindingFilter {
+        criteria_json,
+        conditions: args.conditions.clone(),
+    })
+}
+
+fn parse_findings(json: &[String]) -> Result<Vec<picket_aggregator::findings::Finding>> {
+    json.iter()
+        .map(|j| {
+            serde_json::from_str(j).context("the aggregator sent a finding that does not parse")
+        })
+        .collect()
+}
+
+fn findings_list(args: FindingsListArgs) -> Result<()> {
+    let request = picket_proto::v1::ListFindingsRequest {
+        filter: Some(finding_filter(&args.filter)?),
+        sort_criteria: Some(picket_proto::v1::SortCriteria {
+            attribute_name: args.sort.clone().unwrap_or_default(),
+            order_by: args.order.clone().unwrap_or_default(),
+        }),
+        max_results: args.max_results.unwrap_or(0),
+        next_token: args.next_token.clone().unwrap_or_default(),
+    };
+    let page = with_findings(&args.remote, async |c| {
+        c.list_findings(request)
+            .await
+            .map(tonic::Response::into_inner)
+    })?;
+    let findings = parse_findings(&page.findings_json)?;
+    let next = Some(page.next_token).filter(|t| !t.is_empty());
+    match args.format {
+        OutputFormat::Table => {
+            print!(
+                "{}",
+                picket_aggregator::api::table::findings_table(&findings)
+            );
+            if let Some(t) = &next {
+                eprintln!("more findings: --next-token {t}");
+            }
+        }
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "findings": findings,
+                "nextToken": next,
+            }))?
+        ),
+    }
+    for id in &page.corrupt_ids {
+        eprintln!("picket-aggregator: stored finding {id} is corrupt and was skipped");
+    }
+    Ok(())
+}
+
+fn findings_get(args: FindingsIdsArgs) -> Result<()> {
+    let request = picket_proto::v1::GetFindingsRequest {
+        finding_ids: args.ids.clone(),
+    };
+    let found = with_findings(&args.remote, async |c| {
+        c.get_findings(request)
+            .await
+            .map(tonic::Response::into_inner)
+    })?;
+    let findings = parse_findings(&found.findings_json)?;
+    match args.format {
+        OutputFormat::Table => print!(
+            "{}",
+            picket_aggregator::api::table::findings_table(&findings)
+        ),
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "findings": findings }))?
+        ),
+    }
+    Ok(())
+}
+
+fn findings_archive(args: FindingsIdsArgs, archived: bool) -> Result<()> {
+    let ids = args.ids.clone();
+    let changed = with_findings(&args.remote, async |c| {
+        if archived {
+            let r = picket_proto::v1::ArchiveFindingsRequest { finding_ids: ids };
+            c.archive_findings(r).await.map(|r| r.into_inner().changed)
+        } else {
+            let r = picket_proto::v1::UnarchiveFindingsRequest { finding_ids: ids };
+            c.unarchive_findings(r)
+                .await
+                .map(|r| r.into_inner().changed)
+        }
+    })?;
+    let verb = if archived { "archived" } else { "unarchived" };
+    match args.format {
+        OutputFormat::Table => println!(
+            "{changed} of {} findings {verb} (the others already were)",
+            args.ids.len()
+        ),
+        OutputFormat::Json => println!("{}", serde_json::json!({ "changed": changed })),
+    }
+    Ok(())
+}
+
+fn findings_stats(args: FindingsStatsArgs) -> Result<()> {
+    let request = picket_proto::v1::GetFindingsStatisticsRequest {
+        filter: Some(finding_filter(&args.filter)?),
+    };
+    let r = with_findings(&args.remote, async |c| {
+        c.get_findings_statistics(request)
+            .await
+            .map(tonic::Response::into_inner)
+    })?;
+    let stats = picket_aggregator::api::Statistics {
+        count_by_severity: r.count_by_severity.into_iter().collect(),
+        count_by_type: r.count_by_type.into_iter().collect(),
+        total: r.total,
+        truncated: r.truncated,
+    };
+    match args.format {
+        OutputFormat::Table => print!(
+            "{}",
+            picket_aggregator::api::table::statistics_table(&stats)
+        ),
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&stats)?),
+    }
+    Ok(())
+}
+
 
 fn enroll_token_create(args: EnrollTokenCreateArgs) -> Result<()> {
     use picket_aggregator::enroll::token::{TokenKey, parse_ttl};
@@ -427,6 +590,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         cert: args.cert,
         key: args.key,
         metrics_listen: args.metrics_listen,
+        http_listen: args.http_listen,
     };
     let settings = Settings::resolve(file, flags).with_context(|| match &args.config {
         Some(p) => format!("config {}", p.display()),
@@ -462,6 +626,11 @@ fn issue(args: IssueArgs) -> Result<()> {
             bail!("--agent needs --account-id and --instance-id");
         };
         LeafKind::Agent(AgentId::new(account, instance)?)
+    } else if let Some(user) = &args.member_user {
+        let Some(account) = &args.account_id else {
+            bail!("--member-user needs --account-id");
+        };
+        LeafKind::MemberUser(picket_proto::MemberUserId::new(account, user)?)
     } else if let Some(name) = args.name.clone() {
         if args.server {
             LeafKind::Server(name)

@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use picket_proto::v1::findings_server::FindingsServer;
 use picket_proto::v1::admin_server::AdminServer;
 use picket_proto::v1::ingest_server::IngestServer;
 use tokio::net::{TcpListener, TcpStream};
@@ -114,6 +115,7 @@ pub async fn serve(
     let mut rules = settings.findings.suppression_rules()?.rules().to_vec();
     rules.extend(findings.rules()?.rules().iter().cloned());
     let exports = crate::exports::Exports::start(&findings, settings.exports.clone())?;
+    let findings_api = crate::api::FindingsApi::new(findings.clone());
     let (detection_tx, cloudtrail_tx, detection) = crate::detection::spawn_with_cloudtrail(
         findings,
         &settings.findings,
@@ -158,6 +160,18 @@ pub async fn serve(
         None => None,
     };
     info!(%local_addr, data_dir = %settings.data_dir.display(), "listening");
+    let http_api = match settings.api.http_listen {
+        None => None,
+        Some(addr) => Some(
+            spawn_http_api(
+                addr,
+                &tls,
+                findings_api.clone(),
+                Duration::from_secs(settings.limits.handshake_timeout_secs),
+            )
+            .await?,
+        ),
+    };
 
     let limits = &settings.limits;
     let limiter = SessionLimiter::new(limits.max_sessions_per_agent.get());
@@ -280,11 +294,17 @@ pub async fn serve(
         .add_service(ingest)
         .add_service(admin)
         .add_service(revocation)
+        .add_service(FindingsServer::new(crate::api::grpc::FindingsService::new(
+            findings_api,
+        )))
         .add_optional_service(renewal)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     accept.abort();
     drop(cloudtrail_feed);
+    if let Some(http) = http_api {
+        http.abort();
+    }
     if let Some(task) = enroll_task {
         let _ = task.await;
     }
@@ -293,6 +313,28 @@ pub async fn serve(
     exports.stop().await;
     info!("stopped");
     Ok(result?)
+}
+
+/// Binds the findings HTTP API's listener and starts serving it (same TLS, same CA, but
+/// offering HTTP/1.1 too, for curl).
+async fn spawn_http_api(
+    addr: SocketAddr,
+    tls: &Arc<rustls::ServerConfig>,
+    api: crate::api::FindingsApi,
+    handshake_timeout: Duration,
+) -> Result<tokio::task::JoinHandle<()>, ServeError> {
+    let bind_err = |source| ServeError::Bind { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
+    let local_addr = listener.local_addr().map_err(bind_err)?;
+    let mut config = (**tls).clone();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    info!(%local_addr, "findings HTTP API listening");
+    Ok(crate::api::http::spawn(
+        listener,
+        Arc::new(config),
+        crate::api::http::router(api),
+        handshake_timeout,
+    ))
 }
 
 async fn accept_loop(

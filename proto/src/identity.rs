@@ -109,6 +109,99 @@ impl fmt::Display for AgentId {
     }
 }
 
+/// Longest member user name accepted (the administrator names' limit).
+const MAX_USER_NAME_LEN: usize = 64;
+
+/// Why a member user identity was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MemberUserError {
+    /// Occurs when the account id is not exactly 12 ASCII digits.
+    #[error("account id must be 12 digits, got {0:?}")]
+    BadAccountId(String),
+    /// Occurs when a user name is empty, too long or has characters outside `[A-Za-z0-9._-]`.
+    #[error("user name must be 1-{MAX_USER_NAME_LEN} characters of [A-Za-z0-9._-], got {0:?}")]
+    BadName(String),
+    /// Occurs when a URI is not of the form `spiffe://picket/account/<a>/user/<name>`.
+    #[error("not a Picket member user SPIFFE ID: {0:?}")]
+    NotMemberUserSpiffeId(String),
+}
+
+/// A person (or tool) of one member account, allowed to query that account's findings only.
+/// Its certificate's URI SAN is `spiffe://picket/account/<12-digit account>/user/<name>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MemberUserId {
+    account_id: String,
+    name: String,
+}
+
+impl MemberUserId {
+    /// Builds a member user identity after checking both parts.
+    ///
+    /// # Errors
+    /// [`MemberUserError::BadAccountId`] or [`MemberUserError::BadName`].
+    pub fn new(account_id: &str, name: &str) -> Result<Self, MemberUserError> {
+        if account_id.len() != 12 || !account_id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(MemberUserError::BadAccountId(account_id.to_owned()));
+        }
+        let ok_char = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_');
+        if name.is_empty() || name.len() > MAX_USER_NAME_LEN || !name.bytes().all(ok_char) {
+            return Err(MemberUserError::BadName(name.to_owned()));
+        }
+        Ok(Self {
+            account_id: account_id.to_owned(),
+            name: name.to_owned(),
+        })
+    }
+
+    /// Parses `spiffe://picket/account/<account>/user/<name>`.
+    ///
+    /// # Errors
+    /// [`MemberUserError::NotMemberUserSpiffeId`] when the shape is wrong, else the errors of
+    /// [`MemberUserId::new`].
+    pub fn from_spiffe_uri(uri: &str) -> Result<Self, MemberUserError> {
+        let not_ours = || MemberUserError::NotMemberUserSpiffeId(uri.to_owned());
+        let rest = uri.strip_prefix(SPIFFE_PREFIX).ok_or_else(not_ours)?;
+        let mut parts = rest.split('/');
+        match (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) {
+            (Some("account"), Some(account), Some("user"), Some(name), None) => {
+                Self::new(account, name)
+            }
+            _ => Err(not_ours()),
+        }
+    }
+
+    /// The SPIFFE ID that goes into the user certificate's URI SAN.
+    pub fn spiffe_uri(&self) -> String {
+        format!(
+            "{SPIFFE_PREFIX}account/{}/user/{}",
+            self.account_id, self.name
+        )
+    }
+
+    /// The 12-digit account whose findings this user may see.
+    pub fn account_id(&self) -> &str {
+        &self.account_id
+    }
+
+    /// The user's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl fmt::Display for MemberUserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/user/{}", self.account_id, self.name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,6 +264,30 @@ mod tests {
                     Err(IdentityError::NotAgentSpiffeId(_))
                 ),
                 "{bad:?} was accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn member_user_spiffe_uri_round_trips_and_is_not_an_agent() {
+        let id = MemberUserId::new("123456789012", "alice").unwrap();
+        let uri = id.spiffe_uri();
+        assert_eq!(uri, "spiffe://picket/account/123456789012/user/alice");
+        assert_eq!(MemberUserId::from_spiffe_uri(&uri).unwrap(), id);
+        assert!(AgentId::from_spiffe_uri(&uri).is_err());
+        assert!(
+            MemberUserId::from_spiffe_uri("spiffe://picket/account/123456789012/instance/i-1")
+                .is_err()
+        );
+        for bad in [
+            "spiffe://picket/account/12345678901/user/alice",
+            "spiffe://picket/account/123456789012/user/",
+            "spiffe://picket/account/123456789012/user/a/b",
+            "spiffe://picket/admin/alice",
+        ] {
+            assert!(
+                MemberUserId::from_spiffe_uri(bad).is_err(),
+                "{bad} accepted"
             );
         }
     }

@@ -12,7 +12,7 @@ pub mod v1 {
     tonic::include_proto!("picket.v1");
 }
 
-pub use identity::{AgentId, IdentityError};
+pub use identity::{AgentId, IdentityError, MemberUserError, MemberUserId};
 
 /// The kind of a record, as used in per-kind counters (`flow`, `dns`, `intel_hit`, `host_stats`).
 pub fn record_kind(record: &v1::Record) -> &'static str {

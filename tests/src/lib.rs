@@ -4,6 +4,7 @@
 
 pub mod ops;
 pub mod enroll;
+pub mod api;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

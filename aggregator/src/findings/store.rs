@@ -19,7 +19,9 @@
 //! - A stored finding that does not decode is reported ([`StoreError::Corrupt`] from
 //!   [`FindingStore::get`], [`Page::corrupt`] from listings), never a panic and never skipped
 //!   silently; an upsert of the same id replaces it.
-//! - Listing newest first does bounded work per page ([`MAX_SCAN_PER_PAGE`] index entries).
+//! - Listing newest first does bounded work per page ([`MAX_SCAN_PER_PAGE`] index entries);
+//!   so does [`FindingStore::scan`] (the findings API's queries), whose positions are
+//!   `updated ‖ id` (or `severity ‖ updated ‖ id`), so they stay valid while findings are added.
 
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::{Path, PathBuf};
@@ -794,6 +796,363 @@ impl FindingStore {
     }
 }
 
+// === Queries for the findings API (issue 7) ===
+
+/// Index entries [`FindingStore::scan`] examines at most for statistics.
+pub const MAX_SCAN_FOR_STATISTICS: usize = 1_000_000;
+/// Length of a scan position in the update-time orders: `updated ‖ id`.
+const UPDATED_POS_LEN: usize = 8 + ID_LEN;
+/// Length of a scan position in the severity orders: `severity ‖ updated ‖ id`.
+const SEVERITY_POS_LEN: usize = 2 + 8 + ID_LEN;
+
+/// The order a [`FindingStore::scan`] visits findings in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanOrder {
+    /// Last update, newest first; equal times by id, descending.
+    UpdatedDesc,
+    /// Last update, oldest first; equal times by id, ascending.
+    UpdatedAsc,
+    /// Severity, highest first, then newest update first.
+    SeverityDesc,
+    /// Severity, lowest first, then oldest update first.
+    SeverityAsc,
+}
+
+impl ScanOrder {
+    fn descending(self) -> bool {
+        matches!(self, Self::UpdatedDesc | Self::SeverityDesc)
+    }
+
+    fn by_severity(self) -> bool {
+        matches!(self, Self::SeverityDesc | Self::SeverityAsc)
+    }
+}
+
+/// A scan: its order, the bounds its indexes can use (each is also checked on every finding),
+/// where to resume and how much to do.
+#[derive(Debug, Clone)]
+pub struct Scan {
+    /// The order.
+    pub order: ScanOrder,
+    /// Only these accounts (`Some(vec![])` matches nothing).
+    pub accounts: Option<Vec<String>>,
+    /// Only these types (`Some(vec![])` matches nothing).
+    pub types: Option<Vec<FindingType>>,
+    /// Severity within these inclusive bounds.
+    pub severity: (Option<f64>, Option<f64>),
+    /// `updatedAt` within these inclusive bounds.
+    pub updated: (Option<Timestamp>, Option<Timestamp>),
+    /// The previous scan's [`ScanEnd::next`]: resume after it.
+    pub after: Option<Vec<u8>>,
+    /// Stop after the visitor took this many findings.
+    pub limit: usize,
+    /// Stop after examining this many index entries.
+    pub max_examined: usize,
+}
+
+impl Scan {
+    /// A scan in `order` with no bounds, one page of `limit`.
+    pub fn new(order: ScanOrder, limit: usize) -> Self {
+        Self {
+            order,
+            accounts: None,
+            types: None,
+            severity: (None, None),
+            updated: (None, None),
+            after: None,
+            limit,
+            max_examined: MAX_SCAN_PER_PAGE,
+        }
+    }
+
+    fn within(&self, f: &Finding) -> bool {
+        self.accounts
+            .as_ref()
+            .is_none_or(|a| a.contains(&f.account_id))
+            && self
+                .types
+                .as_ref()
+                .is_none_or(|t| t.contains(&f.finding_type))
+            && self.severity.0.is_none_or(|s| f.severity >= s)
+            && self.severity.1.is_none_or(|s| f.severity <= s)
+            && self.updated.0.is_none_or(|t| f.updated_at >= t)
+            && self.updated.1.is_none_or(|t| f.updated_at <= t)
+    }
+}
+
+/// How a [`FindingStore::scan`] ended.
+#[derive(Debug, Clone, Default)]
+pub struct ScanEnd {
+    /// Where the next scan resumes; `None` when nothing is left.
+    pub next: Option<Vec<u8>>,
+    /// Stored findings met on the way that do not decode.
+    pub corrupt: Vec<CorruptFinding>,
+    /// Index entries examined.
+    pub examined: usize,
+}
+
+type KeyIter = Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>>;
+
+/// One key range of one index: its entries share `prefix`; what follows is the position.
+struct IndexRange {
+    prefix_len: usize,
+    iter: KeyIter,
+    head: Option<sled::IVec>,
+}
+
+/// The smallest key greater than every key starting with `prefix`; `None` when unbounded.
+fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut p = prefix.to_vec();
+    while let Some(last) = p.pop() {
+        if last < u8::MAX {
+            p.push(last + 1);
+            return Some(p);
+        }
+    }
+    None
+}
+
+impl FindingStore {
+    /// Visits the findings a [`Scan`] selects, in its order, handing each to `take`, which
+    /// says whether it took it (a taken finding counts toward [`Scan::limit`]).
+    ///
+    /// Picks the index the bounds allow: in the update-time orders each listed account (else
+    /// each listed type, else each stored severity step within the bounds) is one range of its
+    /// index, already in update order, and the ranges are merged; otherwise `by_updated`. In
+    /// the severity orders, `by_severity`. Positions are index-independent in the update-time
+    /// orders (`updated ‖ id`), so a position stays valid while findings are added: new
+    /// findings sort after it in newest-first order and are simply not on later pages.
+    ///
+    /// # Errors
+    /// [`StoreError::BadCursor`] when `after` is not a position of this order;
+    /// [`StoreError::Sled`].
+    pub fn scan(
+        &self,
+        scan: &Scan,
+        mut take: impl FnMut(Finding) -> bool,
+    ) -> Result<ScanEnd, StoreError> {
+        let mut end = ScanEnd::default();
+        let pos_len = if scan.order.by_severity() {
+            SEVERITY_POS_LEN
+        } else {
+            UPDATED_POS_LEN
+        };
+        if let Some(after) = &scan.after {
+            if after.len() != pos_len {
+                return Err(StoreError::BadCursor {
+                    cursor: Cursor(after.clone()).to_hex(),
+                });
+            }
+        }
+        if scan.accounts.as_ref().is_some_and(Vec::is_empty)
+            || scan.types.as_ref().is_some_and(Vec::is_empty)
+        {
+            return Ok(end);
+        }
+        let (index, mut ranges) = self.scan_ranges(scan)?;
+        let desc = scan.order.descending();
+        let mut taken = 0;
+        let mut last_pos: Option<Vec<u8>> = None;
+        loop {
+            if taken >= scan.limit || end.examined >= scan.max_examined {
+                break;
+            }
+            let best = ranges
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| r.head.as_ref().map(|k| (i, k.get(r.prefix_len..))))
+                .fold(None::<(usize, &[u8])>, |best, (i, pos)| {
+                    let pos = pos.unwrap_or_default();
+                    match best {
+                        Some((_, b)) if (desc && pos <= b) || (!desc && pos >= b) => best,
+                        _ => Some((i, pos)),
+                    }
+                })
+                .map(|(i, _)| i);
+            let Some(i) = best else {
+                last_pos = None;
+                break;
+            };
+            let Some(range) = ranges.get_mut(i) else {
+                break;
+            };
+            let Some(key) = range.head.take() else {
+                break;
+            };
+            range.head = range
+                .iter
+                .next()
+                .transpose()
+                .map_err(|e| self.sled_err(e))?
+                .map(|(k, _)| k);
+            end.examined += 1;
+            last_pos = key.get(range.prefix_len..).map(<[u8]>::to_vec);
+            let Some(id) = key
+                .len()
+                .checked_sub(ID_LEN)
+                .and_then(|start| key.get(start..))
+                .and_then(|b| std::str::from_utf8(b).ok())
+            else {
+                continue;
+            };
+            let Some(bytes) = self
+                .findings
+                .get(id.as_bytes())
+                .map_err(|e| self.sled_err(e))?
+            else {
+                continue;
+            };
+            let f = match decode(id, &bytes) {
+                Ok(f) => f,
+                Err(c) => {
+                    end.corrupt.push(c);
+                    continue;
+                }
+            };
+            // An entry left behind by a finding that moved on is stale: skip it.
+            let current = index_keys(&f)
+                .into_iter()
+                .any(|(i, k)| i == index && k[..] == key[..]);
+            if current && scan.within(&f) && take(f) {
+                taken += 1;
+            }
+        }
+        if ranges.iter().any(|r| r.head.is_some()) {
+            end.next = last_pos;
+        }
+        Ok(end)
+    }
+
+    fn scan_ranges(&self, scan: &Scan) -> Result<(Index, Vec<IndexRange>), StoreError> {
+        let desc = scan.order.descending();
+        let sev_lo = scan.severity.0.map_or([0, 0], severity_bytes);
+        let sev_hi = scan.severity.1.map_or([0xff, 0xff], severity_bytes);
+        let upd_lo = scan.updated.0.map(updated_bytes);
+        let upd_hi = scan.updated.1.and_then(|t| successor(&updated_bytes(t)));
+        let cat = |a: &[u8], b: &[u8]| [a, b].concat();
+        if scan.order.by_severity() {
+            let low = sev_lo.to_vec();
+            let high = successor(&sev_hi);
+            let range =
+                self.open_range(Index::Severity, &[], low, high, scan.after.as_deref(), desc)?;
+            return Ok((Index::Severity, vec![range]));
+        }
+        let (index, prefixes): (Index, Vec<Vec<u8>>) = if let Some(accounts) = &scan.accounts {
+            let mut a: Vec<&String> = accounts.iter().collect();
+            a.sort_unstable();
+            a.dedup();
+            (
+                Index::Account,
+                a.iter().map(|a| cat(a.as_bytes(), &[0])).collect(),
+            )
+        } else if let Some(types) = &scan.types {
+            let mut t: Vec<&str> = types.iter().map(|t| t.name()).collect();
+            t.sort_unstable();
+            t.dedup();
+            (
+                Index::Type,
+                t.iter().map(|t| cat(t.as_bytes(), &[0])).collect(),
+            )
+        } else if scan.severity != (None, None) {
+            (Index::Severity, self.severity_steps(sev_lo, sev_hi)?)
+        } else {
+            (Index::Updated, vec![Vec::new()])
+        };
+        let mut ranges = Vec::with_capacity(prefixes.len());
+        for p in prefixes {
+            let low = cat(&p, upd_lo.as_ref().map_or(&[][..], |b| &b[..]));
+            let high = match &upd_hi {
+                Some(h) => Some(cat(&p, h)),
+                None => successor(&p),
+            };
+            ranges.push(self.open_range(index, &p, low, high, scan.after.as_deref(), desc)?);
+        }
+        Ok((index, ranges))
+    }
+
+    /// The severity steps (tenths, as index prefixes) stored within `[lo, hi]`, found by
+    /// seeking, so a severity bound costs one seek per distinct stored severity.
+    fn severity_steps(&self, lo: [u8; 2], hi: [u8; 2]) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut steps = Vec::new();
+        let mut cur = u16::from_be_bytes(lo);
+        let hi = u16::from_be_bytes(hi);
+        while cur <= hi {
+            let Some(entry) = self.by_severity.range(cur.to_be_bytes().to_vec()..).next() else {
+                break;
+            };
+            let (key, _) = entry.map_err(|e| self.sled_err(e))?;
+            let Some(step) = key.first_chunk::<2>().map(|b| u16::from_be_bytes(*b)) else {
+                break;
+            };
+            if step > hi {
+                break;
+            }
+            steps.push(step.to_be_bytes().to_vec());
+            let Some(next) = step.checked_add(1) else {
+                break;
+            };
+            cur = next;
+        }
+        Ok(steps)
+    }
+
+    fn open_range(
+        &self,
+        index: Index,
+        prefix: &[u8],
+        low: Vec<u8>,
+        high: Option<Vec<u8>>,
+        after: Option<&[u8]>,
+        desc: bool,
+    ) -> Result<IndexRange, StoreError> {
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        let mut lower = Included(low);
+        let mut upper = high.map_or(Unbounded, Excluded);
+        if let Some(after) = after {
+            let at = [prefix, after].concat();
+            if desc {
+                let tighter = match &upper {
+                    Excluded(h) => at < *h,
+                    _ => true,
+                };
+                if tighter {
+                    upper = Excluded(at);
+                }
+            } else {
+                let tighter = match &lower {
+                    Included(l) => at >= *l,
+                    _ => true,
+                };
+                if tighter {
+                    lower = Excluded(at);
+                }
+            }
+        }
+        let empty = match (&lower, &upper) {
+            (Included(l) | Excluded(l), Excluded(h)) => l >= h,
+            _ => false,
+        };
+        let tree = self.index_tree(index);
+        let mut iter: KeyIter = if empty {
+            Box::new(std::iter::empty())
+        } else if desc {
+            Box::new(tree.range((lower, upper)).rev())
+        } else {
+            Box::new(tree.range((lower, upper)))
+        };
+        let head = iter
+            .next()
+            .transpose()
+            .map_err(|e| self.sled_err(e))?
+            .map(|(k, _)| k);
+        Ok(IndexRange {
+            prefix_len: prefix.len(),
+            iter,
+            head,
+        })
+    }
+}
+
 fn prefix_range(prefix: &[u8]) -> (Vec<u8>, Option<Vec<u8>>) {
     let mut low = prefix.to_vec();
     low.push(0);
@@ -1107,6 +1466,61 @@ mod tests {
         };
         assert!(matches!(
             store.list(&query),
+            Err(StoreError::BadCursor { .. })
+        ));
+    }
+
+    #[test]
+    fn a_scan_examines_only_the_index_entries_its_bounds_select() {
+        let (_dir, store) = store();
+        let mut all = Vec::new();
+        for i in 0..30_i64 {
+            let t = if i % 3 == 0 {
+                FindingType::ReconPortscan
+            } else {
+                FindingType::BackdoorCcActivity
+            };
+            let account = if i == 7 {
+                "222222222222"
+            } else {
+                "111111111111"
+            };
+            let mut f = finding(t, account, 1_000 * (i + 1));
+            f.id = format!("{i:032x}");
+            f.severity = if i % 5 == 0 { 9.0 } else { 2.0 };
+            all.push(f);
+        }
+        store.upsert_all(&all).expect("upsert");
+        let count = |scan: &Scan| {
+            let mut taken = 0;
+            let end = store
+                .scan(scan, |_| {
+                    taken += 1;
+                    true
+                })
+                .expect("scan");
+            (taken, end.examined)
+        };
+        let mut scan = Scan::new(ScanOrder::UpdatedDesc, usize::MAX);
+        scan.accounts = Some(vec!["222222222222".into()]);
+        assert_eq!(count(&scan), (1, 1));
+        let mut scan = Scan::new(ScanOrder::UpdatedDesc, usize::MAX);
+        scan.types = Some(vec![FindingType::ReconPortscan]);
+        assert_eq!(count(&scan), (10, 10));
+        let mut scan = Scan::new(ScanOrder::UpdatedAsc, usize::MAX);
+        scan.severity = (Some(8.5), None);
+        assert_eq!(count(&scan), (6, 6));
+        let mut scan = Scan::new(ScanOrder::UpdatedDesc, usize::MAX);
+        scan.updated = (Some(Timestamp(5_000)), Some(Timestamp(9_000)));
+        assert_eq!(count(&scan), (5, 5));
+        let mut scan = Scan::new(ScanOrder::SeverityDesc, usize::MAX);
+        scan.severity = (Some(8.5), None);
+        assert_eq!(count(&scan), (6, 6));
+        // A position of the wrong length is refused.
+        let mut scan = Scan::new(ScanOrder::UpdatedDesc, 5);
+        scan.after = Some(vec![1, 2, 3]);
+        assert!(matches!(
+            store.scan(&scan, |_| true),
             Err(StoreError::BadCursor { .. })
         ));
     }

@@ -67,6 +67,20 @@ pub enum FilterError {
     },
 }
 
+impl FilterError {
+    /// The criterion field the error is about, when there is one.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Self::Shape { .. } => None,
+            Self::UnknownField { field, .. }
+            | Self::ConditionNotObject { field }
+            | Self::UnknownOperator { field, .. }
+            | Self::OperatorNotForField { field, .. }
+            | Self::WrongValueType { field, .. } => Some(field),
+        }
+    }
+}
+
 /// The finding fields a filter can test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Field {
@@ -100,9 +114,15 @@ pub enum Field {
     DnsDomain,
     /// `service.count`.
     Count,
+    /// `updatedAt`, as milliseconds since the epoch (GuardDuty's criterion form).
+    UpdatedAt,
+    /// `createdAt`, as milliseconds since the epoch.
+    CreatedAt,
+    /// `service.archived`, `"true"` or `"false"` as GuardDuty writes it.
+    Archived,
 }
 
-const FIELDS: [(&str, Field); 15] = [
+const FIELDS: [(&str, Field); 18] = [
     ("type", Field::Type),
     ("severity", Field::Severity),
     ("accountId", Field::AccountId),
@@ -130,6 +150,9 @@ const FIELDS: [(&str, Field); 15] = [
     ),
     ("service.action.dnsRequestAction.domain", Field::DnsDomain),
     ("service.count", Field::Count),
+    ("updatedAt", Field::UpdatedAt),
+    ("createdAt", Field::CreatedAt),
+    ("service.archived", Field::Archived),
 ];
 
 impl Field {
@@ -146,10 +169,21 @@ impl Field {
             .map_or("?", |(n, _)| n)
     }
 
-    fn is_numeric(self) -> bool {
+    /// Every field a filter can test, by criterion name.
+    pub fn all() -> impl Iterator<Item = (&'static str, Self)> {
+        FIELDS.into_iter()
+    }
+
+    /// Whether the field takes numbers (and so the range operators).
+    pub fn is_numeric(self) -> bool {
         matches!(
             self,
-            Self::Severity | Self::RemotePort | Self::LocalPort | Self::Count
+            Self::Severity
+                | Self::RemotePort
+                | Self::LocalPort
+                | Self::Count
+                | Self::UpdatedAt
+                | Self::CreatedAt
         )
     }
 
@@ -175,6 +209,10 @@ impl Field {
             Self::DnsDomain => Scalar::Text(f.dns_domain()?),
             // Counts beyond 2^53 lose precision as f64; no rule needs that range.
             Self::Count => Scalar::Number(f.service.count as f64),
+            // Milliseconds stay exact in f64 until the year 287396.
+            Self::UpdatedAt => Scalar::Number(f.updated_at.0 as f64),
+            Self::CreatedAt => Scalar::Number(f.created_at.0 as f64),
+            Self::Archived => Scalar::Text(if f.service.archived { "true" } else { "false" }),
         })
     }
 }
@@ -315,6 +353,68 @@ impl Filter {
     /// The JSON the filter was parsed from.
     pub fn source(&self) -> &Value {
         &self.source
+    }
+
+    /// The text values `field` must equal one of, when an `eq` criterion names it (the first
+    /// such criterion: each is a necessary condition). Lets a query pick an index.
+    pub fn eq_texts(&self, field: Field) -> Option<Vec<&str>> {
+        self.criteria.iter().find_map(|c| match &c.condition {
+            Condition::Eq(list) if c.field == field => Some(
+                list.iter()
+                    .filter_map(|l| match l {
+                        Literal::Text(t) => Some(t.as_str()),
+                        Literal::Number(_) => None,
+                    })
+                    .collect(),
+            ),
+            _ => None,
+        })
+    }
+
+    /// Every text value any `eq` or `neq` criterion on `field` names (for checking them).
+    pub fn texts_named(&self, field: Field) -> Vec<&str> {
+        self.criteria
+            .iter()
+            .filter(|c| c.field == field)
+            .flat_map(|c| match &c.condition {
+                Condition::Eq(list) | Condition::Neq(list) => list.as_slice(),
+                _ => &[],
+            })
+            .filter_map(|l| match l {
+                Literal::Text(t) => Some(t.as_str()),
+                Literal::Number(_) => None,
+            })
+            .collect()
+    }
+
+    /// Inclusive bounds that every value of numeric `field` a match can have lies within,
+    /// from its `gt`/`gte`/`lt`/`lte`/`eq` criteria (loose: `gt 7` gives a lower bound of 7).
+    /// Lets a query narrow an index range; [`Self::matches`] still decides.
+    pub fn numeric_bounds(&self, field: Field) -> (Option<f64>, Option<f64>) {
+        let (mut low, mut high): (Option<f64>, Option<f64>) = (None, None);
+        let raise = |b: &mut Option<f64>, v: f64| *b = Some(b.map_or(v, |x| x.max(v)));
+        let lower = |b: &mut Option<f64>, v: f64| *b = Some(b.map_or(v, |x| x.min(v)));
+        for c in self.criteria.iter().filter(|c| c.field == field) {
+            match &c.condition {
+                Condition::Gt(x) | Condition::Gte(x) => raise(&mut low, *x),
+                Condition::Lt(x) | Condition::Lte(x) => lower(&mut high, *x),
+                Condition::Eq(list) => {
+                    let nums = list.iter().filter_map(|l| match l {
+                        Literal::Number(n) => Some(*n),
+                        Literal::Text(_) => None,
+                    });
+                    let (min, max) = nums.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), n| {
+                        (a.min(n), b.max(n))
+                    });
+                    if min <= max {
+                        raise(&mut low, min);
+                        lower(&mut high, max);
+                    }
+                }
+                Condition::Neq(_) => {}
+            }
+        }
+        (low, high)
     }
 }
 
@@ -531,6 +631,33 @@ mod tests {
         let f = filter(json!({"criterion": {"severity": {"eq": ["8"]}}}));
         assert!(f.matches(&finding(FindingType::BackdoorCcActivity)));
         assert!(!f.matches(&finding(FindingType::ReconPortscan)));
+    }
+
+    #[test]
+    fn index_hints_come_from_eq_lists_and_numeric_ranges() {
+        let f = filter(json!({"criterion": {
+            "accountId": {"eq": ["111111111111", "222222222222"]},
+            "severity": {"gt": 4, "lte": 8},
+            "updatedAt": {"gte": 1000},
+            "service.archived": {"eq": ["false"]}
+        }}));
+        assert_eq!(
+            f.eq_texts(Field::AccountId),
+            Some(vec!["111111111111", "222222222222"])
+        );
+        assert_eq!(f.eq_texts(Field::Type), None);
+        assert_eq!(f.numeric_bounds(Field::Severity), (Some(4.0), Some(8.0)));
+        assert_eq!(f.numeric_bounds(Field::UpdatedAt), (Some(1000.0), None));
+        assert_eq!(f.numeric_bounds(Field::Count), (None, None));
+        let mut fd = finding(FindingType::BackdoorCcActivity);
+        fd.account_id = "222222222222".into();
+        fd.updated_at = crate::findings::model::Timestamp(5000);
+        assert!(f.matches(&fd));
+        fd.service.archived = true;
+        assert!(!f.matches(&fd));
+        fd.service.archived = false;
+        fd.updated_at = crate::findings::model::Timestamp(999);
+        assert!(!f.matches(&fd));
     }
 
     #[test]
