@@ -186,6 +186,35 @@ pub enum FindingsCommand {
         #[arg(long, default_value = "us-east-1")]
         region: String,
     },
+    /// Write every stored finding to a file in an export format, oldest update first. Reads
+    /// the store directly, so the server must be stopped (it holds the store's lock).
+    Export(FindingsExportArgs),
+}
+
+/// `findings export` flags.
+#[derive(Debug, Args)]
+pub struct FindingsExportArgs {
+    /// The aggregator's state folder (`server.data_dir`).
+    #[arg(long)]
+    pub data_dir: std::path::PathBuf,
+    /// guardduty, eventbridge, asff or ocsf.
+    #[arg(long, default_value = "guardduty")]
+    pub format: String,
+    /// The output file; `-` writes to standard output.
+    #[arg(long)]
+    pub out: std::path::PathBuf,
+    /// eventbridge: the events' source.
+    #[arg(long)]
+    pub source: Option<String>,
+    /// asff: the ProductArn.
+    #[arg(long)]
+    pub product_arn: Option<String>,
+    /// Leave out findings below this severity.
+    #[arg(long, default_value_t = 0.0)]
+    pub min_severity: f64,
+    /// Also write archived findings.
+    #[arg(long)]
+    pub include_archived: bool,
 }
 
 /// `serve` flags; each overrides the config file.

@@ -79,6 +79,13 @@ pub enum ConfigError {
         /// Every problem found.
         problems: Vec<String>,
     },
+    /// Occurs when one or more `[[exports]]` settings are wrong; each problem names its full
+    /// key (e.g. `exports[1].url`) and the value given.
+    #[error("{}", .problems.join("; "))]
+    Exports {
+        /// Every problem found, one per key.
+        problems: Vec<String>,
+    },
     /// Occurs when a value is out of range.
     #[error("{key} {why}, got {value}")]
     Invalid {
@@ -449,6 +456,9 @@ pub struct ConfigFile {
     /// `[cloudtrail]`.
     #[serde(default)]
     pub cloudtrail: CloudTrailSection,
+    /// `[[exports]]`: where findings are delivered.
+    #[serde(default)]
+    pub exports: Vec<crate::exports::ExportConfig>,
 }
 
 impl ConfigFile {
@@ -484,6 +494,9 @@ impl ConfigFile {
             if p.is_relative() && !p.as_os_str().is_empty() {
                 *p = base.join(&*p);
             }
+        }
+        for export in &mut file.exports {
+            export.rebase(base);
         }
         for source in &mut file.intel.sources {
             if source.path.is_relative() && !source.path.as_os_str().is_empty() {
@@ -536,6 +549,8 @@ pub struct Settings {
     pub intel: IntelSettings,
     /// CloudTrail input.
     pub cloudtrail: CloudTrailSection,
+    /// Exporters, checked.
+    pub exports: Vec<crate::exports::ExportSpec>,
 }
 
 impl Settings {
@@ -572,6 +587,8 @@ impl Settings {
             })?,
         };
         let intel = file.intel.resolve()?;
+        let exports = crate::exports::config::resolve(&file.exports)
+            .map_err(|problems| ConfigError::Exports { problems })?;
         let limits = file.limits;
         if limits.max_message_bytes.get() < 1024 {
             return Err(ConfigError::Invalid {
@@ -620,6 +637,7 @@ impl Settings {
             detectors: file.detectors,
             intel,
             cloudtrail: file.cloudtrail,
+            exports,
         })
     }
 }

@@ -5,6 +5,7 @@
 //! certificates that identify agents, servers and administrators ([`certs`]). Detection is
 //! [`detectors`] → [`findings`] (engine, suppression, store), run together by [`pipeline`];
 //! [`analyze`] runs the same pipeline offline over agent-record files.
+//! [`exports`] delivers stored findings to files, GuardDuty's S3 layout and webhooks.
 //! [`intel`] loads threat and trusted lists into the snapshot every connected agent receives.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -17,6 +18,7 @@ pub mod cloudtrail;
 pub mod config;
 pub mod detection;
 pub mod detectors;
+pub mod exports;
 pub mod findings;
 pub mod ingest;
 pub mod intel;

@@ -58,8 +58,70 @@ fn run(cli: Cli) -> Result<()> {
             let samples = picket_aggregator::findings::samples::samples(&account_id, &region, now);
             print_json_lines(&samples)
         }
+        Command::Findings(FindingsCommand::Export(args)) => findings_export(args),
         Command::Intel(command) => intel(command),
     }
+}
+
+/// `findings export`: the exporters' formats over the whole store, offline.
+fn findings_export(args: cli::FindingsExportArgs) -> Result<()> {
+    use picket_aggregator::exports::config::{ExportConfig, resolve};
+    use picket_aggregator::exports::offline::{OfflineFilter, export_all};
+    // The same checks as an [[exports]] table, so flags and config agree on what is valid.
+    let mut config: ExportConfig =
+        toml::from_str("name = \"offline\"\nkind = \"jsonl\"\npath = \"-\"\n")
+            .context("offline export settings")?;
+    config.format = args.format.clone();
+    config.source = args.source.clone();
+    config.product_arn = args.product_arn.clone();
+    config.min_severity = args.min_severity;
+    let spec = resolve(&[config])
+        .map_err(|problems| {
+            // Name the flags, not the config keys they stand for.
+            let text = problems.join("; ").replace("exports[0].", "--");
+            anyhow::anyhow!(
+                "{}",
+                text.replace("min_severity", "min-severity")
+                    .replace("product_arn", "product-arn")
+            )
+        })?
+        .into_iter()
+        .next()
+        .context("offline export settings")?;
+    if !args.data_dir.join("findings").is_dir() {
+        bail!("no findings store in {}", args.data_dir.display());
+    }
+    let store = picket_aggregator::findings::store::FindingStore::open(&args.data_dir)
+        .with_context(|| {
+            format!(
+                "opening the findings store in {} (stop the server first: it holds the store's lock)",
+                args.data_dir.display()
+            )
+        })?;
+    let filter = OfflineFilter {
+        min_severity: args.min_severity,
+        include_archived: args.include_archived,
+    };
+    let report = if args.out.as_os_str() == "-" {
+        let stdout = std::io::stdout();
+        let mut lock = std::io::BufWriter::new(stdout.lock());
+        export_all(&store, &spec.format, &filter, &mut lock, &args.out)?
+    } else {
+        let file = std::fs::File::create(&args.out)
+            .with_context(|| format!("creating {}", args.out.display()))?;
+        let mut w = std::io::BufWriter::new(file);
+        let r = export_all(&store, &spec.format, &filter, &mut w, &args.out)?;
+        w.into_inner()
+            .map_err(|e| e.into_error())
+            .and_then(|f| f.sync_all())
+            .with_context(|| format!("writing {}", args.out.display()))?;
+        r
+    };
+    eprintln!(
+        "findings export: {} written, {} left out by the filter, {} corrupt",
+        report.written, report.skipped, report.corrupt
+    );
+    Ok(())
 }
 
 fn intel(command: IntelCommand) -> Result<()> {

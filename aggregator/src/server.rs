@@ -67,6 +67,9 @@ pub enum ServeError {
     /// Occurs when the configured CloudTrail paths cannot be watched.
     #[error(transparent)]
     CloudTrail(#[from] crate::cloudtrail::watcher::FeedError),
+    /// Occurs when an exporter cannot start (damaged position, unreadable CA file).
+    #[error("exports: {0}")]
+    Exports(#[from] crate::exports::ExportError),
     /// Occurs when the gRPC server fails.
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -97,6 +100,7 @@ pub async fn serve(
     // Rules from the config file first, then those saved in the store.
     let mut rules = settings.findings.suppression_rules()?.rules().to_vec();
     rules.extend(findings.rules()?.rules().iter().cloned());
+    let exports = crate::exports::Exports::start(&findings, settings.exports.clone())?;
     let (detection_tx, cloudtrail_tx, detection) = crate::detection::spawn_with_cloudtrail(
         findings,
         &settings.findings,
@@ -181,6 +185,8 @@ pub async fn serve(
     accept.abort();
     drop(cloudtrail_feed);
     detection.stop().await;
+    // After detection's last drain, so exporters see it on a later start.
+    exports.stop().await;
     info!("stopped");
     Ok(result?)
 }

@@ -686,6 +686,114 @@ impl FindingStore {
     }
 }
 
+// === Export positions (exports) ===
+
+/// A position on the `by_updated` index: (`updatedAt`, id) as the index key, for exporters that
+/// walk findings in update order and persist where they stopped.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct UpdatedCursor(Vec<u8>);
+
+impl UpdatedCursor {
+    /// The cursor's bytes, to persist.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// A cursor read back from [`Self::as_bytes`]; `None` unless it is 8 time bytes and an id.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let (_, id) = bytes.split_first_chunk::<8>()?;
+        (id.len() == ID_LEN && std::str::from_utf8(id).is_ok_and(valid_id))
+            .then(|| Self(bytes.to_vec()))
+    }
+
+    /// The `updatedAt` the cursor stands at.
+    pub fn updated_at(&self) -> Timestamp {
+        let bytes = self.0.first_chunk::<8>().copied().unwrap_or_default();
+        Timestamp(i64::from_be_bytes(
+            (u64::from_be_bytes(bytes) ^ (1 << 63)).to_be_bytes(),
+        ))
+    }
+}
+
+/// Findings after a position in update order, from [`FindingStore::updated_since`].
+#[derive(Debug, Clone, Default)]
+pub struct UpdatedPage {
+    /// The findings, oldest update first.
+    pub findings: Vec<Finding>,
+    /// Stored findings met on the way that do not decode (skipped; the cursor moves past them).
+    pub corrupt: Vec<CorruptFinding>,
+    /// The last index entry examined; `None` when nothing was examined.
+    pub next: Option<UpdatedCursor>,
+}
+
+impl FindingStore {
+    /// Findings whose `by_updated` entry lies after `after` (all when `None`) and whose
+    /// `updatedAt` is at most `until`, oldest first, at most `limit` of them.
+    ///
+    /// A finding updated again moves to a later entry, so it is returned again after its
+    /// update. Stale entries (the finding moved on or is gone) are skipped; `next` moves past
+    /// everything examined, so a corrupt finding never stalls the caller.
+    ///
+    /// # Errors
+    /// [`StoreError::Sled`].
+    pub fn updated_since(
+        &self,
+        after: Option<&UpdatedCursor>,
+        until: Timestamp,
+        limit: NonZeroUsize,
+    ) -> Result<UpdatedPage, StoreError> {
+        // Every key with this time prefix sorts below `high` (ids are ASCII hex).
+        let mut high = updated_bytes(until).to_vec();
+        high.push(0xff);
+        let iter = match after {
+            Some(c) => {
+                let mut low = c.0.clone();
+                // The smallest key above the cursor itself.
+                low.push(0);
+                self.by_updated.range(low..high)
+            }
+            None => self.by_updated.range(..high),
+        };
+        let mut page = UpdatedPage::default();
+        for entry in iter {
+            if page.findings.len() >= limit.get() {
+                break;
+            }
+            let (key, _) = entry.map_err(|e| self.sled_err(e))?;
+            page.next = Some(UpdatedCursor(key.to_vec()));
+            let Some(id) = key
+                .get(8..)
+                .filter(|b| b.len() == ID_LEN)
+                .and_then(|b| std::str::from_utf8(b).ok())
+            else {
+                continue;
+            };
+            let Some(bytes) = self
+                .findings
+                .get(id.as_bytes())
+                .map_err(|e| self.sled_err(e))?
+            else {
+                continue;
+            };
+            match decode(id, &bytes) {
+                Ok(f) if index_keys(&f)[3].1[..] == key[..] => page.findings.push(f),
+                Ok(_) => {}
+                Err(c) => page.corrupt.push(c),
+            }
+        }
+        Ok(page)
+    }
+
+    /// A sled tree of the findings database for state kept beside the findings (export
+    /// positions), so it shares their flushes and their folder.
+    ///
+    /// # Errors
+    /// [`StoreError::Sled`].
+    pub fn aux_tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
+        self.db.open_tree(name).map_err(|e| self.sled_err(e))
+    }
+}
+
 fn prefix_range(prefix: &[u8]) -> (Vec<u8>, Option<Vec<u8>>) {
     let mut low = prefix.to_vec();
     low.push(0);
@@ -941,6 +1049,48 @@ mod tests {
             .expect("save");
         let rules = store.rules().expect("rules");
         assert_eq!(rules.first_match(&scan), Some("no-scans"));
+    }
+
+    #[test]
+    fn updated_since_walks_update_order_and_returns_an_updated_finding_again() {
+        let (_dir, store) = store();
+        let a = finding(FindingType::ReconPortscan, "111111111111", 1_000);
+        let b = finding(FindingType::BackdoorCcActivity, "111111111111", 2_000);
+        let c = finding(FindingType::TrojanDropPoint, "111111111111", 3_000);
+        store
+            .upsert_all(&[a.clone(), b.clone(), c.clone()])
+            .expect("upsert");
+        let two = NonZeroUsize::new(2).expect("nonzero");
+        let first = store
+            .updated_since(None, Timestamp(10_000), two)
+            .expect("page");
+        let got: Vec<_> = first.findings.iter().map(|f| f.id.clone()).collect();
+        assert_eq!(got, vec![a.id.clone(), b.id.clone()]);
+        let cursor = first.next.expect("cursor");
+        assert_eq!(cursor.updated_at(), Timestamp(2_000));
+        assert_eq!(
+            UpdatedCursor::from_bytes(cursor.as_bytes()),
+            Some(cursor.clone())
+        );
+        // `until` holds back what is newer.
+        let held = store
+            .updated_since(Some(&cursor), Timestamp(2_999), two)
+            .expect("page");
+        assert!(held.findings.is_empty());
+        // `a` is seen again: it moves past the cursor, its old entry is gone.
+        let mut again = a.clone();
+        again.updated_at = Timestamp(4_000);
+        store.upsert(&again).expect("upsert");
+        let rest = store
+            .updated_since(Some(&cursor), Timestamp(10_000), two)
+            .expect("page");
+        let got: Vec<_> = rest
+            .findings
+            .iter()
+            .map(|f| (f.id.clone(), f.service.count))
+            .collect();
+        assert_eq!(got, vec![(c.id.clone(), 1), (a.id.clone(), 2)]);
+        assert!(UpdatedCursor::from_bytes(b"short").is_none());
     }
 
     #[test]
