@@ -228,7 +228,9 @@ fn main() {
     let mut normalised = 0u64;
     for f in &files {
         normalised += reader
-            .read_file(f, &mut |e| drop(std::hint::black_box(e)), &mut |p| panic!("{p}"))
+            .read_file(f, &mut |e| drop(std::hint::black_box(e)), &mut |p| {
+                panic!("{p}")
+            })
             .events;
     }
     let read_only = t.elapsed().as_secs_f64();
