@@ -389,7 +389,6 @@ fn findings_stats(args: FindingsStatsArgs) -> Result<()> {
     Ok(())
 }
 
-
 fn enroll_token_create(args: EnrollTokenCreateArgs) -> Result<()> {
     use picket_aggregator::enroll::token::{TokenKey, parse_ttl};
     AgentId::new(&args.account_id, "i-0").context("--account-id")?;

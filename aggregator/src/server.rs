@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use picket_proto::v1::findings_server::FindingsServer;
 use picket_proto::v1::admin_server::AdminServer;
+use picket_proto::v1::findings_server::FindingsServer;
 use picket_proto::v1::ingest_server::IngestServer;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};

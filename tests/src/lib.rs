@@ -2,9 +2,9 @@
 //! certificates, read their JSON logs, and wait for conditions with a deadline.
 #![forbid(unsafe_code)]
 
-pub mod ops;
-pub mod enroll;
 pub mod api;
+pub mod enroll;
+pub mod ops;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -8,8 +8,8 @@
 //! Intel hits arrive already filtered: trusted lists are applied by the agent's matcher, so a
 //! trusted address never becomes an `IntelHit` and nothing here needs to know about them.
 
-pub mod agent_health;
 pub mod accounts;
+pub mod agent_health;
 pub mod api_baseline;
 pub mod api_call;
 pub mod api_evidence;
