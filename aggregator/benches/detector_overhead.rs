@@ -334,6 +334,7 @@ fn main() -> std::io::Result<()> {
         rules: SuppressionRules::default(),
         detectors: config(),
         context: DetectorContext::default(),
+        cloudtrail: Vec::new(),
     };
     let start = Instant::now();
     let report = analyze(&opts).map_err(std::io::Error::other)?;
