@@ -26,6 +26,25 @@ pub const TARGET_SEVERITY: f64 = 2.0;
 /// Severity with the instance as actor (GuardDuty: High).
 pub const ACTOR_SEVERITY: f64 = 8.0;
 
+/// Bytes per connection (both ways) up to which a connection counts as one login attempt: a
+/// failed password exchange is a few kilobytes, a working session or a copy is far more.
+pub const MAX_ATTEMPT_BYTES: u64 = 16 * 1024;
+/// Packets per connection (both ways) up to which a connection counts as one login attempt.
+pub const MAX_ATTEMPT_PACKETS: u64 = 60;
+
+/// Login attempts a summary holds: its short connections (refused or cut off at once), or all
+/// of its connections when they were all small, as the full handshakes of failed logins are.
+fn attempts(f: &picket_proto::v1::FlowSummary) -> u64 {
+    let small = f.connections > 0
+        && (f.bytes_in.saturating_add(f.bytes_out)) / f.connections <= MAX_ATTEMPT_BYTES
+        && (f.packets_in.saturating_add(f.packets_out)) / f.connections <= MAX_ATTEMPT_PACKETS;
+    if small {
+        f.connections.max(f.short_connections)
+    } else {
+        f.short_connections
+    }
+}
+
 /// `[detectors.brute_force]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -146,7 +165,8 @@ impl Detector for BruteForceDetector {
         let Some((source, f)) = summary::flow(event) else {
             return;
         };
-        if f.short_connections == 0 {
+        let attempts = attempts(f);
+        if attempts == 0 {
             return;
         }
         let Some(service) = Service::of(f) else {
@@ -167,7 +187,7 @@ impl Detector for BruteForceDetector {
         let min = self.config.min_short_connections.get();
         let window_ms = i64::from(self.config.window_secs.get()) * 1000;
         let w = self.table.window(key, at);
-        w.state.short = w.state.short.saturating_add(f.short_connections);
+        w.state.short = w.state.short.saturating_add(attempts);
         keep_example(&mut w.state.flows, MAX_EXAMPLES, || f.clone());
         if w.fired || w.state.short < u64::from(min) {
             return;
@@ -250,6 +270,36 @@ mod tests {
 
     fn detector() -> BruteForceDetector {
         BruteForceDetector::new(BruteForceConfig::default())
+    }
+
+    /// `n` completed SSH connections of `bytes` and `packets` each (both ways together).
+    fn sessions(n: u64, bytes: u64, packets: u64) -> Event {
+        let mut f = flow(false, "10.0.0.5", "198.51.100.7", 6, 22, T0);
+        f.connections = n;
+        f.short_connections = 0;
+        f.bytes_in = n * bytes / 2;
+        f.bytes_out = n * bytes / 2;
+        f.packets_in = n * packets / 2;
+        f.packets_out = n * packets / 2;
+        flow_event(f)
+    }
+
+    #[test]
+    fn failed_logins_with_full_handshakes_count_as_attempts() {
+        // A password guess that completes the key exchange: ~5 KB and ~25 packets.
+        let out = run(&mut detector(), [sessions(25, 5_000, 25)]);
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            out[0].finding_type,
+            FindingType::UnauthorizedAccessSshBruteForce
+        );
+    }
+
+    #[test]
+    fn many_working_sessions_are_not_attempts() {
+        // Sessions that moved data (a deploy copying files) are not guesses.
+        let out = run(&mut detector(), [sessions(25, 200_000, 300)]);
+        assert!(out.is_empty(), "{out:?}");
     }
 
     #[test]
