@@ -111,6 +111,8 @@ fn the_stratus_admin_user_detonation_raises_no_rule_finding() {
                     o.finding_type,
                     FindingType::PrivilegeEscalationAdministrativePolicyAttached
                         | FindingType::PrivilegeEscalationNewUserFullAccess
+                        | FindingType::PersistenceAccessKeyCreatedForOtherUser
+                        | FindingType::PersistenceLoginProfileCreatedForOtherUser
                 )
             })
             .collect();
