@@ -14,149 +14,15 @@ use picket_aggregator::findings::suppression::SuppressionRules;
 use picket_aggregator::findings::types::FindingType;
 use picket_proto::v1::record::Record as R;
 use picket_proto::v1::{Direction, IntelHit, MatchSite, Record};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 const SHAPES: &str = include_str!("fixtures/securityhub-finding-shapes.json");
 
 /// ASFF has no open shapes; `ProductFields` is a map of strings.
 const OPEN_SHAPES: &[&str] = &[];
 
-struct Checker {
-    shapes: Map<String, Value>,
-}
-
-impl Checker {
-    fn load() -> Self {
-        let model: Value = serde_json::from_str(SHAPES).expect("fixture is JSON");
-        let shapes = model
-            .get("shapes")
-            .and_then(Value::as_object)
-            .cloned()
-            .expect("fixture has shapes");
-        assert!(shapes.contains_key("AwsSecurityFinding"));
-        Self { shapes }
-    }
-
-    fn shape(&self, name: &str) -> &Map<String, Value> {
-        self.shapes
-            .get(name)
-            .and_then(Value::as_object)
-            .unwrap_or_else(|| panic!("shape {name} missing from fixture"))
-    }
-
-    fn check_finding(&self, finding: &Value) -> Vec<String> {
-        let mut errs = Vec::new();
-        self.check(finding, "AwsSecurityFinding", "finding", &mut errs);
-        errs
-    }
-
-    fn check(&self, value: &Value, shape_name: &str, path: &str, errs: &mut Vec<String>) {
-        if value.is_null() {
-            return;
-        }
-        let shape = self.shape(shape_name);
-        let kind = shape.get("type").and_then(Value::as_str).unwrap_or("?");
-        match kind {
-            "structure" => {
-                let Some(obj) = value.as_object() else {
-                    errs.push(format!("{path}: expected an object ({shape_name})"));
-                    return;
-                };
-                let members = shape.get("members").and_then(Value::as_object);
-                let json_name = |name: &String, m: &Value| {
-                    m.get("locationName")
-                        .and_then(Value::as_str)
-                        .map_or_else(|| name.clone(), str::to_owned)
-                };
-                for (k, v) in obj {
-                    let member = members.and_then(|ms| {
-                        ms.iter()
-                            .find(|(n, m)| json_name(n, m) == *k)
-                            .map(|(_, m)| m)
-                    });
-                    match member {
-                        Some(m) => {
-                            let target = m.get("shape").and_then(Value::as_str).unwrap_or("?");
-                            self.check(v, target, &format!("{path}.{k}"), errs);
-                        }
-                        None if OPEN_SHAPES.contains(&shape_name) => {}
-                        None => errs.push(format!("{path}.{k}: not a member of {shape_name}")),
-                    }
-                }
-                let required = shape.get("required").and_then(Value::as_array);
-                for req in required.into_iter().flatten().filter_map(Value::as_str) {
-                    let Some(m) = members.and_then(|ms| ms.get(req)) else {
-                        continue;
-                    };
-                    let jn = json_name(&req.to_owned(), m);
-                    if obj.get(&jn).is_none_or(Value::is_null) {
-                        errs.push(format!("{path}.{jn}: required by {shape_name}, missing"));
-                    }
-                }
-            }
-            "list" => {
-                let Some(items) = value.as_array() else {
-                    errs.push(format!("{path}: expected a list"));
-                    return;
-                };
-                let member = shape
-                    .get("member")
-                    .and_then(|m| m.get("shape"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("?");
-                for (i, v) in items.iter().enumerate() {
-                    self.check(v, member, &format!("{path}[{i}]"), errs);
-                }
-            }
-            "map" => {
-                let Some(obj) = value.as_object() else {
-                    errs.push(format!("{path}: expected a map"));
-                    return;
-                };
-                let vshape = shape
-                    .get("value")
-                    .and_then(|m| m.get("shape"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("?");
-                for (k, v) in obj {
-                    self.check(v, vshape, &format!("{path}[{k:?}]"), errs);
-                }
-            }
-            "string" => match value.as_str() {
-                None => errs.push(format!("{path}: expected a string, got {value}")),
-                Some(s) => {
-                    let allowed = shape.get("enum").and_then(Value::as_array);
-                    if allowed.is_some_and(|a| !a.iter().any(|v| v.as_str() == Some(s))) {
-                        errs.push(format!("{path}: {s:?} is not one of {shape_name}'s values"));
-                    }
-                }
-            },
-            "integer" | "long" => {
-                if !(value.is_i64() || value.is_u64()) {
-                    errs.push(format!("{path}: expected an integer, got {value}"));
-                }
-            }
-            "double" | "float" => {
-                if !value.is_number() {
-                    errs.push(format!("{path}: expected a number, got {value}"));
-                }
-            }
-            "boolean" => {
-                if !value.is_boolean() {
-                    errs.push(format!("{path}: expected a boolean, got {value}"));
-                }
-            }
-            "timestamp" => {
-                if !(value.is_string() || value.is_number()) {
-                    errs.push(format!("{path}: expected a timestamp, got {value}"));
-                }
-            }
-            other => errs.push(format!(
-                "{path}: shape {shape_name} has unknown type {other}"
-            )),
-        }
-    }
-}
+mod common;
+use common::shape_checker::Checker;
 
 /// Every sample (one per type, archived) plus findings from intel hits (active, with threat
 /// intel, network and DNS actions, IPv4 and IPv6), one of them updated.
@@ -250,7 +116,7 @@ fn encode(format: &Format, f: &Finding) -> Value {
 
 #[test]
 fn asff_of_every_finding_matches_security_hub_s_finding_shape() {
-    let checker = Checker::load();
+    let checker = Checker::load(SHAPES, "AwsSecurityFinding", OPEN_SHAPES);
     let format = Format::Asff { product_arn: None };
     let all = findings();
     assert_eq!(all.len(), FindingType::ALL.len() + 4);
@@ -311,7 +177,7 @@ fn asff_of_every_finding_matches_security_hub_s_finding_shape() {
 
 #[test]
 fn the_asff_checker_rejects_what_security_hub_would() {
-    let checker = Checker::load();
+    let checker = Checker::load(SHAPES, "AwsSecurityFinding", OPEN_SHAPES);
     let f = &findings()[0];
     let good = encode(&Format::Asff { product_arn: None }, f);
     assert!(checker.check_finding(&good).is_empty());
