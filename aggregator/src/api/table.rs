@@ -8,19 +8,33 @@ use crate::findings::model::Finding;
 /// One line per finding: id, account, severity, type, last update, count, archived, resource.
 pub fn findings_table(findings: &[Finding]) -> String {
     let mut out = String::new();
+    // Wide enough for the longest type shown, so the columns after it stay aligned.
+    let tw = findings
+        .iter()
+        .map(|f| f.finding_type.name().len())
+        .max()
+        .unwrap_or(0)
+        .max(44);
     let _ = writeln!(
         out,
-        "{:<32} {:<12} {:>4} {:<44} {:<24} {:>6} {:<8} RESOURCE",
+        "{:<32} {:<12} {:>4} {:<tw$} {:<24} {:>6} {:<8} RESOURCE",
         "ID", "ACCOUNT", "SEV", "TYPE", "UPDATED", "COUNT", "ARCHIVED"
     );
     for f in findings {
+        let access_key = f
+            .resource
+            .access_key_details
+            .as_ref()
+            .map(|k| k.access_key_id.clone())
+            .filter(|k| !k.is_empty());
         let resource = f
             .instance_id()
             .map(str::to_owned)
+            .or(access_key)
             .unwrap_or_else(|| f.resource.resource_type.as_str().to_owned());
         let _ = writeln!(
             out,
-            "{:<32} {:<12} {:>4.1} {:<44} {:<24} {:>6} {:<8} {}",
+            "{:<32} {:<12} {:>4.1} {:<tw$} {:<24} {:>6} {:<8} {}",
             f.id,
             f.account_id,
             f.severity,
