@@ -170,10 +170,38 @@ impl DetectorContext {
         drop(tx);
         Self { intel: Some(rx) }
     }
+}
 
-    /// The intel snapshot in force now, if any.
-    pub fn intel_snapshot(&self) -> Option<std::sync::Arc<picket_intel::Snapshot>> {
-        self.intel.as_ref().map(|rx| rx.borrow().snapshot.clone())
+/// A detector's view of the context's intel: the snapshot in force, swapped only when a new
+/// one is published, so the per-event [`IntelView::refresh`] is one version compare.
+#[derive(Debug, Default)]
+pub struct IntelView {
+    rx: Option<tokio::sync::watch::Receiver<std::sync::Arc<crate::intel::manager::Published>>>,
+    snapshot: Option<std::sync::Arc<picket_intel::Snapshot>>,
+}
+
+impl IntelView {
+    /// The intel in `context` (none: [`Self::snapshot`] is always `None`).
+    pub fn new(context: &DetectorContext) -> Self {
+        let mut rx = context.intel.clone();
+        let snapshot = rx
+            .as_mut()
+            .map(|rx| std::sync::Arc::clone(&rx.borrow_and_update().snapshot));
+        Self { rx, snapshot }
+    }
+
+    /// Picks up a newly published snapshot, if there is one.
+    pub fn refresh(&mut self) {
+        if let Some(rx) = &mut self.rx
+            && rx.has_changed().unwrap_or(false)
+        {
+            self.snapshot = Some(std::sync::Arc::clone(&rx.borrow_and_update().snapshot));
+        }
+    }
+
+    /// The snapshot in force as of the last refresh, if any intel is loaded.
+    pub fn snapshot(&self) -> Option<&picket_intel::Snapshot> {
+        self.snapshot.as_deref()
     }
 }
 

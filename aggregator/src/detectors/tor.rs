@@ -18,13 +18,13 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::{NonZeroU32, NonZeroUsize};
-use std::sync::Arc;
 
 use picket_intel::Category;
 use picket_proto::v1::record::Record as R;
 use picket_proto::v1::{Direction, FlowSummary, IntelHit};
 use serde::Deserialize;
 
+use super::IntelView;
 use super::summary::{self, MAX_EXAMPLES};
 use super::window::{DistinctSet, WindowTable, keep_example};
 use super::{
@@ -110,8 +110,7 @@ struct Contact<'a> {
 /// Counts Tor contacts per instance.
 pub struct TorDetector {
     config: TorConfig,
-    intel: Option<tokio::sync::watch::Receiver<Arc<crate::intel::manager::Published>>>,
-    snapshot: Option<Arc<picket_intel::Snapshot>>,
+    intel: IntelView,
     contacts: WindowTable<String, Contacts>,
     reported_pairs: WindowTable<(String, String, bool), ()>,
     flows_matched: u64,
@@ -123,7 +122,7 @@ impl std::fmt::Debug for TorDetector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TorDetector")
             .field("config", &self.config)
-            .field("has_intel", &self.snapshot.is_some())
+            .field("has_intel", &self.intel.snapshot().is_some())
             .field("instances", &self.contacts.len())
             .finish()
     }
@@ -133,34 +132,20 @@ impl TorDetector {
     /// A detector with `config`, matching flows against the intel in `context` when it has any.
     pub fn new(config: TorConfig, context: &DetectorContext) -> Self {
         let window_ms = i64::from(config.window_secs.get()) * 1000;
-        let mut intel = context.intel.clone();
-        let snapshot = intel
-            .as_mut()
-            .map(|rx| rx.borrow_and_update().snapshot.clone());
         Self {
             contacts: WindowTable::new(config.max_keys, window_ms),
             reported_pairs: WindowTable::new(config.max_keys, window_ms),
             config,
-            intel,
-            snapshot,
+            intel: IntelView::new(context),
             flows_matched: 0,
             hits_counted: 0,
             bad_addresses: 0,
         }
     }
 
-    /// Picks up a newly published snapshot; a version check, cheap enough for every event.
-    fn refresh(&mut self) {
-        if let Some(rx) = self.intel.as_mut()
-            && rx.has_changed().unwrap_or(false)
-        {
-            self.snapshot = Some(rx.borrow_and_update().snapshot.clone());
-        }
-    }
-
     /// The Tor list that names `addr`, if the snapshot has one.
     fn tor_list(&mut self, addr: &str) -> Option<String> {
-        let snapshot = self.snapshot.as_ref()?;
+        let snapshot = self.intel.snapshot()?;
         let Ok(ip) = addr.parse::<IpAddr>() else {
             self.bad_addresses += 1;
             return None;
@@ -170,7 +155,7 @@ impl TorDetector {
     }
 
     fn observe_flow(&mut self, source: &AgentSource, f: &FlowSummary, out: &mut Vec<Observation>) {
-        if self.snapshot.is_none() {
+        if self.intel.snapshot().is_none() {
             return;
         }
         let inbound = match summary::direction(f) {
@@ -405,7 +390,7 @@ impl Detector for TorDetector {
         };
         match &record.record {
             Some(R::Flow(f)) => {
-                self.refresh();
+                self.intel.refresh();
                 self.observe_flow(source, f, out);
             }
             Some(R::IntelHit(hit)) => self.observe_hit(source, hit, out),
@@ -414,7 +399,7 @@ impl Detector for TorDetector {
     }
 
     fn on_tick(&mut self, now_ms: i64, _out: &mut Vec<Observation>) {
-        self.refresh();
+        self.intel.refresh();
         self.contacts.expire(now_ms);
         self.reported_pairs.expire(now_ms);
     }

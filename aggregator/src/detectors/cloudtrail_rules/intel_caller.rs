@@ -11,18 +11,16 @@
 //! The snapshot is cached and replaced only when the intel watch says it changed, so the hot
 //! path takes no lock.
 
-use std::sync::Arc;
-
-use picket_intel::{Category, Snapshot};
+use picket_intel::Category;
 
 use super::api_observation::{Extra, access_key, bucket, bucket_name, observation};
 use crate::cloudtrail::ApiEvent;
 use crate::cloudtrail::address::is_public;
+use crate::detectors::IntelView;
 use crate::detectors::{
     Detector, DetectorContext, DetectorCounter, Event, EventKind, Observation, ThreatIntel,
 };
 use crate::findings::types::FindingType;
-use crate::intel::manager::Published;
 
 /// Which list family a hit belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,8 +74,7 @@ fn finding_type(family: Family, purpose: Purpose, s3: bool) -> FindingType {
 /// The intel-caller rule.
 #[derive(Debug)]
 pub struct IntelCallerDetector {
-    rx: Option<tokio::sync::watch::Receiver<Arc<Published>>>,
-    snapshot: Option<Arc<Snapshot>>,
+    intel: IntelView,
     hits: u64,
     not_public: u64,
 }
@@ -86,18 +83,9 @@ impl IntelCallerDetector {
     /// A rule reading `context`'s intel (none: the rule never fires).
     pub fn new(context: &DetectorContext) -> Self {
         Self {
-            rx: context.intel.clone(),
-            snapshot: context.intel_snapshot(),
+            intel: IntelView::new(context),
             hits: 0,
             not_public: 0,
-        }
-    }
-
-    fn refresh(&mut self) {
-        if let Some(rx) = &mut self.rx
-            && rx.has_changed().unwrap_or(false)
-        {
-            self.snapshot = Some(Arc::clone(&rx.borrow_and_update().snapshot));
         }
     }
 
@@ -107,7 +95,7 @@ impl IntelCallerDetector {
             self.not_public += 1;
             return None;
         }
-        let snapshot = self.snapshot.as_ref()?;
+        let snapshot = self.intel.snapshot()?;
         let hit = snapshot.match_ip(ip)?;
         let family = match hit.category {
             Category::Tor => Family::Tor,
@@ -162,7 +150,7 @@ impl Detector for IntelCallerDetector {
         if e.principal.invoked_by.is_some() {
             return;
         }
-        self.refresh();
+        self.intel.refresh();
         if let Some(o) = self.judge(e) {
             out.push(o);
         }
