@@ -30,6 +30,7 @@ pub mod pipeline;
 pub mod records_sink;
 pub mod renewal;
 pub mod replay;
+pub mod replay_upload;
 pub mod run;
 pub mod sensor;
 pub mod status;

@@ -215,32 +215,52 @@ fn replay(args: ReplayArgs) -> Result<()> {
     };
 
     let streaming = args.run.aggregator.is_some();
-    let (mut out, records_path): (Box<dyn Write>, Option<std::path::PathBuf>) = if streaming {
-        // Through a file in the data folder, so `upload`'s resumable path does the sending.
+    let staging = if streaming {
+        // Staged in a file named for the inputs, so a re-run after a crash resumes the upload
+        // where the outbox says it stopped (see picket_agent::replay_upload).
         let data_dir = args
             .run
             .data_dir
             .clone()
             .or_else(|| file.as_ref().and_then(|f| f.agent.data_dir.clone()))
             .unwrap_or_else(|| picket_agent::config::DEFAULT_DATA_DIR.into());
-        let dir = data_dir.join("replay");
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let path = dir.join(format!("records-{}.jsonl", std::process::id()));
-        let f =
-            std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-        (Box::new(std::io::BufWriter::new(f)), Some(path))
+        let inputs: Vec<std::path::PathBuf> = args
+            .pcap
+            .iter()
+            .chain(&args.threat_lists)
+            .chain(&args.trusted_lists)
+            .cloned()
+            .collect();
+        let described = format!(
+            "interval={interval_secs} local={:?} pcaps={} threat={} trusted={}",
+            config.local,
+            args.pcap.len(),
+            args.threat_lists.len(),
+            args.trusted_lists.len()
+        );
+        Some(picket_agent::replay_upload::Staging::prepare(
+            &data_dir, &inputs, &described,
+        )?)
     } else {
-        match &args.out {
+        None
+    };
+    let mut out: Box<dyn Write> = match &staging {
+        Some(s) if s.resume => {
+            eprintln!(
+                "picket-agent: resuming the upload of records staged by an earlier run in {} (the capture is read again only for its report)",
+                s.path.display()
+            );
+            Box::new(std::io::sink())
+        }
+        Some(s) => Box::new(std::io::BufWriter::new(s.create_partial()?)),
+        None => match &args.out {
             Some(path) => {
                 let f = std::fs::File::create(path)
                     .with_context(|| format!("creating {}", path.display()))?;
-                (Box::new(std::io::BufWriter::new(f)), None)
+                Box::new(std::io::BufWriter::new(f))
             }
-            None => (
-                Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
-                None,
-            ),
-        }
+            None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+        },
     };
     let mut write_error: Option<std::io::Error> = None;
     let mut line = Vec::with_capacity(512);
@@ -290,7 +310,11 @@ fn replay(args: ReplayArgs) -> Result<()> {
         Some(e) => return Err(e).context("writing records"),
         None => {}
     }
-    if let Some(path) = records_path {
+    if let Some(staging) = staging {
+        if !staging.resume {
+            staging.commit()?;
+        }
+        let path = staging.path.clone();
         let timeout = args.timeout_secs;
         let settings = settings(args.run)?;
         let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
@@ -300,9 +324,10 @@ fn replay(args: ReplayArgs) -> Result<()> {
             timeout.map(std::time::Duration::from_secs),
             shutdown_signal(),
         ))?;
-        // Every record is acked: the staging file has done its job.
-        if let Err(e) = std::fs::remove_file(&path) {
-            tracing::warn!(path = %path.display(), error = %e, "staging file not removed");
+        // Every record is acked: the staging file has done its job (its cursor stays in the
+        // outbox, so the same inputs replayed again are not uploaded twice).
+        if let Err(e) = staging.remove() {
+            tracing::warn!(error = %e, "staging file not removed");
         }
         eprintln!(
             "picket-agent: replayed and uploaded {} records, all acked",

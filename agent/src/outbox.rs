@@ -81,6 +81,31 @@ pub struct Pushed {
     pub evicted_records: u64,
 }
 
+/// A waiting batch as stored: the encoded `Batch` message, sent as is (no decode and
+/// re-encode per send).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedBatch {
+    /// The batch's sequence number in its lane.
+    pub seq: u64,
+    /// The encoded `picket.v1.Batch`.
+    pub bytes: bytes::Bytes,
+}
+
+/// `Batch` with every record left opaque: decoding it checks the protobuf framing of the batch
+/// and of each record (tags, lengths, varints) without allocating, so a damaged value is caught
+/// before it is sent (the aggregator would refuse the whole frame).
+#[derive(Clone, PartialEq, prost::Message)]
+struct BatchShape {
+    #[prost(uint64, tag = "1")]
+    seq: u64,
+    #[prost(message, repeated, tag = "2")]
+    records: Vec<OpaqueRecord>,
+}
+
+/// A record whose fields are skipped (a zero-sized type: a `Vec` of them never allocates).
+#[derive(Clone, PartialEq, prost::Message)]
+struct OpaqueRecord {}
+
 /// Durable, bounded queue of batches awaiting acks.
 #[derive(Clone)]
 pub struct Outbox {
@@ -351,6 +376,45 @@ impl Outbox {
         Ok(out)
     }
 
+    /// As [`Outbox::pending_from`], but the batches stay encoded (the transport's path):
+    /// only their framing is checked; a value whose framing is damaged or whose seq differs
+    /// from its key is removed and counted.
+    ///
+    /// # Errors
+    /// [`OutboxError::Sled`] on a sled failure.
+    pub fn pending_encoded_from(
+        &self,
+        lane: Lane,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<EncodedBatch>, OutboxError> {
+        let mut out = Vec::new();
+        let end = key(lane, u64::MAX);
+        for item in self.batches.range(key(lane, from)..=end) {
+            if out.len() >= max {
+                break;
+            }
+            let (k, v) = item.map_err(|e| self.sled_err(e))?;
+            let seq = parse_key(&k).map_or(0, |(_, s)| s);
+            match BatchShape::decode(v.as_ref()) {
+                Ok(shape) if shape.seq == seq && seq > 0 => out.push(EncodedBatch {
+                    seq,
+                    bytes: bytes::Bytes::copy_from_slice(&v),
+                }),
+                bad => {
+                    let why = bad.map_or_else(|e| e.to_string(), |s| format!("seq {} under key seq {seq}", s.seq));
+                    tracing::error!(outbox = %self.path.display(), error = %why, "dropping damaged outbox batch");
+                    if let Some(old) = self.batches.remove(&k).map_err(|e| self.sled_err(e))? {
+                        let mut held = self.bytes.lock().unwrap_or_else(PoisonError::into_inner);
+                        *held = held.saturating_sub(old.len() as u64);
+                    }
+                    self.add_counter(CORRUPT_KEY, 1)?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Removes every batch of `lane` with seq <= `seq`; returns how many were removed.
     ///
     /// # Errors
@@ -583,5 +647,32 @@ mod tests {
         let pending = ob.pending_from(Lane::Bulk, 1, 10).unwrap();
         assert_eq!(pending.iter().map(|b| b.seq).collect::<Vec<_>>(), vec![2]);
         assert_eq!(ob.stats().unwrap().corrupt_dropped, 1);
+    }
+
+    #[tokio::test]
+    async fn the_encoded_path_sends_stored_bytes_and_drops_damaged_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let ob = open(dir.path(), 1 << 20);
+        for n in 1..=4 {
+            ob.push(Lane::Bulk, host(n), 7).await.unwrap();
+        }
+        // Framing broken inside a record: the length says more bytes than there are.
+        let mut bad = Batch {
+            seq: 2,
+            ..Batch::default()
+        }
+        .encode_to_vec();
+        bad.extend_from_slice(&[0x12, 0x05, 0x0a, 0x09, 0x01]);
+        ob.batches.insert(key(Lane::Bulk, 2), bad).unwrap();
+        // Well formed but stored under another seq's key.
+        let moved = ob.batches.get(key(Lane::Bulk, 4)).unwrap().unwrap();
+        ob.batches.insert(key(Lane::Bulk, 3), moved).unwrap();
+        let pending = ob.pending_encoded_from(Lane::Bulk, 1, 10).unwrap();
+        assert_eq!(pending.iter().map(|b| b.seq).collect::<Vec<_>>(), vec![1, 4]);
+        let decoded = Batch::decode(pending[1].bytes.as_ref()).unwrap();
+        assert_eq!(decoded.seq, 4);
+        assert_eq!(decoded.created_at_ms, 7);
+        assert_eq!(decoded.records, host(4));
+        assert_eq!(ob.stats().unwrap().corrupt_dropped, 2);
     }
 }

@@ -8,10 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use picket_proto::v1::ingest_client::IngestClient;
-use picket_proto::v1::{
-    AgentFrame, AgentIdentity, Heartbeat, Hello, Lane, agent_frame, aggregator_frame,
-};
+use picket_proto::v1::{AgentIdentity, AggregatorFrame, Heartbeat, Hello, Lane, aggregator_frame};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{ClientTlsConfig, Endpoint};
@@ -24,11 +21,54 @@ use crate::intel_cache::IntelCache;
 use crate::outbox::{Outbox, OutboxError};
 
 /// Batches sent but not yet acked, at most. Bounds what a slow aggregator makes the agent
-/// hold in flight; the rest waits on disk in the outbox.
-pub const WINDOW: usize = 32;
+/// hold in flight; the rest waits on disk in the outbox. Deep enough that the aggregator's
+/// group commit always finds a group waiting while the previous flush runs.
+pub const WINDOW: usize = 64;
 /// Largest message accepted from the aggregator: intel snapshots are the big ones, and this
 /// matches the aggregator's default `limits.max_intel_update_bytes`.
 const MAX_INBOUND_MESSAGE: usize = 256 * 1024 * 1024;
+
+/// `picket.v1.AgentFrame` as the agent sends it: identical on the wire (a length-delimited
+/// field 2 is the same whether it holds a message or bytes), but a batch goes out as the bytes
+/// the outbox stored, so sending costs a copy instead of a decode and a re-encode.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WireFrame {
+    /// Which frame.
+    #[prost(oneof = "WireKind", tags = "1, 2, 3")]
+    pub frame: Option<WireKind>,
+}
+
+/// The kinds of [`WireFrame`], tagged as in `AgentFrame.frame`.
+#[derive(Clone, PartialEq, prost::Oneof)]
+pub enum WireKind {
+    /// `AgentFrame.hello`.
+    #[prost(message, tag = "1")]
+    Hello(Hello),
+    /// `AgentFrame.batch`, already encoded.
+    #[prost(bytes = "bytes", tag = "2")]
+    Batch(bytes::Bytes),
+    /// `AgentFrame.heartbeat`.
+    #[prost(message, tag = "3")]
+    Heartbeat(Heartbeat),
+}
+
+/// Opens `Ingest/Session` on `channel` sending [`WireFrame`]s (what the generated client does,
+/// with the agent's own frame type).
+async fn open_session(
+    channel: tonic::transport::Channel,
+    frames: ReceiverStream<WireFrame>,
+) -> Result<tonic::Streaming<AggregatorFrame>, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel).max_decoding_message_size(MAX_INBOUND_MESSAGE);
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(format!("connection not ready: {e}")))?;
+    let path = http::uri::PathAndQuery::from_static("/picket.v1.Ingest/Session");
+    let codec = tonic_prost::ProstCodec::<WireFrame, AggregatorFrame>::default();
+    let response = grpc
+        .streaming(tonic::Request::new(frames), path, codec)
+        .await?;
+    Ok(response.into_inner())
+}
 
 /// Why a session ended badly.
 #[derive(Debug, thiserror::Error)]
@@ -160,10 +200,10 @@ impl Transport {
         }
     }
 
-    fn hello(&self, first_unacked_seq: u64, first_unacked_priority_seq: u64) -> AgentFrame {
+    fn hello(&self, first_unacked_seq: u64, first_unacked_priority_seq: u64) -> WireFrame {
         let id = &self.settings.identity;
-        AgentFrame {
-            frame: Some(agent_frame::Frame::Hello(Hello {
+        WireFrame {
+            frame: Some(WireKind::Hello(Hello {
                 identity: Some(AgentIdentity {
                     account_id: id.account_id().to_owned(),
                     instance_id: id.instance_id().to_owned(),
@@ -179,11 +219,11 @@ impl Transport {
         }
     }
 
-    fn heartbeat(&self) -> Result<AgentFrame, OutboxError> {
+    fn heartbeat(&self) -> Result<WireFrame, OutboxError> {
         let stats = self.outbox.stats()?;
         let now = now_ms();
-        Ok(AgentFrame {
-            frame: Some(agent_frame::Frame::Heartbeat(Heartbeat {
+        Ok(WireFrame {
+            frame: Some(WireKind::Heartbeat(Heartbeat {
                 sent_at_ms: now,
                 health: Some(picket_proto::v1::AgentHealth {
                     intel_version: self.intel.version(),
@@ -220,21 +260,18 @@ impl Transport {
             c = endpoint.connect() => c.map_err(SessionError::Connect)?,
             _ = shutdown.changed() => return Ok(SessionEnd::Shutdown),
         };
-        let mut client = IngestClient::new(channel).max_decoding_message_size(MAX_INBOUND_MESSAGE);
-
         let stats = self.outbox.stats()?;
-        let (tx, rx) = mpsc::channel::<AgentFrame>(WINDOW + 4);
+        let (tx, rx) = mpsc::channel::<WireFrame>(WINDOW + 4);
         tx.send(self.hello(
             stats.first_seq.unwrap_or(0),
             stats.first_priority_seq.unwrap_or(0),
         ))
         .await
         .map_err(|_| SessionError::StreamClosed)?;
-        let response = tokio::select! {
-            r = client.session(ReceiverStream::new(rx)) => r?,
+        let mut inbound = tokio::select! {
+            r = open_session(channel, ReceiverStream::new(rx)) => r?,
             _ = shutdown.changed() => return Ok(SessionEnd::Shutdown),
         };
-        let mut inbound = response.into_inner();
         *established = true;
         self.health.connected.store(1, Ordering::Relaxed);
         info!(aggregator = %self.settings.aggregator_url, agent = %self.settings.identity, "connected");
@@ -246,16 +283,16 @@ impl Transport {
             for lane in [Lane::Priority, Lane::Bulk] {
                 while window.len() < WINDOW {
                     let from = window.next(lane);
-                    let batches = self
-                        .outbox
-                        .pending_from(lane, from, WINDOW - window.len())?;
+                    let batches =
+                        self.outbox
+                            .pending_encoded_from(lane, from, WINDOW - window.len())?;
                     if batches.is_empty() {
                         break;
                     }
                     for batch in batches {
                         window.sent(lane, batch.seq);
-                        let frame = AgentFrame {
-                            frame: Some(agent_frame::Frame::Batch(batch)),
+                        let frame = WireFrame {
+                            frame: Some(WireKind::Batch(batch.bytes)),
                         };
                         tx.send(frame)
                             .await

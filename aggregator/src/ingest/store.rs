@@ -196,6 +196,16 @@ impl BatchStore {
         batch_key.push(u8::try_from(batch.lane).unwrap_or(u8::MAX));
         batch_key.extend_from_slice(&batch.seq.to_be_bytes());
         let value = batch.encode_to_vec();
+        // Counted once, outside the transaction (whose closure may run again), by the kinds'
+        // static names: no allocation per record.
+        let mut kinds: Vec<(&'static str, u64)> = Vec::with_capacity(4);
+        for r in &batch.records {
+            let kind = record_kind(r);
+            match kinds.iter_mut().find(|(k, _)| *k == kind) {
+                Some((_, n)) => *n += 1,
+                None => kinds.push((kind, 1)),
+            }
+        }
         (&self.batches, &self.ledgers)
             .transaction(|(batches, ledgers)| {
                 let mut ledger = read_ledger(ledgers, agent)?;
@@ -211,11 +221,13 @@ impl BatchStore {
                     batches.insert(batch_key.as_slice(), value.as_slice())?;
                     *lane_mark(&mut ledger, lane) = batch.seq;
                     ledger.batches_received += 1;
-                    for r in &batch.records {
-                        *ledger
-                            .records_received
-                            .entry(record_kind(r).to_owned())
-                            .or_insert(0) += 1;
+                    for (kind, n) in &kinds {
+                        match ledger.records_received.get_mut(*kind) {
+                            Some(total) => *total += n,
+                            None => {
+                                ledger.records_received.insert((*kind).to_owned(), *n);
+                            }
+                        }
                     }
                     AppendOutcome::Applied { hwm: batch.seq }
                 };
