@@ -25,6 +25,7 @@ pub mod denial_of_service;
 pub mod dga;
 pub mod dns_exfiltration;
 pub mod iam_persistence;
+pub mod inbound_scan;
 pub mod intel_hit;
 pub mod metadata_dns_rebind;
 pub mod network_port_unusual;
@@ -283,6 +284,9 @@ pub struct DetectorsConfig {
     /// `[detectors.beaconing]`.
     #[serde(default)]
     pub beaconing: beaconing::BeaconingConfig,
+    /// `[detectors.inbound_scan]`.
+    #[serde(default)]
+    pub inbound_scan: inbound_scan::InboundScanConfig,
 }
 
 impl DetectorsConfig {
@@ -303,6 +307,7 @@ impl DetectorsConfig {
         self.network_port_unusual.check(&mut p);
         self.traffic_volume_unusual.check(&mut p);
         self.beaconing.check(&mut p);
+        self.unusual_dot.check(&mut p);
         p
     }
 }
@@ -318,6 +323,9 @@ pub fn all(config: &DetectorsConfig, context: &DetectorContext) -> Vec<Box<dyn D
     let mut detectors: Vec<Box<dyn Detector>> = vec![
         Box::new(intel_hit::IntelHitDetector::default()),
         Box::new(port_scan::PortScanDetector::new(config.port_scan.clone())),
+        Box::new(inbound_scan::InboundScanDetector::new(
+            config.inbound_scan.clone(),
+        )),
         Box::new(port_sweep::PortSweepDetector::new(
             config.port_sweep.clone(),
         )),
@@ -398,6 +406,7 @@ mod tests {
         let cap = NonZeroUsize::new(4).expect("4");
         let mut config = DetectorsConfig::default();
         config.port_scan.max_keys = cap;
+        config.inbound_scan.max_keys = cap;
         config.port_sweep.max_keys = cap;
         config.brute_force.max_keys = cap;
         config.dns_exfiltration.max_keys = cap;
@@ -427,6 +436,11 @@ mod tests {
             f.short_connections = 1;
             let d = DnsSummary {
                 nxdomain: 1,
+                // A tunnel sign, so dns_exfiltration (which skips sign-less DNS) keeps keys too.
+                queries_by_type: vec![picket_proto::v1::TypeCount {
+                    qtype: "TXT".into(),
+                    count: 1,
+                }],
                 ..dns(&remote, &format!("qzx{i}kvbnmt.com"), 1, T0 + i64::from(i))
             };
             // Host stats from as many agents, for the per-agent detector (ops).
@@ -444,7 +458,10 @@ mod tests {
                     )),
                 },
             };
-            for event in [flow_event(f), dns_event(d), stats] {
+            // The same remote probing the instance, for inbound_scan.
+            let mut inbound = f.clone();
+            inbound.direction = picket_proto::v1::Direction::Ingress as i32;
+            for event in [flow_event(f), flow_event(inbound), dns_event(d), stats] {
                 for det in &mut detectors {
                     if event.kind().is_some_and(|k| det.inputs().contains(&k)) {
                         det.observe(&event, &mut out);
@@ -470,7 +487,7 @@ mod tests {
                 evicting += 1;
             }
         }
-        assert_eq!(evicting, 7, "every windowed detector reports evictions");
+        assert_eq!(evicting, 8, "every windowed detector reports evictions");
     }
 
     #[test]

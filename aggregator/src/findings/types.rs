@@ -508,6 +508,14 @@ finding_types! {
     AttackSequenceS3CompromisedData => "AttackSequence:S3/CompromisedData", 9.0, S3Bucket, AwsApiCall,
         "Potential data compromise of S3 bucket {resource} indicated by a sequence of actions.",
         "A principal performed a sequence of actions ending in exfiltration or destruction of data in S3 bucket {resource}.";
+
+    // Inbound scans (det-gaps): Picket's own type, in GuardDuty's grammar. GuardDuty reports an
+    // inbound probe only when the prober is on its scanner list (PortProbeUnprotectedPort);
+    // detectors::inbound_scan names a scan from any address.
+    /// One remote address probing many ports of the instance (Picket's own type).
+    ReconInboundPortscan => "Recon:EC2/InboundPortscan", 2.0, Instance, PortProbe,
+        "EC2 instance {resource} is being port scanned.",
+        "EC2 instance {resource} is having many of its ports probed by {remote}.";
 }
 
 impl FindingType {
