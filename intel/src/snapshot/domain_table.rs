@@ -4,9 +4,11 @@
 //! the row's record in the name arena, which holds the metadata index beside the name. A probe
 //! compares the fingerprint first and then the name in the record, so a found name costs about
 //! two memory accesses and a colliding fingerprint can never produce a false match. Slots are
-//! 8 bytes so the table stays small. A one-bit-per-position filter, small enough to stay in
-//! cache, answers most absent names without touching the table at all. Both are rebuilt from
-//! the rows on load, never shipped.
+//! 8 bytes so the table stays small. A blocked filter (two bits per name, both in one 64-bit
+//! word, so one memory access), small enough to stay in cache, answers most absent names
+//! without touching the table at all: the lookup checks every suffix of a name against it
+//! without branching ([`DomainTable::maybe_mask`]), so the filter reads of one name overlap
+//! instead of waiting on each other. Both are rebuilt from the rows on load, never shipped.
 
 use super::content::{DomainRows, RECORD_HEADER, record_at};
 use crate::domain::name_hash;
@@ -15,7 +17,8 @@ use crate::domain::name_hash;
 /// two); fingerprints keep the longer probe runs cheap.
 const MIN_SLOTS_PER_NAME_X4: usize = 5;
 
-/// Filter bits per name, at least: about one false "maybe" in eight for an absent name.
+/// Filter bits per name, at least: with two bits set per name, about one false "maybe" in fifty
+/// for an absent name.
 const MIN_FILTER_BITS_PER_NAME: usize = 8;
 
 /// `[fingerprint, record offset + 1]`.
@@ -33,15 +36,20 @@ pub(crate) struct Found {
 pub(crate) struct DomainTable {
     slots: Vec<Slot>,
     mask: usize,
-    /// One bit per filter position; a clear bit means no stored name has this hash.
+    /// Filter words; a name sets two bits of one word, and a hash whose two bits are not both
+    /// set belongs to no stored name.
     filter: Vec<u64>,
+    /// Filter words minus one (the word count is a power of two).
     filter_mask: usize,
 }
 
-/// The filter position of a hash, from bits the slot index and the fingerprint use least.
+/// The filter word of a hash and the two bits it needs set there, from bits the slot index
+/// (low bits) and the fingerprint (high 32 bits) use least or only in part.
 #[inline]
-fn filter_bit(hash: u64, mask: usize) -> usize {
-    ((hash >> 20) as usize ^ (hash >> 44) as usize) & mask
+fn filter_probe(hash: u64, word_mask: usize) -> (usize, u64) {
+    let word = ((hash >> 20) as usize ^ (hash >> 40) as usize) & word_mask;
+    let bits = (1u64 << ((hash >> 52) & 63)) | (1u64 << ((hash >> 58) & 63));
+    (word, bits)
 }
 
 impl DomainTable {
@@ -50,14 +58,15 @@ impl DomainTable {
     pub(crate) fn build(rows: &DomainRows, trusted: &dyn Fn(u32) -> bool) -> Self {
         let n = rows.len();
         let cap = (n.max(1) * MIN_SLOTS_PER_NAME_X4 / 4 + 1).next_power_of_two();
-        let bits = (n.max(1) * MIN_FILTER_BITS_PER_NAME)
+        let words = (n.max(1) * MIN_FILTER_BITS_PER_NAME)
             .next_power_of_two()
-            .max(64);
+            .max(64)
+            / 64;
         let mut t = DomainTable {
             slots: vec![[0; 2]; cap],
             mask: cap - 1,
-            filter: vec![0; bits / 64],
-            filter_mask: bits - 1,
+            filter: vec![0; words],
+            filter_mask: words - 1,
         };
         let mut i = 0;
         while i < n {
@@ -76,9 +85,9 @@ impl DomainTable {
     }
 
     fn insert(&mut self, hash: u64, offset: u32) {
-        let bit = filter_bit(hash, self.filter_mask);
-        if let Some(word) = self.filter.get_mut(bit / 64) {
-            *word |= 1 << (bit % 64);
+        let (word, bits) = filter_probe(hash, self.filter_mask);
+        if let Some(w) = self.filter.get_mut(word) {
+            *w |= bits;
         }
         let mut s = (hash as usize) & self.mask;
         // The table always has free slots (load below 1), so this ends.
@@ -95,14 +104,29 @@ impl DomainTable {
         }
     }
 
-    /// The stored name equal to `name` (ASCII case-insensitively), given its `hash` and the
-    /// rows' record arena.
+    /// Bit `i` set when `hashes[i]` may be a stored name's hash (clear: it is not), for up to
+    /// 64 hashes. Branch-free, so the reads of all the hashes are in flight together.
+    ///
+    /// Besides the filter word it reads each hash's home slot: an empty home slot rules the
+    /// hash out too (nothing is ever removed, so a probe run never has gaps), and for a stored
+    /// name the slot's cache line is then already on its way when `find_in_slots` probes it,
+    /// instead of being fetched only after the filter answered.
     #[inline]
-    pub(crate) fn find(&self, hash: u64, records: &[u8], name: &[u8]) -> Option<Found> {
-        let bit = filter_bit(hash, self.filter_mask);
-        if self.filter.get(bit / 64)? & (1 << (bit % 64)) == 0 {
-            return None;
+    pub(crate) fn maybe_mask(&self, hashes: &[u64]) -> u64 {
+        let mut mask = 0u64;
+        for (i, &h) in hashes.iter().enumerate().take(64) {
+            let (word, bits) = filter_probe(h, self.filter_mask);
+            let w = self.filter.get(word).copied().unwrap_or(0);
+            let home = self.slots.get((h as usize) & self.mask).map_or(0, |s| s[1]);
+            mask |= u64::from((w & bits == bits) & (home != 0)) << i;
         }
+        mask
+    }
+
+    /// The stored name equal to `name` (ASCII case-insensitively), given its `hash` and the
+    /// rows' record arena; for a hash [`DomainTable::maybe_mask`] passed (probes the slots only).
+    #[inline]
+    pub(crate) fn find_in_slots(&self, hash: u64, records: &[u8], name: &[u8]) -> Option<Found> {
         let fp = (hash >> 32) as u32;
         let mut s = (hash as usize) & self.mask;
         loop {

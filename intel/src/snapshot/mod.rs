@@ -84,6 +84,35 @@ impl<'s> Verdict<'s> {
     }
 }
 
+/// Suffixes looked up together: enough for the labels of nearly every real name, so one name's
+/// filter reads overlap; longer names take several batches.
+const SUFFIX_BATCH: usize = 8;
+
+/// Up to [`SUFFIX_BATCH`] suffixes of a looked-up name: where each starts and its hash.
+#[derive(Default)]
+struct SuffixBatch {
+    starts: [usize; SUFFIX_BATCH],
+    hashes: [u64; SUFFIX_BATCH],
+    len: usize,
+}
+
+impl SuffixBatch {
+    /// Adds a suffix; `false` once the batch is full (the suffix is added first).
+    #[inline]
+    fn push(&mut self, start: usize, hash: u64) -> bool {
+        if let (Some(s), Some(h)) = (self.starts.get_mut(self.len), self.hashes.get_mut(self.len)) {
+            *s = start;
+            *h = hash;
+            self.len += 1;
+        }
+        self.len < SUFFIX_BATCH
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+}
+
 /// Collects parsed lists and compiles them into a [`Snapshot`].
 #[derive(Debug, Default)]
 pub struct SnapshotBuilder {
@@ -306,26 +335,30 @@ impl Snapshot {
 
     fn lookup_ascii_domain(&self, q: &str) -> Verdict<'_> {
         let arena = &self.content.domains.records;
+        let qb = q.as_bytes();
+        let mut batch = SuffixBatch::default();
         let mut threat: Option<domain_table::Found> = None;
         let mut trusted: Option<domain_table::Found> = None;
-        let qb = q.as_bytes();
         let mut tld = true;
         domain::for_each_suffix(qb, |start, h| {
-            // Listed names have at least two labels, so the first suffix (the TLD) cannot match.
+            // Listed names have at least two labels, so the first suffix (the TLD) cannot match;
+            // nor can a suffix longer than any listed name, nor (so) any longer one.
             if std::mem::take(&mut tld) {
                 return true;
             }
-            let suffix = qb.get(start..).unwrap_or(&[]);
-            if let Some(found) = self.domains.find(h, arena, suffix) {
-                if self.content.is_trusted(found.meta) {
-                    trusted = Some(found);
-                    return false;
-                }
-                // Suffixes come shortest first, so the last threat seen is the most specific.
-                threat = Some(found);
+            if qb.len() - start > domain::MAX_NAME_LEN {
+                return false;
             }
-            true
+            if batch.push(start, h) {
+                return true;
+            }
+            trusted = self.probe_suffixes(&batch, qb, &mut threat);
+            batch.clear();
+            trusted.is_none()
         });
+        if trusted.is_none() && batch.len > 0 {
+            trusted = self.probe_suffixes(&batch, qb, &mut threat);
+        }
         let Some(found) = trusted.or(threat) else {
             return Verdict::NoMatch;
         };
@@ -334,6 +367,36 @@ impl Snapshot {
         let name = std::str::from_utf8(name).unwrap_or("");
         let meta = found.meta;
         Self::verdict(self.hit(MatchedValue::Domain(name), meta))
+    }
+
+    /// Looks up a batch of suffixes of `q` (shortest first): returns the first trusted entry
+    /// found, and leaves in `threat` the most specific threat entry found so far.
+    #[inline]
+    fn probe_suffixes(
+        &self,
+        batch: &SuffixBatch,
+        q: &[u8],
+        threat: &mut Option<domain_table::Found>,
+    ) -> Option<domain_table::Found> {
+        let arena = &self.content.domains.records;
+        let hashes = batch.hashes.get(..batch.len).unwrap_or(&[]);
+        let mut maybe = self.domains.maybe_mask(hashes);
+        while maybe != 0 {
+            let i = maybe.trailing_zeros() as usize;
+            maybe &= maybe - 1;
+            let (Some(&start), Some(&h)) = (batch.starts.get(i), hashes.get(i)) else {
+                break;
+            };
+            let suffix = q.get(start..).unwrap_or(&[]);
+            if let Some(found) = self.domains.find_in_slots(h, arena, suffix) {
+                if self.content.is_trusted(found.meta) {
+                    return Some(found);
+                }
+                // Suffixes come shortest first, so the last threat seen is the most specific.
+                *threat = Some(found);
+            }
+        }
+        None
     }
 
     /// The threat entry matching `name` or a parent name, unless a trusted entry matches.
