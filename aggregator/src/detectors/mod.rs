@@ -308,6 +308,7 @@ impl DetectorsConfig {
         self.traffic_volume_unusual.check(&mut p);
         self.beaconing.check(&mut p);
         self.unusual_dot.check(&mut p);
+        self.spambot.check(&mut p);
         p
     }
 }

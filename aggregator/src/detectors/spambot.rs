@@ -2,12 +2,15 @@
 //! remotes.
 //!
 //! Input: flow summaries. Every summary of an instance advances its learning period
-//! ([`super::baseline`]); SMTP seen while it learns gives it a history of mail (it is a mail
-//! server or relays through one), and such an instance is never reported. After learning, an
-//! instance without that history that reaches `min_remotes` distinct remotes on the SMTP ports
-//! (25, and 465/587 with `submission_ports`) within a window is reported once for the window.
-//! Only answered connections have a port in a summary (refused attempts are folded under port
-//! 0), so this counts mail servers that talked back.
+//! ([`super::baseline`]). Distinct remotes on the SMTP ports (25, and 465/587 with
+//! `submission_ports`) are counted per instance in tumbling windows, while learning too: SMTP
+//! seen while an instance learns gives it a history of mail (it is a mail server or relays
+//! through one) and the learned peak of remotes per window. After learning, a window is
+//! reported once when it reaches `min_remotes` distinct remotes and, for an instance with a
+//! history of mail, also `history_factor` times its learned peak: a host that mailed its relay
+//! while learning and now mails hundreds of servers is still a spambot, while a mail server
+//! keeps to its usual fan-out. Only answered connections have a port in a summary (refused
+//! attempts are folded under port 0), so this counts mail servers that talked back.
 
 use std::num::{NonZeroU32, NonZeroUsize};
 
@@ -42,6 +45,10 @@ pub struct SpambotConfig {
     /// Window length in seconds.
     #[serde(default = "default_window_secs")]
     pub window_secs: NonZeroU32,
+    /// For an instance that sent SMTP while learning: how many times its learned peak of
+    /// distinct SMTP remotes per window a window must reach (at least 1).
+    #[serde(default = "default_history_factor")]
+    pub history_factor: f64,
     /// Also count the submission ports 465 and 587, not only 25.
     #[serde(default)]
     pub submission_ports: bool,
@@ -57,6 +64,7 @@ impl Default for SpambotConfig {
             min_observations: baseline::default_min_observations(),
             min_remotes: default_min_remotes(),
             window_secs: default_window_secs(),
+            history_factor: default_history_factor(),
             submission_ports: false,
             max_instances: baseline::default_max_instances(),
         }
@@ -69,11 +77,32 @@ fn default_min_remotes() -> NonZeroU32 {
 fn default_window_secs() -> NonZeroU32 {
     NonZeroU32::new(3_600).unwrap_or(NonZeroU32::MIN)
 }
+fn default_history_factor() -> f64 {
+    // A mail server's hourly fan-out varies by a factor of two or three with the day; a
+    // compromised host blasting spam goes far past its usual relay or handful of peers.
+    4.0
+}
 
-/// Whether an instance sent mail while it learned.
+impl SpambotConfig {
+    /// Pushes every out-of-range value onto `problems`.
+    pub fn check(&self, problems: &mut Vec<String>) {
+        if !(self.history_factor.is_finite() && self.history_factor >= 1.0) {
+            problems.push(format!(
+                "detectors.spambot.history_factor must be a number of at least 1, got {}",
+                self.history_factor
+            ));
+        }
+    }
+}
+
+/// Whether an instance sent mail while it learned, and to how many remotes per window at most.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct MailHistory {
     smtp_while_learning: bool,
+    /// Most distinct SMTP remotes in one window while learning (0 in state saved before it
+    /// was kept: read as 1).
+    #[serde(default)]
+    peak_remotes: u32,
 }
 
 #[derive(Debug, Default)]
@@ -130,38 +159,58 @@ impl Detector for SpambotDetector {
         if !smtp {
             return;
         }
-        if !profile.learned(learning) {
-            profile.data.smtp_while_learning = true;
-            return;
-        }
-        if profile.data.smtp_while_learning {
-            return;
-        }
-        let min = self.config.min_remotes.get();
-        let window_ms = i64::from(self.config.window_secs.get()) * 1000;
         let w = self.windows.window(source.instance_id.clone(), at);
         w.state.remotes.insert(f.remote_addr.clone(), REMOTE_CAP);
         keep_example(&mut w.state.flows, MAX_EXAMPLES, || f.clone());
         let seen = w.state.remotes.len();
-        if w.fired || seen < min as usize {
+        if !profile.learned(learning) {
+            profile.data.smtp_while_learning = true;
+            profile.data.peak_remotes = profile
+                .data
+                .peak_remotes
+                .max(u32::try_from(seen).unwrap_or(u32::MAX));
+            return;
+        }
+        let min = self.config.min_remotes.get();
+        let mut thresholds = vec![ThresholdCrossed {
+            key: "detectors.spambot.min_remotes".into(),
+            limit: f64::from(min),
+            observed: seen as f64,
+        }];
+        let history = profile.data;
+        if history.smtp_while_learning {
+            let peak = history.peak_remotes.max(1);
+            thresholds.push(ThresholdCrossed {
+                key: "detectors.spambot.history_factor".into(),
+                limit: f64::from(peak) * self.config.history_factor,
+                observed: seen as f64,
+            });
+        }
+        if w.fired || thresholds.iter().any(|t| t.observed < t.limit) {
             return;
         }
         w.fired = true;
+        let window_ms = i64::from(self.config.window_secs.get()) * 1000;
+        let note = if history.smtp_while_learning {
+            format!(
+                "SMTP to {seen} remotes in one window; at most {} per window during its {} s learning period",
+                history.peak_remotes.max(1),
+                self.config.learning_secs
+            )
+        } else {
+            format!(
+                "no SMTP from this instance during its {} s learning period",
+                self.config.learning_secs
+            )
+        };
         let evidence = BehaviourEvidence {
             detector: "spambot".to_owned(),
             window_ms,
-            thresholds: vec![ThresholdCrossed {
-                key: "detectors.spambot.min_remotes".into(),
-                limit: f64::from(min),
-                observed: seen as f64,
-            }],
+            thresholds,
             example_names: Vec::new(),
             flows: std::mem::take(&mut w.state.flows),
             dns: Vec::new(),
-            note: Some(format!(
-                "no SMTP from this instance during its {} s learning period",
-                self.config.learning_secs
-            )),
+            note: Some(note),
         };
         out.push(
             summary::ObservationParts {
@@ -275,13 +324,60 @@ mod tests {
     fn a_mail_sender_few_remotes_or_submission_ports_by_default_are_not() {
         let mut history = SpambotDetector::new(config());
         run(&mut history, learn("10.0.0.5", true));
-        assert!(run(&mut history, burst("10.0.0.5", false, 30, 25)).is_empty());
+        assert!(run(&mut history, burst("10.0.0.5", false, 9, 25)).is_empty());
         let mut few = SpambotDetector::new(config());
         run(&mut few, learn("2001:db8::5", false));
         assert!(run(&mut few, burst("2001:db8::5", true, 9, 25)).is_empty());
         let mut submission = SpambotDetector::new(config());
         run(&mut submission, learn("10.0.0.5", false));
         assert!(run(&mut submission, burst("10.0.0.5", false, 30, 587)).is_empty());
+    }
+
+    #[test]
+    fn a_host_that_mailed_its_relay_while_learning_is_still_a_spambot_when_it_fans_out() {
+        // Learned peak: one remote (the relay) per window; 4 x 1 < 10, so min_remotes rules.
+        let mut d = SpambotDetector::new(config());
+        run(&mut d, learn("10.0.0.5", true));
+        let out = run(&mut d, burst("10.0.0.5", false, 30, 25));
+        assert_eq!(out.len(), 1);
+        let super::super::EvidenceDetail::Behaviour(ev) = &out[0].evidence else {
+            panic!("expected behaviour evidence");
+        };
+        assert_eq!(ev.thresholds.len(), 2);
+        assert!(ev.note.as_deref().is_some_and(|n| n.contains("at most 1 per window")));
+    }
+
+    /// Learning with SMTP to `peak` remotes in one window (a mail server's usual fan-out).
+    fn learn_mail_server(local: &str, peak: u32) -> Vec<Event> {
+        let mut events = learn(local, false);
+        events.extend((0..peak).map(|i| {
+            flow_event(flow(
+                true,
+                local,
+                &format!("192.0.2.{i}"),
+                6,
+                25,
+                T0 + 2 * 60_000 + i64::from(i),
+            ))
+        }));
+        events.sort_by_key(|e| match summary::flow(e) {
+            Some((_, f)) => summary::flow_time(f),
+            None => 0,
+        });
+        events
+    }
+
+    #[test]
+    fn a_mail_server_within_its_usual_fan_out_is_not_and_far_past_it_is() {
+        for (local, v6) in [("10.0.0.25", false), ("2001:db8::25", true)] {
+            let mut d = SpambotDetector::new(config());
+            assert!(run(&mut d, learn_mail_server(local, 20)).is_empty());
+            // 79 remotes: under 4 x 20.
+            assert!(run(&mut d, burst(local, v6, 79, 25)).is_empty(), "{local}");
+            let mut d = SpambotDetector::new(config());
+            run(&mut d, learn_mail_server(local, 20));
+            assert_eq!(run(&mut d, burst(local, v6, 80, 25)).len(), 1, "{local}");
+        }
     }
 
     #[test]
@@ -307,7 +403,7 @@ mod tests {
     #[test]
     fn the_mail_history_survives_save_and_restore() {
         let mut d = SpambotDetector::new(config());
-        run(&mut d, learn("10.0.0.5", true));
+        run(&mut d, learn_mail_server("10.0.0.5", 20));
         let mut fresh = SpambotDetector::new(config());
         fresh
             .restore_state(&d.save_state().expect("state"))
@@ -320,5 +416,17 @@ mod tests {
             .restore_state(&blank.save_state().expect("state"))
             .expect("restores");
         assert_eq!(run(&mut fresh, burst("10.0.0.5", false, 30, 25)).len(), 1);
+    }
+
+    #[test]
+    fn a_history_factor_below_one_is_named() {
+        let mut problems = Vec::new();
+        SpambotConfig {
+            history_factor: 0.5,
+            ..SpambotConfig::default()
+        }
+        .check(&mut problems);
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].contains("detectors.spambot.history_factor"));
     }
 }
