@@ -351,6 +351,9 @@ pub struct Settings {
     pub vpc_id: String,
     /// The instance's addresses from instance metadata (private, then public).
     pub addresses: Vec<String>,
+    /// Where `run` asks instance metadata for the public IPv4 (`[imds]` endpoint and
+    /// timeout); `None` when `identity.source = "config"` (never ask).
+    pub public_ip_imds: Option<(String, std::time::Duration)>,
 }
 
 /// Where the agent's TLS files are: `[tls]` and flags, else `<data_dir>/tls/` (where
@@ -394,6 +397,12 @@ impl Settings {
     /// [`ConfigError::Missing`] or [`ConfigError::Invalid`] naming the key.
     pub fn resolve(file: ConfigFile, flags: Overrides) -> Result<Self, ConfigError> {
         let tls_files = TlsFiles::resolve(&file, &flags);
+        let public_ip_imds = (file.identity.source != IdentitySource::Config).then(|| {
+            (
+                file.imds.endpoint.clone(),
+                std::time::Duration::from_millis(file.imds.timeout_ms.get()),
+            )
+        });
         let url = flags
             .aggregator
             .or(file.aggregator.url)
@@ -465,6 +474,7 @@ impl Settings {
             sensor_interfaces,
             vpc_id: String::new(),
             addresses: Vec::new(),
+            public_ip_imds,
             aggregator_url: url,
             server_name,
             ca,

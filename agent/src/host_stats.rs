@@ -96,6 +96,23 @@ pub fn instance_addresses(addrs: impl IntoIterator<Item = IpAddr>) -> (Vec<Strin
     (out.iter().map(ToString::to_string).collect(), public)
 }
 
+/// Adds the public IPv4 instance metadata gave (`public`, empty when none) to a `HostStats`:
+/// it becomes `public_ip` when the interfaces showed no public address (the usual NAT'ed EC2
+/// case), and is added to `addresses` otherwise, so the aggregator can match CloudTrail calls
+/// from that address to this instance either way.
+pub fn add_public_ip(stats: &mut HostStats, public: &str) {
+    if public.is_empty() || stats.public_ip == public {
+        return;
+    }
+    if stats.public_ip.is_empty() {
+        public.clone_into(&mut stats.public_ip);
+    } else if !stats.addresses.iter().any(|a| a == public)
+        && stats.addresses.len() < MAX_REPORTED_ADDRESSES
+    {
+        stats.addresses.push(public.to_owned());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,5 +139,29 @@ mod tests {
         let (list, public) = instance_addresses(["10.1.2.3".parse().expect("ip")]);
         assert_eq!(list, vec!["10.1.2.3".to_owned()]);
         assert!(public.is_empty());
+    }
+
+    #[test]
+    fn the_metadata_public_ip_fills_an_empty_public_ip_and_is_added_beside_another() {
+        let mut nat = HostStats {
+            addresses: vec!["10.0.0.5".into()],
+            ..HostStats::default()
+        };
+        add_public_ip(&mut nat, "54.240.197.10");
+        assert_eq!(nat.public_ip, "54.240.197.10");
+        assert_eq!(nat.addresses, ["10.0.0.5"]);
+
+        let mut both = HostStats {
+            addresses: vec!["3.5.140.7".into()],
+            public_ip: "3.5.140.7".into(),
+            ..HostStats::default()
+        };
+        add_public_ip(&mut both, "54.240.197.10");
+        assert_eq!(both.public_ip, "3.5.140.7");
+        assert_eq!(both.addresses, ["3.5.140.7", "54.240.197.10"]);
+
+        let mut none = HostStats::default();
+        add_public_ip(&mut none, "");
+        assert_eq!(none, HostStats::default());
     }
 }

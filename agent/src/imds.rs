@@ -290,6 +290,105 @@ impl ImdsClient {
     }
 }
 
+impl ImdsClient {
+    /// The instance's public IPv4 address (`None`: it has none), with a fresh session token.
+    /// On EC2 the interfaces usually hold only private addresses (the public one is NAT'ed by
+    /// the VPC), so this is the only place the agent learns it.
+    ///
+    /// # Errors
+    /// [`ImdsError`] naming the request that failed.
+    pub async fn public_ipv4(&self) -> Result<Option<String>, ImdsError> {
+        let token = self.token().await?;
+        let path = "/latest/meta-data/public-ipv4";
+        match self.get(path, &token).await? {
+            Some(ip) if ip.parse::<std::net::Ipv4Addr>().is_ok() => Ok(Some(ip)),
+            Some(other) => Err(ImdsError::BadValue {
+                endpoint: self.endpoint.clone(),
+                path: path.to_owned(),
+                reason: format!("not an IPv4 address: {:?}", truncate(&other, 64)),
+            }),
+            None => Ok(None),
+        }
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => s.get(..i).unwrap_or(s),
+        None => s,
+    }
+}
+
+/// How often [`refresh_public_ipv4`] asks again: an Elastic IP can be moved to or from a
+/// running instance, and a stopped-and-started one gets a new public address.
+pub const PUBLIC_IP_REFRESH: Duration = Duration::from_secs(300);
+
+/// The instance's public IPv4 as instance metadata last gave it (empty: none, or not known).
+/// Shared between the refresher and whoever writes `HostStats`; read once per interval, so a
+/// plain lock is cheap enough.
+#[derive(Debug, Default)]
+pub struct PublicIpv4 {
+    value: std::sync::RwLock<String>,
+}
+
+impl PublicIpv4 {
+    /// The current value (empty when unknown or none).
+    pub fn get(&self) -> String {
+        self.value
+            .read()
+            .map(|v| v.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    /// Replaces the value.
+    pub fn set(&self, ip: &str) {
+        let mut v = self.value.write().unwrap_or_else(|e| e.into_inner());
+        if *v != ip {
+            ip.clone_into(&mut v);
+        }
+    }
+}
+
+/// Keeps `cell` holding the instance's public IPv4: asks at once, then every `every`, until
+/// `shutdown` turns true. Without instance metadata (off EC2, or blocked) the cell stays empty
+/// and one line says so; later failures are logged only at debug level until it answers again.
+pub async fn refresh_public_ipv4(
+    client: ImdsClient,
+    cell: std::sync::Arc<PublicIpv4>,
+    every: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut failing = false;
+    let mut answered = false;
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        match client.public_ipv4().await {
+            Ok(ip) => {
+                let ip = ip.unwrap_or_default();
+                if !answered || failing || cell.get() != ip {
+                    tracing::info!(public_ipv4 = %ip, "public IPv4 from instance metadata");
+                }
+                answered = true;
+                failing = false;
+                cell.set(&ip);
+            }
+            Err(e) if !failing => {
+                failing = true;
+                tracing::info!(
+                    error = %e,
+                    "instance metadata gives no public IPv4; HostStats report interface addresses only"
+                );
+            }
+            Err(e) => tracing::debug!(error = %e, "public IPv4 still unavailable"),
+        }
+    }
+}
+
 fn is_mac(s: &str) -> bool {
     s.len() == 17
         && s.split(':')

@@ -19,6 +19,8 @@ pub struct RecordSink {
     outbox: Outbox,
     new_batches: Arc<Notify>,
     health: Arc<Health>,
+    /// The public IPv4 from instance metadata, added to each `HostStats` on the way (`run`).
+    public_ipv4: Option<Arc<crate::imds::PublicIpv4>>,
 }
 
 impl RecordSink {
@@ -28,7 +30,16 @@ impl RecordSink {
             outbox,
             new_batches,
             health,
+            public_ipv4: None,
         }
+    }
+
+    /// This sink, adding `cell`'s public IPv4 to every `HostStats` it buffers (see
+    /// [`crate::host_stats::add_public_ip`]).
+    #[must_use]
+    pub fn with_public_ipv4(mut self, cell: Arc<crate::imds::PublicIpv4>) -> Self {
+        self.public_ipv4 = Some(cell);
+        self
     }
 
     /// Buffers `records` durably: hits in one priority batch, the rest in one bulk batch.
@@ -45,9 +56,17 @@ impl RecordSink {
     /// [`OutboxError`] when the outbox cannot store them.
     pub async fn submit_with_cursor(
         &self,
-        records: Vec<Record>,
+        mut records: Vec<Record>,
         cursor: Option<(Vec<u8>, Vec<u8>)>,
     ) -> Result<(), OutboxError> {
+        if let Some(cell) = &self.public_ipv4 {
+            let public = cell.get();
+            for r in &mut records {
+                if let Some(record::Record::HostStats(h)) = &mut r.record {
+                    crate::host_stats::add_public_ip(h, &public);
+                }
+            }
+        }
         self.health.count_records(&records);
         let (hits, rest): (Vec<Record>, Vec<Record>) = records
             .into_iter()

@@ -94,6 +94,27 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         Arc::clone(&health),
     );
     let (stop_tx, stop_rx) = watch::channel(false);
+    // EC2 interfaces rarely hold the public address (the VPC NATs it): instance metadata is
+    // asked for it at start and every few minutes, and `HostStats` carry it.
+    let (sink, public_ip) = match &settings.public_ip_imds {
+        Some((endpoint, timeout)) => match crate::imds::ImdsClient::new(endpoint, *timeout) {
+            Ok(client) => {
+                let cell = Arc::new(crate::imds::PublicIpv4::default());
+                let task = tokio::spawn(crate::imds::refresh_public_ipv4(
+                    client,
+                    Arc::clone(&cell),
+                    crate::imds::PUBLIC_IP_REFRESH,
+                    stop_rx.clone(),
+                ));
+                (sink.with_public_ipv4(cell), Some(task))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "public IPv4 not read from instance metadata");
+                (sink, None)
+            }
+        },
+        None => (sink, None),
+    };
 
     info!(agent = %settings.identity, aggregator = %settings.aggregator_url, "agent starting");
     let status = tokio::spawn(crate::status::write_every_second(
@@ -174,7 +195,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         sensor.stop().await;
     }
     let _ = stop_tx.send(true);
-    for task in [Some(status), reporter, Some(transport), Some(renewal)]
+    for task in [Some(status), reporter, Some(transport), Some(renewal), public_ip]
         .into_iter()
         .flatten()
     {

@@ -323,6 +323,12 @@ async fn feed(store: &FindingStore, pipeline: &mut Pipeline, batch: StoredBatch)
         instance_id: batch.agent.instance_id().to_owned(),
         region: batch.region,
     };
+    let records = batch.records.len();
+    let host_stats = batch
+        .records
+        .iter()
+        .filter(|r| matches!(r.record, Some(picket_proto::v1::record::Record::HostStats(_))))
+        .count();
     for record in batch.records {
         pipeline.feed(&Event::Agent {
             source: source.clone(),
@@ -332,6 +338,15 @@ async fn feed(store: &FindingStore, pipeline: &mut Pipeline, batch: StoredBatch)
             persist(store, pipeline).await;
         }
     }
+    // Lets tests (and operators at debug level) see that an agent's batch reached detection,
+    // not only the store: the cross-source join depends on it.
+    debug!(
+        account_id = %source.account_id,
+        instance_id = %source.instance_id,
+        records,
+        host_stats,
+        "agent records observed"
+    );
 }
 
 #[cfg(test)]

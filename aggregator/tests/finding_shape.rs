@@ -199,3 +199,103 @@ fn findings_from_the_cloudtrail_rules_match_guardduty_finding_shape() {
         assert!(errs.is_empty(), "{}: {errs:#?}", f.finding_type);
     }
 }
+
+#[test]
+fn an_attack_sequence_with_its_detection_block_matches_guardduty_finding_shape() {
+    use picket_aggregator::analyze::{AnalyzeOptions, analyze};
+    use picket_aggregator::detectors::DetectorContext;
+    use picket_intel::{Category, ListKind, ListOptions, SnapshotBuilder, parse_list};
+    let checker = Checker::load(SHAPES, "Finding", OPEN_SHAPES);
+    let list = parse_list(
+        "c2",
+        b"91.240.118.0/24\n",
+        &ListOptions {
+            category: Category::C2,
+            ..ListOptions::new("c2", ListKind::Threat)
+        },
+    )
+    .expect("list");
+    let mut b = SnapshotBuilder::new();
+    b.add_list(list);
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cloudtrail");
+    let report = analyze(&AnalyzeOptions {
+        agent_records: Vec::new(),
+        default_source: AgentSource {
+            account_id: "111122223333".into(),
+            instance_id: "i-0abc".into(),
+            region: "us-east-1".into(),
+        },
+        engine: EngineConfig::default(),
+        rules: SuppressionRules::default(),
+        detectors: Default::default(),
+        context: DetectorContext::with_fixed_intel(b.build(1).expect("snapshot")),
+        cloudtrail: vec![dir.join("sequence.jsonl")],
+    })
+    .expect("analyze");
+    assert!(report.cloudtrail_problems.is_empty());
+    let mut types: Vec<&str> = report
+        .findings
+        .iter()
+        .map(|f| f.finding_type.name())
+        .collect();
+    types.sort_unstable();
+    // ListBuckets names no bucket and is still an S3 type (issue 9).
+    assert!(types.contains(&"Discovery:S3/MaliciousIPCaller"), "{types:?}");
+    let seq: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.finding_type == FindingType::AttackSequenceS3CompromisedData)
+        .collect();
+    assert_eq!(seq.len(), 1, "{types:?}");
+    let json = serde_json::to_value(seq[0]).expect("serialize");
+    let sequence = &json["service"]["detection"]["sequence"];
+    assert_eq!(sequence["uid"], json["id"]);
+    let signals = sequence["signals"].as_array().expect("signals");
+    let names: Vec<&str> = signals.iter().filter_map(|s| s["name"].as_str()).collect();
+    for expected in [
+        "Discovery:S3/MaliciousIPCaller",
+        "Persistence:IAMUser/AccessKeyCreatedForOtherUser",
+        "Exfiltration:S3/MaliciousIPCaller",
+    ] {
+        assert!(names.contains(&expected), "{names:?}");
+    }
+    // Each signal's uid is the id of its own finding, which the run also produced.
+    for s in signals {
+        assert!(
+            report.findings.iter().any(|f| s["uid"] == f.id.as_str()),
+            "{s}"
+        );
+    }
+    assert_eq!(sequence["actors"][0]["user"]["name"], "mallory");
+    assert!(
+        sequence["endpoints"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["ip"] == "91.240.118.9")),
+        "{sequence}"
+    );
+    let errs = checker.check_finding(&json);
+    assert!(errs.is_empty(), "{errs:#?}\n{json:#}");
+
+    // Other findings carry no detection block at all.
+    for f in report.findings.iter().filter(|f| f.id != seq[0].id) {
+        let json = serde_json::to_value(f).expect("serialize");
+        assert!(json["service"].get("detection").is_none(), "{json}");
+        let errs = checker.check_finding(&json);
+        assert!(errs.is_empty(), "{}: {errs:#?}", f.finding_type);
+    }
+}
+
+#[test]
+fn the_checker_rejects_a_detection_sequence_that_breaks_botocore_shapes() {
+    let checker = Checker::load(SHAPES, "Finding", OPEN_SHAPES);
+    let f = &samples("123456789012", "us-east-1", Timestamp(0))[0];
+    let mut bad = serde_json::to_value(f).expect("serialize");
+    // A signal without its required members, and an indicator key GuardDuty does not have.
+    bad["service"]["detection"] = serde_json::json!({"sequence": {
+        "uid": "x", "description": "d",
+        "signals": [{"uid": "s", "type": "FINDING", "signalIndicators": [{"key": "SUPPRESSED"}]}]
+    }});
+    let errs = checker.check_finding(&bad);
+    assert!(errs.iter().any(|e| e.contains("createdAt")), "{errs:#?}");
+    assert!(errs.iter().any(|e| e.contains("SUPPRESSED")), "{errs:#?}");
+}

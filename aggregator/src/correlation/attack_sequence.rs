@@ -18,6 +18,7 @@ use crate::detectors::api_evidence::{ApiBehaviourEvidence, SequenceEvidence, Seq
 use crate::detectors::{
     Activity, ApiCallActivity, EvidenceDetail, Observation, ResourceRef, ResourceRole,
 };
+use crate::findings::engine::FindingId;
 use crate::findings::types::{FindingType, ResourceKind};
 
 use super::config::AttackSequenceConfig;
@@ -69,6 +70,9 @@ struct Signal {
     at_ms: i64,
     suppressed: bool,
     resource: ResourceRef,
+    /// The signal's finding id, so the sequence can point at it.
+    finding_id: String,
+    caller: String,
 }
 
 #[derive(Debug, Default)]
@@ -153,9 +157,9 @@ impl AttackSequences {
             self.evicted += 1;
         }
         let trail = self.trails.entry(principal.to_owned()).or_default();
-        let api = match &obs.activity {
-            Activity::ApiCall(a) => a.api.clone(),
-            _ => String::new(),
+        let (api, caller) = match &obs.activity {
+            Activity::ApiCall(a) => (a.api.clone(), a.caller_ip.clone().unwrap_or_default()),
+            _ => (String::new(), String::new()),
         };
         let signal = Signal {
             stage: Stage::of(obs.finding_type),
@@ -166,6 +170,8 @@ impl AttackSequences {
             at_ms: obs.at_ms,
             suppressed,
             resource: obs.resource.clone(),
+            finding_id: FindingId::of(obs).to_hex(),
+            caller,
         };
         // Keep the trail in time order even when input arrives slightly out of order.
         let pos = trail.signals.partition_point(|s| s.at_ms <= signal.at_ms);
@@ -217,6 +223,15 @@ fn chain_end(signals: &VecDeque<Signal>) -> Option<usize> {
         .map(|(i, _)| i)
 }
 
+/// GuardDuty's `FindingResourceType` name of a resource.
+fn resource_type(r: &ResourceRef) -> &'static str {
+    match r {
+        ResourceRef::Instance { .. } => "EC2_INSTANCE",
+        ResourceRef::AccessKey { .. } => "ACCESS_KEY",
+        ResourceRef::S3Bucket { .. } => "S3_BUCKET",
+    }
+}
+
 fn sequence(principal: &str, trail: &Trail, last: usize, window: i64) -> Observation {
     let end = trail.signals.get(last);
     let on_s3 = end.is_some_and(|s| s.finding_type.resource_kind() == ResourceKind::S3Bucket);
@@ -253,8 +268,27 @@ fn sequence(principal: &str, trail: &Trail, last: usize, window: i64) -> Observa
             region: s.region.clone(),
             at_ms: s.at_ms,
             suppressed: s.suppressed,
+            finding_id: s.finding_id.clone(),
+            resource: s.resource.id().to_owned(),
+            resource_type: resource_type(&s.resource).to_owned(),
+            caller: s.caller.clone(),
         })
         .collect();
+    let (user_name, user_type) = trail
+        .signals
+        .iter()
+        .rev()
+        .find_map(|s| match &s.resource {
+            ResourceRef::AccessKey {
+                user_name,
+                user_type,
+                ..
+            } if !(user_name.is_empty() && user_type.is_empty()) => {
+                Some((user_name.clone(), user_type.clone()))
+            }
+            _ => None,
+        })
+        .unwrap_or_default();
     let suppressed_signals = signals.iter().filter(|s| s.suppressed).count() as u32;
     let (account_id, region, at_ms) = end.map_or((String::new(), String::new(), 0), |s| {
         (s.account_id.clone(), s.region.clone(), s.at_ms)
@@ -281,6 +315,8 @@ fn sequence(principal: &str, trail: &Trail, last: usize, window: i64) -> Observa
                 window_ms: window,
                 signals,
                 suppressed_signals,
+                user_name,
+                user_type,
             },
         ))),
     }

@@ -5,6 +5,10 @@
 //!
 //! Bounded: at most `max_actors` actors, each with at most [`MAX_ACCOUNTS_PER_ACTOR`]
 //! accounts; the least recently active actor is evicted first (counted).
+//!
+//! When more accounts join after the finding was raised, it is raised again on the same
+//! finding (same home account and activity as the first raise in the window), and the engine
+//! and store take the newer evidence, so the stored finding names every account.
 
 use std::collections::HashMap;
 
@@ -12,7 +16,7 @@ use crate::cloudtrail::{ApiEvent, CallerAddress};
 use crate::detectors::accounts::AccountsConfig;
 use crate::detectors::api_call::api_activity;
 use crate::detectors::api_evidence::{ApiBehaviourEvidence, ApiCallRef, MultiAccountEvidence};
-use crate::detectors::{EvidenceDetail, Observation, ResourceRef, ResourceRole};
+use crate::detectors::{Activity, EvidenceDetail, Observation, ResourceRef, ResourceRole};
 use crate::findings::types::FindingType;
 
 use super::config::CrossAccountConfig;
@@ -27,6 +31,9 @@ struct Actor {
     last_ms: i64,
     /// Accounts named when last raised (0: not raised in this window).
     raised_with: usize,
+    /// Home account and activity of the first raise in this window: later raises reuse them
+    /// so they land on the same finding (its key holds both) and update its evidence.
+    anchor: Option<(String, Activity)>,
 }
 
 /// The cross-account correlation.
@@ -109,6 +116,7 @@ impl CrossAccount {
             accounts: Vec::new(),
             last_ms: e.time_ms,
             raised_with: 0,
+            anchor: None,
         });
         actor.last_ms = actor.last_ms.max(e.time_ms);
         let now = actor.last_ms;
@@ -117,6 +125,7 @@ impl CrossAccount {
             .retain(|(_, c)| now.saturating_sub(c.at_ms) <= window);
         if actor.accounts.is_empty() {
             actor.raised_with = 0;
+            actor.anchor = None;
         }
         let account = e.account_id();
         actor.accounts.retain(|(a, _)| a != account);
@@ -133,10 +142,16 @@ impl CrossAccount {
         names.sort();
         let calls = actor.accounts.iter().map(|(_, c)| c.clone()).collect();
         self.findings += 1;
-        let home = accounts
-            .administrator
-            .clone()
-            .unwrap_or_else(|| names.first().cloned().unwrap_or_default());
+        let (home, activity) = actor
+            .anchor
+            .get_or_insert_with(|| {
+                let home = accounts
+                    .administrator
+                    .clone()
+                    .unwrap_or_else(|| names.first().cloned().unwrap_or_default());
+                (home, api_activity(e))
+            })
+            .clone();
         out.push(Observation {
             finding_type: FindingType::DiscoveryMultiAccountActivity,
             account_id: home,
@@ -148,7 +163,7 @@ impl CrossAccount {
                 user_type: e.principal.kind.clone(),
             },
             role: ResourceRole::Actor,
-            activity: api_activity(e),
+            activity,
             at_ms: e.time_ms,
             threat_intel: None,
             severity: None,

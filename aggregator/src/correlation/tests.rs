@@ -286,6 +286,85 @@ fn two_accounts_outside_the_window_or_outside_the_members_raise_nothing() {
     assert!(multi_account(&findings).is_empty(), "{findings:#?}");
 }
 
+/// The cross-account finding keyed by the address actor, with its evidence.
+fn by_address(findings: &[Finding]) -> Vec<(&Finding, &crate::detectors::api_evidence::MultiAccountEvidence)> {
+    multi_account(findings)
+        .into_iter()
+        .filter_map(|f| match &f.service.additional_info.evidence {
+            Some(EvidenceDetail::ApiBehaviour(b)) => match &**b {
+                ApiBehaviourEvidence::MultiAccount(ev) if ev.actor_kind == "address" => {
+                    Some((f, ev))
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+/// One address calling into `account` at `at_ms`.
+fn roaming_call(account: &str, at_ms: i64) -> crate::cloudtrail::ApiEvent {
+    let mut e = user_call("alice", "iam.amazonaws.com", "ListRoles", at_ms);
+    e.source = ip("203.0.113.50");
+    e.recipient_account_id = account.into();
+    e
+}
+
+#[test]
+fn when_a_third_account_joins_later_the_open_finding_names_all_three() {
+    let mut config = served();
+    config.cross_account.min_accounts = 2;
+    let mut p = pipeline(&config);
+    for (account, at) in [(ACCOUNT, T0), (OTHER, T0 + MIN), (THIRD, T0 + 2 * MIN)] {
+        p.feed(&api(roaming_call(account, at)));
+    }
+    let findings = p.drain();
+    let hits = by_address(&findings);
+    assert_eq!(hits.len(), 1, "{findings:#?}");
+    let (f, ev) = hits[0];
+    assert_eq!(f.service.count, 2, "raised with two accounts, then again with three");
+    assert_eq!(ev.accounts, [ACCOUNT, OTHER, THIRD]);
+    for account in [ACCOUNT, OTHER, THIRD] {
+        assert!(f.description.contains(account), "{}", f.description);
+    }
+}
+
+#[test]
+fn when_a_third_account_joins_after_the_finding_was_stored_the_stored_one_names_all_three() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = crate::findings::store::FindingStore::open(dir.path()).expect("store");
+    let mut config = served();
+    config.cross_account.min_accounts = 2;
+    let mut p = pipeline(&config);
+    p.feed(&api(roaming_call(ACCOUNT, T0)));
+    p.feed(&api(roaming_call(OTHER, T0 + MIN)));
+    let first = p.drain();
+    store.upsert_all(&first).expect("stored");
+    let (stored_first, ev) = by_address(&first)[0];
+    assert_eq!(ev.accounts, [ACCOUNT, OTHER]);
+    assert!(!stored_first.description.contains(THIRD));
+
+    // A later drain, as in `serve`: the repeat goes through the store's merge.
+    p.feed(&api(roaming_call(THIRD, T0 + 2 * MIN)));
+    let second = p.drain();
+    assert_eq!(by_address(&second).len(), 1, "{second:#?}");
+    assert_eq!(by_address(&second)[0].0.id, stored_first.id, "same finding");
+    store.upsert_all(&second).expect("stored");
+    let stored = store.get(&stored_first.id).expect("get").expect("present");
+    let stored_list = [stored];
+    let (f, ev) = by_address(&stored_list)[0];
+    assert_eq!(f.service.count, 2);
+    assert_eq!(ev.accounts, [ACCOUNT, OTHER, THIRD]);
+    assert_eq!(ev.calls.len(), 3);
+    for account in [ACCOUNT, OTHER, THIRD] {
+        assert!(f.description.contains(account), "{}", f.description);
+    }
+
+    // Near miss: a call into an account already named changes nothing stored.
+    p.feed(&api(roaming_call(OTHER, T0 + 3 * MIN)));
+    assert!(by_address(&p.drain()).is_empty());
+}
+
 // === attack sequences ===
 
 /// Baselines that learn fast, so a test can build a principal's history in a few calls.
@@ -408,6 +487,74 @@ fn a_suppressed_signal_still_completes_a_sequence_and_is_marked() {
         ["Persistence:IAMUser/AccessKeyCreatedForOtherUser"]
     );
     assert!(!hits[0].service.archived);
+}
+
+#[test]
+fn a_sequence_carries_guardduty_detection_sequence_listing_every_signal_suppressed_or_not() {
+    let filter = Filter::parse_str(
+        r#"{"criterion": {"type": {"eq": ["Persistence:IAMUser/AccessKeyCreatedForOtherUser"]}}}"#,
+    )
+    .expect("filter");
+    let rules = SuppressionRules::new(vec![SuppressionRule {
+        name: "service accounts".into(),
+        filter,
+    }]);
+    let mut p = pipeline_with(&sequence_config(), rules);
+    routine(&mut p);
+    chain(&mut p, T0 + 4 * DAY, [0, 1, 2]);
+    let findings = p.drain();
+    let hits = of_type(&findings, FindingType::AttackSequenceS3CompromisedData);
+    assert_eq!(hits.len(), 1, "{findings:#?}");
+    let f = hits[0];
+    let seq = f
+        .service
+        .detection
+        .as_ref()
+        .and_then(|d| d.sequence.as_ref())
+        .expect("detection.sequence");
+    assert_eq!(seq.uid, f.id);
+    // Every signal of the evidence is a signal of the sequence, pointing at its finding.
+    let ev = sequence_evidence(f);
+    for s in &ev.signals {
+        assert!(
+            seq.signals.iter().any(|g| g.name == s.finding_type && g.uid == s.finding_id),
+            "{s:?} not in {:#?}",
+            seq.signals
+        );
+        assert!(
+            findings.iter().any(|f| f.id == s.finding_id),
+            "signal {s:?} names no finding"
+        );
+    }
+    let persistence = seq
+        .signals
+        .iter()
+        .find(|g| g.name == "Persistence:IAMUser/AccessKeyCreatedForOtherUser")
+        .expect("the suppressed signal is listed");
+    assert!(
+        persistence
+            .description
+            .as_deref()
+            .is_some_and(|d| d.contains("suppression rule")),
+        "{persistence:?}"
+    );
+    let others_marked = seq
+        .signals
+        .iter()
+        .filter(|g| g.name != persistence.name)
+        .filter(|g| g.description.as_deref().is_some_and(|d| d.contains("suppression")))
+        .count();
+    assert_eq!(others_marked, 0);
+    assert!(seq.signals.iter().all(|g| g.actor_ids == [ev.principal.clone()]));
+    assert!(seq.endpoints.iter().any(|e| e.ip.as_deref() == Some("203.0.113.66")));
+    assert!(seq.resources.iter().any(|r| r.uid == "payroll" && r.resource_type == "S3_BUCKET"));
+    // Ordinary findings have no detection block.
+    assert!(
+        findings
+            .iter()
+            .filter(|g| g.id != f.id)
+            .all(|g| g.service.detection.is_none())
+    );
 }
 
 #[test]

@@ -153,6 +153,18 @@ pub struct SequenceSignal {
     pub at_ms: i64,
     /// A suppression rule archived the signal's finding; it still counts here.
     pub suppressed: bool,
+    /// The signal's own finding id (32 hex digits), so the sequence links to it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub finding_id: String,
+    /// The signal's resource: access key, bucket name or instance id.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub resource: String,
+    /// `ACCESS_KEY`, `S3_BUCKET` or `EC2_INSTANCE` (GuardDuty's `FindingResourceType`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub resource_type: String,
+    /// The caller's address or service name, when the signal came from a call.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub caller: String,
 }
 
 /// A chain of signals by one principal.
@@ -167,4 +179,10 @@ pub struct SequenceEvidence {
     pub signals: Vec<SequenceSignal>,
     /// How many of them were suppressed.
     pub suppressed_signals: u32,
+    /// The principal's user name (or role session), when a signal named it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub user_name: String,
+    /// The principal's type (`IAMUser`, `AssumedRole`, `Root`…), when a signal named it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub user_type: String,
 }

@@ -184,6 +184,14 @@ impl FindingEngine {
         let id = FindingId::of(obs);
         if let Some(f) = self.open.get_mut(&id) {
             let at = Timestamp(obs.at_ms);
+            // Running summaries (cross-account actors, sequences) are raised again only when
+            // they grew: the repeat's evidence is the current one.
+            if at >= f.service.event_last_seen
+                && super::model::evidence_is_a_running_summary(Some(&obs.evidence))
+            {
+                let fresh = build_finding_for(obs, id, now, f.service.detector_id.clone());
+                f.take_current_evidence(&fresh);
+            }
             f.service.count = f.service.count.saturating_add(1);
             f.service.event_last_seen = f.service.event_last_seen.max(at);
             f.service.event_first_seen = f.service.event_first_seen.min(at);
@@ -386,8 +394,16 @@ fn with_api_call_evidence(mut action: Action, evidence: &EvidenceDetail) -> Acti
 }
 
 fn resource(obs: &Observation) -> Resource {
+    // An S3 type on a bucket-less call (ListBuckets) names the caller's key, not a bucket:
+    // the resource type says what is really there, so exports do not invent a bucket.
+    let resource_type = match (&obs.resource, obs.finding_type.resource_kind()) {
+        (ResourceRef::AccessKey { .. }, super::types::ResourceKind::S3Bucket) => {
+            super::types::ResourceKind::AccessKey
+        }
+        (_, kind) => kind,
+    };
     let mut r = Resource {
-        resource_type: obs.finding_type.resource_kind(),
+        resource_type,
         instance_details: None,
         access_key_details: None,
         s3_bucket_details: None,
@@ -459,6 +475,11 @@ fn build_finding_for(
         summary.insert("sample".into(), true.into());
     }
     let evidence_json = serde_json::Value::Object(summary).to_string();
+    let mut description = t.description(resource_id, remote);
+    if let Some(more) = super::model::description_detail(&obs.evidence) {
+        description.push_str(&more);
+    }
+    let detection = super::model_detection::detection_of(obs, &id, &description);
     Finding {
         schema_version: SCHEMA_VERSION.to_owned(),
         account_id: obs.account_id.clone(),
@@ -471,7 +492,7 @@ fn build_finding_for(
         id,
         finding_type: t,
         title: t.title(resource_id, remote),
-        description: t.description(resource_id, remote),
+        description,
         severity: obs.severity.unwrap_or_else(|| t.default_severity()),
         created_at: now,
         updated_at: now,
@@ -496,6 +517,7 @@ fn build_finding_for(
                 kind: "default".to_owned(),
                 evidence: Some(obs.evidence.clone()),
             },
+            detection,
         },
     }
 }

@@ -235,6 +235,10 @@ pub struct Service {
     pub evidence: Option<Evidence>,
     /// GuardDuty's free-form slot, plus Picket's typed evidence.
     pub additional_info: AdditionalInfo,
+    /// Extended Threat Detection: the attack sequence and its signals, for
+    /// `AttackSequence:*` findings only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detection: Option<super::model_detection::Detection>,
 }
 
 /// `service.action`.
@@ -439,6 +443,11 @@ impl Finding {
     /// Folds `later` (the same finding seen again, e.g. from another engine drain) into `self`:
     /// counts add, first/last seen widen, the later update time wins, and archived sticks.
     pub fn absorb(&mut self, later: &Finding) {
+        if later.service.event_last_seen >= self.service.event_last_seen
+            && evidence_is_a_running_summary(later.service.additional_info.evidence.as_ref())
+        {
+            self.take_current_evidence(later);
+        }
         self.service.count = self.service.count.saturating_add(later.service.count);
         self.service.event_first_seen = self
             .service
@@ -451,6 +460,19 @@ impl Finding {
         self.updated_at = self.updated_at.max(later.updated_at);
         self.created_at = self.created_at.min(later.created_at);
         self.service.archived |= later.service.archived;
+    }
+
+    /// Takes `later`'s text, resource, action, evidence and detection: for findings whose
+    /// evidence is a running summary (see [`evidence_is_a_running_summary`]), the newest
+    /// sighting describes the whole activity and the first one only its start.
+    pub fn take_current_evidence(&mut self, later: &Finding) {
+        self.title.clone_from(&later.title);
+        self.description.clone_from(&later.description);
+        self.resource = later.resource.clone();
+        self.service.action = later.service.action.clone();
+        self.service.evidence.clone_from(&later.service.evidence);
+        self.service.additional_info = later.service.additional_info.clone();
+        self.service.detection.clone_from(&later.service.detection);
     }
 
     /// The instance id, when the resource is an instance.
@@ -480,6 +502,44 @@ impl Finding {
     }
 }
 
+/// Whether evidence summarises everything seen so far (the accounts of a cross-account actor,
+/// the signals of an attack sequence) rather than one sighting, so a later sighting's evidence
+/// replaces an earlier one's instead of being dropped.
+pub fn evidence_is_a_running_summary(evidence: Option<&EvidenceDetail>) -> bool {
+    use crate::detectors::api_evidence::ApiBehaviourEvidence as B;
+    matches!(
+        evidence,
+        Some(EvidenceDetail::ApiBehaviour(b))
+            if matches!(**b, B::MultiAccount(_) | B::Sequence(_))
+    )
+}
+
+/// A sentence naming what a running summary covers, appended to the finding's description
+/// (the type's template cannot list accounts).
+pub fn description_detail(evidence: &EvidenceDetail) -> Option<String> {
+    use crate::detectors::api_evidence::ApiBehaviourEvidence as B;
+    let EvidenceDetail::ApiBehaviour(b) = evidence else {
+        return None;
+    };
+    match &**b {
+        B::MultiAccount(m) => Some(format!(
+            " Accounts ({}): {}.",
+            m.accounts.len(),
+            m.accounts.join(", ")
+        )),
+        B::Sequence(s) => Some(format!(
+            " Signals: {}{}.",
+            s.signals.len(),
+            if s.suppressed_signals > 0 {
+                format!(", {} of them suppressed", s.suppressed_signals)
+            } else {
+                String::new()
+            }
+        )),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -501,3 +561,4 @@ mod tests {
         assert!(serde_json::from_str::<Timestamp>("\"2023-13-01T00:00:00Z\"").is_err());
     }
 }
+

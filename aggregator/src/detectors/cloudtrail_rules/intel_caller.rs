@@ -103,10 +103,11 @@ impl IntelCallerDetector {
             _ => Family::Malicious,
         };
         let purpose = purpose(&e.event_name);
-        let s3_bucket = (e.event_source == "s3.amazonaws.com")
-            .then(|| bucket_name(e))
-            .flatten();
-        let t = finding_type(family, purpose, s3_bucket.is_some());
+        // The service decides the family, as GuardDuty does: a bucket-less S3 call
+        // (ListBuckets) is still an S3 finding, on the caller's key for want of a bucket.
+        let s3 = e.event_source == "s3.amazonaws.com";
+        let s3_bucket = s3.then(|| bucket_name(e)).flatten();
+        let t = finding_type(family, purpose, s3);
         let resource = s3_bucket.map_or_else(|| access_key(e), bucket);
         let mut threat_names = vec![hit.category.wire_name().to_owned()];
         if !hit.description.is_empty() {
@@ -179,6 +180,7 @@ mod tests {
 
     use super::super::testing::{event_from, record, run};
     use super::*;
+    use crate::detectors::ResourceRef;
 
     fn context() -> DetectorContext {
         let list = |name: &str, kind, category, text: &str| {
@@ -311,6 +313,62 @@ mod tests {
                 T::ExfiltrationS3MaliciousIpCaller,
                 T::DiscoveryS3TorIpCaller,
                 T::UnauthorizedAccessS3MaliciousIpCallerCustom,
+            ]
+        );
+    }
+
+    #[test]
+    fn a_bucket_less_s3_call_is_an_s3_type_on_the_callers_key() {
+        let mut d = IntelCallerDetector::new(&context());
+        let got = run(
+            &mut d,
+            vec![
+                call("s3.amazonaws.com", "ListBuckets", "91.240.118.9", json!(null)),
+                call("s3.amazonaws.com", "ListBuckets", "185.220.101.5", json!({})),
+                call(
+                    "s3.amazonaws.com",
+                    "GetObject",
+                    "91.240.118.9",
+                    json!({"bucketName": "loot"}),
+                ),
+            ],
+        );
+        use FindingType as T;
+        let types: Vec<_> = got.iter().map(|o| o.finding_type).collect();
+        assert_eq!(
+            types,
+            vec![
+                T::DiscoveryS3MaliciousIpCaller,
+                T::DiscoveryS3TorIpCaller,
+                T::ExfiltrationS3MaliciousIpCaller,
+            ]
+        );
+        assert!(matches!(got[0].resource, ResourceRef::AccessKey { .. }));
+        assert!(matches!(&got[2].resource, ResourceRef::S3Bucket { name } if name == "loot"));
+    }
+
+    #[test]
+    fn a_listing_call_of_another_service_from_the_same_address_stays_an_iam_type() {
+        // Near miss for the S3 rule: the API name alone (List*) must not make it S3.
+        let mut d = IntelCallerDetector::new(&context());
+        let got = run(
+            &mut d,
+            vec![
+                call("ec2.amazonaws.com", "ListBuckets", "91.240.118.9", json!(null)),
+                call(
+                    "iam.amazonaws.com",
+                    "ListUsers",
+                    "91.240.118.9",
+                    json!({"bucketName": "not-s3"}),
+                ),
+            ],
+        );
+        let types: Vec<_> = got.iter().map(|o| o.finding_type).collect();
+        assert_eq!(
+            types,
+            vec![
+                FindingType::ReconIamMaliciousIpCaller,
+                FindingType::ReconIamMaliciousIpCaller
             ]
         );
     }
