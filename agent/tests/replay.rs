@@ -95,7 +95,10 @@ fn a_syn_scan_is_one_egress_summary_of_failed_attempts_to_many_ports() {
 #[test]
 fn failed_attempts_at_a_few_ports_name_every_port_tried() {
     // suricata's detection_filter capture: two unanswered SYNs 3.3.3.3 -> 1.1.1.1:80 and :81.
-    let (records, _) = run(&[fixture("suricata_df-distinct-dstport.pcap")], &["3.3.3.3"]);
+    let (records, _) = run(
+        &[fixture("suricata_df-distinct-dstport.pcap")],
+        &["3.3.3.3"],
+    );
     let failed: Vec<_> = flows(&records)
         .into_iter()
         .filter(|f| f.service_port == 0)

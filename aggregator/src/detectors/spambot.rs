@@ -376,7 +376,11 @@ mod tests {
             panic!("expected behaviour evidence");
         };
         assert_eq!(ev.thresholds.len(), 2);
-        assert!(ev.note.as_deref().is_some_and(|n| n.contains("at most 1 per window")));
+        assert!(
+            ev.note
+                .as_deref()
+                .is_some_and(|n| n.contains("at most 1 per window"))
+        );
     }
 
     /// Learning with SMTP to `peak` remotes in one window (a mail server's usual fan-out).
@@ -480,7 +484,13 @@ mod tests {
         let super::super::EvidenceDetail::Behaviour(ev) = &out[0].evidence else {
             panic!("expected behaviour evidence");
         };
-        assert!(ev.note.as_deref().is_some_and(|n| n.contains("10 of the SMTP summaries were refused")), "{:?}", ev.note);
+        assert!(
+            ev.note
+                .as_deref()
+                .is_some_and(|n| n.contains("10 of the SMTP summaries were refused")),
+            "{:?}",
+            ev.note
+        );
         // A scan's failed attempts (port 25 among many) and refused HTTPS are not mail.
         let mut d = SpambotDetector::new(config());
         run(&mut d, learn("10.0.0.5", false));
