@@ -78,6 +78,9 @@ fn a_syn_scan_is_one_egress_summary_of_failed_attempts_to_many_ports() {
     assert!(scan.distinct_ports >= 990, "{scan:?}");
     assert!(scan.unanswered_syns >= 1900, "{scan:?}");
     assert_eq!(scan.short_connections, scan.connections);
+    // Only the lowest ports of a scan are named.
+    assert_eq!(scan.failed_ports.len(), 16, "{scan:?}");
+    assert!(scan.failed_ports.windows(2).all(|w| w[0] < w[1]));
     // The few open ports answered with SYN-ACK: each is a real service under its own port.
     let open: Vec<_> = to_target.iter().filter(|f| f.service_port != 0).collect();
     assert!(!open.is_empty() && open.len() < 10, "{open:#?}");
@@ -87,6 +90,22 @@ fn a_syn_scan_is_one_egress_summary_of_failed_attempts_to_many_ports() {
     );
     let stats = host_stats(&records);
     assert_eq!(stats.iter().map(|h| h.packets).sum::<u64>(), 2011);
+}
+
+#[test]
+fn failed_attempts_at_a_few_ports_name_every_port_tried() {
+    // suricata's detection_filter capture: two unanswered SYNs 3.3.3.3 -> 1.1.1.1:80 and :81.
+    let (records, _) = run(
+        &[fixture("suricata_df-distinct-dstport.pcap")],
+        &["3.3.3.3"],
+    );
+    let failed: Vec<_> = flows(&records)
+        .into_iter()
+        .filter(|f| f.service_port == 0)
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    assert_eq!(failed[0].failed_ports, [80, 81]);
+    assert_eq!(failed[0].distinct_ports, 2);
 }
 
 #[test]

@@ -94,8 +94,8 @@ fn private_dns_over_tls_to_dns_google_is_reported_low_not_medium() -> Result<()>
     assert!(!dot.is_empty(), "{found:#?}");
     for f in dot {
         assert!(severity(f) < 4.0, "{f:#}");
-        let remote = &f["service"]["action"]["networkConnectionAction"]["remoteIpDetails"]
-            ["ipAddressV4"];
+        let remote =
+            &f["service"]["action"]["networkConnectionAction"]["remoteIpDetails"]["ipAddressV4"];
         assert!(
             remote == "8.8.8.8" || remote == "8.8.4.4",
             "DoT to {remote}"
@@ -213,7 +213,11 @@ fn tcp(src: IpAddr, sport: u16, dst: IpAddr, dport: u16, flags: u8, seq: u32) ->
 fn dns(id: u16, response: bool, name: &[&[u8]], qtype: u16) -> Vec<u8> {
     let mut m = Vec::new();
     m.extend_from_slice(&id.to_be_bytes());
-    m.extend_from_slice(if response { &[0x81, 0x80] } else { &[0x01, 0x00] });
+    m.extend_from_slice(if response {
+        &[0x81, 0x80]
+    } else {
+        &[0x01, 0x00]
+    });
     m.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
     for label in name {
         m.push(label.len() as u8);
@@ -239,7 +243,10 @@ fn dns_session(
         let id = 0x4000 + i as u16;
         let sport = 40_000 + i as u16;
         let t = t0 + gap * i as f64;
-        packets.push((t, udp(client, sport, resolver, 53, &dns(id, false, &name, *qtype))));
+        packets.push((
+            t,
+            udp(client, sport, resolver, 53, &dns(id, false, &name, *qtype)),
+        ));
         packets.push((
             t + 0.003,
             udp(resolver, 53, client, sport, &dns(id, true, &name, *qtype)),
@@ -304,7 +311,12 @@ fn iodine() -> Vec<(Vec<Vec<u8>>, u16)> {
     }
     labels
         .into_iter()
-        .map(|l| (vec![l, b"t1".to_vec(), b"biillpi".to_vec(), b"com".to_vec()], 10))
+        .map(|l| {
+            (
+                vec![l, b"t1".to_vec(), b"biillpi".to_vec(), b"com".to_vec()],
+                10,
+            )
+        })
         .collect()
 }
 
@@ -339,8 +351,7 @@ fn short_dnscat2_and_iodine_sessions_are_dns_exfiltration_at_medium_over_ipv4_an
                 f["severity"]
             );
             assert_eq!(
-                f["service"]["action"]["dnsRequestAction"]["domain"],
-                "biillpi.com",
+                f["service"]["action"]["dnsRequestAction"]["domain"], "biillpi.com",
                 "{f:#}"
             );
             for other in &found {
@@ -407,7 +418,10 @@ fn a_syn_scan_of_the_instance_from_an_unlisted_address_is_a_low_inbound_portscan
         "{:#}",
         scans[0]
     );
-    assert_eq!(scans[0]["resource"]["instanceDetails"]["networkInterfaces"][0]["privateIpAddress"], "64.13.134.52");
+    assert_eq!(
+        scans[0]["resource"]["instanceDetails"]["networkInterfaces"][0]["privateIpAddress"],
+        "64.13.134.52"
+    );
 
     // IPv6: 80 ports of 2001:db8:1::52 from 2001:db8:bad::8.
     let dir = tempfile::tempdir()?;
@@ -433,7 +447,10 @@ fn a_syn_scan_of_the_instance_from_an_unlisted_address_is_a_low_inbound_portscan
 fn two_syns_or_a_few_ports_are_not_an_inbound_portscan() -> Result<()> {
     // suricata's detection_filter capture: 3.3.3.3 -> 1.1.1.1 ports 80 and 81.
     let found = findings(&fixture("suricata_df-distinct-dstport.pcap"), &["1.1.1.1"])?;
-    assert!(of_type(&found, "Recon:EC2/InboundPortscan").is_empty(), "{found:#?}");
+    assert!(
+        of_type(&found, "Recon:EC2/InboundPortscan").is_empty(),
+        "{found:#?}"
+    );
     let dir = tempfile::tempdir()?;
     let pcap = write(
         dir.path(),
@@ -441,6 +458,9 @@ fn two_syns_or_a_few_ports_are_not_an_inbound_portscan() -> Result<()> {
         &syn_scan("198.51.100.8".parse()?, "10.0.0.52".parse()?, 1..40),
     )?;
     let found = findings(&pcap, &["10.0.0.52"])?;
-    assert!(of_type(&found, "Recon:EC2/InboundPortscan").is_empty(), "{found:#?}");
+    assert!(
+        of_type(&found, "Recon:EC2/InboundPortscan").is_empty(),
+        "{found:#?}"
+    );
     Ok(())
 }

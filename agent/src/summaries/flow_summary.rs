@@ -6,7 +6,8 @@
 //! - A TCP connection that never completed a handshake (its SYN unanswered, or answered only
 //!   by a reset) goes under service port 0, "failed attempts to any port", and its port counts
 //!   into `distinct_ports`: a SYN scan of a thousand ports is one summary with
-//!   `distinct_ports` = 1000, not a thousand summaries.
+//!   `distinct_ports` = 1000, not a thousand summaries. Its `failed_ports` lists the lowest
+//!   [`MAX_FAILED_PORTS`] of them, so refused attempts at a few ports (SMTP) can still be named.
 //! - A flow whose direction could not be told (neither or both ends local) keeps
 //!   `DIRECTION_UNSPECIFIED` and is summarised as if egress: the initiator stands in for the
 //!   local end, the responder for the remote one.
@@ -30,6 +31,9 @@ use crate::flow_table::{FlowKey, FlowRecord};
 pub const MAX_DISTINCT_PORTS: usize = 1024;
 /// TLS server names kept per summary.
 pub const MAX_SERVER_NAMES: usize = 4;
+/// Ports listed in `failed_ports` of a failed-attempts summary, lowest first: enough to name
+/// the few ports a refused client tried (SMTP for a spambot), not a scan's thousand.
+pub const MAX_FAILED_PORTS: usize = 16;
 /// A connection with at most this many packets each way counts as short: probes, refused
 /// connections and aborted handshakes take one to three.
 pub const SHORT_CONNECTION_PACKETS: u64 = 3;
@@ -299,5 +303,14 @@ fn to_summary(interval: Interval, interface: &str, key: SummaryKey, agg: Aggrega
         app_protocol: agg.app.map(|a| a.as_str().to_owned()).unwrap_or_default(),
         tls_server_names: agg.server_names.into_iter().map(String::from).collect(),
         interface: interface.to_owned(),
+        failed_ports: if key.protocol == protocol::TCP && key.service_port == 0 {
+            agg.ports
+                .iter()
+                .take(MAX_FAILED_PORTS)
+                .map(|p| u32::from(*p))
+                .collect()
+        } else {
+            Vec::new()
+        },
     }
 }

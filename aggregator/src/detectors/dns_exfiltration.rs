@@ -116,7 +116,10 @@ impl DnsExfiltrationConfig {
         }
         for (key, value) in [
             ("min_max_label_len", self.min_max_label_len),
-            ("short_tunnel_min_label_len", self.short_tunnel_min_label_len),
+            (
+                "short_tunnel_min_label_len",
+                self.short_tunnel_min_label_len,
+            ),
         ] {
             if value.get() > 63 {
                 problems.push(format!(
@@ -196,8 +199,7 @@ pub fn looks_encoded(label: &str) -> bool {
     if b.len() < ENCODED_MIN_LABEL {
         return false;
     }
-    if b
-        .iter()
+    if b.iter()
         .any(|c| !(c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_'))
     {
         return true;
@@ -749,7 +751,10 @@ mod tests {
         });
         assert!(run(&mut d, events).is_empty());
         assert_eq!(d.table.len(), 0);
-        assert_eq!(crate::detectors::testing::counter(&d, "signed_summaries"), Some(0));
+        assert_eq!(
+            crate::detectors::testing::counter(&d, "signed_summaries"),
+            Some(0)
+        );
     }
 
     #[test]

@@ -21,8 +21,8 @@ use super::port_scan::is_probe;
 use super::summary::{self, MAX_EXAMPLES};
 use super::window::{DistinctSet, WindowTable, keep_example};
 use super::{
-    Activity, BehaviourEvidence, ConnectionDirection, Detector, DetectorCounter, Event,
-    EventKind, Observation, PortProbeActivity, ResourceRole, ThresholdCrossed,
+    Activity, BehaviourEvidence, ConnectionDirection, Detector, DetectorCounter, Event, EventKind,
+    Observation, PortProbeActivity, ResourceRole, ThresholdCrossed,
 };
 use crate::findings::types::FindingType;
 
@@ -131,7 +131,8 @@ impl Detector for InboundScanDetector {
         }
         keep_example(&mut w.state.flows, MAX_EXAMPLES, || f.clone());
         let answered = w.state.ports.len();
-        let seen = answered.saturating_add(usize::try_from(w.state.folded_ports).unwrap_or(usize::MAX));
+        let seen =
+            answered.saturating_add(usize::try_from(w.state.folded_ports).unwrap_or(usize::MAX));
         if w.fired || seen < min as usize {
             return;
         }
@@ -264,9 +265,8 @@ mod tests {
         assert!(run(&mut d, [folded("1.1.1.1", "3.3.3.3", 2)]).is_empty());
         assert!(run(&mut d, [folded("2001:db8::5", "2001:db8:1::7", 49)]).is_empty());
         // Long, answered conversations with sixty services: a client, not a prober.
-        let served = (0..60).map(|p| {
-            flow_event(flow(false, "10.0.0.5", "198.51.100.7", 6, 2000 + p, T0))
-        });
+        let served =
+            (0..60).map(|p| flow_event(flow(false, "10.0.0.5", "198.51.100.7", 6, 2000 + p, T0)));
         assert!(run(&mut d, served).is_empty());
         // Our own scan of someone else is port_scan's business.
         let mut egress = flow(true, "10.0.0.5", "198.51.100.7", 6, 0, T0);
@@ -282,8 +282,14 @@ mod tests {
             window_secs: NonZeroU32::new(10).expect("10"),
             ..InboundScanConfig::default()
         });
-        let spread =
-            (0..3).map(|p| open_probe("10.0.0.5", "198.51.100.9", 22 + p, T0 + i64::from(p) * 6_000));
+        let spread = (0..3).map(|p| {
+            open_probe(
+                "10.0.0.5",
+                "198.51.100.9",
+                22 + p,
+                T0 + i64::from(p) * 6_000,
+            )
+        });
         assert!(run(&mut d, spread).is_empty());
         let close = (0..3).map(|p| open_probe("10.0.0.5", "198.51.100.10", 22 + p, T0));
         assert_eq!(run(&mut d, close).len(), 1);

@@ -9,8 +9,11 @@
 //! reported once when it reaches `min_remotes` distinct remotes and, for an instance with a
 //! history of mail, also `history_factor` times its learned peak: a host that mailed its relay
 //! while learning and now mails hundreds of servers is still a spambot, while a mail server
-//! keeps to its usual fan-out. Only answered connections have a port in a summary (refused
-//! attempts are folded under port 0), so this counts mail servers that talked back.
+//! keeps to its usual fan-out. Refused or unanswered attempts count too (port 25 is often
+//! blocked, and a spambot keeps trying): the agent folds them under service port 0 and names
+//! the ports tried in `failed_ports`; a summary whose complete list is at most
+//! [`MAX_REFUSED_PORTS`] ports, one of them SMTP, is a refused mail attempt (more ports is a
+//! scan, port_scan's business).
 
 use std::num::{NonZeroU32, NonZeroUsize};
 
@@ -28,6 +31,9 @@ use crate::findings::types::FindingType;
 
 /// Distinct remotes kept per window; far above any sensible `min_remotes`.
 const REMOTE_CAP: usize = 4096;
+
+/// Most ports a failed-attempts summary may name and still be read as a refused mail attempt.
+pub const MAX_REFUSED_PORTS: usize = 3;
 
 /// `[detectors.spambot]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -108,6 +114,8 @@ pub struct MailHistory {
 #[derive(Debug, Default)]
 struct Burst {
     remotes: DistinctSet<String>,
+    /// Summaries of refused or unanswered SMTP attempts among them.
+    refused: u64,
     flows: Vec<FlowSummary>,
 }
 
@@ -132,10 +140,24 @@ impl SpambotDetector {
         }
     }
 
-    fn is_smtp(&self, f: &FlowSummary) -> bool {
-        f.protocol == 6
-            && (f.service_port == 25
-                || (self.config.submission_ports && matches!(f.service_port, 465 | 587)))
+    fn is_smtp_port(&self, port: u32) -> bool {
+        port == 25 || (self.config.submission_ports && matches!(port, 465 | 587))
+    }
+
+    /// Whether `f` is SMTP: answered on an SMTP port, or (second value) refused attempts at a
+    /// few ports, one of them SMTP.
+    fn smtp(&self, f: &FlowSummary) -> (bool, bool) {
+        if f.protocol != 6 {
+            return (false, false);
+        }
+        if f.service_port != 0 {
+            return (self.is_smtp_port(f.service_port), false);
+        }
+        let complete = f.failed_ports.len() as u64 == f.distinct_ports;
+        let refused = complete
+            && f.failed_ports.len() <= MAX_REFUSED_PORTS
+            && f.failed_ports.iter().any(|p| self.is_smtp_port(*p));
+        (refused, refused)
     }
 }
 
@@ -153,7 +175,8 @@ impl Detector for SpambotDetector {
             return;
         };
         let at = summary::flow_time(f);
-        let smtp = self.is_smtp(f) && summary::direction(f) == ConnectionDirection::Outbound;
+        let (smtp, refused) = self.smtp(f);
+        let smtp = smtp && summary::direction(f) == ConnectionDirection::Outbound;
         let learning = self.learning;
         let profile = self.baselines.observe(&source.instance_id, at);
         if !smtp {
@@ -161,6 +184,7 @@ impl Detector for SpambotDetector {
         }
         let w = self.windows.window(source.instance_id.clone(), at);
         w.state.remotes.insert(f.remote_addr.clone(), REMOTE_CAP);
+        w.state.refused += u64::from(refused);
         keep_example(&mut w.state.flows, MAX_EXAMPLES, || f.clone());
         let seen = w.state.remotes.len();
         if !profile.learned(learning) {
@@ -202,6 +226,14 @@ impl Detector for SpambotDetector {
                 "no SMTP from this instance during its {} s learning period",
                 self.config.learning_secs
             )
+        };
+        let note = if w.state.refused > 0 {
+            format!(
+                "{note}; {} of the SMTP summaries were refused or unanswered attempts",
+                w.state.refused
+            )
+        } else {
+            note
         };
         let evidence = BehaviourEvidence {
             detector: "spambot".to_owned(),
@@ -344,7 +376,11 @@ mod tests {
             panic!("expected behaviour evidence");
         };
         assert_eq!(ev.thresholds.len(), 2);
-        assert!(ev.note.as_deref().is_some_and(|n| n.contains("at most 1 per window")));
+        assert!(
+            ev.note
+                .as_deref()
+                .is_some_and(|n| n.contains("at most 1 per window"))
+        );
     }
 
     /// Learning with SMTP to `peak` remotes in one window (a mail server's usual fan-out).
@@ -416,6 +452,60 @@ mod tests {
             .restore_state(&blank.save_state().expect("state"))
             .expect("restores");
         assert_eq!(run(&mut fresh, burst("10.0.0.5", false, 30, 25)).len(), 1);
+    }
+
+    /// Refused attempts at `ports` of `n` remotes, as the agent folds them (service port 0).
+    fn refused(local: &str, n: u32, ports: &[u32]) -> Vec<Event> {
+        (0..n)
+            .map(|i| {
+                let mut f = flow(
+                    true,
+                    local,
+                    &format!("198.51.100.{i}"),
+                    6,
+                    0,
+                    T0 + 3 * HOUR + i64::from(i),
+                );
+                f.remote_answered = false;
+                f.unanswered_syns = 3;
+                f.failed_ports = ports.to_vec();
+                f.distinct_ports = ports.len() as u64;
+                flow_event(f)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn refused_smtp_attempts_count_and_scans_or_other_ports_do_not() {
+        let mut d = SpambotDetector::new(config());
+        run(&mut d, learn("10.0.0.5", false));
+        let out = run(&mut d, refused("10.0.0.5", 12, &[25]));
+        assert_eq!(out.len(), 1);
+        let super::super::EvidenceDetail::Behaviour(ev) = &out[0].evidence else {
+            panic!("expected behaviour evidence");
+        };
+        assert!(
+            ev.note
+                .as_deref()
+                .is_some_and(|n| n.contains("10 of the SMTP summaries were refused")),
+            "{:?}",
+            ev.note
+        );
+        // A scan's failed attempts (port 25 among many) and refused HTTPS are not mail.
+        let mut d = SpambotDetector::new(config());
+        run(&mut d, learn("10.0.0.5", false));
+        assert!(run(&mut d, refused("10.0.0.5", 12, &[21, 22, 23, 25])).is_empty());
+        assert!(run(&mut d, refused("10.0.0.5", 12, &[443])).is_empty());
+        // An incomplete list (more ports tried than named) is not trusted either.
+        let mut partial = refused("10.0.0.5", 12, &[25]);
+        for e in &mut partial {
+            if let Event::Agent { record, .. } = e
+                && let Some(picket_proto::v1::record::Record::Flow(f)) = &mut record.record
+            {
+                f.distinct_ports = 40;
+            }
+        }
+        assert!(run(&mut d, partial).is_empty());
     }
 
     #[test]

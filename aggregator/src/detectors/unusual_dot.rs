@@ -285,7 +285,10 @@ mod tests {
             out.iter()
                 .all(|o| o.finding_type == FindingType::DefenseEvasionUnusualDoTActivity)
         );
-        assert!(out.iter().all(|o| band(o) == SeverityBand::Medium), "{out:?}");
+        assert!(
+            out.iter().all(|o| band(o) == SeverityBand::Medium),
+            "{out:?}"
+        );
         assert_eq!(out[1].activity.remote(), "2001:db8:53::1");
     }
 
@@ -299,7 +302,14 @@ mod tests {
             &mut d,
             [
                 flow_event(flow(true, "10.0.0.5", "8.8.8.8", 6, 853, T0)),
-                flow_event(flow(true, "2001:db8::5", "2001:4860:4860::8888", 6, 853, T0)),
+                flow_event(flow(
+                    true,
+                    "2001:db8::5",
+                    "2001:4860:4860::8888",
+                    6,
+                    853,
+                    T0,
+                )),
                 flow_event(by_name),
             ],
         );
