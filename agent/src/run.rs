@@ -195,9 +195,15 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         sensor.stop().await;
     }
     let _ = stop_tx.send(true);
-    for task in [Some(status), reporter, Some(transport), Some(renewal), public_ip]
-        .into_iter()
-        .flatten()
+    for task in [
+        Some(status),
+        reporter,
+        Some(transport),
+        Some(renewal),
+        public_ip,
+    ]
+    .into_iter()
+    .flatten()
     {
         if let Err(e) = task.await {
             tracing::error!(error = %e, "agent task failed");

@@ -327,7 +327,12 @@ async fn feed(store: &FindingStore, pipeline: &mut Pipeline, batch: StoredBatch)
     let host_stats = batch
         .records
         .iter()
-        .filter(|r| matches!(r.record, Some(picket_proto::v1::record::Record::HostStats(_))))
+        .filter(|r| {
+            matches!(
+                r.record,
+                Some(picket_proto::v1::record::Record::HostStats(_))
+            )
+        })
         .count();
     for record in batch.records {
         pipeline.feed(&Event::Agent {

@@ -240,7 +240,10 @@ fn an_attack_sequence_with_its_detection_block_matches_guardduty_finding_shape()
         .collect();
     types.sort_unstable();
     // ListBuckets names no bucket and is still an S3 type (issue 9).
-    assert!(types.contains(&"Discovery:S3/MaliciousIPCaller"), "{types:?}");
+    assert!(
+        types.contains(&"Discovery:S3/MaliciousIPCaller"),
+        "{types:?}"
+    );
     let seq: Vec<_> = report
         .findings
         .iter()

@@ -108,7 +108,14 @@ fn drop_trail(dir: &Path, name: &str, events: &[Value]) -> Result<()> {
 /// `findings list --format json` as `admin`, with `filters`; the findings.
 fn list_findings(addr: &str, pki: &Pki, admin: &Leaf, filters: &[&str]) -> Result<Vec<Value>> {
     let mut cmd = Command::new(bin("picket-aggregator"));
-    cmd.args(["findings", "list", "--format", "json", "--max-results", "1000"]);
+    cmd.args([
+        "findings",
+        "list",
+        "--format",
+        "json",
+        "--max-results",
+        "1000",
+    ]);
     for f in filters {
         cmd.args(["--filter", f]);
     }
@@ -150,16 +157,16 @@ fn wait_findings(
 }
 
 #[test]
-fn a_role_session_used_away_from_its_instance_is_stored_as_exfiltration_through_serve()
--> Result<()> {
+fn a_role_session_used_away_from_its_instance_is_stored_as_exfiltration_through_serve() -> Result<()>
+{
     let dir = tempfile::tempdir()?;
     let pki = Pki::new()?;
     let server = pki.server()?;
     let admin = pki.issue("admin", LeafKind::Admin("tester".into()))?;
     let data = dir.path().join("data");
-    let logs = dir
-        .path()
-        .join(format!("trail/AWSLogs/{ACCOUNT}/CloudTrail/us-east-1/2026/01/01"));
+    let logs = dir.path().join(format!(
+        "trail/AWSLogs/{ACCOUNT}/CloudTrail/us-east-1/2026/01/01"
+    ));
     std::fs::create_dir_all(&logs)?;
     let config = dir.path().join("aggregator.toml");
     std::fs::write(
@@ -242,7 +249,10 @@ fn a_role_session_used_away_from_its_instance_is_stored_as_exfiltration_through_
         &pki,
         &admin,
         &["type=Discovery:IAMUser/MultiAccountActivity"],
-        |f| f.iter().any(|f| f.to_string().contains("AKIAROAMER0000000001")),
+        |f| {
+            f.iter()
+                .any(|f| f.to_string().contains("AKIAROAMER0000000001"))
+        },
     )?;
     let by_key: Vec<&Value> = multi
         .iter()

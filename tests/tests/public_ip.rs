@@ -112,10 +112,7 @@ fn without_a_public_ipv4_or_without_metadata_host_stats_have_none_and_one_line_s
         "public IPv4 from instance metadata",
     )?;
     assert!(!ips.is_empty(), "no HostStats stored");
-    assert!(
-        ips.iter().all(|a| !a.contains("203.0.113.7")),
-        "{ips:?}"
-    );
+    assert!(ips.iter().all(|a| !a.contains("203.0.113.7")), "{ips:?}");
 
     // No metadata service at all (a closed port): HostStats still flow, and the agent says
     // once that it has no public IPv4 instead of logging every attempt.

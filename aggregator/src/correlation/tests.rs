@@ -287,7 +287,12 @@ fn two_accounts_outside_the_window_or_outside_the_members_raise_nothing() {
 }
 
 /// The cross-account finding keyed by the address actor, with its evidence.
-fn by_address(findings: &[Finding]) -> Vec<(&Finding, &crate::detectors::api_evidence::MultiAccountEvidence)> {
+fn by_address(
+    findings: &[Finding],
+) -> Vec<(
+    &Finding,
+    &crate::detectors::api_evidence::MultiAccountEvidence,
+)> {
     multi_account(findings)
         .into_iter()
         .filter_map(|f| match &f.service.additional_info.evidence {
@@ -322,7 +327,10 @@ fn when_a_third_account_joins_later_the_open_finding_names_all_three() {
     let hits = by_address(&findings);
     assert_eq!(hits.len(), 1, "{findings:#?}");
     let (f, ev) = hits[0];
-    assert_eq!(f.service.count, 2, "raised with two accounts, then again with three");
+    assert_eq!(
+        f.service.count, 2,
+        "raised with two accounts, then again with three"
+    );
     assert_eq!(ev.accounts, [ACCOUNT, OTHER, THIRD]);
     for account in [ACCOUNT, OTHER, THIRD] {
         assert!(f.description.contains(account), "{}", f.description);
@@ -517,7 +525,9 @@ fn a_sequence_carries_guardduty_detection_sequence_listing_every_signal_suppress
     let ev = sequence_evidence(f);
     for s in &ev.signals {
         assert!(
-            seq.signals.iter().any(|g| g.name == s.finding_type && g.uid == s.finding_id),
+            seq.signals
+                .iter()
+                .any(|g| g.name == s.finding_type && g.uid == s.finding_id),
             "{s:?} not in {:#?}",
             seq.signals
         );
@@ -542,12 +552,28 @@ fn a_sequence_carries_guardduty_detection_sequence_listing_every_signal_suppress
         .signals
         .iter()
         .filter(|g| g.name != persistence.name)
-        .filter(|g| g.description.as_deref().is_some_and(|d| d.contains("suppression")))
+        .filter(|g| {
+            g.description
+                .as_deref()
+                .is_some_and(|d| d.contains("suppression"))
+        })
         .count();
     assert_eq!(others_marked, 0);
-    assert!(seq.signals.iter().all(|g| g.actor_ids == [ev.principal.clone()]));
-    assert!(seq.endpoints.iter().any(|e| e.ip.as_deref() == Some("203.0.113.66")));
-    assert!(seq.resources.iter().any(|r| r.uid == "payroll" && r.resource_type == "S3_BUCKET"));
+    assert!(
+        seq.signals
+            .iter()
+            .all(|g| g.actor_ids == [ev.principal.clone()])
+    );
+    assert!(
+        seq.endpoints
+            .iter()
+            .any(|e| e.ip.as_deref() == Some("203.0.113.66"))
+    );
+    assert!(
+        seq.resources
+            .iter()
+            .any(|r| r.uid == "payroll" && r.resource_type == "S3_BUCKET")
+    );
     // Ordinary findings have no detection block.
     assert!(
         findings

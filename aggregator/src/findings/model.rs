@@ -561,4 +561,3 @@ mod tests {
         assert!(serde_json::from_str::<Timestamp>("\"2023-13-01T00:00:00Z\"").is_err());
     }
 }
-

@@ -248,9 +248,11 @@ fn sequence(seq: &SequenceEvidence, finding_id: &str, description: &str) -> Sequ
     let mut signals = Vec::with_capacity(groups.len());
     let mut tactics: Vec<&str> = Vec::new();
     let mut apis: Vec<&str> = Vec::new();
-    for (uid, g) in by_uid.iter().map(|(u, i)| (u, *i)).filter_map(|(u, i)| {
-        groups.get(i).map(|g| (u, g))
-    }) {
+    for (uid, g) in by_uid
+        .iter()
+        .map(|(u, i)| (u, *i))
+        .filter_map(|(u, i)| groups.get(i).map(|g| (u, g)))
+    {
         let s = g.first;
         let mut resource_uids = Vec::new();
         if !s.resource.is_empty() {
@@ -417,11 +419,16 @@ fn account_of(arn: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detectors::{
-        Activity, ApiCallActivity, EvidenceDetail, ResourceRef, ResourceRole,
-    };
+    use crate::detectors::{Activity, ApiCallActivity, EvidenceDetail, ResourceRef, ResourceRole};
 
-    fn signal(t: &str, stage: &str, api: &str, at_ms: i64, id: &str, suppressed: bool) -> SequenceSignal {
+    fn signal(
+        t: &str,
+        stage: &str,
+        api: &str,
+        at_ms: i64,
+        id: &str,
+        suppressed: bool,
+    ) -> SequenceSignal {
         SequenceSignal {
             finding_type: t.into(),
             stage: stage.into(),
@@ -467,10 +474,38 @@ mod tests {
             principal: "arn:aws:iam::111111111111:user/u".into(),
             window_ms: 1000,
             signals: vec![
-                signal("Discovery:IAMUser/AnomalousBehavior", "discovery", "ListUsers", 1, "a", false),
-                signal("Discovery:IAMUser/AnomalousBehavior", "discovery", "ListRoles", 2, "a", false),
-                signal("Stealth:IAMUser/CloudTrailLoggingDisabled", "persistence_or_evasion", "StopLogging", 2, "b", true),
-                signal("Impact:IAMUser/AnomalousBehavior", "exfiltration_or_impact", "DeleteBucket", 3, "c", false),
+                signal(
+                    "Discovery:IAMUser/AnomalousBehavior",
+                    "discovery",
+                    "ListUsers",
+                    1,
+                    "a",
+                    false,
+                ),
+                signal(
+                    "Discovery:IAMUser/AnomalousBehavior",
+                    "discovery",
+                    "ListRoles",
+                    2,
+                    "a",
+                    false,
+                ),
+                signal(
+                    "Stealth:IAMUser/CloudTrailLoggingDisabled",
+                    "persistence_or_evasion",
+                    "StopLogging",
+                    2,
+                    "b",
+                    true,
+                ),
+                signal(
+                    "Impact:IAMUser/AnomalousBehavior",
+                    "exfiltration_or_impact",
+                    "DeleteBucket",
+                    3,
+                    "c",
+                    false,
+                ),
             ],
             suppressed_signals: 1,
             user_name: "u".into(),
@@ -482,7 +517,11 @@ mod tests {
         let d = detection_of(&o, "f00d", "desc").expect("a sequence has a detection");
         let seq = d.sequence.expect("sequence");
         assert_eq!(seq.uid, "f00d");
-        let names: Vec<(&str, u64)> = seq.signals.iter().map(|s| (s.name.as_str(), s.count)).collect();
+        let names: Vec<(&str, u64)> = seq
+            .signals
+            .iter()
+            .map(|s| (s.name.as_str(), s.count))
+            .collect();
         assert_eq!(
             names,
             [
@@ -492,18 +531,31 @@ mod tests {
             ]
         );
         let first = &seq.signals[0];
-        assert_eq!((first.first_seen_at, first.last_seen_at), (Timestamp(1), Timestamp(2)));
-        assert_eq!(first.signal_indicators[1].values, ["ListUsers", "ListRoles"]);
+        assert_eq!(
+            (first.first_seen_at, first.last_seen_at),
+            (Timestamp(1), Timestamp(2))
+        );
+        assert_eq!(
+            first.signal_indicators[1].values,
+            ["ListUsers", "ListRoles"]
+        );
         let suppressed: Vec<bool> = seq
             .signals
             .iter()
-            .map(|s| s.description.as_deref().is_some_and(|d| d.contains("suppression rule")))
+            .map(|s| {
+                s.description
+                    .as_deref()
+                    .is_some_and(|d| d.contains("suppression rule"))
+            })
             .collect();
         assert_eq!(suppressed, [false, true, false]);
         assert_eq!(seq.resources.len(), 1);
         assert_eq!(seq.endpoints[0].ip.as_deref(), Some("198.51.100.9"));
         let user = seq.actors[0].user.as_ref().expect("user");
-        assert_eq!(user.account.as_ref().map(|a| a.uid.as_str()), Some("111111111111"));
+        assert_eq!(
+            user.account.as_ref().map(|a| a.uid.as_str()),
+            Some("111111111111")
+        );
         assert_eq!(
             seq.sequence_indicators[0].values,
             ["Discovery", "Stealth", "Impact"]

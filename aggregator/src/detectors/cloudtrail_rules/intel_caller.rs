@@ -323,8 +323,18 @@ mod tests {
         let got = run(
             &mut d,
             vec![
-                call("s3.amazonaws.com", "ListBuckets", "91.240.118.9", json!(null)),
-                call("s3.amazonaws.com", "ListBuckets", "185.220.101.5", json!({})),
+                call(
+                    "s3.amazonaws.com",
+                    "ListBuckets",
+                    "91.240.118.9",
+                    json!(null),
+                ),
+                call(
+                    "s3.amazonaws.com",
+                    "ListBuckets",
+                    "185.220.101.5",
+                    json!({}),
+                ),
                 call(
                     "s3.amazonaws.com",
                     "GetObject",
@@ -354,7 +364,12 @@ mod tests {
         let got = run(
             &mut d,
             vec![
-                call("ec2.amazonaws.com", "ListBuckets", "91.240.118.9", json!(null)),
+                call(
+                    "ec2.amazonaws.com",
+                    "ListBuckets",
+                    "91.240.118.9",
+                    json!(null),
+                ),
                 call(
                     "iam.amazonaws.com",
                     "ListUsers",
