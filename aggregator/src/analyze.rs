@@ -259,6 +259,24 @@ pub fn analyze(opts: &AnalyzeOptions) -> Result<Report, AnalyzeError> {
     analyze_with_progress(opts, &mut crate::progress::Progress::off())
 }
 
+/// `analyze` with the detectors off: the same reading and parsing of the agent-record files
+/// (lines, identities, problems), each event dropped instead of fed to the pipeline. The
+/// reference the detector-overhead benchmark measures against; `report.findings` is empty.
+///
+/// # Errors
+/// As [`analyze`].
+pub fn read_only(opts: &AnalyzeOptions) -> Result<Report, AnalyzeError> {
+    let mut report = Report::default();
+    let mut progress = crate::progress::Progress::off();
+    let mut sink = |event: Event| {
+        std::hint::black_box(&event);
+    };
+    for path in &opts.agent_records {
+        read_file(path, opts, &mut sink, &mut report, &mut progress)?;
+    }
+    Ok(report)
+}
+
 /// [`analyze`], reporting progress (records, files) to `progress` as it goes.
 ///
 /// # Errors

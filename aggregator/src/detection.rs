@@ -318,10 +318,15 @@ async fn feed_api(store: &FindingStore, pipeline: &mut Pipeline, batch: ApiBatch
 }
 
 async fn feed(store: &FindingStore, pipeline: &mut Pipeline, batch: StoredBatch) {
-    let source = AgentSource {
-        account_id: batch.agent.account_id().to_owned(),
-        instance_id: batch.agent.instance_id().to_owned(),
-        region: batch.region,
+    // One event per batch, its record swapped for each record in turn: the source (three
+    // strings) is built once instead of cloned per record.
+    let mut event = Event::Agent {
+        source: AgentSource {
+            account_id: batch.agent.account_id().to_owned(),
+            instance_id: batch.agent.instance_id().to_owned(),
+            region: batch.region,
+        },
+        record: picket_proto::v1::Record::default(),
     };
     let records = batch.records.len();
     let host_stats = batch
@@ -335,10 +340,10 @@ async fn feed(store: &FindingStore, pipeline: &mut Pipeline, batch: StoredBatch)
         })
         .count();
     for record in batch.records {
-        pipeline.feed(&Event::Agent {
-            source: source.clone(),
-            record,
-        });
+        if let Event::Agent { record: slot, .. } = &mut event {
+            *slot = record;
+        }
+        pipeline.feed(&event);
         if pipeline.is_full() {
             persist(store, pipeline).await;
         }

@@ -8,7 +8,8 @@
 
 use crate::correlation::Correlator;
 use crate::detectors::{
-    self, Detector, DetectorContext, DetectorCounter, DetectorsConfig, Event, Observation,
+    self, Detector, DetectorContext, DetectorCounter, DetectorsConfig, Event, EventKind,
+    Observation,
 };
 use crate::findings::engine::{Applied, EngineConfig, FindingEngine};
 use crate::findings::model::{Finding, Timestamp};
@@ -23,9 +24,31 @@ pub enum Clock {
     Wall,
 }
 
+/// Every event kind, in [`kind_index`] order.
+const EVENT_KINDS: [EventKind; 5] = [
+    EventKind::Flow,
+    EventKind::Dns,
+    EventKind::IntelHit,
+    EventKind::HostStats,
+    EventKind::Api,
+];
+
+fn kind_index(kind: EventKind) -> usize {
+    match kind {
+        EventKind::Flow => 0,
+        EventKind::Dns => 1,
+        EventKind::IntelHit => 2,
+        EventKind::HostStats => 3,
+        EventKind::Api => 4,
+    }
+}
+
 /// Detectors plus the finding engine.
 pub struct Pipeline {
     detectors: Vec<Box<dyn Detector>>,
+    /// The detectors (indexes) that want each event kind, worked out once: asking every
+    /// detector per event cost more than most detectors' own work.
+    wanted: [Vec<usize>; EVENT_KINDS.len()],
     engine: FindingEngine,
     correlator: Correlator,
     clock: Clock,
@@ -57,8 +80,18 @@ impl Pipeline {
         detectors: &DetectorsConfig,
         context: &DetectorContext,
     ) -> Self {
+        let built = detectors::all(detectors, context);
+        let wanted = EVENT_KINDS.map(|kind| {
+            built
+                .iter()
+                .enumerate()
+                .filter(|(_, d)| d.inputs().contains(&kind))
+                .map(|(i, _)| i)
+                .collect()
+        });
         Self {
-            detectors: detectors::all(detectors, context),
+            detectors: built,
+            wanted,
             engine: FindingEngine::new(config, rules),
             correlator: Correlator::new(detectors, Correlator::load_ranges(detectors)),
             clock,
@@ -74,8 +107,9 @@ impl Pipeline {
         let Some(kind) = event.kind() else {
             return;
         };
-        for d in &mut self.detectors {
-            if d.inputs().contains(&kind) {
+        let wanted = &self.wanted[kind_index(kind)];
+        for &i in wanted {
+            if let Some(d) = self.detectors.get_mut(i) {
                 d.observe(event, &mut self.scratch);
             }
         }

@@ -6,7 +6,8 @@
 //! 3389, 5985/5986). A summary whose payload says another protocol (e.g. `ftp` on port 22) is
 //! not labelled. Short connections are summed per (instance, direction, remote, service) in a
 //! tumbling window. Inbound (instance as TARGET) is Low severity; outbound (instance as ACTOR,
-//! i.e. compromised) is High, as GuardDuty does.
+//! i.e. compromised) is High, as GuardDuty does. The evidence keeps up to five summaries
+//! from the second half of the way to the threshold, so windows that stay quiet copy none.
 
 use std::num::{NonZeroU32, NonZeroUsize};
 
@@ -14,7 +15,7 @@ use picket_proto::v1::FlowSummary;
 use serde::Deserialize;
 
 use super::summary::{self, MAX_EXAMPLES};
-use super::window::{WindowTable, keep_example};
+use super::window::{RemoteKey, SharedNames, WindowTable, keep_example};
 use super::{
     BehaviourEvidence, ConnectionDirection, Detector, DetectorCounter, Event, EventKind,
     Observation, ResourceRole, ThresholdCrossed,
@@ -126,7 +127,8 @@ impl Service {
     }
 }
 
-type Key = (String, bool, String, Service);
+// (instance, inbound, remote, service); the instance id is shared so a record allocates no key.
+type Key = (std::sync::Arc<str>, bool, RemoteKey, Service);
 
 #[derive(Debug, Default)]
 struct Attempts {
@@ -139,6 +141,7 @@ struct Attempts {
 pub struct BruteForceDetector {
     config: BruteForceConfig,
     table: WindowTable<Key, Attempts>,
+    instances: SharedNames,
 }
 
 impl BruteForceDetector {
@@ -148,6 +151,7 @@ impl BruteForceDetector {
         Self {
             table: WindowTable::new(config.max_keys, window_ms),
             config,
+            instances: SharedNames::default(),
         }
     }
 }
@@ -179,16 +183,20 @@ impl Detector for BruteForceDetector {
         };
         let at = summary::flow_time(f);
         let key = (
-            source.instance_id.clone(),
+            self.instances.get(&source.instance_id),
             inbound,
-            f.remote_addr.clone(),
+            RemoteKey::of(&f.remote_addr),
             service,
         );
         let min = self.config.min_short_connections.get();
         let window_ms = i64::from(self.config.window_secs.get()) * 1000;
         let w = self.table.window(key, at);
         w.state.short = w.state.short.saturating_add(attempts);
-        keep_example(&mut w.state.flows, MAX_EXAMPLES, || f.clone());
+        // Examples come from the second half of the way to the threshold: a window that never
+        // gets there (nearly all of them) then never copies a summary.
+        if w.state.short.saturating_mul(2) >= u64::from(min) {
+            keep_example(&mut w.state.flows, MAX_EXAMPLES, || f.clone());
+        }
         if w.fired || w.state.short < u64::from(min) {
             return;
         }

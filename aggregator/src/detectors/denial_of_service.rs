@@ -5,7 +5,8 @@
 //! (instance, remote, class) in a tumbling window, the class coming from the protocol and
 //! service port. A window reports once when packets out reach `min_packets` and the remote
 //! answered at most `max_reply_ratio` of them: a flood is one-sided, while a big upload gets
-//! acknowledgements back.
+//! acknowledgements back. The evidence keeps up to five summaries from the second half of
+//! the way to `min_packets`, so windows that stay quiet copy none.
 
 use std::net::IpAddr;
 use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
@@ -14,7 +15,7 @@ use picket_proto::v1::FlowSummary;
 use serde::Deserialize;
 
 use super::summary::{self, MAX_EXAMPLES};
-use super::window::{WindowTable, keep_example};
+use super::window::{SharedNames, WindowTable, keep_example};
 use super::{
     BehaviourEvidence, ConnectionDirection, Detector, DetectorCounter, Event, EventKind,
     Observation, ResourceRole, ThresholdCrossed,
@@ -101,7 +102,10 @@ struct Volume {
 #[derive(Debug)]
 pub struct DenialOfServiceDetector {
     config: DenialOfServiceConfig,
-    table: WindowTable<(String, String, FindingType), Volume>,
+    // Keyed by (instance, remote, class); the instance id is shared so a record allocates
+    // no key.
+    table: WindowTable<(std::sync::Arc<str>, IpAddr, FindingType), Volume>,
+    instances: SharedNames,
     not_public: u64,
 }
 
@@ -112,6 +116,7 @@ impl DenialOfServiceDetector {
         Self {
             table: WindowTable::new(config.max_keys, window_ms),
             config,
+            instances: SharedNames::default(),
             not_public: 0,
         }
     }
@@ -133,17 +138,18 @@ impl Detector for DenialOfServiceDetector {
         if summary::direction(f) != ConnectionDirection::Outbound || f.packets_out == 0 {
             return;
         }
-        if !f
+        let Some(remote) = f
             .remote_addr
             .parse::<IpAddr>()
-            .is_ok_and(summary::is_public)
-        {
+            .ok()
+            .filter(|a| summary::is_public(*a))
+        else {
             self.not_public += 1;
             return;
-        }
+        };
         let t = class(f.protocol, f.service_port);
         let at = summary::flow_time(f);
-        let key = (source.instance_id.clone(), f.remote_addr.clone(), t);
+        let key = (self.instances.get(&source.instance_id), remote, t);
         let min = self.config.min_packets.get();
         let max_ratio = self.config.max_reply_ratio;
         let window_ms = i64::from(self.config.window_secs.get()) * 1000;
@@ -152,7 +158,11 @@ impl Detector for DenialOfServiceDetector {
         v.packets_out = v.packets_out.saturating_add(f.packets_out);
         v.packets_in = v.packets_in.saturating_add(f.packets_in);
         v.bytes_out = v.bytes_out.saturating_add(f.bytes_out);
-        keep_example(&mut v.flows, MAX_EXAMPLES, || f.clone());
+        // Examples come from the second half of the way to the threshold: a window that never
+        // gets there (nearly all of them) then never copies a summary.
+        if v.packets_out.saturating_mul(2) >= min {
+            keep_example(&mut v.flows, MAX_EXAMPLES, || f.clone());
+        }
         if w.fired || v.packets_out < min {
             return;
         }

@@ -73,8 +73,9 @@ pub struct UnusualDohConfig {
 /// Reports HTTPS sessions to known DoH endpoints.
 #[derive(Debug)]
 pub struct UnusualDohDetector {
-    names: Vec<String>,
-    addresses: Vec<IpAddr>,
+    // Sets: every HTTPS summary is checked against them.
+    names: std::collections::HashSet<String>,
+    addresses: std::collections::HashSet<IpAddr>,
 }
 
 impl UnusualDohDetector {
@@ -91,14 +92,22 @@ impl UnusualDohDetector {
                 Err(_) => names.push(s.trim().trim_end_matches('.').to_ascii_lowercase()),
             }
         }
-        Self { names, addresses }
+        Self {
+            names: names.into_iter().collect(),
+            addresses: addresses.into_iter().collect(),
+        }
     }
 
     /// What matched: the server name or the address, if either is a DoH endpoint.
     fn matched(&self, remote: &str, server_names: &[String]) -> Option<String> {
         let by_name = server_names.iter().find(|n| {
-            let n = n.trim_end_matches('.').to_ascii_lowercase();
-            self.names.contains(&n)
+            let n = n.trim_end_matches('.');
+            // Names are nearly always lower case already; copy only when one is not.
+            if n.bytes().any(|b| b.is_ascii_uppercase()) {
+                self.names.contains(&n.to_ascii_lowercase())
+            } else {
+                self.names.contains(n)
+            }
         });
         if let Some(n) = by_name {
             return Some(format!("TLS server name {n}"));

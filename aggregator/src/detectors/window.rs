@@ -10,6 +10,11 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 use std::num::NonZeroUsize;
+use std::sync::Arc;
+
+/// The tables' hasher: keys come from outside data and are hashed on every record, so a fast
+/// seeded hash (as the baselines and the agent's flow table use) rather than SipHash.
+type Hasher = foldhash::fast::RandomState;
 
 /// One key's window: when it opened, whether it already fired, and the detector's state.
 #[derive(Debug, Clone)]
@@ -27,7 +32,7 @@ pub struct Window<S> {
 /// Tumbling windows per key, at most `cap` keys.
 #[derive(Debug)]
 pub struct WindowTable<K, S> {
-    entries: HashMap<K, Window<S>>,
+    entries: HashMap<K, Window<S>, Hasher>,
     cap: NonZeroUsize,
     window_ms: i64,
     evicted_full: u64,
@@ -38,7 +43,7 @@ impl<K: Hash + Eq + Clone, S: Default> WindowTable<K, S> {
     /// A table of at most `cap` keys with windows `window_ms` long (at least 1 ms).
     pub fn new(cap: NonZeroUsize, window_ms: i64) -> Self {
         Self {
-            entries: HashMap::new(),
+            entries: HashMap::default(),
             cap,
             window_ms: window_ms.max(1),
             evicted_full: 0,
@@ -49,11 +54,8 @@ impl<K: Hash + Eq + Clone, S: Default> WindowTable<K, S> {
     /// The window for `key` at event time `at_ms`: the open one, or a fresh one when the key
     /// is new or its window has ended. Makes room first when the table is full.
     pub fn window(&mut self, key: K, at_ms: i64) -> &mut Window<S> {
-        if !self.entries.contains_key(&key) && self.entries.len() >= self.cap.get() {
-            self.expire(at_ms);
-            if self.entries.len() >= self.cap.get() {
-                self.evict_least_recent();
-            }
+        if self.entries.len() >= self.cap.get() && !self.entries.contains_key(&key) {
+            self.make_room(at_ms);
         }
         let window_ms = self.window_ms;
         let w = self.entries.entry(key).or_insert_with(|| Window {
@@ -85,11 +87,25 @@ impl<K: Hash + Eq + Clone, S: Default> WindowTable<K, S> {
         n
     }
 
+    // Drops ended windows and, when that frees less than a batch (a sixteenth of the cap),
+    // evicts the least recently updated live ones to make up the batch. Freeing a batch at a
+    // time keeps a table that a flood of new keys holds full at O(1) per new key amortised:
+    // expiring alone frees a window or two at a time when windows end one by one, and a full
+    // scan per new key was the detectors' hotspot.
+    fn make_room(&mut self, at_ms: i64) {
+        let batch = (self.cap.get() / 16).max(1);
+        let target = self.cap.get().saturating_sub(batch);
+        self.expire(at_ms);
+        if self.entries.len() > target {
+            self.evict_least_recent_to(target);
+        }
+    }
+
     // Evicts the least recently updated sixteenth of the keys (at least one) in one pass, so a
     // table kept full by a flood of new keys (a busy fleet: instances × remotes) pays O(1) per
     // new key amortised instead of a full scan each time.
-    fn evict_least_recent(&mut self) {
-        let batch = (self.entries.len() / 16).max(1);
+    fn evict_least_recent_to(&mut self, target: usize) {
+        let batch = self.entries.len().saturating_sub(target).max(1);
         let mut lasts: Vec<i64> = self.entries.values().map(|w| w.last_ms).collect();
         let Some(idx) = batch.checked_sub(1).filter(|&i| i < lasts.len()) else {
             return;
@@ -176,6 +192,65 @@ impl<T: Hash + Eq> DistinctSet<T> {
     }
 }
 
+/// Instance ids (or other names that key many windows) shared as `Arc<str>`: a detector keys
+/// its windows by the shared name, so a record for a known name costs a lookup and a reference
+/// count instead of a `String` allocation. Names no window holds any more are dropped whenever
+/// the set has doubled since the last sweep, so it stays bounded by the tables that use it.
+#[derive(Debug, Default)]
+pub struct SharedNames {
+    names: HashSet<Arc<str>, Hasher>,
+    sweep_at: usize,
+}
+
+impl SharedNames {
+    /// Fewest names held before a sweep is worth its scan.
+    const MIN_SWEEP: usize = 1024;
+
+    /// The shared copy of `name`, made on first sight.
+    pub fn get(&mut self, name: &str) -> Arc<str> {
+        if let Some(shared) = self.names.get(name) {
+            return Arc::clone(shared);
+        }
+        if self.names.len() >= self.sweep_at.max(Self::MIN_SWEEP) {
+            // Only this set holds them: no window is keyed by them any more.
+            self.names.retain(|n| Arc::strong_count(n) > 1);
+            self.sweep_at = self.names.len().saturating_mul(2);
+        }
+        let shared: Arc<str> = Arc::from(name);
+        self.names.insert(Arc::clone(&shared));
+        shared
+    }
+
+    /// Names held now (some may be unused until the next sweep).
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether no name is held.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
+/// A remote address as part of a window key: the parsed address when it is one (a `Copy`
+/// value, no allocation per record), else the text as sent.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RemoteKey {
+    /// A well-formed IPv4 or IPv6 address.
+    Addr(std::net::IpAddr),
+    /// Anything else an agent wrote.
+    Text(Box<str>),
+}
+
+impl RemoteKey {
+    /// The key for `remote` as an agent wrote it.
+    pub fn of(remote: &str) -> Self {
+        remote
+            .parse()
+            .map_or_else(|_| Self::Text(remote.into()), Self::Addr)
+    }
+}
+
 /// Pushes `make()` onto `examples` while fewer than `cap` are held: evidence stays small, and
 /// nothing is cloned once it is full.
 pub fn keep_example<T>(examples: &mut Vec<T>, cap: usize, make: impl FnOnce() -> T) {
@@ -236,6 +311,36 @@ mod tests {
         assert_eq!(t.expire(150), 1);
         assert_eq!(t.len(), 1);
         assert_eq!(t.expired(), 1);
+    }
+
+    #[test]
+    fn shared_names_are_one_copy_and_unused_ones_are_swept() {
+        let mut names = SharedNames::default();
+        let a = names.get("i-1");
+        assert!(Arc::ptr_eq(&a, &names.get("i-1")));
+        for i in 0..SharedNames::MIN_SWEEP {
+            drop(names.get(&format!("i-x{i}")));
+        }
+        // The sweep on the next new name keeps only the name still held.
+        let b = names.get("i-2");
+        assert_eq!(names.len(), 2);
+        assert!(Arc::ptr_eq(&a, &names.get("i-1")));
+        assert_eq!(&*b, "i-2");
+    }
+
+    #[test]
+    fn a_full_table_frees_a_batch_when_windows_end_one_at_a_time() {
+        let mut t = table(32, 100);
+        for k in 0..32 {
+            t.window(k, k as i64);
+        }
+        // One window has ended; a sixteenth of the cap (2) is freed, the other live.
+        t.window(100, 100);
+        assert_eq!((t.expired(), t.evicted_full()), (1, 1));
+        assert_eq!(t.len(), 31);
+        // The next new key fits without another scan.
+        t.window(101, 101);
+        assert_eq!((t.expired(), t.evicted_full(), t.len()), (1, 1, 32));
     }
 
     #[test]
