@@ -267,7 +267,8 @@ fn a_listed_name_queried_across_a_veth_becomes_a_finding_online_and_after_an_off
     let finding = wait_for_finding(&agg_ns, &addr, &pki, &admin, "beacon.badhost.example")?;
     assert_eq!(finding["accountId"], ACCOUNT, "{finding}");
     assert!(finding.to_string().contains(INSTANCE), "{finding}");
-    agg.terminate()?;
+    // The aggregator goes away abruptly (a graceful stop would wait for the agent's stream).
+    agg.kill();
     let hits = stored_hits(agg_dir.path())?;
     assert_dns_hit(&hits, "beacon.badhost.example");
     assert!(
@@ -293,7 +294,10 @@ fn a_listed_name_queried_across_a_veth_becomes_a_finding_online_and_after_an_off
     // The aggregator comes back; the buffered hit arrives and is a finding too.
     let (mut agg, addr) = start_agg()?;
     wait_for_finding(&agg_ns, &addr, &pki, &admin, "again.badhost.example")?;
-    agg.terminate()?;
+    let mut agent = agent;
+    agent.terminate()?;
+    let status = agg.terminate()?;
+    ensure!(status.success(), "aggregator stopped with {status}");
     stop.store(true, Ordering::Relaxed);
     let hits = stored_hits(agg_dir.path())?;
     assert_dns_hit(&hits, "again.badhost.example");
@@ -304,6 +308,5 @@ fn a_listed_name_queried_across_a_veth_becomes_a_finding_online_and_after_an_off
         1,
         "the buffered hit was delivered more than once: {hits:?}"
     );
-    drop(agent);
     Ok(())
 }
