@@ -173,7 +173,12 @@ fn trusted_names_never_yield_threat_matches() {
 #[test]
 fn names_with_many_labels_or_past_the_length_limit_still_match_their_listed_parents() {
     let snap = build(vec![
-        list("threats", ListKind::Threat, Category::C2, &["bad.example", "c.d.e.f.g.h.i.j.bad.example"]),
+        list(
+            "threats",
+            ListKind::Threat,
+            Category::C2,
+            &["bad.example", "c.d.e.f.g.h.i.j.bad.example"],
+        ),
         list("ours", ListKind::Trusted, Category::Custom, &["ok.example"]),
     ]);
     // Eleven labels: the suffixes are looked up in two batches; the longer listed name is in
@@ -189,14 +194,23 @@ fn names_with_many_labels_or_past_the_length_limit_still_match_their_listed_pare
     );
     // A trusted parent beats a threat sub-name however many labels lie between.
     let trusted_deep = format!("{}.ok.example", "l.".repeat(20).trim_end_matches('.'));
-    assert!(matches!(snap.lookup_domain(&trusted_deep), Verdict::Trusted(_)));
+    assert!(matches!(
+        snap.lookup_domain(&trusted_deep),
+        Verdict::Trusted(_)
+    ));
     // Longer than any DNS name: the parent names that could be listed still match.
     let long = format!("{}.bad.example", "x".repeat(60).repeat(5));
     assert_eq!(matched_name(&snap, &long).as_deref(), Some("bad.example"));
     let long_labels = format!("{}bad.example", "abcdefgh.".repeat(40));
-    assert_eq!(matched_name(&snap, &long_labels).as_deref(), Some("bad.example"));
+    assert_eq!(
+        matched_name(&snap, &long_labels).as_deref(),
+        Some("bad.example")
+    );
     assert_eq!(matched_name(&snap, "example"), None);
-    assert_eq!(matched_name(&snap, ".bad.example"), Some("bad.example".to_owned()));
+    assert_eq!(
+        matched_name(&snap, ".bad.example"),
+        Some("bad.example".to_owned())
+    );
 }
 
 #[test]

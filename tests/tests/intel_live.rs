@@ -124,7 +124,12 @@ fn findings(ns: &str, addr: &str, pki: &Pki, admin: &Leaf) -> Result<Vec<Value>>
         .arg(bin("picket-aggregator"))
         .args(["findings", "list", "--format", "json", "--aggregator", &url])
         .args(["--ca", path_str(&pki.ca())?])
-        .args(["--cert", path_str(&admin.cert)?, "--key", path_str(&admin.key)?])
+        .args([
+            "--cert",
+            path_str(&admin.cert)?,
+            "--key",
+            path_str(&admin.key)?,
+        ])
         .output()?;
     ensure!(out.status.success(), "findings list: {out:?}");
     let body: Value = serde_json::from_slice(&out.stdout)?;
@@ -132,13 +137,7 @@ fn findings(ns: &str, addr: &str, pki: &Pki, admin: &Leaf) -> Result<Vec<Value>>
 }
 
 /// Polls the findings until one of `finding_type` mentions `name`; returns it.
-fn wait_for_finding(
-    ns: &str,
-    addr: &str,
-    pki: &Pki,
-    admin: &Leaf,
-    name: &str,
-) -> Result<Value> {
+fn wait_for_finding(ns: &str, addr: &str, pki: &Pki, admin: &Leaf, name: &str) -> Result<Value> {
     let deadline = Instant::now() + picket_tests::WAIT;
     loop {
         let all = findings(ns, addr, pki, admin)?;
@@ -267,11 +266,14 @@ fn a_listed_name_queried_across_a_veth_becomes_a_finding_online_and_after_an_off
     let finding = wait_for_finding(&agg_ns, &addr, &pki, &admin, "beacon.badhost.example")?;
     assert_eq!(finding["accountId"], ACCOUNT, "{finding}");
     assert!(finding.to_string().contains(INSTANCE), "{finding}");
-    agg.terminate()?;
+    // The aggregator goes away abruptly (a graceful stop would wait for the agent's stream).
+    agg.kill();
     let hits = stored_hits(agg_dir.path())?;
     assert_dns_hit(&hits, "beacon.badhost.example");
     assert!(
-        !hits.iter().any(|h| h.dns_query_name == "c2.badhost.example"),
+        !hits
+            .iter()
+            .any(|h| h.dns_query_name == "c2.badhost.example"),
         "a query made before the name was listed matched: {hits:?}"
     );
 
@@ -293,7 +295,10 @@ fn a_listed_name_queried_across_a_veth_becomes_a_finding_online_and_after_an_off
     // The aggregator comes back; the buffered hit arrives and is a finding too.
     let (mut agg, addr) = start_agg()?;
     wait_for_finding(&agg_ns, &addr, &pki, &admin, "again.badhost.example")?;
-    agg.terminate()?;
+    let mut agent = agent;
+    agent.terminate()?;
+    let status = agg.terminate()?;
+    ensure!(status.success(), "aggregator stopped with {status}");
     stop.store(true, Ordering::Relaxed);
     let hits = stored_hits(agg_dir.path())?;
     assert_dns_hit(&hits, "again.badhost.example");
@@ -304,6 +309,5 @@ fn a_listed_name_queried_across_a_veth_becomes_a_finding_online_and_after_an_off
         1,
         "the buffered hit was delivered more than once: {hits:?}"
     );
-    drop(agent);
     Ok(())
 }
