@@ -5,6 +5,8 @@
 //! category = malicious); the API decides the purpose: read-only discovery (`List*`,
 //! `Describe*`, `Get*`, `Head*`) is `Recon`/`Discovery`, object reads from a malicious address
 //! are `Exfiltration:S3`, other S3 writes `Impact:S3`, everything else `UnauthorizedAccess`.
+//! The S3 types go with the service (`eventSource` `s3.amazonaws.com`), bucket or not: a
+//! bucket-less `ListBuckets` is `Discovery:S3/…` on the caller's key, as in GuardDuty.
 //! Trusted lists win (the snapshot never reports a trusted address as a threat), and private,
 //! loopback and documentation addresses are never looked up.
 //!
