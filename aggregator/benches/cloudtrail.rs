@@ -185,7 +185,10 @@ fn generate(dir: &Path, events: usize) -> (Vec<PathBuf>, u64) {
 }
 
 fn stage_wanted(name: &str) -> bool {
-    std::env::var("CT_BENCH_STAGES").map_or(true, |v| v.split(',').any(|s| s.trim() == name))
+    match std::env::var("CT_BENCH_STAGES") {
+        Ok(v) => v.split(',').any(|s| s.trim() == name),
+        Err(_) => true,
+    }
 }
 
 fn context(dir: &Path) -> DetectorContext {
@@ -299,7 +302,7 @@ fn main() {
     let mut events = 0usize;
     for f in &files {
         events += reader
-            .read_file(f, &mut |e| drop(e), &mut |p| panic!("{p}"))
+            .read_file(f, &mut |_e| {}, &mut |p| panic!("{p}"))
             .events as usize;
     }
     let context = context(&dir);
