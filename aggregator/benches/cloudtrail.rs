@@ -4,13 +4,20 @@
 //!
 //! `cargo bench -p picket-aggregator --bench cloudtrail` (`CT_BENCH_EVENTS` sets the event
 //! count, default 500 000). Prints figures; asserts nothing about time.
+//!
+//! For profiling: `CT_BENCH_DIR` keeps the generated files in that folder and reuses them on
+//! the next run; `CT_BENCH_STAGES` (comma-separated, default all) picks among `floor`,
+//! `gunzip`, `read` (gunzip + read + normalise), `full` and `detectors` (each CloudTrail
+//! detector's own time per event, over events already in memory).
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use picket_aggregator::cloudtrail::reader::{ReadTotals, Reader, collect_files};
-use picket_aggregator::detectors::{DetectorContext, DetectorsConfig, Event};
+use picket_aggregator::detectors::{
+    DetectorContext, DetectorsConfig, Event, EventKind, Observation,
+};
 use picket_aggregator::findings::engine::EngineConfig;
 use picket_aggregator::findings::suppression::SuppressionRules;
 use picket_aggregator::pipeline::{Clock, Pipeline};
@@ -177,66 +184,14 @@ fn generate(dir: &Path, events: usize) -> (Vec<PathBuf>, u64) {
     (files, bytes)
 }
 
-fn main() {
-    let events: usize = std::env::var("CT_BENCH_EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(500_000);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let t = Instant::now();
-    let (files, json_bytes) = generate(dir.path(), events);
-    println!(
-        "generated {events} events in {} gzip files ({:.0} MB of JSON, {:.0} bytes/event) in {:.1} s",
-        files.len(),
-        json_bytes as f64 / 1e6,
-        json_bytes as f64 / events as f64,
-        t.elapsed().as_secs_f64()
-    );
-    // Warm the page cache so both runs read from memory.
-    for f in &files {
-        let _ = std::fs::read(f).expect("read");
+fn stage_wanted(name: &str) -> bool {
+    match std::env::var("CT_BENCH_STAGES") {
+        Ok(v) => v.split(',').any(|s| s.trim() == name),
+        Err(_) => true,
     }
+}
 
-    // Floor: gunzip + parse each file as a JSON value.
-    let t = Instant::now();
-    let mut floor_events = 0usize;
-    let mut buf = Vec::new();
-    for f in &files {
-        let raw = std::fs::read(f).expect("read");
-        buf.clear();
-        flate2::read::MultiGzDecoder::new(raw.as_slice())
-            .read_to_end(&mut buf)
-            .expect("gunzip");
-        let v: Value = serde_json::from_slice(&buf).expect("json");
-        floor_events += v["Records"].as_array().map_or(0, Vec::len);
-    }
-    let floor = t.elapsed().as_secs_f64();
-    assert_eq!(floor_events, events);
-
-    // Breakdown: gunzip alone, then gunzip + read + normalise with no detector.
-    let t = Instant::now();
-    for f in &files {
-        let raw = std::fs::read(f).expect("read");
-        buf.clear();
-        flate2::read::MultiGzDecoder::new(raw.as_slice())
-            .read_to_end(&mut buf)
-            .expect("gunzip");
-    }
-    let gunzip = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    let mut reader = Reader::new();
-    let mut normalised = 0u64;
-    for f in &files {
-        normalised += reader
-            .read_file(f, &mut |e| drop(std::hint::black_box(e)), &mut |p| {
-                panic!("{p}")
-            })
-            .events;
-    }
-    let read_only = t.elapsed().as_secs_f64();
-    assert_eq!(normalised as usize, events);
-
-    // Full path: find files, read, normalise, every detector, findings.
+fn context(dir: &Path) -> DetectorContext {
     let mut list = String::new();
     for k in 0..10_000u32 {
         list.push_str(&format!(
@@ -247,53 +202,215 @@ fn main() {
             1 + k % 250
         ));
     }
-    let list_path = dir.path().join("threats.txt");
+    let list_path = dir.join("threats.txt");
     std::fs::write(&list_path, list).expect("list");
     let settings = picket_aggregator::intel::IntelSettings::from_files(&[list_path], &[]);
     let snapshot =
         picket_aggregator::intel::sources::load_snapshot(&settings, 1).expect("snapshot");
-    let context = DetectorContext::with_fixed_intel(snapshot);
-    let t = Instant::now();
+    DetectorContext::with_fixed_intel(snapshot)
+}
+
+/// Each CloudTrail detector alone over `events` already in memory, then the whole pipeline
+/// (detectors, correlation, engine) over the same events.
+fn detector_breakdown(files: &[PathBuf], context: &DetectorContext, limit: usize) {
+    let mut events = Vec::new();
+    let mut reader = Reader::new();
+    for f in files {
+        if events.len() >= limit {
+            break;
+        }
+        reader.read_file(f, &mut |e| events.push(Event::Api(Box::new(e))), &mut |p| {
+            panic!("{p}")
+        });
+    }
+    events.truncate(limit);
+    let n = events.len() as f64;
+    let config = DetectorsConfig::default();
+    let mut out: Vec<Observation> = Vec::new();
+    let mut sum = 0.0;
+    let mut rows = Vec::new();
+    for mut d in picket_aggregator::detectors::all(&config, context) {
+        if !d.inputs().contains(&EventKind::Api) {
+            continue;
+        }
+        let t = Instant::now();
+        let mut observed = 0usize;
+        for e in &events {
+            d.observe(e, &mut out);
+            observed += out.len();
+            out.clear();
+        }
+        let ns = t.elapsed().as_secs_f64() * 1e9 / n;
+        sum += ns;
+        rows.push((d.name(), ns, observed));
+    }
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+    for (name, ns, observed) in rows {
+        println!("  detector {name:<28} {ns:>8.0} ns/event ({observed} observations)");
+    }
     let mut pipeline = Pipeline::new(
         EngineConfig::default(),
         SuppressionRules::default(),
         Clock::EventTime,
-        &DetectorsConfig::default(),
-        &context,
+        &config,
+        context,
     );
-    let (found, problems) = collect_files(&[dir.path().join("AWSLogs")]);
-    assert!(problems.is_empty());
-    let mut reader = Reader::new();
-    let mut totals = ReadTotals::default();
-    let mut findings = 0usize;
-    for f in &found {
-        let s = reader.read_file(
-            f,
-            &mut |e| {
-                pipeline.feed(&Event::Api(Box::new(e)));
-            },
-            &mut |p| panic!("{p}"),
-        );
-        totals.add(s);
+    let t = Instant::now();
+    for e in &events {
+        pipeline.feed(e);
         if pipeline.is_full() {
-            findings += pipeline.drain().len();
+            drop(pipeline.drain());
         }
     }
-    findings += pipeline.drain().len();
-    let full = t.elapsed().as_secs_f64();
-    assert_eq!(totals.events as usize, events);
+    drop(pipeline.drain());
+    let ns = t.elapsed().as_secs_f64() * 1e9 / n;
+    println!(
+        "  detectors alone {sum:.0} ns/event; pipeline (detectors + correlation + engine) {ns:.0} ns/event over {} events in memory",
+        events.len()
+    );
+}
 
-    let floor_rate = events as f64 / floor;
-    let full_rate = events as f64 / full;
-    println!("floor (gunzip + serde_json::Value): {floor:.2} s, {floor_rate:.0} events/s");
-    println!(
-        "full (read, normalise, {} detectors, findings): {full:.2} s, {full_rate:.0} events/s, {findings} findings",
-        picket_aggregator::detectors::all(&DetectorsConfig::default(), &context).len()
-    );
-    println!(
-        "breakdown: gunzip alone {gunzip:.2} s ({:.0} events/s); gunzip + read + normalise {read_only:.2} s ({:.0} events/s)",
-        events as f64 / gunzip,
-        events as f64 / read_only
-    );
-    println!("ratio full/floor time: {:.2}x", full / floor);
+fn main() {
+    let events: usize = std::env::var("CT_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500_000);
+    let temp = tempfile::tempdir().expect("tempdir");
+    let dir =
+        std::env::var_os("CT_BENCH_DIR").map_or_else(|| temp.path().to_owned(), PathBuf::from);
+    let t = Instant::now();
+    let (existing, _) = collect_files(&[dir.join("AWSLogs")]);
+    let files = if existing.is_empty() {
+        let (files, json_bytes) = generate(&dir, events);
+        println!(
+            "generated {events} events in {} gzip files ({:.0} MB of JSON, {:.0} bytes/event) in {:.1} s",
+            files.len(),
+            json_bytes as f64 / 1e6,
+            json_bytes as f64 / events as f64,
+            t.elapsed().as_secs_f64()
+        );
+        files
+    } else {
+        println!("reusing {} gzip files in {}", existing.len(), dir.display());
+        existing
+    };
+    // Warm the page cache so every stage reads from memory.
+    for f in &files {
+        let _ = std::fs::read(f).expect("read");
+    }
+    let mut reader = Reader::new();
+    let mut events = 0usize;
+    for f in &files {
+        events += reader
+            .read_file(f, &mut |_e| {}, &mut |p| panic!("{p}"))
+            .events as usize;
+    }
+    let context = context(&dir);
+    let rate = |secs: f64| events as f64 / secs;
+    let mut floor = None;
+
+    if stage_wanted("floor") {
+        // Floor: gunzip + parse each file as a JSON value.
+        let t = Instant::now();
+        let mut floor_events = 0usize;
+        let mut buf = Vec::new();
+        for f in &files {
+            let raw = std::fs::read(f).expect("read");
+            buf.clear();
+            flate2::read::MultiGzDecoder::new(raw.as_slice())
+                .read_to_end(&mut buf)
+                .expect("gunzip");
+            let v: Value = serde_json::from_slice(&buf).expect("json");
+            floor_events += v["Records"].as_array().map_or(0, Vec::len);
+        }
+        let secs = t.elapsed().as_secs_f64();
+        assert_eq!(floor_events, events);
+        println!(
+            "floor (gunzip + serde_json::Value): {secs:.2} s, {:.0} events/s",
+            rate(secs)
+        );
+        floor = Some(secs);
+    }
+    if stage_wanted("gunzip") {
+        let t = Instant::now();
+        let mut buf = Vec::new();
+        for f in &files {
+            let raw = std::fs::read(f).expect("read");
+            buf.clear();
+            flate2::read::MultiGzDecoder::new(raw.as_slice())
+                .read_to_end(&mut buf)
+                .expect("gunzip");
+        }
+        let secs = t.elapsed().as_secs_f64();
+        println!(
+            "stage gunzip alone: {secs:.2} s, {:.0} events/s",
+            rate(secs)
+        );
+    }
+    if stage_wanted("read") {
+        let t = Instant::now();
+        let mut reader = Reader::new();
+        let mut normalised = 0u64;
+        for f in &files {
+            normalised += reader
+                .read_file(f, &mut |e| drop(std::hint::black_box(e)), &mut |p| {
+                    panic!("{p}")
+                })
+                .events;
+        }
+        let secs = t.elapsed().as_secs_f64();
+        assert_eq!(normalised as usize, events);
+        println!(
+            "stage gunzip + read + normalise: {secs:.2} s, {:.0} events/s",
+            rate(secs)
+        );
+    }
+    if stage_wanted("full") {
+        // Full path: find files, read, normalise, every detector, findings.
+        let t = Instant::now();
+        let mut pipeline = Pipeline::new(
+            EngineConfig::default(),
+            SuppressionRules::default(),
+            Clock::EventTime,
+            &DetectorsConfig::default(),
+            &context,
+        );
+        let (found, problems) = collect_files(&[dir.join("AWSLogs")]);
+        assert!(problems.is_empty());
+        let mut reader = Reader::new();
+        let mut totals = ReadTotals::default();
+        let mut findings = 0usize;
+        for f in &found {
+            let s = reader.read_file(
+                f,
+                &mut |e| {
+                    pipeline.feed(&Event::Api(Box::new(e)));
+                },
+                &mut |p| panic!("{p}"),
+            );
+            totals.add(s);
+            if pipeline.is_full() {
+                findings += pipeline.drain().len();
+            }
+        }
+        findings += pipeline.drain().len();
+        let secs = t.elapsed().as_secs_f64();
+        assert_eq!(totals.events as usize, events);
+        println!(
+            "full (read, normalise, {} detectors, findings): {secs:.2} s, {:.0} events/s, {findings} findings",
+            picket_aggregator::detectors::all(&DetectorsConfig::default(), &context).len(),
+            rate(secs)
+        );
+        if let Some(floor) = floor {
+            println!(
+                "ratio full/floor time: {:.2}x (full is {:.2}x the floor's rate)",
+                secs / floor,
+                floor / secs
+            );
+        }
+    }
+    if stage_wanted("detectors") {
+        println!("per-detector cost (CloudTrail detectors only):");
+        detector_breakdown(&files, &context, events.min(100_000));
+    }
 }

@@ -4,7 +4,8 @@
 //! `reader` finds and reads files (gzip or plain; `Records` objects, arrays, lines; digests
 //! skipped), `raw` is the record as written, `normalize` turns it into an [`ApiEvent`] with
 //! the help of `address` (odd `sourceIPAddress` values) and `timestamp`; `seen` remembers which
-//! files `serve` has read and `watcher` finds new ones.
+//! files `serve` has read (and, with `resume`, how far into a growing line file) and `watcher`
+//! finds new ones.
 
 pub mod address;
 pub mod event;
@@ -13,6 +14,7 @@ pub mod raw;
 pub mod reader;
 #[cfg(test)]
 mod reader_tests;
+pub mod resume;
 pub mod seen;
 pub mod timestamp;
 pub mod watcher;

@@ -130,6 +130,14 @@ pub fn normalize(raw: RawRecord<'_>, origin: EventOrigin) -> Result<ApiEvent, No
 /// or time), ready to follow `file:position: `.
 pub fn parse_event(json: &str, origin: EventOrigin) -> Result<ApiEvent, String> {
     let raw: RawRecord<'_> = serde_json::from_str(json).map_err(|e| format!("bad event: {e}"))?;
+    event_from_raw(raw, origin)
+}
+
+/// Normalises a record already deserialised from an events file.
+///
+/// # Errors
+/// As [`parse_event`], for what is wrong beyond JSON and member types.
+pub fn event_from_raw(raw: RawRecord<'_>, origin: EventOrigin) -> Result<ApiEvent, String> {
     if raw.is_digest() {
         return Err("a digest record among events".to_owned());
     }

@@ -16,7 +16,9 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess,
 use serde_json::value::RawValue;
 
 use super::event::{ApiEvent, EventOrigin};
-use super::normalize::parse_event;
+use super::normalize::{event_from_raw, parse_event};
+use super::raw::RawRecord;
+use super::resume::{LinesCursor, complete_len};
 
 /// Largest decompressed file read (CloudTrail files are a few MB; this stops a gzip bomb).
 pub const MAX_FILE_BYTES: u64 = 1 << 30;
@@ -196,16 +198,31 @@ impl Ctx<'_> {
         });
     }
 
-    fn event(&mut self, json: &str, index: u64, position: Position) {
+    fn origin(&self, index: u64, position: Position) -> EventOrigin {
         // `EventOrigin::position`: the index in the array, or the line of a line file.
-        let origin = EventOrigin {
+        EventOrigin {
             file: self.file_text.to_owned(),
             position: match position {
                 Position::Line(n) => n,
                 _ => index,
             },
-        };
-        match parse_event(json, origin) {
+        }
+    }
+
+    fn event(&mut self, json: &str, index: u64, position: Position) {
+        let origin = self.origin(index, position);
+        let result = parse_event(json, origin);
+        self.deliver(result, position);
+    }
+
+    fn raw_event(&mut self, raw: RawRecord<'_>, index: u64, position: Position) {
+        let origin = self.origin(index, position);
+        let result = event_from_raw(raw, origin);
+        self.deliver(result, position);
+    }
+
+    fn deliver(&mut self, result: Result<ApiEvent, String>, position: Position) {
+        match result {
             Ok(e) => {
                 self.events += 1;
                 (self.on_event)(e);
@@ -267,6 +284,113 @@ impl Reader {
         }
     }
 
+    /// Reads one file the way a watcher that comes back to it wants: a plain newline-delimited
+    /// file from `from` up to its last complete line (a cut last line is left for next time),
+    /// returning where the next read starts; anything else (gzip, `Records`, arrays, digests)
+    /// whole, as [`Self::read_file`], returning `None`. `from` past the start is trusted to be
+    /// a line boundary of a line file (the caller checks the file was only appended to).
+    pub fn read_file_from(
+        &mut self,
+        path: &Path,
+        from: LinesCursor,
+        on_event: &mut dyn FnMut(ApiEvent),
+        on_problem: &mut dyn FnMut(Problem),
+    ) -> (FileSummary, Option<LinesCursor>) {
+        if from.offset == 0 {
+            return self.read_file_start(path, on_event, on_problem);
+        }
+        let file_text = path.display().to_string();
+        let mut ctx = Ctx {
+            file: path,
+            file_text: &file_text,
+            on_event,
+            on_problem,
+            events: 0,
+            problems: 0,
+        };
+        self.buf.clear();
+        let kind = match load_from(path, from.offset, &mut self.buf) {
+            Ok(()) => FileKind::Lines,
+            Err(why) => {
+                ctx.problem(Position::File, why);
+                FileKind::Unreadable
+            }
+        };
+        let mut next = None;
+        if kind == FileKind::Lines {
+            let end = complete_len(&self.buf);
+            let body = self.buf.get(..end).unwrap_or_default();
+            stream_values(body, &mut ctx, from.line, false);
+            next = Some(advance(from, body));
+        }
+        let summary = FileSummary {
+            kind,
+            events: ctx.events,
+            problems: ctx.problems,
+        };
+        (summary, next)
+    }
+
+    /// [`Self::read_file_from`] at the start of the file.
+    fn read_file_start(
+        &mut self,
+        path: &Path,
+        on_event: &mut dyn FnMut(ApiEvent),
+        on_problem: &mut dyn FnMut(Problem),
+    ) -> (FileSummary, Option<LinesCursor>) {
+        let file_text = path.display().to_string();
+        let mut ctx = Ctx {
+            file: path,
+            file_text: &file_text,
+            on_event,
+            on_problem,
+            events: 0,
+            problems: 0,
+        };
+        if is_digest_path(path) {
+            let summary = FileSummary {
+                kind: FileKind::Digest,
+                events: 0,
+                problems: 0,
+            };
+            return (summary, None);
+        }
+        self.buf.clear();
+        let mut next = None;
+        let kind = match load_raw(path, &mut self.buf) {
+            Err(why) => {
+                ctx.problem(Position::File, why);
+                FileKind::Unreadable
+            }
+            Ok(()) if self.buf.starts_with(&GZIP_MAGIC) => {
+                let raw = std::mem::take(&mut self.buf);
+                let damaged = gunzip(&raw, &mut self.buf);
+                whole(&self.buf, damaged, &mut ctx)
+            }
+            Ok(()) if is_lines_body(&self.buf) => {
+                let end = complete_len(&self.buf);
+                let body = self.buf.get(..end).unwrap_or_default();
+                let kind = if skip_ws(body).is_empty() {
+                    // Only a cut first line so far: nothing to read or report yet.
+                    FileKind::Lines
+                } else {
+                    parse_buffer(body, &mut ctx)
+                };
+                if kind == FileKind::Lines {
+                    next = Some(advance(LinesCursor::START, body));
+                }
+                kind
+            }
+            Ok(()) => parse_buffer(&self.buf, &mut ctx),
+        };
+        let summary = FileSummary {
+            kind,
+            events: ctx.events,
+            problems: ctx.problems,
+        };
+        (summary, next)
+    }
+
     /// Reads JSON text already in memory (an S3 object body, a test), gzip or plain.
     pub fn read_bytes(
         &mut self,
@@ -317,6 +441,59 @@ fn gunzip(bytes: &[u8], out: &mut Vec<u8>) -> Option<String> {
     }
 }
 
+/// Parses a decompressed file; `damaged` is why its gzip stream broke off, if it did.
+fn whole(buf: &[u8], damaged: Option<String>, ctx: &mut Ctx<'_>) -> FileKind {
+    match damaged {
+        None => parse_buffer(buf, ctx),
+        Some(why) => {
+            ctx.problem(Position::File, why);
+            let kind = parse_buffer(buf, ctx);
+            if ctx.events == 0 {
+                FileKind::Unreadable
+            } else {
+                kind
+            }
+        }
+    }
+}
+
+/// Whether plain text is newline-delimited events (an object that is not `{"Records":…}`).
+fn is_lines_body(bytes: &[u8]) -> bool {
+    let body = skip_ws(bytes);
+    body.first() == Some(&b'{')
+        && !skip_ws(body.get(1..).unwrap_or_default()).starts_with(b"\"Records\"")
+}
+
+/// The cursor after reading `body` from `from`.
+fn advance(from: LinesCursor, body: &[u8]) -> LinesCursor {
+    LinesCursor {
+        offset: from.offset + body.len() as u64,
+        line: from.line + count_newlines(body),
+    }
+}
+
+/// The file's bytes as stored (not decompressed) into `buf`.
+fn load_raw(path: &Path, buf: &mut Vec<u8>) -> Result<(), String> {
+    load_from(path, 0, buf)
+}
+
+/// The file's bytes from `offset` on, as stored, into `buf`.
+fn load_from(path: &Path, offset: u64, buf: &mut Vec<u8>) -> Result<(), String> {
+    use std::io::{Seek, SeekFrom};
+    let mut file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    if offset > 0 {
+        file.seek(SeekFrom::Start(offset))
+            .map_err(|e| format!("cannot seek to byte {offset}: {e}"))?;
+    }
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(buf)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if buf.len() as u64 > MAX_FILE_BYTES {
+        return Err(format!("more than {MAX_FILE_BYTES} bytes to read"));
+    }
+    Ok(())
+}
+
 /// The file's bytes, decompressed when they start with gzip's magic, into `buf`.
 /// `Ok(Some(why))`: a damaged gzip whose readable prefix is in `buf`; `Err`: unreadable.
 fn load(path: &Path, buf: &mut Vec<u8>) -> Result<Option<String>, String> {
@@ -354,14 +531,14 @@ fn parse_buffer(bytes: &[u8], ctx: &mut Ctx<'_>) -> FileKind {
             FileKind::Unreadable
         }
         Some(b'[') => {
-            stream_array(body, ctx, false);
+            stream_elements(body, ctx, false);
             FileKind::Array
         }
         Some(b'{') if skip_ws(body.get(1..).unwrap_or_default()).starts_with(b"\"Records\"") => {
-            stream_records(body, ctx);
+            stream_elements(body, ctx, true);
             FileKind::Records
         }
-        Some(b'{') => stream_values(body, ctx),
+        Some(b'{') => stream_values(body, ctx, 1, true),
         Some(_) => {
             ctx.problem(
                 Position::File,
@@ -374,10 +551,18 @@ fn parse_buffer(bytes: &[u8], ctx: &mut Ctx<'_>) -> FileKind {
 
 /// Hands each element of a JSON array to the context as it is parsed, so the elements before
 /// a syntax error still count.
+///
+/// Two passes share it. The fast one deserialises each element straight into a [`RawRecord`]
+/// (one parse per event); any error stops it at the element that failed. The careful one then
+/// goes over the file again, each element first cut out as raw text so a bad one is reported
+/// with its position and skipped, and hands on only elements from `skip` on (those before were
+/// handed on by the fast pass).
 struct EventsSeed<'x, 'c> {
     ctx: &'x mut Ctx<'c>,
     in_records: bool,
     index: u64,
+    fast: bool,
+    skip: u64,
 }
 
 impl<'de> Visitor<'de> for &mut EventsSeed<'_, '_> {
@@ -386,17 +571,35 @@ impl<'de> Visitor<'de> for &mut EventsSeed<'_, '_> {
         f.write_str("an array of events")
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        if self.fast {
+            while let Some(raw) = seq.next_element::<RawRecord<'de>>()? {
+                let i = self.index;
+                self.index += 1;
+                let position = self.position(i);
+                self.ctx.raw_event(raw, i, position);
+            }
+            return Ok(());
+        }
         while let Some(raw) = seq.next_element::<&'de RawValue>()? {
             let i = self.index;
             self.index += 1;
-            let position = if self.in_records {
-                Position::Record(i)
-            } else {
-                Position::Element(i)
-            };
+            if i < self.skip {
+                continue;
+            }
+            let position = self.position(i);
             self.ctx.event(raw.get(), i, position);
         }
         Ok(())
+    }
+}
+
+impl EventsSeed<'_, '_> {
+    fn position(&self, i: u64) -> Position {
+        if self.in_records {
+            Position::Record(i)
+        } else {
+            Position::Element(i)
+        }
     }
 }
 
@@ -437,45 +640,51 @@ fn syntax_problem(ctx: &mut Ctx<'_>, e: &serde_json::Error, after: u64) {
     );
 }
 
-fn stream_records(body: &[u8], ctx: &mut Ctx<'_>) {
-    let mut seed = EventsSeed {
-        ctx,
-        in_records: true,
-        index: 0,
-    };
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let result = de
-        .deserialize_map(RecordsVisitor(&mut seed))
-        .and_then(|()| de.end());
-    if let Err(e) = result {
-        let after = seed.index;
-        syntax_problem(seed.ctx, &e, after);
-    }
-}
-
-fn stream_array(body: &[u8], ctx: &mut Ctx<'_>, in_records: bool) {
+/// The events of a `Records` object (`in_records`) or of a top-level array: the fast pass, and
+/// the careful one only when the fast one met an error (see [`EventsSeed`]).
+fn stream_elements(body: &[u8], ctx: &mut Ctx<'_>, in_records: bool) {
     let mut seed = EventsSeed {
         ctx,
         in_records,
         index: 0,
+        fast: true,
+        skip: 0,
     };
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let result = (&mut seed).deserialize(&mut de).and_then(|()| de.end());
-    if let Err(e) = result {
+    if parse_elements(body, &mut seed).is_ok() {
+        return;
+    }
+    let mut seed = EventsSeed {
+        skip: seed.index,
+        ctx: seed.ctx,
+        in_records,
+        index: 0,
+        fast: false,
+    };
+    if let Err(e) = parse_elements(body, &mut seed) {
         let after = seed.index;
         syntax_problem(seed.ctx, &e, after);
     }
 }
 
-/// Newline-delimited (or concatenated) JSON objects. A value that does not parse is skipped to
-/// the end of its line and reading resumes there. A first object that is a digest makes the
-/// whole file a digest.
-fn stream_values(body: &[u8], ctx: &mut Ctx<'_>) -> FileKind {
+fn parse_elements(body: &[u8], seed: &mut EventsSeed<'_, '_>) -> Result<(), serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    if seed.in_records {
+        de.deserialize_map(RecordsVisitor(seed))?;
+    } else {
+        seed.deserialize(&mut de)?;
+    }
+    de.end()
+}
+
+/// Newline-delimited (or concatenated) JSON objects, `body` starting on line `first_line`. A
+/// value that does not parse is skipped to the end of its line and reading resumes there. With
+/// `detect_digest`, a first object that is a digest makes the whole file a digest.
+fn stream_values(body: &[u8], ctx: &mut Ctx<'_>, first_line: u64, detect_digest: bool) -> FileKind {
     let mut offset = 0usize;
-    let mut line = 1u64;
+    let mut line = first_line;
     let mut counted_to = 0usize;
     let mut index = 0u64;
-    let mut first = true;
+    let mut first = detect_digest;
     while offset < body.len() {
         let rest = body.get(offset..).unwrap_or_default();
         let mut stream = serde_json::Deserializer::from_slice(rest).into_iter::<&RawValue>();

@@ -1,14 +1,18 @@
 //! Which CloudTrail files `serve` has read, in a sled tree, so a restart does not read them
-//! again.
+//! again, and how far into a growing line file.
 //!
 //! Invariants: a file is marked only after all its events were handed to detection; the mark
-//! holds the file's length and modification time, so a file that changes afterwards (a
-//! rewritten object, an appended line file) is read again — whole, so an appended file's earlier
-//! events are counted twice, which only repeats findings' counts. Marks are flushed before
-//! they count. A damaged mark reads as "not read" (the file is read again), never a panic.
+//! holds the file's length and modification time, so a file that changes afterwards is looked
+//! at again. A file written once (gzip, `{"Records":…}`, an array) is then read again whole; a
+//! newline-delimited file's mark also holds a [`LinesCursor`] and the fingerprint of the bytes
+//! before it, so an appended file is read from the cursor and only a replaced or cut one from
+//! the start. Marks are flushed before they count. A damaged mark reads as "not read" (the file
+//! is read again), never a panic.
 
 use std::path::Path;
 use std::time::UNIX_EPOCH;
+
+use super::resume::LinesCursor;
 
 /// Why the tree could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +59,68 @@ impl FileStamp {
     }
 }
 
+/// What is remembered about one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    /// Read whole when it had this stamp.
+    Whole(FileStamp),
+    /// A line file read up to `cursor` when it had `stamp`; `fingerprint` is
+    /// [`super::resume::fingerprint`] of the bytes before the cursor.
+    Lines {
+        /// The file's stamp when it was read.
+        stamp: FileStamp,
+        /// Where the next read starts.
+        cursor: LinesCursor,
+        /// The fingerprint of the consumed bytes.
+        fingerprint: u64,
+    },
+}
+
+impl Mark {
+    /// The stamp the file had when it was read.
+    pub fn stamp(&self) -> FileStamp {
+        match *self {
+            Self::Whole(stamp) | Self::Lines { stamp, .. } => stamp,
+        }
+    }
+
+    fn encode(self) -> Vec<u8> {
+        match self {
+            Self::Whole(stamp) => stamp.encode().to_vec(),
+            Self::Lines {
+                stamp,
+                cursor,
+                fingerprint,
+            } => {
+                let mut b = stamp.encode().to_vec();
+                b.extend_from_slice(&cursor.offset.to_be_bytes());
+                b.extend_from_slice(&cursor.line.to_be_bytes());
+                b.extend_from_slice(&fingerprint.to_be_bytes());
+                b
+            }
+        }
+    }
+
+    fn decode(b: &[u8]) -> Option<Self> {
+        let (stamp, rest) = b.split_first_chunk::<24>()?;
+        let stamp = FileStamp::decode(stamp)?;
+        if rest.is_empty() {
+            return Some(Self::Whole(stamp));
+        }
+        let (offset, rest) = rest.split_first_chunk::<8>()?;
+        let (line, rest) = rest.split_first_chunk::<8>()?;
+        let fingerprint: [u8; 8] = rest.try_into().ok()?;
+        Some(Self::Lines {
+            stamp,
+            cursor: LinesCursor {
+                offset: u64::from_be_bytes(*offset),
+                line: u64::from_be_bytes(*line),
+            },
+            fingerprint: u64::from_be_bytes(fingerprint),
+        })
+    }
+}
+
 /// The read-files tree.
 #[derive(Debug, Clone)]
 pub struct SeenFiles {
@@ -76,11 +142,28 @@ impl SeenFiles {
     /// # Errors
     /// [`SeenError`] when sled fails.
     pub fn is_read(&self, path: &Path, stamp: FileStamp) -> Result<bool, SeenError> {
+        Ok(self.mark(path)?.map(|m| m.stamp()) == Some(stamp))
+    }
+
+    /// What is remembered about `path` (`None`: never read, or the mark is damaged).
+    ///
+    /// # Errors
+    /// [`SeenError`] when sled fails.
+    pub fn mark(&self, path: &Path) -> Result<Option<Mark>, SeenError> {
         Ok(self
             .tree
             .get(Self::key(path))?
-            .and_then(|v| FileStamp::decode(&v))
-            == Some(stamp))
+            .and_then(|v| Mark::decode(&v)))
+    }
+
+    /// Records `mark` for `path`, flushed.
+    ///
+    /// # Errors
+    /// [`SeenError`] when sled fails.
+    pub fn set_mark(&self, path: &Path, mark: Mark) -> Result<(), SeenError> {
+        self.tree.insert(Self::key(path), mark.encode())?;
+        self.tree.flush()?;
+        Ok(())
     }
 
     /// Records that `path` was read whole with `stamp`, flushed.
@@ -88,9 +171,7 @@ impl SeenFiles {
     /// # Errors
     /// [`SeenError`] when sled fails.
     pub fn mark_read(&self, path: &Path, stamp: FileStamp) -> Result<(), SeenError> {
-        self.tree.insert(Self::key(path), &stamp.encode()[..])?;
-        self.tree.flush()?;
-        Ok(())
+        self.set_mark(path, Mark::Whole(stamp))
     }
 
     /// Files marked.
@@ -139,5 +220,38 @@ mod tests {
                 .is_read(Path::new("/logs/b.json"), stamp)
                 .expect("damaged mark is unread")
         );
+    }
+
+    #[test]
+    fn a_line_file_mark_keeps_its_cursor_across_reopening() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = Path::new("/logs/a.jsonl");
+        let mark = Mark::Lines {
+            stamp: FileStamp {
+                len: 300,
+                modified_ns: 7,
+            },
+            cursor: LinesCursor {
+                offset: 290,
+                line: 4,
+            },
+            fingerprint: 0xfeed,
+        };
+        {
+            let db = sled::open(dir.path()).expect("open");
+            let seen = SeenFiles::new(db.open_tree("cloudtrail_files").expect("tree"));
+            seen.set_mark(path, mark).expect("mark");
+        }
+        let db = sled::open(dir.path()).expect("reopen");
+        let tree = db.open_tree("cloudtrail_files").expect("tree");
+        let seen = SeenFiles::new(tree.clone());
+        assert_eq!(seen.mark(path).expect("get"), Some(mark));
+        assert!(seen.is_read(path, mark.stamp()).expect("get"));
+        // A cut mark is damaged, not a panic.
+        let mut cut = mark.encode();
+        cut.truncate(40);
+        tree.insert(b"/logs/c.jsonl".as_slice(), cut)
+            .expect("insert");
+        assert_eq!(seen.mark(Path::new("/logs/c.jsonl")).expect("get"), None);
     }
 }

@@ -1,7 +1,9 @@
 //! `serve`'s CloudTrail input: watches the configured files and folders (notify, recursive)
 //! and rescans them every `rescan_secs` (for file systems whose events are missed), reads every
-//! file not yet read whole ([`super::seen`]) and hands its events to detection as one
-//! [`ApiBatch`], on a bounded channel, in path order.
+//! file that is new or changed since it was read ([`super::seen`]) and hands its events to
+//! detection as one [`ApiBatch`], on a bounded channel, in path order. A newline-delimited
+//! file that grew is read from where the last read stopped ([`super::resume`]), so its earlier
+//! events are not counted again; other files are written once and read whole.
 //!
 //! A burst of changes is read once after `debounce_ms` of quiet, so a file still being written
 //! is not read half-way. Problems are logged as `file:position: why` (at most
@@ -18,7 +20,8 @@ use tracing::{debug, info, warn};
 
 use super::event::ApiEvent;
 use super::reader::{FileKind, Reader, collect_files};
-use super::seen::{FileStamp, SeenFiles};
+use super::resume::{LinesCursor, fingerprint};
+use super::seen::{FileStamp, Mark, SeenFiles};
 
 /// Problems logged per file; the rest are counted in one line.
 pub const MAX_LOGGED_PROBLEMS: usize = 20;
@@ -157,25 +160,41 @@ async fn scan(
             continue;
         };
         let stamp = FileStamp::of(&meta);
-        match seen.is_read(&file, stamp) {
-            Ok(true) => continue,
-            Ok(false) => {}
+        let mark = match seen.mark(&file) {
+            Ok(mark) => mark,
             Err(e) => {
                 warn!(error = %e, "CloudTrail read-files tree unreadable; not reading new files");
                 return Some(reader);
             }
+        };
+        if mark.map(|m| m.stamp()) == Some(stamp) {
+            continue;
         }
         let path = file.clone();
         let joined = tokio::task::spawn_blocking(move || {
+            let from = resume_point(&path, mark, stamp);
             let mut events = Vec::new();
             let mut problems = Vec::new();
-            let summary = reader.read_file(&path, &mut |e| events.push(e), &mut |p| {
-                problems.push(p);
-            });
-            (reader, summary, events, problems)
+            let (summary, next) =
+                reader.read_file_from(&path, from, &mut |e| events.push(e), &mut |p| {
+                    problems.push(p);
+                });
+            let new_mark = match next {
+                None => Some(Mark::Whole(stamp)),
+                Some(cursor) => {
+                    fingerprint(&path, cursor.offset)
+                        .ok()
+                        .map(|fingerprint| Mark::Lines {
+                            stamp,
+                            cursor,
+                            fingerprint,
+                        })
+                }
+            };
+            (reader, summary, events, problems, from, new_mark)
         })
         .await;
-        let Ok((r, summary, events, problems)) = joined else {
+        let Ok((r, summary, events, problems, from, new_mark)) = joined else {
             warn!(file = %file.display(), "CloudTrail reader task failed");
             return None;
         };
@@ -198,19 +217,42 @@ async fn scan(
         {
             return None;
         }
-        if let Err(e) = seen.mark_read(&file, stamp) {
-            warn!(file = %file.display(), error = %e, "CloudTrail file read but not marked; it will be read again");
+        match new_mark.map(|m| seen.set_mark(&file, m)) {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                warn!(file = %file.display(), error = %e, "CloudTrail file read but not marked; it will be read again");
+            }
+            None => {
+                warn!(file = %file.display(), "CloudTrail file read but gone before it could be marked");
+            }
         }
         match summary.kind {
             FileKind::Digest => debug!(file = %file.display(), "CloudTrail digest file skipped"),
             _ => {
-                info!(file = %file.display(), events = n, problems = summary.problems, "CloudTrail file read")
+                info!(file = %file.display(), events = n, problems = summary.problems, from_byte = from.offset, from_line = from.line, "CloudTrail file read")
             }
         }
     }
     Some(reader)
 }
 
+/// Where to read `path` from: after what an earlier read consumed when the file is a line file
+/// that was only appended to since (long enough, same bytes before the cursor), else the start.
+fn resume_point(path: &std::path::Path, mark: Option<Mark>, stamp: FileStamp) -> LinesCursor {
+    match mark {
+        Some(Mark::Lines {
+            cursor,
+            fingerprint: before,
+            ..
+        }) if cursor.offset > 0
+            && cursor.offset <= stamp.len
+            && fingerprint(path, cursor.offset).ok() == Some(before) =>
+        {
+            cursor
+        }
+        _ => LinesCursor::START,
+    }
+}
 #[cfg(test)]
 mod tests {
     use std::io::Write;
@@ -269,6 +311,67 @@ mod tests {
         let third = next(&mut rx).await;
         assert!(third.file.ends_with("c.json.gz"), "{:?}", third.file);
         assert_eq!(seen.len(), 3);
+    }
+
+    fn line(event_name: &str, second: u32) -> String {
+        format!(
+            r#"{{"eventTime":"2024-05-01T10:00:{second:02}Z","eventSource":"cloudtrail.amazonaws.com","eventName":"{event_name}","recipientAccountId":"111122223333"}}"#
+        )
+    }
+
+    fn append(path: &std::path::Path, text: &str) {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .expect("open");
+        f.write_all(text.as_bytes()).expect("append");
+    }
+
+    fn names(batch: &ApiBatch) -> Vec<&str> {
+        batch.events.iter().map(|e| e.event_name.as_str()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_growing_line_file_is_read_from_where_it_stopped_even_across_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let logs = dir.path().join("exports");
+        std::fs::create_dir_all(&logs).expect("mkdir");
+        let path = logs.join("events.jsonl");
+        // Two whole lines and the first half of a third.
+        let third = line("C", 3);
+        let (head, tail) = third.split_at(30);
+        append(
+            &path,
+            &format!("{}\n{}\n{head}", line("A", 1), line("B", 2)),
+        );
+        let db = sled::open(dir.path().join("db")).expect("sled");
+        let settings = FeedSettings {
+            paths: vec![logs.clone()],
+            debounce: Duration::from_millis(50),
+            rescan: Duration::from_secs(3600),
+        };
+        let seen = SeenFiles::new(db.open_tree("cloudtrail_files").expect("tree"));
+        let (tx, mut rx) = mpsc::channel(4);
+        let feed = spawn(settings.clone(), seen.clone(), tx).expect("feed");
+        assert_eq!(names(&next(&mut rx).await), ["A", "B"]);
+        append(&path, &format!("{tail}\n{}\n", line("D", 4)));
+        let second = next(&mut rx).await;
+        assert_eq!(names(&second), ["C", "D"]);
+        assert_eq!(second.events[0].origin.position, 3, "line numbers carry on");
+        drop(feed);
+
+        let (tx, mut rx) = mpsc::channel(4);
+        let feed = spawn(settings.clone(), seen.clone(), tx).expect("feed");
+        append(&path, &format!("{}\n", line("E", 5)));
+        assert_eq!(names(&next(&mut rx).await), ["E"]);
+        drop(feed);
+
+        // Replaced by a shorter file: read anew from its start.
+        std::fs::write(&path, format!("{}\n", line("F", 6))).expect("rewrite");
+        let (tx, mut rx) = mpsc::channel(4);
+        let _feed = spawn(settings, seen, tx).expect("feed");
+        assert_eq!(names(&next(&mut rx).await), ["F"]);
     }
 
     #[tokio::test]
