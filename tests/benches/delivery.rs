@@ -218,11 +218,21 @@ impl InProcessAgent {
     }
 
     async fn drained(&self) -> Result<()> {
+        let started = Instant::now();
         loop {
             let s = self.outbox.stats()?;
             if s.batches + s.priority_batches == 0 {
                 return Ok(());
             }
+            if self.transport.as_ref().is_none_or(|t| t.is_finished()) {
+                anyhow::bail!("the transport stopped with {} batches unacked", s.batches);
+            }
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(600),
+                "{} batches still unacked after 600 s (first {:?})",
+                s.batches,
+                s.first_seq
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
