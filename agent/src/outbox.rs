@@ -402,7 +402,10 @@ impl Outbox {
                     bytes: bytes::Bytes::copy_from_slice(&v),
                 }),
                 bad => {
-                    let why = bad.map_or_else(|e| e.to_string(), |s| format!("seq {} under key seq {seq}", s.seq));
+                    let why = bad.map_or_else(
+                        |e| e.to_string(),
+                        |s| format!("seq {} under key seq {seq}", s.seq),
+                    );
                     tracing::error!(outbox = %self.path.display(), error = %why, "dropping damaged outbox batch");
                     if let Some(old) = self.batches.remove(&k).map_err(|e| self.sled_err(e))? {
                         let mut held = self.bytes.lock().unwrap_or_else(PoisonError::into_inner);
@@ -668,7 +671,10 @@ mod tests {
         let moved = ob.batches.get(key(Lane::Bulk, 4)).unwrap().unwrap();
         ob.batches.insert(key(Lane::Bulk, 3), moved).unwrap();
         let pending = ob.pending_encoded_from(Lane::Bulk, 1, 10).unwrap();
-        assert_eq!(pending.iter().map(|b| b.seq).collect::<Vec<_>>(), vec![1, 4]);
+        assert_eq!(
+            pending.iter().map(|b| b.seq).collect::<Vec<_>>(),
+            vec![1, 4]
+        );
         let decoded = Batch::decode(pending[1].bytes.as_ref()).unwrap();
         assert_eq!(decoded.seq, 4);
         assert_eq!(decoded.created_at_ms, 7);

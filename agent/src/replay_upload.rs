@@ -158,7 +158,11 @@ mod tests {
         assert!(!first.resume);
         first.create_partial().unwrap().write_all(b"{}\n").unwrap();
         // Not complete yet: a run killed here starts the file again.
-        assert!(!Staging::prepare(dir.path(), &inputs, "interval=60").unwrap().resume);
+        assert!(
+            !Staging::prepare(dir.path(), &inputs, "interval=60")
+                .unwrap()
+                .resume
+        );
         first.commit().unwrap();
         let again = Staging::prepare(dir.path(), &inputs, "interval=60").unwrap();
         assert!(again.resume);
@@ -169,11 +173,17 @@ mod tests {
         assert!(!other.resume);
         std::fs::write(&pcap, b"another capture").unwrap();
         assert_ne!(
-            Staging::prepare(dir.path(), &inputs, "interval=60").unwrap().path,
+            Staging::prepare(dir.path(), &inputs, "interval=60")
+                .unwrap()
+                .path,
             first.path
         );
         again.remove().unwrap();
-        assert!(!Staging::prepare(dir.path(), &inputs, "interval=60").unwrap().resume);
+        assert!(
+            !Staging::prepare(dir.path(), &inputs, "interval=60")
+                .unwrap()
+                .resume
+        );
     }
 
     #[test]

@@ -383,3 +383,49 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
+
+#[cfg(test)]
+mod tests {
+    use picket_proto::v1::{AgentFrame, Batch, HostStats, Record, agent_frame, record};
+    use prost::Message;
+
+    use super::*;
+
+    #[test]
+    fn a_wire_frame_decodes_as_the_agent_frame_it_stands_for() {
+        let batch = Batch {
+            seq: 7,
+            records: vec![Record {
+                record: Some(record::Record::HostStats(HostStats {
+                    packets: 42,
+                    ..HostStats::default()
+                })),
+            }],
+            created_at_ms: 1_700_000_000_000,
+            lane: Lane::Priority as i32,
+        };
+        let wire = WireFrame {
+            frame: Some(WireKind::Batch(batch.encode_to_vec().into())),
+        }
+        .encode_to_vec();
+        let expected = AgentFrame {
+            frame: Some(agent_frame::Frame::Batch(batch)),
+        };
+        assert_eq!(AgentFrame::decode(wire.as_slice()).unwrap(), expected);
+        assert_eq!(wire, expected.encode_to_vec());
+        let hb = Heartbeat {
+            sent_at_ms: 5,
+            health: None,
+        };
+        let wire = WireFrame {
+            frame: Some(WireKind::Heartbeat(hb.clone())),
+        }
+        .encode_to_vec();
+        assert_eq!(
+            AgentFrame::decode(wire.as_slice()).unwrap(),
+            AgentFrame {
+                frame: Some(agent_frame::Frame::Heartbeat(hb))
+            }
+        );
+    }
+}

@@ -72,7 +72,11 @@ fn write_input(path: &Path, n: u64) -> Result<()> {
 /// Each stage alone on one thread, records/s: what one record costs where.
 fn breakdown(n: u64, input: &Path) -> Result<()> {
     let text = std::fs::read(input)?;
-    let lines: Vec<&[u8]> = text.split(|b| *b == b'\n').filter(|l| !l.is_empty()).take(n as usize).collect();
+    let lines: Vec<&[u8]> = text
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .take(n as usize)
+        .collect();
     let started = Instant::now();
     let mut parsed = Vec::with_capacity(lines.len());
     for l in &lines {
@@ -105,7 +109,10 @@ fn breakdown(n: u64, input: &Path) -> Result<()> {
     let m = parsed.len() as f64;
     for (stage, secs) in [
         ("JSON parse (upload's input)", parse),
-        ("batch encode (outbox push; aggregator store before this change)", encode),
+        (
+            "batch encode (outbox push; aggregator store before this change)",
+            encode,
+        ),
         ("batch decode (aggregator, once per batch)", decode),
     ] {
         println!(
@@ -168,7 +175,13 @@ struct InProcessAgent {
     transport: Option<tokio::task::JoinHandle<()>>,
 }
 
-fn agent_settings(pki: &Pki, leaf: &Leaf, addr: &str, dir: &Path, instance: &str) -> Result<Settings> {
+fn agent_settings(
+    pki: &Pki,
+    leaf: &Leaf,
+    addr: &str,
+    dir: &Path,
+    instance: &str,
+) -> Result<Settings> {
     let cfg = dir.join("agent.toml");
     std::fs::write(&cfg, FAST_AGENT_CONFIG)?;
     let file = ConfigFile::load(&cfg)?;
@@ -192,7 +205,11 @@ impl InProcessAgent {
     fn open(settings: &Settings) -> Result<(Self, sled::Db)> {
         let db = picket_agent::run::open_state(&settings.data_dir)?;
         let outbox = Outbox::open(&db, settings.data_dir.clone(), u64::MAX)?;
-        let sink = RecordSink::new(outbox.clone(), Arc::new(Notify::new()), Arc::new(Health::default()));
+        let sink = RecordSink::new(
+            outbox.clone(),
+            Arc::new(Notify::new()),
+            Arc::new(Health::default()),
+        );
         let (stop, _) = watch::channel(false);
         Ok((
             Self {
@@ -206,23 +223,42 @@ impl InProcessAgent {
     }
 
     fn connect(&mut self, settings: Settings, db: &sled::Db) -> Result<()> {
-        let tls = picket_agent::tls::client_config(&settings.ca, &settings.cert, &settings.key, &settings.server_name)?;
+        let tls = picket_agent::tls::client_config(
+            &settings.ca,
+            &settings.cert,
+            &settings.key,
+            &settings.server_name,
+        )?;
         let intel = picket_agent::intel_cache::IntelCache::open(db)?;
         // A fresh sink shares the outbox; its notify wakes this transport.
         let notify = Arc::new(Notify::new());
         let health = Arc::new(Health::default());
-        self.sink = RecordSink::new(self.outbox.clone(), Arc::clone(&notify), Arc::clone(&health));
+        self.sink = RecordSink::new(
+            self.outbox.clone(),
+            Arc::clone(&notify),
+            Arc::clone(&health),
+        );
         let transport = Transport::new(settings, tls, self.outbox.clone(), notify, health, intel);
         self.transport = Some(tokio::spawn(transport.run(self.stop.subscribe())));
         Ok(())
     }
 
     async fn drained(&self) -> Result<()> {
+        let started = Instant::now();
         loop {
             let s = self.outbox.stats()?;
             if s.batches + s.priority_batches == 0 {
                 return Ok(());
             }
+            if self.transport.as_ref().is_none_or(|t| t.is_finished()) {
+                anyhow::bail!("the transport stopped with {} batches unacked", s.batches);
+            }
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(600),
+                "{} batches still unacked after 600 s (first {:?})",
+                s.batches,
+                s.first_seq
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
@@ -405,7 +441,11 @@ fn dir_bytes(dir: &Path) -> Result<u64> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let meta = entry.metadata()?;
-        total += if meta.is_dir() { dir_bytes(&entry.path())? } else { meta.len() };
+        total += if meta.is_dir() {
+            dir_bytes(&entry.path())?
+        } else {
+            meta.len()
+        };
     }
     Ok(total)
 }

@@ -125,8 +125,7 @@ fn local_records(pcap: &std::path::Path, config: &std::path::Path) -> Result<Vec
         .lines()
         .filter(|l| !l.starts_with("{\"stats\""))
         .map(|l| {
-            serde_json::from_str::<Record>(l)
-                .map(|r| serde_json::to_string(&r).unwrap_or_default())
+            serde_json::from_str::<Record>(l).map(|r| serde_json::to_string(&r).unwrap_or_default())
         })
         .collect::<Result<_, _>>()?;
     out.sort();
@@ -215,7 +214,11 @@ fn replay_killed_mid_upload_and_rerun_delivers_every_record_exactly_once() -> Re
     assert!(status.success(), "{}", second.tail(20));
     drop(agg2);
     let received = stored_records(agg_dir.path(), INSTANCE)?;
-    assert_eq!(received.len(), expected.len(), "exactly once, not once per run");
+    assert_eq!(
+        received.len(),
+        expected.len(),
+        "exactly once, not once per run"
+    );
     assert_eq!(received, expected);
     let staged = std::fs::read_dir(agent_dir.path().join("replay"))?.count();
     assert_eq!(staged, 0, "staging file removed once all was acked");
@@ -240,7 +243,9 @@ fn replay_killed_while_offline_and_rerun_sends_the_buffer_once() -> Result<()> {
     let leaf = pki.agent(ACCOUNT, INSTANCE)?;
     let agg_dir = tempfile::tempdir()?;
     let agent_dir = tempfile::tempdir()?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let addr = format!("127.0.0.1:{port}");
     let args = replay_args(&pcap)?;
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
