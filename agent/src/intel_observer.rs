@@ -1,8 +1,12 @@
-//! The intel pre-filter plugged into the sensor pipeline: every packet's addresses, every DNS
+//! The intel pre-filter plugged into the sensor pipeline: every flow's addresses, every DNS
 //! query name and every DNS answer address is checked against the current snapshot, and a
 //! threat match becomes an `IntelHit` at once, ahead of the interval's summaries.
 //!
-//! Per packet this is two allocation-free lookups. A hit on the same (local, remote,
+//! Addresses are checked once per flow and interval, not per packet: the pipeline shows this
+//! observer a flow's first packet, the first of each of its intervals, and the first after
+//! the snapshot's version changed (see [`Observer::epoch`]); that is two allocation-free
+//! lookups, and a packet of a flow already checked costs the pipeline one compare. A hit on
+//! the same (local, remote,
 //! protocol) is reported again only after [`REPORT_AGAIN_AFTER_MS`], so a long connection to a
 //! listed address yields a hit a minute rather than one per packet; the table of recent hits
 //! is bounded and counts what it forgets.
@@ -88,6 +92,11 @@ fn ports(t: &Transport) -> (u16, u16) {
 }
 
 impl Observer for IntelObserver {
+    /// The snapshot's version: a new snapshot gets every live flow checked again.
+    fn epoch(&self) -> u64 {
+        self.with_snapshot(Snapshot::version)
+    }
+
     fn on_packet(&mut self, ts: Timestamp, packet: &Decoded<'_>, hits: &mut Vec<IntelHit>) {
         let (src_port, dst_port) = ports(&packet.transport);
         let src = Endpoint {

@@ -10,9 +10,12 @@
 //! eviction, flush); the pipeline sets the table's active timeout to at most the summary
 //! interval, so a long flow is summarised in each interval it spans.
 //!
-//! The intel matcher plugs in through [`Observer`]: it sees every decoded packet, every flow
-//! record (with its remote address and direction) and every DNS transaction (query name and
-//! answers), and any `IntelHit` it returns is emitted at once, ahead of the summaries.
+//! The intel matcher plugs in through [`Observer`]: it sees a flow's packets when the flow
+//! opens, when it starts a new interval and when the observer's [`Observer::epoch`] changed
+//! since the flow was last shown (a new intel snapshot), and every packet that belongs to no
+//! flow; it sees every flow record (with its remote address and direction) and every DNS
+//! transaction (query name and answers). Any `IntelHit` it returns is emitted at once, ahead
+//! of the summaries.
 
 use std::time::Duration;
 
@@ -31,14 +34,26 @@ use crate::summaries::{
 
 /// Datagrams whose first-fragment ports are remembered for later fragments.
 const MAX_FRAGMENTED_DATAGRAMS: usize = 4096;
+/// Packets between two reads of [`Observer::epoch`]: a new snapshot applies within this many
+/// packets (or at the next tick), and reading it is kept off the per-packet path.
+pub const EPOCH_EVERY_PACKETS: u64 = 256;
 
 /// The intel seam: sees what an indicator could match and returns hits to ship at once.
 ///
 /// Every method has a no-op default, so a matcher implements only what it checks. Methods run
-/// on the capture thread: `on_packet` for every decoded packet (keep it to a lookup),
-/// the others once per flow record or DNS transaction.
+/// on the capture thread: `on_packet` once per flow and interval (keep it to a lookup), the
+/// others once per flow record or DNS transaction.
 pub trait Observer {
-    /// A decoded packet, as early as the sensor knows about it.
+    /// A number that changes whenever `on_packet` may answer differently for the same packet
+    /// (a new intel snapshot). Read every [`EPOCH_EVERY_PACKETS`] packets and on each tick;
+    /// flows shown under an older epoch are shown again at their next packet.
+    fn epoch(&self) -> u64 {
+        0
+    }
+
+    /// A decoded packet: the first of its flow, of each of the flow's intervals, and the
+    /// first after the epoch changed; and every packet that belongs to no flow. Checking
+    /// addresses per flow rather than per packet keeps the steady path to a compare.
     fn on_packet(&mut self, _ts: Timestamp, _packet: &Decoded<'_>, _hits: &mut Vec<IntelHit>) {}
 
     /// A flow record: [`FlowRecord::remote`] is the address to check, `direction` its context.
@@ -123,6 +138,8 @@ pub struct Pipeline<O: Observer = NoIntel> {
     dns_summaries: DnsSummaries,
     clock: IntervalClock,
     observer: O,
+    /// The observer's epoch as last read, truncated: only changes matter.
+    epoch: u32,
     totals: PipelineTotals,
     /// Totals when the last `HostStats` was emitted, for per-interval deltas.
     reported: PipelineTotals,
@@ -156,6 +173,7 @@ impl<O: Observer> Pipeline<O> {
             flow_summaries: FlowSummaries::new(config.flow_limits),
             dns_summaries: DnsSummaries::new(config.dns_limits),
             clock: IntervalClock::new(config.summary_interval),
+            epoch: observer.epoch() as u32,
             observer,
             totals: PipelineTotals::default(),
             reported: PipelineTotals::default(),
@@ -177,6 +195,12 @@ impl<O: Observer> Pipeline<O> {
         self.table.len()
     }
 
+    /// Bytes the flow table holds on the heap (slots, index, expiry heap), for the memory
+    /// figures.
+    pub fn flow_table_bytes(&self) -> usize {
+        self.table.heap_bytes()
+    }
+
     /// Records the capture source's own counters (drops), for the next `HostStats`.
     pub fn set_capture_stats(&mut self, stats: CaptureStats) {
         self.totals.capture = stats;
@@ -195,9 +219,16 @@ impl<O: Observer> Pipeline<O> {
             return;
         };
         let decoded = self.fragments.attribute(decoded);
-        self.observer.on_packet(ts, &decoded, &mut self.hits);
+        if self.totals.packets % EPOCH_EVERY_PACKETS == 0 {
+            self.epoch = self.observer.epoch() as u32;
+        }
         self.note_server_name(&decoded);
-        self.table.observe(ts, &decoded, &mut self.flow_out);
+        if self
+            .table
+            .observe_checked(ts, &decoded, self.epoch, &mut self.flow_out)
+        {
+            self.observer.on_packet(ts, &decoded, &mut self.hits);
+        }
         self.dns.observe(ts, &decoded, &mut self.dns_out);
         self.absorb(emit);
     }
@@ -205,6 +236,7 @@ impl<O: Observer> Pipeline<O> {
     /// Moves time to `now` without a packet (a live capture's idle timer): flows and queries
     /// due by then are expired, and the interval closes if `now` is past its end.
     pub fn tick(&mut self, now: Timestamp, emit: &mut impl FnMut(Record)) {
+        self.epoch = self.observer.epoch() as u32;
         self.advance(now, emit);
         self.table.expire(now, &mut self.flow_out);
         self.dns.expire(now, &mut self.dns_out);

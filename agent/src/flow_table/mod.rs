@@ -18,9 +18,10 @@
 pub mod key;
 pub mod local_nets;
 pub mod record;
+pub mod store;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
@@ -32,6 +33,7 @@ use crate::decode::{AppProtocol, Decoded, TcpFlags, Transport, app_protocol, pro
 pub use key::{Endpoint, FlowKey, Side};
 pub use local_nets::{Cidr, CidrError, LocalEnd, LocalNets, is_private};
 pub use record::{EndReason, FlowCounters, FlowRecord};
+use store::{PackedKey, Store};
 
 /// How long flows live and how many the table holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +103,8 @@ struct FlowEntry {
     app: Option<AppProtocol>,
     /// Payload-carrying packets looked at so far for `app`.
     app_tries: u8,
+    /// The observer epoch this flow's addresses were last shown to the intel observer in.
+    intel_epoch: u32,
 }
 
 /// Payload-carrying packets per flow inspected for an application protocol: the banner or
@@ -115,16 +119,16 @@ impl FlowEntry {
     }
 }
 
-/// Heap entry: when a flow is due, earliest first.
-type Due = Reverse<(Timestamp, u32, FlowKey)>;
+/// Heap entry: when a flow is due, earliest first; then its generation and slot number.
+type Due = Reverse<(Timestamp, u32, u32)>;
 
 /// Bidirectional flows with idle and active timeouts and a hard capacity.
 #[derive(Debug)]
 pub struct FlowTable {
     config: FlowTableConfig,
     local: LocalNets,
-    /// Seeded randomly per table, so remote senders cannot aim at hash collisions.
-    flows: HashMap<FlowKey, FlowEntry, foldhash::fast::RandomState>,
+    /// Flows in numbered slots, hashed with a per-table random seed (see [`store`]).
+    flows: Store<FlowEntry>,
     /// Min-heap of due times; see the module invariants.
     expiry: BinaryHeap<Due>,
     next_generation: u32,
@@ -137,7 +141,7 @@ impl FlowTable {
         Self {
             config,
             local,
-            flows: HashMap::with_hasher(foldhash::fast::RandomState::default()),
+            flows: Store::new(),
             expiry: BinaryHeap::new(),
             next_generation: 0,
             stats: FlowTableStats::default(),
@@ -159,12 +163,32 @@ impl FlowTable {
 
     /// Whether no flow is held.
     pub fn is_empty(&self) -> bool {
-        self.flows.is_empty()
+        self.flows.len() == 0
+    }
+
+    /// Bytes the table holds on the heap (slots, index, expiry heap), for the memory figures.
+    pub fn heap_bytes(&self) -> usize {
+        self.flows.heap_bytes() + self.expiry.capacity() * std::mem::size_of::<Due>()
     }
 
     /// Counts one packet seen at `ts` into its flow, first emitting into `out` the flows that
     /// are due by `ts` and, if the table is full, the one evicted to make room.
     pub fn observe(&mut self, ts: Timestamp, packet: &Decoded<'_>, out: &mut Vec<FlowRecord>) {
+        self.observe_checked(ts, packet, 0, out);
+    }
+
+    /// As [`FlowTable::observe`], and says whether the packet's addresses should be shown to
+    /// the intel observer: the packet opened a flow or a new interval of one, or the flow was
+    /// last checked under an older observer `epoch` (an older intel snapshot), or it belongs
+    /// to no flow. The flow is then marked checked at `epoch`, so its other packets cost a
+    /// compare instead of a lookup.
+    pub fn observe_checked(
+        &mut self,
+        ts: Timestamp,
+        packet: &Decoded<'_>,
+        epoch: u32,
+        out: &mut Vec<FlowRecord>,
+    ) -> bool {
         self.expire(ts, out);
         let (src_port, dst_port, icmp) = match packet.transport {
             Transport::Tcp {
@@ -184,7 +208,7 @@ impl FlowTable {
             Transport::LaterFragment => {
                 self.stats.fragments_without_ports =
                     self.stats.fragments_without_ports.saturating_add(1);
-                return;
+                return true;
             }
         };
         let src = Endpoint {
@@ -195,12 +219,20 @@ impl FlowTable {
             addr: packet.dst,
             port: dst_port,
         };
-        let (key, sender) = FlowKey::new(packet.protocol, src, dst);
+        let (key, sender) = PackedKey::new(packet.protocol, src, dst);
         let flags = packet.transport.tcp_flags();
 
         // One hash lookup for a packet of a known flow, the common case.
-        if let Some(entry) = self.flows.get_mut(&key) {
+        let hash = self.flows.hash(&key);
+        let check = if let Some((_, entry)) = self
+            .flows
+            .find(hash, &key)
+            .and_then(|id| self.flows.get_mut(id))
+        {
+            let check = entry.intel_epoch != epoch || entry.interval_packets() == 0;
+            entry.intel_epoch = epoch;
             count_packet(entry, ts, sender, packet, flags, icmp);
+            check
         } else {
             if self.flows.len() >= self.config.capacity.get() {
                 self.evict_one(out);
@@ -210,14 +242,17 @@ impl FlowTable {
             } else {
                 sender
             };
-            let mut entry = self.new_entry(ts, &key, initiator);
-            self.expiry
-                .push(Reverse((self.due(&entry), entry.generation, key)));
+            let mut entry = self.new_entry(ts, &key.unpack(), initiator);
+            entry.intel_epoch = epoch;
+            let (due, generation) = (self.due(&entry), entry.generation);
             count_packet(&mut entry, ts, sender, packet, flags, icmp);
-            self.flows.insert(key, entry);
+            let id = self.flows.insert(hash, key, entry);
+            self.expiry.push(Reverse((due, generation, id)));
             self.stats.created = self.stats.created.saturating_add(1);
-        }
+            true
+        };
         self.stats.packets = self.stats.packets.saturating_add(1);
+        check
     }
 
     /// Emits into `out` every flow idle for the idle timeout, and an interim record for every
@@ -226,27 +261,28 @@ impl FlowTable {
     /// [`FlowTable::observe`] calls this itself; a live capture also calls it on a timer so
     /// flows end when traffic stops.
     pub fn expire(&mut self, now: Timestamp, out: &mut Vec<FlowRecord>) {
-        while let Some(Reverse((due, generation, key))) = self.expiry.peek().copied() {
+        while let Some(Reverse((due, generation, id))) = self.expiry.peek().copied() {
             if due > now {
                 break;
             }
             self.expiry.pop();
-            let Some(entry) = self.flows.get(&key).copied() else {
+            let Some((&packed, &entry)) = self.flows.get(id) else {
                 continue;
             };
             if entry.generation != generation {
                 continue;
             }
+            let key = packed.unpack();
             let real_due = self.due(&entry);
             if real_due > now {
-                self.expiry.push(Reverse((real_due, generation, key)));
+                self.expiry.push(Reverse((real_due, generation, id)));
                 continue;
             }
             let idle_due = entry
                 .last_seen
                 .saturating_add_nanos(nanos(self.config.idle_timeout));
             if idle_due <= now {
-                self.flows.remove(&key);
+                self.flows.remove(id);
                 if entry.interval_packets() > 0 {
                     out.push(record(&key, &entry, EndReason::Idle));
                     self.stats.expired_idle = self.stats.expired_idle.saturating_add(1);
@@ -261,16 +297,23 @@ impl FlowTable {
                     resets: 0,
                     ..entry
                 };
-                self.flows.insert(key, next);
-                self.expiry
-                    .push(Reverse((self.due(&next), generation, key)));
+                let due = self.due(&next);
+                if let Some((_, slot)) = self.flows.get_mut(id) {
+                    *slot = next;
+                }
+                self.expiry.push(Reverse((due, generation, id)));
             }
         }
     }
 
     /// Emits every flow that has packets not yet reported, and empties the table.
     pub fn flush(&mut self, out: &mut Vec<FlowRecord>) {
-        let mut keys: Vec<(FlowKey, FlowEntry)> = self.flows.drain().collect();
+        let flows = &self.flows;
+        let mut keys: Vec<(FlowKey, FlowEntry)> = flows
+            .ids()
+            .filter_map(|id| flows.get(id).map(|(k, e)| (k.unpack(), *e)))
+            .collect();
+        self.flows.clear();
         // Deterministic output order for replays: by first packet, then key.
         keys.sort_unstable_by_key(|(key, entry)| (entry.start, *key));
         for (key, entry) in keys {
@@ -284,19 +327,20 @@ impl FlowTable {
 
     /// Evicts the flow closest to expiring; stale heap entries met on the way are re-queued.
     fn evict_one(&mut self, out: &mut Vec<FlowRecord>) {
-        while let Some(Reverse((due, generation, key))) = self.expiry.pop() {
-            let Some(entry) = self.flows.get(&key).copied() else {
+        while let Some(Reverse((due, generation, id))) = self.expiry.pop() {
+            let Some((&packed, &entry)) = self.flows.get(id) else {
                 continue;
             };
             if entry.generation != generation {
                 continue;
             }
+            let key = packed.unpack();
             let real_due = self.due(&entry);
             if real_due > due {
-                self.expiry.push(Reverse((real_due, generation, key)));
+                self.expiry.push(Reverse((real_due, generation, id)));
                 continue;
             }
-            self.flows.remove(&key);
+            self.flows.remove(id);
             self.stats.evicted = self.stats.evicted.saturating_add(1);
             if entry.interval_packets() > 0 {
                 out.push(record(&key, &entry, EndReason::Evicted));
@@ -330,6 +374,7 @@ impl FlowTable {
             icmp: None,
             app: None,
             app_tries: 0,
+            intel_epoch: 0,
         }
     }
 
