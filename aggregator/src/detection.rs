@@ -350,6 +350,9 @@ async fn feed(store: &FindingStore, pipeline: &mut Pipeline, batch: StoredBatch)
     }
     // Lets tests (and operators at debug level) see that an agent's batch reached detection,
     // not only the store: the cross-source join depends on it.
+    let Event::Agent { source, .. } = &event else {
+        return;
+    };
     debug!(
         account_id = %source.account_id,
         instance_id = %source.instance_id,
