@@ -321,11 +321,11 @@ mod tests {
         for i in 0..SharedNames::MIN_SWEEP {
             drop(names.get(&format!("i-x{i}")));
         }
-        // The sweep on the next new name keeps only the name still held.
-        let b = names.get("i-2");
+        // The set reached the sweep size on the last of those: the sweep kept only the name
+        // still held, then added that last one.
         assert_eq!(names.len(), 2);
         assert!(Arc::ptr_eq(&a, &names.get("i-1")));
-        assert_eq!(&*b, "i-2");
+        assert_eq!(&*names.get("i-2"), "i-2");
     }
 
     #[test]
