@@ -462,6 +462,7 @@ mod tests {
             // The same remote probing the instance, for inbound_scan.
             let mut inbound = f.clone();
             inbound.direction = picket_proto::v1::Direction::Ingress as i32;
+            inbound.service_port = 0;
             for event in [flow_event(f), flow_event(inbound), dns_event(d), stats] {
                 for det in &mut detectors {
                     if event.kind().is_some_and(|k| det.inputs().contains(&k)) {
