@@ -279,7 +279,12 @@ fn main() {
     let dir =
         std::env::var_os("CT_BENCH_DIR").map_or_else(|| temp.path().to_owned(), PathBuf::from);
     let t = Instant::now();
-    let (existing, _) = collect_files(&[dir.join("AWSLogs")]);
+    let logs = dir.join("AWSLogs");
+    let existing = if logs.is_dir() {
+        collect_files(&[logs]).0
+    } else {
+        Vec::new()
+    };
     let files = if existing.is_empty() {
         let (files, json_bytes) = generate(&dir, events);
         println!(
