@@ -151,6 +151,11 @@ impl<V> Store<V> {
         self.index.len()
     }
 
+    /// Whether no flow is live.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
     /// The hash of `key`, computed once per packet and passed to the other calls.
     #[inline]
     pub fn hash(&self, key: &PackedKey) -> u64 {
