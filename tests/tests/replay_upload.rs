@@ -168,7 +168,7 @@ fn replay_killed_mid_upload_and_rerun_delivers_every_record_exactly_once() -> Re
     let config = work.path().join("agent.toml");
     std::fs::write(&config, picket_tests::FAST_AGENT_CONFIG)?;
     let expected = local_records(&pcap, &config)?;
-    assert!(expected.len() >= 50_000, "{} records", expected.len());
+    assert!(expected.len() >= 20_000, "{} records", expected.len());
 
     let pki = Pki::new()?;
     let server = pki.server()?;
