@@ -89,6 +89,9 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
 }
 
+/// How long a stop waits for open agent streams to end before cutting them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
 /// Runs the aggregator until `shutdown` resolves.
 ///
 /// # Errors
@@ -287,7 +290,8 @@ pub async fn serve(
         tx,
     ));
     let incoming = ReceiverStream::new(rx).map(Ok::<_, std::io::Error>);
-    let result = tonic::transport::Server::builder()
+    let mut stopping = stop_rx.clone();
+    let server = tonic::transport::Server::builder()
         // Notice dead agents (pulled cables, frozen hosts) so their sessions and slots free up.
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
@@ -298,8 +302,21 @@ pub async fn serve(
             findings_api,
         )))
         .add_optional_service(renewal)
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await;
+        .serve_with_incoming_shutdown(incoming, shutdown);
+    // A graceful stop waits for every open stream, and an agent's session stream stays open
+    // as long as the agent runs: without a deadline a stop (systemd, Ctrl-C) hangs. Cutting
+    // the streams after the grace loses nothing: every ack was sent after its batch was
+    // durable, and agents resend what was not acked.
+    let result = tokio::select! {
+        result = server => result,
+        () = async {
+            let _ = stopping.wait_for(|s| *s).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {
+            info!(grace_secs = SHUTDOWN_GRACE.as_secs(), "open agent streams cut at shutdown");
+            Ok(())
+        }
+    };
     accept.abort();
     drop(cloudtrail_feed);
     if let Some(http) = http_api {

@@ -243,9 +243,15 @@ impl Proc {
 
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(&mut self) -> Result<std::process::ExitStatus> {
+        self.send_term()?;
+        Ok(self.child.wait()?)
+    }
+
+    /// Sends SIGTERM without waiting (pair with [`Proc::wait_exit`] to bound the stop).
+    pub fn send_term(&self) -> Result<()> {
         let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id())?);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)?;
-        Ok(self.child.wait()?)
+        Ok(())
     }
 }
 

@@ -361,3 +361,28 @@ fn an_admin_certificate_cannot_open_an_ingest_session() -> Result<()> {
     );
     Ok(())
 }
+
+/// A stop (systemd's SIGTERM) must end the aggregator even while an agent keeps its session
+/// stream open; before the shutdown grace, tonic's graceful stop waited for that stream forever.
+#[test]
+fn sigterm_stops_the_aggregator_while_an_agent_is_connected() -> Result<()> {
+    let pki = Pki::new()?;
+    let server = pki.server()?;
+    let leaf = pki.agent(ACCOUNT, "i-0term")?;
+    let agg_dir = tempfile::tempdir()?;
+    let agent_dir = tempfile::tempdir()?;
+    let (mut agg, addr) = start_aggregator(&pki, &server, agg_dir.path(), 0, &[])?;
+    let agent = start_agent(&pki, &leaf, &addr, agent_dir.path(), ACCOUNT, "i-0term")?;
+    agent.wait_for("connected", 1, |_| true)?;
+    wait_acked_beyond(&agent, 1)?;
+
+    agg.send_term()?;
+    let status = agg.wait_exit(Duration::from_secs(20))?;
+    assert!(
+        status.success(),
+        "aggregator exit: {status}\n{}",
+        agg.tail(20)
+    );
+    assert_eq!(agg.events("stopped").len(), 1, "{}", agg.tail(20));
+    Ok(())
+}
