@@ -271,6 +271,10 @@ fn per_detector(path: &Path) -> std::io::Result<Vec<(&'static str, Duration, u64
     Ok(out)
 }
 
+/// The aggregator binary's allocator (see `src/main.rs`), so both runs see what `analyze` sees.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::io::Result<()> {
     // Positional numbers after `--`: records (default 1 M), then runs of each side (default 2).
     let numbers: Vec<u64> = std::env::args()
