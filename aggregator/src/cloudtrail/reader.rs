@@ -188,7 +188,24 @@ struct Ctx<'c> {
     problems: u64,
 }
 
-impl Ctx<'_> {
+impl<'c> Ctx<'c> {
+    /// A context for one file, nothing counted yet.
+    fn new(
+        file: &'c Path,
+        file_text: &'c str,
+        on_event: &'c mut dyn FnMut(ApiEvent),
+        on_problem: &'c mut dyn FnMut(Problem),
+    ) -> Self {
+        Self {
+            file,
+            file_text,
+            on_event,
+            on_problem,
+            events: 0,
+            problems: 0,
+        }
+    }
+
     fn problem(&mut self, position: Position, why: String) {
         self.problems += 1;
         (self.on_problem)(Problem {
@@ -247,14 +264,7 @@ impl Reader {
         on_problem: &mut dyn FnMut(Problem),
     ) -> FileSummary {
         let file_text = path.display().to_string();
-        let mut ctx = Ctx {
-            file: path,
-            file_text: &file_text,
-            on_event,
-            on_problem,
-            events: 0,
-            problems: 0,
-        };
+        let mut ctx = Ctx::new(path, &file_text, on_event, on_problem);
         let kind = if is_digest_path(path) {
             FileKind::Digest
         } else {
@@ -300,14 +310,7 @@ impl Reader {
             return self.read_file_start(path, on_event, on_problem);
         }
         let file_text = path.display().to_string();
-        let mut ctx = Ctx {
-            file: path,
-            file_text: &file_text,
-            on_event,
-            on_problem,
-            events: 0,
-            problems: 0,
-        };
+        let mut ctx = Ctx::new(path, &file_text, on_event, on_problem);
         self.buf.clear();
         let kind = match load_from(path, from.offset, &mut self.buf) {
             Ok(()) => FileKind::Lines,
@@ -339,14 +342,7 @@ impl Reader {
         on_problem: &mut dyn FnMut(Problem),
     ) -> (FileSummary, Option<LinesCursor>) {
         let file_text = path.display().to_string();
-        let mut ctx = Ctx {
-            file: path,
-            file_text: &file_text,
-            on_event,
-            on_problem,
-            events: 0,
-            problems: 0,
-        };
+        let mut ctx = Ctx::new(path, &file_text, on_event, on_problem);
         if is_digest_path(path) {
             let summary = FileSummary {
                 kind: FileKind::Digest,
@@ -400,14 +396,7 @@ impl Reader {
         on_problem: &mut dyn FnMut(Problem),
     ) -> FileSummary {
         let file_text = name.display().to_string();
-        let mut ctx = Ctx {
-            file: name,
-            file_text: &file_text,
-            on_event,
-            on_problem,
-            events: 0,
-            problems: 0,
-        };
+        let mut ctx = Ctx::new(name, &file_text, on_event, on_problem);
         let kind = if bytes.starts_with(&GZIP_MAGIC) {
             self.buf.clear();
             if let Some(why) = gunzip(bytes, &mut self.buf) {
