@@ -214,20 +214,7 @@ impl Detector for DenialOfServiceDetector {
     }
 
     fn counters(&self) -> Vec<DetectorCounter> {
-        vec![
-            DetectorCounter {
-                name: "not_public",
-                count: self.not_public,
-            },
-            DetectorCounter {
-                name: "evicted_full",
-                count: self.table.evicted_full(),
-            },
-            DetectorCounter {
-                name: "expired",
-                count: self.table.expired(),
-            },
-        ]
+        self.table.counters(&[("not_public", self.not_public)])
     }
 }
 

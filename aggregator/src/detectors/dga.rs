@@ -217,16 +217,7 @@ impl Detector for DgaDetector {
     }
 
     fn counters(&self) -> Vec<DetectorCounter> {
-        vec![
-            DetectorCounter {
-                name: "evicted_full",
-                count: self.table.evicted_full(),
-            },
-            DetectorCounter {
-                name: "expired",
-                count: self.table.expired(),
-            },
-        ]
+        self.table.counters(&[])
     }
 }
 

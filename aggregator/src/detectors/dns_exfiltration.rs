@@ -494,20 +494,7 @@ impl Detector for DnsExfiltrationDetector {
     }
 
     fn counters(&self) -> Vec<DetectorCounter> {
-        vec![
-            DetectorCounter {
-                name: "signed_summaries",
-                count: self.signed,
-            },
-            DetectorCounter {
-                name: "evicted_full",
-                count: self.table.evicted_full(),
-            },
-            DetectorCounter {
-                name: "expired",
-                count: self.table.expired(),
-            },
-        ]
+        self.table.counters(&[("signed_summaries", self.signed)])
     }
 }
 

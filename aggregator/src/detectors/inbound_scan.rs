@@ -168,20 +168,7 @@ impl Detector for InboundScanDetector {
     }
 
     fn counters(&self) -> Vec<DetectorCounter> {
-        vec![
-            DetectorCounter {
-                name: "probes",
-                count: self.probes,
-            },
-            DetectorCounter {
-                name: "evicted_full",
-                count: self.table.evicted_full(),
-            },
-            DetectorCounter {
-                name: "expired",
-                count: self.table.expired(),
-            },
-        ]
+        self.table.counters(&[("probes", self.probes)])
     }
 }
 

@@ -162,16 +162,7 @@ impl Detector for PortSweepDetector {
     }
 
     fn counters(&self) -> Vec<DetectorCounter> {
-        vec![
-            DetectorCounter {
-                name: "evicted_full",
-                count: self.table.evicted_full(),
-            },
-            DetectorCounter {
-                name: "expired",
-                count: self.table.expired(),
-            },
-        ]
+        self.table.counters(&[])
     }
 }
 

@@ -12,6 +12,8 @@ use std::hash::Hash;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
+use super::DetectorCounter;
+
 /// The tables' hasher: keys come from outside data and are hashed on every record, so a fast
 /// seeded hash (as the baselines and the agent's flow table use) rather than SipHash.
 type Hasher = foldhash::fast::RandomState;
@@ -146,6 +148,25 @@ impl<K: Hash + Eq + Clone, S: Default> WindowTable<K, S> {
     /// Windows dropped because they ended.
     pub fn expired(&self) -> u64 {
         self.expired
+    }
+
+    /// A windowed detector's counters: its own `extra` ones, then this table's evictions and
+    /// expiries, which every such detector reports the same way.
+    pub fn counters(&self, extra: &[(&'static str, u64)]) -> Vec<DetectorCounter> {
+        extra
+            .iter()
+            .map(|&(name, count)| DetectorCounter { name, count })
+            .chain([
+                DetectorCounter {
+                    name: "evicted_full",
+                    count: self.evicted_full,
+                },
+                DetectorCounter {
+                    name: "expired",
+                    count: self.expired,
+                },
+            ])
+            .collect()
     }
 }
 
