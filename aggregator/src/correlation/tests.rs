@@ -460,17 +460,22 @@ fn discovery_then_persistence_then_s3_exfiltration_is_a_critical_s3_sequence() {
     );
 }
 
-#[test]
-fn a_suppressed_signal_still_completes_a_sequence_and_is_marked() {
+/// A suppression rule archiving every access key created for another user (a service
+/// account's routine), so the persistence step of a sequence is a suppressed signal.
+fn suppress_access_keys_for_others() -> SuppressionRules {
     let filter = Filter::parse_str(
         r#"{"criterion": {"type": {"eq": ["Persistence:IAMUser/AccessKeyCreatedForOtherUser"]}}}"#,
     )
     .expect("filter");
-    let rules = SuppressionRules::new(vec![SuppressionRule {
+    SuppressionRules::new(vec![SuppressionRule {
         name: "service accounts".into(),
         filter,
-    }]);
-    let mut p = pipeline_with(&sequence_config(), rules);
+    }])
+}
+
+#[test]
+fn a_suppressed_signal_still_completes_a_sequence_and_is_marked() {
+    let mut p = pipeline_with(&sequence_config(), suppress_access_keys_for_others());
     routine(&mut p);
     chain(&mut p, T0 + 4 * DAY, [0, 1, 2]);
     let findings = p.drain();
@@ -499,15 +504,7 @@ fn a_suppressed_signal_still_completes_a_sequence_and_is_marked() {
 
 #[test]
 fn a_sequence_carries_guardduty_detection_sequence_listing_every_signal_suppressed_or_not() {
-    let filter = Filter::parse_str(
-        r#"{"criterion": {"type": {"eq": ["Persistence:IAMUser/AccessKeyCreatedForOtherUser"]}}}"#,
-    )
-    .expect("filter");
-    let rules = SuppressionRules::new(vec![SuppressionRule {
-        name: "service accounts".into(),
-        filter,
-    }]);
-    let mut p = pipeline_with(&sequence_config(), rules);
+    let mut p = pipeline_with(&sequence_config(), suppress_access_keys_for_others());
     routine(&mut p);
     chain(&mut p, T0 + 4 * DAY, [0, 1, 2]);
     let findings = p.drain();
