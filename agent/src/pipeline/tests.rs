@@ -168,6 +168,63 @@ fn tls_and_stratum_payloads_label_their_summaries_and_others_stay_unlabelled() {
     assert!(by_port(8443).tls_server_names.is_empty());
 }
 
+/// Runs frames at the given offsets (milliseconds) through a pipeline and finishes it.
+fn run_at(mut pipeline: Pipeline<NoIntel>, frames: &[(u64, Vec<u8>)]) -> Vec<Record> {
+    let mut out = Vec::new();
+    for (at, frame) in frames {
+        let packet = Packet {
+            ts: Timestamp::from_millis(1_700_000_000_000 + at),
+            link_type: LinkType::ETHERNET,
+            data: frame,
+            orig_len: u32::try_from(frame.len()).expect("small"),
+            interface: 0,
+        };
+        pipeline.packet(&packet, &mut |r| out.push(r));
+    }
+    pipeline.finish(&mut |r| out.push(r));
+    out
+}
+
+#[test]
+fn a_tls_session_open_for_many_intervals_keeps_its_name_and_reports_no_drop() {
+    let resolver = [8, 8, 4, 4];
+    let mut frames: Vec<(u64, Vec<u8>)> = handshake(resolver, 853)
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| (u64::try_from(i).expect("small"), f))
+        .collect();
+    frames.push((
+        5,
+        tcp(
+            HOST,
+            resolver,
+            40_000,
+            853,
+            ACK | PSH,
+            &client_hello("dns.google"),
+        ),
+    ));
+    // A query every 20 s for five minutes: the flow never idles out, so it reports interim
+    // records interval after interval.
+    for i in 1..=15_u64 {
+        frames.push((
+            i * 20_000,
+            tcp(HOST, resolver, 40_000, 853, ACK | PSH, b"q"),
+        ));
+    }
+    let records = run_at(Pipeline::new(config(HOST)), &frames);
+    let summaries = flows(&records);
+    assert!(summaries.len() >= 4, "{summaries:#?}");
+    for s in &summaries {
+        assert_eq!(s.tls_server_names, vec!["dns.google".to_owned()], "{s:#?}");
+    }
+    for r in &records {
+        if let Some(record::Record::HostStats(h)) = &r.record {
+            assert!(h.records_dropped.is_empty(), "{h:#?}");
+        }
+    }
+}
+
 #[test]
 fn flows_between_two_other_hosts_are_summarised_with_unspecified_direction() {
     let (a, b) = ([198, 51, 100, 1], [203, 0, 113, 2]);

@@ -153,7 +153,13 @@ impl FlowSummaries {
     /// for the remote address, if any.
     pub fn add(&mut self, rec: &FlowRecord, remote_name: Option<&str>) {
         let server_name = if rec.reason == crate::flow_table::EndReason::Active {
-            self.pending_names.get(&rec.key).map(|(n, _)| n.clone())
+            // A flow still open keeps its name for its next interim record: refreshing the
+            // interval stops a long TLS session's name from ageing out as if it were lost.
+            let now = self.interval_no;
+            self.pending_names.get_mut(&rec.key).map(|(n, seen)| {
+                *seen = now;
+                n.clone()
+            })
         } else {
             self.pending_names.remove(&rec.key).map(|(n, _)| n)
         };
