@@ -209,20 +209,82 @@ fn measure_name(agg: &mut Aggregate, name: &str, domain: &str) {
     let part = leftmost_part(name, domain);
     let mut labels = 0_u32;
     let mut label_chars = 0_u64;
-    for label in part.split('.') {
-        let len = u32::try_from(label.len()).unwrap_or(u32::MAX);
-        agg.max_label_len = agg.max_label_len.max(len);
-        labels = labels.saturating_add(1);
-        label_chars = label_chars.saturating_add(u64::from(len));
+    let mut len = 0_u32;
+    let mut counts = [0_u32; 256];
+    let mut total = 0_u32;
+    // Names arrive in presentation form, where a binary label byte reads `\DDD`: lengths and
+    // entropy are measured on the wire bytes, so a tunnel's 63-byte label counts 63, not 252.
+    for unit in wire_units(part) {
+        match unit {
+            Unit::Dot => {
+                agg.max_label_len = agg.max_label_len.max(len);
+                labels = labels.saturating_add(1);
+                label_chars = label_chars.saturating_add(u64::from(len));
+                len = 0;
+            }
+            Unit::Byte(b) => {
+                len = len.saturating_add(1);
+                if let Some(c) = counts.get_mut(usize::from(b)) {
+                    *c = c.saturating_add(1);
+                }
+                total = total.saturating_add(1);
+            }
+        }
     }
+    agg.max_label_len = agg.max_label_len.max(len);
+    labels = labels.saturating_add(1);
+    label_chars = label_chars.saturating_add(u64::from(len));
     agg.max_name_len = agg
         .max_name_len
         .max(u32::try_from(name.len()).unwrap_or(u32::MAX));
-    if labels > 0 {
-        agg.label_len_sum += label_chars as f64 / f64::from(labels);
-    }
-    agg.entropy_sum += shannon_entropy(part.bytes().filter(|b| *b != b'.'));
+    agg.label_len_sum += label_chars as f64 / f64::from(labels);
+    agg.entropy_sum += entropy_of_counts(&counts, total);
     agg.measured = agg.measured.saturating_add(1);
+}
+
+/// One step through a presentation-form name: a label separator or one wire byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unit {
+    Dot,
+    Byte(u8),
+}
+
+/// The wire bytes and separators of a presentation-form name: `\DDD` is one byte, `\X` is
+/// `X` (an escaped dot stays inside its label), an unescaped `.` separates labels.
+fn wire_units(text: &str) -> impl Iterator<Item = Unit> + '_ {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        let b = *bytes.get(i)?;
+        if b == b'.' {
+            i += 1;
+            return Some(Unit::Dot);
+        }
+        if b != b'\\' {
+            i += 1;
+            return Some(Unit::Byte(b));
+        }
+        let digits = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(u8::is_ascii_digit));
+        if let Some(d) = digits {
+            let value = d.iter().fold(0_u32, |v, c| v * 10 + u32::from(c - b'0'));
+            if let Ok(byte) = u8::try_from(value) {
+                i += 4;
+                return Some(Unit::Byte(byte));
+            }
+        }
+        match bytes.get(i + 1) {
+            Some(&next) => {
+                i += 2;
+                Some(Unit::Byte(next))
+            }
+            None => {
+                i += 1;
+                Some(Unit::Byte(b))
+            }
+        }
+    })
 }
 
 /// Shannon entropy in bits per symbol of the bytes given; 0 for none.
@@ -235,6 +297,11 @@ pub fn shannon_entropy(bytes: impl Iterator<Item = u8>) -> f64 {
         }
         total = total.saturating_add(1);
     }
+    entropy_of_counts(&counts, total)
+}
+
+/// Shannon entropy in bits per symbol of a byte histogram holding `total` symbols.
+fn entropy_of_counts(counts: &[u32; 256], total: u32) -> f64 {
     if total == 0 {
         return 0.0;
     }
@@ -304,6 +371,36 @@ mod tests {
         assert_eq!(shannon_entropy("".bytes()), 0.0);
         assert!((shannon_entropy("ab".bytes()) - 1.0).abs() < 1e-9);
         assert!(shannon_entropy("x8f3kq9z".bytes()) > shannon_entropy("wwwwwwww".bytes()));
+    }
+
+    #[test]
+    fn escaped_presentation_bytes_count_as_one_wire_byte() {
+        let units: Vec<Unit> = wire_units(r"a\200b.c\.d\\").collect();
+        let expect = [
+            Unit::Byte(b'a'),
+            Unit::Byte(200),
+            Unit::Byte(b'b'),
+            Unit::Dot,
+            Unit::Byte(b'c'),
+            Unit::Byte(b'.'),
+            Unit::Byte(b'd'),
+            Unit::Byte(b'\\'),
+        ];
+        assert_eq!(units, expect);
+        // A lone trailing backslash is kept as itself, never skipped or read past.
+        assert_eq!(wire_units("x\\").count(), 2);
+
+        let mut agg = Aggregate::default();
+        let label: String = (0..63_u8).map(|i| format!("\\{:03}", 128 + i)).collect();
+        measure_name(&mut agg, &format!("{label}.t.example.com"), "example.com");
+        assert_eq!(agg.max_label_len, 63);
+        assert!(
+            (agg.label_len_sum - 32.0).abs() < 1e-9,
+            "{}",
+            agg.label_len_sum
+        );
+        // 63 distinct bytes and one `t`: near log2(64) bits, not the digits' entropy.
+        assert!(agg.entropy_sum > 5.9, "{}", agg.entropy_sum);
     }
 
     #[test]
