@@ -1,26 +1,46 @@
-//! A bucketed hash index from normalised domain names to domain rows, laid out so a found name
-//! costs two dependent random reads (bucket word, then the name's record) and an absent one
-//! usually a single read.
+//! The domain index: the rows' record arena laid out in cache lines by hash (two-choice), so a
+//! found name costs one round of random memory access to the arena, behind a small filter that
+//! answers most absent names without touching the arena at all.
 //!
-//! Building the index reorders the rows' record arena (`[metadata index][length][name]`) so the
-//! records of each hash bucket sit next to each other, bucket after bucket. One 64-bit word per
-//! bucket holds where its records start and a 32-bit signature (two bits per name in the bucket)
-//! that answers most absent names without touching the arena, so the word is filter and index
-//! in one memory access. A probe that passes the signature scans that bucket's records (about
-//! one and a half, mostly in one cache line), comparing the stored name, which is therefore
-//! always verified: a hash collision can never produce a false match. (The previous layout, a
-//! filter, then a slot table of fingerprints and record offsets, then the record, cost a hit
-//! three dependent random reads.) Rows are still addressed canonically by their offsets, so
-//! reordering the arena changes neither the encoding nor the content hash. The index is rebuilt
-//! from the rows on load, never shipped.
+//! Each indexed name may live in either of two 64-byte lines chosen by its hash; building the
+//! index puts its record (`[length][metadata index][name]`, whole) in whichever of the two has
+//! more room. The two candidate lines do not depend on each other, so a probe's two line reads
+//! are in flight together: a found name costs the filter read, which mostly stays cached, and
+//! one memory round trip. The stored name is always compared, so a hash collision can never
+//! produce a false match. A line's first byte holds flags; its records follow, and a zero length
+//! (padding) ends them. A name whose record fits neither line (both full, or the name too long
+//! for a line) goes to a small stash sorted by hash, and both its lines are flagged so only
+//! lookups that could need the stash search it. Rows keep their canonical offsets (lines first,
+//! then the records the lines do not hold), so the layout changes neither the encoding nor the
+//! content hash.
+//!
+//! Earlier layouts cost a hit three dependent random reads (filter, slot, record), then two
+//! (bucket word, record).
+//!
+//! The blocked filter (two bits per name, both in one 64-bit word, so one memory access) is
+//! checked for every suffix of a name without branching ([`DomainTable::maybe_mask`]), so the
+//! filter reads of one name overlap instead of waiting on each other. Layout, stash and filter
+//! are rebuilt from the rows on load, never shipped.
 
-use super::content::{DomainRows, RECORD_HEADER, record_at};
+use super::content::{DomainRows, RECORD_HEADER, header_at, put_record, record_at};
 use crate::domain::name_hash;
 
-/// Indexed names per bucket, at most, before rounding the bucket count up to a power of two (so
-/// between 1 and 2): few enough that a bucket's records mostly share a cache line and its
-/// signature stays sparse, many enough that the bucket words (8 bytes a bucket) stay small.
-const MAX_NAMES_PER_BUCKET: usize = 2;
+/// Bytes per line: one cache line.
+const LINE: usize = 64;
+
+/// Bytes at the start of a line before its records: the flags.
+const LINE_HEADER: usize = 1;
+
+/// Line flag: some name whose candidate lines include this one is in the stash.
+const STASHED: u8 = 1;
+
+/// Line bytes per indexed record byte, as numerator and denominator: lines about 80% full, which
+/// two choices keep almost free of overflow.
+const LINE_SLACK: (usize, usize) = (5, 4);
+
+/// Filter bits per name, at least: with two bits set per name, about one false "maybe" in fifty
+/// for an absent name.
+const MIN_FILTER_BITS_PER_NAME: usize = 8;
 
 /// A found name: its metadata index and where its bytes sit in the arena.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,35 +52,49 @@ pub(crate) struct Found {
 
 #[derive(Debug, Clone, Default)]
 pub(crate) struct DomainTable {
-    /// One word per bucket, `signature << 32 | first record offset`, then one more holding the
-    /// end of the last bucket's records (the records of rows not indexed, duplicates of an
-    /// indexed name, follow it). The signature has two bits set per name in the bucket; a hash
-    /// whose two bits are not both set belongs to no name there.
-    buckets: Vec<u64>,
-    /// Buckets minus one (the bucket count is a power of two).
-    bucket_mask: usize,
+    /// How many lines the arena starts with.
+    lines: usize,
+    /// Names in no line: (hash, record offset), sorted.
+    stash: Vec<(u64, u32)>,
+    /// Filter words; a name sets two bits of one word, and a hash whose two bits are not both
+    /// set belongs to no stored name.
+    filter: Vec<u64>,
+    /// Filter words minus one (the word count is a power of two).
+    filter_mask: usize,
 }
 
-/// The bucket of a hash (its low bits).
+/// The filter word of a hash and the two bits it needs set there, from the high half of the
+/// hash (the lines come from the low half).
 #[inline]
-fn bucket_of(hash: u64, mask: usize) -> usize {
-    hash as usize & mask
+fn filter_probe(hash: u64, word_mask: usize) -> (usize, u64) {
+    let word = (hash >> 32) as usize & word_mask;
+    let bits = (1u64 << ((hash >> 52) & 63)) | (1u64 << ((hash >> 58) & 63));
+    (word, bits)
 }
 
-/// The two signature bits a hash needs set in its bucket word, from bits the bucket index never
-/// uses (signature bits sit above the 32-bit record offset).
+/// The two candidate lines of a hash among `lines` (multiply-shift of two 16-bit-rotated views
+/// of the low 32 bits, so any line count works and the two are independent enough).
 #[inline]
-fn signature(hash: u64) -> u64 {
-    ((1u64 << ((hash >> 32) & 31)) | (1u64 << ((hash >> 37) & 31))) << 32
+fn lines_of(hash: u64, lines: usize) -> (usize, usize) {
+    let low = hash as u32;
+    let a = (u64::from(low) * lines as u64) >> 32;
+    let b = (u64::from(low.rotate_left(16) ^ (hash >> 44) as u32) * lines as u64) >> 32;
+    (a as usize, b as usize)
+}
+
+/// The arena length as an offset; the arena is capped well below `u32::MAX` (content building
+/// and decoding refuse a quarter of it, and the layout adds about a quarter).
+fn offset_u32(at: usize) -> u32 {
+    u32::try_from(at).unwrap_or(u32::MAX)
 }
 
 impl DomainTable {
-    /// Indexes `rows`, reordering their record arena into bucket order. Several rows may share a
-    /// name (one per list or category); the index keeps, per name, the first row whose metadata
-    /// `trusted` accepts if any, else the first row.
+    /// Indexes `rows`, laying their record arena out in lines. Several rows may share a name (one
+    /// per list or category); the index keeps, per name, the first row whose metadata `trusted`
+    /// accepts if any, else the first row.
     pub(crate) fn build(rows: &mut DomainRows, trusted: &dyn Fn(u32) -> bool) -> Self {
         let n = rows.len();
-        // Chosen row per distinct name, with its hash.
+        // The chosen row of each distinct name, with its hash.
         let mut chosen: Vec<(u64, u32)> = Vec::with_capacity(n);
         let mut i = 0;
         while i < n {
@@ -74,64 +108,102 @@ impl DomainTable {
             chosen.push((name_hash(rows.name(pick)), pick as u32));
             i = j;
         }
-        let buckets = chosen
-            .len()
-            .div_ceil(MAX_NAMES_PER_BUCKET)
-            .max(1)
-            .next_power_of_two();
-        let mask = buckets - 1;
-        // Row order within a bucket, so equal content always lays out the same way.
-        chosen.sort_unstable_by_key(|&(h, row)| (bucket_of(h, mask), row));
+        let record_bytes: usize = chosen
+            .iter()
+            .map(|&(_, row)| RECORD_HEADER + rows.name_bytes(row as usize).len())
+            .sum();
+        let lines = (record_bytes * LINE_SLACK.0 / LINE_SLACK.1)
+            .div_ceil(LINE - LINE_HEADER)
+            .max(1);
+        let words = (chosen.len().max(1) * MIN_FILTER_BITS_PER_NAME)
+            .next_power_of_two()
+            .max(64)
+            / 64;
+        let mut t = DomainTable {
+            lines,
+            stash: Vec::new(),
+            filter: vec![0u64; words],
+            filter_mask: words - 1,
+        };
 
-        let mut words = Vec::with_capacity(buckets + 1);
-        let mut indexed = vec![false; n];
-        let mut arena: Vec<u8> = Vec::with_capacity(rows.records.len());
+        let mut arena = Vec::with_capacity(lines * LINE + rows.records.len() / 8);
+        arena.resize(lines * LINE, 0);
+        let mut used = vec![LINE_HEADER as u8; lines];
         let mut offsets = rows.offsets.clone();
-        let mut next = chosen.iter().peekable();
-        for b in 0..buckets {
-            let mut word = u64::from(arena_offset(&arena));
-            while let Some(&&(h, row)) = next.peek() {
-                if bucket_of(h, mask) != b {
-                    break;
+        let mut indexed = vec![false; n];
+        let mut stashed: Vec<(u64, u32)> = Vec::new();
+        for &(h, row) in &chosen {
+            let (word, bits) = filter_probe(h, t.filter_mask);
+            if let Some(w) = t.filter.get_mut(word) {
+                *w |= bits;
+            }
+            let Some((_, meta, name)) = rows.row(row as usize) else {
+                continue;
+            };
+            let size = RECORD_HEADER + name.len();
+            let (a, b) = lines_of(h, lines);
+            let (ua, ub) = (
+                used.get(a).copied().map_or(LINE, usize::from),
+                used.get(b).copied().map_or(LINE, usize::from),
+            );
+            let (line, at_line) = if ua <= ub { (a, ua) } else { (b, ub) };
+            if at_line + size <= LINE {
+                let at = line * LINE + at_line;
+                let mut record = Vec::with_capacity(size);
+                put_record(&mut record, name, meta);
+                if let Some(dst) = arena.get_mut(at..at + size) {
+                    dst.copy_from_slice(&record);
                 }
-                next.next();
-                word |= signature(h);
-                copy_record(rows, row as usize, &mut arena, &mut offsets);
+                if let Some(u) = used.get_mut(line) {
+                    // At most LINE, so it fits in a byte.
+                    *u = (at_line + size) as u8;
+                }
+                if let Some(o) = offsets.get_mut(row as usize) {
+                    *o = offset_u32(at);
+                }
                 if let Some(flag) = indexed.get_mut(row as usize) {
                     *flag = true;
                 }
+            } else {
+                for l in [a, b] {
+                    if let Some(flags) = arena.get_mut(l * LINE) {
+                        *flags |= STASHED;
+                    }
+                }
+                stashed.push((h, row));
             }
-            words.push(word);
         }
-        words.push(u64::from(arena_offset(&arena)));
+        drop(chosen);
+        for (h, row) in stashed {
+            let at = append_record(rows, row as usize, &mut arena, &mut offsets);
+            t.stash.push((h, at));
+            if let Some(flag) = indexed.get_mut(row as usize) {
+                *flag = true;
+            }
+        }
+        t.stash.sort_unstable();
         for (row, done) in indexed.iter().enumerate() {
             if !done {
-                copy_record(rows, row, &mut arena, &mut offsets);
+                append_record(rows, row, &mut arena, &mut offsets);
             }
         }
+        arena.shrink_to_fit();
         rows.records = arena;
         rows.offsets = offsets;
-        DomainTable {
-            buckets: words,
-            bucket_mask: mask,
-        }
+        t
     }
 
     /// Bit `i` set when `hashes[i]` may be a stored name's hash (clear: it is not), for up to
-    /// 64 hashes. Branch-free, so the bucket-word reads of all the hashes are in flight together;
-    /// for a name that is found, this read is also the index read, so a hit costs two dependent
-    /// random reads (bucket word, then record) and a miss one.
+    /// 64 hashes. Branch-free, so the filter reads of all the hashes are in flight together.
+    /// (Reading each hash's lines here too, to overlap them with the filter read, would make
+    /// absent names, the common case, cost arena reads as well.)
     #[inline]
     pub(crate) fn maybe_mask(&self, hashes: &[u64]) -> u64 {
         let mut mask = 0u64;
         for (i, &h) in hashes.iter().enumerate().take(64) {
-            let sig = signature(h);
-            let w = self
-                .buckets
-                .get(bucket_of(h, self.bucket_mask))
-                .copied()
-                .unwrap_or(0);
-            mask |= u64::from(w & sig == sig) << i;
+            let (word, bits) = filter_probe(h, self.filter_mask);
+            let w = self.filter.get(word).copied().unwrap_or(0);
+            mask |= u64::from(w & bits == bits) << i;
         }
         mask
     }
@@ -141,56 +213,83 @@ impl DomainTable {
     /// [`DomainTable::maybe_mask`] passed.
     #[inline]
     pub(crate) fn find(&self, hash: u64, records: &[u8], name: &[u8]) -> Option<Found> {
-        let b = bucket_of(hash, self.bucket_mask);
-        // The low 32 bits of a bucket word are its first record's offset.
-        let mut at = (*self.buckets.get(b)? as u32) as usize;
-        let end = (*self.buckets.get(b + 1)? as u32) as usize;
-        while at < end {
-            let (meta, stored) = record_at(records, at)?;
-            let start = at + RECORD_HEADER;
-            if stored.len() == name.len() && stored.eq_ignore_ascii_case(name) {
-                return Some(Found {
-                    meta,
-                    start,
-                    end: start + stored.len(),
-                });
+        let (a, b) = lines_of(hash, self.lines);
+        // Both lines are read before either is scanned, so their misses overlap.
+        let flags = records.get(a * LINE).copied().unwrap_or(0)
+            | records.get(b * LINE).copied().unwrap_or(0);
+        let in_a = scan_line(records, a, name);
+        let in_b = scan_line(records, b, name);
+        in_a.or(in_b).or_else(|| {
+            if flags & STASHED == 0 {
+                return None;
             }
-            at = start + stored.len();
-        }
-        None
+            let first = self.stash.partition_point(|&(h, _)| h < hash);
+            self.stash
+                .get(first..)?
+                .iter()
+                .take_while(|&&(h, _)| h == hash)
+                .find_map(|&(_, at)| found_at(records, at as usize, name))
+        })
     }
 
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.buckets.capacity() * 8
+        self.filter.capacity() * 8 + self.stash.capacity() * std::mem::size_of::<(u64, u32)>()
     }
 }
 
-/// The arena's length as an offset (the arena never passes `u32::MAX` bytes: content building
-/// and decoding refuse larger ones, and reordering keeps its size).
-fn arena_offset(arena: &[u8]) -> u32 {
-    u32::try_from(arena.len()).unwrap_or(u32::MAX)
+/// The record in line `line` whose name equals `name`, if any.
+#[inline]
+fn scan_line(records: &[u8], line: usize, name: &[u8]) -> Option<Found> {
+    let end = line * LINE + LINE;
+    let mut at = line * LINE + LINE_HEADER;
+    while at + RECORD_HEADER <= end {
+        let (len, _) = header_at(records, at)?;
+        if len == 0 {
+            return None;
+        }
+        if len == name.len()
+            && let Some(found) = found_at(records, at, name)
+        {
+            return Some(found);
+        }
+        at += RECORD_HEADER + len;
+    }
+    None
 }
 
-/// Appends row `row`'s record to `arena` and points its offset there.
-fn copy_record(rows: &DomainRows, row: usize, arena: &mut Vec<u8>, offsets: &mut [u32]) {
-    let Some((offset, _, name)) = rows.row(row) else {
-        return;
-    };
-    let start = offset as usize;
-    let Some(record) = rows.records.get(start..start + RECORD_HEADER + name.len()) else {
-        return;
-    };
+/// The record at `at` if its name equals `name`.
+#[inline]
+fn found_at(records: &[u8], at: usize, name: &[u8]) -> Option<Found> {
+    let (meta, stored) = record_at(records, at)?;
+    if !stored.eq_ignore_ascii_case(name) {
+        return None;
+    }
+    let start = at + RECORD_HEADER;
+    Some(Found {
+        meta,
+        start,
+        end: start + stored.len(),
+    })
+}
+
+/// Appends row `row`'s record after the arena's lines, points its offset there and returns that
+/// offset.
+fn append_record(rows: &DomainRows, row: usize, arena: &mut Vec<u8>, offsets: &mut [u32]) -> u32 {
+    let at = offset_u32(arena.len());
+    if let Some((_, meta, name)) = rows.row(row) {
+        put_record(arena, name, meta);
+    }
     if let Some(o) = offsets.get_mut(row) {
-        *o = arena_offset(arena);
+        *o = at;
     }
-    arena.extend_from_slice(record);
+    at
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn rows(names: &[(&str, u32)]) -> DomainRows {
+    fn rows(names: &[(String, u32)]) -> DomainRows {
         let mut r = DomainRows::default();
         for (n, m) in names {
             assert!(r.push(n.as_bytes(), *m));
@@ -198,33 +297,60 @@ mod tests {
         r
     }
 
-    #[test]
-    fn reordering_keeps_every_row_and_finds_each_name_once_indexed() {
-        let names: Vec<String> = (0..500).map(|i| format!("n{i:03}.example")).collect();
-        let mut list: Vec<(&str, u32)> = names.iter().map(|n| (n.as_str(), 0)).collect();
-        // A name on two lists: the row the trust test accepts is the one indexed.
-        list.push(("n007.example", 3));
+    /// Builds a table over `list`, checks every row reads back unchanged, every name is found
+    /// (with the trusted row where it has one) and absent names are not; returns the stash size.
+    fn check(mut list: Vec<(String, u32)>, trusted_meta: u32) -> usize {
         list.sort_unstable();
         let mut r = rows(&list);
         let before: Vec<(u32, Vec<u8>)> = (0..r.len())
             .map(|i| (r.meta(i), r.name_bytes(i).to_vec()))
             .collect();
-        let t = DomainTable::build(&mut r, &|m| m == 3);
+        let t = DomainTable::build(&mut r, &|m| m == trusted_meta);
         let after: Vec<(u32, Vec<u8>)> = (0..r.len())
             .map(|i| (r.meta(i), r.name_bytes(i).to_vec()))
             .collect();
         assert_eq!(before, after, "rows read back unchanged in canonical order");
-        for n in &names {
+        for (n, _) in &list {
             let h = name_hash(n);
+            assert!(t.maybe_mask(&[h]) == 1, "{n} passes the filter");
             let found = t
                 .find(h, &r.records, n.to_ascii_uppercase().as_bytes())
-                .expect("every name is found");
+                .unwrap_or_else(|| panic!("{n} is found"));
             assert_eq!(r.records.get(found.start..found.end), Some(n.as_bytes()));
-            assert_eq!(found.meta, if n == "n007.example" { 3 } else { 0 });
+            let on_trusted = list.iter().any(|(m, k)| m == n && *k == trusted_meta);
+            if on_trusted {
+                assert_eq!(found.meta, trusted_meta, "{n}: the trusted row is indexed");
+            }
         }
-        assert_eq!(
-            t.find(name_hash("absent.example"), &r.records, b"absent.example"),
-            None
-        );
+        for absent in ["absent.example", "n1.exampl", "xn1.example"] {
+            assert_eq!(t.find(name_hash(absent), &r.records, absent.as_bytes()), None);
+        }
+        t.stash.len()
+    }
+
+    #[test]
+    fn every_name_is_found_in_its_lines_or_the_stash_and_rows_read_back_unchanged() {
+        let mut list: Vec<(String, u32)> =
+            (0..2000).map(|i| (format!("n{i}.example"), 0)).collect();
+        // A name on two lists: the row the trust test accepts is the one indexed.
+        list.push(("n7.example".into(), 3));
+        // Names too long for a line, one of them on two lists.
+        for i in 0..20 {
+            list.push((format!("{}.n{i}.example", "x".repeat(60)), 0));
+        }
+        list.push((format!("{}.n3.example", "x".repeat(60)), 3));
+        assert!(check(list, 3) >= 20, "long names are stashed");
+    }
+
+    #[test]
+    fn names_that_fill_their_lines_go_to_the_stash() {
+        // Records of 45 bytes: one per line, so with 1.25 lines per record's bytes many of them
+        // find both their lines taken.
+        let list: Vec<(String, u32)> = (0..300)
+            .map(|i| (format!("{}{i:03}.example", "y".repeat(29)), 0))
+            .collect();
+        assert!(check(list, 9) > 0, "some records overflow");
+        check(vec![("a.example".into(), 0)], 0);
+        check(Vec::new(), 0);
     }
 }
