@@ -339,7 +339,10 @@ fn domain_rates(
     let mut best = [f64::INFINITY; 2];
     let mut hits = [0usize; 2];
     for _ in 0..RUNS {
-        for (k, f) in [&ours as &dyn Fn(usize) -> bool, &naive].into_iter().enumerate() {
+        for (k, f) in [&ours as &dyn Fn(usize) -> bool, &naive]
+            .into_iter()
+            .enumerate()
+        {
             let t = Timer::start();
             hits[k] = which.iter().filter(|&&i| f(i)).count();
             best[k] = best[k].min(t.secs());

@@ -333,7 +333,9 @@ mod tests {
     fn lower8_folds_only_ascii_capitals() {
         for b in 0..=255u8 {
             let w = u64::from_le_bytes([b, b'A', b, b'Z', b'@', b'[', b, 0xc1]);
-            let want = u64::from_le_bytes([b, b'A', b, b'Z', b'@', b'[', b, 0xc1].map(|c| c.to_ascii_lowercase()));
+            let want = u64::from_le_bytes(
+                [b, b'A', b, b'Z', b'@', b'[', b, 0xc1].map(|c| c.to_ascii_lowercase()),
+            );
             assert_eq!(lower8(w), want, "byte {b:#x}");
             let d = dots8(w);
             for (j, c) in w.to_le_bytes().iter().enumerate() {

@@ -36,7 +36,7 @@ const STASHED: u8 = 1;
 
 /// Line bytes per indexed record byte, as numerator and denominator: lines about 80% full, which
 /// two choices keep almost free of overflow.
-const LINE_SLACK: (usize, usize) = (5, 4);
+const LINE_SLACK: (usize, usize) = (3, 2);
 
 /// Filter bits per name, at least: with two bits set per name, about one false "maybe" in fifty
 /// for an absent name.
@@ -126,58 +126,72 @@ impl DomainTable {
             filter_mask: words - 1,
         };
 
-        let mut arena = Vec::with_capacity(lines * LINE + rows.records.len() / 8);
-        arena.resize(lines * LINE, 0);
-        let mut used = vec![LINE_HEADER as u8; lines];
-        let mut offsets = rows.offsets.clone();
-        let mut indexed = vec![false; n];
-        let mut stashed: Vec<(u64, u32)> = Vec::new();
-        for &(h, row) in &chosen {
-            let (word, bits) = filter_probe(h, t.filter_mask);
+        // Longest records first (then row order, so equal content lays out alike): small ones
+        // then fill the gaps long ones leave, which keeps lines from overflowing.
+        chosen.sort_unstable_by_key(|&(_, row)| {
+            (std::cmp::Reverse(rows.name_bytes(row as usize).len()), row)
+        });
+        let items: Vec<Item> = chosen
+            .iter()
+            .map(|&(hash, row)| {
+                let (a, b) = lines_of(hash, lines);
+                Item {
+                    hash,
+                    row,
+                    size: RECORD_HEADER + rows.name_bytes(row as usize).len(),
+                    lines: [a, b],
+                }
+            })
+            .collect();
+        drop(chosen);
+        for item in &items {
+            let (word, bits) = filter_probe(item.hash, t.filter_mask);
             if let Some(w) = t.filter.get_mut(word) {
                 *w |= bits;
             }
-            let Some((_, meta, name)) = rows.row(row as usize) else {
-                continue;
-            };
-            let size = RECORD_HEADER + name.len();
-            let (a, b) = lines_of(h, lines);
-            let (ua, ub) = (
-                used.get(a).copied().map_or(LINE, usize::from),
-                used.get(b).copied().map_or(LINE, usize::from),
-            );
-            let (line, at_line) = if ua <= ub { (a, ua) } else { (b, ub) };
-            if at_line + size <= LINE {
-                let at = line * LINE + at_line;
-                let mut record = Vec::with_capacity(size);
+        }
+        let (members, stashed) = assign(&items, lines);
+
+        let mut arena = Vec::with_capacity(lines * LINE + rows.records.len() / 8);
+        arena.resize(lines * LINE, 0);
+        let mut offsets = rows.offsets.clone();
+        let mut indexed = vec![false; n];
+        let mut record = Vec::with_capacity(LINE);
+        for (line, in_line) in members.iter().enumerate() {
+            let mut at = line * LINE + LINE_HEADER;
+            for &k in in_line {
+                let Some((row, (_, meta, name))) = items
+                    .get(k as usize)
+                    .and_then(|it| Some((it.row as usize, rows.row(it.row as usize)?)))
+                else {
+                    continue;
+                };
+                record.clear();
                 put_record(&mut record, name, meta);
-                if let Some(dst) = arena.get_mut(at..at + size) {
+                if let Some(dst) = arena.get_mut(at..at + record.len()) {
                     dst.copy_from_slice(&record);
                 }
-                if let Some(u) = used.get_mut(line) {
-                    // At most LINE, so it fits in a byte.
-                    *u = (at_line + size) as u8;
-                }
-                if let Some(o) = offsets.get_mut(row as usize) {
+                if let Some(o) = offsets.get_mut(row) {
                     *o = offset_u32(at);
                 }
-                if let Some(flag) = indexed.get_mut(row as usize) {
+                if let Some(flag) = indexed.get_mut(row) {
                     *flag = true;
                 }
-            } else {
-                for l in [a, b] {
-                    if let Some(flags) = arena.get_mut(l * LINE) {
-                        *flags |= STASHED;
-                    }
-                }
-                stashed.push((h, row));
+                at += record.len();
             }
         }
-        drop(chosen);
-        for (h, row) in stashed {
-            let at = append_record(rows, row as usize, &mut arena, &mut offsets);
-            t.stash.push((h, at));
-            if let Some(flag) = indexed.get_mut(row as usize) {
+        for &k in &stashed {
+            let Some(item) = items.get(k as usize) else {
+                continue;
+            };
+            for l in item.lines {
+                if let Some(flags) = arena.get_mut(l * LINE) {
+                    *flags |= STASHED;
+                }
+            }
+            let at = append_record(rows, item.row as usize, &mut arena, &mut offsets);
+            t.stash.push((item.hash, at));
+            if let Some(flag) = indexed.get_mut(item.row as usize) {
                 *flag = true;
             }
         }
@@ -272,6 +286,76 @@ fn found_at(records: &[u8], at: usize, name: &[u8]) -> Option<Found> {
     })
 }
 
+/// A name to place: its hash, row, record size and candidate lines.
+struct Item {
+    hash: u64,
+    row: u32,
+    size: usize,
+    lines: [usize; 2],
+}
+
+/// Assigns items (in the given order) to lines: each to the emptier of its two lines; when
+/// neither has room, one record already in either line moves to its own other line if that makes
+/// room (one cuckoo step). Returns each line's items and the items no line could take.
+fn assign(items: &[Item], lines: usize) -> (Vec<Vec<u32>>, Vec<u32>) {
+    let cap = LINE - LINE_HEADER;
+    let mut used = vec![0usize; lines];
+    let mut members: Vec<Vec<u32>> = vec![Vec::new(); lines];
+    let mut stashed = Vec::new();
+    let fits =
+        |used: &[usize], line: usize, size: usize| used.get(line).is_some_and(|u| u + size <= cap);
+    for (k, item) in items.iter().enumerate() {
+        // Item indexes fit in u32: there are no more than rows.
+        let k = k as u32;
+        let [a, b] = item.lines;
+        let emptier = if used.get(a) <= used.get(b) { a } else { b };
+        if fits(&used, emptier, item.size) {
+            place(&mut used, &mut members, emptier, k, item.size);
+            continue;
+        }
+        let mut moved = None;
+        'lines: for line in [a, b] {
+            for (slot, &m) in members.get(line).into_iter().flatten().enumerate() {
+                let Some(other) = items.get(m as usize) else {
+                    continue;
+                };
+                let alt = if other.lines[0] == line {
+                    other.lines[1]
+                } else {
+                    other.lines[0]
+                };
+                let room = used.get(line).map_or(0, |u| cap - u + other.size);
+                if alt != line && fits(&used, alt, other.size) && item.size <= room {
+                    moved = Some((line, slot, m, other.size, alt));
+                    break 'lines;
+                }
+            }
+        }
+        match moved {
+            Some((line, slot, m, size, alt)) => {
+                if let Some(list) = members.get_mut(line) {
+                    list.swap_remove(slot);
+                }
+                if let Some(u) = used.get_mut(line) {
+                    *u -= size;
+                }
+                place(&mut used, &mut members, alt, m, size);
+                place(&mut used, &mut members, line, k, item.size);
+            }
+            None => stashed.push(k),
+        }
+    }
+    (members, stashed)
+}
+
+/// Puts item `k` of `size` bytes in `line`.
+fn place(used: &mut [usize], members: &mut [Vec<u32>], line: usize, k: u32, size: usize) {
+    if let (Some(u), Some(list)) = (used.get_mut(line), members.get_mut(line)) {
+        *u += size;
+        list.push(k);
+    }
+}
+
 /// Appends row `row`'s record after the arena's lines, points its offset there and returns that
 /// offset.
 fn append_record(rows: &DomainRows, row: usize, arena: &mut Vec<u8>, offsets: &mut [u32]) -> u32 {
@@ -323,7 +407,10 @@ mod tests {
             }
         }
         for absent in ["absent.example", "n1.exampl", "xn1.example"] {
-            assert_eq!(t.find(name_hash(absent), &r.records, absent.as_bytes()), None);
+            assert_eq!(
+                t.find(name_hash(absent), &r.records, absent.as_bytes()),
+                None
+            );
         }
         t.stash.len()
     }
