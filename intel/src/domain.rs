@@ -116,7 +116,8 @@ fn absorb(h: u64, word: u64) -> u64 {
     (h.rotate_left(5) ^ word).wrapping_mul(MIX)
 }
 
-/// Finishes a running suffix hash so both its low bits (slot) and high bits (fingerprint) mix.
+/// Finishes a running suffix hash so both its low bits (candidate lines) and high bits (filter)
+/// mix.
 #[inline]
 fn finish(mut h: u64) -> u64 {
     // MurmurHash3's fmix64: the running hash alone leaves the low bits weak for power-of-two

@@ -126,12 +126,7 @@ impl DomainTable {
             filter_mask: words - 1,
         };
 
-        // Longest records first (then row order, so equal content lays out alike): small ones
-        // then fill the gaps long ones leave, which keeps lines from overflowing.
-        chosen.sort_unstable_by_key(|&(_, row)| {
-            (std::cmp::Reverse(rows.name_bytes(row as usize).len()), row)
-        });
-        let items: Vec<Item> = chosen
+        let mut items: Vec<Item> = chosen
             .iter()
             .map(|&(hash, row)| {
                 let (a, b) = lines_of(hash, lines);
@@ -144,6 +139,9 @@ impl DomainTable {
             })
             .collect();
         drop(chosen);
+        // Longest records first (then row order, so equal content lays out alike): small ones
+        // then fill the gaps long ones leave, which keeps lines from overflowing.
+        items.sort_unstable_by_key(|it| (std::cmp::Reverse(it.size), it.row));
         for item in &items {
             let (word, bits) = filter_probe(item.hash, t.filter_mask);
             if let Some(w) = t.filter.get_mut(word) {
@@ -159,7 +157,7 @@ impl DomainTable {
         let mut record = Vec::with_capacity(LINE);
         for (line, in_line) in members.iter().enumerate() {
             let mut at = line * LINE + LINE_HEADER;
-            for &k in in_line {
+            for &k in in_line.items() {
                 let Some((row, (_, meta, name))) = items
                     .get(k as usize)
                     .and_then(|it| Some((it.row as usize, rows.row(it.row as usize)?)))
@@ -297,10 +295,10 @@ struct Item {
 /// Assigns items (in the given order) to lines: each to the emptier of its two lines; when
 /// neither has room, one record already in either line moves to its own other line if that makes
 /// room (one cuckoo step). Returns each line's items and the items no line could take.
-fn assign(items: &[Item], lines: usize) -> (Vec<Vec<u32>>, Vec<u32>) {
+fn assign(items: &[Item], lines: usize) -> (Vec<Members>, Vec<u32>) {
     let cap = LINE - LINE_HEADER;
     let mut used = vec![0usize; lines];
-    let mut members: Vec<Vec<u32>> = vec![Vec::new(); lines];
+    let mut members: Vec<Members> = vec![Members::default(); lines];
     let mut stashed = Vec::new();
     let fits =
         |used: &[usize], line: usize, size: usize| used.get(line).is_some_and(|u| u + size <= cap);
@@ -315,7 +313,12 @@ fn assign(items: &[Item], lines: usize) -> (Vec<Vec<u32>>, Vec<u32>) {
         }
         let mut moved = None;
         'lines: for line in [a, b] {
-            for (slot, &m) in members.get(line).into_iter().flatten().enumerate() {
+            for (slot, &m) in members
+                .get(line)
+                .map_or(&[][..], Members::items)
+                .iter()
+                .enumerate()
+            {
                 let Some(other) = items.get(m as usize) else {
                     continue;
                 };
@@ -334,7 +337,7 @@ fn assign(items: &[Item], lines: usize) -> (Vec<Vec<u32>>, Vec<u32>) {
         match moved {
             Some((line, slot, m, size, alt)) => {
                 if let Some(list) = members.get_mut(line) {
-                    list.swap_remove(slot);
+                    list.remove(slot);
                 }
                 if let Some(u) = used.get_mut(line) {
                     *u -= size;
@@ -348,8 +351,41 @@ fn assign(items: &[Item], lines: usize) -> (Vec<Vec<u32>>, Vec<u32>) {
     (members, stashed)
 }
 
+/// Most records a line can hold: records are at least 8 bytes (a name has two labels).
+const MAX_PER_LINE: usize = (LINE - LINE_HEADER) / (RECORD_HEADER + 3);
+
+/// The items assigned to one line, kept inline so assigning allocates nothing per line.
+#[derive(Clone, Copy, Default)]
+struct Members {
+    items: [u32; MAX_PER_LINE],
+    len: u8,
+}
+
+impl Members {
+    fn items(&self) -> &[u32] {
+        self.items.get(..usize::from(self.len)).unwrap_or(&[])
+    }
+
+    /// Adds an item; the caller has checked its bytes fit, so its count does too.
+    fn push(&mut self, k: u32) {
+        if let Some(slot) = self.items.get_mut(usize::from(self.len)) {
+            *slot = k;
+            self.len += 1;
+        }
+    }
+
+    /// Removes the item at `slot`, moving the last one there.
+    fn remove(&mut self, slot: usize) {
+        let last = usize::from(self.len).saturating_sub(1);
+        if slot <= last {
+            self.items.swap(slot, last);
+            self.len -= 1;
+        }
+    }
+}
+
 /// Puts item `k` of `size` bytes in `line`.
-fn place(used: &mut [usize], members: &mut [Vec<u32>], line: usize, k: u32, size: usize) {
+fn place(used: &mut [usize], members: &mut [Members], line: usize, k: u32, size: usize) {
     if let (Some(u), Some(list)) = (used.get_mut(line), members.get_mut(line)) {
         *u += size;
         list.push(k);
