@@ -116,7 +116,8 @@ fn absorb(h: u64, word: u64) -> u64 {
     (h.rotate_left(5) ^ word).wrapping_mul(MIX)
 }
 
-/// Finishes a running suffix hash so both its low bits (slot) and high bits (fingerprint) mix.
+/// Finishes a running suffix hash so both its low bits (candidate lines) and high bits (filter)
+/// mix.
 #[inline]
 fn finish(mut h: u64) -> u64 {
     // MurmurHash3's fmix64: the running hash alone leaves the low bits weak for power-of-two
@@ -144,33 +145,80 @@ pub fn name_hash(name: &str) -> u64 {
     last
 }
 
+/// Every byte of a word set to 1.
+const ONES: u64 = 0x0101_0101_0101_0101;
+/// The high bit of every byte of a word.
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+/// The low seven bits of every byte of a word.
+const LOWS: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+
+/// ASCII-lower-cases the eight bytes of `w` at once; other bytes are left as they are. (No byte
+/// carries into the next: each sum stays below 0x100.)
+#[inline]
+fn lower8(w: u64) -> u64 {
+    let low7 = w & LOWS;
+    let at_least_a = low7.wrapping_add(ONES * u64::from(0x80 - b'A'));
+    let above_z = low7.wrapping_add(ONES * u64::from(0x7f - b'Z'));
+    let upper = at_least_a & !above_z & !w & HIGHS;
+    w | (upper >> 2)
+}
+
+/// The high bit of each byte of `w` that is a dot, exactly (no borrow between bytes).
+#[inline]
+fn dots8(w: u64) -> u64 {
+    let x = w ^ (ONES * u64::from(b'.'));
+    !((x & LOWS).wrapping_add(LOWS) | x) & HIGHS
+}
+
 /// Calls `f(suffix_start, hash)` for every label suffix of `name`, shortest (the TLD) first,
 /// ending with the whole name; lower-cases on the fly and allocates nothing.
 ///
 /// The hash runs right to left, so each suffix's hash continues the previous one's: every byte
-/// is hashed once however many suffixes there are. Bytes are gathered into 8-byte words and
-/// folded one word at a time. Only ASCII case is folded; callers convert other names to IDNA
-/// ASCII first. `name` must not end in a dot; stops early when `f` returns `false`.
+/// is hashed once however many suffixes there are. The name is read eight bytes at a time from
+/// its end (little-endian words), lower-cased and searched for dots a word at a time, and each
+/// full word is folded in with one multiply, so the cost is per word, not per byte. Only ASCII
+/// case is folded; callers convert other names to IDNA ASCII first. `name` must not end in a
+/// dot; stops early when `f` returns `false`.
 #[inline]
 pub fn for_each_suffix(name: &[u8], mut f: impl FnMut(usize, u64) -> bool) {
-    let mut h = SEED;
-    let mut pending = 0u64;
-    let mut held = 0u32;
     let len = name.len();
-    for (i, &b) in name.iter().enumerate().rev() {
-        if b == b'.' && i + 1 < len && !f(i + 1, suffix_hash(h, pending, len - i - 1)) {
+    let mut h = SEED;
+    let mut end = len;
+    while end > 0 {
+        let start = end.saturating_sub(8);
+        let Some(bytes) = name.get(start..end) else {
+            return;
+        };
+        let mut buf = [0u8; 8];
+        if let Some(dst) = buf.get_mut(..bytes.len()) {
+            dst.copy_from_slice(bytes);
+        }
+        // Byte `j` of the word is `name[start + j]`; bytes past a short first word are zero.
+        let w = lower8(u64::from_le_bytes(buf));
+        let mut dots = dots8(w);
+        while dots != 0 {
+            let j = (63 - dots.leading_zeros()) as usize / 8;
+            dots &= !(0x80u64 << (8 * j));
+            let i = start + j;
+            if i + 1 < len {
+                // The suffix's bytes in this word: those right of the dot.
+                let pending = w.checked_shr(8 * (j as u32 + 1)).unwrap_or(0);
+                if !f(i + 1, suffix_hash(h, pending, len - i - 1)) {
+                    return;
+                }
+            }
+        }
+        if bytes.len() == 8 {
+            h = absorb(h, w);
+        } else {
+            // A short first word ends the walk: it is the whole name's pending bytes.
+            f(0, suffix_hash(h, w, len));
             return;
         }
-        pending = (pending << 8) | u64::from(b.to_ascii_lowercase());
-        held += 1;
-        if held == 8 {
-            h = absorb(h, pending);
-            pending = 0;
-            held = 0;
-        }
+        end = start;
     }
     if len > 0 {
-        f(0, suffix_hash(h, pending, len));
+        f(0, suffix_hash(h, 0, len));
     }
 }
 
@@ -230,6 +278,71 @@ mod tests {
             .chain([(0, name_hash("a.b.example.com"))])
             .collect();
         assert_eq!(seen, want);
+    }
+
+    /// The byte-at-a-time walk the word-at-a-time one replaced: the reference it must agree with.
+    fn bytewise(name: &[u8]) -> Vec<(usize, u64)> {
+        let mut out = Vec::new();
+        let mut h = SEED;
+        let mut pending = 0u64;
+        let mut held = 0u32;
+        let len = name.len();
+        for (i, &b) in name.iter().enumerate().rev() {
+            if b == b'.' && i + 1 < len {
+                out.push((i + 1, suffix_hash(h, pending, len - i - 1)));
+            }
+            pending = (pending << 8) | u64::from(b.to_ascii_lowercase());
+            held += 1;
+            if held == 8 {
+                h = absorb(h, pending);
+                pending = 0;
+                held = 0;
+            }
+        }
+        if len > 0 {
+            out.push((0, suffix_hash(h, pending, len)));
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn word_walk_agrees_with_the_bytewise_walk(
+            name in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::strategy::Just(b'.'),
+                    b'A'..=b'Z',
+                    b'a'..=b'z',
+                    proptest::num::u8::ANY,
+                ],
+                0..40,
+            ),
+            stop_after in 0usize..12,
+        ) {
+            let mut seen = Vec::new();
+            for_each_suffix(&name, |start, h| {
+                seen.push((start, h));
+                seen.len() <= stop_after
+            });
+            let mut want = bytewise(&name);
+            want.truncate(stop_after + 1);
+            proptest::prop_assert_eq!(seen, want);
+        }
+    }
+
+    #[test]
+    fn lower8_folds_only_ascii_capitals() {
+        for b in 0..=255u8 {
+            let w = u64::from_le_bytes([b, b'A', b, b'Z', b'@', b'[', b, 0xc1]);
+            let want = u64::from_le_bytes(
+                [b, b'A', b, b'Z', b'@', b'[', b, 0xc1].map(|c| c.to_ascii_lowercase()),
+            );
+            assert_eq!(lower8(w), want, "byte {b:#x}");
+            let d = dots8(w);
+            for (j, c) in w.to_le_bytes().iter().enumerate() {
+                assert_eq!(d >> (8 * j + 7) & 1 == 1, *c == b'.', "byte {b:#x} at {j}");
+            }
+        }
     }
 
     #[test]

@@ -171,7 +171,7 @@ impl std::fmt::Debug for Snapshot {
 
 impl Snapshot {
     /// Builds the lookup indexes over validated content.
-    fn index(version: u64, hash: [u8; 32], content: Content) -> Snapshot {
+    fn index(version: u64, hash: [u8; 32], mut content: Content) -> Snapshot {
         let trusted = |m: u32| content.is_trusted(m);
         let v4 = V4Ranges::build(
             &content.v4.addr,
@@ -185,7 +185,9 @@ impl Snapshot {
             &content.v6.meta,
             &trusted,
         );
-        let domains = DomainTable::build(&content.domains, &trusted);
+        let mut rows = std::mem::take(&mut content.domains);
+        let domains = DomainTable::build(&mut rows, &|m| content.is_trusted(m));
+        content.domains = rows;
         Snapshot {
             version,
             hash,
@@ -388,7 +390,7 @@ impl Snapshot {
                 break;
             };
             let suffix = q.get(start..).unwrap_or(&[]);
-            if let Some(found) = self.domains.find_in_slots(h, arena, suffix) {
+            if let Some(found) = self.domains.find(h, arena, suffix) {
                 if self.content.is_trusted(found.meta) {
                     return Some(found);
                 }
