@@ -32,9 +32,17 @@ pub struct Window<S> {
 }
 
 /// Tumbling windows per key, at most `cap` keys.
+///
+/// The windows sit densely in a vector with their (start, last update) times in a compact
+/// vector beside it, and a map from key to position: making room then scans 16 bytes per
+/// window instead of walking the whole map, which on a table kept full by a flood of new keys
+/// was most of a detector's time and pushed every other detector's state out of the cache.
 #[derive(Debug)]
 pub struct WindowTable<K, S> {
-    entries: HashMap<K, Window<S>, Hasher>,
+    index: HashMap<K, u32, Hasher>,
+    slots: Vec<(K, Window<S>)>,
+    // (start_ms, last_ms) of the window at the same position in `slots`.
+    times: Vec<(i64, i64)>,
     cap: NonZeroUsize,
     window_ms: i64,
     evicted_full: u64,
@@ -48,7 +56,9 @@ impl<K: Hash + Eq + Clone, S: Default> WindowTable<K, S> {
     /// A table of at most `cap` keys with windows `window_ms` long (at least 1 ms).
     pub fn new(cap: NonZeroUsize, window_ms: i64) -> Self {
         Self {
-            entries: HashMap::default(),
+            index: HashMap::default(),
+            slots: Vec::new(),
+            times: Vec::new(),
             cap,
             window_ms: window_ms.max(1),
             evicted_full: 0,
@@ -57,38 +67,77 @@ impl<K: Hash + Eq + Clone, S: Default> WindowTable<K, S> {
         }
     }
 
-    /// The window for `key` at event time `at_ms`: the open one, or a fresh one when the key
-    /// is new or its window has ended. Makes room first when the table is full.
-    pub fn window(&mut self, key: K, at_ms: i64) -> &mut Window<S> {
-        if self.entries.len() >= self.cap.get() && !self.entries.contains_key(&key) {
-            self.make_room(at_ms);
-        }
-        let window_ms = self.window_ms;
-        let w = self.entries.entry(key).or_insert_with(|| Window {
+    fn fresh(at_ms: i64) -> Window<S> {
+        Window {
             start_ms: at_ms,
             last_ms: at_ms,
             fired: false,
             state: S::default(),
-        });
-        if at_ms.saturating_sub(w.start_ms) >= window_ms {
-            *w = Window {
-                start_ms: at_ms,
-                last_ms: at_ms,
-                fired: false,
-                state: S::default(),
-            };
         }
-        w.last_ms = w.last_ms.max(at_ms);
+    }
+
+    /// The window for `key` at event time `at_ms`: the open one, or a fresh one when the key
+    /// is new or its window has ended. Makes room first when the table is full.
+    pub fn window(&mut self, key: K, at_ms: i64) -> &mut Window<S> {
+        let window_ms = self.window_ms;
+        if let Some(&at) = self.index.get(&key) {
+            let i = at as usize;
+            // Always in bounds (the index and the vectors change together); checked so a
+            // slip cannot panic, and before borrowing, so the borrow is only ever returned.
+            if i < self.slots.len() && i < self.times.len() {
+                let w = &mut self.slots[i].1;
+                if at_ms.saturating_sub(w.start_ms) >= window_ms {
+                    *w = Self::fresh(at_ms);
+                }
+                w.last_ms = w.last_ms.max(at_ms);
+                self.times[i] = (w.start_ms, w.last_ms);
+                return w;
+            }
+        }
+        if self.slots.len() >= self.cap.get() {
+            self.make_room(at_ms);
+        }
+        // Positions fit in u32: the cap bounds the table and is far below 2^32 keys' memory.
+        let i = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
+        self.index.insert(key.clone(), i);
+        self.times.push((at_ms, at_ms));
+        self.slots.push((key, Self::fresh(at_ms)));
+        let Some((_, w)) = self.slots.last_mut() else {
+            unreachable!("pushed above")
+        };
         w
+    }
+
+    /// Removes the window at position `i`; the last window moves into its place.
+    fn remove_at(&mut self, i: usize) {
+        if i >= self.slots.len() {
+            return;
+        }
+        let (key, _) = self.slots.swap_remove(i);
+        self.times.swap_remove(i);
+        self.index.remove(&key);
+        if let Some((moved, _)) = self.slots.get(i)
+            && let Some(at) = self.index.get_mut(moved)
+        {
+            *at = u32::try_from(i).unwrap_or(u32::MAX);
+        }
     }
 
     /// Drops every window that ended before `now_ms`; returns how many.
     pub fn expire(&mut self, now_ms: i64) -> usize {
         let window_ms = self.window_ms;
-        let before = self.entries.len();
-        self.entries
-            .retain(|_, w| now_ms.saturating_sub(w.start_ms) < window_ms);
-        let n = before - self.entries.len();
+        let mut n = 0;
+        // Backwards, so the window moved into a freed place was already looked at.
+        for i in (0..self.times.len()).rev() {
+            if self
+                .times
+                .get(i)
+                .is_some_and(|&(start, _)| now_ms.saturating_sub(start) >= window_ms)
+            {
+                self.remove_at(i);
+                n += 1;
+            }
+        }
         self.expired += n as u64;
         n
     }
@@ -97,20 +146,19 @@ impl<K: Hash + Eq + Clone, S: Default> WindowTable<K, S> {
     // evicts the least recently updated live ones to make up the batch. Freeing a batch at a
     // time keeps a table that a flood of new keys holds full at O(1) per new key amortised:
     // expiring alone frees a window or two at a time when windows end one by one, and a full
-    // scan per new key was the detectors' hotspot. Expiry and eviction share one pass over the
-    // table (plus one to find the cutoff): the same windows go as expiring first and then
-    // evicting the least recent, since removing in place keeps the others' visiting order.
+    // scan per new key was the detectors' hotspot. One scan of the compact times finds the
+    // cutoff, a second removes: the ended windows, then live ones updated at or before it.
     fn make_room(&mut self, at_ms: i64) {
         let batch = (self.cap.get() / 16).max(1);
         let target = self.cap.get().saturating_sub(batch);
         let window_ms = self.window_ms;
-        let ended = move |w: &Window<S>| at_ms.saturating_sub(w.start_ms) >= window_ms;
+        let ended = move |start: i64| at_ms.saturating_sub(start) >= window_ms;
         self.lasts.clear();
         self.lasts.extend(
-            self.entries
-                .values()
-                .filter(|w| !ended(w))
-                .map(|w| w.last_ms),
+            self.times
+                .iter()
+                .filter(|&&(start, _)| !ended(start))
+                .map(|&(_, last)| last),
         );
         // Live windows beyond the target, evicted least recent first.
         let evict = self.lasts.len().saturating_sub(target);
@@ -119,29 +167,31 @@ impl<K: Hash + Eq + Clone, S: Default> WindowTable<K, S> {
             None => i64::MIN,
         };
         let (mut expired, mut evicted) = (0usize, 0usize);
-        self.entries.retain(|_, w| {
-            if ended(w) {
+        for i in (0..self.times.len()).rev() {
+            let Some(&(start, last)) = self.times.get(i) else {
+                continue;
+            };
+            if ended(start) {
                 expired += 1;
-                false
-            } else if evicted < evict && w.last_ms <= cutoff {
+            } else if evicted < evict && last <= cutoff {
                 evicted += 1;
-                false
             } else {
-                true
+                continue;
             }
-        });
+            self.remove_at(i);
+        }
         self.expired += expired as u64;
         self.evicted_full += evicted as u64;
     }
 
     /// Keys held now.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.slots.len()
     }
 
     /// Whether no key is held.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.slots.is_empty()
     }
 
     /// The key cap.
