@@ -71,7 +71,9 @@ impl<P> Profile<P> {
 /// Profiles per instance id, at most `cap`.
 #[derive(Debug)]
 pub struct Baselines<P> {
-    profiles: HashMap<String, Profile<P>, Hasher>,
+    // hashbrown's map for `entry_ref`: a known instance (nearly every record) is one lookup by
+    // `&str`, and only a new one allocates its key.
+    profiles: hashbrown::HashMap<String, Profile<P>, Hasher>,
     cap: NonZeroUsize,
     evicted: u64,
 }
@@ -86,7 +88,7 @@ impl<P: Default + Serialize + DeserializeOwned> Baselines<P> {
     /// A table of at most `cap` instances.
     pub fn new(cap: NonZeroUsize) -> Self {
         Self {
-            profiles: HashMap::default(),
+            profiles: hashbrown::HashMap::default(),
             cap,
             evicted: 0,
         }
@@ -96,25 +98,18 @@ impl<P: Default + Serialize + DeserializeOwned> Baselines<P> {
     /// evicting the least recently seen instance when full) if new. Allocates only for a new
     /// instance.
     pub fn observe(&mut self, instance: &str, at_ms: i64) -> &mut Profile<P> {
-        if !self.profiles.contains_key(instance) {
-            if self.profiles.len() >= self.cap.get() {
-                self.evict_least_recent();
-            }
-            self.profiles.insert(
-                instance.to_owned(),
-                Profile {
-                    first_ms: at_ms,
-                    last_ms: at_ms,
-                    observations: 0,
-                    data: P::default(),
-                },
-            );
+        if self.profiles.len() >= self.cap.get() && !self.profiles.contains_key(instance) {
+            self.evict_least_recent();
         }
-        // Present: inserted just above when it was missing.
         let p = self
             .profiles
-            .get_mut(instance)
-            .unwrap_or_else(|| unreachable!("profile inserted above"));
+            .entry_ref(instance)
+            .or_insert_with(|| Profile {
+                first_ms: at_ms,
+                last_ms: at_ms,
+                observations: 0,
+                data: P::default(),
+            });
         p.first_ms = p.first_ms.min(at_ms);
         p.last_ms = p.last_ms.max(at_ms);
         p.observations = p.observations.saturating_add(1);
@@ -202,6 +197,15 @@ impl<P: Default + Serialize + DeserializeOwned> Baselines<P> {
     }
 }
 
+/// What [`RecentSet::use_key`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Used {
+    /// The value was not held before.
+    pub new: bool,
+    /// An older value was forgotten to make room.
+    pub forgot: bool,
+}
+
 /// Values an instance has used, each with the event time it was last used, at most a cap; the
 /// least recently used value is forgotten first. Saved as a list of pairs so any key type
 /// (ports, addresses) encodes the same way.
@@ -227,9 +231,18 @@ impl<K: Hash + Eq + Clone> RecentSet<K> {
     /// Marks `key` used at `at_ms`, adding it if new; returns whether an older value had to be
     /// forgotten to stay within `cap`.
     pub fn touch(&mut self, key: &K, at_ms: i64, cap: usize) -> bool {
+        self.use_key(key, at_ms, cap).forgot
+    }
+
+    /// [`Self::touch`], also saying whether `key` was new: one lookup for a known value where
+    /// [`Self::contains`] then [`Self::touch`] take two.
+    pub fn use_key(&mut self, key: &K, at_ms: i64, cap: usize) -> Used {
         if let Some(t) = self.used.get_mut(key) {
             *t = (*t).max(at_ms);
-            return false;
+            return Used {
+                new: false,
+                forgot: false,
+            };
         }
         let mut evicted = false;
         if self.used.len() >= cap.max(1) {
@@ -244,7 +257,10 @@ impl<K: Hash + Eq + Clone> RecentSet<K> {
             }
         }
         self.used.insert(key.clone(), at_ms);
-        evicted
+        Used {
+            new: true,
+            forgot: evicted,
+        }
     }
 
     /// Values held.
@@ -332,6 +348,34 @@ mod tests {
         assert!(!s.touch(&1, 10, 2));
         assert!(s.touch(&3, 11, 2));
         assert!(s.contains(&1) && s.contains(&3) && !s.contains(&2));
+    }
+
+    #[test]
+    fn using_a_value_says_whether_it_was_new_and_whether_one_was_forgotten() {
+        let mut s = RecentSet::default();
+        assert_eq!(
+            s.use_key(&1u32, 0, 2),
+            Used {
+                new: true,
+                forgot: false
+            }
+        );
+        assert_eq!(
+            s.use_key(&1, 5, 2),
+            Used {
+                new: false,
+                forgot: false
+            }
+        );
+        s.use_key(&2, 6, 2);
+        assert_eq!(
+            s.use_key(&3, 7, 2),
+            Used {
+                new: true,
+                forgot: true
+            }
+        );
+        assert!(!s.contains(&1) && s.contains(&2) && s.contains(&3));
     }
 
     #[test]

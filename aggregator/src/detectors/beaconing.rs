@@ -23,6 +23,7 @@
 //! overwritten between two sightings just delays the pair).
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::num::{NonZeroU32, NonZeroUsize};
 
@@ -31,6 +32,7 @@ use serde::Deserialize;
 
 use super::beacon_score::{self, BeaconScore, Scratch};
 use super::summary;
+use super::window::{NameKey, SharedNames};
 use super::{
     BehaviourEvidence, ConnectionDirection, Detector, DetectorCounter, Event, EventKind,
     Observation, ResourceRole, ThresholdCrossed,
@@ -231,7 +233,12 @@ impl Pair {
 #[derive(Debug)]
 pub struct BeaconingDetector {
     config: BeaconingConfig,
-    pairs: HashMap<String, HashMap<PairKey, Pair, Hasher>, Hasher>,
+    // One flat map keyed by the shared instance name (compared by identity), so a record of a
+    // known pair is one lookup that hashes no string.
+    pairs: HashMap<(NameKey, PairKey), Pair, Hasher>,
+    instances: SharedNames,
+    // Pairs' last activity while making room, kept between calls (no fresh buffer per batch).
+    lasts: Vec<i64>,
     held: usize,
     seen: Box<[u64]>,
     hasher: Hasher,
@@ -248,6 +255,8 @@ impl BeaconingDetector {
         Self {
             config,
             pairs: HashMap::default(),
+            instances: SharedNames::default(),
+            lasts: Vec::new(),
             held: 0,
             seen: vec![0; SEEN_SLOTS].into_boxed_slice(),
             hasher: Hasher::default(),
@@ -262,31 +271,25 @@ impl BeaconingDetector {
     /// Evicts the least recently active tenth of the pairs: one pass per `max_pairs / 10`
     /// new pairs, so a flood of new remotes costs O(1) per pair, amortised.
     fn make_room(&mut self) {
-        let mut lasts: Vec<i64> = self
-            .pairs
-            .values()
-            .flat_map(|m| m.values().map(|p| p.last_ms))
-            .collect();
-        let drop = (lasts.len() / 10).max(1);
+        self.lasts.clear();
+        self.lasts.extend(self.pairs.values().map(|p| p.last_ms));
+        let drop = (self.lasts.len() / 10).max(1);
         let Some(idx) = drop.checked_sub(1) else {
             return;
         };
-        if idx >= lasts.len() {
+        if idx >= self.lasts.len() {
             return;
         }
-        let (_, cutoff, _) = lasts.select_nth_unstable(idx);
+        let (_, cutoff, _) = self.lasts.select_nth_unstable(idx);
         let cutoff = *cutoff;
         let mut removed = 0usize;
-        for m in self.pairs.values_mut() {
-            m.retain(|_, p| {
-                let keep = p.last_ms > cutoff || removed >= drop;
-                if !keep {
-                    removed += 1;
-                }
-                keep
-            });
-        }
-        self.pairs.retain(|_, m| !m.is_empty());
+        self.pairs.retain(|_, p| {
+            let keep = p.last_ms > cutoff || removed >= drop;
+            if !keep {
+                removed += 1;
+            }
+            keep
+        });
         self.held -= removed;
         self.evicted += removed as u64;
     }
@@ -370,12 +373,11 @@ impl Detector for BeaconingDetector {
         let key = (remote, f.protocol, f.service_port);
         let cap = self.config.max_samples.get();
         let at = summary::flow_time(f);
-        let known = self
-            .pairs
-            .get(source.instance_id.as_str())
-            .is_some_and(|m| m.contains_key(&key));
-        if !known {
-            use std::hash::BuildHasher;
+        let name = self.instances.key(&source.instance_id);
+        let pair_key = (name, key);
+        if !self.pairs.contains_key(&pair_key) {
+            // By the name's text, not the shared copy: the filter must recognise a pair across
+            // a sweep of unused names.
             // Never 0, so an empty slot cannot match.
             let h = self.hasher.hash_one((source.instance_id.as_str(), key)) | 1;
             let slot = usize::try_from(h).unwrap_or(0) & (SEEN_SLOTS - 1);
@@ -392,14 +394,7 @@ impl Detector for BeaconingDetector {
             }
             self.held += 1;
         }
-        if !self.pairs.contains_key(source.instance_id.as_str()) {
-            self.pairs
-                .insert(source.instance_id.clone(), HashMap::default());
-        }
-        let Some(pairs) = self.pairs.get_mut(source.instance_id.as_str()) else {
-            return;
-        };
-        let pair = pairs.entry(key).or_insert_with(|| Pair::new(at));
+        let pair = self.pairs.entry(pair_key).or_insert_with(|| Pair::new(at));
         let new_connections = pair.add(f, cap);
         let config = &self.config;
         let min_conns = u64::from(config.min_connections.get());

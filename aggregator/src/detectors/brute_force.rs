@@ -15,7 +15,7 @@ use picket_proto::v1::FlowSummary;
 use serde::Deserialize;
 
 use super::summary::{self, MAX_EXAMPLES};
-use super::window::{RemoteKey, SharedNames, WindowTable, keep_example};
+use super::window::{NameKey, RemoteKey, SharedNames, WindowTable, keep_example};
 use super::{
     BehaviourEvidence, ConnectionDirection, Detector, DetectorCounter, Event, EventKind,
     Observation, ResourceRole, ThresholdCrossed,
@@ -128,7 +128,7 @@ impl Service {
 }
 
 // (instance, inbound, remote, service); the instance id is shared so a record allocates no key.
-type Key = (std::sync::Arc<str>, bool, RemoteKey, Service);
+type Key = (NameKey, bool, RemoteKey, Service);
 
 #[derive(Debug, Default)]
 struct Attempts {
@@ -183,7 +183,7 @@ impl Detector for BruteForceDetector {
         };
         let at = summary::flow_time(f);
         let key = (
-            self.instances.get(&source.instance_id),
+            self.instances.key(&source.instance_id),
             inbound,
             RemoteKey::of(&f.remote_addr),
             service,

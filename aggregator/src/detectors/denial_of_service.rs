@@ -15,7 +15,7 @@ use picket_proto::v1::FlowSummary;
 use serde::Deserialize;
 
 use super::summary::{self, MAX_EXAMPLES};
-use super::window::{SharedNames, WindowTable, keep_example};
+use super::window::{NameKey, SharedNames, WindowTable, keep_example};
 use super::{
     BehaviourEvidence, ConnectionDirection, Detector, DetectorCounter, Event, EventKind,
     Observation, ResourceRole, ThresholdCrossed,
@@ -103,8 +103,8 @@ struct Volume {
 pub struct DenialOfServiceDetector {
     config: DenialOfServiceConfig,
     // Keyed by (instance, remote, class); the instance id is shared so a record allocates
-    // no key.
-    table: WindowTable<(std::sync::Arc<str>, IpAddr, FindingType), Volume>,
+    // no key, and compared by identity so a lookup hashes no string.
+    table: WindowTable<(NameKey, IpAddr, FindingType), Volume>,
     instances: SharedNames,
     not_public: u64,
 }
@@ -149,7 +149,7 @@ impl Detector for DenialOfServiceDetector {
         };
         let t = class(f.protocol, f.service_port);
         let at = summary::flow_time(f);
-        let key = (self.instances.get(&source.instance_id), remote, t);
+        let key = (self.instances.key(&source.instance_id), remote, t);
         let min = self.config.min_packets.get();
         let max_ratio = self.config.max_reply_ratio;
         let window_ms = i64::from(self.config.window_secs.get()) * 1000;

@@ -19,7 +19,7 @@ use picket_proto::v1::FlowSummary;
 use serde::Deserialize;
 
 use super::summary::{self, MAX_EXAMPLES};
-use super::window::{WindowTable, keep_example};
+use super::window::{NameKey, RemoteKey, SharedNames, WindowTable, keep_example};
 use super::{
     Activity, BehaviourEvidence, ConnectionDirection, Detector, DetectorCounter, Event, EventKind,
     Observation, PortProbeActivity, ResourceRole, ThresholdCrossed,
@@ -60,7 +60,8 @@ fn default_window_secs() -> NonZeroU32 {
     NonZeroU32::new(300).unwrap_or(NonZeroU32::MIN)
 }
 
-type Key = (String, String, String);
+// (instance, local address, remote address): shared and parsed, so a probe allocates no key.
+type Key = (NameKey, RemoteKey, RemoteKey);
 
 #[derive(Debug, Default)]
 struct Scan {
@@ -75,6 +76,7 @@ struct Scan {
 pub struct InboundScanDetector {
     config: InboundScanConfig,
     table: WindowTable<Key, Scan>,
+    instances: SharedNames,
     probes: u64,
 }
 
@@ -84,6 +86,7 @@ impl InboundScanDetector {
         let window_ms = i64::from(config.window_secs.get()) * 1000;
         Self {
             table: WindowTable::new(config.max_keys, window_ms),
+            instances: SharedNames::default(),
             config,
             probes: 0,
         }
@@ -112,9 +115,9 @@ impl Detector for InboundScanDetector {
         self.probes += 1;
         let at = summary::flow_time(f);
         let key = (
-            source.instance_id.clone(),
-            f.local_addr.clone(),
-            f.remote_addr.clone(),
+            self.instances.key(&source.instance_id),
+            RemoteKey::of(&f.local_addr),
+            RemoteKey::of(&f.remote_addr),
         );
         let min = self.config.min_ports.get();
         let window_ms = i64::from(self.config.window_secs.get()) * 1000;

@@ -182,13 +182,13 @@ impl Detector for NetworkPortUnusualDetector {
         let learning = self.learning;
         let key = (inbound, f.protocol, f.service_port);
         let profile = self.baselines.observe(&source.instance_id, at);
-        let new_port = !profile.data.contains(&key);
         let learned = profile.learned(learning);
         let (known, age, obs) = (profile.data.len(), profile.age_secs(), profile.observations);
-        if profile.data.touch(&key, at, cap) {
+        let used = profile.data.use_key(&key, at, cap);
+        if used.forgot {
             self.ports_forgotten += 1;
         }
-        if !new_port || !learned {
+        if !used.new || !learned {
             return;
         }
         self.reported += 1;

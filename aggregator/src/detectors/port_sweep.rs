@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::port_scan::is_probe;
 use super::summary::{self, MAX_EXAMPLES};
-use super::window::{DistinctSet, WindowTable, keep_example};
+use super::window::{DistinctSet, NameKey, SharedNames, WindowTable, keep_example};
 use super::{
     Activity, BehaviourEvidence, ConnectionDirection, Detector, DetectorCounter, Event, EventKind,
     Observation, PortProbeActivity, ResourceRole, ThresholdCrossed,
@@ -55,7 +55,8 @@ fn default_window_secs() -> NonZeroU32 {
     NonZeroU32::new(300).unwrap_or(NonZeroU32::MIN)
 }
 
-type Key = (String, u32, u32);
+// (instance, protocol, port): the instance shared, so a probe allocates no key.
+type Key = (NameKey, u32, u32);
 
 #[derive(Debug, Default)]
 struct Sweep {
@@ -69,6 +70,7 @@ struct Sweep {
 pub struct PortSweepDetector {
     config: PortSweepConfig,
     table: WindowTable<Key, Sweep>,
+    instances: SharedNames,
 }
 
 impl PortSweepDetector {
@@ -77,6 +79,7 @@ impl PortSweepDetector {
         let window_ms = i64::from(config.window_secs.get()) * 1000;
         Self {
             table: WindowTable::new(config.max_keys, window_ms),
+            instances: SharedNames::default(),
             config,
         }
     }
@@ -102,7 +105,11 @@ impl Detector for PortSweepDetector {
             return;
         }
         let at = summary::flow_time(f);
-        let key = (source.instance_id.clone(), f.protocol, f.service_port);
+        let key = (
+            self.instances.key(&source.instance_id),
+            f.protocol,
+            f.service_port,
+        );
         let min = self.config.min_hosts.get();
         let window_ms = i64::from(self.config.window_secs.get()) * 1000;
         let w = self.table.window(key, at);

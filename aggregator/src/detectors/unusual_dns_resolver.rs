@@ -109,18 +109,16 @@ impl UnusualDnsResolverDetector {
         }
         let learning = self.learning;
         let cap = self.config.max_resolvers.get();
-        let Some(profile) = self.baselines.get(&source.instance_id) else {
+        let Some(profile) = self.baselines.get_mut(&source.instance_id) else {
             return;
         };
-        let new = !profile.data.contains(&ip);
         let learned = profile.learned(learning);
         let (known, age, obs) = (profile.data.len(), profile.age_secs(), profile.observations);
-        if let Some(p) = self.baselines.get_mut(&source.instance_id)
-            && p.data.touch(&ip, at, cap)
-        {
+        let used = profile.data.use_key(&ip, at, cap);
+        if used.forgot {
             self.resolvers_forgotten += 1;
         }
-        if !new || !learned {
+        if !used.new || !learned {
             return;
         }
         let (flows, dns) = match seen {

@@ -73,9 +73,10 @@ pub struct UnusualDohConfig {
 /// Reports HTTPS sessions to known DoH endpoints.
 #[derive(Debug)]
 pub struct UnusualDohDetector {
-    // Sets: every HTTPS summary is checked against them.
-    names: std::collections::HashSet<String>,
-    addresses: std::collections::HashSet<IpAddr>,
+    // Sets: every HTTPS summary is checked against them, so a fast hash rather than SipHash
+    // (their contents are fixed at start; lookups cannot grow them).
+    names: std::collections::HashSet<String, foldhash::fast::RandomState>,
+    addresses: std::collections::HashSet<IpAddr, foldhash::fast::RandomState>,
 }
 
 impl UnusualDohDetector {

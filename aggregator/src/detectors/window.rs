@@ -32,59 +32,112 @@ pub struct Window<S> {
 }
 
 /// Tumbling windows per key, at most `cap` keys.
+///
+/// The windows sit densely in a vector with their (start, last update) times in a compact
+/// vector beside it, and a map from key to position: making room then scans 16 bytes per
+/// window instead of walking the whole map, which on a table kept full by a flood of new keys
+/// was most of a detector's time and pushed every other detector's state out of the cache.
 #[derive(Debug)]
 pub struct WindowTable<K, S> {
-    entries: HashMap<K, Window<S>, Hasher>,
+    index: HashMap<K, u32, Hasher>,
+    slots: Vec<(K, Window<S>)>,
+    // (start_ms, last_ms) of the window at the same position in `slots`.
+    times: Vec<(i64, i64)>,
     cap: NonZeroUsize,
     window_ms: i64,
     evicted_full: u64,
     expired: u64,
+    // Live windows' last update times while making room, kept between calls: a fresh buffer
+    // of the whole table's size per batch cost page faults on every eviction.
+    lasts: Vec<i64>,
 }
 
 impl<K: Hash + Eq + Clone, S: Default> WindowTable<K, S> {
     /// A table of at most `cap` keys with windows `window_ms` long (at least 1 ms).
     pub fn new(cap: NonZeroUsize, window_ms: i64) -> Self {
         Self {
-            entries: HashMap::default(),
+            index: HashMap::default(),
+            slots: Vec::new(),
+            times: Vec::new(),
             cap,
             window_ms: window_ms.max(1),
             evicted_full: 0,
             expired: 0,
+            lasts: Vec::new(),
+        }
+    }
+
+    fn fresh(at_ms: i64) -> Window<S> {
+        Window {
+            start_ms: at_ms,
+            last_ms: at_ms,
+            fired: false,
+            state: S::default(),
         }
     }
 
     /// The window for `key` at event time `at_ms`: the open one, or a fresh one when the key
     /// is new or its window has ended. Makes room first when the table is full.
     pub fn window(&mut self, key: K, at_ms: i64) -> &mut Window<S> {
-        if self.entries.len() >= self.cap.get() && !self.entries.contains_key(&key) {
+        let window_ms = self.window_ms;
+        if let Some(&at) = self.index.get(&key) {
+            let i = at as usize;
+            // Always in bounds (the index and the vectors change together); checked so a
+            // slip cannot panic, and before borrowing, so the borrow is only ever returned.
+            if i < self.slots.len() && i < self.times.len() {
+                let w = &mut self.slots[i].1;
+                if at_ms.saturating_sub(w.start_ms) >= window_ms {
+                    *w = Self::fresh(at_ms);
+                }
+                w.last_ms = w.last_ms.max(at_ms);
+                self.times[i] = (w.start_ms, w.last_ms);
+                return w;
+            }
+        }
+        if self.slots.len() >= self.cap.get() {
             self.make_room(at_ms);
         }
-        let window_ms = self.window_ms;
-        let w = self.entries.entry(key).or_insert_with(|| Window {
-            start_ms: at_ms,
-            last_ms: at_ms,
-            fired: false,
-            state: S::default(),
-        });
-        if at_ms.saturating_sub(w.start_ms) >= window_ms {
-            *w = Window {
-                start_ms: at_ms,
-                last_ms: at_ms,
-                fired: false,
-                state: S::default(),
-            };
-        }
-        w.last_ms = w.last_ms.max(at_ms);
+        // Positions fit in u32: the cap bounds the table and is far below 2^32 keys' memory.
+        let i = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
+        self.index.insert(key.clone(), i);
+        self.times.push((at_ms, at_ms));
+        self.slots.push((key, Self::fresh(at_ms)));
+        let Some((_, w)) = self.slots.last_mut() else {
+            unreachable!("pushed above")
+        };
         w
+    }
+
+    /// Removes the window at position `i`; the last window moves into its place.
+    fn remove_at(&mut self, i: usize) {
+        if i >= self.slots.len() {
+            return;
+        }
+        let (key, _) = self.slots.swap_remove(i);
+        self.times.swap_remove(i);
+        self.index.remove(&key);
+        if let Some((moved, _)) = self.slots.get(i)
+            && let Some(at) = self.index.get_mut(moved)
+        {
+            *at = u32::try_from(i).unwrap_or(u32::MAX);
+        }
     }
 
     /// Drops every window that ended before `now_ms`; returns how many.
     pub fn expire(&mut self, now_ms: i64) -> usize {
         let window_ms = self.window_ms;
-        let before = self.entries.len();
-        self.entries
-            .retain(|_, w| now_ms.saturating_sub(w.start_ms) < window_ms);
-        let n = before - self.entries.len();
+        let mut n = 0;
+        // Backwards, so the window moved into a freed place was already looked at.
+        for i in (0..self.times.len()).rev() {
+            if self
+                .times
+                .get(i)
+                .is_some_and(|&(start, _)| now_ms.saturating_sub(start) >= window_ms)
+            {
+                self.remove_at(i);
+                n += 1;
+            }
+        }
         self.expired += n as u64;
         n
     }
@@ -93,46 +146,52 @@ impl<K: Hash + Eq + Clone, S: Default> WindowTable<K, S> {
     // evicts the least recently updated live ones to make up the batch. Freeing a batch at a
     // time keeps a table that a flood of new keys holds full at O(1) per new key amortised:
     // expiring alone frees a window or two at a time when windows end one by one, and a full
-    // scan per new key was the detectors' hotspot.
+    // scan per new key was the detectors' hotspot. One scan of the compact times finds the
+    // cutoff, a second removes: the ended windows, then live ones updated at or before it.
     fn make_room(&mut self, at_ms: i64) {
         let batch = (self.cap.get() / 16).max(1);
         let target = self.cap.get().saturating_sub(batch);
-        self.expire(at_ms);
-        if self.entries.len() > target {
-            self.evict_least_recent_to(target);
-        }
-    }
-
-    // Evicts the least recently updated sixteenth of the keys (at least one) in one pass, so a
-    // table kept full by a flood of new keys (a busy fleet: instances × remotes) pays O(1) per
-    // new key amortised instead of a full scan each time.
-    fn evict_least_recent_to(&mut self, target: usize) {
-        let batch = self.entries.len().saturating_sub(target).max(1);
-        let mut lasts: Vec<i64> = self.entries.values().map(|w| w.last_ms).collect();
-        let Some(idx) = batch.checked_sub(1).filter(|&i| i < lasts.len()) else {
-            return;
+        let window_ms = self.window_ms;
+        let ended = move |start: i64| at_ms.saturating_sub(start) >= window_ms;
+        self.lasts.clear();
+        self.lasts.extend(
+            self.times
+                .iter()
+                .filter(|&&(start, _)| !ended(start))
+                .map(|&(_, last)| last),
+        );
+        // Live windows beyond the target, evicted least recent first.
+        let evict = self.lasts.len().saturating_sub(target);
+        let cutoff = match evict.checked_sub(1) {
+            Some(idx) => *self.lasts.select_nth_unstable(idx).1,
+            None => i64::MIN,
         };
-        let (_, cutoff, _) = lasts.select_nth_unstable(idx);
-        let cutoff = *cutoff;
-        let mut removed = 0usize;
-        self.entries.retain(|_, w| {
-            let keep = w.last_ms > cutoff || removed >= batch;
-            if !keep {
-                removed += 1;
+        let (mut expired, mut evicted) = (0usize, 0usize);
+        for i in (0..self.times.len()).rev() {
+            let Some(&(start, last)) = self.times.get(i) else {
+                continue;
+            };
+            if ended(start) {
+                expired += 1;
+            } else if evicted < evict && last <= cutoff {
+                evicted += 1;
+            } else {
+                continue;
             }
-            keep
-        });
-        self.evicted_full += removed as u64;
+            self.remove_at(i);
+        }
+        self.expired += expired as u64;
+        self.evicted_full += evicted as u64;
     }
 
     /// Keys held now.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.slots.len()
     }
 
     /// Whether no key is held.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.slots.is_empty()
     }
 
     /// The key cap.
@@ -174,14 +233,14 @@ impl<K: Hash + Eq + Clone, S: Default> WindowTable<K, S> {
 /// more is stored). Thresholds sit far below the cap, so saturation never hides a finding.
 #[derive(Debug, Clone)]
 pub struct DistinctSet<T> {
-    values: HashSet<T>,
+    values: HashSet<T, Hasher>,
     saturated: bool,
 }
 
 impl<T> Default for DistinctSet<T> {
     fn default() -> Self {
         Self {
-            values: HashSet::new(),
+            values: HashSet::default(),
             saturated: false,
         }
     }
@@ -242,6 +301,11 @@ impl SharedNames {
         shared
     }
 
+    /// The shared copy of `name` as a key compared by identity ([`NameKey`]).
+    pub fn key(&mut self, name: &str) -> NameKey {
+        NameKey(self.get(name))
+    }
+
     /// Names held now (some may be unused until the next sweep).
     pub fn len(&self) -> usize {
         self.names.len()
@@ -250,6 +314,34 @@ impl SharedNames {
     /// Whether no name is held.
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
+    }
+}
+
+/// A [`SharedNames`] name as part of a key, compared and hashed by identity (the shared
+/// copy's address) rather than by its text: a key lookup then costs no string hashing or
+/// comparison. Identity matches the text because the set hands out one copy per name and
+/// keeps it while any key holds it (a sweep drops only names no key holds).
+#[derive(Debug, Clone)]
+pub struct NameKey(Arc<str>);
+
+impl NameKey {
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq for NameKey {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for NameKey {}
+
+impl Hash for NameKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        Arc::as_ptr(&self.0).cast::<u8>().hash(state);
     }
 }
 
@@ -347,6 +439,43 @@ mod tests {
         assert_eq!(names.len(), 2);
         assert!(Arc::ptr_eq(&a, &names.get("i-1")));
         assert_eq!(&*names.get("i-2"), "i-2");
+    }
+
+    #[test]
+    fn name_keys_are_equal_exactly_when_their_names_are() {
+        use std::hash::BuildHasher;
+        let mut names = SharedNames::default();
+        let a = names.key("i-1");
+        let again = names.key(&String::from("i-1"));
+        let b = names.key("i-2");
+        assert_eq!(a, again);
+        assert_ne!(a, b);
+        let h = Hasher::default();
+        assert_eq!(h.hash_one(&a), h.hash_one(&again));
+        assert_eq!(again.as_str(), "i-1");
+        let mut t: WindowTable<(NameKey, u32), u64> =
+            WindowTable::new(NonZeroUsize::new(4).expect("4"), 1_000);
+        t.window((a, 7), 0).state += 1;
+        assert_eq!(t.window((again, 7), 1).state, 1);
+        assert_eq!(t.window((b, 7), 2).state, 0);
+    }
+
+    #[test]
+    fn making_room_expires_and_evicts_in_one_pass_as_counted() {
+        // Cap 16 frees one key per new key: an ended window goes first (expired), else the
+        // least recently updated live one (evicted).
+        let mut t = table(16, 100);
+        for k in 0..16 {
+            t.window(k, 50 + k as i64);
+        }
+        t.window(3, 80);
+        t.window(100, 120);
+        assert_eq!((t.expired(), t.evicted_full(), t.len()), (0, 1, 16));
+        // Key 0 (last updated at 50) went; key 3 (updated at 80) kept its window.
+        assert_eq!(t.window(3, 121).start_ms, 53);
+        // At 160 the windows opened at 51..=60 (keys 1 to 10) have ended: they are enough room.
+        t.window(101, 160);
+        assert_eq!((t.expired(), t.evicted_full(), t.len()), (10, 1, 7));
     }
 
     #[test]
