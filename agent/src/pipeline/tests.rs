@@ -41,11 +41,21 @@ fn config(local: [u8; 4]) -> PipelineConfig {
 }
 
 /// Runs frames (one millisecond apart) through a pipeline and finishes it.
-fn run<O: Observer>(mut pipeline: Pipeline<O>, frames: &[Vec<u8>]) -> Vec<Record> {
+fn run<O: Observer>(pipeline: Pipeline<O>, frames: &[Vec<u8>]) -> Vec<Record> {
+    let timed: Vec<(u64, &[u8])> = frames
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (u64::try_from(i).expect("small"), f.as_slice()))
+        .collect();
+    run_timed(pipeline, &timed)
+}
+
+/// Runs frames at the given offsets (milliseconds) through a pipeline and finishes it.
+fn run_timed<O: Observer>(mut pipeline: Pipeline<O>, frames: &[(u64, &[u8])]) -> Vec<Record> {
     let mut out = Vec::new();
-    for (i, frame) in frames.iter().enumerate() {
+    for (at, frame) in frames {
         let packet = Packet {
-            ts: Timestamp::from_millis(1_700_000_000_000 + u64::try_from(i).expect("small")),
+            ts: Timestamp::from_millis(1_700_000_000_000 + at),
             link_type: LinkType::ETHERNET,
             data: frame,
             orig_len: u32::try_from(frame.len()).expect("small"),
@@ -168,23 +178,6 @@ fn tls_and_stratum_payloads_label_their_summaries_and_others_stay_unlabelled() {
     assert!(by_port(8443).tls_server_names.is_empty());
 }
 
-/// Runs frames at the given offsets (milliseconds) through a pipeline and finishes it.
-fn run_at(mut pipeline: Pipeline<NoIntel>, frames: &[(u64, Vec<u8>)]) -> Vec<Record> {
-    let mut out = Vec::new();
-    for (at, frame) in frames {
-        let packet = Packet {
-            ts: Timestamp::from_millis(1_700_000_000_000 + at),
-            link_type: LinkType::ETHERNET,
-            data: frame,
-            orig_len: u32::try_from(frame.len()).expect("small"),
-            interface: 0,
-        };
-        pipeline.packet(&packet, &mut |r| out.push(r));
-    }
-    pipeline.finish(&mut |r| out.push(r));
-    out
-}
-
 #[test]
 fn a_tls_session_open_for_many_intervals_keeps_its_name_and_reports_no_drop() {
     let resolver = [8, 8, 4, 4];
@@ -212,7 +205,8 @@ fn a_tls_session_open_for_many_intervals_keeps_its_name_and_reports_no_drop() {
             tcp(HOST, resolver, 40_000, 853, ACK | PSH, b"q"),
         ));
     }
-    let records = run_at(Pipeline::new(config(HOST)), &frames);
+    let timed: Vec<(u64, &[u8])> = frames.iter().map(|(t, f)| (*t, f.as_slice())).collect();
+    let records = run_timed(Pipeline::new(config(HOST)), &timed);
     let summaries = flows(&records);
     assert!(summaries.len() >= 4, "{summaries:#?}");
     for s in &summaries {
