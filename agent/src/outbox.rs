@@ -7,7 +7,9 @@
 //!   Intel hits go in the priority lane, so they can overtake a backlog of summaries while
 //!   the aggregator still deduplicates each lane with a plain high-water mark.
 //! - [`Outbox::push`] returns only after sled has flushed; only then does a batch count as
-//!   buffered.
+//!   buffered, and only then is it handed out to be sent: each lane has a durable high-water
+//!   mark, advanced after the flush returns, and the readers stop at it. Without it the
+//!   transport could send (and on the ack delete) a batch written to sled but not yet on disk.
 //! - A batch leaves only through [`Outbox::ack`] (the aggregator holds it) or eviction.
 //! - The encoded bytes held stay within `max_bytes`: a push that would exceed it evicts the
 //!   oldest bulk batches first and priority batches only when no bulk batch is left. Every
@@ -17,6 +19,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use picket_proto::record_kind;
@@ -115,8 +118,21 @@ pub struct Outbox {
     meta: sled::Tree,
     max_bytes: u64,
     // Bytes held. A std Mutex: held only around synchronous sled calls, never across an
-    // await, so pushes from several tasks evict consistently.
+    // await, so pushes from several tasks evict consistently. It also orders the pushes'
+    // transactions, which is what lets a flush vouch for every seq below its own.
     bytes: Arc<Mutex<u64>>,
+    // Per lane (indexed by `Lane as usize`), the highest seq known to be on disk. Raised
+    // only after a flush returns; the readers hand out nothing above it.
+    durable: Arc<[AtomicU64; 2]>,
+}
+
+/// Batches written to sled by [`Outbox::stage`] but not yet flushed, so not yet buffered.
+#[derive(Debug)]
+struct Staged {
+    // Per lane, the last seq written (0: none).
+    last: [u64; 2],
+    seq: u64,
+    evicted_records: u64,
 }
 
 fn key(lane: Lane, seq: u64) -> [u8; 9] {
@@ -164,6 +180,17 @@ impl Outbox {
             let (_, v) = item.map_err(sled_err)?;
             bytes += v.len() as u64;
         }
+        // What sled recovered at open is what reached the disk, so all of it is durable.
+        let durable = [Lane::Bulk, Lane::Priority].map(|lane| {
+            let last = batches
+                .range(key(lane, 0)..=key(lane, u64::MAX))
+                .keys()
+                .next_back()
+                .and_then(|k| k.ok())
+                .and_then(|k| parse_key(&k))
+                .map_or(0, |(_, seq)| seq);
+            AtomicU64::new(last)
+        });
         Ok(Self {
             path,
             db: db.clone(),
@@ -171,7 +198,13 @@ impl Outbox {
             meta,
             max_bytes,
             bytes: Arc::new(Mutex::new(bytes)),
+            durable: Arc::new(durable),
         })
+    }
+
+    /// The highest seq of `lane` that may be handed out (known to be on disk).
+    fn durable_seq(&self, lane: Lane) -> u64 {
+        self.durable[lane as usize].load(Ordering::Acquire)
     }
 
     fn sled_err(&self, source: sled::Error) -> OutboxError {
@@ -223,6 +256,35 @@ impl Outbox {
         created_at_ms: i64,
         cursor: Option<(Vec<u8>, Vec<u8>)>,
     ) -> Result<Pushed, OutboxError> {
+        let staged = self.stage(parts, created_at_ms, cursor)?;
+        self.make_durable(staged).await
+    }
+
+    /// Flushes and only then raises the lanes' durable marks to what `staged` wrote. Pushes'
+    /// transactions commit in seq order (under the `bytes` lock), and a flush that returns
+    /// covers every transaction committed before it started, so raising a mark to our seq
+    /// also vouches for any lower seq whose own flush has not returned yet.
+    async fn make_durable(&self, staged: Staged) -> Result<Pushed, OutboxError> {
+        self.db.flush_async().await.map_err(|e| self.sled_err(e))?;
+        for (mark, last) in self.durable.iter().zip(staged.last) {
+            if last > 0 {
+                mark.fetch_max(last, Ordering::AcqRel);
+            }
+        }
+        Ok(Pushed {
+            seq: staged.seq,
+            evicted_records: staged.evicted_records,
+        })
+    }
+
+    /// The write half of [`Outbox::push_parts`]: one transaction, then eviction. Nothing it
+    /// writes is handed out before [`Outbox::make_durable`].
+    fn stage(
+        &self,
+        parts: Vec<(Lane, Vec<Record>)>,
+        created_at_ms: i64,
+        cursor: Option<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<Staged, OutboxError> {
         // Encoded once, outside the transaction (whose closure may run more than once). The
         // seq is prepended inside it: concatenated protobuf messages merge, so
         // `Batch{seq}` ++ `Batch{records, …}` decodes as the whole batch.
@@ -240,52 +302,49 @@ impl Outbox {
                 (lane, body)
             })
             .collect();
-        let evicted_records;
-        let seq;
-        {
-            let mut held = self.bytes.lock().unwrap_or_else(PoisonError::into_inner);
-            let (s, len) = (&self.batches, &self.meta)
-                .transaction(|(batches, meta)| {
-                    let mut last = 0;
-                    let mut total = 0u64;
-                    for (lane, body) in &bodies {
-                        let lane = *lane;
-                        let seq = match meta.get(next_seq_key(lane))? {
-                            None => 1,
-                            Some(v) => match <[u8; 8]>::try_from(v.as_ref()) {
-                                Ok(b) => u64::from_be_bytes(b),
-                                Err(_) => return Err(ConflictableTransactionError::Abort(v.len())),
-                            },
-                        };
-                        let mut value = Batch {
-                            seq,
-                            ..Batch::default()
-                        }
-                        .encode_to_vec();
-                        value.extend_from_slice(body);
-                        total += value.len() as u64;
-                        batches.insert(&key(lane, seq), value)?;
-                        meta.insert(next_seq_key(lane), &seq.saturating_add(1).to_be_bytes())?;
-                        last = seq;
+        let mut held = self.bytes.lock().unwrap_or_else(PoisonError::into_inner);
+        let (last, total) = (&self.batches, &self.meta)
+            .transaction(|(batches, meta)| {
+                let mut last = [0u64; 2];
+                let mut total = 0u64;
+                for (lane, body) in &bodies {
+                    let lane = *lane;
+                    let seq = match meta.get(next_seq_key(lane))? {
+                        None => 1,
+                        Some(v) => match <[u8; 8]>::try_from(v.as_ref()) {
+                            Ok(b) => u64::from_be_bytes(b),
+                            Err(_) => return Err(ConflictableTransactionError::Abort(v.len())),
+                        },
+                    };
+                    let mut value = Batch {
+                        seq,
+                        ..Batch::default()
                     }
-                    if let Some((k, v)) = &cursor {
-                        meta.insert(k.as_slice(), v.as_slice())?;
-                    }
-                    Ok((last, total))
-                })
-                .map_err(|e| match e {
-                    TransactionError::Abort(len) => OutboxError::Corrupt {
-                        path: self.path.clone(),
-                        len,
-                    },
-                    TransactionError::Storage(e) => self.sled_err(e),
-                })?;
-            seq = s;
-            *held += len;
-            evicted_records = self.evict_to_bound(&mut held)?;
-        }
-        self.db.flush_async().await.map_err(|e| self.sled_err(e))?;
-        Ok(Pushed {
+                    .encode_to_vec();
+                    value.extend_from_slice(body);
+                    total += value.len() as u64;
+                    batches.insert(&key(lane, seq), value)?;
+                    meta.insert(next_seq_key(lane), &seq.saturating_add(1).to_be_bytes())?;
+                    last[lane as usize] = seq;
+                }
+                if let Some((k, v)) = &cursor {
+                    meta.insert(k.as_slice(), v.as_slice())?;
+                }
+                Ok((last, total))
+            })
+            .map_err(|e| match e {
+                TransactionError::Abort(len) => OutboxError::Corrupt {
+                    path: self.path.clone(),
+                    len,
+                },
+                TransactionError::Storage(e) => self.sled_err(e),
+            })?;
+        *held += total;
+        let evicted_records = self.evict_to_bound(&mut held)?;
+        // The last part's seq (parts keep their order; empty ones were skipped).
+        let seq = bodies.last().map_or(0, |(lane, _)| last[*lane as usize]);
+        Ok(Staged {
+            last,
             seq,
             evicted_records,
         })
@@ -343,8 +402,8 @@ impl Outbox {
         Ok(evicted)
     }
 
-    /// Up to `max` waiting batches of `lane` with seq >= `from`, in order. Undecodable ones
-    /// are removed and counted.
+    /// Up to `max` waiting batches of `lane` with seq >= `from`, in order, only those known
+    /// to be on disk. Undecodable ones are removed and counted.
     ///
     /// # Errors
     /// [`OutboxError::Sled`] on a sled failure.
@@ -355,7 +414,11 @@ impl Outbox {
         max: usize,
     ) -> Result<Vec<Batch>, OutboxError> {
         let mut out = Vec::new();
-        let end = key(lane, u64::MAX);
+        let durable = self.durable_seq(lane);
+        if from > durable {
+            return Ok(out);
+        }
+        let end = key(lane, durable);
         for item in self.batches.range(key(lane, from)..=end) {
             if out.len() >= max {
                 break;
@@ -389,7 +452,11 @@ impl Outbox {
         max: usize,
     ) -> Result<Vec<EncodedBatch>, OutboxError> {
         let mut out = Vec::new();
-        let end = key(lane, u64::MAX);
+        let durable = self.durable_seq(lane);
+        if from > durable {
+            return Ok(out);
+        }
+        let end = key(lane, durable);
         for item in self.batches.range(key(lane, from)..=end) {
             if out.len() >= max {
                 break;
@@ -580,6 +647,58 @@ mod tests {
         );
         assert_eq!(s.oldest_created_at_ms, Some(50));
         assert!(s.bytes > 0);
+    }
+
+    #[tokio::test]
+    async fn a_batch_not_yet_flushed_is_not_handed_out_to_be_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let ob = open(dir.path(), 1 << 20);
+        ob.push(Lane::Bulk, host(1), 0).await.unwrap();
+        // Written to sled in the push's transaction, its flush not yet returned.
+        let staged = ob
+            .stage(
+                vec![(Lane::Priority, hit()), (Lane::Bulk, host(2))],
+                0,
+                None,
+            )
+            .unwrap();
+        let seqs = |lane| -> Vec<u64> {
+            ob.pending_encoded_from(lane, 1, 10)
+                .unwrap()
+                .iter()
+                .map(|b| b.seq)
+                .collect()
+        };
+        assert_eq!(seqs(Lane::Bulk), vec![1]);
+        assert_eq!(seqs(Lane::Priority), Vec::<u64>::new());
+        assert!(
+            ob.pending_encoded_from(Lane::Bulk, 2, 10)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(ob.pending_from(Lane::Bulk, 1, 10).unwrap().len(), 1);
+        let pushed = ob.make_durable(staged).await.unwrap();
+        assert_eq!(pushed.seq, 2, "the last part's seq");
+        assert_eq!(seqs(Lane::Bulk), vec![1, 2]);
+        assert_eq!(seqs(Lane::Priority), vec![1]);
+    }
+
+    #[tokio::test]
+    async fn a_later_flush_vouches_for_an_earlier_staged_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let ob = open(dir.path(), 1 << 20);
+        let first = ob.stage(vec![(Lane::Bulk, host(1))], 0, None).unwrap();
+        let second = ob.stage(vec![(Lane::Bulk, host(2))], 0, None).unwrap();
+        ob.make_durable(second).await.unwrap();
+        let sent: Vec<u64> = ob
+            .pending_encoded_from(Lane::Bulk, 1, 10)
+            .unwrap()
+            .iter()
+            .map(|b| b.seq)
+            .collect();
+        assert_eq!(sent, vec![1, 2]);
+        ob.make_durable(first).await.unwrap();
+        assert_eq!(ob.pending_encoded_from(Lane::Bulk, 1, 10).unwrap().len(), 2);
     }
 
     #[tokio::test]
