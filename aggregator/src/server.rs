@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use picket_proto::v1::admin_server::AdminServer;
 use picket_proto::v1::findings_server::FindingsServer;
-use picket_proto::v1::ingest_server::IngestServer;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
@@ -278,9 +277,7 @@ pub async fn serve(
     // Agent frames stay under max_message_bytes; outgoing frames may be as large as an intel
     // snapshot. The session checks a snapshot's size itself before sending, because a frame
     // over this limit would end the whole stream with an error.
-    let ingest = IngestServer::new(service)
-        .max_decoding_message_size(max_message)
-        .max_encoding_message_size(max_intel);
+    let ingest = crate::ingest::IngestRoute::new(service, max_message, max_intel);
 
     let (tx, rx) = mpsc::channel(ACCEPTED_QUEUE);
     let accept = tokio::spawn(accept_loop(

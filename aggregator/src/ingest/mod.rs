@@ -4,7 +4,8 @@
 pub mod service;
 pub mod sessions;
 pub mod store;
+pub mod wire;
 
-pub use service::{IngestService, StoredBatch};
+pub use service::{IngestRoute, IngestService, StoredBatch};
 pub use sessions::SessionLimiter;
 pub use store::{AppendOutcome, BatchStore, StoreError};

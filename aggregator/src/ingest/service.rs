@@ -2,6 +2,10 @@
 //! that `Hello` claims the same identity, then writes batches to the store, acks them, and hands
 //! newly stored batches on as [`StoredBatch`]es (to detection) when an output is attached.
 //!
+//! The ack path never builds a batch's records: the batch arrives as bytes ([`InboundFrame`]),
+//! a [`BatchHeader`] view gives its seq, lane and record kinds, and those bytes are what the
+//! store writes. Decoding the records for detection happens after the ack, in a task of its
+//! own per session, so it runs beside the next group's receive, store and flush.
 //!
 //! Intel travels the other way on the same stream: when the agent's `Hello.intel_version`
 //! differs from the published snapshot, and again after every reload, the session sends the
@@ -10,20 +14,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures::FutureExt;
 use picket_proto::AgentId;
-use picket_proto::v1::ingest_server::Ingest;
 use picket_proto::v1::{
-    Ack, AgentFrame, AggregatorFrame, Hello, IntelUpdate, Lane, Record, agent_frame,
-    aggregator_frame,
+    Ack, AggregatorFrame, Batch, Hello, IntelUpdate, Lane, Record, aggregator_frame,
 };
+use prost::Message;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
 use super::sessions::{SessionLimiter, SessionSlot};
-use super::store::{AppendOutcome, BatchStore, now_ms};
+use super::store::{AppendOutcome, BatchStore, EncodedBatch, now_ms};
+use super::wire::{BatchHeader, InboundFrame, InboundKind};
 use crate::enroll::Revocations;
 use crate::enroll::revocation::RevocationWatch;
 use crate::intel::{IntelManager, Published};
@@ -116,14 +121,18 @@ fn check_hello(cert_id: &AgentId, hello: &Hello) -> Result<(), Status> {
     )))
 }
 
-#[tonic::async_trait]
-impl Ingest for IngestService {
-    type SessionStream = ReceiverStream<Result<AggregatorFrame, Status>>;
+/// The stream of frames a session sends the agent.
+pub type SessionStream = ReceiverStream<Result<AggregatorFrame, Status>>;
 
-    async fn session(
+impl IngestService {
+    /// `Ingest/Session`: authenticates the agent, then spawns the session's loop.
+    ///
+    /// # Errors
+    /// A gRPC status when the session is refused (identity, revocation, limits, no Hello).
+    pub async fn session(
         &self,
-        request: Request<Streaming<AgentFrame>>,
-    ) -> Result<Response<Self::SessionStream>, Status> {
+        request: Request<Streaming<InboundFrame>>,
+    ) -> Result<Response<SessionStream>, Status> {
         let remote = request
             .remote_addr()
             .map_or_else(|| "unknown".to_owned(), |a| a.to_string());
@@ -171,7 +180,7 @@ impl Ingest for IngestService {
                 Status::deadline_exceeded("no Hello in time")
             })??;
         let hello = match first.and_then(|f| f.frame) {
-            Some(agent_frame::Frame::Hello(h)) => h,
+            Some(InboundKind::Hello(h)) => h,
             _ => {
                 count(IngestErrorCause::BadFrame);
                 return Err(Status::invalid_argument("the first frame must be Hello"));
@@ -238,6 +247,79 @@ impl Ingest for IngestService {
             revoked,
         ));
         Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// `picket.v1.Ingest` as served: what tonic's generated `IngestServer` does, except that agent
+/// frames decode as [`InboundFrame`] (a batch stays bytes) instead of `AgentFrame`.
+#[derive(Clone)]
+pub struct IngestRoute {
+    service: Arc<IngestService>,
+    max_decoding_message_size: usize,
+    max_encoding_message_size: usize,
+}
+
+impl IngestRoute {
+    /// Serves `service`, refusing agent frames over `max_decoding` bytes and never sending a
+    /// frame over `max_encoding` bytes.
+    pub fn new(service: IngestService, max_decoding: usize, max_encoding: usize) -> Self {
+        Self {
+            service: Arc::new(service),
+            max_decoding_message_size: max_decoding,
+            max_encoding_message_size: max_encoding,
+        }
+    }
+}
+
+impl tonic::server::NamedService for IngestRoute {
+    const NAME: &'static str = "picket.v1.Ingest";
+}
+
+/// The `Session` method, as tonic's server machinery calls it.
+struct SessionMethod(Arc<IngestService>);
+
+impl tonic::server::StreamingService<InboundFrame> for SessionMethod {
+    type Response = AggregatorFrame;
+    type ResponseStream = SessionStream;
+    type Future = tonic::codegen::BoxFuture<Response<SessionStream>, Status>;
+
+    fn call(&mut self, request: Request<Streaming<InboundFrame>>) -> Self::Future {
+        let service = Arc::clone(&self.0);
+        Box::pin(async move { service.session(request).await })
+    }
+}
+
+impl<B> tonic::codegen::Service<tonic::codegen::http::Request<B>> for IngestRoute
+where
+    B: tonic::codegen::Body + Send + 'static,
+    B::Error: Into<tonic::codegen::StdError> + Send + 'static,
+{
+    type Response = tonic::codegen::http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = tonic::codegen::BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: tonic::codegen::http::Request<B>) -> Self::Future {
+        if req.uri().path() != "/picket.v1.Ingest/Session" {
+            return Box::pin(async { Ok(Status::unimplemented("").into_http()) });
+        }
+        let method = SessionMethod(Arc::clone(&self.service));
+        let limits = (
+            Some(self.max_decoding_message_size),
+            Some(self.max_encoding_message_size),
+        );
+        Box::pin(async move {
+            let codec = tonic_prost::ProstCodec::<AggregatorFrame, InboundFrame>::default();
+            let mut grpc =
+                tonic::server::Grpc::new(codec).apply_max_message_size_config(limits.0, limits.1);
+            Ok(grpc.streaming(method, req).await)
+        })
     }
 }
 
@@ -335,23 +417,40 @@ enum Step {
     End(Result<(), Status>),
 }
 
-/// Applies one frame (without flushing) and notes the ack it earns.
+/// Applies one frame (without flushing) and notes the ack it earns; a newly stored batch's
+/// bytes go to `applied`, to be decoded for detection once acked.
 fn apply_frame(
     store: &BatchStore,
     agent: &AgentId,
-    frame: AgentFrame,
+    frame: InboundFrame,
     acks: &mut PendingAcks,
-    applied: &mut Vec<Vec<Record>>,
+    applied: &mut Vec<Bytes>,
 ) -> Step {
     match frame.frame {
-        Some(agent_frame::Frame::Batch(batch)) => {
-            let seq = batch.seq;
-            let lane = Lane::try_from(batch.lane).unwrap_or(Lane::Bulk);
-            match store.apply(agent, &batch, now_ms()) {
+        Some(InboundKind::Batch(bytes)) => {
+            let header = match BatchHeader::decode(bytes.as_ref()) {
+                Ok(h) => h,
+                Err(e) => {
+                    // What tonic reported before batches stayed encoded: a frame that does
+                    // not decode ends the stream.
+                    count(IngestErrorCause::StreamError);
+                    return Step::End(Err(Status::internal(format!("batch does not decode: {e}"))));
+                }
+            };
+            let seq = header.seq;
+            let lane = Lane::try_from(header.lane).unwrap_or(Lane::Bulk);
+            let kinds = header.kind_counts();
+            let encoded = EncodedBatch {
+                seq,
+                lane: header.lane,
+                kinds: &kinds,
+                bytes: bytes.as_ref(),
+            };
+            match store.apply_encoded(agent, encoded, now_ms()) {
                 Ok(outcome) => {
                     match outcome {
                         AppendOutcome::Applied { .. } => {
-                            debug!(%agent, seq, lane = lane.as_str_name(), records = batch.records.len(), "batch stored")
+                            debug!(%agent, seq, lane = lane.as_str_name(), records = header.records.len(), "batch stored")
                         }
                         AppendOutcome::Duplicate { hwm } => {
                             debug!(%agent, seq, hwm, lane = lane.as_str_name(), "replayed batch recognised, not applied")
@@ -359,7 +458,7 @@ fn apply_frame(
                     }
                     acks.note(lane, outcome.hwm());
                     if matches!(outcome, AppendOutcome::Applied { .. }) {
-                        applied.push(batch.records);
+                        applied.push(bytes);
                     }
                     Step::Continue
                 }
@@ -372,14 +471,14 @@ fn apply_frame(
                 }
             }
         }
-        Some(agent_frame::Frame::Heartbeat(hb)) => {
+        Some(InboundKind::Heartbeat(hb)) => {
             debug!(%agent, health = ?hb.health, "heartbeat");
             if let Err(e) = store.note_agent(agent, None, None, hb.health.as_ref(), now_ms()) {
                 warn!(%agent, error = %e, "heartbeat not recorded");
             }
             Step::Continue
         }
-        Some(agent_frame::Frame::Hello(_)) => {
+        Some(InboundKind::Hello(_)) => {
             count(IngestErrorCause::BadFrame);
             Step::End(Err(Status::invalid_argument(
                 "Hello may only be the first frame",
@@ -392,15 +491,51 @@ fn apply_frame(
     }
 }
 
+/// Stored, acked batches queued for one session's decoder before the session waits: one
+/// group's worth, so decoding one group overlaps receiving and storing the next.
+const DECODE_QUEUE: usize = MAX_GROUP;
+
+/// One session's decoder: turns its stored batches' bytes into records, in order, and hands
+/// them to detection (waiting while detection is busy, which in turn slows the session).
+async fn decode_for_detection(
+    agent: AgentId,
+    region: String,
+    mut rx: mpsc::Receiver<Bytes>,
+    out: mpsc::Sender<StoredBatch>,
+) {
+    while let Some(bytes) = rx.recv().await {
+        let records = match Batch::decode(bytes) {
+            Ok(b) => b.records,
+            Err(e) => {
+                // The framing was checked before storing; this is damage inside a record.
+                // The batch is stored and acked; detection cannot observe it.
+                count(IngestErrorCause::BadFrame);
+                warn!(%agent, error = %e, "stored batch does not decode; not observed by detection");
+                continue;
+            }
+        };
+        let stored = StoredBatch {
+            agent: agent.clone(),
+            region: region.clone(),
+            records,
+        };
+        if out.send(stored).await.is_err() {
+            // Detection has stopped (shutdown); the batches stay stored.
+            warn!(%agent, "detection is not running; batch not observed");
+            return;
+        }
+    }
+}
+
 /// Reads one agent's frames until the stream ends; the slot is held for the session's life.
 // Nine parts of one session, each owned by it for its life; a struct would only rename them.
 #[allow(clippy::too_many_arguments)]
 async fn run_session(
     store: BatchStore,
     agent: AgentId,
-    mut inbound: Streaming<AgentFrame>,
+    mut inbound: Streaming<InboundFrame>,
     tx: mpsc::Sender<Result<AggregatorFrame, Status>>,
-    mut output: Option<(mpsc::Sender<StoredBatch>, String)>,
+    output: Option<(mpsc::Sender<StoredBatch>, String)>,
     _slot: SessionSlot,
     mut intel: IntelFeed,
     agent_intel_version: u64,
@@ -415,8 +550,14 @@ async fn run_session(
         }
     }
     drop(current);
+    // Ends when the session drops its sender, after decoding what was queued.
+    let mut decoder = output.map(|(out, region)| {
+        let (dtx, drx) = mpsc::channel(DECODE_QUEUE);
+        tokio::spawn(decode_for_detection(agent.clone(), region, drx, out));
+        dtx
+    });
     let mut acks = PendingAcks::default();
-    let mut applied: Vec<Vec<Record>> = Vec::new();
+    let mut applied: Vec<Bytes> = Vec::new();
     let end: Result<(), Status> = 'session: loop {
         // `Streaming::message` is cancel-safe, so a snapshot published while waiting for the
         // agent loses no frame.
@@ -481,17 +622,11 @@ async fn run_session(
             }
         }
         // Only durable batches go on to detection (waiting while it is busy: backpressure).
-        for records in applied.drain(..) {
-            if let Some((out, region)) = &output {
-                let stored = StoredBatch {
-                    agent: agent.clone(),
-                    region: region.clone(),
-                    records,
-                };
-                if out.send(stored).await.is_err() {
-                    // Detection has stopped (shutdown); the batch stays stored.
-                    warn!(%agent, "detection is not running; batch not observed");
-                    output = None;
+        for bytes in applied.drain(..) {
+            if let Some(d) = &decoder {
+                if d.send(bytes).await.is_err() {
+                    // The decoder ended because detection stopped (it said so).
+                    decoder = None;
                 }
             }
         }

@@ -72,6 +72,20 @@ impl AppendOutcome {
     }
 }
 
+/// A batch as [`BatchStore::apply_encoded`] takes it: the encoded `picket.v1.Batch` and what
+/// the ledger needs from it.
+#[derive(Debug, Clone, Copy)]
+pub struct EncodedBatch<'a> {
+    /// `Batch.seq`.
+    pub seq: u64,
+    /// `Batch.lane`, as sent.
+    pub lane: i32,
+    /// Records per kind (as [`picket_proto::record_kind`] names them).
+    pub kinds: &'a [(&'static str, u64)],
+    /// The encoded `picket.v1.Batch`, stored as is.
+    pub bytes: &'a [u8],
+}
+
 /// Durable, deduplicating store of agent batches with a ledger per agent.
 #[derive(Clone)]
 pub struct BatchStore {
@@ -79,10 +93,6 @@ pub struct BatchStore {
     db: sled::Db,
     batches: sled::Tree,
     ledgers: sled::Tree,
-}
-
-fn lane_of(batch: &Batch) -> Result<Lane, StoreError> {
-    Lane::try_from(batch.lane).map_err(|_| StoreError::UnknownLane(batch.lane))
 }
 
 fn lane_mark(ledger: &mut AgentLedger, lane: Lane) -> &mut u64 {
@@ -185,19 +195,7 @@ impl BatchStore {
         batch: &Batch,
         now_ms: i64,
     ) -> Result<AppendOutcome, StoreError> {
-        if batch.seq == 0 {
-            return Err(StoreError::ZeroSeq);
-        }
-        let lane = lane_of(batch)?;
-        let agent_key = agent.store_key();
-        let mut batch_key = Vec::with_capacity(agent_key.len() + 10);
-        batch_key.extend_from_slice(&agent_key);
-        batch_key.push(0);
-        batch_key.push(u8::try_from(batch.lane).unwrap_or(u8::MAX));
-        batch_key.extend_from_slice(&batch.seq.to_be_bytes());
-        let value = batch.encode_to_vec();
-        // Counted once, outside the transaction (whose closure may run again), by the kinds'
-        // static names: no allocation per record.
+        // Counted by the kinds' static names: no allocation per record.
         let mut kinds: Vec<(&'static str, u64)> = Vec::with_capacity(4);
         for r in &batch.records {
             let kind = record_kind(r);
@@ -206,6 +204,40 @@ impl BatchStore {
                 None => kinds.push((kind, 1)),
             }
         }
+        let value = batch.encode_to_vec();
+        self.apply_encoded(
+            agent,
+            EncodedBatch {
+                seq: batch.seq,
+                lane: batch.lane,
+                kinds: &kinds,
+                bytes: &value,
+            },
+            now_ms,
+        )
+    }
+
+    /// As [`BatchStore::apply`] for a batch still encoded as the agent sent it: stores those
+    /// bytes as they are (the ingest path, which never decodes a batch before acking it).
+    ///
+    /// # Errors
+    /// As [`BatchStore::append`].
+    pub fn apply_encoded(
+        &self,
+        agent: &AgentId,
+        batch: EncodedBatch<'_>,
+        now_ms: i64,
+    ) -> Result<AppendOutcome, StoreError> {
+        if batch.seq == 0 {
+            return Err(StoreError::ZeroSeq);
+        }
+        let lane = Lane::try_from(batch.lane).map_err(|_| StoreError::UnknownLane(batch.lane))?;
+        let agent_key = agent.store_key();
+        let mut batch_key = Vec::with_capacity(agent_key.len() + 10);
+        batch_key.extend_from_slice(&agent_key);
+        batch_key.push(0);
+        batch_key.push(u8::try_from(batch.lane).unwrap_or(u8::MAX));
+        batch_key.extend_from_slice(&batch.seq.to_be_bytes());
         (&self.batches, &self.ledgers)
             .transaction(|(batches, ledgers)| {
                 let mut ledger = read_ledger(ledgers, agent)?;
@@ -218,10 +250,10 @@ impl BatchStore {
                     ledger.duplicates_discarded += 1;
                     AppendOutcome::Duplicate { hwm }
                 } else {
-                    batches.insert(batch_key.as_slice(), value.as_slice())?;
+                    batches.insert(batch_key.as_slice(), batch.bytes)?;
                     *lane_mark(&mut ledger, lane) = batch.seq;
                     ledger.batches_received += 1;
-                    for (kind, n) in &kinds {
+                    for (kind, n) in batch.kinds {
                         match ledger.records_received.get_mut(*kind) {
                             Some(total) => *total += n,
                             None => {
