@@ -22,6 +22,7 @@
 //! hash and a store instead of an entry (the first connection's start is not scored; a slot
 //! overwritten between two sightings just delays the pair).
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::net::IpAddr;
@@ -41,7 +42,7 @@ use crate::findings::types::FindingType;
 
 /// Intervals listed in evidence, at most.
 const EVIDENCE_INTERVALS: usize = 16;
-/// Slots of the seen-once filter (2^18 × 8 bytes = 2 MiB), a power of two.
+/// Slots of the seen-once filter (2^18 × 4 bytes = 1 MiB), a power of two.
 const SEEN_SLOTS: usize = 1 << 18;
 
 /// `[detectors.beaconing]`.
@@ -240,7 +241,7 @@ pub struct BeaconingDetector {
     // Pairs' last activity while making room, kept between calls (no fresh buffer per batch).
     lasts: Vec<i64>,
     held: usize,
-    seen: Box<[u64]>,
+    seen: Box<[u32]>,
     hasher: Hasher,
     first_sightings: u64,
     scratch: Scratch,
@@ -374,27 +375,37 @@ impl Detector for BeaconingDetector {
         let cap = self.config.max_samples.get();
         let at = summary::flow_time(f);
         let name = self.instances.key(&source.instance_id);
-        let pair_key = (name, key);
-        if !self.pairs.contains_key(&pair_key) {
-            // By the name's text, not the shared copy: the filter must recognise a pair across
-            // a sweep of unused names.
-            // Never 0, so an empty slot cannot match.
-            let h = self.hasher.hash_one((source.instance_id.as_str(), key)) | 1;
-            let slot = usize::try_from(h).unwrap_or(0) & (SEEN_SLOTS - 1);
-            if let Some(s) = self.seen.get_mut(slot) {
-                if *s != h {
-                    *s = h;
-                    self.first_sightings += 1;
-                    return;
+        // One lookup whether the pair is held or not.
+        let pair = match self.pairs.entry((name, key)) {
+            Entry::Occupied(held) => held.into_mut(),
+            Entry::Vacant(new) => {
+                // By the name's text, not the shared copy: the filter must recognise a pair
+                // across a sweep of unused names.
+                let h = self.hasher.hash_one((source.instance_id.as_str(), key));
+                // The low bits pick the slot, the high half is the fingerprint kept in it:
+                // 32 bits halve the filter (1 MiB) against a 2^-32 chance that a pair's
+                // first sighting matches another's fingerprint. Never 0, so an empty slot
+                // cannot match.
+                let slot = usize::try_from(h).unwrap_or(0) & (SEEN_SLOTS - 1);
+                let fingerprint = u32::try_from(h >> 32).unwrap_or(u32::MAX) | 1;
+                if let Some(s) = self.seen.get_mut(slot) {
+                    if *s != fingerprint {
+                        *s = fingerprint;
+                        self.first_sightings += 1;
+                        return;
+                    }
+                    *s = 0;
                 }
-                *s = 0;
+                self.held += 1;
+                if self.held > self.config.max_pairs.get() {
+                    let pair_key = new.into_key();
+                    self.make_room();
+                    self.pairs.entry(pair_key).or_insert_with(|| Pair::new(at))
+                } else {
+                    new.insert(Pair::new(at))
+                }
             }
-            if self.held >= self.config.max_pairs.get() {
-                self.make_room();
-            }
-            self.held += 1;
-        }
-        let pair = self.pairs.entry(pair_key).or_insert_with(|| Pair::new(at));
+        };
         let new_connections = pair.add(f, cap);
         let config = &self.config;
         let min_conns = u64::from(config.min_connections.get());

@@ -90,12 +90,19 @@ pub fn class(protocol: u32, port: u32) -> FindingType {
     }
 }
 
+// Only the sums the threshold test reads are inline; the examples, which nearly every window
+// never takes, sit behind one pointer, so a window is smaller and more of the table stays in
+// the cache.
 #[derive(Debug, Default)]
 struct Volume {
     packets_out: u64,
     packets_in: u64,
     bytes_out: u64,
-    flows: Vec<FlowSummary>,
+    #[expect(
+        clippy::box_collection,
+        reason = "boxed for the window's size: 8 bytes inline instead of a Vec's 24"
+    )]
+    flows: Option<Box<Vec<FlowSummary>>>,
 }
 
 /// Sums outbound packets per public remote.
@@ -161,7 +168,7 @@ impl Detector for DenialOfServiceDetector {
         // Examples come from the second half of the way to the threshold: a window that never
         // gets there (nearly all of them) then never copies a summary.
         if v.packets_out.saturating_mul(2) >= min {
-            keep_example(&mut v.flows, MAX_EXAMPLES, || f.clone());
+            keep_example(v.flows.get_or_insert_default(), MAX_EXAMPLES, || f.clone());
         }
         if w.fired || v.packets_out < min {
             return;
@@ -187,7 +194,7 @@ impl Detector for DenialOfServiceDetector {
                 },
             ],
             example_names: Vec::new(),
-            flows: std::mem::take(&mut v.flows),
+            flows: v.flows.take().map(|flows| *flows).unwrap_or_default(),
             dns: Vec::new(),
             note: Some(format!("{} bytes sent in the window", v.bytes_out)),
         };

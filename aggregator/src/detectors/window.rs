@@ -7,10 +7,12 @@
 //! window opens at its first event and closes `window_ms` later (event time, not wall time, so
 //! `analyze` gives the same answer as `serve`).
 
-use std::collections::{HashMap, HashSet};
-use std::hash::Hash;
+use std::collections::HashSet;
+use std::hash::{BuildHasher, Hash};
 use std::num::NonZeroUsize;
 use std::sync::Arc;
+
+use hashbrown::HashTable;
 
 use super::DetectorCounter;
 
@@ -37,12 +39,20 @@ pub struct Window<S> {
 /// vector beside it, and a map from key to position: making room then scans 16 bytes per
 /// window instead of walking the whole map, which on a table kept full by a flood of new keys
 /// was most of a detector's time and pushed every other detector's state out of the cache.
+///
+/// The map holds only positions (4 bytes each), found by the key's hash (kept beside the
+/// times) and checked against the key in its slot: each key is stored once, so a new window
+/// clones no key (no string copy, no reference count), and the index of a full table is a
+/// tenth of the size it was with the keys in it.
 #[derive(Debug)]
 pub struct WindowTable<K, S> {
-    index: HashMap<K, u32, Hasher>,
+    index: HashTable<u32>,
+    hasher: Hasher,
     slots: Vec<(K, Window<S>)>,
     // (start_ms, last_ms) of the window at the same position in `slots`.
     times: Vec<(i64, i64)>,
+    // The key's hash of the window at the same position in `slots`.
+    hashes: Vec<u64>,
     cap: NonZeroUsize,
     window_ms: i64,
     evicted_full: u64,
@@ -52,13 +62,15 @@ pub struct WindowTable<K, S> {
     lasts: Vec<i64>,
 }
 
-impl<K: Hash + Eq + Clone, S: Default> WindowTable<K, S> {
+impl<K: Hash + Eq, S: Default> WindowTable<K, S> {
     /// A table of at most `cap` keys with windows `window_ms` long (at least 1 ms).
     pub fn new(cap: NonZeroUsize, window_ms: i64) -> Self {
         Self {
-            index: HashMap::default(),
+            index: HashTable::new(),
+            hasher: Hasher::default(),
             slots: Vec::new(),
             times: Vec::new(),
+            hashes: Vec::new(),
             cap,
             window_ms: window_ms.max(1),
             evicted_full: 0,
@@ -80,7 +92,12 @@ impl<K: Hash + Eq + Clone, S: Default> WindowTable<K, S> {
     /// is new or its window has ended. Makes room first when the table is full.
     pub fn window(&mut self, key: K, at_ms: i64) -> &mut Window<S> {
         let window_ms = self.window_ms;
-        if let Some(&at) = self.index.get(&key) {
+        let hash = self.hasher.hash_one(&key);
+        let slots = &self.slots;
+        let found = self.index.find(hash, |&at| {
+            slots.get(at as usize).is_some_and(|(held, _)| *held == key)
+        });
+        if let Some(&at) = found {
             let i = at as usize;
             // Always in bounds (the index and the vectors change together); checked so a
             // slip cannot panic, and before borrowing, so the borrow is only ever returned.
@@ -99,7 +116,11 @@ impl<K: Hash + Eq + Clone, S: Default> WindowTable<K, S> {
         }
         // Positions fit in u32: the cap bounds the table and is far below 2^32 keys' memory.
         let i = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
-        self.index.insert(key.clone(), i);
+        self.hashes.push(hash);
+        let hashes = &self.hashes;
+        self.index.insert_unique(hash, i, |&at| {
+            hashes.get(at as usize).copied().unwrap_or_default()
+        });
         self.times.push((at_ms, at_ms));
         self.slots.push((key, Self::fresh(at_ms)));
         let Some((_, w)) = self.slots.last_mut() else {
@@ -110,16 +131,24 @@ impl<K: Hash + Eq + Clone, S: Default> WindowTable<K, S> {
 
     /// Removes the window at position `i`; the last window moves into its place.
     fn remove_at(&mut self, i: usize) {
-        if i >= self.slots.len() {
+        let Some(&hash) = self.hashes.get(i) else {
             return;
+        };
+        let at = u32::try_from(i).unwrap_or(u32::MAX);
+        if let Ok(entry) = self.index.find_entry(hash, |&held| held == at) {
+            entry.remove();
         }
-        let (key, _) = self.slots.swap_remove(i);
+        let last = self.slots.len().saturating_sub(1);
+        self.slots.swap_remove(i);
         self.times.swap_remove(i);
-        self.index.remove(&key);
-        if let Some((moved, _)) = self.slots.get(i)
-            && let Some(at) = self.index.get_mut(moved)
+        self.hashes.swap_remove(i);
+        if i < last
+            && let Some(&moved) = self.hashes.get(i)
         {
-            *at = u32::try_from(i).unwrap_or(u32::MAX);
+            let from = u32::try_from(last).unwrap_or(u32::MAX);
+            if let Some(held) = self.index.find_mut(moved, |&held| held == from) {
+                *held = at;
+            }
         }
     }
 
@@ -374,6 +403,8 @@ pub fn keep_example<T>(examples: &mut Vec<T>, cap: usize, make: impl FnOnce() ->
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
 
     fn table(cap: usize, window_ms: i64) -> WindowTable<u32, u64> {
@@ -491,6 +522,31 @@ mod tests {
         // The next new key fits without another scan.
         t.window(101, 101);
         assert_eq!((t.expired(), t.evicted_full(), t.len()), (1, 1, 32));
+    }
+
+    #[test]
+    fn every_key_finds_its_own_window_after_removals_move_others() {
+        // Removing a window moves the last one into its place. Against a plain model of
+        // tumbling windows (the cap is never reached, so only expiry removes), every key must
+        // keep finding its own window and count: a lost or crossed position would restart a
+        // count or show another key's.
+        let mut t = table(1_000, 100);
+        let mut model: HashMap<u32, (i64, u64)> = HashMap::new();
+        for i in 0..5_000i64 {
+            let key = u32::try_from(i).expect("small").wrapping_mul(7_919) % 50;
+            if i % 7 == 0 {
+                t.expire(i);
+            }
+            let expected = model.entry(key).or_insert((i, 0));
+            if i - expected.0 >= 100 {
+                *expected = (i, 0);
+            }
+            expected.1 += 1;
+            let w = t.window(key, i);
+            w.state += 1;
+            assert_eq!((w.start_ms, w.state), *expected, "key {key} at {i}");
+        }
+        assert!(t.expired() > 100, "{}", t.expired());
     }
 
     #[test]
