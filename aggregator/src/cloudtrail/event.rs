@@ -3,6 +3,8 @@
 
 use std::net::IpAddr;
 
+use super::lazy_json::LazyJson;
+
 /// Who made an API call (`userIdentity`), flattened.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Principal {
@@ -140,12 +142,12 @@ pub struct ApiEvent {
     pub error_message: String,
     /// `readOnly`, when given.
     pub read_only: Option<bool>,
-    /// `requestParameters`, verbatim (`Null` when absent).
-    pub request_parameters: serde_json::Value,
-    /// `responseElements`, verbatim (`Null` when absent).
-    pub response_elements: serde_json::Value,
-    /// `additionalEventData`, verbatim (`Null` when absent).
-    pub additional_event_data: serde_json::Value,
+    /// `requestParameters`, kept as text and parsed on first read (`Null` when absent).
+    pub request_parameters: LazyJson,
+    /// `responseElements`, kept as text and parsed on first read (`Null` when absent).
+    pub response_elements: LazyJson,
+    /// `additionalEventData`, kept as text and parsed on first read (`Null` when absent).
+    pub additional_event_data: LazyJson,
     /// `resources[]`.
     pub resources: Vec<ApiResource>,
     /// `vpcEndpointId`, when the call came through a VPC endpoint.

@@ -353,7 +353,7 @@ mod tests {
                 "s3.amazonaws.com"
             };
             let mut e = user_call("alice", source, name, T0 + i as i64 * 8 * 3600 * 1000);
-            e.request_parameters = serde_json::json!({"bucketName": "reports"});
+            *e.request_parameters.value_mut() = serde_json::json!({"bucketName": "reports"});
             d.observe(&api(e), &mut out);
         }
         assert!(out.is_empty(), "learning raised {out:?}");
@@ -449,7 +449,8 @@ mod tests {
         let mut d = ApiBaselineDetector::new(config());
         learned(&mut d);
         let mut e = user_call("alice", "s3.amazonaws.com", "GetObject", T0 + 8 * DAY);
-        e.request_parameters = serde_json::json!({"bucketName": "payroll", "key": "2024.csv"});
+        *e.request_parameters.value_mut() =
+            serde_json::json!({"bucketName": "payroll", "key": "2024.csv"});
         e.source = ip("2001:db8:77::9");
         e.region = "us-east-2".into();
         let mut out = Vec::new();

@@ -97,7 +97,7 @@ fn policy_allows_anyone(params: &Value) -> bool {
 
 /// The finding type, resource and note an event raises, if any.
 fn verdict(e: &ApiEvent) -> Option<(FindingType, ResourceRef, &'static str)> {
-    let p = &e.request_parameters;
+    let p = e.request_parameters.value();
     let bucket_ref = || bucket_name(e).map(bucket);
     match e.event_name.as_str() {
         "DeleteAccountPublicAccessBlock" => Some((
