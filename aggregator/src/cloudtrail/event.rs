@@ -2,6 +2,7 @@
 //! format or AWS quirk it arrived with. The reader fills it; detectors only read it.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use super::lazy_json::LazyJson;
 
@@ -107,8 +108,8 @@ impl CallerAddress {
 /// Where in its input an event was read, so reports can point at it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventOrigin {
-    /// The file it came from.
-    pub file: String,
+    /// The file it came from, shared by all of that file's events.
+    pub file: Arc<str>,
     /// Index of the event in the file (0-based), or line number for newline-delimited input.
     pub position: u64,
 }
