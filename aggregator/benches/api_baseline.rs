@@ -9,7 +9,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use picket_aggregator::cloudtrail::{ApiEvent, CallerAddress, EventOrigin, Principal};
+use picket_aggregator::cloudtrail::{ApiEvent, CallerAddress, EventOrigin, LazyJson, Principal};
 use picket_aggregator::detectors::api_baseline::profile::{CallKeys, stable_hash};
 use picket_aggregator::detectors::api_baseline::{ApiBaselineConfig, ApiBaselineDetector};
 use picket_aggregator::detectors::{Detector, Event};
@@ -50,9 +50,9 @@ fn template() -> ApiEvent {
         error_code: String::new(),
         error_message: String::new(),
         read_only: Some(true),
-        request_parameters: serde_json::Value::Null,
-        response_elements: serde_json::Value::Null,
-        additional_event_data: serde_json::Value::Null,
+        request_parameters: LazyJson::null(),
+        response_elements: LazyJson::null(),
+        additional_event_data: LazyJson::null(),
         resources: Vec::new(),
         vpc_endpoint_id: None,
         origin: EventOrigin::default(),

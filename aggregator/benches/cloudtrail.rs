@@ -9,10 +9,14 @@
 //! the next run; `CT_BENCH_STAGES` (comma-separated, default all) picks among `floor`,
 //! `gunzip`, `read` (gunzip + read + normalise), `full` and `detectors` (each CloudTrail
 //! detector's own time per event, over events already in memory).
+//!
+//! Each stage prints its wall time and, where the kernel tells, this thread's CPU time
+//! (`/proc/thread-self/schedstat`): on a loaded shared machine the wall clock also counts time
+//! spent waiting for a core, the CPU time mostly does not, so compare rates by CPU time there.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use picket_aggregator::cloudtrail::reader::{ReadTotals, Reader, collect_files};
 use picket_aggregator::detectors::{
@@ -233,14 +237,15 @@ fn detector_breakdown(files: &[PathBuf], context: &DetectorContext, limit: usize
         if !d.inputs().contains(&EventKind::Api) {
             continue;
         }
-        let t = Instant::now();
+        let t = Stopwatch::start();
         let mut observed = 0usize;
         for e in &events {
             d.observe(e, &mut out);
             observed += out.len();
             out.clear();
         }
-        let ns = t.elapsed().as_secs_f64() * 1e9 / n;
+        let (wall, cpu) = t.read();
+        let ns = cpu.unwrap_or(wall) * 1e9 / n;
         sum += ns;
         rows.push((d.name(), ns, observed));
     }
@@ -255,7 +260,7 @@ fn detector_breakdown(files: &[PathBuf], context: &DetectorContext, limit: usize
         &config,
         context,
     );
-    let t = Instant::now();
+    let t = Stopwatch::start();
     for e in &events {
         pipeline.feed(e);
         if pipeline.is_full() {
@@ -263,11 +268,51 @@ fn detector_breakdown(files: &[PathBuf], context: &DetectorContext, limit: usize
         }
     }
     drop(pipeline.drain());
-    let ns = t.elapsed().as_secs_f64() * 1e9 / n;
+    let (wall, cpu) = t.read();
+    let ns = cpu.unwrap_or(wall) * 1e9 / n;
     println!(
         "  detectors alone {sum:.0} ns/event; pipeline (detectors + correlation + engine) {ns:.0} ns/event over {} events in memory",
         events.len()
     );
+}
+
+/// This thread's time on a CPU so far (`/proc/thread-self/schedstat`), when the kernel tells.
+fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns = stat.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
+}
+
+/// Wall and CPU time from when it was started.
+struct Stopwatch {
+    wall: Instant,
+    cpu: Option<Duration>,
+}
+
+impl Stopwatch {
+    fn start() -> Self {
+        Self {
+            cpu: cpu_time(),
+            wall: Instant::now(),
+        }
+    }
+
+    /// Seconds of wall time and of CPU time (when known) so far.
+    fn read(&self) -> (f64, Option<f64>) {
+        let wall = self.wall.elapsed().as_secs_f64();
+        let cpu = self
+            .cpu
+            .zip(cpu_time())
+            .map(|(a, b)| b.saturating_sub(a).as_secs_f64());
+        (wall, cpu)
+    }
+}
+
+/// `", CPU 1.23 s, 456789 events/s by CPU"`, or nothing when CPU time is unknown.
+fn cpu_text(cpu: Option<f64>, events: usize) -> String {
+    cpu.map_or_else(String::new, |c| {
+        format!(", CPU {c:.2} s, {:.0} events/s by CPU", events as f64 / c)
+    })
 }
 
 /// mimalloc instead of glibc's allocator: CloudTrail normalising and the detectors make many
@@ -321,7 +366,7 @@ fn main() {
 
     if stage_wanted("floor") {
         // Floor: gunzip + parse each file as a JSON value.
-        let t = Instant::now();
+        let t = Stopwatch::start();
         let mut floor_events = 0usize;
         let mut buf = Vec::new();
         for f in &files {
@@ -333,16 +378,17 @@ fn main() {
             let v: Value = serde_json::from_slice(&buf).expect("json");
             floor_events += v["Records"].as_array().map_or(0, Vec::len);
         }
-        let secs = t.elapsed().as_secs_f64();
+        let (secs, cpu) = t.read();
         assert_eq!(floor_events, events);
         println!(
-            "floor (gunzip + serde_json::Value): {secs:.2} s, {:.0} events/s",
-            rate(secs)
+            "floor (gunzip + serde_json::Value): {secs:.2} s, {:.0} events/s{}",
+            rate(secs),
+            cpu_text(cpu, events)
         );
-        floor = Some(secs);
+        floor = Some((secs, cpu));
     }
     if stage_wanted("gunzip") {
-        let t = Instant::now();
+        let t = Stopwatch::start();
         let mut buf = Vec::new();
         for f in &files {
             let raw = std::fs::read(f).expect("read");
@@ -351,14 +397,15 @@ fn main() {
                 .read_to_end(&mut buf)
                 .expect("gunzip");
         }
-        let secs = t.elapsed().as_secs_f64();
+        let (secs, cpu) = t.read();
         println!(
-            "stage gunzip alone: {secs:.2} s, {:.0} events/s",
-            rate(secs)
+            "stage gunzip alone: {secs:.2} s, {:.0} events/s{}",
+            rate(secs),
+            cpu_text(cpu, events)
         );
     }
     if stage_wanted("read") {
-        let t = Instant::now();
+        let t = Stopwatch::start();
         let mut reader = Reader::new();
         let mut normalised = 0u64;
         for f in &files {
@@ -368,16 +415,17 @@ fn main() {
                 })
                 .events;
         }
-        let secs = t.elapsed().as_secs_f64();
+        let (secs, cpu) = t.read();
         assert_eq!(normalised as usize, events);
         println!(
-            "stage gunzip + read + normalise: {secs:.2} s, {:.0} events/s",
-            rate(secs)
+            "stage gunzip + read + normalise: {secs:.2} s, {:.0} events/s{}",
+            rate(secs),
+            cpu_text(cpu, events)
         );
     }
     if stage_wanted("full") {
         // Full path: find files, read, normalise, every detector, findings.
-        let t = Instant::now();
+        let t = Stopwatch::start();
         let mut pipeline = Pipeline::new(
             EngineConfig::default(),
             SuppressionRules::default(),
@@ -404,23 +452,34 @@ fn main() {
             }
         }
         findings += pipeline.drain().len();
-        let secs = t.elapsed().as_secs_f64();
+        let (secs, cpu) = t.read();
         assert_eq!(totals.events as usize, events);
         println!(
-            "full (read, normalise, {} detectors, findings): {secs:.2} s, {:.0} events/s, {findings} findings",
+            "full (read, normalise, {} detectors, findings): {secs:.2} s, {:.0} events/s{}, {findings} findings",
             picket_aggregator::detectors::all(&DetectorsConfig::default(), &context).len(),
-            rate(secs)
+            rate(secs),
+            cpu_text(cpu, events)
         );
-        if let Some(floor) = floor {
+        if let Some((floor, floor_cpu)) = floor {
             println!(
                 "ratio full/floor time: {:.2}x (full is {:.2}x the floor's rate)",
                 secs / floor,
                 floor / secs
             );
+            if let Some((c, fc)) = cpu.zip(floor_cpu) {
+                println!(
+                    "ratio full/floor CPU time: {:.2}x (full is {:.2}x the floor's rate)",
+                    c / fc,
+                    fc / c
+                );
+            }
         }
     }
     if stage_wanted("detectors") {
-        println!("per-detector cost (CloudTrail detectors only):");
+        println!(
+            "per-detector cost (CloudTrail detectors only; {} time):",
+            if cpu_time().is_some() { "CPU" } else { "wall" }
+        );
         detector_breakdown(&files, &context, events.min(100_000));
     }
 }

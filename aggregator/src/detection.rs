@@ -210,6 +210,7 @@ fn restore_states(store: &FindingStore, pipeline: &mut Pipeline) {
     for (name, why) in refused {
         warn!(
             detector = name,
+            store = %store.path().display(),
             why, "saved detector state refused; relearning"
         );
     }

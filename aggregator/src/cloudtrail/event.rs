@@ -2,6 +2,9 @@
 //! format or AWS quirk it arrived with. The reader fills it; detectors only read it.
 
 use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::lazy_json::LazyJson;
 
 /// Who made an API call (`userIdentity`), flattened.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -105,8 +108,8 @@ impl CallerAddress {
 /// Where in its input an event was read, so reports can point at it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventOrigin {
-    /// The file it came from.
-    pub file: String,
+    /// The file it came from, shared by all of that file's events.
+    pub file: Arc<str>,
     /// Index of the event in the file (0-based), or line number for newline-delimited input.
     pub position: u64,
 }
@@ -140,12 +143,12 @@ pub struct ApiEvent {
     pub error_message: String,
     /// `readOnly`, when given.
     pub read_only: Option<bool>,
-    /// `requestParameters`, verbatim (`Null` when absent).
-    pub request_parameters: serde_json::Value,
-    /// `responseElements`, verbatim (`Null` when absent).
-    pub response_elements: serde_json::Value,
-    /// `additionalEventData`, verbatim (`Null` when absent).
-    pub additional_event_data: serde_json::Value,
+    /// `requestParameters`, kept as text and parsed on first read (`Null` when absent).
+    pub request_parameters: LazyJson,
+    /// `responseElements`, kept as text and parsed on first read (`Null` when absent).
+    pub response_elements: LazyJson,
+    /// `additionalEventData`, kept as text and parsed on first read (`Null` when absent).
+    pub additional_event_data: LazyJson,
     /// `resources[]`.
     pub resources: Vec<ApiResource>,
     /// `vpcEndpointId`, when the call came through a VPC endpoint.

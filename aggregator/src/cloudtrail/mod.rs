@@ -9,6 +9,7 @@
 
 pub mod address;
 pub mod event;
+pub mod lazy_json;
 pub mod normalize;
 pub mod raw;
 pub mod reader;
@@ -20,3 +21,4 @@ pub mod timestamp;
 pub mod watcher;
 
 pub use event::{ApiEvent, ApiResource, CallerAddress, EventOrigin, Principal, SessionIssuer};
+pub use lazy_json::LazyJson;

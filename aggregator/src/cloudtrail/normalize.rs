@@ -4,8 +4,11 @@
 //! kept as given (fake regions, duplicate event ids, non-address callers), so nothing real is
 //! dropped and no two events are merged.
 
+use serde_json::value::RawValue;
+
 use super::address::caller_address;
 use super::event::{ApiEvent, ApiResource, CallerAddress, EventOrigin, Principal, SessionIssuer};
+use super::lazy_json::{LazyJson, MAX_DEPTH, too_deep};
 use super::raw::{JStr, RawRecord};
 use super::timestamp::parse_time_ms;
 
@@ -22,10 +25,23 @@ pub enum NormalizeError {
     /// Occurs when the time is not RFC 3339.
     #[error("eventTime {0:?} is not an RFC 3339 time")]
     BadTime(String),
+    /// Occurs when a member kept as text nests deeper than parsing it could follow.
+    #[error("bad event: recursion limit exceeded: {0} nests deeper than {MAX_DEPTH} levels")]
+    TooDeep(&'static str),
 }
 
 fn owned(s: Option<JStr<'_>>) -> String {
     s.map(|s| s.0.into_owned()).unwrap_or_default()
+}
+
+/// A member kept as text, refused when it nests too deeply to parse later (as the whole
+/// record was refused when it was parsed at once).
+fn lazy(raw: Option<&RawValue>, name: &'static str) -> Result<LazyJson, NormalizeError> {
+    match raw {
+        None => Ok(LazyJson::null()),
+        Some(r) if too_deep(r.get()) => Err(NormalizeError::TooDeep(name)),
+        Some(r) => Ok(LazyJson::from_text(r.get())),
+    }
 }
 
 fn required(s: Option<JStr<'_>>, name: &'static str) -> Result<String, NormalizeError> {
@@ -40,6 +56,10 @@ fn required(s: Option<JStr<'_>>, name: &'static str) -> Result<String, Normalize
 /// # Errors
 /// [`NormalizeError`] when the record lacks a name, a source or a readable time.
 pub fn normalize(raw: RawRecord<'_>, origin: EventOrigin) -> Result<ApiEvent, NormalizeError> {
+    // First, as a parse error of the whole record came before any other complaint.
+    let request_parameters = lazy(raw.request_parameters, "requestParameters")?;
+    let response_elements = lazy(raw.response_elements, "responseElements")?;
+    let additional_event_data = lazy(raw.additional_event_data, "additionalEventData")?;
     let event_name = required(raw.event_name, "eventName")?;
     let event_source = required(raw.event_source, "eventSource")?;
     let time_text = raw
@@ -111,9 +131,9 @@ pub fn normalize(raw: RawRecord<'_>, origin: EventOrigin) -> Result<ApiEvent, No
         error_code: owned(raw.error_code),
         error_message: owned(raw.error_message),
         read_only: raw.read_only.0,
-        request_parameters: raw.request_parameters,
-        response_elements: raw.response_elements,
-        additional_event_data: raw.additional_event_data,
+        request_parameters,
+        response_elements,
+        additional_event_data,
         resources,
         vpc_endpoint_id: raw
             .vpc_endpoint_id
@@ -167,6 +187,37 @@ mod tests {
         assert_eq!(e.time_ms, 1_704_067_201_000);
         assert_eq!(e.resources.len(), 1);
         assert!(e.request_parameters.is_null());
+    }
+
+    #[test]
+    fn api_shaped_members_read_as_before_and_too_deep_ones_are_refused() {
+        let json = r#"{"eventTime":"2024-01-01T00:00:01Z","eventSource":"s3.amazonaws.com","eventName":"GetObject","requestParameters":{"bucketName":"b","key":"k"},"responseElements":null,"additionalEventData":{"bytesTransferredOut":12}}"#;
+        let e = parse_event(json, origin()).expect("event");
+        assert_eq!(
+            e.request_parameters,
+            serde_json::json!({"bucketName": "b", "key": "k"})
+        );
+        assert!(e.response_elements.is_null());
+        assert_eq!(
+            e.additional_event_data.get("bytesTransferredOut"),
+            Some(&serde_json::json!(12))
+        );
+        let nested = |depth: usize| {
+            format!(
+                r#"{{"eventTime":"2024-01-01T00:00:01Z","eventSource":"a","eventName":"X","requestParameters":{}1{}}}"#,
+                "[".repeat(depth),
+                "]".repeat(depth)
+            )
+        };
+        // The deepest a record parsed whole could hold is still read, one more is refused.
+        let e = parse_event(&nested(MAX_DEPTH), origin()).expect("deepest allowed");
+        assert!(e.request_parameters.value().is_array());
+        let deeper = parse_event(&nested(MAX_DEPTH + 1), origin()).unwrap_err();
+        assert!(deeper.contains("recursion limit"), "{deeper}");
+        assert!(deeper.contains("requestParameters"), "{deeper}");
+        let whole = serde_json::from_str::<serde_json::Value>(&nested(MAX_DEPTH + 1));
+        assert!(whole.is_err(), "parsed whole, the same record was refused");
+        assert!(serde_json::from_str::<serde_json::Value>(&nested(MAX_DEPTH)).is_ok());
     }
 
     #[test]

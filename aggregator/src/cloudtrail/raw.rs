@@ -1,6 +1,6 @@
 //! The CloudTrail record as AWS writes it, deserialised without copying: strings borrow from
-//! the file's bytes where they have no escapes. Only `requestParameters`, `responseElements`
-//! and `additionalEventData` become `serde_json::Value`s, because their shape depends on the API.
+//! the file's bytes where they have no escapes. `requestParameters`, `responseElements` and
+//! `additionalEventData`, whose shape depends on the API, are kept as their raw JSON text.
 //!
 //! Every member is optional here; [`super::normalize`] decides what a usable event needs.
 
@@ -9,6 +9,7 @@ use std::fmt;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
+use serde_json::value::RawValue;
 
 /// A JSON string borrowed from the input when it has no escapes, owned otherwise.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -219,14 +220,14 @@ pub struct RawRecord<'a> {
     #[serde(default)]
     pub read_only: Flag,
     /// `requestParameters`.
-    #[serde(default)]
-    pub request_parameters: serde_json::Value,
+    #[serde(borrow, default)]
+    pub request_parameters: Option<&'a RawValue>,
     /// `responseElements`.
-    #[serde(default)]
-    pub response_elements: serde_json::Value,
+    #[serde(borrow, default)]
+    pub response_elements: Option<&'a RawValue>,
     /// `additionalEventData`.
-    #[serde(default)]
-    pub additional_event_data: serde_json::Value,
+    #[serde(borrow, default)]
+    pub additional_event_data: Option<&'a RawValue>,
     /// `resources`.
     #[serde(borrow, default)]
     pub resources: Option<Vec<RawResource<'a>>>,

@@ -11,6 +11,7 @@ use std::fmt;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
@@ -181,7 +182,8 @@ pub struct Reader {
 
 struct Ctx<'c> {
     file: &'c Path,
-    file_text: &'c str,
+    /// The path as text, shared by every event's origin (one allocation per file).
+    file_text: Arc<str>,
     on_event: &'c mut dyn FnMut(ApiEvent),
     on_problem: &'c mut dyn FnMut(Problem),
     events: u64,
@@ -192,13 +194,12 @@ impl<'c> Ctx<'c> {
     /// A context for one file, nothing counted yet.
     fn new(
         file: &'c Path,
-        file_text: &'c str,
         on_event: &'c mut dyn FnMut(ApiEvent),
         on_problem: &'c mut dyn FnMut(Problem),
     ) -> Self {
         Self {
             file,
-            file_text,
+            file_text: file.display().to_string().into(),
             on_event,
             on_problem,
             events: 0,
@@ -218,7 +219,7 @@ impl<'c> Ctx<'c> {
     fn origin(&self, index: u64, position: Position) -> EventOrigin {
         // `EventOrigin::position`: the index in the array, or the line of a line file.
         EventOrigin {
-            file: self.file_text.to_owned(),
+            file: Arc::clone(&self.file_text),
             position: match position {
                 Position::Line(n) => n,
                 _ => index,
@@ -263,8 +264,7 @@ impl Reader {
         on_event: &mut dyn FnMut(ApiEvent),
         on_problem: &mut dyn FnMut(Problem),
     ) -> FileSummary {
-        let file_text = path.display().to_string();
-        let mut ctx = Ctx::new(path, &file_text, on_event, on_problem);
+        let mut ctx = Ctx::new(path, on_event, on_problem);
         let kind = if is_digest_path(path) {
             FileKind::Digest
         } else {
@@ -309,8 +309,7 @@ impl Reader {
         if from.offset == 0 {
             return self.read_file_start(path, on_event, on_problem);
         }
-        let file_text = path.display().to_string();
-        let mut ctx = Ctx::new(path, &file_text, on_event, on_problem);
+        let mut ctx = Ctx::new(path, on_event, on_problem);
         self.buf.clear();
         let kind = match load_from(path, from.offset, &mut self.buf) {
             Ok(()) => FileKind::Lines,
@@ -341,8 +340,7 @@ impl Reader {
         on_event: &mut dyn FnMut(ApiEvent),
         on_problem: &mut dyn FnMut(Problem),
     ) -> (FileSummary, Option<LinesCursor>) {
-        let file_text = path.display().to_string();
-        let mut ctx = Ctx::new(path, &file_text, on_event, on_problem);
+        let mut ctx = Ctx::new(path, on_event, on_problem);
         if is_digest_path(path) {
             let summary = FileSummary {
                 kind: FileKind::Digest,
@@ -395,8 +393,7 @@ impl Reader {
         on_event: &mut dyn FnMut(ApiEvent),
         on_problem: &mut dyn FnMut(Problem),
     ) -> FileSummary {
-        let file_text = name.display().to_string();
-        let mut ctx = Ctx::new(name, &file_text, on_event, on_problem);
+        let mut ctx = Ctx::new(name, on_event, on_problem);
         let kind = if bytes.starts_with(&GZIP_MAGIC) {
             self.buf.clear();
             if let Some(why) = gunzip(bytes, &mut self.buf) {
@@ -631,7 +628,12 @@ fn syntax_problem(ctx: &mut Ctx<'_>, e: &serde_json::Error, after: u64) {
 
 /// The events of a `Records` object (`in_records`) or of a top-level array: the fast pass, and
 /// the careful one only when the fast one met an error (see [`EventsSeed`]).
+///
+/// The body's UTF-8 is checked once here, so the parser need not check each string it reads;
+/// a body that is not UTF-8 throughout (a damaged file) is parsed from bytes as before, which
+/// reports the bad event and keeps the rest.
 fn stream_elements(body: &[u8], ctx: &mut Ctx<'_>, in_records: bool) {
+    let text = std::str::from_utf8(body).ok();
     let mut seed = EventsSeed {
         ctx,
         in_records,
@@ -639,7 +641,7 @@ fn stream_elements(body: &[u8], ctx: &mut Ctx<'_>, in_records: bool) {
         fast: true,
         skip: 0,
     };
-    if parse_elements(body, &mut seed).is_ok() {
+    if parse_elements(body, text, &mut seed).is_ok() {
         return;
     }
     let mut seed = EventsSeed {
@@ -649,14 +651,28 @@ fn stream_elements(body: &[u8], ctx: &mut Ctx<'_>, in_records: bool) {
         index: 0,
         fast: false,
     };
-    if let Err(e) = parse_elements(body, &mut seed) {
+    if let Err(e) = parse_elements(body, text, &mut seed) {
         let after = seed.index;
         syntax_problem(seed.ctx, &e, after);
     }
 }
 
-fn parse_elements(body: &[u8], seed: &mut EventsSeed<'_, '_>) -> Result<(), serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_slice(body);
+/// Parses `body`, through `text` (the same bytes, known to be UTF-8) when given.
+fn parse_elements(
+    body: &[u8],
+    text: Option<&str>,
+    seed: &mut EventsSeed<'_, '_>,
+) -> Result<(), serde_json::Error> {
+    match text {
+        Some(t) => parse_elements_with(serde_json::Deserializer::from_str(t), seed),
+        None => parse_elements_with(serde_json::Deserializer::from_slice(body), seed),
+    }
+}
+
+fn parse_elements_with<'de, R: serde_json::de::Read<'de>>(
+    mut de: serde_json::Deserializer<R>,
+    seed: &mut EventsSeed<'_, '_>,
+) -> Result<(), serde_json::Error> {
     if seed.in_records {
         de.deserialize_map(RecordsVisitor(seed))?;
     } else {

@@ -94,6 +94,52 @@ fn a_bad_event_among_good_ones_is_reported_with_its_index_and_the_rest_count() {
 }
 
 #[test]
+fn bytes_that_are_not_utf8_end_the_file_and_the_events_before_count() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("f.json");
+    // The file as a whole is not UTF-8, so it is parsed from bytes (not through the text
+    // checked once), which stops at the bad byte as a syntax error, as it always did.
+    let mut bad = ev("Bad", 2).into_bytes();
+    let at = bad
+        .windows(7)
+        .position(|w| w == b"user/u\"")
+        .expect("user arn");
+    bad.insert(at + 6, 0xff);
+    let mut body = br#"{"Records":["#.to_vec();
+    body.extend_from_slice(ev("A", 1).as_bytes());
+    body.push(b',');
+    body.extend_from_slice(&bad);
+    body.push(b',');
+    body.extend_from_slice(ev("B", 3).as_bytes());
+    body.extend_from_slice(b"]}");
+    std::fs::write(&path, &body).expect("write");
+    let (s, events, problems) = read(&path);
+    assert_eq!((s.kind, s.events), (FileKind::Records, 1));
+    assert_eq!(events[0].event_name, "A");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        matches!(problems[0].position, Position::Syntax { line: 1, .. }),
+        "{problems:?}"
+    );
+    assert!(problems[0].why.contains("after 1 events"), "{problems:?}");
+}
+
+#[test]
+fn every_event_of_a_file_shares_one_origin_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("f.json");
+    std::fs::write(&path, records(&[ev("A", 1), ev("B", 2)])).expect("write");
+    let (_, events, _) = read(&path);
+    assert_eq!(events.len(), 2);
+    assert!(std::sync::Arc::ptr_eq(
+        &events[0].origin.file,
+        &events[1].origin.file
+    ));
+    assert_eq!(*events[1].origin.file, path.display().to_string());
+    assert_eq!(events[1].origin.position, 1);
+}
+
+#[test]
 fn truncated_json_keeps_the_events_before_the_cut() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("cut.json.gz");

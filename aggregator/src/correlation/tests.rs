@@ -400,9 +400,10 @@ fn chain(p: &mut Pipeline, start: i64, order: [usize; 3]) {
     let mut discovery = user_call("mallory", "iam.amazonaws.com", "ListUsers", 0);
     discovery.region = "ap-south-1".into();
     let mut persistence = user_call("mallory", "iam.amazonaws.com", "CreateAccessKey", 0);
-    persistence.request_parameters = serde_json::json!({"userName": "backup-admin"});
+    *persistence.request_parameters.value_mut() = serde_json::json!({"userName": "backup-admin"});
     let mut exfil = user_call("mallory", "s3.amazonaws.com", "GetObject", 0);
-    exfil.request_parameters = serde_json::json!({"bucketName": "payroll", "key": "all.csv"});
+    *exfil.request_parameters.value_mut() =
+        serde_json::json!({"bucketName": "payroll", "key": "all.csv"});
     // Each step is in a region mallory never used, so with its new API it is new on two
     // dimensions whatever the order (the address and tool are learned at the first step).
     exfil.region = "us-east-1".into();
@@ -615,7 +616,7 @@ fn the_same_steps_out_of_order_or_without_the_last_stage_are_no_sequence() {
         "CreateAccessKey",
         T0 + 4 * DAY + MIN,
     );
-    persistence.request_parameters = serde_json::json!({"userName": "backup-admin"});
+    *persistence.request_parameters.value_mut() = serde_json::json!({"userName": "backup-admin"});
     p.feed(&api(discovery));
     p.feed(&api(persistence));
     let findings = p.drain();

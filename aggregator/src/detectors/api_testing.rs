@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::Event;
 use crate::cloudtrail::{
-    ApiEvent, ApiResource, CallerAddress, EventOrigin, Principal, SessionIssuer,
+    ApiEvent, ApiResource, CallerAddress, EventOrigin, LazyJson, Principal, SessionIssuer,
 };
 
 /// Start of the crafted activity (ms since the epoch).
@@ -47,9 +47,9 @@ pub fn user_call(user: &str, event_source: &str, event_name: &str, at_ms: i64) -
         error_code: String::new(),
         error_message: String::new(),
         read_only: None,
-        request_parameters: Value::Null,
-        response_elements: Value::Null,
-        additional_event_data: Value::Null,
+        request_parameters: LazyJson::null(),
+        response_elements: LazyJson::null(),
+        additional_event_data: LazyJson::null(),
         resources: Vec::new(),
         vpc_endpoint_id: None,
         origin: EventOrigin::default(),
@@ -156,9 +156,17 @@ pub fn from_cloudtrail(r: &Value) -> ApiEvent {
         error_code: text(r, "errorCode"),
         error_message: text(r, "errorMessage"),
         read_only: r.get("readOnly").and_then(Value::as_bool),
-        request_parameters: r.get("requestParameters").cloned().unwrap_or(Value::Null),
-        response_elements: r.get("responseElements").cloned().unwrap_or(Value::Null),
-        additional_event_data: Value::Null,
+        request_parameters: r
+            .get("requestParameters")
+            .cloned()
+            .unwrap_or(Value::Null)
+            .into(),
+        response_elements: r
+            .get("responseElements")
+            .cloned()
+            .unwrap_or(Value::Null)
+            .into(),
+        additional_event_data: LazyJson::null(),
         resources: r
             .get("resources")
             .and_then(Value::as_array)

@@ -416,6 +416,11 @@ impl FindingStore {
         self.flush()
     }
 
+    /// Where the store lives on disk (`<data_dir>/findings`), for messages about its contents.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// The state a detector saved last, if any.
     ///
     /// # Errors

@@ -25,8 +25,11 @@ use crate::detectors::{
     ResourceRole,
 };
 
-/// Magic and version of the persisted state.
-const STATE_MAGIC: &[u8; 8] = b"PKAPIB01";
+/// Magic and version of the persisted state: version 02 keys and filters by XXH3 hashes.
+const STATE_MAGIC: &[u8; 8] = b"PKAPIB02";
+/// Version 01, whose FNV-1a hashes cannot be turned into XXH3 ones (hashes are one-way), so
+/// such a state is refused and the baselines relearned.
+const STATE_MAGIC_FNV: &[u8; 8] = b"PKAPIB01";
 const ENTRY_LEN: usize = 8 + Profile::ENCODED_LEN;
 const MS_PER_MIN: i64 = 60_000;
 /// How often idle baselines are swept (event-time minutes).
@@ -288,6 +291,12 @@ impl Detector for ApiBaselineDetector {
         let Some((magic, rest)) = bytes.split_first_chunk::<8>() else {
             return Err(format!("state too short ({} bytes)", bytes.len()));
         };
+        if magic == STATE_MAGIC_FNV {
+            return Err(
+                "api_baseline state version 01 (FNV-1a hashes) was saved by an older Picket; this one hashes with XXH3 (version 02) and cannot convert it, so baselines are relearned"
+                    .to_owned(),
+            );
+        }
         if magic != STATE_MAGIC {
             return Err("not an api_baseline state (bad magic)".to_owned());
         }
@@ -353,7 +362,7 @@ mod tests {
                 "s3.amazonaws.com"
             };
             let mut e = user_call("alice", source, name, T0 + i as i64 * 8 * 3600 * 1000);
-            e.request_parameters = serde_json::json!({"bucketName": "reports"});
+            *e.request_parameters.value_mut() = serde_json::json!({"bucketName": "reports"});
             d.observe(&api(e), &mut out);
         }
         assert!(out.is_empty(), "learning raised {out:?}");
@@ -449,7 +458,8 @@ mod tests {
         let mut d = ApiBaselineDetector::new(config());
         learned(&mut d);
         let mut e = user_call("alice", "s3.amazonaws.com", "GetObject", T0 + 8 * DAY);
-        e.request_parameters = serde_json::json!({"bucketName": "payroll", "key": "2024.csv"});
+        *e.request_parameters.value_mut() =
+            serde_json::json!({"bucketName": "payroll", "key": "2024.csv"});
         e.source = ip("2001:db8:77::9");
         e.region = "us-east-2".into();
         let mut out = Vec::new();
@@ -517,6 +527,27 @@ mod tests {
         assert!(other.restore_state(b"nonsense-state").is_err());
         assert!(other.restore_state(b"").is_err());
         assert_eq!(other.tracked_keys(), 0);
+    }
+
+    #[test]
+    fn a_state_saved_with_the_old_fnv_hashes_is_refused_and_the_detector_relearns() {
+        let mut d = ApiBaselineDetector::new(config());
+        learned(&mut d);
+        let mut old = d.save_state().expect("state");
+        old[..8].copy_from_slice(b"PKAPIB01");
+        let mut restored = ApiBaselineDetector::new(config());
+        let err = restored.restore_state(&old).expect_err("old version");
+        assert!(
+            err.contains("version 01") && err.contains("relearned"),
+            "{err}"
+        );
+        assert_eq!(restored.tracked_keys(), 0);
+        // It learns afresh: the first call of a principal starts a baseline.
+        restored.observe(
+            &api(user_call("alice", "iam.amazonaws.com", "ListUsers", T0)),
+            &mut Vec::new(),
+        );
+        assert_eq!(restored.tracked_keys(), 1);
     }
 
     #[test]

@@ -4,34 +4,23 @@
 //!
 //! Bloom filters keep the size fixed whatever a principal does. They can only err towards
 //! "seen before" (a false positive hides a new value), so a saturated filter makes the
-//! detector quieter, never noisier. Hashes are FNV-1a finished with SplitMix64: stable across
-//! processes and versions, which persisted filters need (std's and foldhash's seeds are not).
+//! detector quieter, never noisier. Hashes are XXH3 (64-bit): a specified algorithm, so stable
+//! across processes, builds and crate versions, which persisted filters need (std's and
+//! foldhash's seeds and algorithms are not), and several times faster than the byte-at-a-time
+//! FNV-1a it replaced (state saved with FNV-1a hashes is refused; see the detector).
 
 use std::net::IpAddr;
 
+use xxhash_rust::xxh3::xxh3_64_with_seed;
+
 use crate::cloudtrail::{ApiEvent, CallerAddress};
 
-/// FNV-1a over `parts`, each followed by a separator so `("ab","c")` and `("a","bc")` differ,
-/// finished with SplitMix64 so the low bits are well mixed for the filters.
+/// XXH3 over `parts`, each part's hash seeding the next, so `("ab","c")` and `("a","bc")`
+/// differ without copying the parts together.
 pub fn stable_hash(parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in parts {
-        for &b in *part {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        // A separator byte no text here contains, so part boundaries count.
-        h ^= 0xff;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    mix(h)
-}
-
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+    parts
+        .iter()
+        .fold(0, |seed, part| xxh3_64_with_seed(part, seed))
 }
 
 /// The four dimensions a baseline holds, in evidence order.
@@ -303,5 +292,17 @@ mod tests {
     #[test]
     fn hashes_separate_their_parts() {
         assert_ne!(stable_hash(&[b"ab", b"c"]), stable_hash(&[b"a", b"bc"]));
+        assert_ne!(stable_hash(&[b"ab"]), stable_hash(&[b"ab", b""]));
+        assert_ne!(stable_hash(&[b"a"]), stable_hash(&[b"b"]));
+    }
+
+    #[test]
+    fn hashes_are_the_specified_xxh3_so_persisted_filters_stay_valid() {
+        // XXH3-64 of the empty input with seed 0, from the algorithm's reference test vectors.
+        assert_eq!(stable_hash(&[b""]), 0x2d06_8005_38d3_94c2);
+        assert_eq!(
+            stable_hash(&[b"s3.amazonaws.com", b"GetObject"]),
+            xxh3_64_with_seed(b"GetObject", xxh3_64_with_seed(b"s3.amazonaws.com", 0))
+        );
     }
 }

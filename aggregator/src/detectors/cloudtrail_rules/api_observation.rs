@@ -125,7 +125,7 @@ pub fn observation(
 pub fn pick(event: &ApiEvent, keys: &[&str]) -> serde_json::Value {
     let mut m = serde_json::Map::new();
     for k in keys {
-        if let Some(v) = event.request_parameters.get(*k) {
+        if let Some(v) = event.request_parameters.get(k) {
             m.insert((*k).to_owned(), v.clone());
         }
     }

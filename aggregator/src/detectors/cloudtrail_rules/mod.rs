@@ -39,7 +39,7 @@ pub fn all(config: &super::DetectorsConfig, context: &DetectorContext) -> Vec<Bo
         Box::new(s3_logging::S3LoggingDetector),
         Box::new(s3_exposure::S3ExposureDetector),
         Box::new(intel_caller::IntelCallerDetector::new(context)),
-        Box::new(pentest_agent::PentestAgentDetector),
+        Box::new(pentest_agent::PentestAgentDetector::default()),
         Box::new(console_login::ConsoleLoginDetector::new(
             config.console_login.clone(),
         )),

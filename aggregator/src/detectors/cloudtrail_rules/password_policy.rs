@@ -86,7 +86,7 @@ impl PasswordPolicyDetector {
                 Some("password policy deleted".to_owned())
             }
             "UpdateAccountPasswordPolicy" => {
-                let new = Policy::from_request(&e.request_parameters);
+                let new = Policy::from_request(e.request_parameters.value());
                 let account = e.account_id();
                 let why = match self.last.get(account) {
                     Some(before) => new.weakened_from(before),
@@ -129,7 +129,7 @@ impl Detector for PasswordPolicyDetector {
             access_key(e),
             e,
             Extra {
-                request_parameters: e.request_parameters.clone(),
+                request_parameters: e.request_parameters.value().clone(),
                 note: Some(note),
                 threat_intel: None,
             },

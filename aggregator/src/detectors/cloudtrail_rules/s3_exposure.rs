@@ -97,7 +97,8 @@ fn policy_allows_anyone(params: &Value) -> bool {
 
 /// The finding type, resource and note an event raises, if any.
 fn verdict(e: &ApiEvent) -> Option<(FindingType, ResourceRef, &'static str)> {
-    let p = &e.request_parameters;
+    // Parsed only for the calls that look inside (most S3 calls are object reads and writes).
+    let p = || e.request_parameters.value();
     let bucket_ref = || bucket_name(e).map(bucket);
     match e.event_name.as_str() {
         "DeleteAccountPublicAccessBlock" => Some((
@@ -105,7 +106,7 @@ fn verdict(e: &ApiEvent) -> Option<(FindingType, ResourceRef, &'static str)> {
             access_key(e),
             "account Block Public Access configuration deleted",
         )),
-        "PutAccountPublicAccessBlock" if block_config_weakened(p) => Some((
+        "PutAccountPublicAccessBlock" if block_config_weakened(p()) => Some((
             FindingType::PolicyAccountBlockPublicAccessDisabled,
             access_key(e),
             "account Block Public Access setting turned off",
@@ -115,20 +116,20 @@ fn verdict(e: &ApiEvent) -> Option<(FindingType, ResourceRef, &'static str)> {
             bucket_ref()?,
             "bucket Block Public Access configuration deleted",
         )),
-        "PutBucketPublicAccessBlock" if block_config_weakened(p) => Some((
+        "PutBucketPublicAccessBlock" if block_config_weakened(p()) => Some((
             FindingType::PolicyBucketBlockPublicAccessDisabled,
             bucket_ref()?,
             "bucket Block Public Access setting turned off",
         )),
         "PutBucketAcl" | "CreateBucket" | "PutObjectAcl" => {
-            let canned = canned_acl(p).unwrap_or_default();
-            if mentions(p, ALL_USERS) || canned.starts_with("public-read") {
+            let canned = canned_acl(p()).unwrap_or_default();
+            if mentions(p(), ALL_USERS) || canned.starts_with("public-read") {
                 Some((
                     FindingType::PolicyBucketAnonymousAccessGranted,
                     bucket_ref()?,
                     "ACL grants access to AllUsers (anyone)",
                 ))
-            } else if mentions(p, AUTHENTICATED_USERS) || canned == "authenticated-read" {
+            } else if mentions(p(), AUTHENTICATED_USERS) || canned == "authenticated-read" {
                 Some((
                     FindingType::PolicyBucketPublicAccessGranted,
                     bucket_ref()?,
@@ -138,7 +139,7 @@ fn verdict(e: &ApiEvent) -> Option<(FindingType, ResourceRef, &'static str)> {
                 None
             }
         }
-        "PutBucketPolicy" if policy_allows_anyone(p) => Some((
+        "PutBucketPolicy" if policy_allows_anyone(p()) => Some((
             FindingType::PolicyBucketAnonymousAccessGranted,
             bucket_ref()?,
             "bucket policy allows Principal \"*\" with no condition",

@@ -37,7 +37,7 @@ impl Detector for S3LoggingDetector {
         if e.event_source != "s3.amazonaws.com"
             || e.event_name != "PutBucketLogging"
             || !e.succeeded()
-            || !disables_logging(&e.request_parameters)
+            || !disables_logging(e.request_parameters.value())
         {
             return;
         }

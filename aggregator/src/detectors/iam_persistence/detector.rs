@@ -488,7 +488,7 @@ mod tests {
     #[test]
     fn admin_attached_to_an_old_user_is_administrative_policy_attached_not_new_user() {
         let mut e = user_call("admin", "iam.amazonaws.com", "AttachUserPolicy", T0);
-        e.request_parameters = serde_json::json!({
+        *e.request_parameters.value_mut() = serde_json::json!({
             "userName": "bob", "policyArn": "arn:aws:iam::aws:policy/AdministratorAccess"});
         let out = run(&mut detector(), vec![e]);
         assert_eq!(out.len(), 1);
@@ -501,7 +501,7 @@ mod tests {
     #[test]
     fn a_customer_policy_named_administrator_access_is_not_trusted_by_name() {
         let mut e = user_call("admin", "iam.amazonaws.com", "AttachUserPolicy", T0);
-        e.request_parameters = serde_json::json!({
+        *e.request_parameters.value_mut() = serde_json::json!({
             "userName": "bob", "policyArn": "arn:aws:iam::111111111111:policy/AdministratorAccess"});
         assert!(run(&mut detector(), vec![e]).is_empty());
     }
@@ -509,11 +509,11 @@ mod tests {
     #[test]
     fn an_inline_star_policy_is_found_and_a_scoped_one_is_not() {
         let mut full = user_call("admin", "iam.amazonaws.com", "PutRolePolicy", T0);
-        full.request_parameters = serde_json::json!({
+        *full.request_parameters.value_mut() = serde_json::json!({
             "roleName": "ops", "policyName": "p",
             "policyDocument": "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":\"*\",\"Resource\":\"*\"}]}"});
         let mut scoped = full.clone();
-        scoped.request_parameters["policyDocument"] = serde_json::Value::String(
+        scoped.request_parameters.value_mut()["policyDocument"] = serde_json::Value::String(
             "{\"Statement\":[{\"Effect\":\"Allow\",\"Action\":\"s3:*\",\"Resource\":\"*\"}]}"
                 .into(),
         );
@@ -526,14 +526,16 @@ mod tests {
     #[test]
     fn adding_a_new_user_to_a_full_access_group_is_a_new_user_with_full_access() {
         let mut group = user_call("admin", "iam.amazonaws.com", "AttachGroupPolicy", T0);
-        group.request_parameters = serde_json::json!({
+        *group.request_parameters.value_mut() = serde_json::json!({
             "groupName": "admins", "policyArn": "arn:aws:iam::aws:policy/AdministratorAccess"});
         let mut create = user_call("admin", "iam.amazonaws.com", "CreateUser", T0 + 1000);
-        create.request_parameters = serde_json::json!({"userName": "eve"});
+        *create.request_parameters.value_mut() = serde_json::json!({"userName": "eve"});
         let mut add = user_call("admin", "iam.amazonaws.com", "AddUserToGroup", T0 + 2000);
-        add.request_parameters = serde_json::json!({"groupName": "admins", "userName": "eve"});
+        *add.request_parameters.value_mut() =
+            serde_json::json!({"groupName": "admins", "userName": "eve"});
         let mut other = add.clone();
-        other.request_parameters = serde_json::json!({"groupName": "readers", "userName": "eve"});
+        *other.request_parameters.value_mut() =
+            serde_json::json!({"groupName": "readers", "userName": "eve"});
         let out = run(&mut detector(), vec![group, create, add, other]);
         let types: Vec<_> = out.iter().map(|o| o.finding_type).collect();
         assert_eq!(
@@ -548,7 +550,7 @@ mod tests {
     #[test]
     fn a_failed_call_is_never_a_finding() {
         let mut e = user_call("admin", "iam.amazonaws.com", "CreateAccessKey", T0);
-        e.request_parameters = serde_json::json!({"userName": "bob"});
+        *e.request_parameters.value_mut() = serde_json::json!({"userName": "bob"});
         e.error_code = "AccessDenied".into();
         assert!(run(&mut detector(), vec![e.clone()]).is_empty());
         e.error_code.clear();
@@ -558,7 +560,7 @@ mod tests {
     #[test]
     fn an_unreadable_policy_document_is_counted_not_a_panic() {
         let mut e = user_call("admin", "iam.amazonaws.com", "PutUserPolicy", T0);
-        e.request_parameters =
+        *e.request_parameters.value_mut() =
             serde_json::json!({"userName": "bob", "policyDocument": "{not json"});
         let mut d = detector();
         assert!(run(&mut d, vec![e]).is_empty());
