@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use picket_proto::v1::{AgentIdentity, AggregatorFrame, Heartbeat, Hello, Lane, aggregator_frame};
+use picket_proto::{RawAgentFrame, RawFrameKind};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{ClientTlsConfig, Endpoint};
@@ -28,42 +29,18 @@ pub const WINDOW: usize = 64;
 /// matches the aggregator's default `limits.max_intel_update_bytes`.
 const MAX_INBOUND_MESSAGE: usize = 256 * 1024 * 1024;
 
-/// `picket.v1.AgentFrame` as the agent sends it: identical on the wire (a length-delimited
-/// field 2 is the same whether it holds a message or bytes), but a batch goes out as the bytes
-/// the outbox stored, so sending costs a copy instead of a decode and a re-encode.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct WireFrame {
-    /// Which frame.
-    #[prost(oneof = "WireKind", tags = "1, 2, 3")]
-    pub frame: Option<WireKind>,
-}
-
-/// The kinds of [`WireFrame`], tagged as in `AgentFrame.frame`.
-#[derive(Clone, PartialEq, prost::Oneof)]
-pub enum WireKind {
-    /// `AgentFrame.hello`.
-    #[prost(message, tag = "1")]
-    Hello(Hello),
-    /// `AgentFrame.batch`, already encoded.
-    #[prost(bytes = "bytes", tag = "2")]
-    Batch(bytes::Bytes),
-    /// `AgentFrame.heartbeat`.
-    #[prost(message, tag = "3")]
-    Heartbeat(Heartbeat),
-}
-
-/// Opens `Ingest/Session` on `channel` sending [`WireFrame`]s (what the generated client does,
+/// Opens `Ingest/Session` on `channel` sending [`RawAgentFrame`]s (what the generated client does,
 /// with the agent's own frame type).
 async fn open_session(
     channel: tonic::transport::Channel,
-    frames: ReceiverStream<WireFrame>,
+    frames: ReceiverStream<RawAgentFrame>,
 ) -> Result<tonic::Streaming<AggregatorFrame>, tonic::Status> {
     let mut grpc = tonic::client::Grpc::new(channel).max_decoding_message_size(MAX_INBOUND_MESSAGE);
     grpc.ready()
         .await
         .map_err(|e| tonic::Status::unavailable(format!("connection not ready: {e}")))?;
     let path = http::uri::PathAndQuery::from_static("/picket.v1.Ingest/Session");
-    let codec = tonic_prost::ProstCodec::<WireFrame, AggregatorFrame>::default();
+    let codec = tonic_prost::ProstCodec::<RawAgentFrame, AggregatorFrame>::default();
     let response = grpc
         .streaming(tonic::Request::new(frames), path, codec)
         .await?;
@@ -200,10 +177,10 @@ impl Transport {
         }
     }
 
-    fn hello(&self, first_unacked_seq: u64, first_unacked_priority_seq: u64) -> WireFrame {
+    fn hello(&self, first_unacked_seq: u64, first_unacked_priority_seq: u64) -> RawAgentFrame {
         let id = &self.settings.identity;
-        WireFrame {
-            frame: Some(WireKind::Hello(Hello {
+        RawAgentFrame {
+            frame: Some(RawFrameKind::Hello(Hello {
                 identity: Some(AgentIdentity {
                     account_id: id.account_id().to_owned(),
                     instance_id: id.instance_id().to_owned(),
@@ -219,11 +196,11 @@ impl Transport {
         }
     }
 
-    fn heartbeat(&self) -> Result<WireFrame, OutboxError> {
+    fn heartbeat(&self) -> Result<RawAgentFrame, OutboxError> {
         let stats = self.outbox.stats()?;
         let now = now_ms();
-        Ok(WireFrame {
-            frame: Some(WireKind::Heartbeat(Heartbeat {
+        Ok(RawAgentFrame {
+            frame: Some(RawFrameKind::Heartbeat(Heartbeat {
                 sent_at_ms: now,
                 health: Some(picket_proto::v1::AgentHealth {
                     intel_version: self.intel.version(),
@@ -261,7 +238,7 @@ impl Transport {
             _ = shutdown.changed() => return Ok(SessionEnd::Shutdown),
         };
         let stats = self.outbox.stats()?;
-        let (tx, rx) = mpsc::channel::<WireFrame>(WINDOW + 4);
+        let (tx, rx) = mpsc::channel::<RawAgentFrame>(WINDOW + 4);
         tx.send(self.hello(
             stats.first_seq.unwrap_or(0),
             stats.first_priority_seq.unwrap_or(0),
@@ -291,8 +268,8 @@ impl Transport {
                     }
                     for batch in batches {
                         window.sent(lane, batch.seq);
-                        let frame = WireFrame {
-                            frame: Some(WireKind::Batch(batch.bytes)),
+                        let frame = RawAgentFrame {
+                            frame: Some(RawFrameKind::Batch(batch.bytes)),
                         };
                         tx.send(frame)
                             .await
@@ -382,50 +359,4 @@ pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-#[cfg(test)]
-mod tests {
-    use picket_proto::v1::{AgentFrame, Batch, HostStats, Record, agent_frame, record};
-    use prost::Message;
-
-    use super::*;
-
-    #[test]
-    fn a_wire_frame_decodes_as_the_agent_frame_it_stands_for() {
-        let batch = Batch {
-            seq: 7,
-            records: vec![Record {
-                record: Some(record::Record::HostStats(HostStats {
-                    packets: 42,
-                    ..HostStats::default()
-                })),
-            }],
-            created_at_ms: 1_700_000_000_000,
-            lane: Lane::Priority as i32,
-        };
-        let wire = WireFrame {
-            frame: Some(WireKind::Batch(batch.encode_to_vec().into())),
-        }
-        .encode_to_vec();
-        let expected = AgentFrame {
-            frame: Some(agent_frame::Frame::Batch(batch)),
-        };
-        assert_eq!(AgentFrame::decode(wire.as_slice()).unwrap(), expected);
-        assert_eq!(wire, expected.encode_to_vec());
-        let hb = Heartbeat {
-            sent_at_ms: 5,
-            health: None,
-        };
-        let wire = WireFrame {
-            frame: Some(WireKind::Heartbeat(hb.clone())),
-        }
-        .encode_to_vec();
-        assert_eq!(
-            AgentFrame::decode(wire.as_slice()).unwrap(),
-            AgentFrame {
-                frame: Some(agent_frame::Frame::Heartbeat(hb))
-            }
-        );
-    }
 }

@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 pub mod identity;
+pub mod raw_frame;
 
 /// Generated protobuf and gRPC code for package `picket.v1`.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
@@ -13,6 +14,7 @@ pub mod v1 {
 }
 
 pub use identity::{AgentId, IdentityError, MemberUserError, MemberUserId};
+pub use raw_frame::{RawAgentFrame, RawFrameKind};
 
 /// The kind of a record, as used in per-kind counters (`flow`, `dns`, `intel_hit`, `host_stats`).
 pub fn record_kind(record: &v1::Record) -> &'static str {

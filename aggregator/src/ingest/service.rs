@@ -2,7 +2,7 @@
 //! that `Hello` claims the same identity, then writes batches to the store, acks them, and hands
 //! newly stored batches on as [`StoredBatch`]es (to detection) when an output is attached.
 //!
-//! The ack path never builds a batch's records: the batch arrives as bytes ([`InboundFrame`]),
+//! The ack path never builds a batch's records: the batch arrives as bytes ([`RawAgentFrame`]),
 //! a [`BatchHeader`] view gives its seq, lane and record kinds, and those bytes are what the
 //! store writes. Decoding the records for detection happens after the ack, in a task of its
 //! own per session, so it runs beside the next group's receive, store and flush.
@@ -28,7 +28,9 @@ use tracing::{debug, info, warn};
 
 use super::sessions::{SessionLimiter, SessionSlot};
 use super::store::{AppendOutcome, BatchStore, EncodedBatch, now_ms};
-use super::wire::{BatchHeader, InboundFrame, InboundKind};
+use picket_proto::{RawAgentFrame, RawFrameKind};
+
+use super::wire::BatchHeader;
 use crate::enroll::Revocations;
 use crate::enroll::revocation::RevocationWatch;
 use crate::intel::{IntelManager, Published};
@@ -131,7 +133,7 @@ impl IngestService {
     /// A gRPC status when the session is refused (identity, revocation, limits, no Hello).
     pub async fn session(
         &self,
-        request: Request<Streaming<InboundFrame>>,
+        request: Request<Streaming<RawAgentFrame>>,
     ) -> Result<Response<SessionStream>, Status> {
         let remote = request
             .remote_addr()
@@ -180,7 +182,7 @@ impl IngestService {
                 Status::deadline_exceeded("no Hello in time")
             })??;
         let hello = match first.and_then(|f| f.frame) {
-            Some(InboundKind::Hello(h)) => h,
+            Some(RawFrameKind::Hello(h)) => h,
             _ => {
                 count(IngestErrorCause::BadFrame);
                 return Err(Status::invalid_argument("the first frame must be Hello"));
@@ -251,7 +253,7 @@ impl IngestService {
 }
 
 /// `picket.v1.Ingest` as served: what tonic's generated `IngestServer` does, except that agent
-/// frames decode as [`InboundFrame`] (a batch stays bytes) instead of `AgentFrame`.
+/// frames decode as [`RawAgentFrame`] (a batch stays bytes) instead of `AgentFrame`.
 #[derive(Clone)]
 pub struct IngestRoute {
     service: Arc<IngestService>,
@@ -278,12 +280,12 @@ impl tonic::server::NamedService for IngestRoute {
 /// The `Session` method, as tonic's server machinery calls it.
 struct SessionMethod(Arc<IngestService>);
 
-impl tonic::server::StreamingService<InboundFrame> for SessionMethod {
+impl tonic::server::StreamingService<RawAgentFrame> for SessionMethod {
     type Response = AggregatorFrame;
     type ResponseStream = SessionStream;
     type Future = tonic::codegen::BoxFuture<Response<SessionStream>, Status>;
 
-    fn call(&mut self, request: Request<Streaming<InboundFrame>>) -> Self::Future {
+    fn call(&mut self, request: Request<Streaming<RawAgentFrame>>) -> Self::Future {
         let service = Arc::clone(&self.0);
         Box::pin(async move { service.session(request).await })
     }
@@ -315,7 +317,7 @@ where
             Some(self.max_encoding_message_size),
         );
         Box::pin(async move {
-            let codec = tonic_prost::ProstCodec::<AggregatorFrame, InboundFrame>::default();
+            let codec = tonic_prost::ProstCodec::<AggregatorFrame, RawAgentFrame>::default();
             let mut grpc =
                 tonic::server::Grpc::new(codec).apply_max_message_size_config(limits.0, limits.1);
             Ok(grpc.streaming(method, req).await)
@@ -422,12 +424,12 @@ enum Step {
 fn apply_frame(
     store: &BatchStore,
     agent: &AgentId,
-    frame: InboundFrame,
+    frame: RawAgentFrame,
     acks: &mut PendingAcks,
     applied: &mut Vec<Bytes>,
 ) -> Step {
     match frame.frame {
-        Some(InboundKind::Batch(bytes)) => {
+        Some(RawFrameKind::Batch(bytes)) => {
             let header = match BatchHeader::decode(bytes.as_ref()) {
                 Ok(h) => h,
                 Err(e) => {
@@ -471,14 +473,14 @@ fn apply_frame(
                 }
             }
         }
-        Some(InboundKind::Heartbeat(hb)) => {
+        Some(RawFrameKind::Heartbeat(hb)) => {
             debug!(%agent, health = ?hb.health, "heartbeat");
             if let Err(e) = store.note_agent(agent, None, None, hb.health.as_ref(), now_ms()) {
                 warn!(%agent, error = %e, "heartbeat not recorded");
             }
             Step::Continue
         }
-        Some(InboundKind::Hello(_)) => {
+        Some(RawFrameKind::Hello(_)) => {
             count(IngestErrorCause::BadFrame);
             Step::End(Err(Status::invalid_argument(
                 "Hello may only be the first frame",
@@ -533,7 +535,7 @@ async fn decode_for_detection(
 async fn run_session(
     store: BatchStore,
     agent: AgentId,
-    mut inbound: Streaming<InboundFrame>,
+    mut inbound: Streaming<RawAgentFrame>,
     tx: mpsc::Sender<Result<AggregatorFrame, Status>>,
     output: Option<(mpsc::Sender<StoredBatch>, String)>,
     _slot: SessionSlot,

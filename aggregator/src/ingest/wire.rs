@@ -1,34 +1,11 @@
-//! Agent frames as the ingest path reads them: a batch stays the bytes the agent sent until
-//! after it is stored and acked, and the ack path looks only at what it needs (seq, lane and
-//! the kind of each record) through [`BatchHeader`], without building the records.
+//! Batches as the ack path reads them: a batch stays the bytes the agent sent (in a
+//! [`picket_proto::RawAgentFrame`]) until after it is stored and acked, and the ack path looks
+//! only at what it needs (seq, lane and the kind of each record) through [`BatchHeader`],
+//! without building the records.
 //!
-//! These types decode the same wire bytes as `picket.v1.AgentFrame` and `picket.v1.Batch`
-//! (a length-delimited field reads the same as a message or as bytes); prost's derive does the
-//! framing checks, so a batch whose framing is damaged is refused before it is stored.
-
-use picket_proto::v1::{Heartbeat, Hello};
-
-/// `picket.v1.AgentFrame` with the batch left encoded.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct InboundFrame {
-    /// Which frame.
-    #[prost(oneof = "InboundKind", tags = "1, 2, 3")]
-    pub frame: Option<InboundKind>,
-}
-
-/// The kinds of [`InboundFrame`], tagged as in `AgentFrame.frame`.
-#[derive(Clone, PartialEq, prost::Oneof)]
-pub enum InboundKind {
-    /// `AgentFrame.hello`.
-    #[prost(message, tag = "1")]
-    Hello(Hello),
-    /// `AgentFrame.batch`, still encoded.
-    #[prost(bytes = "bytes", tag = "2")]
-    Batch(bytes::Bytes),
-    /// `AgentFrame.heartbeat`.
-    #[prost(message, tag = "3")]
-    Heartbeat(Heartbeat),
-}
+//! These types decode the same wire bytes as `picket.v1.Batch` (a length-delimited field reads
+//! the same as a message or as bytes); prost's derive does the framing checks, so a batch whose
+//! framing is damaged is refused before it is stored.
 
 /// `picket.v1.Batch` with each record reduced to its kind: decoding checks the framing of the
 /// batch and of every record (tags, lengths, varints) but allocates only the kinds vector.
@@ -108,10 +85,7 @@ impl BatchHeader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use picket_proto::v1::{
-        AgentFrame, Batch, DnsSummary, FlowSummary, HostStats, IntelHit, Record, agent_frame,
-        record,
-    };
+    use picket_proto::v1::{Batch, DnsSummary, FlowSummary, HostStats, IntelHit, Record, record};
     use prost::Message;
 
     fn batch() -> Batch {
@@ -163,20 +137,6 @@ mod tests {
                 ("empty", 1)
             ]
         );
-    }
-
-    #[test]
-    fn an_agent_frame_reads_as_an_inbound_frame_holding_the_batch_bytes() {
-        let b = batch();
-        let wire = AgentFrame {
-            frame: Some(agent_frame::Frame::Batch(b.clone())),
-        }
-        .encode_to_vec();
-        let Some(InboundKind::Batch(bytes)) = InboundFrame::decode(wire.as_slice()).unwrap().frame
-        else {
-            panic!("expected a batch");
-        };
-        assert_eq!(Batch::decode(bytes).unwrap(), b);
     }
 
     #[test]
