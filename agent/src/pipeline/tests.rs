@@ -220,6 +220,56 @@ fn a_tls_session_open_for_many_intervals_keeps_its_name_and_reports_no_drop() {
 }
 
 #[test]
+fn a_tls_name_already_reported_is_not_a_drop_when_its_flow_idles_out_empty() {
+    // As in the public `ndpi_tor` capture: the session's last packets come before an interval
+    // closes, so its interim record carries the name; it then idles out with nothing new, which
+    // gives no final record, while other traffic keeps intervals closing.
+    let relay = [198, 51, 100, 80];
+    let mut frames: Vec<(u64, Vec<u8>)> = handshake(relay, 443)
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| (u64::try_from(i).expect("small"), f))
+        .collect();
+    frames.push((
+        5,
+        tcp(
+            HOST,
+            relay,
+            40_000,
+            443,
+            ACK | PSH,
+            &client_hello("relay.example"),
+        ),
+    ));
+    frames.push((30_000, tcp(HOST, relay, 40_000, 443, ACK | PSH, b"cell")));
+    for i in 1..=6_u64 {
+        frames.push((
+            i * 60_000,
+            tcp(HOST, [198, 51, 100, 81], 40_001, 80, ACK | PSH, b"x"),
+        ));
+    }
+    let timed: Vec<(u64, &[u8])> = frames.iter().map(|(t, f)| (*t, f.as_slice())).collect();
+    let records = run_timed(Pipeline::new(config(HOST)), &timed);
+    let tls: Vec<&FlowSummary> = flows(&records)
+        .into_iter()
+        .filter(|f| f.service_port == 443)
+        .collect();
+    assert!(!tls.is_empty());
+    for s in &tls {
+        assert_eq!(
+            s.tls_server_names,
+            vec!["relay.example".to_owned()],
+            "{s:#?}"
+        );
+    }
+    for r in &records {
+        if let Some(record::Record::HostStats(h)) = &r.record {
+            assert!(h.records_dropped.is_empty(), "{h:#?}");
+        }
+    }
+}
+
+#[test]
 fn flows_between_two_other_hosts_are_summarised_with_unspecified_direction() {
     let (a, b) = ([198, 51, 100, 1], [203, 0, 113, 2]);
     let frames = vec![

@@ -62,8 +62,8 @@ impl Default for FlowSummaryLimits {
 pub struct FlowSummaryStats {
     /// Flow records not summarised because the interval already had `max_summaries` keys.
     pub overflow: u64,
-    /// TLS server names not kept: the pending table was full, or the flow gave no record
-    /// within two intervals.
+    /// TLS server names that reached no summary: the pending table was full, or the flow gave
+    /// no record within two intervals.
     pub names_dropped: u64,
 }
 
@@ -104,9 +104,19 @@ pub struct FlowSummaries {
     map: HashMap<SummaryKey, Aggregate, foldhash::fast::RandomState>,
     /// TLS names seen in ClientHellos, by flow, with the interval number they were seen in,
     /// until the flow's record arrives.
-    pending_names: HashMap<FlowKey, (Box<str>, u64), foldhash::fast::RandomState>,
+    pending_names: HashMap<FlowKey, PendingName, foldhash::fast::RandomState>,
     interval_no: u64,
     stats: FlowSummaryStats,
+}
+
+/// A TLS server name waiting for its flow's next record.
+#[derive(Debug)]
+struct PendingName {
+    name: Box<str>,
+    /// The interval it was noted or last attached to a record in.
+    seen: u64,
+    /// Whether an interim record of the flow has carried it already.
+    delivered: bool,
 }
 
 impl FlowSummaries {
@@ -145,8 +155,14 @@ impl FlowSummaries {
             self.stats.names_dropped = self.stats.names_dropped.saturating_add(1);
             return;
         }
-        self.pending_names
-            .insert(flow, (name.into(), self.interval_no));
+        self.pending_names.insert(
+            flow,
+            PendingName {
+                name: name.into(),
+                seen: self.interval_no,
+                delivered: false,
+            },
+        );
     }
 
     /// Folds one flow record into its summary; `remote_name` is the name the host resolved
@@ -156,12 +172,13 @@ impl FlowSummaries {
             // A flow still open keeps its name for its next interim record: refreshing the
             // interval stops a long TLS session's name from ageing out as if it were lost.
             let now = self.interval_no;
-            self.pending_names.get_mut(&rec.key).map(|(n, seen)| {
-                *seen = now;
-                n.clone()
+            self.pending_names.get_mut(&rec.key).map(|p| {
+                p.seen = now;
+                p.delivered = true;
+                p.name.clone()
             })
         } else {
-            self.pending_names.remove(&rec.key).map(|(n, _)| n)
+            self.pending_names.remove(&rec.key).map(|p| p.name)
         };
         let key = summary_key(rec);
         if !self.map.contains_key(&key) && self.map.len() >= self.limits.max_summaries {
@@ -228,17 +245,19 @@ impl FlowSummaries {
                 record: Some(record::Record::Flow(summary)),
             });
         }
-        // Names whose flow never produced a record (it was evicted empty) age out after a
-        // full interval more.
+        // Names whose flow gave no record for a full interval more age out: a flow that ends
+        // with no packet since its last interim record gives no final record. Only a name that
+        // never reached a summary is a drop.
         let now = self.interval_no;
-        let before = self.pending_names.len();
-        self.pending_names
-            .retain(|_, (_, seen)| seen.saturating_add(2) > now);
-        let aged = before.saturating_sub(self.pending_names.len());
-        self.stats.names_dropped = self
-            .stats
-            .names_dropped
-            .saturating_add(u64::try_from(aged).unwrap_or(u64::MAX));
+        let mut lost = 0_u64;
+        self.pending_names.retain(|_, p| {
+            let keep = p.seen.saturating_add(2) > now;
+            if !keep && !p.delivered {
+                lost = lost.saturating_add(1);
+            }
+            keep
+        });
+        self.stats.names_dropped = self.stats.names_dropped.saturating_add(lost);
         self.interval_no = self.interval_no.saturating_add(1);
     }
 }
