@@ -315,6 +315,7 @@ fn main() -> std::io::Result<()> {
 
     let opts = AnalyzeOptions {
         agent_records: vec![path.clone()],
+        identity_from_replay_stats: false,
         default_source: AgentSource {
             account_id: "000000000000".into(),
             instance_id: "i-00000000".into(),

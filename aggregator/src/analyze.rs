@@ -4,6 +4,9 @@
 //! A line is either a bare `picket_proto::v1::Record` (the identity then comes from
 //! [`AnalyzeOptions::default_source`]) or `{"account_id", "instance_id", "region", "record"}`.
 //! A line that does not parse is reported as `file:line: why` and skipped; the rest still counts.
+//! `picket-agent replay`'s closing `{"stats": {...}}` line is not a record and not a problem:
+//! with [`AnalyzeOptions::identity_from_replay_stats`], the account and instance it names
+//! (`replay --account-id/--instance-id`) are its file's identity for bare records.
 //!
 //! CloudTrail files ([`AnalyzeOptions::cloudtrail`], files or folders) are read with
 //! [`crate::cloudtrail::reader`]; with any given, agent records and API events are gathered and
@@ -67,6 +70,10 @@ pub struct AnalyzeOptions {
     pub agent_records: Vec<PathBuf>,
     /// Identity for bare records.
     pub default_source: AgentSource,
+    /// Whether a file's bare records take the account and instance named in its closing
+    /// `replay` stats line over [`AnalyzeOptions::default_source`]'s (off when the user named
+    /// an identity).
+    pub identity_from_replay_stats: bool,
     /// Engine bounds.
     pub engine: EngineConfig,
     /// Suppression rules to apply.
@@ -86,6 +93,8 @@ pub struct Report {
     pub findings: Vec<Finding>,
     /// Lines skipped.
     pub problems: Vec<LineProblem>,
+    /// `replay`'s closing stats lines met (not records, not problems).
+    pub replay_stats_lines: u64,
     /// Records read.
     pub records: u64,
     /// Detector counters, with the detector's name.
@@ -160,7 +169,14 @@ fn read_file(
         path: path.to_owned(),
         source,
     };
-    let mut reader = BufReader::new(File::open(path).map_err(err)?);
+    let mut file = File::open(path).map_err(err)?;
+    let replayed = if opts.identity_from_replay_stats {
+        replay_identity(&mut file, &opts.default_source).map_err(err)?
+    } else {
+        None
+    };
+    let source = replayed.as_ref().unwrap_or(&opts.default_source);
+    let mut reader = BufReader::new(file);
     let mut buf = Vec::new();
     let mut line_no = 0;
     loop {
@@ -195,7 +211,20 @@ fn read_file(
         if text.is_empty() {
             continue;
         }
-        match parse_line(text, &opts.default_source) {
+        if let Some(named) = replay_stats(text) {
+            report.replay_stats_lines += 1;
+            if let Some(account) = named.account_id.filter(|a| !valid_account(a)) {
+                if opts.identity_from_replay_stats {
+                    report.problems.push(problem(format!(
+                        "replay stats line names account_id {account:?}, not 12 digits; \
+                         the file's records keep {}",
+                        opts.default_source.account_id
+                    )));
+                }
+            }
+            continue;
+        }
+        match parse_line(text, source) {
             Ok(event) => {
                 report.records += 1;
                 progress.record();
@@ -205,6 +234,75 @@ fn read_file(
         }
     }
     Ok(())
+}
+
+/// `picket-agent replay`'s closing line, as far as analysis needs it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplayStatsLine {
+    stats: ReplayIdentity,
+}
+
+/// The identity a replay was given (`--account-id`, `--instance-id`); its counters are ignored.
+#[derive(Debug, Deserialize)]
+struct ReplayIdentity {
+    account_id: Option<String>,
+    instance_id: Option<String>,
+}
+
+/// The identity in `line` when it is a replay's closing stats line.
+fn replay_stats(line: &str) -> Option<ReplayIdentity> {
+    if !line.starts_with("{\"stats\"") {
+        return None;
+    }
+    serde_json::from_str::<ReplayStatsLine>(line)
+        .ok()
+        .map(|l| l.stats)
+}
+
+/// Bytes read from a file's end to find a closing stats line (a few hundred in practice).
+const STATS_TAIL_BYTES: u64 = 64 * 1024;
+
+/// The identity for `file`'s bare records when its last line is a replay's stats line naming
+/// an account or instance; the file is left at its start. A named account that is not 12
+/// digits keeps the default (the line is reported when it is read).
+fn replay_identity(file: &mut File, default: &AgentSource) -> std::io::Result<Option<AgentSource>> {
+    use std::io::{Seek, SeekFrom};
+    let len = file.metadata()?.len();
+    let start = len.saturating_sub(STATS_TAIL_BYTES);
+    file.seek(SeekFrom::Start(start))?;
+    let mut tail = Vec::new();
+    Read::by_ref(file)
+        .take(STATS_TAIL_BYTES)
+        .read_to_end(&mut tail)?;
+    file.seek(SeekFrom::Start(0))?;
+    let text = String::from_utf8_lossy(&tail);
+    let Some(last) = text.lines().rev().map(str::trim).find(|l| !l.is_empty()) else {
+        return Ok(None);
+    };
+    let Some(named) = replay_stats(last) else {
+        return Ok(None);
+    };
+    if named.account_id.is_none() && named.instance_id.is_none() {
+        return Ok(None);
+    }
+    if named
+        .account_id
+        .as_deref()
+        .is_some_and(|a| !valid_account(a))
+    {
+        return Ok(None);
+    }
+    Ok(Some(AgentSource {
+        account_id: named
+            .account_id
+            .unwrap_or_else(|| default.account_id.clone()),
+        instance_id: named
+            .instance_id
+            .filter(|i| !i.is_empty())
+            .unwrap_or_else(|| default.instance_id.clone()),
+        region: default.region.clone(),
+    }))
 }
 
 /// When an event happened, for ordering agent records among API events.
@@ -395,5 +493,84 @@ mod tests {
                 Ok(_) => panic!("{line} accepted"),
             }
         }
+    }
+
+    /// Reads `text` as one agent-record file; the identities of the events and the report.
+    fn read_text(text: &str, from_stats: bool) -> (Vec<AgentSource>, Report) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("replay.jsonl");
+        std::fs::write(&path, text).expect("write");
+        let opts = AnalyzeOptions {
+            agent_records: vec![path.clone()],
+            identity_from_replay_stats: from_stats,
+            default_source: default_source(),
+            engine: EngineConfig::default(),
+            rules: crate::findings::suppression::SuppressionRules::default(),
+            detectors: DetectorsConfig::default(),
+            context: DetectorContext::default(),
+            cloudtrail: Vec::new(),
+        };
+        let mut sources = Vec::new();
+        let mut report = Report::default();
+        let mut sink = |e: Event| {
+            if let Event::Agent { source, .. } = e {
+                sources.push(source);
+            }
+        };
+        read_file(
+            &path,
+            &opts,
+            &mut sink,
+            &mut report,
+            &mut crate::progress::Progress::off(),
+        )
+        .expect("read");
+        (sources, report)
+    }
+
+    const HIT: &str = r#"{"record":{"IntelHit":{"category":"c2","matched_value":"198.51.100.7"}}}"#;
+
+    #[test]
+    fn a_replay_file_gives_its_records_the_identity_its_stats_line_names() {
+        let text = format!(
+            "{HIT}\n{HIT}\n{}\n",
+            r#"{"stats":{"account_id":"111122223333","instance_id":"i-0replay","packets":2,"skipped":{"arp":1}}}"#
+        );
+        let (sources, report) = read_text(&text, true);
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert_eq!((report.records, report.replay_stats_lines), (2, 1));
+        assert_eq!(sources.len(), 2);
+        for s in &sources {
+            assert_eq!(
+                (
+                    s.account_id.as_str(),
+                    s.instance_id.as_str(),
+                    s.region.as_str()
+                ),
+                ("111122223333", "i-0replay", "us-east-1")
+            );
+        }
+        // An identity on the command line wins: the stats line is still not a problem.
+        let (sources, report) = read_text(&text, false);
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert!(sources.iter().all(|s| *s == default_source()));
+    }
+
+    #[test]
+    fn a_stats_line_without_an_identity_or_with_a_bad_account_keeps_the_default() {
+        let plain = format!("{HIT}\n{}\n", r#"{"stats":{"packets":2}}"#);
+        let (sources, report) = read_text(&plain, true);
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert_eq!(sources, vec![default_source()]);
+
+        let bad = format!(
+            "{HIT}\n{}\n",
+            r#"{"stats":{"account_id":"12","instance_id":"i-1"}}"#
+        );
+        let (sources, report) = read_text(&bad, true);
+        assert_eq!(sources, vec![default_source()]);
+        assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+        assert_eq!(report.problems[0].line, 2);
+        assert!(report.problems[0].why.contains("12 digits"));
     }
 }

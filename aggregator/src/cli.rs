@@ -227,12 +227,14 @@ pub struct AnalyzeArgs {
     /// (thresholds) sections apply.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Account of bare records.
-    #[arg(long, default_value = "000000000000")]
-    pub account_id: String,
-    /// Instance of bare records.
-    #[arg(long, default_value = "i-00000000")]
-    pub instance_id: String,
+    /// Account of bare records [default: the one `picket-agent replay --account-id` wrote in the
+    /// file's closing stats line, else 000000000000].
+    #[arg(long)]
+    pub account_id: Option<String>,
+    /// Instance of bare records [default: the one `picket-agent replay --instance-id` wrote in
+    /// the file's closing stats line, else i-00000000].
+    #[arg(long)]
+    pub instance_id: Option<String>,
     /// Region of bare records.
     #[arg(long, default_value = "us-east-1")]
     pub region: String,

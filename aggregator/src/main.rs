@@ -511,8 +511,12 @@ fn analyze(args: AnalyzeArgs) -> Result<()> {
             .context("--threat-list/--trusted-list")?;
         picket_aggregator::detectors::DetectorContext::with_fixed_intel(snapshot)
     };
-    if args.account_id.len() != 12 || !args.account_id.bytes().all(|b| b.is_ascii_digit()) {
-        bail!("--account-id must be 12 digits, got {:?}", args.account_id);
+    if let Some(a) = args
+        .account_id
+        .as_ref()
+        .filter(|a| a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()))
+    {
+        bail!("--account-id must be 12 digits, got {a:?}");
     }
     let file = match &args.config {
         Some(path) => ConfigFile::load(path)?,
@@ -531,9 +535,10 @@ fn analyze(args: AnalyzeArgs) -> Result<()> {
         })?;
     let opts = AnalyzeOptions {
         agent_records: args.agent_records,
+        identity_from_replay_stats: args.account_id.is_none() && args.instance_id.is_none(),
         default_source: AgentSource {
-            account_id: args.account_id,
-            instance_id: args.instance_id,
+            account_id: args.account_id.unwrap_or_else(|| "000000000000".to_owned()),
+            instance_id: args.instance_id.unwrap_or_else(|| "i-00000000".to_owned()),
             region: args.region,
         },
         engine: EngineConfig {

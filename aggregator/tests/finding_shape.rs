@@ -142,6 +142,7 @@ fn findings_from_the_network_detectors_match_guardduty_finding_shape() {
         .join("tests/fixtures/network_detections.jsonl");
     let report = analyze(&AnalyzeOptions {
         agent_records: vec![path],
+        identity_from_replay_stats: false,
         default_source: AgentSource {
             account_id: "123456789012".into(),
             instance_id: "i-0abc".into(),
@@ -176,6 +177,7 @@ fn findings_from_the_cloudtrail_rules_match_guardduty_finding_shape() {
         picket_aggregator::intel::sources::load_snapshot(&settings, 0).expect("intel lists");
     let report = analyze(&AnalyzeOptions {
         agent_records: Vec::new(),
+        identity_from_replay_stats: false,
         default_source: AgentSource {
             account_id: "123456789012".into(),
             instance_id: "i-0abc".into(),
@@ -220,6 +222,7 @@ fn an_attack_sequence_with_its_detection_block_matches_guardduty_finding_shape()
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cloudtrail");
     let report = analyze(&AnalyzeOptions {
         agent_records: Vec::new(),
+        identity_from_replay_stats: false,
         default_source: AgentSource {
             account_id: "111122223333".into(),
             instance_id: "i-0abc".into(),
