@@ -1,8 +1,8 @@
 //! Detection inside `serve`: one task that runs the [`Pipeline`] over every newly stored batch
 //! and persists findings to the [`FindingStore`].
 //!
-//! Sessions hand batches over ([`StoredBatch`], ingest's output) on a bounded channel after
-//! storing and acking them, so a slow
+//! Sessions hand batches over ([`StoredBatch`], ingest's output, still encoded: this task
+//! decodes each as it takes it) on a bounded channel after storing and acking them, so a slow
 //! detector slows ingest (back-pressure) instead of growing memory. The task drains the engine
 //! into the store every [`FLUSH_EVERY`] and when it is full, ticks windowed detectors, applies
 //! retention once a day, and drains once more on shutdown.
@@ -242,12 +242,14 @@ async fn run(
     let mut due: Option<tokio::time::Instant> = None;
     let mut retention = tokio::time::interval(RETENTION_EVERY);
     let mut save_state = tokio::time::interval(SAVE_STATE_EVERY);
+    // Every batch decodes into this one buffer, so its capacity is reused.
+    let mut records = Vec::new();
     loop {
         tokio::select! {
             batch = rx.recv() => {
                 let Some(batch) = batch else { break };
                 let created = pipeline.engine().stats().created;
-                feed(&store, &mut pipeline, batch).await;
+                feed(&store, &mut pipeline, batch, &mut records).await;
                 if due.is_none() && pipeline.engine().stats().created > created {
                     due = Some(tokio::time::Instant::now() + PERSIST_NEW_WITHIN);
                 }
@@ -287,7 +289,7 @@ async fn run(
     // Whatever sessions queued before the stop still counts.
     rx.close();
     while let Some(batch) = rx.recv().await {
-        feed(&store, &mut pipeline, batch).await;
+        feed(&store, &mut pipeline, batch, &mut records).await;
     }
     if let Some(mut api_rx) = api_rx {
         api_rx.close();
@@ -318,7 +320,23 @@ async fn feed_api(store: &FindingStore, pipeline: &mut Pipeline, batch: ApiBatch
     }
 }
 
-async fn feed(store: &FindingStore, pipeline: &mut Pipeline, batch: StoredBatch) {
+/// Decodes `batch` into `buf` (its capacity kept for the next batch) and feeds its records.
+async fn feed(
+    store: &FindingStore,
+    pipeline: &mut Pipeline,
+    batch: StoredBatch,
+    buf: &mut Vec<picket_proto::v1::Record>,
+) {
+    let mut decoded = match batch.decode_into(std::mem::take(buf)) {
+        Ok(records) => records,
+        Err(e) => {
+            // The framing was checked before storing; this is damage inside a record. The
+            // batch is stored and acked; detection cannot observe it.
+            crate::metrics::counters().ingest_error(crate::metrics::IngestErrorCause::BadFrame);
+            warn!(agent = %batch.agent, error = %e, "stored batch does not decode; not observed by detection");
+            return;
+        }
+    };
     // One event per batch, its record swapped for each record in turn: the source (three
     // strings) is built once instead of cloned per record.
     let mut event = Event::Agent {
@@ -329,9 +347,8 @@ async fn feed(store: &FindingStore, pipeline: &mut Pipeline, batch: StoredBatch)
         },
         record: picket_proto::v1::Record::default(),
     };
-    let records = batch.records.len();
-    let host_stats = batch
-        .records
+    let records = decoded.len();
+    let host_stats = decoded
         .iter()
         .filter(|r| {
             matches!(
@@ -340,7 +357,7 @@ async fn feed(store: &FindingStore, pipeline: &mut Pipeline, batch: StoredBatch)
             )
         })
         .count();
-    for record in batch.records {
+    for record in decoded.drain(..) {
         if let Event::Agent { record: slot, .. } = &mut event {
             *slot = record;
         }
@@ -349,6 +366,7 @@ async fn feed(store: &FindingStore, pipeline: &mut Pipeline, batch: StoredBatch)
             persist(store, pipeline).await;
         }
     }
+    *buf = decoded;
     // Lets tests (and operators at debug level) see that an agent's batch reached detection,
     // not only the store: the cross-source join depends on it.
     let Event::Agent { source, .. } = &event else {
@@ -426,11 +444,11 @@ mod tests {
         let record = Record {
             record: Some(R::IntelHit(hit)),
         };
-        let batch = StoredBatch {
-            agent: AgentId::new("123456789012", "i-1").expect("agent id"),
-            region: "eu-west-1".into(),
-            records: vec![record.clone(), record],
-        };
+        let batch = StoredBatch::from_records(
+            AgentId::new("123456789012", "i-1").expect("agent id"),
+            "eu-west-1".into(),
+            vec![record.clone(), record],
+        );
         tx.send(batch.clone()).await.expect("queued");
         stop.stop().await;
         let page = store.list(&ListQuery::default()).expect("list");
@@ -441,6 +459,39 @@ mod tests {
             tx.send(batch).await.is_err(),
             "a stopped task refuses batches"
         );
+    }
+
+    #[tokio::test]
+    async fn a_batch_with_a_damaged_record_is_skipped_and_the_next_one_observed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FindingStore::open(dir.path()).expect("open");
+        let (tx, stop) = spawn(
+            store.clone(),
+            &FindingsSection::default(),
+            SuppressionRules::default(),
+            &DetectorsConfig::default(),
+            &DetectorContext::default(),
+        );
+        let agent = AgentId::new("123456789012", "i-1").expect("agent id");
+        // Batch framing intact, but its one record's HostStats claims 5 bytes and holds 1.
+        let damaged = StoredBatch {
+            agent: agent.clone(),
+            region: "eu-west-1".into(),
+            bytes: bytes::Bytes::from_static(&[0x12, 0x03, 0x22, 0x05, 0x08]),
+            records: 1,
+        };
+        tx.send(damaged).await.expect("queued");
+        tx.send(StoredBatch::from_records(
+            agent,
+            "eu-west-1".into(),
+            vec![hit_to("198.51.100.9")],
+        ))
+        .await
+        .expect("queued");
+        stop.stop().await;
+        let findings = stored(&store);
+        assert_eq!(findings.len(), 1);
+        assert_eq!(findings[0].remote_ipv4(), Some("198.51.100.9"));
     }
 
     fn hit_to(addr: &str) -> Record {
@@ -489,11 +540,7 @@ mod tests {
             &DetectorContext::default(),
         );
         let agent = AgentId::new("123456789012", "i-1").expect("agent id");
-        let batch = |records| StoredBatch {
-            agent: agent.clone(),
-            region: "eu-west-1".into(),
-            records,
-        };
+        let batch = |records| StoredBatch::from_records(agent.clone(), "eu-west-1".into(), records);
         tx.send(batch(vec![hit_to("198.51.100.7")]))
             .await
             .expect("queued");

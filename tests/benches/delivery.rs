@@ -11,7 +11,9 @@
 //!
 //! Run: `cargo bench -p picket-tests --bench delivery` (release binaries; `PICKET_BENCH_RECORDS`
 //! sets the record count, default 1,000,000; `PICKET_BENCH_ONLY=agent` runs only the agent's
-//! sustained ingest and backlog drain, the issue 6 figures).
+//! sustained ingest and backlog drain, the issue 6 figures, each with the CPU time the agent
+//! and the aggregator process used; `PICKET_BENCH_PID_FILE=<file>` writes the sustained run's
+//! aggregator pid there, to attach a profiler).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -308,34 +310,61 @@ fn agent_ingest(n: u64) -> Result<()> {
         let leaf = pki.agent(ACCOUNT, instance)?;
         let agg_dir = tempfile::tempdir()?;
         let agent_dir = tempfile::tempdir()?;
-        let (_agg, addr) = start_aggregator(&pki, &server, agg_dir.path(), 0, &[])?;
+        let (agg, addr) = start_aggregator(&pki, &server, agg_dir.path(), 0, &[])?;
         let settings = agent_settings(&pki, &leaf, &addr, agent_dir.path(), instance)?;
-        let batches = agent_batches(n);
+        if let (false, Ok(file)) = (backlog, std::env::var("PICKET_BENCH_PID_FILE")) {
+            // For attaching a profiler to the aggregator during the sustained run.
+            std::fs::write(file, agg.pid().to_string())?;
+        }
+        let mut batches = agent_batches(n);
         let wire = wire_bytes_per_record(&batches);
-        let secs = rt.block_on(async {
+        let n_batches = batches.len();
+        let agg_pid = agg.pid().to_string();
+        let (started, secs, agent_cpu, agg_start, agg_at_ack) = rt.block_on(async {
             let (mut agent, db) = InProcessAgent::open(&settings)?;
             if backlog {
-                for b in batches {
+                for b in std::mem::take(&mut batches) {
                     agent.sink.submit(b).await?;
                 }
-                let started = Instant::now();
-                agent.connect(settings.clone(), &db)?;
-                agent.drained().await?;
-                let secs = started.elapsed().as_secs_f64();
-                agent.stop().await;
-                anyhow::Ok(secs)
             } else {
                 agent.connect(settings.clone(), &db)?;
-                let started = Instant::now();
-                for b in batches {
+            }
+            let (agent_start, agg_start) = (cpu_secs("self")?, cpu_secs(&agg_pid)?);
+            let started = Instant::now();
+            if backlog {
+                agent.connect(settings.clone(), &db)?;
+            } else {
+                for b in std::mem::take(&mut batches) {
                     agent.sink.submit(b).await?;
                 }
-                agent.drained().await?;
-                let secs = started.elapsed().as_secs_f64();
-                agent.stop().await;
-                anyhow::Ok(secs)
             }
+            agent.drained().await?;
+            let secs = started.elapsed().as_secs_f64();
+            let (agent_end, agg_at_ack) = (cpu_secs("self")?, cpu_secs(&agg_pid)?);
+            agent.stop().await;
+            anyhow::Ok((
+                started,
+                secs,
+                agent_end - agent_start,
+                agg_start,
+                agg_at_ack,
+            ))
         })?;
+        // Detection runs after the ack, so it may still hold batches when the last ack
+        // arrives: wait until it has observed every one, for the aggregator's whole CPU cost.
+        let observed = |agg: &picket_tests::Proc| agg.events("agent records observed").len();
+        let at_ack = observed(&agg);
+        while observed(&agg) < n_batches {
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(600),
+                "detection observed {} of {n_batches} batches after 600 s",
+                observed(&agg)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let all_observed = started.elapsed().as_secs_f64();
+        let agg_all = cpu_secs(&agg_pid)? - agg_start;
+        let per_record = |cpu: f64| cpu * 1e6 / n as f64;
         if backlog {
             println!(
                 "backlog drain (agent's records, buffered before the transport starts, aggregator up): {n} records in {secs:.2} s = {:.0} records/s",
@@ -347,6 +376,13 @@ fn agent_ingest(n: u64) -> Result<()> {
                 n as f64 / secs
             );
         }
+        println!(
+            "  CPU: agent (bench process) {:.2} µs/record; aggregator {:.2} µs/record until the last ack ({at_ack}/{n_batches} batches observed by detection then), {:.2} µs/record once detection observed all ({all_observed:.2} s after the start); agent + aggregator {:.2} µs/record",
+            per_record(agent_cpu),
+            per_record(agg_at_ack - agg_start),
+            per_record(agg_all),
+            per_record(agent_cpu + agg_all)
+        );
     }
     Ok(())
 }
@@ -454,6 +490,27 @@ fn dir_bytes(dir: &Path) -> Result<u64> {
         };
     }
     Ok(total)
+}
+
+/// User + system CPU seconds used so far by process `pid` (`"self"`: this one), from
+/// `/proc/<pid>/stat`.
+fn cpu_secs(pid: &str) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) start at field 3 (state).
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or_else(|| anyhow::anyhow!("/proc/{pid}/stat has no command name"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> Result<f64> {
+        Ok(fields
+            .get(i)
+            .ok_or_else(|| anyhow::anyhow!("/proc/{pid}/stat is short"))?
+            .parse::<f64>()?)
+    };
+    // utime and stime are fields 14 and 15 (1-based), so 11 and 12 after the state's.
+    // In clock ticks of USER_HZ, which is 100 on every Linux target.
+    Ok((ticks(11)? + ticks(12)?) / 100.0)
 }
 
 fn loadavg() -> String {

@@ -166,6 +166,11 @@ impl Proc {
         })
     }
 
+    /// The process id (to read its CPU time in `/proc`, or attach a profiler).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// All log lines so far.
     pub fn lines(&self) -> Vec<String> {
         self.lines.lock().unwrap_or_else(|e| e.into_inner()).clone()

@@ -4,8 +4,8 @@
 //!
 //! The ack path never builds a batch's records: the batch arrives as bytes ([`RawAgentFrame`]),
 //! a [`BatchHeader`] view gives its seq, lane and record kinds, and those bytes are what the
-//! store writes. Decoding the records for detection happens after the ack, in a task of its
-//! own per session, so it runs beside the next group's receive, store and flush.
+//! store writes. After the ack the same bytes go on to detection ([`StoredBatch`]), which
+//! decodes the records only when it takes the batch.
 //!
 //! Intel travels the other way on the same stream: when the agent's `Hello.intel_version`
 //! differs from the published snapshot, and again after every reload, the session sends the
@@ -47,14 +47,55 @@ use crate::peer::{Peer, peer_of};
 const OUTBOUND_QUEUE: usize = 64;
 
 /// A batch that was new and is now durable: ingest's output, consumed by detection.
+///
+/// It carries the batch still encoded, as stored: detection decodes it when it takes it, so a
+/// batch waiting in detection's queue holds its wire bytes (≈ 90 B per flow summary) instead
+/// of its decoded records (several times that, in many allocations), and the records are
+/// built just before the detectors read them, while still in cache.
 #[derive(Debug, Clone)]
 pub struct StoredBatch {
     /// The agent, as its certificate says.
     pub agent: AgentId,
     /// The region the agent's `Hello` gave.
     pub region: String,
-    /// The batch's records.
-    pub records: Vec<Record>,
+    /// The encoded `picket.v1.Batch`, as the agent sent it.
+    pub bytes: Bytes,
+    /// How many records it holds (from its header), to size the decode.
+    pub records: usize,
+}
+
+impl StoredBatch {
+    /// A batch of `records` (encoded here), for callers that hold records, not bytes.
+    pub fn from_records(agent: AgentId, region: String, records: Vec<Record>) -> Self {
+        let count = records.len();
+        let bytes = Batch {
+            records,
+            ..Batch::default()
+        }
+        .encode_to_vec();
+        Self {
+            agent,
+            region,
+            bytes: Bytes::from(bytes),
+            records: count,
+        }
+    }
+
+    /// The batch's records, decoded into `buf` (cleared first, its capacity reused).
+    ///
+    /// # Errors
+    /// [`prost::DecodeError`] when a record inside is damaged (the batch's framing was checked
+    /// before it was stored).
+    pub fn decode_into(&self, mut buf: Vec<Record>) -> Result<Vec<Record>, prost::DecodeError> {
+        buf.clear();
+        buf.reserve(self.records);
+        let mut batch = Batch {
+            records: buf,
+            ..Batch::default()
+        };
+        batch.merge(self.bytes.as_ref())?;
+        Ok(batch.records)
+    }
 }
 
 /// The gRPC service behind `picket.v1.Ingest`.
@@ -420,13 +461,13 @@ enum Step {
 }
 
 /// Applies one frame (without flushing) and notes the ack it earns; a newly stored batch's
-/// bytes go to `applied`, to be decoded for detection once acked.
+/// bytes and record count go to `applied`, to be handed to detection once acked.
 fn apply_frame(
     store: &BatchStore,
     agent: &AgentId,
     frame: RawAgentFrame,
     acks: &mut PendingAcks,
-    applied: &mut Vec<Bytes>,
+    applied: &mut Vec<(Bytes, usize)>,
 ) -> Step {
     match frame.frame {
         Some(RawFrameKind::Batch(bytes)) => {
@@ -460,7 +501,7 @@ fn apply_frame(
                     }
                     acks.note(lane, outcome.hwm());
                     if matches!(outcome, AppendOutcome::Applied { .. }) {
-                        applied.push(bytes);
+                        applied.push((bytes, header.records.len()));
                     }
                     Step::Continue
                 }
@@ -493,42 +534,6 @@ fn apply_frame(
     }
 }
 
-/// Stored, acked batches queued for one session's decoder before the session waits: one
-/// group's worth, so decoding one group overlaps receiving and storing the next.
-const DECODE_QUEUE: usize = MAX_GROUP;
-
-/// One session's decoder: turns its stored batches' bytes into records, in order, and hands
-/// them to detection (waiting while detection is busy, which in turn slows the session).
-async fn decode_for_detection(
-    agent: AgentId,
-    region: String,
-    mut rx: mpsc::Receiver<Bytes>,
-    out: mpsc::Sender<StoredBatch>,
-) {
-    while let Some(bytes) = rx.recv().await {
-        let records = match Batch::decode(bytes) {
-            Ok(b) => b.records,
-            Err(e) => {
-                // The framing was checked before storing; this is damage inside a record.
-                // The batch is stored and acked; detection cannot observe it.
-                count(IngestErrorCause::BadFrame);
-                warn!(%agent, error = %e, "stored batch does not decode; not observed by detection");
-                continue;
-            }
-        };
-        let stored = StoredBatch {
-            agent: agent.clone(),
-            region: region.clone(),
-            records,
-        };
-        if out.send(stored).await.is_err() {
-            // Detection has stopped (shutdown); the batches stay stored.
-            warn!(%agent, "detection is not running; batch not observed");
-            return;
-        }
-    }
-}
-
 /// Reads one agent's frames until the stream ends; the slot is held for the session's life.
 // Nine parts of one session, each owned by it for its life; a struct would only rename them.
 #[allow(clippy::too_many_arguments)]
@@ -537,7 +542,7 @@ async fn run_session(
     agent: AgentId,
     mut inbound: Streaming<RawAgentFrame>,
     tx: mpsc::Sender<Result<AggregatorFrame, Status>>,
-    output: Option<(mpsc::Sender<StoredBatch>, String)>,
+    mut output: Option<(mpsc::Sender<StoredBatch>, String)>,
     _slot: SessionSlot,
     mut intel: IntelFeed,
     agent_intel_version: u64,
@@ -552,14 +557,8 @@ async fn run_session(
         }
     }
     drop(current);
-    // Ends when the session drops its sender, after decoding what was queued.
-    let mut decoder = output.map(|(out, region)| {
-        let (dtx, drx) = mpsc::channel(DECODE_QUEUE);
-        tokio::spawn(decode_for_detection(agent.clone(), region, drx, out));
-        dtx
-    });
     let mut acks = PendingAcks::default();
-    let mut applied: Vec<Bytes> = Vec::new();
+    let mut applied: Vec<(Bytes, usize)> = Vec::new();
     let end: Result<(), Status> = 'session: loop {
         // `Streaming::message` is cancel-safe, so a snapshot published while waiting for the
         // agent loses no frame.
@@ -624,11 +623,18 @@ async fn run_session(
             }
         }
         // Only durable batches go on to detection (waiting while it is busy: backpressure).
-        for bytes in applied.drain(..) {
-            if let Some(d) = &decoder {
-                if d.send(bytes).await.is_err() {
-                    // The decoder ended because detection stopped (it said so).
-                    decoder = None;
+        for (bytes, records) in applied.drain(..) {
+            if let Some((out, region)) = &output {
+                let stored = StoredBatch {
+                    agent: agent.clone(),
+                    region: region.clone(),
+                    bytes,
+                    records,
+                };
+                if out.send(stored).await.is_err() {
+                    // Detection has stopped (shutdown); the batches stay stored.
+                    warn!(%agent, "detection is not running; batch not observed");
+                    output = None;
                 }
             }
         }
@@ -712,6 +718,36 @@ mod tests {
             send_intel(&id, &published, limit, &tx).await,
             IntelSend::SessionGone
         ));
+    }
+
+    #[test]
+    fn a_stored_batch_decodes_into_a_reused_buffer_and_refuses_a_damaged_record() {
+        use picket_proto::v1::{HostStats, record};
+        let id = AgentId::new("111111111111", "i-1").unwrap();
+        let records: Vec<Record> = (1..=3)
+            .map(|packets| Record {
+                record: Some(record::Record::HostStats(HostStats {
+                    packets,
+                    ..HostStats::default()
+                })),
+            })
+            .collect();
+        let batch = StoredBatch::from_records(id.clone(), "eu-west-1".into(), records.clone());
+        assert_eq!(batch.records, 3);
+        let mut buf = Vec::with_capacity(16);
+        buf.push(Record::default());
+        let ptr = buf.as_ptr();
+        let decoded = batch.decode_into(buf).unwrap();
+        assert_eq!(decoded, records, "the buffer's old contents are cleared");
+        assert_eq!(decoded.as_ptr(), ptr, "the buffer's allocation is reused");
+        // A record whose HostStats field claims more bytes than it holds.
+        let damaged = StoredBatch {
+            agent: id,
+            region: String::new(),
+            bytes: Bytes::from_static(&[0x12, 0x03, 0x22, 0x05, 0x08]),
+            records: 1,
+        };
+        assert!(damaged.decode_into(Vec::new()).is_err());
     }
 
     #[test]
