@@ -189,6 +189,21 @@ impl SeenFiles {
 mod tests {
     use super::*;
 
+    /// Opens the store again after the test dropped it: sled's background flusher may hold the
+    /// file lock a moment after the drop (in one process only), so wait for it, bounded.
+    fn reopen(dir: &Path) -> sled::Db {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match sled::open(dir) {
+                Ok(db) => return db,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => panic!("reopen kept failing: {e}"),
+            }
+        }
+    }
+
     #[test]
     fn a_marked_file_is_read_until_it_changes_and_marks_survive_reopening() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -209,7 +224,7 @@ mod tests {
                     .expect("get")
             );
         }
-        let db = sled::open(dir.path()).expect("reopen");
+        let db = reopen(dir.path());
         let tree = db.open_tree("cloudtrail_files").expect("tree");
         let seen = SeenFiles::new(tree.clone());
         assert!(seen.is_read(path, stamp).expect("get"));
@@ -242,7 +257,7 @@ mod tests {
             let seen = SeenFiles::new(db.open_tree("cloudtrail_files").expect("tree"));
             seen.set_mark(path, mark).expect("mark");
         }
-        let db = sled::open(dir.path()).expect("reopen");
+        let db = reopen(dir.path());
         let tree = db.open_tree("cloudtrail_files").expect("tree");
         let seen = SeenFiles::new(tree.clone());
         assert_eq!(seen.mark(path).expect("get"), Some(mark));
