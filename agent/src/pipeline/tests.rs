@@ -178,25 +178,34 @@ fn tls_and_stratum_payloads_label_their_summaries_and_others_stay_unlabelled() {
     assert!(by_port(8443).tls_server_names.is_empty());
 }
 
-#[test]
-fn a_tls_session_open_for_many_intervals_keeps_its_name_and_reports_no_drop() {
-    let resolver = [8, 8, 4, 4];
-    let mut frames: Vec<(u64, Vec<u8>)> = handshake(resolver, 853)
+/// A TLS session's opening (handshake one millisecond apart, then a ClientHello naming
+/// `name` at 5 ms) as timed frames from port 40 000.
+fn tls_session(remote: [u8; 4], port: u16, name: &str) -> Vec<(u64, Vec<u8>)> {
+    let mut frames: Vec<(u64, Vec<u8>)> = handshake(remote, port)
         .into_iter()
         .enumerate()
         .map(|(i, f)| (u64::try_from(i).expect("small"), f))
         .collect();
     frames.push((
         5,
-        tcp(
-            HOST,
-            resolver,
-            40_000,
-            853,
-            ACK | PSH,
-            &client_hello("dns.google"),
-        ),
+        tcp(HOST, remote, 40_000, port, ACK | PSH, &client_hello(name)),
     ));
+    frames
+}
+
+/// Asserts that no `HostStats` among `records` reports a dropped record.
+fn assert_no_drops(records: &[Record]) {
+    for r in records {
+        if let Some(record::Record::HostStats(h)) = &r.record {
+            assert!(h.records_dropped.is_empty(), "{h:#?}");
+        }
+    }
+}
+
+#[test]
+fn a_tls_session_open_for_many_intervals_keeps_its_name_and_reports_no_drop() {
+    let resolver = [8, 8, 4, 4];
+    let mut frames = tls_session(resolver, 853, "dns.google");
     // A query every 20 s for five minutes: the flow never idles out, so it reports interim
     // records interval after interval.
     for i in 1..=15_u64 {
@@ -212,11 +221,7 @@ fn a_tls_session_open_for_many_intervals_keeps_its_name_and_reports_no_drop() {
     for s in &summaries {
         assert_eq!(s.tls_server_names, vec!["dns.google".to_owned()], "{s:#?}");
     }
-    for r in &records {
-        if let Some(record::Record::HostStats(h)) = &r.record {
-            assert!(h.records_dropped.is_empty(), "{h:#?}");
-        }
-    }
+    assert_no_drops(&records);
 }
 
 #[test]
@@ -225,22 +230,7 @@ fn a_tls_name_already_reported_is_not_a_drop_when_its_flow_idles_out_empty() {
     // closes, so its interim record carries the name; it then idles out with nothing new, which
     // gives no final record, while other traffic keeps intervals closing.
     let relay = [198, 51, 100, 80];
-    let mut frames: Vec<(u64, Vec<u8>)> = handshake(relay, 443)
-        .into_iter()
-        .enumerate()
-        .map(|(i, f)| (u64::try_from(i).expect("small"), f))
-        .collect();
-    frames.push((
-        5,
-        tcp(
-            HOST,
-            relay,
-            40_000,
-            443,
-            ACK | PSH,
-            &client_hello("relay.example"),
-        ),
-    ));
+    let mut frames = tls_session(relay, 443, "relay.example");
     frames.push((30_000, tcp(HOST, relay, 40_000, 443, ACK | PSH, b"cell")));
     for i in 1..=6_u64 {
         frames.push((
@@ -262,11 +252,7 @@ fn a_tls_name_already_reported_is_not_a_drop_when_its_flow_idles_out_empty() {
             "{s:#?}"
         );
     }
-    for r in &records {
-        if let Some(record::Record::HostStats(h)) = &r.record {
-            assert!(h.records_dropped.is_empty(), "{h:#?}");
-        }
-    }
+    assert_no_drops(&records);
 }
 
 #[test]
