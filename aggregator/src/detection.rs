@@ -422,8 +422,13 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn a_submitted_intel_hit_is_a_stored_finding_after_stop() {
+    /// A detection task with default settings over a fresh store (kept while the folder lives).
+    fn start() -> (
+        tempfile::TempDir,
+        FindingStore,
+        mpsc::Sender<StoredBatch>,
+        DetectionStop,
+    ) {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = FindingStore::open(dir.path()).expect("open");
         let (tx, stop) = spawn(
@@ -433,6 +438,12 @@ mod tests {
             &DetectorsConfig::default(),
             &DetectorContext::default(),
         );
+        (dir, store, tx, stop)
+    }
+
+    #[tokio::test]
+    async fn a_submitted_intel_hit_is_a_stored_finding_after_stop() {
+        let (_dir, store, tx, stop) = start();
         let hit = IntelHit {
             observed_at_ms: 1_700_000_000_000,
             matched_value: "198.51.100.7".into(),
@@ -463,15 +474,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_with_a_damaged_record_is_skipped_and_the_next_one_observed() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = FindingStore::open(dir.path()).expect("open");
-        let (tx, stop) = spawn(
-            store.clone(),
-            &FindingsSection::default(),
-            SuppressionRules::default(),
-            &DetectorsConfig::default(),
-            &DetectorContext::default(),
-        );
+        let (_dir, store, tx, stop) = start();
         let agent = AgentId::new("123456789012", "i-1").expect("agent id");
         // Batch framing intact, but its one record's HostStats claims 5 bytes and holds 1.
         let damaged = StoredBatch {
@@ -530,15 +533,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_new_finding_is_stored_before_the_flush_and_a_repeat_waits_for_it() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = FindingStore::open(dir.path()).expect("open");
-        let (tx, stop) = spawn(
-            store.clone(),
-            &FindingsSection::default(),
-            SuppressionRules::default(),
-            &DetectorsConfig::default(),
-            &DetectorContext::default(),
-        );
+        let (_dir, store, tx, stop) = start();
         let agent = AgentId::new("123456789012", "i-1").expect("agent id");
         let batch = |records| StoredBatch::from_records(agent.clone(), "eu-west-1".into(), records);
         tx.send(batch(vec![hit_to("198.51.100.7")]))
