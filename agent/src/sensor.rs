@@ -25,7 +25,7 @@ use crate::records_sink::RecordSink;
 /// Records waiting between the capture threads and the outbox.
 pub const CHANNEL_RECORDS: usize = 16_384;
 /// Records per outbox batch at most.
-const BATCH_RECORDS: usize = 1000;
+const BATCH_RECORDS: usize = picket_proto::AGENT_BATCH_RECORDS;
 /// How often an idle or busy capture thread expires flows and reads kernel drops.
 const TICK: Duration = Duration::from_secs(1);
 /// Packets between clock checks on a busy interface (a clock read per packet would cost more

@@ -78,7 +78,7 @@ fn read_line_bounded(r: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result
 }
 
 /// Records per batch when uploading.
-pub const UPLOAD_BATCH_RECORDS: usize = 1000;
+pub const UPLOAD_BATCH_RECORDS: usize = picket_proto::AGENT_BATCH_RECORDS;
 /// Malformed lines quoted in the report; the rest are only counted.
 const MAX_QUOTED_ERRORS: usize = 20;
 

@@ -184,6 +184,9 @@ pub struct LimitsSection {
     /// than any agent frame; a snapshot past it is logged and not sent.
     #[serde(default = "default_max_intel_update_bytes")]
     pub max_intel_update_bytes: NonZeroUsize,
+    /// Most records one agent batch may hold; a batch over it ends the session unstored.
+    #[serde(default = "default_max_batch_records")]
+    pub max_batch_records: usize,
 }
 
 impl Default for LimitsSection {
@@ -194,6 +197,7 @@ impl Default for LimitsSection {
             handshake_timeout_secs: default_handshake_timeout_secs(),
             hello_timeout_secs: default_hello_timeout_secs(),
             max_intel_update_bytes: default_max_intel_update_bytes(),
+            max_batch_records: default_max_batch_records(),
         }
     }
 }
@@ -204,6 +208,9 @@ fn default_max_message_bytes() -> NonZeroUsize {
 fn default_max_intel_update_bytes() -> NonZeroUsize {
     // 256 MiB: about five million indicators at the matcher's ~48 bytes each.
     NonZeroUsize::new(256 * 1024 * 1024).unwrap_or(NonZeroUsize::MIN)
+}
+fn default_max_batch_records() -> usize {
+    crate::ingest::service::DEFAULT_MAX_BATCH_RECORDS
 }
 fn default_max_sessions_per_agent() -> NonZeroUsize {
     // Two, not one: a reconnecting agent's new session may arrive before the server has
@@ -675,6 +682,13 @@ impl Settings {
                 value: limits.max_message_bytes.to_string(),
             });
         }
+        if limits.max_batch_records < picket_proto::AGENT_BATCH_RECORDS {
+            return Err(ConfigError::Invalid {
+                key: "limits.max_batch_records",
+                why: "must be at least 1000, the records an agent puts in one batch",
+                value: limits.max_batch_records.to_string(),
+            });
+        }
         for (key, v) in [
             (
                 "limits.handshake_timeout_secs",
@@ -885,9 +899,9 @@ mod tests {
         assert!(err.contains("fromat"), "{err}");
     }
 
-    #[test]
-    fn an_intel_update_limit_below_the_message_limit_is_rejected() {
-        let (_d, path) = write("[limits]\nmax_intel_update_bytes = 2048\n");
+    /// The error `Settings::resolve` gives for `text` with the TLS flags given.
+    fn resolve_error(text: &str) -> String {
+        let (_d, path) = write(text);
         let file = ConfigFile::load(&path).unwrap();
         let flags = Overrides {
             ca: Some("a".into()),
@@ -895,22 +909,26 @@ mod tests {
             key: Some("c".into()),
             ..Overrides::default()
         };
-        let err = Settings::resolve(file, flags).unwrap_err().to_string();
+        Settings::resolve(file, flags).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn an_intel_update_limit_below_the_message_limit_is_rejected() {
+        let err = resolve_error("[limits]\nmax_intel_update_bytes = 2048\n");
         assert!(err.contains("limits.max_intel_update_bytes"), "{err}");
     }
 
     #[test]
     fn tiny_message_limit_is_rejected() {
-        let (_d, path) = write("[limits]\nmax_message_bytes = 10\n");
-        let file = ConfigFile::load(&path).unwrap();
-        let flags = Overrides {
-            ca: Some("a".into()),
-            cert: Some("b".into()),
-            key: Some("c".into()),
-            ..Overrides::default()
-        };
-        let err = Settings::resolve(file, flags).unwrap_err().to_string();
+        let err = resolve_error("[limits]\nmax_message_bytes = 10\n");
         assert!(err.contains("limits.max_message_bytes"), "{err}");
+    }
+
+    #[test]
+    fn a_batch_record_cap_below_what_agents_send_is_rejected() {
+        let err = resolve_error("[limits]\nmax_batch_records = 999\n");
+        assert!(err.contains("limits.max_batch_records"), "{err}");
+        assert!(err.contains("999"), "{err}");
     }
 }
 

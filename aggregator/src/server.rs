@@ -273,7 +273,8 @@ pub async fn serve(
         max_intel,
     )
     .with_output(detection_tx)
-    .with_revocations(revocations);
+    .with_revocations(revocations)
+    .with_max_batch_records(limits.max_batch_records);
     // Agent frames stay under max_message_bytes; outgoing frames may be as large as an intel
     // snapshot. The session checks a snapshot's size itself before sending, because a frame
     // over this limit would end the whole stream with an error.

@@ -16,6 +16,9 @@ pub mod v1 {
 pub use identity::{AgentId, IdentityError, MemberUserError, MemberUserId};
 pub use raw_frame::{RawAgentFrame, RawFrameKind};
 
+/// Records an agent puts in one batch at most; an aggregator's per-batch cap may not go below it.
+pub const AGENT_BATCH_RECORDS: usize = 1000;
+
 /// The kind of a record, as used in per-kind counters (`flow`, `dns`, `intel_hit`, `host_stats`).
 pub fn record_kind(record: &v1::Record) -> &'static str {
     use v1::record::Record as R;

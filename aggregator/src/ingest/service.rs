@@ -108,7 +108,11 @@ pub struct IngestService {
     intel: Arc<IntelManager>,
     max_intel_update_bytes: usize,
     revocations: Option<Arc<Revocations>>,
+    max_batch_records: usize,
 }
+
+/// Records a batch may hold unless configured otherwise: ten times what an agent sends.
+pub const DEFAULT_MAX_BATCH_RECORDS: usize = 10_000;
 
 impl IngestService {
     /// A service writing to `store`, allowing `limiter`'s sessions per agent, and sending
@@ -128,7 +132,15 @@ impl IngestService {
             intel,
             max_intel_update_bytes,
             revocations: None,
+            max_batch_records: DEFAULT_MAX_BATCH_RECORDS,
         }
+    }
+
+    /// Refuses batches of more than `max` records. A batch of `max_message_bytes` can hold
+    /// millions of tiny records, each of which detection would decode into a full `Record`.
+    pub fn with_max_batch_records(mut self, max: usize) -> Self {
+        self.max_batch_records = max;
+        self
     }
 
     /// Refuses revoked agents' sessions and closes a session when its agent is revoked.
@@ -288,6 +300,7 @@ impl IngestService {
             intel,
             hello.intel_version,
             revoked,
+            self.max_batch_records,
         ));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
@@ -466,6 +479,7 @@ fn apply_frame(
     store: &BatchStore,
     agent: &AgentId,
     frame: RawAgentFrame,
+    max_records: usize,
     acks: &mut PendingAcks,
     applied: &mut Vec<(Bytes, usize)>,
 ) -> Step {
@@ -481,6 +495,13 @@ fn apply_frame(
                 }
             };
             let seq = header.seq;
+            if header.records.len() > max_records {
+                count(IngestErrorCause::BadFrame);
+                return Step::End(Err(Status::invalid_argument(format!(
+                    "batch {seq} holds {} records; limits.max_batch_records is {max_records}",
+                    header.records.len()
+                ))));
+            }
             let lane = Lane::try_from(header.lane).unwrap_or(Lane::Bulk);
             let kinds = header.kind_counts();
             let encoded = EncodedBatch {
@@ -535,7 +556,7 @@ fn apply_frame(
 }
 
 /// Reads one agent's frames until the stream ends; the slot is held for the session's life.
-// Nine parts of one session, each owned by it for its life; a struct would only rename them.
+// Ten parts of one session, each owned by it for its life; a struct would only rename them.
 #[allow(clippy::too_many_arguments)]
 async fn run_session(
     store: BatchStore,
@@ -547,6 +568,7 @@ async fn run_session(
     mut intel: IntelFeed,
     agent_intel_version: u64,
     mut revoked: Option<RevocationWatch>,
+    max_batch_records: usize,
 ) {
     let current = Arc::clone(&intel.rx.borrow_and_update());
     if current.version() != agent_intel_version {
@@ -590,13 +612,27 @@ async fn run_session(
                 break Err(Status::permission_denied(format!("{} is revoked", agent.spiffe_uri())));
             }
         };
-        let mut step = apply_frame(&store, &agent, first, &mut acks, &mut applied);
+        let mut step = apply_frame(
+            &store,
+            &agent,
+            first,
+            max_batch_records,
+            &mut acks,
+            &mut applied,
+        );
         // Take whatever else has already arrived, so one flush covers a group of batches.
         let mut grouped = 1;
         while matches!(step, Step::Continue) && grouped < MAX_GROUP {
             match inbound.message().now_or_never() {
                 Some(Ok(Some(f))) => {
-                    step = apply_frame(&store, &agent, f, &mut acks, &mut applied);
+                    step = apply_frame(
+                        &store,
+                        &agent,
+                        f,
+                        max_batch_records,
+                        &mut acks,
+                        &mut applied,
+                    );
                     grouped += 1;
                 }
                 Some(Ok(None)) => {
@@ -748,6 +784,42 @@ mod tests {
             records: 1,
         };
         assert!(damaged.decode_into(Vec::new()).is_err());
+    }
+
+    #[test]
+    fn a_batch_over_the_record_cap_ends_the_session_unstored_and_one_at_the_cap_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BatchStore::open(dir.path()).unwrap();
+        let id = AgentId::new("111111111111", "i-1").unwrap();
+        // Empty records are two bytes each: the cheapest way to pack a frame with records.
+        let frame = |seq, records| RawAgentFrame {
+            frame: Some(RawFrameKind::Batch(Bytes::from(
+                Batch {
+                    seq,
+                    records: vec![Record::default(); records],
+                    ..Batch::default()
+                }
+                .encode_to_vec(),
+            ))),
+        };
+        let (mut acks, mut applied) = (PendingAcks::default(), Vec::new());
+        let step = apply_frame(&store, &id, frame(1, 11), 10, &mut acks, &mut applied);
+        let Step::End(Err(status)) = step else {
+            panic!("an over-cap batch must end the session");
+        };
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(
+            status.message().contains("11 records") && status.message().contains("is 10"),
+            "{}",
+            status.message()
+        );
+        assert!(applied.is_empty() && acks.bulk.is_none());
+        assert_eq!(store.high_water_mark(&id, Lane::Bulk).unwrap(), 0);
+
+        let step = apply_frame(&store, &id, frame(1, 10), 10, &mut acks, &mut applied);
+        assert!(matches!(step, Step::Continue));
+        assert_eq!(applied.len(), 1);
+        assert_eq!(acks.bulk, Some(1));
     }
 
     #[test]
