@@ -13,9 +13,9 @@
 //! already wrote are held and stored with the next regular flush, so they still batch. Holding
 //! is safe because the store merges (`Finding::absorb`): counts add and windows widen.
 //!
-//! Delivery into detection is at most once: a batch stored just before a crash is in the batch
-//! store but was not yet observed. Replaying the batch store into detection on start is a later
-//! step (it needs a per-agent detection cursor beside the high-water mark).
+//! The task notes each observed batch in a [`DetectionCursor`] and saves it after each regular
+//! write of findings, so a restart can hand it the batches stored before a crash but never
+//! observed ([`crate::detection_cursor::catch_up`]).
 
 use std::time::Duration;
 
@@ -24,6 +24,7 @@ use tracing::{debug, info, warn};
 
 use crate::cloudtrail::watcher::ApiBatch;
 use crate::config::FindingsSection;
+use crate::detection_cursor::DetectionCursor;
 use crate::detectors::{AgentSource, DetectorContext, DetectorsConfig, Event};
 use crate::findings::engine::EngineConfig;
 use crate::findings::model::Timestamp;
@@ -237,6 +238,13 @@ async fn run(
     retention_days: std::num::NonZeroU32,
     mut written: Written,
 ) {
+    let mut cursor = match DetectionCursor::open(&store) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            warn!(error = %e, "detection cursor unavailable; a restart will not replay unobserved batches");
+            None
+        }
+    };
     let mut flush = tokio::time::interval(FLUSH_EVERY);
     // When the findings a batch created must be written by.
     let mut due: Option<tokio::time::Instant> = None;
@@ -248,6 +256,9 @@ async fn run(
         tokio::select! {
             batch = rx.recv() => {
                 let Some(batch) = batch else { break };
+                if let Some(c) = cursor.as_mut() {
+                    c.observed(&batch);
+                }
                 let created = pipeline.engine().stats().created;
                 feed(&store, &mut pipeline, batch, &mut records).await;
                 if due.is_none() && pipeline.engine().stats().created > created {
@@ -271,6 +282,7 @@ async fn run(
             _ = flush.tick() => {
                 pipeline.tick(Timestamp::now().0);
                 persist_all(&store, &mut pipeline, &mut written).await;
+                save_cursor(cursor.as_mut()).await;
                 due = None;
             }
             _ = retention.tick() => {
@@ -289,6 +301,9 @@ async fn run(
     // Whatever sessions queued before the stop still counts.
     rx.close();
     while let Some(batch) = rx.recv().await {
+        if let Some(c) = cursor.as_mut() {
+            c.observed(&batch);
+        }
         feed(&store, &mut pipeline, batch, &mut records).await;
     }
     if let Some(mut api_rx) = api_rx {
@@ -298,8 +313,23 @@ async fn run(
         }
     }
     persist_all(&store, &mut pipeline, &mut written).await;
+    save_cursor(cursor.as_mut()).await;
     save_states(&store, pipeline.save_states()).await;
     info!(events = pipeline.events(), "detection stopped");
+}
+
+/// Saves the batches observed so far as observed; only after their findings were written.
+async fn save_cursor(cursor: Option<&mut DetectionCursor>) {
+    let Some(cursor) = cursor else { return };
+    let pending = cursor.take_pending();
+    match tokio::task::spawn_blocking(move || pending.write()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(failed)) => {
+            warn!(error = %failed.error, "detection cursor not saved; retrying with the next write");
+            cursor.restore(failed.marks);
+        }
+        Err(e) => warn!(error = %e, "detection cursor task failed"),
+    }
 }
 
 /// The next CloudTrail batch, or never when that input is closed.
@@ -482,6 +512,8 @@ mod tests {
             region: "eu-west-1".into(),
             bytes: bytes::Bytes::from_static(&[0x12, 0x03, 0x22, 0x05, 0x08]),
             records: 1,
+            seq: 0,
+            lane: picket_proto::v1::Lane::Bulk,
         };
         tx.send(damaged).await.expect("queued");
         tx.send(StoredBatch::from_records(

@@ -19,6 +19,7 @@ pub mod cloudtrail;
 pub mod config;
 pub mod correlation;
 pub mod detection;
+pub mod detection_cursor;
 pub mod detectors;
 pub mod enroll;
 pub mod exports;

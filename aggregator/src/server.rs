@@ -77,6 +77,9 @@ pub enum ServeError {
     /// Occurs when an exporter cannot start (damaged position, unreadable CA file).
     #[error("exports: {0}")]
     Exports(#[from] crate::exports::ExportError),
+    /// Occurs when the detection cursor cannot be read or the batch store walked at start.
+    #[error("detection catch-up: {0}")]
+    Cursor(#[from] crate::detection_cursor::CursorError),
     /// Occurs when the configured CloudTrail paths cannot be watched.
     #[error(transparent)]
     CloudTrail(#[from] crate::cloudtrail::watcher::FeedError),
@@ -118,6 +121,7 @@ pub async fn serve(
     rules.extend(findings.rules()?.rules().iter().cloned());
     let exports = crate::exports::Exports::start(&findings, settings.exports.clone())?;
     let findings_api = crate::api::FindingsApi::new(findings.clone());
+    let cursor_store = findings.clone();
     let (detection_tx, cloudtrail_tx, detection) = crate::detection::spawn_with_cloudtrail(
         findings,
         &settings.findings,
@@ -127,6 +131,8 @@ pub async fn serve(
             intel: Some(intel.subscribe()),
         },
     );
+    // Before any agent connects: what was stored and acked but never observed (a crash).
+    crate::detection_cursor::catch_up(&store, &cursor_store, &detection_tx).await?;
     // CloudTrail files (ct-reader): read what is there, then what arrives.
     let cloudtrail_feed = if settings.cloudtrail.paths.is_empty() {
         None

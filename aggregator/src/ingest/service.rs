@@ -62,6 +62,10 @@ pub struct StoredBatch {
     pub bytes: Bytes,
     /// How many records it holds (from its header), to size the decode.
     pub records: usize,
+    /// Its sequence number in its lane; 0 for a batch that is not in the batch store.
+    pub seq: u64,
+    /// The lane it came in.
+    pub lane: Lane,
 }
 
 impl StoredBatch {
@@ -78,6 +82,8 @@ impl StoredBatch {
             region,
             bytes: Bytes::from(bytes),
             records: count,
+            seq: 0,
+            lane: Lane::Bulk,
         }
     }
 
@@ -467,6 +473,14 @@ impl PendingAcks {
     }
 }
 
+/// A batch stored by this session and not yet handed to detection.
+struct Applied {
+    bytes: Bytes,
+    records: usize,
+    seq: u64,
+    lane: Lane,
+}
+
 /// What one frame asks of the session loop.
 enum Step {
     Continue,
@@ -474,14 +488,14 @@ enum Step {
 }
 
 /// Applies one frame (without flushing) and notes the ack it earns; a newly stored batch's
-/// bytes and record count go to `applied`, to be handed to detection once acked.
+/// batch goes to `applied`, to be handed to detection once acked.
 fn apply_frame(
     store: &BatchStore,
     agent: &AgentId,
     frame: RawAgentFrame,
     max_records: usize,
     acks: &mut PendingAcks,
-    applied: &mut Vec<(Bytes, usize)>,
+    applied: &mut Vec<Applied>,
 ) -> Step {
     match frame.frame {
         Some(RawFrameKind::Batch(bytes)) => {
@@ -522,7 +536,12 @@ fn apply_frame(
                     }
                     acks.note(lane, outcome.hwm());
                     if matches!(outcome, AppendOutcome::Applied { .. }) {
-                        applied.push((bytes, header.records.len()));
+                        applied.push(Applied {
+                            bytes,
+                            records: header.records.len(),
+                            seq,
+                            lane,
+                        });
                     }
                     Step::Continue
                 }
@@ -580,7 +599,7 @@ async fn run_session(
     }
     drop(current);
     let mut acks = PendingAcks::default();
-    let mut applied: Vec<(Bytes, usize)> = Vec::new();
+    let mut applied: Vec<Applied> = Vec::new();
     let end: Result<(), Status> = 'session: loop {
         // `Streaming::message` is cancel-safe, so a snapshot published while waiting for the
         // agent loses no frame.
@@ -659,13 +678,15 @@ async fn run_session(
             }
         }
         // Only durable batches go on to detection (waiting while it is busy: backpressure).
-        for (bytes, records) in applied.drain(..) {
+        for a in applied.drain(..) {
             if let Some((out, region)) = &output {
                 let stored = StoredBatch {
                     agent: agent.clone(),
                     region: region.clone(),
-                    bytes,
-                    records,
+                    bytes: a.bytes,
+                    records: a.records,
+                    seq: a.seq,
+                    lane: a.lane,
                 };
                 if out.send(stored).await.is_err() {
                     // Detection has stopped (shutdown); the batches stay stored.
@@ -782,6 +803,8 @@ mod tests {
             region: String::new(),
             bytes: Bytes::from_static(&[0x12, 0x03, 0x22, 0x05, 0x08]),
             records: 1,
+            seq: 0,
+            lane: Lane::Bulk,
         };
         assert!(damaged.decode_into(Vec::new()).is_err());
     }

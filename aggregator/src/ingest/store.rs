@@ -233,11 +233,7 @@ impl BatchStore {
         }
         let lane = Lane::try_from(batch.lane).map_err(|_| StoreError::UnknownLane(batch.lane))?;
         let agent_key = agent.store_key();
-        let mut batch_key = Vec::with_capacity(agent_key.len() + 10);
-        batch_key.extend_from_slice(&agent_key);
-        batch_key.push(0);
-        batch_key.push(u8::try_from(batch.lane).unwrap_or(u8::MAX));
-        batch_key.extend_from_slice(&batch.seq.to_be_bytes());
+        let batch_key = batch_key(agent, lane, batch.seq);
         (&self.batches, &self.ledgers)
             .transaction(|(batches, ledgers)| {
                 let mut ledger = read_ledger(ledgers, agent)?;
@@ -380,6 +376,42 @@ impl BatchStore {
         }
         Ok((out, bad))
     }
+
+    /// One lane's stored batches with a sequence number above `after`, in order, as
+    /// (seq, encoded `Batch`): what detection has not yet observed after a restart.
+    pub fn stored_after(
+        &self,
+        agent: &AgentId,
+        lane: Lane,
+        after: u64,
+    ) -> impl Iterator<Item = Result<(u64, sled::IVec), StoreError>> + '_ {
+        let start = batch_key(agent, lane, after.saturating_add(1));
+        let end = batch_key(agent, lane, u64::MAX);
+        let seq_at = end.len() - 8;
+        self.batches
+            .range(start..=end)
+            .map(move |item| {
+                let (k, v) = item.map_err(|e| self.sled_err(e))?;
+                let seq = k
+                    .get(seq_at..)
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map_or(0, u64::from_be_bytes);
+                Ok((seq, v))
+            })
+            // Only `after == u64::MAX` (start saturated) can reach one at or below it.
+            .filter(move |r| !matches!(r, Ok((seq, _)) if *seq <= after))
+    }
+}
+
+/// Where a batch is stored: `<account>/<instance>\0<lane u8><seq u64 big-endian>`.
+fn batch_key(agent: &AgentId, lane: Lane, seq: u64) -> Vec<u8> {
+    let agent_key = agent.store_key();
+    let mut key = Vec::with_capacity(agent_key.len() + 10);
+    key.extend_from_slice(&agent_key);
+    key.push(0);
+    key.push(u8::try_from(lane as i32).unwrap_or(u8::MAX));
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
 }
 
 /// Milliseconds since the Unix epoch.
