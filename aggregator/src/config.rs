@@ -106,7 +106,12 @@ pub struct ServerSection {
     pub listen: Option<SocketAddr>,
     /// Folder for the sled store.
     pub data_dir: Option<PathBuf>,
+    /// Days received batches are kept once detection has observed them (default 7).
+    pub batch_retention_days: Option<NonZeroU32>,
 }
+
+/// Days received batches are kept when `server.batch_retention_days` is not set.
+pub const DEFAULT_BATCH_RETENTION_DAYS: u32 = 7;
 
 /// `[tls]`: the aggregator's certificate, key and the CA agents must chain to.
 #[derive(Debug, Default, Deserialize)]
@@ -616,6 +621,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// State folder.
     pub data_dir: PathBuf,
+    /// `server.batch_retention_days`: how long observed batches stay in the batch store.
+    pub batch_retention_days: NonZeroU32,
     /// TLS files.
     pub tls: TlsPaths,
     /// Limits.
@@ -657,6 +664,10 @@ impl Settings {
             .data_dir
             .or(file.server.data_dir)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let batch_retention_days = file
+            .server
+            .batch_retention_days
+            .unwrap_or(NonZeroU32::new(DEFAULT_BATCH_RETENTION_DAYS).unwrap_or(NonZeroU32::MIN));
         let tls = TlsPaths {
             ca: flags.ca.or(file.tls.ca).ok_or(ConfigError::Missing {
                 key: "tls.ca",
@@ -725,6 +736,7 @@ impl Settings {
             metrics_listen: flags.metrics_listen.or(file.metrics.listen),
             listen,
             data_dir,
+            batch_retention_days,
             tls,
             limits,
             findings: file.findings,

@@ -269,6 +269,9 @@ pub async fn serve(
         }
         None => None,
     };
+    // Past every fallible step of the start, so an early error leaves no task behind.
+    let retention =
+        crate::ingest::retention::spawn(store.clone(), cursor_store, settings.batch_retention_days);
     let max_message = limits.max_message_bytes.get();
     let max_intel = limits.max_intel_update_bytes.get();
     let service = IngestService::new(
@@ -322,6 +325,7 @@ pub async fn serve(
         }
     };
     accept.abort();
+    retention.abort();
     drop(cloudtrail_feed);
     if let Some(http) = http_api {
         http.abort();

@@ -1,6 +1,7 @@
 //! Ingest: the `Ingest` gRPC service agents stream into, the sled store it writes batches to,
-//! and the per-identity session limit.
+//! the retention of those batches, and the per-identity session limit.
 
+pub mod retention;
 pub mod service;
 pub mod sessions;
 pub mod store;

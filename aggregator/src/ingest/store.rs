@@ -377,6 +377,46 @@ impl BatchStore {
         Ok((out, bad))
     }
 
+    /// Deletes one lane's batches from its start up to `observed` (inclusive) that the agent
+    /// made before `cutoff_ms`, stopping at the first that is newer; returns how many went.
+    /// The ledger keeps its marks and counts, so deleted batches are still recognised as
+    /// replays.
+    ///
+    /// # Errors
+    /// [`StoreError::Sled`] on a sled failure. A batch whose age cannot be read is kept.
+    pub fn prune_observed(
+        &self,
+        agent: &AgentId,
+        lane: Lane,
+        observed: u64,
+        cutoff_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let start = batch_key(agent, lane, 0);
+        let end = batch_key(agent, lane, observed);
+        let mut gone = sled::Batch::default();
+        let mut n = 0;
+        for item in self.batches.range(start..=end) {
+            let (k, v) = item.map_err(|e| self.sled_err(e))?;
+            match super::wire::BatchCreated::decode(v.as_ref()) {
+                Ok(b) if b.created_at_ms < cutoff_ms => {
+                    gone.remove(k);
+                    n += 1;
+                }
+                _ => break,
+            }
+            // Bounded write batches: a first sweep may meet months of batches.
+            if n % PRUNE_CHUNK == 0 {
+                self.batches
+                    .apply_batch(std::mem::take(&mut gone))
+                    .map_err(|e| self.sled_err(e))?;
+            }
+        }
+        self.batches
+            .apply_batch(gone)
+            .map_err(|e| self.sled_err(e))?;
+        Ok(n)
+    }
+
     /// One lane's stored batches with a sequence number above `after`, in order, as
     /// (seq, encoded `Batch`): what detection has not yet observed after a restart.
     pub fn stored_after(
@@ -402,6 +442,9 @@ impl BatchStore {
             .filter(move |r| !matches!(r, Ok((seq, _)) if *seq <= after))
     }
 }
+
+/// Deletions applied together by [`BatchStore::prune_observed`].
+const PRUNE_CHUNK: u64 = 4096;
 
 /// Where a batch is stored: `<account>/<instance>\0<lane u8><seq u64 big-endian>`.
 fn batch_key(agent: &AgentId, lane: Lane, seq: u64) -> Vec<u8> {
