@@ -412,7 +412,7 @@ async fn feed(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use picket_proto::AgentId;
     use picket_proto::v1::record::Record as R;
     use picket_proto::v1::{IntelHit, MatchSite, Record};
@@ -529,7 +529,8 @@ mod tests {
         assert_eq!(findings[0].remote_ipv4(), Some("198.51.100.9"));
     }
 
-    fn hit_to(addr: &str) -> Record {
+    /// A record of an intel hit on remote address `addr`.
+    pub(crate) fn hit_to(addr: &str) -> Record {
         Record {
             record: Some(R::IntelHit(IntelHit {
                 observed_at_ms: 1_700_000_000_000,

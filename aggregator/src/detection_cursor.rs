@@ -294,8 +294,7 @@ pub async fn catch_up(
 
 #[cfg(test)]
 mod tests {
-    use picket_proto::v1::record::Record as R;
-    use picket_proto::v1::{Batch, IntelHit, MatchSite, Record};
+    use picket_proto::v1::Batch;
 
     use super::*;
     use crate::config::FindingsSection;
@@ -309,16 +308,7 @@ mod tests {
 
     /// A stored batch of one intel hit to `remote`.
     fn store_hit(store: &BatchStore, agent: &AgentId, lane: Lane, seq: u64, remote: &str) {
-        let record = Record {
-            record: Some(R::IntelHit(IntelHit {
-                observed_at_ms: 1_700_000_000_000,
-                matched_value: remote.into(),
-                remote_addr: remote.into(),
-                category: "c2".into(),
-                site: MatchSite::RemoteAddr as i32,
-                ..IntelHit::default()
-            })),
-        };
+        let record = crate::detection::tests::hit_to(remote);
         let batch = Batch {
             seq,
             records: vec![record],
