@@ -49,6 +49,8 @@ pub struct Pipeline {
     /// The detectors (indexes) that want each event kind, worked out once: asking every
     /// detector per event cost more than most detectors' own work.
     wanted: [Vec<usize>; EVENT_KINDS.len()],
+    /// The detectors (indexes) that asked for a prefetch of each event kind.
+    prefetching: [Vec<usize>; EVENT_KINDS.len()],
     engine: FindingEngine,
     correlator: Correlator,
     clock: Clock,
@@ -89,9 +91,18 @@ impl Pipeline {
                 .map(|(i, _)| i)
                 .collect()
         });
+        let prefetching = EVENT_KINDS.map(|kind| {
+            built
+                .iter()
+                .enumerate()
+                .filter(|(_, d)| d.prefetch_inputs().contains(&kind))
+                .map(|(i, _)| i)
+                .collect()
+        });
         Self {
             detectors: built,
             wanted,
+            prefetching,
             engine: FindingEngine::new(config, rules),
             correlator: Correlator::new(detectors, Correlator::load_ranges(detectors)),
             clock,
@@ -107,6 +118,12 @@ impl Pipeline {
         let Some(kind) = event.kind() else {
             return;
         };
+        // The prefetches first, so their loads from memory overlap the detectors' work.
+        for &i in &self.prefetching[kind_index(kind)] {
+            if let Some(d) = self.detectors.get(i) {
+                d.prefetch(event);
+            }
+        }
         let wanted = &self.wanted[kind_index(kind)];
         for &i in wanted {
             if let Some(d) = self.detectors.get_mut(i) {

@@ -128,6 +128,17 @@ pub trait Detector: Send {
     fn inputs(&self) -> &'static [EventKind];
     /// Looks at one event and pushes any observations it causes onto `out`.
     fn observe(&mut self, event: &Event, out: &mut Vec<Observation>);
+    /// The event kinds for which this detector wants [`Self::prefetch`] called (none by
+    /// default).
+    fn prefetch_inputs(&self) -> &'static [EventKind] {
+        &[]
+    }
+    /// A cache hint, changing nothing the detector holds: starts loading the state that
+    /// [`Self::observe`] will touch for `event`, which comes next. The pipeline calls it for
+    /// every detector that asked before running the event through any of them, so a detector
+    /// whose state lives in a table far larger than the cache waits for memory while the
+    /// others work instead of after them.
+    fn prefetch(&self, _event: &Event) {}
     /// Called as time passes (`now_ms`, ms since the epoch) so windowed detectors can close
     /// windows and evict state; pushes any observations that causes.
     fn on_tick(&mut self, now_ms: i64, out: &mut Vec<Observation>);

@@ -41,17 +41,22 @@ pub struct Window<S> {
 /// was most of a detector's time and pushed every other detector's state out of the cache.
 ///
 /// The map holds only positions (4 bytes each), found by the key's hash (kept beside the
-/// times) and checked against the key in its slot: each key is stored once, so a new window
-/// clones no key (no string copy, no reference count), and the index of a full table is a
-/// tenth of the size it was with the keys in it.
+/// times) and checked against the key at that position: each key is stored once, so a new
+/// window clones no key (no string copy, no reference count), and the index of a full table
+/// is a tenth of the size it was with the keys in it. New windows go at the end, whose lines
+/// are asked for one insertion ahead.
 #[derive(Debug)]
 pub struct WindowTable<K, S> {
     index: HashTable<u32>,
     hasher: Hasher,
-    slots: Vec<(K, Window<S>)>,
-    // (start_ms, last_ms) of the window at the same position in `slots`.
+    // Keys and windows in two vectors rather than one of pairs: an element then mostly fits
+    // in a cache line, whose start a prefetch can name (see `prefetch_next`); a pair of both
+    // spanned lines that no element starts in.
+    keys: Vec<K>,
+    windows: Vec<Window<S>>,
+    // (start_ms, last_ms) of the window at the same position in `windows`.
     times: Vec<(i64, i64)>,
-    // The key's hash of the window at the same position in `slots`.
+    // The key's hash of the window at the same position in `windows`.
     hashes: Vec<u64>,
     cap: NonZeroUsize,
     window_ms: i64,
@@ -60,6 +65,8 @@ pub struct WindowTable<K, S> {
     // Live windows' last update times while making room, kept between calls: a fresh buffer
     // of the whole table's size per batch cost page faults on every eviction.
     lasts: Vec<i64>,
+    // Positions to remove while making room, highest first, kept between calls as `lasts`.
+    doomed: Vec<usize>,
 }
 
 impl<K: Hash + Eq, S: Default> WindowTable<K, S> {
@@ -68,7 +75,8 @@ impl<K: Hash + Eq, S: Default> WindowTable<K, S> {
         Self {
             index: HashTable::new(),
             hasher: Hasher::default(),
-            slots: Vec::new(),
+            keys: Vec::new(),
+            windows: Vec::new(),
             times: Vec::new(),
             hashes: Vec::new(),
             cap,
@@ -76,6 +84,7 @@ impl<K: Hash + Eq, S: Default> WindowTable<K, S> {
             evicted_full: 0,
             expired: 0,
             lasts: Vec::new(),
+            doomed: Vec::new(),
         }
     }
 
@@ -93,16 +102,16 @@ impl<K: Hash + Eq, S: Default> WindowTable<K, S> {
     pub fn window(&mut self, key: K, at_ms: i64) -> &mut Window<S> {
         let window_ms = self.window_ms;
         let hash = self.hasher.hash_one(&key);
-        let slots = &self.slots;
+        let keys = &self.keys;
         let found = self.index.find(hash, |&at| {
-            slots.get(at as usize).is_some_and(|(held, _)| *held == key)
+            keys.get(at as usize).is_some_and(|held| *held == key)
         });
         if let Some(&at) = found {
             let i = at as usize;
             // Always in bounds (the index and the vectors change together); checked so a
             // slip cannot panic, and before borrowing, so the borrow is only ever returned.
-            if i < self.slots.len() && i < self.times.len() {
-                let w = &mut self.slots[i].1;
+            if i < self.windows.len() && i < self.times.len() {
+                let w = &mut self.windows[i];
                 if at_ms.saturating_sub(w.start_ms) >= window_ms {
                     *w = Self::fresh(at_ms);
                 }
@@ -111,22 +120,61 @@ impl<K: Hash + Eq, S: Default> WindowTable<K, S> {
                 return w;
             }
         }
-        if self.slots.len() >= self.cap.get() {
+        if self.windows.len() >= self.cap.get() {
             self.make_room(at_ms);
         }
         // Positions fit in u32: the cap bounds the table and is far below 2^32 keys' memory.
-        let i = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
+        let i = u32::try_from(self.windows.len()).unwrap_or(u32::MAX);
         self.hashes.push(hash);
         let hashes = &self.hashes;
         self.index.insert_unique(hash, i, |&at| {
             hashes.get(at as usize).copied().unwrap_or_default()
         });
         self.times.push((at_ms, at_ms));
-        self.slots.push((key, Self::fresh(at_ms)));
-        let Some((_, w)) = self.slots.last_mut() else {
+        self.keys.push(key);
+        self.windows.push(Self::fresh(at_ms));
+        self.prefetch_next();
+        let Some(w) = self.windows.last_mut() else {
             unreachable!("pushed above")
         };
         w
+    }
+
+    // A new key's window is written at the end of the vectors, whose lines have long left the
+    // cache when the table is full: a batch of evictions moved the last windows into the
+    // freed places, and new keys refill those positions one by one over the following
+    // records. Writing them was most of a full table's time, waiting for each line; asking
+    // for the next position's lines now lets them arrive before the next new key. (Beyond
+    // the vectors' capacity this asks for memory nothing uses, which a prefetch allows.)
+    fn prefetch_next(&self) {
+        let next = self.windows.len();
+        // An element of at most a line (most keys and windows here) lies in its first line
+        // and the one the next element starts in; a larger one gets its first lines only.
+        for at in [next, next + 1] {
+            prefetch_index::prefetch_index(&self.keys, at);
+            prefetch_index::prefetch_index(&self.windows, at);
+        }
+        prefetch_index::prefetch_index(&self.times, next);
+        prefetch_index::prefetch_index(&self.hashes, next);
+    }
+
+    /// Removes the windows at `positions` (highest first), as [`Self::remove_at`] one by
+    /// one. The positions are scattered over a table larger than the cache, and each
+    /// removal reads and rewrites its window: the lines of the windows a few removals ahead
+    /// are asked for first, so the removals wait for memory together instead of in turn.
+    fn remove_all(&mut self, positions: &[usize]) {
+        const AHEAD: usize = 8;
+        for (n, &i) in positions.iter().enumerate() {
+            if let Some(&ahead) = positions.get(n + AHEAD) {
+                for at in [ahead, ahead + 1] {
+                    prefetch_index::prefetch_index(&self.keys, at);
+                    prefetch_index::prefetch_index(&self.windows, at);
+                }
+                prefetch_index::prefetch_index(&self.times, ahead);
+                prefetch_index::prefetch_index(&self.hashes, ahead);
+            }
+            self.remove_at(i);
+        }
     }
 
     /// Removes the window at position `i`; the last window moves into its place.
@@ -138,8 +186,9 @@ impl<K: Hash + Eq, S: Default> WindowTable<K, S> {
         if let Ok(entry) = self.index.find_entry(hash, |&held| held == at) {
             entry.remove();
         }
-        let last = self.slots.len().saturating_sub(1);
-        self.slots.swap_remove(i);
+        let last = self.windows.len().saturating_sub(1);
+        self.keys.swap_remove(i);
+        self.windows.swap_remove(i);
         self.times.swap_remove(i);
         self.hashes.swap_remove(i);
         if i < last
@@ -155,18 +204,20 @@ impl<K: Hash + Eq, S: Default> WindowTable<K, S> {
     /// Drops every window that ended before `now_ms`; returns how many.
     pub fn expire(&mut self, now_ms: i64) -> usize {
         let window_ms = self.window_ms;
-        let mut n = 0;
-        // Backwards, so the window moved into a freed place was already looked at.
-        for i in (0..self.times.len()).rev() {
-            if self
-                .times
-                .get(i)
-                .is_some_and(|&(start, _)| now_ms.saturating_sub(start) >= window_ms)
-            {
-                self.remove_at(i);
-                n += 1;
-            }
-        }
+        let mut doomed = std::mem::take(&mut self.doomed);
+        doomed.clear();
+        // Backwards, as removals go: a removal moves only the last window, already looked at.
+        doomed.extend(
+            self.times
+                .iter()
+                .enumerate()
+                .rev()
+                .filter(|&(_, &(start, _))| now_ms.saturating_sub(start) >= window_ms)
+                .map(|(i, _)| i),
+        );
+        self.remove_all(&doomed);
+        let n = doomed.len();
+        self.doomed = doomed;
         self.expired += n as u64;
         n
     }
@@ -196,10 +247,11 @@ impl<K: Hash + Eq, S: Default> WindowTable<K, S> {
             None => i64::MIN,
         };
         let (mut expired, mut evicted) = (0usize, 0usize);
-        for i in (0..self.times.len()).rev() {
-            let Some(&(start, last)) = self.times.get(i) else {
-                continue;
-            };
+        let mut doomed = std::mem::take(&mut self.doomed);
+        doomed.clear();
+        // Removing a window moves only the last one, from above every position still to be
+        // looked at, so the positions can be chosen before any is removed.
+        for (i, &(start, last)) in self.times.iter().enumerate().rev() {
             if ended(start) {
                 expired += 1;
             } else if evicted < evict && last <= cutoff {
@@ -207,20 +259,22 @@ impl<K: Hash + Eq, S: Default> WindowTable<K, S> {
             } else {
                 continue;
             }
-            self.remove_at(i);
+            doomed.push(i);
         }
+        self.remove_all(&doomed);
+        self.doomed = doomed;
         self.expired += expired as u64;
         self.evicted_full += evicted as u64;
     }
 
     /// Keys held now.
     pub fn len(&self) -> usize {
-        self.slots.len()
+        self.windows.len()
     }
 
     /// Whether no key is held.
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        self.windows.is_empty()
     }
 
     /// The key cap.
