@@ -109,6 +109,15 @@ struct BatchShape {
 #[derive(Clone, PartialEq, prost::Message)]
 struct OpaqueRecord {}
 
+/// `Batch` read for its seal time only: the records (field 2) are unknown here, so decoding
+/// jumps over each by its length instead of building it. [`Outbox::stats`] needs only this,
+/// and it is called in polling loops (`upload` waiting for acks, status, metrics).
+#[derive(Clone, PartialEq, prost::Message)]
+struct BatchSealTime {
+    #[prost(int64, tag = "3")]
+    created_at_ms: i64,
+}
+
 /// Durable, bounded queue of batches awaiting acks.
 #[derive(Clone)]
 pub struct Outbox {
@@ -464,9 +473,10 @@ impl Outbox {
             let (k, v) = item.map_err(|e| self.sled_err(e))?;
             let seq = parse_key(&k).map_or(0, |(_, s)| s);
             match BatchShape::decode(v.as_ref()) {
+                // The bytes stay sled's (shared, immutable): no copy of the batch per send.
                 Ok(shape) if shape.seq == seq && seq > 0 => out.push(EncodedBatch {
                     seq,
-                    bytes: bytes::Bytes::copy_from_slice(&v),
+                    bytes: bytes::Bytes::from_owner(v),
                 }),
                 bad => {
                     let why = bad.map_or_else(
@@ -534,7 +544,7 @@ impl Outbox {
         .flatten()
         {
             if let Some(v) = self.batches.get(first).map_err(|e| self.sled_err(e))? {
-                if let Ok(b) = Batch::decode(v.as_ref()) {
+                if let Ok(b) = BatchSealTime::decode(v.as_ref()) {
                     let t = stats.oldest_created_at_ms.get_or_insert(b.created_at_ms);
                     *t = (*t).min(b.created_at_ms);
                 }
@@ -699,6 +709,27 @@ mod tests {
         assert_eq!(sent, vec![1, 2]);
         ob.make_durable(first).await.unwrap();
         assert_eq!(ob.pending_encoded_from(Lane::Bulk, 1, 10).unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn stats_read_the_oldest_seal_time_past_many_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let ob = open(dir.path(), 1 << 20);
+        ob.push(Lane::Bulk, flows(200), 1_700_000_000_123)
+            .await
+            .unwrap();
+        ob.push(Lane::Bulk, flows(3), 1_700_000_000_999)
+            .await
+            .unwrap();
+        assert_eq!(
+            ob.stats().unwrap().oldest_created_at_ms,
+            Some(1_700_000_000_123)
+        );
+        ob.ack(Lane::Bulk, 1).unwrap();
+        assert_eq!(
+            ob.stats().unwrap().oldest_created_at_ms,
+            Some(1_700_000_000_999)
+        );
     }
 
     #[tokio::test]

@@ -68,9 +68,14 @@ impl RecordSink {
             }
         }
         self.health.count_records(&records);
-        let (hits, rest): (Vec<Record>, Vec<Record>) = records
-            .into_iter()
-            .partition(|r| matches!(r.record, Some(record::Record::IntelHit(_))));
+        let is_hit = |r: &Record| matches!(r.record, Some(record::Record::IntelHit(_)));
+        // Most submissions hold no hit: then the records go to the bulk lane as they are,
+        // instead of being moved one by one into a new, repeatedly grown Vec.
+        let (hits, rest): (Vec<Record>, Vec<Record>) = if records.iter().any(is_hit) {
+            records.into_iter().partition(is_hit)
+        } else {
+            (Vec::new(), records)
+        };
         let offline = self.health.connected.load(Ordering::Relaxed) == 0;
         if offline {
             for r in &hits {
@@ -109,5 +114,70 @@ impl RecordSink {
     /// The outbox behind the sink.
     pub fn outbox(&self) -> &Outbox {
         &self.outbox
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use picket_proto::v1::{FlowSummary, IntelHit};
+
+    fn flow(n: u64) -> Record {
+        Record {
+            record: Some(record::Record::Flow(FlowSummary {
+                connections: n,
+                ..FlowSummary::default()
+            })),
+        }
+    }
+
+    fn hit(indicator: &str) -> Record {
+        Record {
+            record: Some(record::Record::IntelHit(IntelHit {
+                indicator: indicator.into(),
+                ..IntelHit::default()
+            })),
+        }
+    }
+
+    fn sink(dir: &std::path::Path) -> RecordSink {
+        let db = sled::open(dir).unwrap();
+        let outbox = Outbox::open(&db, dir.to_owned(), 1 << 20).unwrap();
+        RecordSink::new(outbox, Arc::new(Notify::new()), Arc::new(Health::default()))
+    }
+
+    fn lane(sink: &RecordSink, lane: Lane) -> Vec<Vec<Record>> {
+        sink.outbox()
+            .pending_from(lane, 1, usize::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|b| b.records)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn hits_go_to_the_priority_lane_and_the_rest_keeps_its_order_in_bulk() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = sink(dir.path());
+        sink.submit(vec![flow(1), hit("a.example"), flow(2), hit("b.example")])
+            .await
+            .unwrap();
+        assert_eq!(
+            lane(&sink, Lane::Priority),
+            vec![vec![hit("a.example"), hit("b.example")]]
+        );
+        assert_eq!(lane(&sink, Lane::Bulk), vec![vec![flow(1), flow(2)]]);
+    }
+
+    #[tokio::test]
+    async fn a_submission_without_hits_is_one_bulk_batch_and_no_priority_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = sink(dir.path());
+        sink.submit(vec![flow(1), flow(2), flow(3)]).await.unwrap();
+        assert!(lane(&sink, Lane::Priority).is_empty());
+        assert_eq!(
+            lane(&sink, Lane::Bulk),
+            vec![vec![flow(1), flow(2), flow(3)]]
+        );
     }
 }
