@@ -109,15 +109,6 @@ struct BatchShape {
 #[derive(Clone, PartialEq, prost::Message)]
 struct OpaqueRecord {}
 
-/// `Batch` read for its seal time only: the records (field 2) are unknown here, so decoding
-/// jumps over each by its length instead of building it. [`Outbox::stats`] needs only this,
-/// and it is called in polling loops (`upload` waiting for acks, status, metrics).
-#[derive(Clone, PartialEq, prost::Message)]
-struct BatchSealTime {
-    #[prost(int64, tag = "3")]
-    created_at_ms: i64,
-}
-
 /// Durable, bounded queue of batches awaiting acks.
 #[derive(Clone)]
 pub struct Outbox {
@@ -544,7 +535,7 @@ impl Outbox {
         .flatten()
         {
             if let Some(v) = self.batches.get(first).map_err(|e| self.sled_err(e))? {
-                if let Ok(b) = BatchSealTime::decode(v.as_ref()) {
+                if let Ok(b) = picket_proto::BatchSealTime::decode(v.as_ref()) {
                     let t = stats.oldest_created_at_ms.get_or_insert(b.created_at_ms);
                     *t = (*t).min(b.created_at_ms);
                 }

@@ -14,7 +14,7 @@ pub mod v1 {
 }
 
 pub use identity::{AgentId, IdentityError, MemberUserError, MemberUserId};
-pub use raw_frame::{RawAgentFrame, RawFrameKind};
+pub use raw_frame::{BatchSealTime, RawAgentFrame, RawFrameKind};
 
 /// Records an agent puts in one batch at most; an aggregator's per-batch cap may not go below it.
 pub const AGENT_BATCH_RECORDS: usize = 1000;

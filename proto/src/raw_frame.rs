@@ -28,6 +28,15 @@ pub enum RawFrameKind {
     Heartbeat(Heartbeat),
 }
 
+/// `picket.v1.Batch` read for when the agent sealed it: the records (field 2) are skipped by
+/// their length instead of built, so reading a stored batch's age allocates nothing.
+#[derive(Clone, Copy, PartialEq, prost::Message)]
+pub struct BatchSealTime {
+    /// `Batch.created_at_ms`.
+    #[prost(int64, tag = "3")]
+    pub created_at_ms: i64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

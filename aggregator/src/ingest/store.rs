@@ -397,7 +397,7 @@ impl BatchStore {
         let mut n = 0;
         for item in self.batches.range(start..=end) {
             let (k, v) = item.map_err(|e| self.sled_err(e))?;
-            match super::wire::BatchCreated::decode(v.as_ref()) {
+            match picket_proto::BatchSealTime::decode(v.as_ref()) {
                 Ok(b) if b.created_at_ms < cutoff_ms => {
                     gone.remove(k);
                     n += 1;

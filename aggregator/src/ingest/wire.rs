@@ -82,15 +82,6 @@ impl BatchHeader {
     }
 }
 
-/// `picket.v1.Batch` reduced to when the agent made it: every other field is skipped, so
-/// reading a stored batch's age allocates nothing.
-#[derive(Clone, Copy, PartialEq, prost::Message)]
-pub struct BatchCreated {
-    /// `Batch.created_at_ms`.
-    #[prost(int64, tag = "3")]
-    pub created_at_ms: i64,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,7 +124,7 @@ mod tests {
             (h.seq, h.created_at_ms, h.lane),
             (b.seq, b.created_at_ms, b.lane)
         );
-        let created = BatchCreated::decode(bytes.as_slice()).unwrap();
+        let created = picket_proto::BatchSealTime::decode(bytes.as_slice()).unwrap();
         assert_eq!(created.created_at_ms, b.created_at_ms);
         let names: Vec<&str> = h.records.iter().map(RecordKind::name).collect();
         let expected: Vec<&str> = b.records.iter().map(picket_proto::record_kind).collect();
