@@ -33,6 +33,21 @@ const EVENT_KINDS: [EventKind; 5] = [
     EventKind::Api,
 ];
 
+/// For each event kind, the indexes of the detectors whose `kinds` list it.
+fn by_kind(
+    detectors: &[Box<dyn Detector>],
+    kinds: impl Fn(&dyn Detector) -> &'static [EventKind],
+) -> [Vec<usize>; EVENT_KINDS.len()] {
+    EVENT_KINDS.map(|kind| {
+        detectors
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| kinds(d.as_ref()).contains(&kind))
+            .map(|(i, _)| i)
+            .collect()
+    })
+}
+
 fn kind_index(kind: EventKind) -> usize {
     match kind {
         EventKind::Flow => 0,
@@ -83,22 +98,8 @@ impl Pipeline {
         context: &DetectorContext,
     ) -> Self {
         let built = detectors::all(detectors, context);
-        let wanted = EVENT_KINDS.map(|kind| {
-            built
-                .iter()
-                .enumerate()
-                .filter(|(_, d)| d.inputs().contains(&kind))
-                .map(|(i, _)| i)
-                .collect()
-        });
-        let prefetching = EVENT_KINDS.map(|kind| {
-            built
-                .iter()
-                .enumerate()
-                .filter(|(_, d)| d.prefetch_inputs().contains(&kind))
-                .map(|(i, _)| i)
-                .collect()
-        });
+        let wanted = by_kind(&built, |d| d.inputs());
+        let prefetching = by_kind(&built, |d| d.prefetch_inputs());
         Self {
             detectors: built,
             wanted,
