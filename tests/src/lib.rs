@@ -19,6 +19,23 @@ use picket_proto::AgentId;
 /// How long a test waits for something that should happen within a second or two.
 pub const WAIT: Duration = Duration::from_secs(30);
 
+/// Whether `key` is one of the variables Cargo sets for the package whose test is running.
+fn is_package_variable(key: &str) -> bool {
+    const PREFIXES: [&str; 4] = [
+        "CARGO_PKG_",
+        "CARGO_MANIFEST_",
+        "CARGO_BIN_",
+        "CARGO_CRATE_",
+    ];
+    const NAMES: [&str; 4] = [
+        "OUT_DIR",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_TMPDIR",
+        "CARGO_RUSTC_CURRENT_DIR",
+    ];
+    PREFIXES.iter().any(|p| key.starts_with(p)) || NAMES.contains(&key)
+}
+
 /// Path of a workspace binary, built once per test process so tests never run a stale one.
 pub fn bin(name: &str) -> PathBuf {
     static BUILT: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
@@ -44,6 +61,14 @@ pub fn bin(name: &str) -> PathBuf {
         .arg("--target-dir")
         .arg(&target_dir)
         .current_dir(env!("CARGO_MANIFEST_DIR"));
+        // Cargo gives a running test its package's variables; ring's build script watches
+        // some of them, so passing them on made this build rerun it and rebuild everything
+        // above ring, and the next plain `cargo` call rebuild it all back.
+        for (key, _) in std::env::vars_os() {
+            if key.to_str().is_some_and(is_package_variable) {
+                cmd.env_remove(key);
+            }
+        }
         if profile_dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }
@@ -557,5 +582,31 @@ pub fn hello(account: &str, instance: &str) -> picket_proto::v1::AgentFrame {
             agent_version: "test".into(),
             ..Hello::default()
         })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_package_variable;
+
+    #[test]
+    fn only_the_running_packages_variables_are_withheld_from_the_nested_build() {
+        for key in [
+            "CARGO_PKG_NAME",
+            "CARGO_MANIFEST_DIR",
+            "OUT_DIR",
+            "CARGO_CRATE_NAME",
+        ] {
+            assert!(is_package_variable(key), "{key}");
+        }
+        for key in [
+            "CARGO_HOME",
+            "CARGO_TARGET_DIR",
+            "CARGO",
+            "PATH",
+            "RUSTFLAGS",
+        ] {
+            assert!(!is_package_variable(key), "{key}");
+        }
     }
 }
