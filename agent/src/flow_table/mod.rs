@@ -260,7 +260,20 @@ impl FlowTable {
     ///
     /// [`FlowTable::observe`] calls this itself; a live capture also calls it on a timer so
     /// flows end when traffic stops.
+    #[inline]
     pub fn expire(&mut self, now: Timestamp, out: &mut Vec<FlowRecord>) {
+        // Called for every packet: one compare with the earliest due time, the call only
+        // when something is due.
+        if self
+            .expiry
+            .peek()
+            .is_some_and(|Reverse((due, _, _))| *due <= now)
+        {
+            self.expire_due(now, out);
+        }
+    }
+
+    fn expire_due(&mut self, now: Timestamp, out: &mut Vec<FlowRecord>) {
         while let Some(Reverse((due, generation, id))) = self.expiry.peek().copied() {
             if due > now {
                 break;
@@ -309,19 +322,23 @@ impl FlowTable {
     /// Emits every flow that has packets not yet reported, and empties the table.
     pub fn flush(&mut self, out: &mut Vec<FlowRecord>) {
         let flows = &self.flows;
-        let mut keys: Vec<(FlowKey, FlowEntry)> = flows
+        // Deterministic output order for replays: by first packet, then key. Sorted as small
+        // (start, key, slot) triples rather than whole entries, which are several times larger.
+        let mut order: Vec<(Timestamp, FlowKey, u32)> = flows
             .ids()
-            .filter_map(|id| flows.get(id).map(|(k, e)| (k.unpack(), *e)))
+            .filter_map(|id| flows.get(id).map(|(k, e)| (e.start, k.unpack(), id)))
             .collect();
-        self.flows.clear();
-        // Deterministic output order for replays: by first packet, then key.
-        keys.sort_unstable_by_key(|(key, entry)| (entry.start, *key));
-        for (key, entry) in keys {
+        order.sort_unstable();
+        for (_, key, id) in order {
+            let Some((_, entry)) = flows.get(id) else {
+                continue;
+            };
             if entry.interval_packets() > 0 {
-                out.push(record(&key, &entry, EndReason::Flushed));
+                out.push(record(&key, entry, EndReason::Flushed));
                 self.stats.flushed = self.stats.flushed.saturating_add(1);
             }
         }
+        self.flows.clear();
         self.expiry.clear();
     }
 
