@@ -123,8 +123,10 @@ impl PackedKey {
 /// Slots allocated at a time; the most a table holds beyond its flows is one chunk.
 pub const CHUNK: usize = 4096;
 
-/// A slot: the flow's key and, while it is live, its state.
+/// A slot: the flow's key and, while it is live, its state. Aligned to a cache line so a
+/// 128-byte slot spans two lines, never three.
 #[derive(Debug)]
+#[repr(align(64))]
 struct Slot<V> {
     key: PackedKey,
     value: Option<V>,
