@@ -12,6 +12,7 @@ pub const MAX_VLAN_TAGS: usize = 4;
 ///
 /// Returns a truncated-header error at [`Layer::Ethernet`] or [`Layer::Vlan`], too many VLAN
 /// tags, or the error of the network layer.
+#[inline]
 pub fn decode(data: &[u8], snapped: bool) -> Result<Outcome<'_>, DecodeError> {
     let Some((header, rest)) = data.split_first_chunk::<14>() else {
         return Err(DecodeError::truncated(Layer::Ethernet, 14, data.len()));
@@ -29,6 +30,7 @@ pub fn decode(data: &[u8], snapped: bool) -> Result<Outcome<'_>, DecodeError> {
 /// # Errors
 ///
 /// Returns a truncated error at [`Layer::Vlan`] or [`ErrorKind::TooManyVlanTags`].
+#[inline]
 pub fn vlan_tags(
     mut ethertype: u16,
     mut rest: &[u8],

@@ -7,7 +7,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 
-use super::{Decoded, Transport};
+use super::{Decoded, Fragment, Transport};
 
 /// Identifies one fragmented datagram (RFC 791 §3.2, RFC 8200 §4.5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -50,10 +50,16 @@ impl FragmentPorts {
     ///
     /// A later fragment given ports becomes [`Transport::Udp`] or [`Transport::Tcp`] (with no
     /// flags, which it does not carry); its [`Decoded::fragment`] still says it is a fragment.
+    #[inline]
     pub fn attribute<'a>(&mut self, packet: Decoded<'a>) -> Decoded<'a> {
+        // Inlined so the common unfragmented packet is not copied in and out of a call.
         let Some(fragment) = packet.fragment else {
             return packet;
         };
+        self.attribute_fragment(packet, fragment)
+    }
+
+    fn attribute_fragment<'a>(&mut self, packet: Decoded<'a>, fragment: Fragment) -> Decoded<'a> {
         let key = DatagramKey {
             src: packet.src,
             dst: packet.dst,

@@ -13,6 +13,7 @@ const ICMPV6_ECHO: [u8; 2] = [128, 129];
 /// # Errors
 ///
 /// Returns a truncated error at `layer` when fewer than 4 bytes remain.
+#[inline]
 pub fn decode(data: &[u8], layer: Layer) -> Result<(Transport, &[u8]), DecodeError> {
     let Some((&[kind, code, _, _], _)) = data.split_first_chunk::<4>() else {
         return Err(DecodeError::truncated(layer, 4, data.len()));

@@ -14,6 +14,7 @@ use super::{DecodeError, ErrorKind, Fragment, IpFields, Layer, Outcome, be16, tr
 /// Returns [`ErrorKind::BadVersion`], [`ErrorKind::BadHeaderLength`] for IHL < 5,
 /// [`ErrorKind::LengthTooShort`] when the total length does not cover the header,
 /// [`ErrorKind::LengthBeyondCapture`], a truncated header, or the transport's error.
+#[inline]
 pub fn decode(data: &[u8], snapped: bool, vlan: Option<u16>) -> Result<Outcome<'_>, DecodeError> {
     // The version first: a short packet of the wrong version is the wrong version.
     if let Some(version) = data.first().map(|b| b >> 4).filter(|v| *v != 4) {

@@ -26,6 +26,7 @@ const SHIM6: u8 = 140;
 /// Returns [`ErrorKind::BadVersion`], [`ErrorKind::LengthBeyondCapture`] (unless `snapped`),
 /// [`ErrorKind::TooManyExtensionHeaders`], a truncated header at [`Layer::Ipv6`] or
 /// [`Layer::Ipv6Extension`], or the transport's error.
+#[inline]
 pub fn decode(data: &[u8], snapped: bool, vlan: Option<u16>) -> Result<Outcome<'_>, DecodeError> {
     // The version first: a short packet of the wrong version is the wrong version.
     if let Some(version) = data.first().map(|b| b >> 4).filter(|v| *v != 6) {

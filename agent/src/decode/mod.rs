@@ -224,6 +224,7 @@ impl TcpFlags {
 /// # Errors
 ///
 /// Returns a [`DecodeError`] naming the layer whose header is truncated or inconsistent.
+#[inline]
 pub fn decode_packet<'a>(packet: &Packet<'a>) -> Result<Outcome<'a>, DecodeError> {
     decode(packet.link_type, packet.data, packet.is_snapped())
 }
@@ -238,8 +239,22 @@ pub fn decode_packet<'a>(packet: &Packet<'a>) -> Result<Outcome<'a>, DecodeError
 ///
 /// Returns a [`DecodeError`] naming the layer whose header is truncated or inconsistent,
 /// in the outer packet or the inner one.
+#[inline]
 pub fn decode(link: LinkType, data: &[u8], snapped: bool) -> Result<Outcome<'_>, DecodeError> {
-    let mut outcome = decode_link(link, data, snapped)?;
+    let result = decode_link(link, data, snapped);
+    // Returned as it came unless it is a tunnel: a view is over a hundred bytes, and passing
+    // the callee's result straight through lets it be built where the caller wants it.
+    match &result {
+        Ok(Outcome::Decoded(outer)) if tunnel::inner_frame(outer).is_some() => {
+            unwrap_tunnels(*outer, snapped)
+        }
+        _ => result,
+    }
+}
+
+/// The tunnel layers of `outer`, which carries one, unwrapped down to the innermost packet.
+fn unwrap_tunnels(outer: Decoded<'_>, snapped: bool) -> Result<Outcome<'_>, DecodeError> {
+    let mut outcome = Outcome::Decoded(outer);
     // A loop rather than recursion through the layers keeps nesting bounded in one place.
     for _ in 0..tunnel::MAX_TUNNEL_DEPTH {
         let Outcome::Decoded(outer) = outcome else {
@@ -259,6 +274,7 @@ pub fn decode(link: LinkType, data: &[u8], snapped: bool) -> Result<Outcome<'_>,
     Ok(outcome)
 }
 
+#[inline]
 fn decode_link(link: LinkType, data: &[u8], snapped: bool) -> Result<Outcome<'_>, DecodeError> {
     match link {
         LinkType::ETHERNET => ethernet::decode(data, snapped),
@@ -289,6 +305,7 @@ fn raw_ip(data: &[u8], snapped: bool) -> Result<Outcome<'_>, DecodeError> {
 }
 
 /// Dispatches on an ethertype after any link header and VLAN tags.
+#[inline]
 fn network(
     ethertype: u16,
     data: &[u8],
@@ -307,6 +324,7 @@ fn network(
 }
 
 /// Reads a big-endian u16 from two bytes.
+#[inline]
 fn be16(bytes: [u8; 2]) -> u16 {
     u16::from_be_bytes(bytes)
 }
@@ -327,6 +345,7 @@ struct IpFields<'a> {
 }
 
 /// Decodes the transport header that `ip` carries and builds the view.
+#[inline]
 fn transport(ip: IpFields<'_>) -> Result<Outcome<'_>, DecodeError> {
     // A first fragment or a snapped capture holds only part of the datagram, so transport
     // lengths that reach past it are expected rather than lies.

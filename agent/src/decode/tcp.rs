@@ -8,6 +8,7 @@ use super::{DecodeError, ErrorKind, Layer, TcpFlags, Transport, be16};
 ///
 /// Returns a truncated error when fewer than 20 bytes or fewer than the data offset remain,
 /// and [`ErrorKind::BadHeaderLength`] when the data offset is below 5 words.
+#[inline]
 pub fn decode(data: &[u8]) -> Result<(Transport, &[u8]), DecodeError> {
     let Some((header, _)) = data.split_first_chunk::<20>() else {
         return Err(DecodeError::truncated(Layer::Tcp, 20, data.len()));

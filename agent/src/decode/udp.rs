@@ -11,6 +11,7 @@ use super::{DecodeError, ErrorKind, Layer, Transport, be16};
 ///
 /// Returns a truncated error under 8 bytes, [`ErrorKind::LengthTooShort`] for a length below
 /// 8, and [`ErrorKind::LengthBeyondCapture`] for a length past a whole datagram.
+#[inline]
 pub fn decode(data: &[u8], partial: bool) -> Result<(Transport, &[u8]), DecodeError> {
     let Some((&[s0, s1, d0, d1, l0, l1, _, _], rest)) = data.split_first_chunk::<8>() else {
         return Err(DecodeError::truncated(Layer::Udp, 8, data.len()));

@@ -226,6 +226,7 @@ impl DnsTracker {
     }
 
     /// Emits queries that have waited longer than the query timeout at `now`.
+    #[inline]
     pub fn expire(&mut self, now: Timestamp, out: &mut Vec<DnsTransaction>) {
         let mut unanswered = 0_u64;
         self.pending.expire(now, &mut |key, query| {

@@ -102,7 +102,15 @@ impl PendingQueries {
     }
 
     /// Gives up on queries older than the timeout at `now`, returning them through `gave_up`.
+    #[inline]
     pub fn expire(&mut self, now: Timestamp, gave_up: &mut impl FnMut(PendingKey, PendingQuery)) {
+        // The common case on every packet: nothing due and nothing to compact.
+        if self.any_due(now) || self.order.len() > self.capacity.saturating_mul(2) {
+            self.expire_due(now, gave_up);
+        }
+    }
+
+    fn expire_due(&mut self, now: Timestamp, gave_up: &mut impl FnMut(PendingKey, PendingQuery)) {
         while let Some(&(ts, seq, key)) = self.order.front() {
             if ts.saturating_add_nanos(self.timeout_nanos) > now {
                 break;
@@ -120,6 +128,14 @@ impl PendingQueries {
             self.order
                 .retain(|(_, seq, key)| map.get(key).is_some_and(|q| q.seq == *seq));
         }
+    }
+
+    /// Whether the oldest queued query (or a stale entry of an answered one) is due at `now`.
+    #[inline]
+    fn any_due(&self, now: Timestamp) -> bool {
+        self.order
+            .front()
+            .is_some_and(|(ts, _, _)| ts.saturating_add_nanos(self.timeout_nanos) <= now)
     }
 
     /// Gives up on every waiting query (end of a replay).

@@ -79,12 +79,15 @@ pub struct FlowTableStats {
     pub fragments_without_ports: u64,
 }
 
-/// One flow's state. Kept small: see `flow_entry_fits_the_memory_budget` in the tests.
+/// One flow's state. Kept small: see `flow_entry_fits_the_memory_budget` in the tests. With
+/// its key it fills a 128-byte slot, two cache lines: so the counters are split by field
+/// (a `FlowCounters` pair would pad each flags byte to eight) and the direction is one byte.
 #[derive(Debug, Clone, Copy)]
 struct FlowEntry {
     /// Which side of the key opened the flow.
     initiator: Side,
-    direction: Direction,
+    /// Which end is the host, when known: the flow's direction.
+    local_end: Option<LocalEnd>,
     /// Bumped when a key is reused by a new flow, so old heap entries are recognised.
     generation: u32,
     /// Interim records emitted so far.
@@ -93,8 +96,12 @@ struct FlowEntry {
     /// First packet of the current interval; meaningless while `interval_packets` is 0.
     start: Timestamp,
     last_seen: Timestamp,
-    /// Indexed by [`Side::index`].
-    counters: [FlowCounters; 2],
+    /// Packets sent by each side, indexed by [`Side::index`].
+    packets: [u64; 2],
+    /// IP bytes sent by each side.
+    bytes: [u64; 2],
+    /// OR of the TCP flags each side sent.
+    tcp_flags: [u8; 2],
     syns: u32,
     resets: u32,
     answered: bool,
@@ -113,9 +120,17 @@ pub const APP_PAYLOAD_TRIES: u8 = 2;
 
 impl FlowEntry {
     fn interval_packets(&self) -> u64 {
-        self.counters
-            .iter()
-            .fold(0_u64, |acc, c| acc.saturating_add(c.packets))
+        self.packets[0].saturating_add(self.packets[1])
+    }
+
+    /// What `side` sent in this interval.
+    fn counters(&self, side: Side) -> FlowCounters {
+        let i = side.index();
+        FlowCounters {
+            packets: self.packets.get(i).copied().unwrap_or(0),
+            bytes: self.bytes.get(i).copied().unwrap_or(0),
+            tcp_flags: self.tcp_flags.get(i).copied().unwrap_or(0),
+        }
     }
 }
 
@@ -260,7 +275,20 @@ impl FlowTable {
     ///
     /// [`FlowTable::observe`] calls this itself; a live capture also calls it on a timer so
     /// flows end when traffic stops.
+    #[inline]
     pub fn expire(&mut self, now: Timestamp, out: &mut Vec<FlowRecord>) {
+        // Called for every packet: one compare with the earliest due time, the call only
+        // when something is due.
+        if self
+            .expiry
+            .peek()
+            .is_some_and(|Reverse((due, _, _))| *due <= now)
+        {
+            self.expire_due(now, out);
+        }
+    }
+
+    fn expire_due(&mut self, now: Timestamp, out: &mut Vec<FlowRecord>) {
         while let Some(Reverse((due, generation, id))) = self.expiry.peek().copied() {
             if due > now {
                 break;
@@ -292,7 +320,9 @@ impl FlowTable {
                 self.stats.interim = self.stats.interim.saturating_add(1);
                 let next = FlowEntry {
                     sequence: entry.sequence.saturating_add(1),
-                    counters: [FlowCounters::default(); 2],
+                    packets: [0; 2],
+                    bytes: [0; 2],
+                    tcp_flags: [0; 2],
                     syns: 0,
                     resets: 0,
                     ..entry
@@ -309,19 +339,23 @@ impl FlowTable {
     /// Emits every flow that has packets not yet reported, and empties the table.
     pub fn flush(&mut self, out: &mut Vec<FlowRecord>) {
         let flows = &self.flows;
-        let mut keys: Vec<(FlowKey, FlowEntry)> = flows
+        // Deterministic output order for replays: by first packet, then key. Sorted as small
+        // (start, key, slot) triples rather than whole entries, which are several times larger.
+        let mut order: Vec<(Timestamp, FlowKey, u32)> = flows
             .ids()
-            .filter_map(|id| flows.get(id).map(|(k, e)| (k.unpack(), *e)))
+            .filter_map(|id| flows.get(id).map(|(k, e)| (e.start, k.unpack(), id)))
             .collect();
-        self.flows.clear();
-        // Deterministic output order for replays: by first packet, then key.
-        keys.sort_unstable_by_key(|(key, entry)| (entry.start, *key));
-        for (key, entry) in keys {
+        order.sort_unstable();
+        for (_, key, id) in order {
+            let Some((_, entry)) = flows.get(id) else {
+                continue;
+            };
             if entry.interval_packets() > 0 {
-                out.push(record(&key, &entry, EndReason::Flushed));
+                out.push(record(&key, entry, EndReason::Flushed));
                 self.stats.flushed = self.stats.flushed.saturating_add(1);
             }
         }
+        self.flows.clear();
         self.expiry.clear();
     }
 
@@ -354,20 +388,17 @@ impl FlowTable {
         self.next_generation = self.next_generation.wrapping_add(1);
         let from = key.endpoint(initiator).addr;
         let to = key.endpoint(initiator.other()).addr;
-        let direction = match self.local.local_end(from, to) {
-            Some(LocalEnd::Initiator) => Direction::Egress,
-            Some(LocalEnd::Responder) => Direction::Ingress,
-            None => Direction::Unspecified,
-        };
         FlowEntry {
             initiator,
-            direction,
+            local_end: self.local.local_end(from, to),
             generation,
             sequence: 0,
             flow_start: ts,
             start: ts,
             last_seen: ts,
-            counters: [FlowCounters::default(); 2],
+            packets: [0; 2],
+            bytes: [0; 2],
+            tcp_flags: [0; 2],
             syns: 0,
             resets: 0,
             answered: false,
@@ -406,12 +437,16 @@ fn count_packet(
         entry.start = ts;
     }
     entry.last_seen = entry.last_seen.max(ts);
-    let counters = &mut entry.counters[sender.index()];
-    counters.packets = counters.packets.saturating_add(1);
-    counters.bytes = counters
-        .bytes
-        .saturating_add(u64::from(packet.ip_total_len));
-    counters.tcp_flags |= flags.0;
+    let i = sender.index();
+    if let Some(n) = entry.packets.get_mut(i) {
+        *n = n.saturating_add(1);
+    }
+    if let Some(n) = entry.bytes.get_mut(i) {
+        *n = n.saturating_add(u64::from(packet.ip_total_len));
+    }
+    if let Some(f) = entry.tcp_flags.get_mut(i) {
+        *f |= flags.0;
+    }
     if sender == entry.initiator {
         if flags.is_syn_only() {
             entry.syns = entry.syns.saturating_add(1);
@@ -454,12 +489,16 @@ fn record(key: &FlowKey, entry: &FlowEntry, reason: EndReason) -> FlowRecord {
         key: *key,
         initiator: key.endpoint(entry.initiator),
         responder: key.endpoint(responder),
-        direction: entry.direction,
+        direction: match entry.local_end {
+            Some(LocalEnd::Initiator) => Direction::Egress,
+            Some(LocalEnd::Responder) => Direction::Ingress,
+            None => Direction::Unspecified,
+        },
         start: entry.start,
         end: entry.last_seen,
         flow_start: entry.flow_start,
-        forward: entry.counters[entry.initiator.index()],
-        reverse: entry.counters[responder.index()],
+        forward: entry.counters(entry.initiator),
+        reverse: entry.counters(responder),
         syns: entry.syns,
         resets: entry.resets,
         answered: entry.answered,

@@ -393,9 +393,9 @@ fn later_fragments_without_ports_are_counted_not_tracked() {
 fn flow_entry_fits_the_memory_budget() {
     let slot = store::Store::<FlowEntry>::SLOT_BYTES;
     let heap = std::mem::size_of::<Due>();
-    // Worst cases: the index (a u32 slot number and a control byte per bucket) just after it
-    // doubled is 7/16 full; the expiry heap's vector just after it doubled is half full.
-    let index = (4 + 1) * 16 / 7 + 1;
+    // Worst cases: the index (8 bytes per entry) just after it doubled is a quarter full; the
+    // expiry heap's vector just after it doubled is half full.
+    let index = 8 * 4;
     let worst = slot + index + 2 * heap;
     // Printed for the record: `cargo test -p picket-agent flow_entry -- --nocapture`.
     println!(

@@ -238,9 +238,18 @@ impl FlowSummaries {
     /// starts the next interval empty.
     pub fn drain(&mut self, interval: Interval, interface: &str, emit: &mut impl FnMut(Record)) {
         let mut entries: Vec<(SummaryKey, Aggregate)> = self.map.drain().collect();
-        entries.sort_unstable_by_key(|(key, _)| *key);
-        for (key, agg) in entries {
-            let summary = to_summary(interval, interface, key, agg);
+        // Sorted as (key, position) pairs: moving whole aggregates about was most of the cost.
+        let mut order: Vec<(SummaryKey, usize)> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, (key, _))| (*key, i))
+            .collect();
+        order.sort_unstable();
+        for (key, i) in order {
+            let Some((_, agg)) = entries.get_mut(i) else {
+                continue;
+            };
+            let summary = to_summary(interval, interface, key, std::mem::take(agg));
             emit(Record {
                 record: Some(record::Record::Flow(summary)),
             });
