@@ -42,9 +42,10 @@ pub struct Window<S> {
 ///
 /// The map holds only positions (4 bytes each), found by the key's hash (kept beside the
 /// times) and checked against the key at that position: each key is stored once, so a new
-/// window clones no key (no string copy, no reference count), and the index of a full table
-/// is a tenth of the size it was with the keys in it. New windows go at the end, whose lines
-/// are asked for one insertion ahead.
+/// window copies its key once (a reference count for a [`NameKey`], no string copy) and a
+/// lookup none ([`Self::window_named`]), and the index of a full table is a tenth of the size
+/// it was with the keys in it. New windows go at the end, whose lines are asked for one
+/// insertion ahead.
 #[derive(Debug)]
 pub struct WindowTable<K, S> {
     index: HashTable<u32>,
