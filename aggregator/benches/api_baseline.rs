@@ -12,7 +12,8 @@ use std::time::Instant;
 use picket_aggregator::cloudtrail::{ApiEvent, CallerAddress, EventOrigin, LazyJson, Principal};
 use picket_aggregator::detectors::api_baseline::profile::{CallKeys, stable_hash};
 use picket_aggregator::detectors::api_baseline::{ApiBaselineConfig, ApiBaselineDetector};
-use picket_aggregator::detectors::{Detector, Event};
+use picket_aggregator::detectors::window::SharedNames;
+use picket_aggregator::detectors::{Detector, Event, EventFacts};
 
 const PRINCIPALS: usize = 1_000_000;
 const STEADY_PRINCIPALS: usize = 10_000;
@@ -82,6 +83,7 @@ fn rss_bytes() -> Option<u64> {
 fn main() {
     // Memory: one event each for 1,000,000 principals.
     let mut d = ApiBaselineDetector::new(ApiBaselineConfig::default());
+    let mut names = SharedNames::default();
     let mut event = Event::Api(Box::new(template()));
     let mut out = Vec::new();
     let rss_before = rss_bytes();
@@ -90,7 +92,7 @@ fn main() {
         if let Event::Api(e) = &mut event {
             set(e, p, p, T0 + p as i64);
         }
-        d.observe(&event, &mut out);
+        d.observe(&event, &EventFacts::of(&event, &mut names), &mut out);
     }
     let fill = start.elapsed();
     let rss_after = rss_bytes();
@@ -129,6 +131,7 @@ fn main() {
         ..ApiBaselineConfig::default()
     };
     let mut d = ApiBaselineDetector::new(config);
+    let mut names = SharedNames::default();
     for i in 0..STEADY_PRINCIPALS * 20 {
         if let Event::Api(e) = &mut event {
             set(
@@ -138,7 +141,7 @@ fn main() {
                 T0 + i as i64,
             );
         }
-        d.observe(&event, &mut out);
+        d.observe(&event, &EventFacts::of(&event, &mut names), &mut out);
     }
     out.clear();
 
@@ -159,7 +162,7 @@ fn main() {
         if let Event::Api(e) = &mut event {
             set(e, i % STEADY_PRINCIPALS, i, T0 + i as i64);
         }
-        d.observe(&event, &mut out);
+        d.observe(&event, &EventFacts::of(&event, &mut names), &mut out);
         out.clear();
     }
     let detector = start.elapsed();

@@ -19,8 +19,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use picket_aggregator::cloudtrail::reader::{ReadTotals, Reader, collect_files};
+use picket_aggregator::detectors::window::SharedNames;
 use picket_aggregator::detectors::{
-    DetectorContext, DetectorsConfig, Event, EventKind, Observation,
+    DetectorContext, DetectorsConfig, Event, EventFacts, EventKind, Observation,
 };
 use picket_aggregator::findings::engine::EngineConfig;
 use picket_aggregator::findings::suppression::SuppressionRules;
@@ -239,8 +240,9 @@ fn detector_breakdown(files: &[PathBuf], context: &DetectorContext, limit: usize
         }
         let t = Stopwatch::start();
         let mut observed = 0usize;
+        let mut names = SharedNames::default();
         for e in &events {
-            d.observe(e, &mut out);
+            d.observe(e, &EventFacts::of(e, &mut names), &mut out);
             observed += out.len();
             out.clear();
         }

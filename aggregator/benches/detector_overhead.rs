@@ -19,7 +19,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use picket_aggregator::analyze::{AnalyzeOptions, analyze, read_only};
-use picket_aggregator::detectors::{self, AgentSource, DetectorContext, DetectorsConfig, Event};
+use picket_aggregator::detectors::window::SharedNames;
+use picket_aggregator::detectors::{
+    self, AgentSource, DetectorContext, DetectorsConfig, Event, EventFacts,
+};
 use picket_aggregator::findings::engine::EngineConfig;
 use picket_aggregator::findings::suppression::SuppressionRules;
 use picket_proto::v1::record::Record as R;
@@ -237,6 +240,7 @@ fn per_detector(path: &Path) -> std::io::Result<Vec<(&'static str, Duration, u64
     let mut detectors = detectors::all(&config(), &DetectorContext::default());
     let mut spent = vec![(Duration::ZERO, 0u64); detectors.len()];
     let mut obs = Vec::new();
+    let mut names = SharedNames::default();
     let reader = BufReader::new(File::open(path)?);
     for line in reader.lines() {
         let Ok(r) = serde_json::from_str::<Identified>(&line?) else {
@@ -253,10 +257,12 @@ fn per_detector(path: &Path) -> std::io::Result<Vec<(&'static str, Duration, u64
         let Some(kind) = event.kind() else {
             continue;
         };
+        // Worked out once per record, as the pipeline does, outside every detector's time.
+        let facts = EventFacts::of(&event, &mut names);
         for (d, (t, n)) in detectors.iter_mut().zip(spent.iter_mut()) {
             if d.inputs().contains(&kind) {
                 let start = Instant::now();
-                d.observe(&event, &mut obs);
+                d.observe(&event, &facts, &mut obs);
                 *t += start.elapsed();
                 *n += obs.len() as u64;
                 obs.clear();

@@ -7,9 +7,10 @@
 //! sequences. What correlation raises goes to the engine but is not fed back as a signal.
 
 use crate::correlation::Correlator;
+use crate::detectors::window::SharedNames;
 use crate::detectors::{
-    self, Detector, DetectorContext, DetectorCounter, DetectorsConfig, Event, EventKind,
-    Observation,
+    self, Detector, DetectorContext, DetectorCounter, DetectorsConfig, Event, EventFacts,
+    EventKind, Observation,
 };
 use crate::findings::engine::{Applied, EngineConfig, FindingEngine};
 use crate::findings::model::{Finding, Timestamp};
@@ -66,6 +67,9 @@ pub struct Pipeline {
     wanted: [Vec<usize>; EVENT_KINDS.len()],
     /// The detectors (indexes) that asked for a prefetch of each event kind.
     prefetching: [Vec<usize>; EVENT_KINDS.len()],
+    /// The agents' instance ids, shared: each event's is looked up once here and its key
+    /// handed to every detector (in [`EventFacts`]), instead of each detector hashing the id.
+    names: SharedNames,
     engine: FindingEngine,
     correlator: Correlator,
     clock: Clock,
@@ -104,6 +108,7 @@ impl Pipeline {
             detectors: built,
             wanted,
             prefetching,
+            names: SharedNames::default(),
             engine: FindingEngine::new(config, rules),
             correlator: Correlator::new(detectors, Correlator::load_ranges(detectors)),
             clock,
@@ -119,16 +124,17 @@ impl Pipeline {
         let Some(kind) = event.kind() else {
             return;
         };
+        let facts = EventFacts::of(event, &mut self.names);
         // The prefetches first, so their loads from memory overlap the detectors' work.
         for &i in &self.prefetching[kind_index(kind)] {
             if let Some(d) = self.detectors.get(i) {
-                d.prefetch(event);
+                d.prefetch(event, &facts);
             }
         }
         let wanted = &self.wanted[kind_index(kind)];
         for &i in wanted {
             if let Some(d) = self.detectors.get_mut(i) {
-                d.observe(event, &mut self.scratch);
+                d.observe(event, &facts, &mut self.scratch);
             }
         }
         self.correlator.observe_event(event, &mut self.correlated);

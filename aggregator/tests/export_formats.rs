@@ -4,7 +4,8 @@
 //! Finding's required attributes and their types, the EventBridge envelope, and GuardDuty JSON
 //! unchanged.
 
-use picket_aggregator::detectors::{self, AgentSource, Event};
+use picket_aggregator::detectors::window::SharedNames;
+use picket_aggregator::detectors::{self, AgentSource, Event, EventFacts};
 use picket_aggregator::exports::formats::Format;
 use picket_aggregator::findings::Finding;
 use picket_aggregator::findings::engine::{EngineConfig, FindingEngine};
@@ -34,6 +35,7 @@ fn findings() -> Vec<Finding> {
         region: "eu-west-1".into(),
     };
     let mut dets = detectors::all(&Default::default(), &Default::default());
+    let mut names = SharedNames::default();
     let mut engine = FindingEngine::new(EngineConfig::default(), SuppressionRules::default());
     let mut out = Vec::new();
     for (i, (category, site, value, direction)) in [
@@ -91,8 +93,9 @@ fn findings() -> Vec<Finding> {
                 record: Some(R::IntelHit(hit)),
             },
         };
+        let facts = EventFacts::of(&event, &mut names);
         for d in &mut dets {
-            d.observe(&event, &mut out);
+            d.observe(&event, &facts, &mut out);
         }
     }
     for o in &out {

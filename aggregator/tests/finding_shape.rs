@@ -2,7 +2,8 @@
 //! (`fixtures/guardduty-finding-shapes.json`, see `fixtures/README.md`): every key a member of
 //! its shape under its JSON name, types and enums right, required members present.
 
-use picket_aggregator::detectors::{self, AgentSource, Event};
+use picket_aggregator::detectors::window::SharedNames;
+use picket_aggregator::detectors::{self, AgentSource, Event, EventFacts};
 use picket_aggregator::findings::engine::{EngineConfig, FindingEngine};
 use picket_aggregator::findings::model::Timestamp;
 use picket_aggregator::findings::samples::samples;
@@ -83,6 +84,7 @@ fn findings_from_intel_hits_match_guardduty_finding_shape() {
         }
     }
     let mut dets = detectors::all(&Default::default(), &Default::default());
+    let mut names = SharedNames::default();
     let mut engine = FindingEngine::new(EngineConfig::default(), SuppressionRules::default());
     let mut out = Vec::new();
     for hit in hits {
@@ -92,8 +94,9 @@ fn findings_from_intel_hits_match_guardduty_finding_shape() {
                 record: Some(R::IntelHit(hit)),
             },
         };
+        let facts = EventFacts::of(&event, &mut names);
         for d in &mut dets {
-            d.observe(&event, &mut out);
+            d.observe(&event, &facts, &mut out);
         }
     }
     assert_eq!(out.len(), 66);

@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     Activity, AgentSource, BehaviourEvidence, ConnectionDirection, Detector, DetectorCounter,
-    Event, EventKind, EvidenceDetail, NetworkActivity, Observation, ResourceRef, ResourceRole,
-    ThresholdCrossed,
+    Event, EventFacts, EventKind, EvidenceDetail, NetworkActivity, Observation, ResourceRef,
+    ResourceRole, ThresholdCrossed,
 };
 use crate::findings::types::FindingType;
 
@@ -229,7 +229,7 @@ impl Detector for AgentHealthDetector {
         &[EventKind::HostStats]
     }
 
-    fn observe(&mut self, event: &Event, out: &mut Vec<Observation>) {
+    fn observe(&mut self, event: &Event, _facts: &EventFacts<'_>, out: &mut Vec<Observation>) {
         let Event::Agent { source, record } = event else {
             return;
         };
@@ -408,7 +408,7 @@ mod tests {
     fn run(d: &mut AgentHealthDetector, events: &[Event], tick: Option<i64>) -> Vec<Observation> {
         let mut out = Vec::new();
         for e in events {
-            d.observe(e, &mut out);
+            crate::detectors::testing::observe(d, e, &mut out);
         }
         if let Some(now) = tick {
             d.on_tick(now, &mut out);
@@ -502,7 +502,11 @@ mod tests {
             let Event::Agent { record, .. } = stats(at, 1, 0, &[]) else {
                 unreachable!()
             };
-            d.observe(&Event::Agent { source: s, record }, &mut Vec::new());
+            crate::detectors::testing::observe(
+                &mut d,
+                &Event::Agent { source: s, record },
+                &mut Vec::new(),
+            );
         }
         assert_eq!(d.tracked_keys(), 2);
         assert!(d.agents.contains_key("i-3") && !d.agents.contains_key("i-1"));

@@ -13,6 +13,8 @@ use std::hash::Hash;
 use std::num::NonZeroUsize;
 
 use serde::de::DeserializeOwned;
+
+use super::window::NameKey;
 use serde::{Deserialize, Serialize};
 
 /// The maps' hasher: keys are instance ids and addresses, hashed on every record, so a fast
@@ -71,9 +73,10 @@ impl<P> Profile<P> {
 /// Profiles per instance id, at most `cap`.
 #[derive(Debug)]
 pub struct Baselines<P> {
-    // hashbrown's map for `entry_ref`: a known instance (nearly every record) is one lookup by
-    // `&str`, and only a new one allocates its key.
-    profiles: hashbrown::HashMap<String, Profile<P>, Hasher>,
+    // Keyed by the event's shared instance key ([`super::EventFacts::instance`]), which
+    // hashes and compares no string; hashbrown's map for `entry_ref`, so a known instance
+    // (nearly every record) is one lookup by the borrowed key and only a new one copies it.
+    profiles: hashbrown::HashMap<NameKey, Profile<P>, Hasher>,
     cap: NonZeroUsize,
     evicted: u64,
 }
@@ -97,7 +100,7 @@ impl<P: Default + Serialize + DeserializeOwned> Baselines<P> {
     /// The profile of `instance`, updated to `at_ms` and counting one observation; made (after
     /// evicting the least recently seen instance when full) if new. Allocates only for a new
     /// instance.
-    pub fn observe(&mut self, instance: &str, at_ms: i64) -> &mut Profile<P> {
+    pub fn observe(&mut self, instance: &NameKey, at_ms: i64) -> &mut Profile<P> {
         if self.profiles.len() >= self.cap.get() && !self.profiles.contains_key(instance) {
             self.evict_least_recent();
         }
@@ -117,7 +120,7 @@ impl<P: Default + Serialize + DeserializeOwned> Baselines<P> {
     }
 
     /// The profile of `instance`, if held.
-    pub fn get(&self, instance: &str) -> Option<&Profile<P>> {
+    pub fn get(&self, instance: &NameKey) -> Option<&Profile<P>> {
         self.profiles.get(instance)
     }
 
@@ -135,7 +138,7 @@ impl<P: Default + Serialize + DeserializeOwned> Baselines<P> {
     }
 
     /// The profile of `instance` to change, if held.
-    pub fn get_mut(&mut self, instance: &str) -> Option<&mut Profile<P>> {
+    pub fn get_mut(&mut self, instance: &NameKey) -> Option<&mut Profile<P>> {
         self.profiles.get_mut(instance)
     }
 
@@ -164,7 +167,7 @@ impl<P: Default + Serialize + DeserializeOwned> Baselines<P> {
             profiles: self
                 .profiles
                 .iter()
-                .map(|(k, p)| (k.clone(), p.clone()))
+                .map(|(k, p)| (k.as_str().to_owned(), p.clone()))
                 .collect(),
         };
         serde_json::to_vec(&saved).ok()
@@ -192,7 +195,11 @@ impl<P: Default + Serialize + DeserializeOwned> Baselines<P> {
             profiles.truncate(self.cap.get());
             self.evicted += dropped as u64;
         }
-        self.profiles = profiles.into_iter().collect();
+        // Keys of their own, equal by text to the shared ones the events will bring.
+        self.profiles = profiles
+            .into_iter()
+            .map(|(k, p)| (NameKey::new(&k), p))
+            .collect();
         Ok(())
     }
 }
@@ -316,28 +323,28 @@ mod tests {
     fn a_profile_is_learned_only_after_both_the_period_and_the_count() {
         let learning = Learning::new(10, 3);
         let mut b = table(4);
-        b.observe("i-1", 0);
-        b.observe("i-1", 11_000);
-        assert!(!b.get("i-1").expect("held").learned(learning));
-        b.observe("i-1", 11_000);
-        assert!(b.get("i-1").expect("held").learned(learning));
-        b.observe("i-2", 0);
+        b.observe(&NameKey::new("i-1"), 0);
+        b.observe(&NameKey::new("i-1"), 11_000);
+        assert!(!b.get(&NameKey::new("i-1")).expect("held").learned(learning));
+        b.observe(&NameKey::new("i-1"), 11_000);
+        assert!(b.get(&NameKey::new("i-1")).expect("held").learned(learning));
+        b.observe(&NameKey::new("i-2"), 0);
         for _ in 0..5 {
-            b.observe("i-2", 5_000);
+            b.observe(&NameKey::new("i-2"), 5_000);
         }
-        assert!(!b.get("i-2").expect("held").learned(learning));
+        assert!(!b.get(&NameKey::new("i-2")).expect("held").learned(learning));
     }
 
     #[test]
     fn a_full_table_evicts_the_least_recently_seen_instance_and_counts_it() {
         let mut b = table(2);
-        b.observe("i-1", 0);
-        b.observe("i-2", 10);
-        b.observe("i-1", 20);
-        b.observe("i-3", 30);
+        b.observe(&NameKey::new("i-1"), 0);
+        b.observe(&NameKey::new("i-2"), 10);
+        b.observe(&NameKey::new("i-1"), 20);
+        b.observe(&NameKey::new("i-3"), 30);
         assert_eq!((b.len(), b.evicted()), (2, 1));
-        assert!(b.get("i-2").is_none());
-        assert!(b.get("i-1").is_some());
+        assert!(b.get(&NameKey::new("i-2")).is_none());
+        assert!(b.get(&NameKey::new("i-1")).is_some());
     }
 
     #[test]
@@ -381,13 +388,19 @@ mod tests {
     #[test]
     fn saved_profiles_restore_and_bad_bytes_are_refused_leaving_the_table_alone() {
         let mut b = table(4);
-        b.observe("i-1", 0).data.touch(&443, 0, 8);
-        b.observe("i-2", 5).data.touch(&22, 5, 8);
+        b.observe(&NameKey::new("i-1"), 0).data.touch(&443, 0, 8);
+        b.observe(&NameKey::new("i-2"), 5).data.touch(&22, 5, 8);
         let bytes = b.save().expect("encodes");
         let mut fresh = table(4);
         fresh.restore(&bytes).expect("restores");
         assert_eq!(fresh.len(), 2);
-        assert!(fresh.get("i-1").expect("i-1").data.contains(&443));
+        assert!(
+            fresh
+                .get(&NameKey::new("i-1"))
+                .expect("i-1")
+                .data
+                .contains(&443)
+        );
         assert!(fresh.restore(b"{\"version\":7,\"profiles\":[]}").is_err());
         assert!(fresh.restore(b"garbage").is_err());
         assert_eq!(fresh.len(), 2);
@@ -395,7 +408,7 @@ mod tests {
         small.restore(&bytes).expect("restores");
         assert_eq!((small.len(), small.evicted()), (1, 1));
         assert!(
-            small.get("i-2").is_some(),
+            small.get(&NameKey::new("i-2")).is_some(),
             "the most recent instance is kept"
         );
     }

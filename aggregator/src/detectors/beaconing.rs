@@ -22,9 +22,8 @@
 //! hash and a store instead of an entry (the first connection's start is not scored; a slot
 //! overwritten between two sightings just delays the pair).
 
-use std::collections::hash_map::Entry;
-use std::collections::{HashMap, VecDeque};
-use std::hash::BuildHasher;
+use std::collections::VecDeque;
+use std::hash::{BuildHasher, Hash};
 use std::net::IpAddr;
 use std::num::{NonZeroU32, NonZeroUsize};
 
@@ -33,10 +32,10 @@ use serde::Deserialize;
 
 use super::beacon_score::{self, BeaconScore, Scratch};
 use super::summary;
-use super::window::{NameKey, SharedNames};
+use super::window::NameKey;
 use super::{
-    BehaviourEvidence, ConnectionDirection, Detector, DetectorCounter, Event, EventKind,
-    Observation, ResourceRole, ThresholdCrossed,
+    BehaviourEvidence, ConnectionDirection, Detector, DetectorCounter, Event, EventFacts,
+    EventKind, Observation, ResourceRole, ThresholdCrossed,
 };
 use crate::findings::types::FindingType;
 
@@ -149,6 +148,21 @@ fn default_public_only() -> bool {
 /// (remote, protocol, port) under one instance.
 type PairKey = (IpAddr, u32, u32);
 
+/// A pair's key with the instance borrowed, to look a pair up without taking a copy of the
+/// instance's shared key (a reference count) on every record; hashes and compares as the
+/// owned `(NameKey, PairKey)`.
+#[derive(Debug, Hash)]
+struct PairRef<'a> {
+    name: &'a NameKey,
+    key: PairKey,
+}
+
+impl hashbrown::Equivalent<(NameKey, PairKey)> for PairRef<'_> {
+    fn equivalent(&self, held: &(NameKey, PairKey)) -> bool {
+        *self.name == held.0 && self.key == held.1
+    }
+}
+
 /// The maps' hasher: a fast seeded hash, as the agent's flow table uses, since every egress
 /// record is looked up.
 type Hasher = foldhash::fast::RandomState;
@@ -234,10 +248,9 @@ impl Pair {
 #[derive(Debug)]
 pub struct BeaconingDetector {
     config: BeaconingConfig,
-    // One flat map keyed by the shared instance name (compared by identity), so a record of a
-    // known pair is one lookup that hashes no string.
-    pairs: HashMap<(NameKey, PairKey), Pair, Hasher>,
-    instances: SharedNames,
+    // One flat map keyed by the event's shared instance key (compared by identity), looked up
+    // borrowed, so a record is one lookup that hashes no string and takes no count.
+    pairs: hashbrown::HashMap<(NameKey, PairKey), Pair, Hasher>,
     // Pairs' last activity while making room, kept between calls (no fresh buffer per batch).
     lasts: Vec<i64>,
     held: usize,
@@ -255,8 +268,7 @@ impl BeaconingDetector {
     pub fn new(config: BeaconingConfig) -> Self {
         Self {
             config,
-            pairs: HashMap::default(),
-            instances: SharedNames::default(),
+            pairs: hashbrown::HashMap::default(),
             lasts: Vec::new(),
             held: 0,
             seen: vec![0; SEEN_SLOTS].into_boxed_slice(),
@@ -281,10 +293,10 @@ impl BeaconingDetector {
     /// The seen-once filter's slot for the pair `key` of `instance`, and the fingerprint the
     /// pair leaves there (an associated function, so it can run while the pair map is
     /// borrowed).
-    fn seen_slot(hasher: &Hasher, instance: &str, key: PairKey) -> (usize, u32) {
-        // By the name's text, not the shared copy: the filter must recognise a pair across a
-        // sweep of unused names.
-        let h = hasher.hash_one((instance, key));
+    fn seen_slot(hasher: &Hasher, instance: &NameKey, key: PairKey) -> (usize, u32) {
+        // By the hash of the name's text, not the shared copy: the filter must recognise a
+        // pair across a sweep of unused names.
+        let h = hasher.hash_one((instance.text_hash(), key));
         // The low bits pick the slot, the high half is the fingerprint kept in it: 32 bits
         // halve the filter (1 MiB) against a 2^-32 chance that a pair's first sighting
         // matches another's fingerprint. Never 0, so an empty slot cannot match.
@@ -384,50 +396,46 @@ impl Detector for BeaconingDetector {
     // Most scored flows are a pair's first sighting, whose one read of the seen-once filter
     // (1 MiB, far larger than the share of the cache it keeps) was most of this detector's
     // time: started here, it arrives while the detectors before this one work.
-    fn prefetch(&self, event: &Event) {
-        let Some((source, f)) = summary::flow(event) else {
+    fn prefetch(&self, event: &Event, facts: &EventFacts<'_>) {
+        let (Some((_, f)), Some(name)) = (summary::flow(event), facts.instance()) else {
             return;
         };
         if !self.scores(f) {
             return;
         }
-        let Ok(remote) = f.remote_addr.parse::<IpAddr>() else {
+        let Some(remote) = facts.remote() else {
             return;
         };
-        if self.config.public_only && !summary::is_public(remote) {
+        if self.config.public_only && !remote.public {
             return;
         }
-        let (slot, _) = Self::seen_slot(
-            &self.hasher,
-            &source.instance_id,
-            (remote, f.protocol, f.service_port),
-        );
+        let (slot, _) =
+            Self::seen_slot(&self.hasher, name, (remote.ip, f.protocol, f.service_port));
         prefetch_index::prefetch_index(&self.seen, slot);
     }
 
-    fn observe(&mut self, event: &Event, out: &mut Vec<Observation>) {
-        let Some((source, f)) = summary::flow(event) else {
+    fn observe(&mut self, event: &Event, facts: &EventFacts<'_>, out: &mut Vec<Observation>) {
+        let (Some((source, f)), Some(name)) = (summary::flow(event), facts.instance()) else {
             return;
         };
         if !self.scores(f) {
             return;
         }
-        let Ok(remote) = f.remote_addr.parse::<IpAddr>() else {
+        let Some(remote) = facts.remote() else {
             self.bad_addresses += 1;
             return;
         };
-        if self.config.public_only && !summary::is_public(remote) {
+        if self.config.public_only && !remote.public {
             return;
         }
-        let key = (remote, f.protocol, f.service_port);
+        let key = (remote.ip, f.protocol, f.service_port);
         let cap = self.config.max_samples.get();
         let at = summary::flow_time(f);
-        let name = self.instances.key(&source.instance_id);
         // One lookup whether the pair is held or not.
-        let pair = match self.pairs.entry((name, key)) {
-            Entry::Occupied(held) => held.into_mut(),
-            Entry::Vacant(new) => {
-                let (slot, fingerprint) = Self::seen_slot(&self.hasher, &source.instance_id, key);
+        let pair = match self.pairs.entry_ref(&PairRef { name, key }) {
+            hashbrown::hash_map::EntryRef::Occupied(held) => held.into_mut(),
+            hashbrown::hash_map::EntryRef::Vacant(new) => {
+                let (slot, fingerprint) = Self::seen_slot(&self.hasher, name, key);
                 if let Some(s) = self.seen.get_mut(slot) {
                     if *s != fingerprint {
                         *s = fingerprint;
@@ -438,11 +446,12 @@ impl Detector for BeaconingDetector {
                 }
                 self.held += 1;
                 if self.held > self.config.max_pairs.get() {
-                    let pair_key = new.into_key();
                     self.make_room();
-                    self.pairs.entry(pair_key).or_insert_with(|| Pair::new(at))
+                    self.pairs
+                        .entry((name.clone(), key))
+                        .or_insert_with(|| Pair::new(at))
                 } else {
-                    new.insert(Pair::new(at))
+                    new.insert_with_key((name.clone(), key), Pair::new(at))
                 }
             }
         };

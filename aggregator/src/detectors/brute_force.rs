@@ -15,10 +15,10 @@ use picket_proto::v1::FlowSummary;
 use serde::Deserialize;
 
 use super::summary::{self, MAX_EXAMPLES};
-use super::window::{NameKey, RemoteKey, SharedNames, WindowTable, keep_example};
+use super::window::{NameKey, RemoteKey, WindowTable, keep_example};
 use super::{
-    BehaviourEvidence, ConnectionDirection, Detector, DetectorCounter, Event, EventKind,
-    Observation, ResourceRole, ThresholdCrossed,
+    BehaviourEvidence, ConnectionDirection, Detector, DetectorCounter, Event, EventFacts,
+    EventKind, Observation, ResourceRole, ThresholdCrossed,
 };
 use crate::findings::types::FindingType;
 
@@ -127,8 +127,10 @@ impl Service {
     }
 }
 
-// (instance, inbound, remote, service); the instance id is shared so a record allocates no key.
-type Key = (NameKey, bool, RemoteKey, Service);
+// (instance, (inbound, remote, service)); the instance is the event's shared key, looked up
+// borrowed, and the remote its parsed address, so a record allocates no key and hashes no
+// string.
+type Key = (NameKey, (bool, RemoteKey, Service));
 
 #[derive(Debug, Default)]
 struct Attempts {
@@ -141,7 +143,6 @@ struct Attempts {
 pub struct BruteForceDetector {
     config: BruteForceConfig,
     table: WindowTable<Key, Attempts>,
-    instances: SharedNames,
 }
 
 impl BruteForceDetector {
@@ -151,7 +152,6 @@ impl BruteForceDetector {
         Self {
             table: WindowTable::new(config.max_keys, window_ms),
             config,
-            instances: SharedNames::default(),
         }
     }
 }
@@ -165,8 +165,8 @@ impl Detector for BruteForceDetector {
         &[EventKind::Flow]
     }
 
-    fn observe(&mut self, event: &Event, out: &mut Vec<Observation>) {
-        let Some((source, f)) = summary::flow(event) else {
+    fn observe(&mut self, event: &Event, facts: &EventFacts<'_>, out: &mut Vec<Observation>) {
+        let (Some((source, f)), Some(name)) = (summary::flow(event), facts.instance()) else {
             return;
         };
         let attempts = attempts(f);
@@ -182,15 +182,14 @@ impl Detector for BruteForceDetector {
             ConnectionDirection::Unknown => return,
         };
         let at = summary::flow_time(f);
-        let key = (
-            self.instances.key(&source.instance_id),
+        let rest = (
             inbound,
-            RemoteKey::of(&f.remote_addr),
+            RemoteKey::parsed(facts.remote().map(|a| a.ip), &f.remote_addr),
             service,
         );
         let min = self.config.min_short_connections.get();
         let window_ms = i64::from(self.config.window_secs.get()) * 1000;
-        let w = self.table.window(key, at);
+        let w = self.table.window_named(name, rest, at);
         w.state.short = w.state.short.saturating_add(attempts);
         // Examples come from the second half of the way to the threshold: a window that never
         // gets there (nearly all of them) then never copies a summary.

@@ -12,8 +12,8 @@ use serde::Deserialize;
 
 use super::summary;
 use super::{
-    BehaviourEvidence, ConnectionDirection, Detector, DetectorCounter, Event, EventKind,
-    Observation, ResourceRole,
+    BehaviourEvidence, ConnectionDirection, Detector, DetectorCounter, Event, EventFacts,
+    EventKind, Observation, ResourceRole,
 };
 use crate::findings::types::FindingType;
 
@@ -65,7 +65,7 @@ impl Detector for CryptoMiningDetector {
         &[EventKind::Flow]
     }
 
-    fn observe(&mut self, event: &Event, out: &mut Vec<Observation>) {
+    fn observe(&mut self, event: &Event, _facts: &EventFacts<'_>, out: &mut Vec<Observation>) {
         let Some((source, f)) = summary::flow(event) else {
             return;
         };

@@ -15,10 +15,10 @@ use picket_proto::v1::FlowSummary;
 use serde::Deserialize;
 
 use super::summary::{self, MAX_EXAMPLES};
-use super::window::{NameKey, SharedNames, WindowTable, keep_example};
+use super::window::{NameKey, WindowTable, keep_example};
 use super::{
-    BehaviourEvidence, ConnectionDirection, Detector, DetectorCounter, Event, EventKind,
-    Observation, ResourceRole, ThresholdCrossed,
+    BehaviourEvidence, ConnectionDirection, Detector, DetectorCounter, Event, EventFacts,
+    EventKind, Observation, ResourceRole, ThresholdCrossed,
 };
 use crate::findings::types::FindingType;
 
@@ -109,10 +109,9 @@ struct Volume {
 #[derive(Debug)]
 pub struct DenialOfServiceDetector {
     config: DenialOfServiceConfig,
-    // Keyed by (instance, remote, class); the instance id is shared so a record allocates
-    // no key, and compared by identity so a lookup hashes no string.
-    table: WindowTable<(NameKey, IpAddr, FindingType), Volume>,
-    instances: SharedNames,
+    // Keyed by (instance, (remote, class)); the instance is the event's shared key, looked
+    // up borrowed, so a record allocates no key and hashes no string.
+    table: WindowTable<(NameKey, (IpAddr, FindingType)), Volume>,
     not_public: u64,
 }
 
@@ -123,7 +122,6 @@ impl DenialOfServiceDetector {
         Self {
             table: WindowTable::new(config.max_keys, window_ms),
             config,
-            instances: SharedNames::default(),
             not_public: 0,
         }
     }
@@ -138,29 +136,23 @@ impl Detector for DenialOfServiceDetector {
         &[EventKind::Flow]
     }
 
-    fn observe(&mut self, event: &Event, out: &mut Vec<Observation>) {
-        let Some((source, f)) = summary::flow(event) else {
+    fn observe(&mut self, event: &Event, facts: &EventFacts<'_>, out: &mut Vec<Observation>) {
+        let (Some((source, f)), Some(name)) = (summary::flow(event), facts.instance()) else {
             return;
         };
         if summary::direction(f) != ConnectionDirection::Outbound || f.packets_out == 0 {
             return;
         }
-        let Some(remote) = f
-            .remote_addr
-            .parse::<IpAddr>()
-            .ok()
-            .filter(|a| summary::is_public(*a))
-        else {
+        let Some(remote) = facts.remote().filter(|a| a.public) else {
             self.not_public += 1;
             return;
         };
         let t = class(f.protocol, f.service_port);
         let at = summary::flow_time(f);
-        let key = (self.instances.key(&source.instance_id), remote, t);
         let min = self.config.min_packets.get();
         let max_ratio = self.config.max_reply_ratio;
         let window_ms = i64::from(self.config.window_secs.get()) * 1000;
-        let w = self.table.window(key, at);
+        let w = self.table.window_named(name, (remote.ip, t), at);
         let v = &mut w.state;
         v.packets_out = v.packets_out.saturating_add(f.packets_out);
         v.packets_in = v.packets_in.saturating_add(f.packets_in);

@@ -14,8 +14,8 @@ use serde::Deserialize;
 use super::summary::{self, MAX_EXAMPLES};
 use super::window::{DistinctSet, WindowTable, keep_example};
 use super::{
-    BehaviourEvidence, Detector, DetectorCounter, Event, EventKind, Observation, ResourceRole,
-    ThresholdCrossed,
+    BehaviourEvidence, Detector, DetectorCounter, Event, EventFacts, EventKind, Observation,
+    ResourceRole, ThresholdCrossed,
 };
 use crate::findings::types::FindingType;
 
@@ -151,7 +151,7 @@ impl Detector for DgaDetector {
         &[EventKind::Dns]
     }
 
-    fn observe(&mut self, event: &Event, out: &mut Vec<Observation>) {
+    fn observe(&mut self, event: &Event, _facts: &EventFacts<'_>, out: &mut Vec<Observation>) {
         let Some((source, d)) = summary::dns(event) else {
             return;
         };

@@ -19,10 +19,10 @@ use picket_proto::v1::FlowSummary;
 use serde::Deserialize;
 
 use super::summary::{self, MAX_EXAMPLES};
-use super::window::{NameKey, RemoteKey, SharedNames, WindowTable, keep_example};
+use super::window::{NameKey, RemoteKey, WindowTable, keep_example};
 use super::{
-    Activity, BehaviourEvidence, ConnectionDirection, Detector, DetectorCounter, Event, EventKind,
-    Observation, PortProbeActivity, ResourceRole, ThresholdCrossed,
+    Activity, BehaviourEvidence, ConnectionDirection, Detector, DetectorCounter, Event, EventFacts,
+    EventKind, Observation, PortProbeActivity, ResourceRole, ThresholdCrossed,
 };
 use crate::findings::types::FindingType;
 
@@ -60,8 +60,10 @@ fn default_window_secs() -> NonZeroU32 {
     NonZeroU32::new(300).unwrap_or(NonZeroU32::MIN)
 }
 
-// (instance, local address, remote address): shared and parsed, so a probe allocates no key.
-type Key = (NameKey, RemoteKey, RemoteKey);
+// (instance, (local address, remote address)): the instance is the event's shared key, looked
+// up borrowed, and the addresses its parsed ones, so a probe allocates no key and hashes no
+// string.
+type Key = (NameKey, (RemoteKey, RemoteKey));
 
 #[derive(Debug, Default)]
 struct Scan {
@@ -76,7 +78,6 @@ struct Scan {
 pub struct InboundScanDetector {
     config: InboundScanConfig,
     table: WindowTable<Key, Scan>,
-    instances: SharedNames,
     probes: u64,
 }
 
@@ -86,7 +87,6 @@ impl InboundScanDetector {
         let window_ms = i64::from(config.window_secs.get()) * 1000;
         Self {
             table: WindowTable::new(config.max_keys, window_ms),
-            instances: SharedNames::default(),
             config,
             probes: 0,
         }
@@ -102,8 +102,8 @@ impl Detector for InboundScanDetector {
         &[EventKind::Flow]
     }
 
-    fn observe(&mut self, event: &Event, out: &mut Vec<Observation>) {
-        let Some((source, f)) = summary::flow(event) else {
+    fn observe(&mut self, event: &Event, facts: &EventFacts<'_>, out: &mut Vec<Observation>) {
+        let (Some((source, f)), Some(name)) = (summary::flow(event), facts.instance()) else {
             return;
         };
         if summary::direction(f) != ConnectionDirection::Inbound
@@ -114,14 +114,13 @@ impl Detector for InboundScanDetector {
         }
         self.probes += 1;
         let at = summary::flow_time(f);
-        let key = (
-            self.instances.key(&source.instance_id),
-            RemoteKey::of(&f.local_addr),
-            RemoteKey::of(&f.remote_addr),
+        let addrs = (
+            RemoteKey::parsed(facts.local().map(|a| a.ip), &f.local_addr),
+            RemoteKey::parsed(facts.remote().map(|a| a.ip), &f.remote_addr),
         );
         let min = self.config.min_ports.get();
         let window_ms = i64::from(self.config.window_secs.get()) * 1000;
-        let w = self.table.window(key, at);
+        let w = self.table.window_named(name, addrs, at);
         w.state.folded_ports = w.state.folded_ports.max(f.distinct_ports);
         keep_example(&mut w.state.flows, MAX_EXAMPLES, || f.clone());
         let seen = usize::try_from(w.state.folded_ports).unwrap_or(usize::MAX);

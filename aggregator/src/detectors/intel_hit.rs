@@ -10,8 +10,8 @@ use picket_proto::v1::{Direction, IntelHit, MatchSite};
 
 use super::{
     Activity, AgentSource, ConnectionDirection, Detector, DetectorCounter, DnsActivity, DnsContext,
-    Event, EventKind, EvidenceDetail, FlowContext, IntelHitEvidence, NetworkActivity, Observation,
-    PortProbeActivity, ResourceRef, ResourceRole, ThreatIntel,
+    Event, EventFacts, EventKind, EvidenceDetail, FlowContext, IntelHitEvidence, NetworkActivity,
+    Observation, PortProbeActivity, ResourceRef, ResourceRole, ThreatIntel,
 };
 use crate::findings::types::FindingType;
 
@@ -294,7 +294,7 @@ impl Detector for IntelHitDetector {
         &[EventKind::IntelHit]
     }
 
-    fn observe(&mut self, event: &Event, out: &mut Vec<Observation>) {
+    fn observe(&mut self, event: &Event, _facts: &EventFacts<'_>, out: &mut Vec<Observation>) {
         let Event::Agent { source, record } = event else {
             return;
         };
@@ -383,7 +383,7 @@ mod tests {
             },
         };
         let mut out = Vec::new();
-        detector.observe(&event, &mut out);
+        crate::detectors::testing::observe(detector, &event, &mut out);
         out
     }
 
@@ -595,7 +595,7 @@ mod tests {
             },
         };
         let mut out = Vec::new();
-        IntelHitDetector::default().observe(&event, &mut out);
+        crate::detectors::testing::observe(&mut IntelHitDetector::default(), &event, &mut out);
         assert!(out.is_empty());
     }
 }

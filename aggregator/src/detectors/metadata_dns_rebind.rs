@@ -12,7 +12,8 @@ use serde::Deserialize;
 
 use super::summary;
 use super::{
-    BehaviourEvidence, Detector, DetectorCounter, Event, EventKind, Observation, ResourceRole,
+    BehaviourEvidence, Detector, DetectorCounter, Event, EventFacts, EventKind, Observation,
+    ResourceRole,
 };
 use crate::findings::types::FindingType;
 
@@ -91,7 +92,7 @@ impl Detector for MetadataDnsRebindDetector {
         &[EventKind::Dns]
     }
 
-    fn observe(&mut self, event: &Event, out: &mut Vec<Observation>) {
+    fn observe(&mut self, event: &Event, _facts: &EventFacts<'_>, out: &mut Vec<Observation>) {
         let Some((source, d)) = summary::dns(event) else {
             return;
         };

@@ -111,6 +111,83 @@ impl Event {
     }
 }
 
+/// An address a record names, parsed, with whether it can be a public destination
+/// ([`summary::is_public`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParsedAddr {
+    /// The address.
+    pub ip: std::net::IpAddr,
+    /// Whether it can be a public destination.
+    pub public: bool,
+}
+
+impl ParsedAddr {
+    /// `text` parsed, or `None` when it is not an IPv4 or IPv6 address.
+    pub fn parse(text: &str) -> Option<Self> {
+        let ip = text.parse().ok()?;
+        Some(Self {
+            ip,
+            public: summary::is_public(ip),
+        })
+    }
+}
+
+/// What the pipeline works out once per event and hands every detector with it, so that no
+/// detector repeats it: the agent's instance id as a shared key (detectors key their tables
+/// by it without hashing the id) and a flow summary's addresses, parsed and classed on the
+/// first ask (parsing them in every detector that wanted them was a third of the detectors'
+/// instructions; few detectors want the local one). Made only by [`EventFacts::of`], so the
+/// facts always describe their event.
+#[derive(Debug)]
+pub struct EventFacts<'a> {
+    instance: Option<&'a window::NameKey>,
+    flow: Option<&'a picket_proto::v1::FlowSummary>,
+    remote: std::cell::OnceCell<Option<ParsedAddr>>,
+    local: std::cell::OnceCell<Option<ParsedAddr>>,
+}
+
+impl<'a> EventFacts<'a> {
+    /// The facts of `event`, its instance id shared through `names`.
+    pub fn of(event: &'a Event, names: &'a mut window::SharedNames) -> Self {
+        let (instance, flow) = match event {
+            Event::Agent { source, record } => (
+                Some(names.key(&source.instance_id)),
+                match &record.record {
+                    Some(picket_proto::v1::record::Record::Flow(f)) => Some(f),
+                    _ => None,
+                },
+            ),
+            Event::Api(_) => (None, None),
+        };
+        Self {
+            instance,
+            flow,
+            remote: std::cell::OnceCell::new(),
+            local: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// The agent's instance id as its shared key; `None` for CloudTrail events.
+    pub fn instance(&self) -> Option<&'a window::NameKey> {
+        self.instance
+    }
+
+    /// A flow summary's `remote_addr`, parsed; `None` for other records or when the text is
+    /// not an address.
+    pub fn remote(&self) -> Option<ParsedAddr> {
+        *self
+            .remote
+            .get_or_init(|| self.flow.and_then(|f| ParsedAddr::parse(&f.remote_addr)))
+    }
+
+    /// A flow summary's `local_addr`, parsed; as [`Self::remote`].
+    pub fn local(&self) -> Option<ParsedAddr> {
+        *self
+            .local
+            .get_or_init(|| self.flow.and_then(|f| ParsedAddr::parse(&f.local_addr)))
+    }
+}
+
 /// A named count a detector keeps about its own work (e.g. unknown categories seen).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DetectorCounter {
@@ -126,8 +203,9 @@ pub trait Detector: Send {
     fn name(&self) -> &'static str;
     /// The event kinds this detector wants; it is never given others.
     fn inputs(&self) -> &'static [EventKind];
-    /// Looks at one event and pushes any observations it causes onto `out`.
-    fn observe(&mut self, event: &Event, out: &mut Vec<Observation>);
+    /// Looks at one event, with what the pipeline worked out about it (`facts`), and pushes
+    /// any observations it causes onto `out`.
+    fn observe(&mut self, event: &Event, facts: &EventFacts<'_>, out: &mut Vec<Observation>);
     /// The event kinds for which this detector wants [`Self::prefetch`] called (none by
     /// default).
     fn prefetch_inputs(&self) -> &'static [EventKind] {
@@ -138,7 +216,7 @@ pub trait Detector: Send {
     /// every detector that asked before running the event through any of them, so a detector
     /// whose state lives in a table far larger than the cache waits for memory while the
     /// others work instead of after them.
-    fn prefetch(&self, _event: &Event) {}
+    fn prefetch(&self, _event: &Event, _facts: &EventFacts<'_>) {}
     /// Called as time passes (`now_ms`, ms since the epoch) so windowed detectors can close
     /// windows and evict state; pushes any observations that causes.
     fn on_tick(&mut self, now_ms: i64, out: &mut Vec<Observation>);
@@ -427,6 +505,7 @@ mod tests {
         config.agent_health.max_agents = cap;
         let mut detectors = all(&config, &DetectorContext::default());
         let mut out = Vec::new();
+        let mut names = window::SharedNames::default();
         for i in 0..64u32 {
             let v6 = i % 2 == 1;
             let local = if v6 { "2001:db8::5" } else { "10.0.0.5" };
@@ -475,9 +554,10 @@ mod tests {
             inbound.direction = picket_proto::v1::Direction::Ingress as i32;
             inbound.service_port = 0;
             for event in [flow_event(f), flow_event(inbound), dns_event(d), stats] {
+                let facts = EventFacts::of(&event, &mut names);
                 for det in &mut detectors {
                     if event.kind().is_some_and(|k| det.inputs().contains(&k)) {
-                        det.observe(&event, &mut out);
+                        det.observe(&event, &facts, &mut out);
                     }
                 }
             }
@@ -501,6 +581,42 @@ mod tests {
             }
         }
         assert_eq!(evicting, 8, "every windowed detector reports evictions");
+    }
+
+    #[test]
+    fn event_facts_carry_the_shared_instance_key_and_a_flows_parsed_addresses() {
+        use super::testing::{T0, dns, dns_event, flow, flow_event, source};
+
+        let mut names = window::SharedNames::default();
+        let event = flow_event(flow(true, "10.0.0.5", "198.51.100.7", 6, 443, T0));
+        let facts = EventFacts::of(&event, &mut names);
+        assert_eq!(facts.instance().map(|k| k.as_str()), Some("i-0abc"));
+        let remote = facts.remote().expect("remote parsed");
+        assert_eq!(remote.ip.to_string(), "198.51.100.7");
+        assert!(remote.public);
+        let local = facts.local().expect("local parsed");
+        assert!(!local.public);
+        // A remote that is not an address is left for the detectors to count.
+        let bad = flow_event(flow(true, "10.0.0.5", "not-an-ip", 6, 443, T0));
+        let facts = EventFacts::of(&bad, &mut names);
+        assert!(facts.remote().is_none());
+        assert!(facts.local().is_some());
+        // DNS summaries carry the instance only.
+        let d = dns_event(dns("10.0.0.5", "example.com", 1, T0));
+        let facts = EventFacts::of(&d, &mut names);
+        assert_eq!(
+            facts.instance(),
+            Some(&window::NameKey::new(&source().instance_id))
+        );
+        assert!(facts.remote().is_none() && facts.local().is_none());
+        let api = Event::Api(Box::new(crate::detectors::api_testing::instance_call(
+            "i-0abc",
+            "ListBuckets",
+            "10.0.0.5",
+            T0,
+        )));
+        let facts = EventFacts::of(&api, &mut names);
+        assert!(facts.instance().is_none() && facts.remote().is_none());
     }
 
     #[test]

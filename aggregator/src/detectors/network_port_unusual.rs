@@ -17,8 +17,8 @@ use serde::Deserialize;
 use super::baseline::{self, Baselines, Learning, RecentSet};
 use super::summary;
 use super::{
-    BehaviourEvidence, ConnectionDirection, Detector, DetectorCounter, Event, EventKind,
-    Observation, ResourceRole, ThresholdCrossed,
+    BehaviourEvidence, ConnectionDirection, Detector, DetectorCounter, Event, EventFacts,
+    EventKind, Observation, ResourceRole, ThresholdCrossed,
 };
 use crate::findings::types::FindingType;
 
@@ -157,8 +157,8 @@ impl Detector for NetworkPortUnusualDetector {
         &[EventKind::Flow]
     }
 
-    fn observe(&mut self, event: &Event, out: &mut Vec<Observation>) {
-        let Some((source, f)) = summary::flow(event) else {
+    fn observe(&mut self, event: &Event, facts: &EventFacts<'_>, out: &mut Vec<Observation>) {
+        let (Some((source, f)), Some(name)) = (summary::flow(event), facts.instance()) else {
             return;
         };
         if !matches!(f.protocol, 6 | 17) || f.service_port == 0 {
@@ -181,7 +181,7 @@ impl Detector for NetworkPortUnusualDetector {
         let cap = self.config.max_ports.get();
         let learning = self.learning;
         let key = (inbound, f.protocol, f.service_port);
-        let profile = self.baselines.observe(&source.instance_id, at);
+        let profile = self.baselines.observe(name, at);
         let learned = profile.learned(learning);
         let (known, age, obs) = (profile.data.len(), profile.age_secs(), profile.observations);
         let used = profile.data.use_key(&key, at, cap);

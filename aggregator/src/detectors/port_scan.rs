@@ -11,10 +11,10 @@ use picket_proto::v1::FlowSummary;
 use serde::Deserialize;
 
 use super::summary::{self, MAX_EXAMPLES};
-use super::window::{DistinctSet, NameKey, RemoteKey, SharedNames, WindowTable, keep_example};
+use super::window::{DistinctSet, NameKey, RemoteKey, WindowTable, keep_example};
 use super::{
-    BehaviourEvidence, ConnectionDirection, Detector, DetectorCounter, Event, EventKind,
-    Observation, ResourceRole, ThresholdCrossed,
+    BehaviourEvidence, ConnectionDirection, Detector, DetectorCounter, Event, EventFacts,
+    EventKind, Observation, ResourceRole, ThresholdCrossed,
 };
 use crate::findings::types::FindingType;
 
@@ -55,8 +55,10 @@ fn default_window_secs() -> NonZeroU32 {
     NonZeroU32::new(300).unwrap_or(NonZeroU32::MIN)
 }
 
-// (instance, local address, remote address): shared and parsed, so a probe allocates no key.
-type Key = (NameKey, RemoteKey, RemoteKey);
+// (instance, (local address, remote address)): the instance is the event's shared key, looked
+// up borrowed, and the addresses its parsed ones, so a probe allocates no key and hashes no
+// string.
+type Key = (NameKey, (RemoteKey, RemoteKey));
 
 #[derive(Debug, Default)]
 struct Scan {
@@ -74,7 +76,6 @@ struct Scan {
 pub struct PortScanDetector {
     config: PortScanConfig,
     table: WindowTable<Key, Scan>,
-    instances: SharedNames,
     probes: u64,
 }
 
@@ -84,7 +85,6 @@ impl PortScanDetector {
         let window_ms = i64::from(config.window_secs.get()) * 1000;
         Self {
             table: WindowTable::new(config.max_keys, window_ms),
-            instances: SharedNames::default(),
             config,
             probes: 0,
         }
@@ -105,8 +105,8 @@ impl Detector for PortScanDetector {
         &[EventKind::Flow]
     }
 
-    fn observe(&mut self, event: &Event, out: &mut Vec<Observation>) {
-        let Some((source, f)) = summary::flow(event) else {
+    fn observe(&mut self, event: &Event, facts: &EventFacts<'_>, out: &mut Vec<Observation>) {
+        let (Some((source, f)), Some(name)) = (summary::flow(event), facts.instance()) else {
             return;
         };
         if summary::direction(f) != ConnectionDirection::Outbound
@@ -117,14 +117,13 @@ impl Detector for PortScanDetector {
         }
         self.probes += 1;
         let at = summary::flow_time(f);
-        let key = (
-            self.instances.key(&source.instance_id),
-            RemoteKey::of(&f.local_addr),
-            RemoteKey::of(&f.remote_addr),
+        let addrs = (
+            RemoteKey::parsed(facts.local().map(|a| a.ip), &f.local_addr),
+            RemoteKey::parsed(facts.remote().map(|a| a.ip), &f.remote_addr),
         );
         let min = self.config.min_ports.get();
         let window_ms = i64::from(self.config.window_secs.get()) * 1000;
-        let w = self.table.window(key, at);
+        let w = self.table.window_named(name, addrs, at);
         if f.service_port == 0 {
             w.state.folded_ports = w.state.folded_ports.max(f.distinct_ports);
         } else {

@@ -13,10 +13,10 @@ use serde::Deserialize;
 
 use super::port_scan::is_probe;
 use super::summary::{self, MAX_EXAMPLES};
-use super::window::{DistinctSet, NameKey, SharedNames, WindowTable, keep_example};
+use super::window::{DistinctSet, NameKey, WindowTable, keep_example};
 use super::{
-    Activity, BehaviourEvidence, ConnectionDirection, Detector, DetectorCounter, Event, EventKind,
-    Observation, PortProbeActivity, ResourceRole, ThresholdCrossed,
+    Activity, BehaviourEvidence, ConnectionDirection, Detector, DetectorCounter, Event, EventFacts,
+    EventKind, Observation, PortProbeActivity, ResourceRole, ThresholdCrossed,
 };
 use crate::findings::types::FindingType;
 
@@ -55,8 +55,9 @@ fn default_window_secs() -> NonZeroU32 {
     NonZeroU32::new(300).unwrap_or(NonZeroU32::MIN)
 }
 
-// (instance, protocol, port): the instance shared, so a probe allocates no key.
-type Key = (NameKey, u32, u32);
+// (instance, (protocol, port)): the instance is the event's shared key, looked up borrowed,
+// so a probe allocates no key and hashes no string.
+type Key = (NameKey, (u32, u32));
 
 #[derive(Debug, Default)]
 struct Sweep {
@@ -70,7 +71,6 @@ struct Sweep {
 pub struct PortSweepDetector {
     config: PortSweepConfig,
     table: WindowTable<Key, Sweep>,
-    instances: SharedNames,
 }
 
 impl PortSweepDetector {
@@ -79,7 +79,6 @@ impl PortSweepDetector {
         let window_ms = i64::from(config.window_secs.get()) * 1000;
         Self {
             table: WindowTable::new(config.max_keys, window_ms),
-            instances: SharedNames::default(),
             config,
         }
     }
@@ -94,8 +93,8 @@ impl Detector for PortSweepDetector {
         &[EventKind::Flow]
     }
 
-    fn observe(&mut self, event: &Event, out: &mut Vec<Observation>) {
-        let Some((source, f)) = summary::flow(event) else {
+    fn observe(&mut self, event: &Event, facts: &EventFacts<'_>, out: &mut Vec<Observation>) {
+        let (Some((source, f)), Some(name)) = (summary::flow(event), facts.instance()) else {
             return;
         };
         if summary::direction(f) != ConnectionDirection::Outbound
@@ -105,14 +104,11 @@ impl Detector for PortSweepDetector {
             return;
         }
         let at = summary::flow_time(f);
-        let key = (
-            self.instances.key(&source.instance_id),
-            f.protocol,
-            f.service_port,
-        );
         let min = self.config.min_hosts.get();
         let window_ms = i64::from(self.config.window_secs.get()) * 1000;
-        let w = self.table.window(key, at);
+        let w = self
+            .table
+            .window_named(name, (f.protocol, f.service_port), at);
         w.state.hosts.insert(f.remote_addr.clone(), HOST_CAP);
         if w.state.first_remote.is_none() {
             w.state.first_remote = Some(f.remote_addr.clone());

@@ -22,10 +22,10 @@ use serde::{Deserialize, Serialize};
 
 use super::baseline::{self, Baselines, Learning};
 use super::summary::{self, MAX_EXAMPLES};
-use super::window::{DistinctSet, WindowTable, keep_example};
+use super::window::{DistinctSet, NameKey, WindowTable, keep_example};
 use super::{
-    BehaviourEvidence, ConnectionDirection, Detector, DetectorCounter, Event, EventKind,
-    Observation, ResourceRole, ThresholdCrossed,
+    BehaviourEvidence, ConnectionDirection, Detector, DetectorCounter, Event, EventFacts,
+    EventKind, Observation, ResourceRole, ThresholdCrossed,
 };
 use crate::findings::types::FindingType;
 
@@ -125,7 +125,9 @@ pub struct SpambotDetector {
     config: SpambotConfig,
     learning: Learning,
     baselines: Baselines<MailHistory>,
-    windows: WindowTable<String, Burst>,
+    // Keyed by the event's shared instance key, looked up borrowed (no copy of the id per
+    // record).
+    windows: WindowTable<(NameKey, ()), Burst>,
 }
 
 impl SpambotDetector {
@@ -170,19 +172,19 @@ impl Detector for SpambotDetector {
         &[EventKind::Flow]
     }
 
-    fn observe(&mut self, event: &Event, out: &mut Vec<Observation>) {
-        let Some((source, f)) = summary::flow(event) else {
+    fn observe(&mut self, event: &Event, facts: &EventFacts<'_>, out: &mut Vec<Observation>) {
+        let (Some((source, f)), Some(name)) = (summary::flow(event), facts.instance()) else {
             return;
         };
         let at = summary::flow_time(f);
         let (smtp, refused) = self.smtp(f);
         let smtp = smtp && summary::direction(f) == ConnectionDirection::Outbound;
         let learning = self.learning;
-        let profile = self.baselines.observe(&source.instance_id, at);
+        let profile = self.baselines.observe(name, at);
         if !smtp {
             return;
         }
-        let w = self.windows.window(source.instance_id.clone(), at);
+        let w = self.windows.window_named(name, (), at);
         w.state.remotes.insert(f.remote_addr.clone(), REMOTE_CAP);
         w.state.refused += u64::from(refused);
         keep_example(&mut w.state.flows, MAX_EXAMPLES, || f.clone());

@@ -3,7 +3,8 @@
 use picket_proto::v1::record::Record as R;
 use picket_proto::v1::{Direction, DnsSummary, FlowSummary, Record};
 
-use super::{AgentSource, Detector, Event, Observation};
+use super::window::SharedNames;
+use super::{AgentSource, Detector, Event, EventFacts, Observation};
 
 /// Start of the crafted traffic (ms since the epoch).
 pub const T0: i64 = 1_700_000_000_000;
@@ -98,12 +99,19 @@ pub fn run(
     events: impl IntoIterator<Item = Event>,
 ) -> Vec<Observation> {
     let mut out = Vec::new();
+    let mut names = SharedNames::default();
     for e in events {
         if e.kind().is_some_and(|k| detector.inputs().contains(&k)) {
-            detector.observe(&e, &mut out);
+            detector.observe(&e, &EventFacts::of(&e, &mut names), &mut out);
         }
     }
     out
+}
+
+/// Runs `event` through `detector` with its facts, as the pipeline does (whatever its kind).
+pub fn observe<D: Detector + ?Sized>(detector: &mut D, event: &Event, out: &mut Vec<Observation>) {
+    let mut names = SharedNames::default();
+    detector.observe(event, &EventFacts::of(event, &mut names), out);
 }
 
 /// The value of a detector's counter, or `None` when it has no such counter.

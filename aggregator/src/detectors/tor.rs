@@ -29,8 +29,8 @@ use super::summary::{self, MAX_EXAMPLES};
 use super::window::{DistinctSet, WindowTable, keep_example};
 use super::{
     Activity, AgentSource, BehaviourEvidence, ConnectionDirection, Detector, DetectorContext,
-    DetectorCounter, Event, EventKind, NetworkActivity, Observation, ResourceRole, ThreatIntel,
-    ThresholdCrossed,
+    DetectorCounter, Event, EventFacts, EventKind, NetworkActivity, Observation, ResourceRole,
+    ThreatIntel, ThresholdCrossed,
 };
 use crate::findings::types::FindingType;
 
@@ -143,10 +143,11 @@ impl TorDetector {
         }
     }
 
-    /// The Tor list that names `addr`, if the snapshot has one.
-    fn tor_list(&mut self, addr: &str) -> Option<String> {
+    /// The Tor list that names `addr` (`None`: the record's text was not an address), if the
+    /// snapshot has one.
+    fn tor_list(&mut self, addr: Option<IpAddr>) -> Option<String> {
         let snapshot = self.intel.snapshot()?;
-        let Ok(ip) = addr.parse::<IpAddr>() else {
+        let Some(ip) = addr else {
             self.bad_addresses += 1;
             return None;
         };
@@ -154,7 +155,13 @@ impl TorDetector {
         (hit.category == Category::Tor).then(|| hit.list.to_owned())
     }
 
-    fn observe_flow(&mut self, source: &AgentSource, f: &FlowSummary, out: &mut Vec<Observation>) {
+    fn observe_flow(
+        &mut self,
+        source: &AgentSource,
+        f: &FlowSummary,
+        remote: Option<IpAddr>,
+        out: &mut Vec<Observation>,
+    ) {
         if self.intel.snapshot().is_none() {
             return;
         }
@@ -163,7 +170,7 @@ impl TorDetector {
             ConnectionDirection::Outbound => false,
             ConnectionDirection::Unknown => return,
         };
-        let Some(list) = self.tor_list(&f.remote_addr) else {
+        let Some(list) = self.tor_list(remote) else {
             return;
         };
         self.flows_matched += 1;
@@ -384,14 +391,14 @@ impl Detector for TorDetector {
         &[EventKind::Flow, EventKind::IntelHit]
     }
 
-    fn observe(&mut self, event: &Event, out: &mut Vec<Observation>) {
+    fn observe(&mut self, event: &Event, facts: &EventFacts<'_>, out: &mut Vec<Observation>) {
         let Event::Agent { source, record } = event else {
             return;
         };
         match &record.record {
             Some(R::Flow(f)) => {
                 self.intel.refresh();
-                self.observe_flow(source, f, out);
+                self.observe_flow(source, f, facts.remote().map(|a| a.ip), out);
             }
             Some(R::IntelHit(hit)) => self.observe_hit(source, hit, out),
             _ => {}

@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 use super::baseline::{self, Baselines, Learning};
 use super::summary;
 use super::{
-    BehaviourEvidence, ConnectionDirection, Detector, DetectorCounter, Event, EventKind,
-    Observation, ResourceRole, ThresholdCrossed,
+    BehaviourEvidence, ConnectionDirection, Detector, DetectorCounter, Event, EventFacts,
+    EventKind, Observation, ResourceRole, ThresholdCrossed,
 };
 use crate::findings::types::FindingType;
 
@@ -145,8 +145,8 @@ impl Detector for TrafficVolumeUnusualDetector {
         &[EventKind::Flow]
     }
 
-    fn observe(&mut self, event: &Event, out: &mut Vec<Observation>) {
-        let Some((source, f)) = summary::flow(event) else {
+    fn observe(&mut self, event: &Event, facts: &EventFacts<'_>, out: &mut Vec<Observation>) {
+        let (Some((source, f)), Some(name)) = (summary::flow(event), facts.instance()) else {
             return;
         };
         if summary::direction(f) != ConnectionDirection::Outbound || f.bytes_out == 0 {
@@ -155,7 +155,7 @@ impl Detector for TrafficVolumeUnusualDetector {
         let at = summary::flow_time(f);
         let learning = self.learning;
         let (deviations, alpha) = (self.config.deviations, self.config.alpha);
-        let profile = self.baselines.observe(&source.instance_id, at);
+        let profile = self.baselines.observe(name, at);
         let learned = profile.learned(learning);
         let before = profile.data;
         let threshold = before.threshold(deviations);

@@ -16,9 +16,11 @@ use serde::Deserialize;
 
 use super::baseline::{self, Baselines, Learning, RecentSet};
 use super::summary;
+use super::window::NameKey;
 use super::{
     Activity, AgentSource, BehaviourEvidence, ConnectionDirection, Detector, DetectorCounter,
-    Event, EventKind, NetworkActivity, Observation, ResourceRole, ThresholdCrossed,
+    Event, EventFacts, EventKind, NetworkActivity, Observation, ParsedAddr, ResourceRole,
+    ThresholdCrossed,
 };
 use crate::findings::types::FindingType;
 
@@ -65,6 +67,8 @@ enum Seen<'a> {
 struct Sighting<'a> {
     local: &'a str,
     resolver: &'a str,
+    /// `resolver` parsed, when it is an address.
+    addr: Option<ParsedAddr>,
     protocol: u32,
     at: i64,
     seen: Seen<'a>,
@@ -92,24 +96,32 @@ impl UnusualDnsResolverDetector {
         }
     }
 
-    fn check(&mut self, source: &AgentSource, s: Sighting<'_>, out: &mut Vec<Observation>) {
+    fn check(
+        &mut self,
+        source: &AgentSource,
+        name: &NameKey,
+        s: Sighting<'_>,
+        out: &mut Vec<Observation>,
+    ) {
         let Sighting {
             local,
             resolver,
+            addr,
             protocol,
             at,
             seen,
         } = s;
-        let Ok(ip) = resolver.parse::<IpAddr>() else {
+        let Some(addr) = addr else {
             self.bad_addresses += 1;
             return;
         };
-        if !summary::is_public(ip) {
+        if !addr.public {
             return;
         }
+        let ip = addr.ip;
         let learning = self.learning;
         let cap = self.config.max_resolvers.get();
-        let Some(profile) = self.baselines.get_mut(&source.instance_id) else {
+        let Some(profile) = self.baselines.get_mut(name) else {
             return;
         };
         let learned = profile.learned(learning);
@@ -188,19 +200,23 @@ impl Detector for UnusualDnsResolverDetector {
         &[EventKind::Dns, EventKind::Flow]
     }
 
-    fn observe(&mut self, event: &Event, out: &mut Vec<Observation>) {
+    fn observe(&mut self, event: &Event, facts: &EventFacts<'_>, out: &mut Vec<Observation>) {
+        let Some(name) = facts.instance() else {
+            return;
+        };
         if let Some((source, d)) = summary::dns(event) {
             let at = summary::dns_time(d);
-            self.baselines.observe(&source.instance_id, at);
+            self.baselines.observe(name, at);
             for r in &d.resolvers {
                 let s = Sighting {
                     local: &d.client_addr,
                     resolver: r,
+                    addr: ParsedAddr::parse(r),
                     protocol: 17,
                     at,
                     seen: Seen::Dns(d),
                 };
-                self.check(source, s, out);
+                self.check(source, name, s, out);
             }
         } else if let Some((source, f)) = summary::flow(event) {
             if f.service_port != 53
@@ -210,15 +226,16 @@ impl Detector for UnusualDnsResolverDetector {
                 return;
             }
             let at = summary::flow_time(f);
-            self.baselines.observe(&source.instance_id, at);
+            self.baselines.observe(name, at);
             let s = Sighting {
                 local: &f.local_addr,
                 resolver: &f.remote_addr,
+                addr: facts.remote(),
                 protocol: f.protocol,
                 at,
                 seen: Seen::Flow(f),
             };
-            self.check(source, s, out);
+            self.check(source, name, s, out);
         }
     }
 

@@ -12,8 +12,8 @@ use serde::Deserialize;
 
 use super::summary;
 use super::{
-    BehaviourEvidence, ConnectionDirection, Detector, DetectorCounter, Event, EventKind,
-    Observation, ResourceRole,
+    BehaviourEvidence, ConnectionDirection, Detector, DetectorCounter, Event, EventFacts,
+    EventKind, Observation, ResourceRole,
 };
 use crate::findings::types::FindingType;
 
@@ -100,7 +100,7 @@ impl UnusualDohDetector {
     }
 
     /// What matched: the server name or the address, if either is a DoH endpoint.
-    fn matched(&self, remote: &str, server_names: &[String]) -> Option<String> {
+    fn matched(&self, remote: Option<IpAddr>, server_names: &[String]) -> Option<String> {
         let by_name = server_names.iter().find(|n| {
             let n = n.trim_end_matches('.');
             // Names are nearly always lower case already; copy only when one is not.
@@ -113,7 +113,7 @@ impl UnusualDohDetector {
         if let Some(n) = by_name {
             return Some(format!("TLS server name {n}"));
         }
-        let addr = remote.parse::<IpAddr>().ok()?;
+        let addr = remote?;
         self.addresses
             .contains(&addr)
             .then(|| format!("address {addr}"))
@@ -129,7 +129,7 @@ impl Detector for UnusualDohDetector {
         &[EventKind::Flow]
     }
 
-    fn observe(&mut self, event: &Event, out: &mut Vec<Observation>) {
+    fn observe(&mut self, event: &Event, facts: &EventFacts<'_>, out: &mut Vec<Observation>) {
         let Some((source, f)) = summary::flow(event) else {
             return;
         };
@@ -140,7 +140,8 @@ impl Detector for UnusualDohDetector {
         {
             return;
         }
-        let Some(why) = self.matched(&f.remote_addr, &f.tls_server_names) else {
+        let remote = facts.remote().map(|a| a.ip);
+        let Some(why) = self.matched(remote, &f.tls_server_names) else {
             return;
         };
         let evidence = BehaviourEvidence {

@@ -19,8 +19,8 @@ use serde::Deserialize;
 
 use super::summary;
 use super::{
-    BehaviourEvidence, ConnectionDirection, Detector, DetectorCounter, Event, EventKind,
-    Observation, ResourceRole,
+    BehaviourEvidence, ConnectionDirection, Detector, DetectorCounter, Event, EventFacts,
+    EventKind, Observation, ResourceRole,
 };
 use crate::findings::types::FindingType;
 
@@ -182,7 +182,7 @@ impl Detector for UnusualDotDetector {
         &[EventKind::Flow]
     }
 
-    fn observe(&mut self, event: &Event, out: &mut Vec<Observation>) {
+    fn observe(&mut self, event: &Event, facts: &EventFacts<'_>, out: &mut Vec<Observation>) {
         let Some((source, f)) = summary::flow(event) else {
             return;
         };
@@ -194,7 +194,7 @@ impl Detector for UnusualDotDetector {
         {
             return;
         }
-        let remote = f.remote_addr.parse::<IpAddr>().ok();
+        let remote = facts.remote().map(|a| a.ip);
         if remote.is_some_and(|r| self.config.allowed_remotes.contains(&r)) {
             self.allowed += 1;
             return;

@@ -42,9 +42,10 @@ pub struct Window<S> {
 ///
 /// The map holds only positions (4 bytes each), found by the key's hash (kept beside the
 /// times) and checked against the key at that position: each key is stored once, so a new
-/// window clones no key (no string copy, no reference count), and the index of a full table
-/// is a tenth of the size it was with the keys in it. New windows go at the end, whose lines
-/// are asked for one insertion ahead.
+/// window copies its key once (a reference count for a [`NameKey`], no string copy) and a
+/// lookup none ([`Self::window_named`]), and the index of a full table is a tenth of the size
+/// it was with the keys in it. New windows go at the end, whose lines are asked for one
+/// insertion ahead.
 #[derive(Debug)]
 pub struct WindowTable<K, S> {
     index: HashTable<u32>,
@@ -100,26 +101,40 @@ impl<K: Hash + Eq, S: Default> WindowTable<K, S> {
     /// The window for `key` at event time `at_ms`: the open one, or a fresh one when the key
     /// is new or its window has ended. Makes room first when the table is full.
     pub fn window(&mut self, key: K, at_ms: i64) -> &mut Window<S> {
-        let window_ms = self.window_ms;
         let hash = self.hasher.hash_one(&key);
-        let keys = &self.keys;
-        let found = self.index.find(hash, |&at| {
-            keys.get(at as usize).is_some_and(|held| *held == key)
-        });
-        if let Some(&at) = found {
-            let i = at as usize;
-            // Always in bounds (the index and the vectors change together); checked so a
-            // slip cannot panic, and before borrowing, so the borrow is only ever returned.
-            if i < self.windows.len() && i < self.times.len() {
-                let w = &mut self.windows[i];
-                if at_ms.saturating_sub(w.start_ms) >= window_ms {
-                    *w = Self::fresh(at_ms);
-                }
-                w.last_ms = w.last_ms.max(at_ms);
-                self.times[i] = (w.start_ms, w.last_ms);
-                return w;
-            }
+        match self.position(hash, |held| *held == key) {
+            Some(i) => self.touch(i, at_ms),
+            None => self.open(hash, key, at_ms),
         }
+    }
+
+    /// The position of the key `is` accepts, found by its `hash`; always within the vectors.
+    fn position(&self, hash: u64, is: impl Fn(&K) -> bool) -> Option<usize> {
+        let keys = &self.keys;
+        let found = self
+            .index
+            .find(hash, |&at| keys.get(at as usize).is_some_and(&is))?;
+        let i = *found as usize;
+        // Always in bounds (the index and the vectors change together); checked so a slip
+        // cannot panic.
+        (i < self.windows.len() && i < self.times.len()).then_some(i)
+    }
+
+    /// The window at position `i` (in bounds, from [`Self::position`]) at `at_ms`, started
+    /// over when it has ended.
+    fn touch(&mut self, i: usize, at_ms: i64) -> &mut Window<S> {
+        let window_ms = self.window_ms;
+        let w = &mut self.windows[i];
+        if at_ms.saturating_sub(w.start_ms) >= window_ms {
+            *w = Self::fresh(at_ms);
+        }
+        w.last_ms = w.last_ms.max(at_ms);
+        self.times[i] = (w.start_ms, w.last_ms);
+        w
+    }
+
+    /// A fresh window for the new `key` (whose hash is `hash`), making room first when full.
+    fn open(&mut self, hash: u64, key: K, at_ms: i64) -> &mut Window<S> {
         if self.windows.len() >= self.cap.get() {
             self.make_room(at_ms);
         }
@@ -312,6 +327,21 @@ impl<K: Hash + Eq, S: Default> WindowTable<K, S> {
     }
 }
 
+impl<R: Hash + Eq, S: Default> WindowTable<(NameKey, R), S> {
+    /// [`Self::window`] for the key (`name`, `rest`), looked up by the borrowed name: only a
+    /// new window takes a copy of it (a reference count, whose atomic update would make the
+    /// CPU finish every earlier memory access first, on every record).
+    pub fn window_named(&mut self, name: &NameKey, rest: R, at_ms: i64) -> &mut Window<S> {
+        // A tuple hashes as its fields in turn and a reference as what it points to, so this
+        // is the hash of the owned key.
+        let hash = self.hasher.hash_one((name, &rest));
+        match self.position(hash, |(n, r)| n == name && *r == rest) {
+            Some(i) => self.touch(i, at_ms),
+            None => self.open(hash, (name.clone(), rest), at_ms),
+        }
+    }
+}
+
 /// Distinct values, counted exactly up to a cap and then saturating (the count stops, nothing
 /// more is stored). Thresholds sit far below the cap, so saturation never hides a finding.
 #[derive(Debug, Clone)]
@@ -355,13 +385,14 @@ impl<T: Hash + Eq> DistinctSet<T> {
     }
 }
 
-/// Instance ids (or other names that key many windows) shared as `Arc<str>`: a detector keys
-/// its windows by the shared name, so a record for a known name costs a lookup and a reference
-/// count instead of a `String` allocation. Names no window holds any more are dropped whenever
-/// the set has doubled since the last sweep, so it stays bounded by the tables that use it.
+/// Instance ids (or other names that key many windows) shared as [`NameKey`]s: one copy per
+/// name, hashed once when first seen, so a record for a known name costs one lookup by text
+/// and no allocation. The pipeline keeps one set and hands each event's key to every
+/// detector. Names no key elsewhere holds any more are dropped whenever the set has doubled
+/// since the last sweep, so it stays bounded by the tables that use it.
 #[derive(Debug, Default)]
 pub struct SharedNames {
-    names: HashSet<Arc<str>, Hasher>,
+    names: HashTable<NameKey>,
     sweep_at: usize,
 }
 
@@ -369,24 +400,27 @@ impl SharedNames {
     /// Fewest names held before a sweep is worth its scan.
     const MIN_SWEEP: usize = 1024;
 
-    /// The shared copy of `name`, made on first sight.
-    pub fn get(&mut self, name: &str) -> Arc<str> {
-        if let Some(shared) = self.names.get(name) {
-            return Arc::clone(shared);
-        }
-        if self.names.len() >= self.sweep_at.max(Self::MIN_SWEEP) {
-            // Only this set holds them: no window is keyed by them any more.
-            self.names.retain(|n| Arc::strong_count(n) > 1);
+    /// The shared key of `name`, made on first sight.
+    pub fn key(&mut self, name: &str) -> &NameKey {
+        let hash = name_hash(name);
+        // The sweep's test first, so a known name (nearly every record) costs one lookup.
+        if self.names.len() >= self.sweep_at.max(Self::MIN_SWEEP)
+            && self
+                .names
+                .find(hash, |held| held.as_str() == name)
+                .is_none()
+        {
+            // Only this set holds them: no window or profile is keyed by them any more.
+            self.names.retain(|n| Arc::strong_count(&n.name) > 1);
             self.sweep_at = self.names.len().saturating_mul(2);
         }
-        let shared: Arc<str> = Arc::from(name);
-        self.names.insert(Arc::clone(&shared));
-        shared
-    }
-
-    /// The shared copy of `name` as a key compared by identity ([`NameKey`]).
-    pub fn key(&mut self, name: &str) -> NameKey {
-        NameKey(self.get(name))
+        self.names
+            .entry(hash, |held| held.as_str() == name, |held| held.hash)
+            .or_insert_with(|| NameKey {
+                name: Arc::from(name),
+                hash,
+            })
+            .into_mut()
     }
 
     /// Names held now (some may be unused until the next sweep).
@@ -400,23 +434,48 @@ impl SharedNames {
     }
 }
 
-/// A [`SharedNames`] name as part of a key, compared and hashed by identity (the shared
-/// copy's address) rather than by its text: a key lookup then costs no string hashing or
-/// comparison. Identity matches the text because the set hands out one copy per name and
-/// keeps it while any key holds it (a sweep drops only names no key holds).
+/// The hasher of names' text: one per process, so the same text has the same hash in every
+/// table and every set of shared names (a restored baseline's keys, a test's own set).
+fn name_hash(name: &str) -> u64 {
+    static HASHER: std::sync::LazyLock<Hasher> = std::sync::LazyLock::new(Hasher::default);
+    HASHER.hash_one(name)
+}
+
+/// A name (an instance id) as part of a key: the text shared behind an `Arc` with the hash of
+/// the text worked out once. It hashes as that stored hash and compares by identity first
+/// (the shared copy's address, the usual case), then by text, so a lookup hashes and compares
+/// no string when both sides come from one [`SharedNames`], and a key made on its own
+/// ([`NameKey::new`], e.g. restored from saved state) still equals the shared one.
 #[derive(Debug, Clone)]
-pub struct NameKey(Arc<str>);
+pub struct NameKey {
+    name: Arc<str>,
+    hash: u64,
+}
 
 impl NameKey {
+    /// A key of its own for `name` (not shared): equal to the shared key of the same text.
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: Arc::from(name),
+            hash: name_hash(name),
+        }
+    }
+
     /// The name.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.name
+    }
+
+    /// The hash of the name's text, the same for every key of that text in this process.
+    pub fn text_hash(&self) -> u64 {
+        self.hash
     }
 }
 
 impl PartialEq for NameKey {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
+        Arc::ptr_eq(&self.name, &other.name)
+            || (self.hash == other.hash && *self.name == *other.name)
     }
 }
 
@@ -424,7 +483,7 @@ impl Eq for NameKey {}
 
 impl Hash for NameKey {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        Arc::as_ptr(&self.0).cast::<u8>().hash(state);
+        state.write_u64(self.hash);
     }
 }
 
@@ -441,9 +500,13 @@ pub enum RemoteKey {
 impl RemoteKey {
     /// The key for `remote` as an agent wrote it.
     pub fn of(remote: &str) -> Self {
-        remote
-            .parse()
-            .map_or_else(|_| Self::Text(remote.into()), Self::Addr)
+        Self::parsed(remote.parse().ok(), remote)
+    }
+
+    /// The key for `text` as an agent wrote it, given its parse (an [`super::EventFacts`]
+    /// address), so the text is not parsed again.
+    pub fn parsed(addr: Option<std::net::IpAddr>, text: &str) -> Self {
+        addr.map_or_else(|| Self::Text(text.into()), Self::Addr)
     }
 }
 
@@ -514,35 +577,47 @@ mod tests {
     #[test]
     fn shared_names_are_one_copy_and_unused_ones_are_swept() {
         let mut names = SharedNames::default();
-        let a = names.get("i-1");
-        assert!(Arc::ptr_eq(&a, &names.get("i-1")));
+        let a = names.key("i-1").clone();
+        assert!(Arc::ptr_eq(&a.name, &names.key("i-1").name));
         for i in 0..SharedNames::MIN_SWEEP {
-            drop(names.get(&format!("i-x{i}")));
+            names.key(&format!("i-x{i}"));
         }
         // The set reached the sweep size on the last of those: the sweep kept only the name
         // still held, then added that last one.
         assert_eq!(names.len(), 2);
-        assert!(Arc::ptr_eq(&a, &names.get("i-1")));
-        assert_eq!(&*names.get("i-2"), "i-2");
+        assert!(Arc::ptr_eq(&a.name, &names.key("i-1").name));
+        assert_eq!(names.key("i-2").as_str(), "i-2");
     }
 
     #[test]
     fn name_keys_are_equal_exactly_when_their_names_are() {
         use std::hash::BuildHasher;
         let mut names = SharedNames::default();
-        let a = names.key("i-1");
-        let again = names.key(&String::from("i-1"));
-        let b = names.key("i-2");
+        let a = names.key("i-1").clone();
+        let again = names.key(&String::from("i-1")).clone();
+        let b = names.key("i-2").clone();
+        // A key made on its own (as restored state makes them) equals the shared one.
+        let own = NameKey::new("i-1");
+        assert!(!Arc::ptr_eq(&own.name, &a.name));
         assert_eq!(a, again);
+        assert_eq!(a, own);
         assert_ne!(a, b);
+        assert_ne!(own, b);
         let h = Hasher::default();
         assert_eq!(h.hash_one(&a), h.hash_one(&again));
+        assert_eq!(h.hash_one(&a), h.hash_one(&own));
         assert_eq!(again.as_str(), "i-1");
         let mut t: WindowTable<(NameKey, u32), u64> =
             WindowTable::new(NonZeroUsize::new(4).expect("4"), 1_000);
         t.window((a, 7), 0).state += 1;
-        assert_eq!(t.window((again, 7), 1).state, 1);
-        assert_eq!(t.window((b, 7), 2).state, 0);
+        assert_eq!(t.window((again.clone(), 7), 1).state, 1);
+        assert_eq!(t.window((own, 7), 1).state, 1);
+        // The borrowed lookup finds the same windows as the owned key.
+        assert_eq!(t.window_named(&again, 7, 1).state, 1);
+        assert_eq!(t.window_named(&b, 7, 2).state, 0);
+        t.window_named(&b, 7, 2).state += 5;
+        assert_eq!(t.window((b, 7), 2).state, 5);
+        assert_eq!(t.len(), 2);
     }
 
     #[test]

@@ -21,8 +21,8 @@ use crate::detectors::api_evidence::{
     AnomalyEvidence, ApiBehaviourEvidence, ApiCallRef, BaselineDimension,
 };
 use crate::detectors::{
-    Detector, DetectorCounter, Event, EventKind, EvidenceDetail, Observation, ResourceRef,
-    ResourceRole,
+    Detector, DetectorCounter, Event, EventFacts, EventKind, EvidenceDetail, Observation,
+    ResourceRef, ResourceRole,
 };
 
 /// Magic and version of the persisted state: version 02 keys and filters by XXH3 hashes.
@@ -237,7 +237,7 @@ impl Detector for ApiBaselineDetector {
         &[EventKind::Api]
     }
 
-    fn observe(&mut self, event: &Event, out: &mut Vec<Observation>) {
+    fn observe(&mut self, event: &Event, _facts: &EventFacts<'_>, out: &mut Vec<Observation>) {
         if let Event::Api(e) = event {
             self.observe_call(e, out);
         }
@@ -363,7 +363,7 @@ mod tests {
             };
             let mut e = user_call("alice", source, name, T0 + i as i64 * 8 * 3600 * 1000);
             *e.request_parameters.value_mut() = serde_json::json!({"bucketName": "reports"});
-            d.observe(&api(e), &mut out);
+            crate::detectors::testing::observe(d, &api(e), &mut out);
         }
         assert!(out.is_empty(), "learning raised {out:?}");
     }
@@ -386,7 +386,7 @@ mod tests {
         e.source = ip("203.0.113.77");
         e.user_agent = "python-requests/2.31".into();
         let mut out = Vec::new();
-        d.observe(&api(e), &mut out);
+        crate::detectors::testing::observe(&mut d, &api(e), &mut out);
         assert_eq!(out.len(), 1, "{out:?}");
         let o = &out[0];
         assert_eq!(o.finding_type, FindingType::DiscoveryIamAnomalousBehavior);
@@ -420,7 +420,7 @@ mod tests {
         // A new API, but from the usual place with the usual tool.
         let e = user_call("alice", "iam.amazonaws.com", "ListUsers", T0 + 8 * DAY);
         let mut out = Vec::new();
-        d.observe(&api(e), &mut out);
+        crate::detectors::testing::observe(&mut d, &api(e), &mut out);
         assert!(out.is_empty(), "{out:?}");
     }
 
@@ -433,7 +433,7 @@ mod tests {
         e.region = "ap-south-1".into();
         e.user_agent = "curl/8".into();
         let mut out = Vec::new();
-        d.observe(&api(e), &mut out);
+        crate::detectors::testing::observe(&mut d, &api(e), &mut out);
         assert!(out.is_empty(), "{out:?}");
     }
 
@@ -449,7 +449,7 @@ mod tests {
         e.source = ip("203.0.113.77");
         e.user_agent = "curl/8".into();
         let mut out = Vec::new();
-        d.observe(&api(e), &mut out);
+        crate::detectors::testing::observe(&mut d, &api(e), &mut out);
         assert!(out.is_empty(), "{out:?}");
     }
 
@@ -463,7 +463,7 @@ mod tests {
         e.source = ip("2001:db8:77::9");
         e.region = "us-east-2".into();
         let mut out = Vec::new();
-        d.observe(&api(e), &mut out);
+        crate::detectors::testing::observe(&mut d, &api(e), &mut out);
         assert_eq!(out.len(), 1, "{out:?}");
         assert_eq!(
             out[0].finding_type,
@@ -484,7 +484,7 @@ mod tests {
         let mut d = ApiBaselineDetector::new(config());
         let mut e = user_call("alice", "iam.amazonaws.com", "ListUsers", T0);
         e.principal.invoked_by = Some("cloudformation.amazonaws.com".into());
-        d.observe(&api(e), &mut Vec::new());
+        crate::detectors::testing::observe(&mut d, &api(e), &mut Vec::new());
         assert_eq!(d.tracked_keys(), 0);
     }
 
@@ -505,12 +505,12 @@ mod tests {
         e.source = ip("203.0.113.77");
         e.user_agent = "curl/8".into();
         let mut out = Vec::new();
-        restored.observe(&api(e.clone()), &mut out);
+        crate::detectors::testing::observe(&mut restored, &api(e.clone()), &mut out);
         assert_eq!(out.len(), 1);
         // A fresh detector fed the same call learns instead.
         let mut fresh = ApiBaselineDetector::new(config());
         let mut none = Vec::new();
-        fresh.observe(&api(e), &mut none);
+        crate::detectors::testing::observe(&mut fresh, &api(e), &mut none);
         assert!(none.is_empty());
     }
 
@@ -543,7 +543,8 @@ mod tests {
         );
         assert_eq!(restored.tracked_keys(), 0);
         // It learns afresh: the first call of a principal starts a baseline.
-        restored.observe(
+        crate::detectors::testing::observe(
+            &mut restored,
             &api(user_call("alice", "iam.amazonaws.com", "ListUsers", T0)),
             &mut Vec::new(),
         );
@@ -564,7 +565,7 @@ mod tests {
                 "ListUsers",
                 T0 + i * MIN,
             );
-            d.observe(&api(e), &mut out);
+            crate::detectors::testing::observe(&mut d, &api(e), &mut out);
         }
         assert!(d.tracked_keys() <= 32, "{}", d.tracked_keys());
         let evicted = d

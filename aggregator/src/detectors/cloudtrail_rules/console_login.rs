@@ -19,7 +19,7 @@ use super::root_usage::console_success;
 use crate::cloudtrail::ApiEvent;
 use crate::cloudtrail::address::network_of;
 use crate::detectors::window::{DistinctSet, WindowTable, keep_example};
-use crate::detectors::{Detector, DetectorCounter, Event, EventKind, Observation};
+use crate::detectors::{Detector, DetectorCounter, Event, EventFacts, EventKind, Observation};
 use crate::findings::types::FindingType;
 
 /// `[detectors.console_login]`.
@@ -196,7 +196,7 @@ impl Detector for ConsoleLoginDetector {
         &[EventKind::Api]
     }
 
-    fn observe(&mut self, event: &Event, out: &mut Vec<Observation>) {
+    fn observe(&mut self, event: &Event, _facts: &EventFacts<'_>, out: &mut Vec<Observation>) {
         let Event::Api(e) = event else { return };
         if e.event_name != "ConsoleLogin" {
             return;

@@ -20,7 +20,8 @@ use crate::cloudtrail::ApiEvent;
 use crate::cloudtrail::address::is_public;
 use crate::detectors::IntelView;
 use crate::detectors::{
-    Detector, DetectorContext, DetectorCounter, Event, EventKind, Observation, ThreatIntel,
+    Detector, DetectorContext, DetectorCounter, Event, EventFacts, EventKind, Observation,
+    ThreatIntel,
 };
 use crate::findings::types::FindingType;
 
@@ -147,7 +148,7 @@ impl Detector for IntelCallerDetector {
         &[EventKind::Api]
     }
 
-    fn observe(&mut self, event: &Event, out: &mut Vec<Observation>) {
+    fn observe(&mut self, event: &Event, _facts: &EventFacts<'_>, out: &mut Vec<Observation>) {
         let Event::Api(e) = event else { return };
         // Calls AWS made on a principal's behalf carry AWS's address, not the caller's.
         if e.principal.invoked_by.is_some() {

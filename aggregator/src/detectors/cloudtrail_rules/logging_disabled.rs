@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::api_observation::{Extra, access_key, bucket_name, observation, pick};
 use crate::cloudtrail::ApiEvent;
-use crate::detectors::{Detector, DetectorCounter, Event, EventKind, Observation};
+use crate::detectors::{Detector, DetectorCounter, Event, EventFacts, EventKind, Observation};
 use crate::findings::types::FindingType;
 
 /// Trail buckets remembered; beyond this new ones are not learned (counted).
@@ -134,7 +134,7 @@ impl Detector for LoggingDisabledDetector {
         &[EventKind::Api]
     }
 
-    fn observe(&mut self, event: &Event, out: &mut Vec<Observation>) {
+    fn observe(&mut self, event: &Event, _facts: &EventFacts<'_>, out: &mut Vec<Observation>) {
         let Event::Api(e) = event else { return };
         if !e.succeeded() {
             return;

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::api_observation::{Extra, access_key, observation};
 use crate::cloudtrail::ApiEvent;
-use crate::detectors::{Detector, DetectorCounter, Event, EventKind, Observation};
+use crate::detectors::{Detector, DetectorCounter, Event, EventFacts, EventKind, Observation};
 use crate::findings::types::FindingType;
 
 /// Accounts whose last policy is remembered.
@@ -117,7 +117,7 @@ impl Detector for PasswordPolicyDetector {
         &[EventKind::Api]
     }
 
-    fn observe(&mut self, event: &Event, out: &mut Vec<Observation>) {
+    fn observe(&mut self, event: &Event, _facts: &EventFacts<'_>, out: &mut Vec<Observation>) {
         let Event::Api(e) = event else { return };
         if e.event_source != "iam.amazonaws.com" || !e.succeeded() {
             return;

@@ -3,7 +3,7 @@
 //! console sign-ins (a wrong password is not the credentials being used).
 
 use super::api_observation::{Extra, access_key, observation};
-use crate::detectors::{Detector, Event, EventKind, Observation};
+use crate::detectors::{Detector, Event, EventFacts, EventKind, Observation};
 use crate::findings::types::FindingType;
 
 /// The root-usage rule.
@@ -19,7 +19,7 @@ impl Detector for RootUsageDetector {
         &[EventKind::Api]
     }
 
-    fn observe(&mut self, event: &Event, out: &mut Vec<Observation>) {
+    fn observe(&mut self, event: &Event, _facts: &EventFacts<'_>, out: &mut Vec<Observation>) {
         let Event::Api(e) = event else { return };
         if e.principal.kind != "Root" || e.principal.invoked_by.is_some() {
             return;

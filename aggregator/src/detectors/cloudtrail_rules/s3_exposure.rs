@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::api_observation::{Extra, access_key, bucket, bucket_name, observation, pick};
 use crate::cloudtrail::ApiEvent;
-use crate::detectors::{Detector, Event, EventKind, Observation, ResourceRef};
+use crate::detectors::{Detector, Event, EventFacts, EventKind, Observation, ResourceRef};
 use crate::findings::types::FindingType;
 
 const ALL_USERS: &str = "acs.amazonaws.com/groups/global/AllUsers";
@@ -157,7 +157,7 @@ impl Detector for S3ExposureDetector {
         &[EventKind::Api]
     }
 
-    fn observe(&mut self, event: &Event, out: &mut Vec<Observation>) {
+    fn observe(&mut self, event: &Event, _facts: &EventFacts<'_>, out: &mut Vec<Observation>) {
         let Event::Api(e) = event else { return };
         if !matches!(
             e.event_source.as_str(),

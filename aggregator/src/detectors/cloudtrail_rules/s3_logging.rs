@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::api_observation::{Extra, bucket, bucket_name, observation, pick};
-use crate::detectors::{Detector, Event, EventKind, Observation};
+use crate::detectors::{Detector, Event, EventFacts, EventKind, Observation};
 use crate::findings::types::FindingType;
 
 /// The S3 server-access-logging rule.
@@ -32,7 +32,7 @@ impl Detector for S3LoggingDetector {
         &[EventKind::Api]
     }
 
-    fn observe(&mut self, event: &Event, out: &mut Vec<Observation>) {
+    fn observe(&mut self, event: &Event, _facts: &EventFacts<'_>, out: &mut Vec<Observation>) {
         let Event::Api(e) = event else { return };
         if e.event_source != "s3.amazonaws.com"
             || e.event_name != "PutBucketLogging"

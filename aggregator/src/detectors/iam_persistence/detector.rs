@@ -15,7 +15,8 @@ use crate::detectors::accounts::AccountsConfig;
 use crate::detectors::api_call::{access_key_resource, api_activity, session_name};
 use crate::detectors::api_evidence::{ApiBehaviourEvidence, ApiCallRef, IamChangeEvidence};
 use crate::detectors::{
-    Detector, DetectorCounter, Event, EventKind, EvidenceDetail, Observation, ResourceRole,
+    Detector, DetectorCounter, Event, EventFacts, EventKind, EvidenceDetail, Observation,
+    ResourceRole,
 };
 use crate::findings::types::FindingType;
 
@@ -317,7 +318,7 @@ impl Detector for IamPersistenceDetector {
         &[EventKind::Api]
     }
 
-    fn observe(&mut self, event: &Event, out: &mut Vec<Observation>) {
+    fn observe(&mut self, event: &Event, _facts: &EventFacts<'_>, out: &mut Vec<Observation>) {
         let Event::Api(e) = event else {
             return;
         };
@@ -396,7 +397,7 @@ mod tests {
         events.sort_by_key(|e| e.time_ms);
         let mut out = Vec::new();
         for e in events {
-            d.observe(&api(e), &mut out);
+            crate::detectors::testing::observe(d, &api(e), &mut out);
         }
         out
     }
