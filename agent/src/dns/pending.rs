@@ -105,7 +105,7 @@ impl PendingQueries {
     #[inline]
     pub fn expire(&mut self, now: Timestamp, gave_up: &mut impl FnMut(PendingKey, PendingQuery)) {
         // The common case on every packet: nothing due and nothing to compact.
-        if self.any_due(now) || self.order.len() > self.capacity.saturating_mul(2) {
+        if self.any_due(now) || self.queue_outgrown() {
             self.expire_due(now, gave_up);
         }
     }
@@ -122,12 +122,18 @@ impl PendingQueries {
                 }
             }
         }
-        // Answered queries leave stale queue entries; keep the queue from outgrowing the map.
-        if self.order.len() > self.capacity.saturating_mul(2) {
+        if self.queue_outgrown() {
             let map = &self.map;
             self.order
                 .retain(|(_, seq, key)| map.get(key).is_some_and(|q| q.seq == *seq));
         }
+    }
+
+    /// Whether the queue holds over twice the map's capacity: answered queries leave stale
+    /// entries in it, which are then swept so it cannot outgrow the map.
+    #[inline]
+    fn queue_outgrown(&self) -> bool {
+        self.order.len() > self.capacity.saturating_mul(2)
     }
 
     /// Whether the oldest queued query (or a stale entry of an answered one) is due at `now`.
