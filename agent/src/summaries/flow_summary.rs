@@ -18,6 +18,7 @@
 //! summary; the pending TLS names by flow are capped and their drops counted.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::net::IpAddr;
 
 use picket_proto::v1::{Direction, FlowSummary, Record, record};
@@ -188,7 +189,10 @@ impl FlowSummaries {
     /// Folds one flow record into its summary; `remote_name` is the name the host resolved
     /// for the remote address, if any.
     pub fn add(&mut self, rec: &FlowRecord, remote_name: Option<&str>) {
-        let server_name = if rec.reason == crate::flow_table::EndReason::Active {
+        let server_name = if self.pending_names.is_empty() {
+            // Most flows have no TLS name waiting: no key to hash for a lookup that must miss.
+            None
+        } else if rec.reason == crate::flow_table::EndReason::Active {
             // A flow still open keeps its name for its next interim record: refreshing the
             // interval stops a long TLS session's name from ageing out as if it were lost.
             let now = self.interval_no;
@@ -200,15 +204,19 @@ impl FlowSummaries {
         } else {
             self.pending_names.remove(&rec.key).map(|p| p.name)
         };
-        let key = summary_key(rec);
-        if !self.map.contains_key(&key) && self.map.len() >= self.limits.max_summaries {
-            self.stats.overflow = self.stats.overflow.saturating_add(1);
-            return;
-        }
-        let agg = self.map.entry(key).or_insert_with(|| Aggregate {
-            first_seen_ms: u64::MAX,
-            ..Aggregate::default()
-        });
+        // One hash of the key (which holds two `IpAddr`s) for both the bound and the update.
+        let full = self.map.len() >= self.limits.max_summaries;
+        let agg = match self.map.entry(summary_key(rec)) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) if !full => entry.insert(Aggregate {
+                first_seen_ms: u64::MAX,
+                ..Aggregate::default()
+            }),
+            Entry::Vacant(_) => {
+                self.stats.overflow = self.stats.overflow.saturating_add(1);
+                return;
+            }
+        };
         // Egress and unspecified: the initiator is the local end, so forward is "out".
         let (out, inn) = if rec.direction == Direction::Ingress {
             (rec.reverse, rec.forward)
