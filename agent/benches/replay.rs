@@ -3,7 +3,8 @@
 //! On a deterministic mixed capture (see `support/traffic.rs`) it prints:
 //! - the floor: packets/s merely walking the pcap's records (reader only);
 //! - replay: packets/s through the whole pipeline (decode → flow table → DNS → summaries,
-//!   records serialised to JSON and discarded), on one core, and its ratio to the floor;
+//!   records serialised to JSON as `replay` writes them, and discarded), on one core, and its
+//!   ratio to the floor;
 //! - heap allocations per packet over the whole replay, and on the steady path (packets of
 //!   flows that already exist), counted by a global allocator wrapper;
 //! - bytes per active flow with 250 000 concurrent flows: by the flow table's own accounting
@@ -82,7 +83,7 @@ fn replay(bytes: &Arc<[u8]>) -> u64 {
     let mut line = Vec::with_capacity(1024);
     let mut emit = |r: picket_proto::v1::Record| {
         line.clear();
-        serde_json::to_writer(&mut line, &r).expect("serialises");
+        picket_agent::record_json::write_record(&mut line, &r).expect("serialises");
         records += 1;
     };
     let mut src = source(bytes);

@@ -27,6 +27,7 @@ pub mod intel_observer;
 pub mod metrics;
 pub mod outbox;
 pub mod pipeline;
+pub mod record_json;
 pub mod records_sink;
 pub mod renewal;
 pub mod replay;

@@ -274,7 +274,7 @@ fn replay(args: ReplayArgs) -> Result<()> {
             return;
         }
         line.clear();
-        let written = serde_json::to_writer(&mut line, &record)
+        let written = picket_agent::record_json::write_record(&mut line, &record)
             .map_err(std::io::Error::from)
             .and_then(|()| {
                 line.push(b'\n');

@@ -340,18 +340,23 @@ impl FlowTable {
     pub fn flush(&mut self, out: &mut Vec<FlowRecord>) {
         let flows = &self.flows;
         // Deterministic output order for replays: by first packet, then key. Sorted as small
-        // (start, key, slot) triples rather than whole entries, which are several times larger.
-        let mut order: Vec<(Timestamp, FlowKey, u32)> = flows
+        // (start, slot) pairs rather than whole entries, which are several times larger; the
+        // keys are read only for equal starts, which are rare.
+        let mut order: Vec<(Timestamp, u32)> = flows
             .ids()
-            .filter_map(|id| flows.get(id).map(|(k, e)| (e.start, k.unpack(), id)))
+            .filter_map(|id| flows.get(id).map(|(_, e)| (e.start, id)))
             .collect();
-        order.sort_unstable();
-        for (_, key, id) in order {
-            let Some((_, entry)) = flows.get(id) else {
+        let key_order = |id: u32| flows.get(id).map(|(k, _)| k.order());
+        order.sort_unstable_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then_with(|| key_order(a.1).cmp(&key_order(b.1)))
+        });
+        for (_, id) in order {
+            let Some((packed, entry)) = flows.get(id) else {
                 continue;
             };
             if entry.interval_packets() > 0 {
-                out.push(record(&key, entry, EndReason::Flushed));
+                out.push(record(&packed.unpack(), entry, EndReason::Flushed));
                 self.stats.flushed = self.stats.flushed.saturating_add(1);
             }
         }

@@ -100,6 +100,21 @@ impl PackedKey {
         Self::new(key.protocol, key.lower, key.upper).0
     }
 
+    /// Orders as the unpacked [`FlowKey`]s do (protocol, then the lower endpoint, then the
+    /// upper; an address by family, then its bits; both ends share a family), in integers
+    /// rather than through `IpAddr`'s comparisons.
+    pub fn order(&self) -> (u8, bool, u128, u16, u128, u16) {
+        let [a, b, c, d, last] = self.0;
+        (
+            (last >> 16) as u8,
+            last & V6 != 0,
+            u128::from(a) << 64 | u128::from(b),
+            last as u16,
+            u128::from(c) << 64 | u128::from(d),
+            (last >> 32) as u16,
+        )
+    }
+
     /// The key this packs.
     pub fn unpack(&self) -> FlowKey {
         let [a, b, c, d, last] = self.0;
@@ -472,7 +487,42 @@ mod tests {
         assert_ne!(v4, mapped, "families stay apart");
     }
 
+    fn endpoint() -> impl proptest::strategy::Strategy<Value = (IpAddr, u16, IpAddr, u16, u8)> {
+        use proptest::prelude::*;
+        // Few distinct values, so equal protocols, addresses and ports are common.
+        let v4 = (0_u32..4, 0_u32..4).prop_map(|(a, b)| {
+            (
+                IpAddr::from(std::net::Ipv4Addr::from(a << 30 | 7)),
+                IpAddr::from(std::net::Ipv4Addr::from(b << 30 | 7)),
+            )
+        });
+        let v6 = (0_u128..4, 0_u128..4).prop_map(|(a, b)| {
+            (
+                IpAddr::from(std::net::Ipv6Addr::from(a << 126 | 7)),
+                IpAddr::from(std::net::Ipv6Addr::from(b << 126 | 7)),
+            )
+        });
+        (
+            prop_oneof![v4, v6],
+            0_u16..3,
+            0_u16..3,
+            prop_oneof![Just(6_u8), Just(17)],
+        )
+            .prop_map(|((s, d), sp, dp, proto)| (s, sp * 30_000, d, dp * 30_000, proto))
+    }
+
     proptest::proptest! {
+        #[test]
+        fn packed_keys_order_as_flow_keys_do(x in endpoint(), y in endpoint()) {
+            let key = |(s, sp, d, dp, proto): (IpAddr, u16, IpAddr, u16, u8)| {
+                let src = Endpoint { addr: s, port: sp };
+                let dst = Endpoint { addr: d, port: dp };
+                (FlowKey::new(proto, src, dst).0, PackedKey::new(proto, src, dst).0)
+            };
+            let ((kx, px), (ky, py)) = (key(x), key(y));
+            proptest::prop_assert_eq!(px.order().cmp(&py.order()), kx.cmp(&ky));
+        }
+
         /// The index against a map: any mix of inserts and removes (few distinct keys, so
         /// runs collide and removals shift entries back) leaves every key found or not found
         /// exactly as the map says, with the slot it was given.
