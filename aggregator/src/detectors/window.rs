@@ -500,7 +500,7 @@ pub enum RemoteKey {
 impl RemoteKey {
     /// The key for `remote` as an agent wrote it.
     pub fn of(remote: &str) -> Self {
-        Self::parsed(remote.parse().ok(), remote)
+        Self::parsed(super::addr_text::parse(remote), remote)
     }
 
     /// The key for `text` as an agent wrote it, given its parse (an [`super::EventFacts`]
