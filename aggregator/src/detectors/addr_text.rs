@@ -11,34 +11,53 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 /// `text` as an address, or `None` where `str::parse::<IpAddr>` fails.
 pub fn parse(text: &str) -> Option<IpAddr> {
     let bytes = text.as_bytes();
-    let quick = if bytes.contains(&b':') {
-        ipv6_groups(bytes).map(IpAddr::V6)
-    } else {
-        dotted_quad(bytes).map(IpAddr::V4)
-    };
-    quick.or_else(|| text.parse().ok())
+    // An IPv6 address fails the dotted quad within its first five characters.
+    dotted_quad(bytes)
+        .map(IpAddr::V4)
+        .or_else(|| ipv6_groups(bytes).map(IpAddr::V6))
+        .or_else(|| text.parse().ok())
 }
 
-/// Four decimal octets without leading zeros (as `std` requires); `None` for anything else,
-/// valid or not.
+/// Four decimal octets without leading zeros (as `std` requires), read in one pass; `None`
+/// for anything else, valid or not.
 fn dotted_quad(text: &[u8]) -> Option<Ipv4Addr> {
     let mut octets = [0u8; 4];
-    let mut parts = text.split(|&b| b == b'.');
-    for octet in &mut octets {
-        let part = parts.next()?;
-        if part.is_empty() || part.len() > 3 || (part.len() > 1 && part[0] == b'0') {
-            return None;
-        }
-        let mut value = 0u16;
-        for &b in part {
-            if !b.is_ascii_digit() {
+    let mut done = 0;
+    let (mut value, mut digits) = (0u16, 0u8);
+    for &b in text {
+        if b == b'.' {
+            if digits == 0 || done == 3 {
                 return None;
             }
-            value = value * 10 + u16::from(b - b'0');
+            octets[done] = u8::try_from(value).ok()?;
+            done += 1;
+            (value, digits) = (0, 0);
+            continue;
         }
-        *octet = u8::try_from(value).ok()?;
+        let digit = b.wrapping_sub(b'0');
+        // A fourth digit, or a second one after a leading zero, is not std's octet.
+        if digit > 9 || digits == 3 || (digits == 1 && value == 0) {
+            return None;
+        }
+        value = value * 10 + u16::from(digit);
+        digits += 1;
     }
-    parts.next().is_none().then_some(Ipv4Addr::from(octets))
+    if done != 3 || digits == 0 {
+        return None;
+    }
+    octets[3] = u8::try_from(value).ok()?;
+    Some(Ipv4Addr::from(octets))
+}
+
+/// A hex digit's value.
+fn hex_digit(b: u8) -> Option<u16> {
+    let value = match b {
+        b'0'..=b'9' => b - b'0',
+        b'a'..=b'f' => b - b'a' + 10,
+        b'A'..=b'F' => b - b'A' + 10,
+        _ => return None,
+    };
+    Some(u16::from(value))
 }
 
 /// One to four hex digits from the start of `text`: the group's value and its length.
@@ -46,11 +65,10 @@ fn hex_group(text: &[u8]) -> Option<(u16, usize)> {
     let mut value = 0u16;
     let mut len = 0;
     while len < 4 {
-        let Some(digit) = text.get(len).and_then(|&b| char::from(b).to_digit(16)) else {
+        let Some(digit) = text.get(len).copied().and_then(hex_digit) else {
             break;
         };
-        // Four hex digits fit in 16 bits.
-        value = (value << 4) | u16::try_from(digit).unwrap_or(0);
+        value = (value << 4) | digit;
         len += 1;
     }
     (len > 0).then_some((value, len))
@@ -78,11 +96,9 @@ fn read_groups(text: &[u8], at: &mut usize, groups: &mut [u16]) -> usize {
 }
 
 /// IPv6 written as hex groups with at most one `::`, parsed as `std` parses it; `None` for
-/// anything else (in particular any `.`, which `std` may read as an embedded IPv4).
+/// anything else (in particular any `.`, which `std` may read as an embedded IPv4: only hex
+/// digits and colons are consumed, and the whole text must be).
 fn ipv6_groups(text: &[u8]) -> Option<Ipv6Addr> {
-    if text.contains(&b'.') {
-        return None;
-    }
     let mut at = 0;
     let mut head = [0u16; 8];
     let head_len = read_groups(text, &mut at, &mut head);
