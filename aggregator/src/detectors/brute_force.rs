@@ -165,6 +165,34 @@ impl Detector for BruteForceDetector {
         &[EventKind::Flow]
     }
 
+    fn prefetch_inputs(&self) -> &'static [EventKind] {
+        &[EventKind::Flow]
+    }
+
+    // As denial of service: a summary with short connections is mostly a new (remote,
+    // service) whose index slot has left the cache; asked for here, it arrives meanwhile.
+    fn prefetch(&self, event: &Event, facts: &EventFacts<'_>) {
+        let (Some((_, f)), Some(name)) = (summary::flow(event), facts.instance()) else {
+            return;
+        };
+        if attempts(f) == 0 {
+            return;
+        }
+        let Some(service) = Service::of(f) else {
+            return;
+        };
+        let inbound = match summary::direction(f) {
+            ConnectionDirection::Inbound => true,
+            ConnectionDirection::Outbound => false,
+            ConnectionDirection::Unknown => return,
+        };
+        // A remote that is not an address would be copied into its key: not worth a hint.
+        if let Some(remote) = facts.remote() {
+            let rest = (inbound, RemoteKey::Addr(remote.ip), service);
+            self.table.prefetch_named(name, &rest);
+        }
+    }
+
     fn observe(&mut self, event: &Event, facts: &EventFacts<'_>, out: &mut Vec<Observation>) {
         let (Some((source, f)), Some(name)) = (summary::flow(event), facts.instance()) else {
             return;

@@ -136,6 +136,26 @@ impl Detector for DenialOfServiceDetector {
         &[EventKind::Flow]
     }
 
+    fn prefetch_inputs(&self) -> &'static [EventKind] {
+        &[EventKind::Flow]
+    }
+
+    // Nearly every egress summary in a busy fleet is a new (remote, class) whose lookup
+    // missed the cache in the table's index: asked for here, the slot arrives while the
+    // detectors before this one work.
+    fn prefetch(&self, event: &Event, facts: &EventFacts<'_>) {
+        let (Some((_, f)), Some(name)) = (summary::flow(event), facts.instance()) else {
+            return;
+        };
+        if summary::direction(f) != ConnectionDirection::Outbound || f.packets_out == 0 {
+            return;
+        }
+        if let Some(remote) = facts.remote().filter(|a| a.public) {
+            let t = class(f.protocol, f.service_port);
+            self.table.prefetch_named(name, &(remote.ip, t));
+        }
+    }
+
     fn observe(&mut self, event: &Event, facts: &EventFacts<'_>, out: &mut Vec<Observation>) {
         let (Some((source, f)), Some(name)) = (summary::flow(event), facts.instance()) else {
             return;

@@ -102,6 +102,29 @@ impl Detector for InboundScanDetector {
         &[EventKind::Flow]
     }
 
+    fn prefetch_inputs(&self) -> &'static [EventKind] {
+        &[EventKind::Flow]
+    }
+
+    // As denial of service: a probe is mostly from a new remote, whose index slot has left
+    // the cache; asked for here, it arrives meanwhile.
+    fn prefetch(&self, event: &Event, facts: &EventFacts<'_>) {
+        let (Some((_, f)), Some(name)) = (summary::flow(event), facts.instance()) else {
+            return;
+        };
+        if summary::direction(f) != ConnectionDirection::Inbound
+            || f.protocol != 6
+            || f.service_port != 0
+        {
+            return;
+        }
+        // Addresses that are not addresses would be copied into the key: not worth a hint.
+        if let (Some(local), Some(remote)) = (facts.local(), facts.remote()) {
+            let addrs = (RemoteKey::Addr(local.ip), RemoteKey::Addr(remote.ip));
+            self.table.prefetch_named(name, &addrs);
+        }
+    }
+
     fn observe(&mut self, event: &Event, facts: &EventFacts<'_>, out: &mut Vec<Observation>) {
         let (Some((source, f)), Some(name)) = (summary::flow(event), facts.instance()) else {
             return;

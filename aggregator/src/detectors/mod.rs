@@ -9,6 +9,7 @@
 //! trusted address never becomes an `IntelHit` and nothing here needs to know about them.
 
 pub mod accounts;
+pub mod addr_text;
 pub mod agent_health;
 pub mod api_baseline;
 pub mod api_call;
@@ -124,7 +125,7 @@ pub struct ParsedAddr {
 impl ParsedAddr {
     /// `text` parsed, or `None` when it is not an IPv4 or IPv6 address.
     pub fn parse(text: &str) -> Option<Self> {
-        let ip = text.parse().ok()?;
+        let ip = addr_text::parse(text)?;
         Some(Self {
             ip,
             public: summary::is_public(ip),

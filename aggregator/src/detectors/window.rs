@@ -40,15 +40,16 @@ pub struct Window<S> {
 /// window instead of walking the whole map, which on a table kept full by a flood of new keys
 /// was most of a detector's time and pushed every other detector's state out of the cache.
 ///
-/// The map holds only positions (4 bytes each), found by the key's hash (kept beside the
-/// times) and checked against the key at that position: each key is stored once, so a new
-/// window copies its key once (a reference count for a [`NameKey`], no string copy) and a
-/// lookup none ([`Self::window_named`]), and the index of a full table is a tenth of the size
-/// it was with the keys in it. New windows go at the end, whose lines are asked for one
-/// insertion ahead.
+/// The map ([`PositionIndex`]) holds only positions with part of the key's hash (8 bytes
+/// each), found by the key's hash (kept beside the times) and checked against the key at that
+/// position: each key is stored once, so a new window copies its key once (a reference count
+/// for a [`NameKey`], no string copy) and a lookup none ([`Self::window_named`]). New
+/// windows go at the end, whose lines are asked for one insertion ahead; a detector can ask
+/// for a lookup's index slot before it looks ([`Self::prefetch_named`]), and removals ask for
+/// theirs a few removals ahead.
 #[derive(Debug)]
 pub struct WindowTable<K, S> {
-    index: HashTable<u32>,
+    index: PositionIndex,
     hasher: Hasher,
     // Keys and windows in two vectors rather than one of pairs: an element then mostly fits
     // in a cache line, whose start a prefetch can name (see `prefetch_next`); a pair of both
@@ -74,7 +75,7 @@ impl<K: Hash + Eq, S: Default> WindowTable<K, S> {
     /// A table of at most `cap` keys with windows `window_ms` long (at least 1 ms).
     pub fn new(cap: NonZeroUsize, window_ms: i64) -> Self {
         Self {
-            index: HashTable::new(),
+            index: PositionIndex::default(),
             hasher: Hasher::default(),
             keys: Vec::new(),
             windows: Vec::new(),
@@ -111,10 +112,7 @@ impl<K: Hash + Eq, S: Default> WindowTable<K, S> {
     /// The position of the key `is` accepts, found by its `hash`; always within the vectors.
     fn position(&self, hash: u64, is: impl Fn(&K) -> bool) -> Option<usize> {
         let keys = &self.keys;
-        let found = self
-            .index
-            .find(hash, |&at| keys.get(at as usize).is_some_and(&is))?;
-        let i = *found as usize;
+        let i = self.index.find(hash, |at| keys.get(at).is_some_and(&is))?;
         // Always in bounds (the index and the vectors change together); checked so a slip
         // cannot panic.
         (i < self.windows.len() && i < self.times.len()).then_some(i)
@@ -141,10 +139,7 @@ impl<K: Hash + Eq, S: Default> WindowTable<K, S> {
         // Positions fit in u32: the cap bounds the table and is far below 2^32 keys' memory.
         let i = u32::try_from(self.windows.len()).unwrap_or(u32::MAX);
         self.hashes.push(hash);
-        let hashes = &self.hashes;
-        self.index.insert_unique(hash, i, |&at| {
-            hashes.get(at as usize).copied().unwrap_or_default()
-        });
+        self.index.insert(hash, i);
         self.times.push((at_ms, at_ms));
         self.keys.push(key);
         self.windows.push(Self::fresh(at_ms));
@@ -188,6 +183,17 @@ impl<K: Hash + Eq, S: Default> WindowTable<K, S> {
                 prefetch_index::prefetch_index(&self.times, ahead);
                 prefetch_index::prefetch_index(&self.hashes, ahead);
             }
+            // The index slots of a removal half as far ahead, from the hashes asked for above
+            // (by now arrived): the removed window's and that of the last window, which moves
+            // into its place (the last is a step further down for each removal before it).
+            if let Some(&near) = positions.get(n + AHEAD / 2) {
+                let last = self.hashes.len().saturating_sub(1 + AHEAD / 2);
+                for at in [near, last] {
+                    if let Some(&hash) = self.hashes.get(at) {
+                        self.index.prefetch(hash);
+                    }
+                }
+            }
             self.remove_at(i);
         }
     }
@@ -198,9 +204,7 @@ impl<K: Hash + Eq, S: Default> WindowTable<K, S> {
             return;
         };
         let at = u32::try_from(i).unwrap_or(u32::MAX);
-        if let Ok(entry) = self.index.find_entry(hash, |&held| held == at) {
-            entry.remove();
-        }
+        self.index.remove(hash, i);
         let last = self.windows.len().saturating_sub(1);
         self.keys.swap_remove(i);
         self.windows.swap_remove(i);
@@ -209,10 +213,7 @@ impl<K: Hash + Eq, S: Default> WindowTable<K, S> {
         if i < last
             && let Some(&moved) = self.hashes.get(i)
         {
-            let from = u32::try_from(last).unwrap_or(u32::MAX);
-            if let Some(held) = self.index.find_mut(moved, |&held| held == from) {
-                *held = at;
-            }
+            self.index.moved(moved, last, at);
         }
     }
 
@@ -328,6 +329,13 @@ impl<K: Hash + Eq, S: Default> WindowTable<K, S> {
 }
 
 impl<R: Hash + Eq, S: Default> WindowTable<(NameKey, R), S> {
+    /// Starts loading the index slot that [`Self::window_named`] for the same key reads
+    /// first, changing nothing: a detector's [`super::Detector::prefetch`] calls it so that
+    /// on a table larger than the cache the lookup finds its slot arrived.
+    pub fn prefetch_named(&self, name: &NameKey, rest: &R) {
+        self.index.prefetch(self.hasher.hash_one((name, rest)));
+    }
+
     /// [`Self::window`] for the key (`name`, `rest`), looked up by the borrowed name: only a
     /// new window takes a copy of it (a reference count, whose atomic update would make the
     /// CPU finish every earlier memory access first, on every record).
@@ -338,6 +346,132 @@ impl<R: Hash + Eq, S: Default> WindowTable<(NameKey, R), S> {
         match self.position(hash, |(n, r)| n == name && *r == rest) {
             Some(i) => self.touch(i, at_ms),
             None => self.open(hash, (name.clone(), rest), at_ms),
+        }
+    }
+}
+
+/// The key → position map of a [`WindowTable`]: open addressing with linear probing over one
+/// vector of 8-byte slots, each holding the high half of the key's hash and the position
+/// (plus one; 0 is empty), at most three quarters full. Hand-written instead of hashbrown's table so a
+/// detector can ask for the slot a key's lookup will read before it looks
+/// ([`WindowTable::prefetch_named`]): on a full table nearly every lookup of a new key
+/// missed the cache there, and hashbrown does not say where a hash's group lies. Removal
+/// shifts the following slots back (no tombstones), so probes stay short however many
+/// windows come and go.
+#[derive(Debug, Default)]
+struct PositionIndex {
+    slots: Vec<u64>,
+    len: usize,
+}
+
+impl PositionIndex {
+    /// The slot's tag: the hash's high half, whose low bits also pick the home slot.
+    fn tag(hash: u64) -> u64 {
+        hash >> 32
+    }
+
+    fn mask(&self) -> usize {
+        self.slots.len().wrapping_sub(1)
+    }
+
+    fn home(&self, tag: u64) -> usize {
+        // The tag is 32 bits, so it fits a usize on every platform the crate builds for.
+        usize::try_from(tag).unwrap_or(usize::MAX) & self.mask()
+    }
+
+    /// Starts loading the slot where a lookup of `hash` begins.
+    fn prefetch(&self, hash: u64) {
+        if !self.slots.is_empty() {
+            prefetch_index::prefetch_index(&self.slots, self.home(Self::tag(hash)));
+        }
+    }
+
+    /// The position stored for `hash` that `is` accepts.
+    fn find(&self, hash: u64, is: impl Fn(usize) -> bool) -> Option<usize> {
+        self.slot_of(hash, is).map(|(_, at)| at)
+    }
+
+    /// The slot and position stored for `hash` that `is` accepts.
+    fn slot_of(&self, hash: u64, is: impl Fn(usize) -> bool) -> Option<(usize, usize)> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let tag = Self::tag(hash);
+        let mask = self.mask();
+        let mut i = self.home(tag);
+        loop {
+            let slot = self.slots[i];
+            if slot == 0 {
+                return None;
+            }
+            if slot >> 32 == tag {
+                let at = (slot & u64::from(u32::MAX)) as usize - 1;
+                if is(at) {
+                    return Some((i, at));
+                }
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Adds position `at` for `hash` (not already held).
+    fn insert(&mut self, hash: u64, at: u32) {
+        // At most three quarters full: a lookup of a new key then reads about four slots,
+        // mostly in the one line its prefetch asked for.
+        if (self.len + 1) * 4 > self.slots.len() * 3 {
+            self.grow();
+        }
+        self.place(Self::tag(hash) << 32 | (u64::from(at) + 1));
+        self.len += 1;
+    }
+
+    fn place(&mut self, slot: u64) {
+        let mask = self.mask();
+        let mut i = self.home(slot >> 32);
+        while self.slots[i] != 0 {
+            i = (i + 1) & mask;
+        }
+        self.slots[i] = slot;
+    }
+
+    // Twice the slots; a slot's home under the wider mask comes from its tag, so the
+    // positions' hashes are not needed.
+    fn grow(&mut self) {
+        let old = std::mem::take(&mut self.slots);
+        self.slots = vec![0; (old.len() * 2).max(16)];
+        for slot in old.into_iter().filter(|&s| s != 0) {
+            self.place(slot);
+        }
+    }
+
+    /// Removes position `at`, stored for `hash`.
+    fn remove(&mut self, hash: u64, at: usize) {
+        let Some((mut hole, _)) = self.slot_of(hash, |held| held == at) else {
+            return;
+        };
+        let mask = self.mask();
+        let mut i = hole;
+        loop {
+            i = (i + 1) & mask;
+            let slot = self.slots[i];
+            if slot == 0 {
+                break;
+            }
+            // A slot may move back into the hole when the hole lies between its home and it.
+            let home = self.home(slot >> 32);
+            if i.wrapping_sub(home) & mask >= i.wrapping_sub(hole) & mask {
+                self.slots[hole] = slot;
+                hole = i;
+            }
+        }
+        self.slots[hole] = 0;
+        self.len -= 1;
+    }
+
+    /// Records that the window stored for `hash` at position `from` is now at `to`.
+    fn moved(&mut self, hash: u64, from: usize, to: u32) {
+        if let Some((i, _)) = self.slot_of(hash, |held| held == from) {
+            self.slots[i] = Self::tag(hash) << 32 | (u64::from(to) + 1);
         }
     }
 }
@@ -500,7 +634,7 @@ pub enum RemoteKey {
 impl RemoteKey {
     /// The key for `remote` as an agent wrote it.
     pub fn of(remote: &str) -> Self {
-        Self::parsed(remote.parse().ok(), remote)
+        Self::parsed(super::addr_text::parse(remote), remote)
     }
 
     /// The key for `text` as an agent wrote it, given its parse (an [`super::EventFacts`]
@@ -676,6 +810,53 @@ mod tests {
             assert_eq!((w.start_ms, w.state), *expected, "key {key} at {i}");
         }
         assert!(t.expired() > 100, "{}", t.expired());
+    }
+
+    #[test]
+    fn the_position_index_finds_every_position_through_collisions_removals_and_growth() {
+        // Tags from forty values around 0 (homes at both ends of the slots, so runs wrap), so
+        // many entries share a home and every removal must shift a run back correctly.
+        let mut index = PositionIndex::default();
+        let mut held: Vec<(usize, u64)> = Vec::new();
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut fresh = 0usize;
+        let check = |index: &PositionIndex, held: &[(usize, u64)], step: i32| {
+            assert_eq!(index.len, held.len(), "step {step}");
+            for &(at, hash) in held {
+                assert_eq!(index.find(hash, |p| p == at), Some(at), "step {step}");
+            }
+        };
+        for step in 0..20_000 {
+            let r = next();
+            if held.is_empty() || r % 3 != 0 {
+                let tag = (next() % 40).wrapping_sub(20) & u64::from(u32::MAX);
+                let hash = tag << 32 | (next() & u64::from(u32::MAX));
+                index.insert(hash, u32::try_from(fresh).expect("small"));
+                held.push((fresh, hash));
+                fresh += 1;
+            } else if r % 2 == 0 {
+                let (at, hash) = held.swap_remove((next() % held.len() as u64) as usize);
+                index.remove(hash, at);
+                assert_eq!(index.find(hash, |p| p == at), None, "step {step}");
+            } else {
+                let k = (next() % held.len() as u64) as usize;
+                let (at, hash) = held[k];
+                index.moved(hash, at, u32::try_from(fresh).expect("small"));
+                assert_eq!(index.find(hash, |p| p == at), None, "step {step}");
+                held[k] = (fresh, hash);
+                fresh += 1;
+            }
+            if step % 97 == 0 {
+                check(&index, &held, step);
+            }
+        }
+        check(&index, &held, -1);
     }
 
     #[test]
