@@ -46,6 +46,22 @@ fn attempts(f: &picket_proto::v1::FlowSummary) -> u64 {
     }
 }
 
+/// A summary's login attempts, its service and whether it came in, when it has attempts at a
+/// service this detector watches in a known direction; what `prefetch` and `observe` both ask.
+fn candidate(f: &picket_proto::v1::FlowSummary) -> Option<(u64, Service, bool)> {
+    let attempts = attempts(f);
+    if attempts == 0 {
+        return None;
+    }
+    let service = Service::of(f)?;
+    let inbound = match summary::direction(f) {
+        ConnectionDirection::Inbound => true,
+        ConnectionDirection::Outbound => false,
+        ConnectionDirection::Unknown => return None,
+    };
+    Some((attempts, service, inbound))
+}
+
 /// `[detectors.brute_force]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -175,16 +191,8 @@ impl Detector for BruteForceDetector {
         let (Some((_, f)), Some(name)) = (summary::flow(event), facts.instance()) else {
             return;
         };
-        if attempts(f) == 0 {
+        let Some((_, service, inbound)) = candidate(f) else {
             return;
-        }
-        let Some(service) = Service::of(f) else {
-            return;
-        };
-        let inbound = match summary::direction(f) {
-            ConnectionDirection::Inbound => true,
-            ConnectionDirection::Outbound => false,
-            ConnectionDirection::Unknown => return,
         };
         // A remote that is not an address would be copied into its key: not worth a hint.
         if let Some(remote) = facts.remote() {
@@ -197,17 +205,8 @@ impl Detector for BruteForceDetector {
         let (Some((source, f)), Some(name)) = (summary::flow(event), facts.instance()) else {
             return;
         };
-        let attempts = attempts(f);
-        if attempts == 0 {
+        let Some((attempts, service, inbound)) = candidate(f) else {
             return;
-        }
-        let Some(service) = Service::of(f) else {
-            return;
-        };
-        let inbound = match summary::direction(f) {
-            ConnectionDirection::Inbound => true,
-            ConnectionDirection::Outbound => false,
-            ConnectionDirection::Unknown => return,
         };
         let at = summary::flow_time(f);
         let rest = (

@@ -60,6 +60,12 @@ fn default_window_secs() -> NonZeroU32 {
     NonZeroU32::new(300).unwrap_or(NonZeroU32::MIN)
 }
 
+/// Whether `f` is what this detector counts: inbound TCP attempts the agent folded under
+/// service port 0 (what `prefetch` and `observe` both check).
+fn is_probe(f: &picket_proto::v1::FlowSummary) -> bool {
+    summary::direction(f) == ConnectionDirection::Inbound && f.protocol == 6 && f.service_port == 0
+}
+
 // (instance, (local address, remote address)): the instance is the event's shared key, looked
 // up borrowed, and the addresses its parsed ones, so a probe allocates no key and hashes no
 // string.
@@ -112,10 +118,7 @@ impl Detector for InboundScanDetector {
         let (Some((_, f)), Some(name)) = (summary::flow(event), facts.instance()) else {
             return;
         };
-        if summary::direction(f) != ConnectionDirection::Inbound
-            || f.protocol != 6
-            || f.service_port != 0
-        {
+        if !is_probe(f) {
             return;
         }
         // Addresses that are not addresses would be copied into the key: not worth a hint.
@@ -129,10 +132,7 @@ impl Detector for InboundScanDetector {
         let (Some((source, f)), Some(name)) = (summary::flow(event), facts.instance()) else {
             return;
         };
-        if summary::direction(f) != ConnectionDirection::Inbound
-            || f.protocol != 6
-            || f.service_port != 0
-        {
+        if !is_probe(f) {
             return;
         }
         self.probes += 1;
