@@ -1,15 +1,15 @@
-//! The express lane: the one frame shape most traffic has (Ethernet, IPv4 without options,
-//! not a fragment, TCP or UDP) read in one step.
+//! The express lane: the one frame shape most traffic has (Ethernet, IPv4 without options
+//! or IPv6 without extension headers, not a fragment, TCP or UDP) read in one step.
 //!
 //! The layered decoder builds a [`Decoded`](super::Decoded) view of over a hundred bytes
 //! through four layers for every packet; for a packet of a flow the table already holds, the
 //! pipeline needs only the addresses, ports, TCP flags, IP length and payload. This reads
 //! exactly those for the common shape and says `None` for anything else (VLAN tags, IP
-//! options, fragments, tunnels, DNS, a TLS record, any length the layered decoder would call
-//! a lie), which then takes the layered path. It never decides anything the layered decoder
+//! options, IPv6 extension headers, fragments, tunnels, DNS, a TLS record, any length the
+//! layered decoder would call a lie), which then takes the layered path. It never decides anything the layered decoder
 //! would decide differently: a test checks every frame it accepts against that decoder.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::tunnel::{GENEVE_PORT, VXLAN_PORT};
 use super::{TcpFlags, be16, ethertype, protocol};
@@ -25,9 +25,9 @@ const TLS_HANDSHAKE: u8 = 22;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Express<'a> {
     /// Source address.
-    pub src: Ipv4Addr,
+    pub src: IpAddr,
     /// Destination address.
-    pub dst: Ipv4Addr,
+    pub dst: IpAddr,
     /// [`protocol::TCP`] or [`protocol::UDP`].
     pub protocol: u8,
     /// Source port.
@@ -48,29 +48,13 @@ pub fn read<'a>(packet: &Packet<'a>) -> Option<Express<'a>> {
     if packet.link_type != LinkType::ETHERNET {
         return None;
     }
-    let data = packet.data;
-    let (eth, ip) = data.split_first_chunk::<14>()?;
-    if be16([eth[12], eth[13]]) != ethertype::IPV4 {
-        return None;
-    }
-    let (header, _) = ip.split_first_chunk::<20>()?;
-    // Version 4 with a 20-byte header: options take the layered path.
-    if header[0] != 0x45 {
-        return None;
-    }
-    let total = usize::from(be16([header[2], header[3]]));
+    let (eth, ip) = packet.data.split_first_chunk::<14>()?;
     let snapped = packet.is_snapped();
-    if total < 20 || (total > ip.len() && !snapped) {
-        return None;
-    }
-    // Any fragment (more-fragments flag or an offset) takes the layered path.
-    if be16([header[6], header[7]]) & 0x3fff != 0 {
-        return None;
-    }
-    let rest = ip.get(20..total.min(ip.len()))?;
-    let src = Ipv4Addr::new(header[12], header[13], header[14], header[15]);
-    let dst = Ipv4Addr::new(header[16], header[17], header[18], header[19]);
-    let protocol = header[9];
+    let (src, dst, protocol, total, rest) = match be16([eth[12], eth[13]]) {
+        ethertype::IPV4 => ipv4(ip, snapped)?,
+        ethertype::IPV6 => ipv6(ip, snapped)?,
+        _ => return None,
+    };
     let (src_port, dst_port, flags, payload) = match protocol {
         protocol::TCP => {
             let (tcp, _) = rest.split_first_chunk::<20>()?;
@@ -115,7 +99,62 @@ pub fn read<'a>(packet: &Packet<'a>) -> Option<Express<'a>> {
         src_port,
         dst_port,
         flags,
-        ip_total_len: u32::try_from(total).unwrap_or(u32::MAX),
+        ip_total_len: total,
         payload,
     })
+}
+
+/// The IP layer's part: addresses, protocol, total length as the layered decoder reports it,
+/// and the transport bytes.
+type IpPart<'a> = (IpAddr, IpAddr, u8, u32, &'a [u8]);
+
+/// An IPv4 header of 20 bytes that is not a fragment.
+#[inline]
+fn ipv4(ip: &[u8], snapped: bool) -> Option<IpPart<'_>> {
+    let (header, _) = ip.split_first_chunk::<20>()?;
+    // Version 4 with a 20-byte header: options take the layered path.
+    if header[0] != 0x45 {
+        return None;
+    }
+    let total = usize::from(be16([header[2], header[3]]));
+    if total < 20 || (total > ip.len() && !snapped) {
+        return None;
+    }
+    // Any fragment (more-fragments flag or an offset) takes the layered path.
+    if be16([header[6], header[7]]) & 0x3fff != 0 {
+        return None;
+    }
+    let rest = ip.get(20..total.min(ip.len()))?;
+    let src = Ipv4Addr::new(header[12], header[13], header[14], header[15]);
+    let dst = Ipv4Addr::new(header[16], header[17], header[18], header[19]);
+    let total = u32::try_from(total).ok()?;
+    Some((IpAddr::V4(src), IpAddr::V4(dst), header[9], total, rest))
+}
+
+/// An IPv6 header followed directly by the transport (no extension headers).
+#[inline]
+fn ipv6(ip: &[u8], snapped: bool) -> Option<IpPart<'_>> {
+    let (fixed, rest) = ip.split_first_chunk::<8>()?;
+    let (src, rest) = rest.split_first_chunk::<16>()?;
+    let (dst, rest) = rest.split_first_chunk::<16>()?;
+    if fixed[0] >> 4 != 6 {
+        return None;
+    }
+    let protocol = fixed[6];
+    if protocol != protocol::TCP && protocol != protocol::UDP {
+        return None;
+    }
+    let payload_len = usize::from(be16([fixed[4], fixed[5]]));
+    if payload_len > rest.len() && !snapped {
+        return None;
+    }
+    let rest = rest.get(..payload_len.min(rest.len()))?;
+    let total = u32::try_from(payload_len).ok()?.checked_add(40)?;
+    Some((
+        IpAddr::V6(Ipv6Addr::from(*src)),
+        IpAddr::V6(Ipv6Addr::from(*dst)),
+        protocol,
+        total,
+        rest,
+    ))
 }

@@ -834,8 +834,8 @@ fn express_agrees(frame: &[u8], orig_len: u32) -> Result<bool, String> {
     let Ok(Outcome::Decoded(d)) = decode_packet(&packet) else {
         return Err(format!("express read {x:?}, layered did not decode"));
     };
-    let same = d.src == IpAddr::V4(x.src)
-        && d.dst == IpAddr::V4(x.dst)
+    let same = d.src == x.src
+        && d.dst == x.dst
         && d.protocol == x.protocol
         && d.ports() == Some((x.src_port, x.dst_port))
         && d.transport.tcp_flags() == x.flags
@@ -867,6 +867,9 @@ fn express_bases() -> Vec<Vec<u8>> {
             &ipv4(6, &tcp(40_000, 443, TcpFlags::ACK, &[22, 3, 1])),
         ),
         eth(0x0800, &ipv4_frag(6, &tcp(1, 2, 0, b"x"), 9, 0x2000)),
+        eth(0x86dd, &ipv6(6, &tcp(40_000, 443, TcpFlags::ACK, b"data"))),
+        eth(0x86dd, &ipv6(17, &udp(5000, 3478, &[0x18; 20]))),
+        eth(0x86dd, &ipv6(0, &[ext(6, 0), tcp(1, 2, 0, b"x")].concat())),
     ]
 }
 
@@ -879,8 +882,14 @@ fn express_lane_reads_plain_tcp_and_udp_and_leaves_the_rest() {
             express_agrees(f, len).expect("agrees")
         })
         .collect();
-    // TCP, TCP, UDP accepted; a VXLAN port, DNS, a TLS record and a fragment are not.
-    assert_eq!(accepted, [true, true, true, false, false, false, false]);
+    // IPv4 TCP, TCP, UDP accepted; a VXLAN port, DNS, a TLS record and a fragment are not;
+    // IPv6 TCP and UDP accepted, but not behind an extension header.
+    assert_eq!(
+        accepted,
+        [
+            true, true, true, false, false, false, false, true, true, false
+        ]
+    );
 }
 
 proptest! {
@@ -888,7 +897,7 @@ proptest! {
 
     #[test]
     fn express_lane_agrees_with_the_layered_decoder(
-        base in 0_usize..7,
+        base in 0_usize..10,
         flips in prop::collection::vec((0_usize..80, any::<u8>()), 0..5),
         cut in 0_usize..100,
         snap in 0_u32..40,

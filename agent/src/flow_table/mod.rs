@@ -22,7 +22,6 @@ pub mod store;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::net::IpAddr;
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
@@ -304,11 +303,11 @@ impl FlowTable {
     ) -> bool {
         self.expire(ts, out);
         let src = Endpoint {
-            addr: IpAddr::V4(packet.src),
+            addr: packet.src,
             port: packet.src_port,
         };
         let dst = Endpoint {
-            addr: IpAddr::V4(packet.dst),
+            addr: packet.dst,
             port: packet.dst_port,
         };
         let (key, sender) = PackedKey::new(packet.protocol, src, dst);

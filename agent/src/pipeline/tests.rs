@@ -348,15 +348,36 @@ fn the_express_lane_changes_no_record_of_any_fixture_capture() {
     );
 }
 
-/// A frame of one of a few conversations between two hosts, for the random mixes below.
+/// An Ethernet/IPv6/TCP frame between `src` and `dst` (the last groups of 2001:db8::).
+fn tcp6(src: u16, dst: u16, sport: u16, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![
+        2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x86, 0xdd, 0x60, 0, 0, 0,
+    ];
+    let len = u16::try_from(20 + payload.len()).expect("small");
+    f.extend_from_slice(&len.to_be_bytes());
+    f.extend_from_slice(&[6, 64]);
+    for end in [src, dst] {
+        f.extend_from_slice(&std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, end).octets());
+    }
+    f.extend_from_slice(&sport.to_be_bytes());
+    f.extend_from_slice(&dport.to_be_bytes());
+    f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    f.extend_from_slice(payload);
+    f
+}
+
+/// A frame of one of a few conversations between two hosts (over IPv4 or IPv6), for the
+/// random mixes below.
 fn mixed_frame(pick: u8, flags: u8, payload_len: usize) -> Vec<u8> {
     let remote = [52, 1, 0, pick % 4];
     let port = [443, 80, 22, 8080][usize::from(pick / 4 % 4)];
     let payload = vec![0x61; payload_len];
-    if pick % 2 == 0 {
-        tcp(HOST, remote, 40_000, port, flags, &payload)
-    } else {
-        tcp(remote, HOST, port, 40_000, flags, &payload)
+    let v6_remote = u16::from(pick % 4) + 100;
+    match (pick % 2 == 0, pick >= 16) {
+        (true, false) => tcp(HOST, remote, 40_000, port, flags, &payload),
+        (false, false) => tcp(remote, HOST, port, 40_000, flags, &payload),
+        (true, true) => tcp6(5, v6_remote, 40_000, port, flags, &payload),
+        (false, true) => tcp6(v6_remote, 5, port, 40_000, flags, &payload),
     }
 }
 
