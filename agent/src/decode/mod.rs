@@ -9,6 +9,7 @@
 pub mod app_protocol;
 pub mod error;
 pub mod ethernet;
+pub mod express;
 pub mod fragments;
 pub mod icmp;
 pub mod ipv4;

@@ -28,10 +28,16 @@ impl DecodeStats {
     /// Counts one decode result.
     pub fn record(&mut self, result: &Result<Outcome<'_>, DecodeError>) {
         match result {
-            Ok(Outcome::Decoded(_)) => self.decoded = self.decoded.saturating_add(1),
+            Ok(Outcome::Decoded(_)) => self.record_decoded(),
             Ok(Outcome::Skipped(kind)) => self.record_skip(*kind),
             Err(err) => self.record_error(*err),
         }
+    }
+
+    /// Counts one packet decoded into a flow's fields (by either lane).
+    #[inline]
+    pub fn record_decoded(&mut self) {
+        self.decoded = self.decoded.saturating_add(1);
     }
 
     /// Counts one decode error.

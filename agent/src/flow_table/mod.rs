@@ -28,6 +28,7 @@ use std::time::Duration;
 use picket_proto::v1::Direction;
 
 use crate::capture::Timestamp;
+use crate::decode::express::Express;
 use crate::decode::{AppProtocol, Decoded, TcpFlags, Transport, app_protocol, protocol};
 
 pub use key::{Endpoint, FlowKey, Side};
@@ -246,7 +247,15 @@ impl FlowTable {
         {
             let check = entry.intel_epoch != epoch || entry.interval_packets() == 0;
             entry.intel_epoch = epoch;
-            count_packet(entry, ts, sender, packet, flags, icmp);
+            count_packet(
+                entry,
+                ts,
+                sender,
+                packet.ip_total_len,
+                packet.payload,
+                flags,
+                icmp,
+            );
             check
         } else {
             if self.flows.len() >= self.config.capacity.get() {
@@ -260,7 +269,15 @@ impl FlowTable {
             let mut entry = self.new_entry(ts, &key.unpack(), initiator);
             entry.intel_epoch = epoch;
             let (due, generation) = (self.due(&entry), entry.generation);
-            count_packet(&mut entry, ts, sender, packet, flags, icmp);
+            count_packet(
+                &mut entry,
+                ts,
+                sender,
+                packet.ip_total_len,
+                packet.payload,
+                flags,
+                icmp,
+            );
             let id = self.flows.insert(hash, key, entry);
             self.expiry.push(Reverse((due, generation, id)));
             self.stats.created = self.stats.created.saturating_add(1);
@@ -268,6 +285,54 @@ impl FlowTable {
         };
         self.stats.packets = self.stats.packets.saturating_add(1);
         check
+    }
+
+    /// The express lane's count: as [`FlowTable::observe_checked`] for a TCP or UDP packet
+    /// read by [`express::read`], when the answer would be "do not show it to the intel
+    /// observer": its flow is held, already has packets in this interval and was checked
+    /// under `epoch`. Then the packet is counted and this returns true; otherwise nothing but
+    /// due expiry happens and the caller takes the layered path, which gives the same result
+    /// as if this had never been called.
+    #[inline]
+    pub fn observe_known(
+        &mut self,
+        ts: Timestamp,
+        packet: &Express<'_>,
+        epoch: u32,
+        out: &mut Vec<FlowRecord>,
+    ) -> bool {
+        self.expire(ts, out);
+        let src = Endpoint {
+            addr: packet.src,
+            port: packet.src_port,
+        };
+        let dst = Endpoint {
+            addr: packet.dst,
+            port: packet.dst_port,
+        };
+        let (key, sender) = PackedKey::new(packet.protocol, src, dst);
+        let hash = self.flows.hash(&key);
+        let Some((_, entry)) = self
+            .flows
+            .find(hash, &key)
+            .and_then(|id| self.flows.get_mut(id))
+        else {
+            return false;
+        };
+        if entry.intel_epoch != epoch || entry.interval_packets() == 0 {
+            return false;
+        }
+        count_packet(
+            entry,
+            ts,
+            sender,
+            packet.ip_total_len,
+            packet.payload,
+            packet.flags,
+            None,
+        );
+        self.stats.packets = self.stats.packets.saturating_add(1);
+        true
     }
 
     /// Emits into `out` every flow idle for the idle timeout, and an interim record for every
@@ -434,7 +499,8 @@ fn count_packet(
     entry: &mut FlowEntry,
     ts: Timestamp,
     sender: Side,
-    packet: &Decoded<'_>,
+    ip_total_len: u32,
+    payload: &[u8],
     flags: TcpFlags,
     icmp: Option<(u8, u8)>,
 ) {
@@ -447,7 +513,7 @@ fn count_packet(
         *n = n.saturating_add(1);
     }
     if let Some(n) = entry.bytes.get_mut(i) {
-        *n = n.saturating_add(u64::from(packet.ip_total_len));
+        *n = n.saturating_add(u64::from(ip_total_len));
     }
     if let Some(f) = entry.tcp_flags.get_mut(i) {
         *f |= flags.0;
@@ -462,9 +528,9 @@ fn count_packet(
     } else {
         entry.answered = true;
     }
-    if entry.app.is_none() && entry.app_tries < APP_PAYLOAD_TRIES && !packet.payload.is_empty() {
+    if entry.app.is_none() && entry.app_tries < APP_PAYLOAD_TRIES && !payload.is_empty() {
         entry.app_tries = entry.app_tries.saturating_add(1);
-        entry.app = app_protocol::recognise(packet.payload);
+        entry.app = app_protocol::recognise(payload);
     }
     if flags.contains(TcpFlags::RST) {
         entry.resets = entry.resets.saturating_add(1);

@@ -306,3 +306,121 @@ fn a_full_summary_table_counts_the_records_it_could_not_summarise() {
         ("flow_summaries_full", 1)
     );
 }
+
+/// Every record of a capture, with the express lane on or off.
+fn replay_file(path: &std::path::Path, express: bool) -> (Vec<Record>, u64) {
+    let mut source = crate::capture::PcapFile::open(path).expect("fixture opens");
+    let mut pipeline = Pipeline::new(config(HOST));
+    if !express {
+        pipeline = pipeline.layered_only();
+    }
+    let mut out = Vec::new();
+    // A damaged fixture still yields its records up to the damage.
+    let _ = drive(&mut source, &mut pipeline, &mut |r| out.push(r));
+    pipeline.finish(&mut |r| out.push(r));
+    (out, pipeline.express_packets)
+}
+
+#[test]
+fn the_express_lane_changes_no_record_of_any_fixture_capture() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pcap");
+    let (mut files, mut express) = (0, 0);
+    for entry in std::fs::read_dir(&dir).expect("fixtures") {
+        let path = entry.expect("entry").path();
+        if !path
+            .extension()
+            .is_some_and(|e| e == "pcap" || e == "pcapng")
+        {
+            continue;
+        }
+        let (layered, none) = replay_file(&path, false);
+        assert!(!layered.is_empty(), "{}", path.display());
+        assert_eq!(none, 0);
+        let (records, counted) = replay_file(&path, true);
+        assert_eq!(records, layered, "{}", path.display());
+        files += 1;
+        express += counted;
+    }
+    assert!(files >= 20, "only {files} fixture captures");
+    assert!(
+        express > 1000,
+        "the express lane took only {express} packets"
+    );
+}
+
+/// An Ethernet/IPv6/TCP frame between `src` and `dst` (the last groups of 2001:db8::).
+fn tcp6(src: u16, dst: u16, sport: u16, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![
+        2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x86, 0xdd, 0x60, 0, 0, 0,
+    ];
+    let len = u16::try_from(20 + payload.len()).expect("small");
+    f.extend_from_slice(&len.to_be_bytes());
+    f.extend_from_slice(&[6, 64]);
+    for end in [src, dst] {
+        f.extend_from_slice(&std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, end).octets());
+    }
+    f.extend_from_slice(&sport.to_be_bytes());
+    f.extend_from_slice(&dport.to_be_bytes());
+    f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    f.extend_from_slice(payload);
+    f
+}
+
+/// A frame of one of a few conversations between two hosts (over IPv4 or IPv6), for the
+/// random mixes below.
+fn mixed_frame(pick: u8, flags: u8, payload_len: usize) -> Vec<u8> {
+    let remote = [52, 1, 0, pick % 4];
+    let port = [443, 80, 22, 8080][usize::from(pick / 4 % 4)];
+    let payload = vec![0x61; payload_len];
+    let v6_remote = u16::from(pick % 4) + 100;
+    match (pick % 2 == 0, pick >= 16) {
+        (true, false) => tcp(HOST, remote, 40_000, port, flags, &payload),
+        (false, false) => tcp(remote, HOST, port, 40_000, flags, &payload),
+        (true, true) => tcp6(5, v6_remote, 40_000, port, flags, &payload),
+        (false, true) => tcp6(v6_remote, 5, port, 40_000, flags, &payload),
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn the_express_lane_changes_no_record_of_random_traffic(
+        steps in proptest::collection::vec(
+            (0_u8..32, proptest::sample::select(vec![SYN, SYN | ACK, ACK, ACK | PSH, 0x11, 0x04]),
+             0_usize..40, 0_u64..100_000),
+            1..300,
+        ),
+    ) {
+        let frames: Vec<Vec<u8>> = steps
+            .iter()
+            .map(|(pick, flags, len, _)| mixed_frame(*pick, *flags, *len))
+            .collect();
+        // Mostly under a second between packets, sometimes up to 90 s, so intervals close and
+        // flows expire between packets.
+        let mut at = 0;
+        let timed: Vec<(u64, &[u8])> = steps
+            .iter()
+            .zip(&frames)
+            .map(|((_, _, _, gap), f)| {
+                at += if *gap < 90_000 { gap / 100 } else { (gap - 90_000) * 9 };
+                (at, f.as_slice())
+            })
+            .collect();
+        let layered = run_timed(Pipeline::new(config(HOST)).layered_only(), &timed);
+        proptest::prop_assert_eq!(run_timed(Pipeline::new(config(HOST)), &timed), layered);
+        // Most of these packets are of flows already counted: the lane is taken.
+        let mut express = Pipeline::new(config(HOST));
+        for (i, (at, frame)) in timed.iter().enumerate() {
+            let packet = Packet {
+                ts: Timestamp::from_millis(1_700_000_000_000 + at),
+                link_type: LinkType::ETHERNET,
+                data: frame,
+                orig_len: u32::try_from(frame.len()).expect("small"),
+                interface: 0,
+            };
+            express.packet(&packet, &mut |_| {});
+            if i == 100 {
+                proptest::prop_assert!(express.express_packets > 0);
+            }
+        }
+    }
+}
