@@ -18,6 +18,7 @@ use std::net::IpAddr;
 
 use picket_proto::v1::{DnsAnswer as WireAnswer, DnsSummary, Record, TypeCount, record};
 
+use super::addr_text::addr_text;
 use super::interval::Interval;
 use crate::dns::{DnsTransaction, record_type_name};
 
@@ -350,7 +351,7 @@ fn to_summary(interval: Interval, client: IpAddr, domain: &str, agg: Aggregate) 
     DnsSummary {
         interval_start_ms: to_i64(interval.start.as_millis()),
         interval_end_ms: to_i64(interval.end.as_millis()),
-        client_addr: client.to_string(),
+        client_addr: addr_text(client),
         registered_domain: domain.to_owned(),
         queries: agg.queries,
         queries_by_type,
@@ -362,7 +363,7 @@ fn to_summary(interval: Interval, client: IpAddr, domain: &str, agg: Aggregate) 
         mean_label_entropy: agg.entropy_sum / measured,
         example_names: agg.examples.into_iter().map(String::from).collect(),
         answers: agg.answers,
-        resolvers: agg.resolvers.iter().map(ToString::to_string).collect(),
+        resolvers: agg.resolvers.iter().map(|r| addr_text(*r)).collect(),
         first_seen_ms: to_i64(first),
         last_seen_ms: to_i64(last),
         unanswered: agg.unanswered,
