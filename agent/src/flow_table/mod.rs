@@ -358,6 +358,7 @@ impl FlowTable {
                 run.sort_unstable_by_key(key_order);
             }
         }
+        out.reserve(order.len());
         for slot in order {
             let Some((packed, entry)) = flows.get(slot as u32) else {
                 continue;

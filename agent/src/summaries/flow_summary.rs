@@ -22,6 +22,7 @@ use std::collections::hash_map::Entry;
 use std::net::IpAddr;
 
 use picket_proto::v1::{Direction, FlowSummary, Record, record};
+use smallvec::SmallVec;
 
 use super::addr_text::addr_text;
 use super::interval::Interval;
@@ -113,8 +114,9 @@ struct Aggregate {
     bytes_in: u64,
     unanswered_syns: u64,
     resets: u64,
-    /// Sorted, at most [`MAX_DISTINCT_PORTS`].
-    ports: Vec<u16>,
+    /// Sorted, at most [`MAX_DISTINCT_PORTS`]. Most summaries have one port: held inline, a
+    /// new summary allocates nothing for it.
+    ports: SmallVec<[u16; 4]>,
     first_seen_ms: u64,
     last_seen_ms: u64,
     remote_name: Option<Box<str>>,
@@ -337,7 +339,7 @@ fn handshake_completed(rec: &FlowRecord) -> bool {
     TcpFlags(rec.reverse.tcp_flags).contains(syn_ack) || (rec.syns == 0 && rec.answered)
 }
 
-fn insert_port(ports: &mut Vec<u16>, port: u16) {
+fn insert_port(ports: &mut SmallVec<[u16; 4]>, port: u16) {
     if let Err(at) = ports.binary_search(&port) {
         if ports.len() < MAX_DISTINCT_PORTS {
             ports.insert(at, port);
