@@ -239,6 +239,8 @@ fn measure_name(agg: &mut Aggregate, name: &str, domain: &str) {
     let mut len = 0_u32;
     let mut counts = [0_u32; 256];
     let mut total = 0_u32;
+    // The byte values met: the entropy sums only over them, in the same (ascending) order.
+    let (mut lowest, mut highest) = (u8::MAX, u8::MIN);
     // Names arrive in presentation form, where a binary label byte reads `\DDD`: lengths and
     // entropy are measured on the wire bytes, so a tunnel's 63-byte label counts 63, not 252.
     for unit in wire_units(part) {
@@ -255,6 +257,8 @@ fn measure_name(agg: &mut Aggregate, name: &str, domain: &str) {
                     *c = c.saturating_add(1);
                 }
                 total = total.saturating_add(1);
+                lowest = lowest.min(b);
+                highest = highest.max(b);
             }
         }
     }
@@ -265,7 +269,10 @@ fn measure_name(agg: &mut Aggregate, name: &str, domain: &str) {
         .max_name_len
         .max(u32::try_from(name.len()).unwrap_or(u32::MAX));
     agg.label_len_sum += label_chars as f64 / f64::from(labels);
-    agg.entropy_sum += entropy_of_counts(&counts, total);
+    let met = counts
+        .get(usize::from(lowest)..=usize::from(highest))
+        .unwrap_or_default();
+    agg.entropy_sum += entropy_of_counts(met, total);
     agg.measured = agg.measured.saturating_add(1);
 }
 
@@ -327,8 +334,9 @@ pub fn shannon_entropy(bytes: impl Iterator<Item = u8>) -> f64 {
     entropy_of_counts(&counts, total)
 }
 
-/// Shannon entropy in bits per symbol of a byte histogram holding `total` symbols.
-fn entropy_of_counts(counts: &[u32; 256], total: u32) -> f64 {
+/// Shannon entropy in bits per symbol of a byte histogram (or the part of one holding every
+/// nonzero count) holding `total` symbols.
+fn entropy_of_counts(counts: &[u32], total: u32) -> f64 {
     if total == 0 {
         return 0.0;
     }
@@ -428,6 +436,29 @@ mod tests {
         );
         // 63 distinct bytes and one `t`: near log2(64) bits, not the digits' entropy.
         assert!(agg.entropy_sum > 5.9, "{}", agg.entropy_sum);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn label_entropy_is_bit_for_bit_the_whole_histograms(
+            part in proptest::prop_oneof![
+                "[a-z0-9-]{0,20}(\\.[a-z0-9-]{1,12}){0,3}",
+                r"([a-z]|\\[0-9]{3}|\\.){0,30}",
+                proptest::prelude::any::<String>(),
+            ]
+        ) {
+            let name = format!("{part}.example.com");
+            let mut agg = Aggregate::default();
+            measure_name(&mut agg, &name, "example.com");
+            let bytes = wire_units(leftmost_part(&name, "example.com"))
+                .filter_map(|u| match u {
+                    Unit::Byte(b) => Some(b),
+                    Unit::Dot => None,
+                });
+            // Added to a fresh sum as `measure_name` adds it (which turns a -0.0 into 0.0).
+            let whole = 0.0 + shannon_entropy(bytes);
+            proptest::prop_assert_eq!(agg.entropy_sum.to_bits(), whole.to_bits());
+        }
     }
 
     #[test]
