@@ -404,20 +404,28 @@ impl FlowTable {
     /// Emits every flow that has packets not yet reported, and empties the table.
     pub fn flush(&mut self, out: &mut Vec<FlowRecord>) {
         let flows = &self.flows;
-        // Deterministic output order for replays: by first packet, then key. Sorted as small
-        // (start, slot) pairs rather than whole entries, which are several times larger; the
-        // keys are read only for equal starts, which are rare.
-        let mut order: Vec<(Timestamp, u32)> = flows
+        // Deterministic output order for replays: by first packet, then key. Sorted as plain
+        // integers, start above slot, which is a few compares each; equal starts are rare, and
+        // only their runs are then put in key order.
+        let mut order: Vec<u128> = flows
             .ids()
-            .filter_map(|id| flows.get(id).map(|(_, e)| (e.start, id)))
+            .filter_map(|id| {
+                flows
+                    .get(id)
+                    .map(|(_, e)| u128::from(e.start.0) << 32 | u128::from(id))
+            })
             .collect();
-        let key_order = |id: u32| flows.get(id).map(|(k, _)| k.order());
-        order.sort_unstable_by(|a, b| {
-            a.0.cmp(&b.0)
-                .then_with(|| key_order(a.1).cmp(&key_order(b.1)))
-        });
-        for (_, id) in order {
-            let Some((packed, entry)) = flows.get(id) else {
+        order.sort_unstable();
+        // The low 32 bits are the slot.
+        let key_order = |slot: &u128| flows.get(*slot as u32).map(|(k, _)| k.order());
+        for run in order.chunk_by_mut(|a, b| a >> 32 == b >> 32) {
+            if run.len() > 1 {
+                run.sort_unstable_by_key(key_order);
+            }
+        }
+        out.reserve(order.len());
+        for slot in order {
+            let Some((packed, entry)) = flows.get(slot as u32) else {
                 continue;
             };
             if entry.interval_packets() > 0 {

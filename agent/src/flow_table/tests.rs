@@ -91,6 +91,32 @@ fn flushed(mut table: FlowTable) -> Vec<FlowRecord> {
 }
 
 #[test]
+fn a_flush_orders_flows_by_start_then_key_whatever_order_they_opened_in() {
+    let packets = [
+        (secs(1), udp("10.0.0.5", 2000, "8.8.8.8", 53, 60)),
+        (secs(1), udp("10.0.0.5", 1000, "8.8.8.8", 53, 60)),
+        (secs(0), udp("10.0.0.5", 3000, "1.1.1.1", 53, 60)),
+        (secs(1), udp("10.0.0.5", 1000, "1.1.1.1", 53, 60)),
+    ];
+    let ports = |order: &[usize]| {
+        let mut t = table(&["10.0.0.5"]);
+        let mut out = Vec::new();
+        for i in order {
+            let (ts, packet) = &packets[*i];
+            t.observe(*ts, packet, &mut out);
+        }
+        flushed(t)
+            .iter()
+            .map(|r| (r.start, r.initiator.port, r.responder.addr))
+            .collect::<Vec<_>>()
+    };
+    let forward = ports(&[0, 1, 2, 3]);
+    assert_eq!(forward.first().map(|f| f.1), Some(3000), "earliest first");
+    assert_eq!(forward, ports(&[3, 2, 1, 0]));
+    assert_eq!(forward, ports(&[1, 3, 0, 2]));
+}
+
+#[test]
 fn host_opened_tcp_flow_is_egress_with_counters_each_way() {
     let mut t = table(&["10.0.0.5"]);
     let mut out = Vec::new();

@@ -13,11 +13,13 @@
 //! rest count under `"OTHER"`), [`MAX_EXAMPLE_NAMES`] examples, [`MAX_ANSWERS`] distinct
 //! answers and [`MAX_RESOLVERS`] resolvers per summary.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use picket_proto::v1::{DnsAnswer as WireAnswer, DnsSummary, Record, TypeCount, record};
 
+use super::addr_text::addr_text;
 use super::interval::Interval;
 use crate::dns::{DnsTransaction, record_type_name};
 
@@ -31,6 +33,9 @@ pub const MAX_EXAMPLE_NAMES: usize = 4;
 pub const MAX_ANSWERS: usize = 8;
 /// Resolvers kept per summary.
 pub const MAX_RESOLVERS: usize = 4;
+
+// The examples double as the first distinct names (see `Aggregate::names`).
+const _: () = assert!(MAX_EXAMPLE_NAMES <= MAX_DISTINCT_NAMES);
 
 /// What bounds the DNS summaries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +68,8 @@ struct Aggregate {
     responses: u64,
     nxdomain: u64,
     unanswered: u64,
+    /// Distinct names past the examples (which are the first distinct ones), so a summary
+    /// with few names allocates no set.
     names: HashSet<Box<str>, foldhash::fast::RandomState>,
     max_label_len: u32,
     max_name_len: u32,
@@ -114,14 +121,19 @@ impl DnsSummaries {
     pub fn add(&mut self, tx: &DnsTransaction) {
         let domain = tx.registered_domain();
         let key = (tx.client.addr, Box::<str>::from(domain));
-        if !self.map.contains_key(&key) && self.map.len() >= self.limits.max_summaries {
-            self.stats.overflow = self.stats.overflow.saturating_add(1);
-            return;
-        }
-        let agg = self.map.entry(key).or_insert_with(|| Aggregate {
-            first_seen_ms: u64::MAX,
-            ..Aggregate::default()
-        });
+        // One hash of the key for both the bound and the update.
+        let full = self.map.len() >= self.limits.max_summaries;
+        let agg = match self.map.entry(key) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) if !full => entry.insert(Aggregate {
+                first_seen_ms: u64::MAX,
+                ..Aggregate::default()
+            }),
+            Entry::Vacant(_) => {
+                self.stats.overflow = self.stats.overflow.saturating_add(1);
+                return;
+            }
+        };
         for ts in [tx.query_ts, tx.response_ts].into_iter().flatten() {
             agg.first_seen_ms = agg.first_seen_ms.min(ts.as_millis());
             agg.last_seen_ms = agg.last_seen_ms.max(ts.as_millis());
@@ -139,11 +151,17 @@ impl DnsSummaries {
         if tx.is_nxdomain() {
             agg.nxdomain = agg.nxdomain.saturating_add(1);
         }
-        if agg.names.len() < MAX_DISTINCT_NAMES && !agg.names.contains(tx.name.as_str()) {
-            agg.names.insert(tx.name.as_str().into());
-        }
-        if agg.examples.len() < MAX_EXAMPLE_NAMES && !agg.examples.iter().any(|e| **e == *tx.name) {
-            agg.examples.push(tx.name.as_str().into());
+        // The examples are the first distinct names: only names past them need the set.
+        let name = tx.name.as_str();
+        if agg.examples.len() + agg.names.len() < MAX_DISTINCT_NAMES
+            && !agg.examples.iter().any(|e| **e == *name)
+            && !agg.names.contains(name)
+        {
+            if agg.examples.len() < MAX_EXAMPLE_NAMES {
+                agg.examples.push(name.into());
+            } else {
+                agg.names.insert(name.into());
+            }
         }
         if agg.resolvers.len() < MAX_RESOLVERS && !agg.resolvers.contains(&tx.server.addr) {
             agg.resolvers.push(tx.server.addr);
@@ -221,6 +239,8 @@ fn measure_name(agg: &mut Aggregate, name: &str, domain: &str) {
     let mut len = 0_u32;
     let mut counts = [0_u32; 256];
     let mut total = 0_u32;
+    // The byte values met: the entropy sums only over them, in the same (ascending) order.
+    let (mut lowest, mut highest) = (u8::MAX, u8::MIN);
     // Names arrive in presentation form, where a binary label byte reads `\DDD`: lengths and
     // entropy are measured on the wire bytes, so a tunnel's 63-byte label counts 63, not 252.
     for unit in wire_units(part) {
@@ -237,6 +257,8 @@ fn measure_name(agg: &mut Aggregate, name: &str, domain: &str) {
                     *c = c.saturating_add(1);
                 }
                 total = total.saturating_add(1);
+                lowest = lowest.min(b);
+                highest = highest.max(b);
             }
         }
     }
@@ -247,7 +269,10 @@ fn measure_name(agg: &mut Aggregate, name: &str, domain: &str) {
         .max_name_len
         .max(u32::try_from(name.len()).unwrap_or(u32::MAX));
     agg.label_len_sum += label_chars as f64 / f64::from(labels);
-    agg.entropy_sum += entropy_of_counts(&counts, total);
+    let met = counts
+        .get(usize::from(lowest)..=usize::from(highest))
+        .unwrap_or_default();
+    agg.entropy_sum += entropy_of_counts(met, total);
     agg.measured = agg.measured.saturating_add(1);
 }
 
@@ -309,8 +334,9 @@ pub fn shannon_entropy(bytes: impl Iterator<Item = u8>) -> f64 {
     entropy_of_counts(&counts, total)
 }
 
-/// Shannon entropy in bits per symbol of a byte histogram holding `total` symbols.
-fn entropy_of_counts(counts: &[u32; 256], total: u32) -> f64 {
+/// Shannon entropy in bits per symbol of a byte histogram (or the part of one holding every
+/// nonzero count) holding `total` symbols.
+fn entropy_of_counts(counts: &[u32], total: u32) -> f64 {
     if total == 0 {
         return 0.0;
     }
@@ -350,19 +376,19 @@ fn to_summary(interval: Interval, client: IpAddr, domain: &str, agg: Aggregate) 
     DnsSummary {
         interval_start_ms: to_i64(interval.start.as_millis()),
         interval_end_ms: to_i64(interval.end.as_millis()),
-        client_addr: client.to_string(),
+        client_addr: addr_text(client),
         registered_domain: domain.to_owned(),
         queries: agg.queries,
         queries_by_type,
         responses: agg.responses,
         nxdomain: agg.nxdomain,
-        distinct_names: u64::try_from(agg.names.len()).unwrap_or(u64::MAX),
+        distinct_names: u64::try_from(agg.examples.len() + agg.names.len()).unwrap_or(u64::MAX),
         max_label_len: agg.max_label_len,
         mean_label_len: agg.label_len_sum / measured,
         mean_label_entropy: agg.entropy_sum / measured,
         example_names: agg.examples.into_iter().map(String::from).collect(),
         answers: agg.answers,
-        resolvers: agg.resolvers.iter().map(ToString::to_string).collect(),
+        resolvers: agg.resolvers.iter().map(|r| addr_text(*r)).collect(),
         first_seen_ms: to_i64(first),
         last_seen_ms: to_i64(last),
         unanswered: agg.unanswered,
@@ -410,6 +436,92 @@ mod tests {
         );
         // 63 distinct bytes and one `t`: near log2(64) bits, not the digits' entropy.
         assert!(agg.entropy_sum > 5.9, "{}", agg.entropy_sum);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn label_entropy_is_bit_for_bit_the_whole_histograms(
+            part in proptest::prop_oneof![
+                "[a-z0-9-]{0,20}(\\.[a-z0-9-]{1,12}){0,3}",
+                r"([a-z]|\\[0-9]{3}|\\.){0,30}",
+                proptest::prelude::any::<String>(),
+            ]
+        ) {
+            let name = format!("{part}.example.com");
+            let mut agg = Aggregate::default();
+            measure_name(&mut agg, &name, "example.com");
+            let bytes = wire_units(leftmost_part(&name, "example.com"))
+                .filter_map(|u| match u {
+                    Unit::Byte(b) => Some(b),
+                    Unit::Dot => None,
+                });
+            // Added to a fresh sum as `measure_name` adds it (which turns a -0.0 into 0.0).
+            let whole = 0.0 + shannon_entropy(bytes);
+            proptest::prop_assert_eq!(agg.entropy_sum.to_bits(), whole.to_bits());
+        }
+    }
+
+    #[test]
+    fn distinct_names_count_past_the_examples_and_saturate_at_the_cap() {
+        let endpoint = |addr: &str, port| crate::flow_table::Endpoint {
+            addr: addr.parse().expect("address"),
+            port,
+        };
+        let query = |name: String| DnsTransaction {
+            client: endpoint("10.0.0.5", 40000),
+            server: endpoint("10.0.0.2", 53),
+            protocol: 17,
+            id: 1,
+            name,
+            qtype: 1,
+            query_ts: Some(crate::capture::Timestamp(1_000_000)),
+            response_ts: None,
+            rcode: None,
+            answers: Vec::new(),
+        };
+        let mut summaries = DnsSummaries::new(DnsSummaryLimits::default());
+        // Six distinct names, each asked twice, the repeats after all of them.
+        for round in 0..2 {
+            for i in 0..6 {
+                summaries.add(&query(format!("n{i}.example.com")));
+            }
+            assert_eq!(summaries.len(), 1, "round {round}");
+        }
+        let mut records = Vec::new();
+        let interval = Interval {
+            start: crate::capture::Timestamp(0),
+            end: crate::capture::Timestamp(60_000_000_000),
+        };
+        summaries.drain(interval, &mut |r| records.push(r));
+        let Some(Record {
+            record: Some(record::Record::Dns(summary)),
+        }) = records.pop()
+        else {
+            panic!("one DNS summary, got {records:?}");
+        };
+        assert_eq!(summary.queries, 12);
+        assert_eq!(summary.distinct_names, 6);
+        assert_eq!(
+            summary.example_names,
+            [
+                "n0.example.com",
+                "n1.example.com",
+                "n2.example.com",
+                "n3.example.com"
+            ]
+        );
+
+        for i in 0..MAX_DISTINCT_NAMES + 10 {
+            summaries.add(&query(format!("m{i}.example.com")));
+        }
+        summaries.drain(interval, &mut |r| records.push(r));
+        let Some(Record {
+            record: Some(record::Record::Dns(summary)),
+        }) = records.pop()
+        else {
+            panic!("one DNS summary");
+        };
+        assert_eq!(summary.distinct_names, MAX_DISTINCT_NAMES as u64);
     }
 
     #[test]
