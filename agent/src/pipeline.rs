@@ -350,7 +350,7 @@ impl<O: Observer> Pipeline<O> {
 
     /// Hands finished flows and DNS transactions to the observer and the summaries, and
     /// emits the observer's hits at once.
-    #[inline]
+    #[inline(always)]
     fn absorb(&mut self, emit: &mut impl FnMut(Record)) {
         // Most packets finish nothing: three emptiness tests instead of three drains.
         if self.flow_out.is_empty() && self.dns_out.is_empty() && self.hits.is_empty() {
