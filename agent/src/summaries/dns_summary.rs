@@ -13,7 +13,6 @@
 //! rest count under `"OTHER"`), [`MAX_EXAMPLE_NAMES`] examples, [`MAX_ANSWERS`] distinct
 //! answers and [`MAX_RESOLVERS`] resolvers per summary.
 
-use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
@@ -21,6 +20,7 @@ use picket_proto::v1::{DnsAnswer as WireAnswer, DnsSummary, Record, TypeCount, r
 
 use super::addr_text::addr_text;
 use super::interval::Interval;
+use super::{Aggregates, bounded_entry};
 use crate::dns::{DnsTransaction, record_type_name};
 
 /// Distinct names counted exactly per summary; past this `distinct_names` stays at the cap.
@@ -88,7 +88,7 @@ struct Aggregate {
 #[derive(Debug)]
 pub struct DnsSummaries {
     limits: DnsSummaryLimits,
-    map: HashMap<(IpAddr, Box<str>), Aggregate, foldhash::fast::RandomState>,
+    map: Aggregates<(IpAddr, Box<str>), Aggregate>,
     stats: DnsSummaryStats,
 }
 
@@ -121,18 +121,18 @@ impl DnsSummaries {
     pub fn add(&mut self, tx: &DnsTransaction) {
         let domain = tx.registered_domain();
         let key = (tx.client.addr, Box::<str>::from(domain));
-        // One hash of the key for both the bound and the update.
-        let full = self.map.len() >= self.limits.max_summaries;
-        let agg = match self.map.entry(key) {
-            Entry::Occupied(entry) => entry.into_mut(),
-            Entry::Vacant(entry) if !full => entry.insert(Aggregate {
-                first_seen_ms: u64::MAX,
-                ..Aggregate::default()
-            }),
-            Entry::Vacant(_) => {
-                self.stats.overflow = self.stats.overflow.saturating_add(1);
-                return;
-            }
+        let new = || Aggregate {
+            first_seen_ms: u64::MAX,
+            ..Aggregate::default()
+        };
+        let Some(agg) = bounded_entry(
+            &mut self.map,
+            key,
+            self.limits.max_summaries,
+            &mut self.stats.overflow,
+            new,
+        ) else {
+            return;
         };
         for ts in [tx.query_ts, tx.response_ts].into_iter().flatten() {
             agg.first_seen_ms = agg.first_seen_ms.min(ts.as_millis());

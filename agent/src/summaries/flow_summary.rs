@@ -18,7 +18,6 @@
 //! summary; the pending TLS names by flow are capped and their drops counted.
 
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::net::IpAddr;
 
 use picket_proto::v1::{Direction, FlowSummary, Record, record};
@@ -26,6 +25,7 @@ use smallvec::SmallVec;
 
 use super::addr_text::addr_text;
 use super::interval::Interval;
+use super::{Aggregates, bounded_entry};
 use crate::decode::{AppProtocol, TcpFlags, protocol};
 use crate::flow_table::{FlowKey, FlowRecord};
 
@@ -131,7 +131,7 @@ struct Aggregate {
 #[derive(Debug)]
 pub struct FlowSummaries {
     limits: FlowSummaryLimits,
-    map: HashMap<SummaryKey, Aggregate, foldhash::fast::RandomState>,
+    map: Aggregates<SummaryKey, Aggregate>,
     /// TLS names seen in ClientHellos, by flow, with the interval number they were seen in,
     /// until the flow's record arrives.
     pending_names: HashMap<FlowKey, PendingName, foldhash::fast::RandomState>,
@@ -213,18 +213,18 @@ impl FlowSummaries {
         } else {
             self.pending_names.remove(&rec.key).map(|p| p.name)
         };
-        // One hash of the key (which holds two `IpAddr`s) for both the bound and the update.
-        let full = self.map.len() >= self.limits.max_summaries;
-        let agg = match self.map.entry(summary_key(rec)) {
-            Entry::Occupied(entry) => entry.into_mut(),
-            Entry::Vacant(entry) if !full => entry.insert(Aggregate {
-                first_seen_ms: u64::MAX,
-                ..Aggregate::default()
-            }),
-            Entry::Vacant(_) => {
-                self.stats.overflow = self.stats.overflow.saturating_add(1);
-                return;
-            }
+        let new = || Aggregate {
+            first_seen_ms: u64::MAX,
+            ..Aggregate::default()
+        };
+        let Some(agg) = bounded_entry(
+            &mut self.map,
+            summary_key(rec),
+            self.limits.max_summaries,
+            &mut self.stats.overflow,
+            new,
+        ) else {
+            return;
         };
         // Egress and unspecified: the initiator is the local end, so forward is "out".
         let (out, inn) = if rec.direction == Direction::Ingress {
