@@ -309,7 +309,15 @@ impl<O: Observer> Pipeline<O> {
 
     /// Closes the open interval if `now` is past its end, first expiring into it what was
     /// due by its end.
+    #[inline(always)]
     fn advance(&mut self, now: Timestamp, emit: &mut impl FnMut(Record)) {
+        if !self.clock.due(now) {
+            return;
+        }
+        self.advance_clock(now, emit);
+    }
+
+    fn advance_clock(&mut self, now: Timestamp, emit: &mut impl FnMut(Record)) {
         if let Some(open) = self.clock.current() {
             if now >= open.end {
                 self.table.expire(open.end, &mut self.flow_out);

@@ -502,7 +502,9 @@ impl FlowTable {
     }
 }
 
-/// Counts one packet from `sender` into its flow's entry.
+/// Counts one packet from `sender` into its flow's entry. Inlined: a call with seven
+/// arguments cost the express lane more than the counting.
+#[inline(always)]
 fn count_packet(
     entry: &mut FlowEntry,
     ts: Timestamp,
@@ -526,17 +528,19 @@ fn count_packet(
     if let Some(f) = entry.tcp_flags.get_mut(i) {
         *f |= flags.0;
     }
-    if sender == entry.initiator {
-        if flags.is_syn_only() {
-            entry.syns = entry.syns.saturating_add(1);
-        }
-        if entry.icmp.is_none() {
-            entry.icmp = icmp;
-        }
-    } else {
-        entry.answered = true;
+    // Which side sent a packet is a coin toss across flows, so these are written without
+    // branches: the branches were the express lane's most mispredicted.
+    let from_initiator = sender == entry.initiator;
+    entry.syns = entry
+        .syns
+        .saturating_add(u32::from(from_initiator & flags.is_syn_only()));
+    // Only ICMP packets carry a type; the express lane's constant `None` removes this.
+    if icmp.is_some() && from_initiator && entry.icmp.is_none() {
+        entry.icmp = icmp;
     }
-    if entry.app.is_none() && entry.app_tries < APP_PAYLOAD_TRIES && !payload.is_empty() {
+    entry.answered |= !from_initiator;
+    // `&` rather than `&&`: one branch, taken about twice per flow, instead of three.
+    if entry.app.is_none() & (entry.app_tries < APP_PAYLOAD_TRIES) & !payload.is_empty() {
         entry.app_tries = entry.app_tries.saturating_add(1);
         entry.app = app_protocol::recognise(payload);
     }

@@ -74,6 +74,19 @@ impl PackedKey {
     /// same canonical order as [`FlowKey::new`].
     #[inline]
     pub fn new(protocol: u8, src: Endpoint, dst: Endpoint) -> (Self, Side) {
+        // Most packets are IPv4: an address and port fit one u64, so ordering the endpoints is
+        // one compare instead of a (u128, u16) pair's.
+        if let (IpAddr::V4(s), IpAddr::V4(d)) = (src.addr, dst.addr) {
+            let s = u64::from(u32::from(s)) << 16 | u64::from(src.port);
+            let d = u64::from(u32::from(d)) << 16 | u64::from(dst.port);
+            let (lo, hi, side) = if s <= d {
+                (s, d, Side::Lower)
+            } else {
+                (d, s, Side::Upper)
+            };
+            let last = (lo & 0xffff) | (hi & 0xffff) << 32 | u64::from(protocol) << 16;
+            return (Self([0, lo >> 16, 0, hi >> 16, last]), side);
+        }
         let (s, v6) = bits(src.addr);
         let (d, _) = bits(dst.addr);
         let (lo, hi, side) = if (s, src.port) <= (d, dst.port) {

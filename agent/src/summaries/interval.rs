@@ -20,6 +20,9 @@ pub struct Interval {
 pub struct IntervalClock {
     length_ns: u64,
     current: Option<Interval>,
+    /// The open interval's end, or 0 before time starts: one compare tells a packet that
+    /// neither starts nor closes an interval, which is nearly every packet.
+    due: Timestamp,
 }
 
 impl IntervalClock {
@@ -31,12 +34,20 @@ impl IntervalClock {
         Self {
             length_ns,
             current: None,
+            due: Timestamp(0),
         }
     }
 
     /// The interval open now, if time has started.
     pub fn current(&self) -> Option<Interval> {
         self.current
+    }
+
+    /// Whether `now` starts time or reaches the open interval's end: when false,
+    /// [`IntervalClock::advance`] would change nothing and return `None`.
+    #[inline]
+    pub fn due(&self, now: Timestamp) -> bool {
+        now >= self.due
     }
 
     /// Moves time to `now`. Returns the interval that closed when `now` is past its end;
@@ -46,7 +57,9 @@ impl IntervalClock {
         match self.current {
             Some(open) if now < open.end => None,
             previous => {
-                self.current = Some(self.containing(now));
+                let next = self.containing(now);
+                self.current = Some(next);
+                self.due = next.end;
                 previous
             }
         }
@@ -54,6 +67,7 @@ impl IntervalClock {
 
     /// Ends the open interval (end of a replay, shutdown).
     pub fn close(&mut self) -> Option<Interval> {
+        self.due = Timestamp(0);
         self.current.take()
     }
 
@@ -89,6 +103,27 @@ mod tests {
         );
         assert_eq!(clock.advance(Timestamp(120 * SEC)), Some(open));
         assert_eq!(clock.current().map(|i| i.start), Some(Timestamp(120 * SEC)));
+    }
+
+    #[test]
+    fn due_is_false_only_when_advancing_would_change_nothing() {
+        let mut clock = IntervalClock::new(Duration::from_secs(60));
+        assert!(
+            clock.due(Timestamp(0)),
+            "before time starts every packet is due"
+        );
+        let times = [5, 59, 60, 10, 119, 120, 400, 399, 459, 460, 0, 461];
+        for t in times.map(|s| Timestamp(s * SEC)) {
+            let (due, before) = (clock.due(t), clock.current());
+            let closed = clock.advance(t);
+            if !due {
+                assert_eq!((closed, clock.current()), (None, before), "at {t:?}");
+            } else {
+                assert_ne!(clock.current(), before, "at {t:?}");
+            }
+        }
+        clock.close();
+        assert!(clock.due(Timestamp(0)), "closing starts time over");
     }
 
     #[test]
