@@ -13,7 +13,8 @@
 //!   allocator kept from earlier phases is reused, so the growth is a lower bound).
 //!
 //! `-- --write FILE` writes the mixed capture to FILE instead (for other tools).
-//! `-- --packets N` changes its size (default 2 000 000).
+//! `-- --packets N` changes its size (default 2 000 000), `-- --conversations N` how many
+//! conversations are open at once (default 5 000; fewer keep the live flows in cache).
 //! Nothing here is asserted: timings are reported, not tested.
 
 #[path = "support/traffic.rs"]
@@ -120,7 +121,9 @@ fn main() {
             .and_then(|i| args.get(i + 1).cloned())
     };
     let packets: u64 = flag("--packets").map_or(2_000_000, |v| v.parse().expect("--packets N"));
-    let mix = traffic::mixed(0x5eed, packets, 5000, 1_700_000_000_000_000, 5);
+    let conversations: usize =
+        flag("--conversations").map_or(5000, |v| v.parse().expect("--conversations N"));
+    let mix = traffic::mixed(0x5eed, packets, conversations, 1_700_000_000_000_000, 5);
     if let Some(path) = flag("--write") {
         std::fs::write(&path, &mix.bytes).expect("writes");
         println!(
@@ -132,7 +135,7 @@ fn main() {
     }
     let bytes: Arc<[u8]> = mix.bytes.into();
     println!(
-        "mixed capture: {} packets, {:.1} MiB, 5 000 concurrent conversations",
+        "mixed capture: {} packets, {:.1} MiB, {conversations} concurrent conversations",
         mix.packets,
         bytes.len() as f64 / 1_048_576.0
     );
