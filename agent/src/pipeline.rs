@@ -317,6 +317,7 @@ impl<O: Observer> Pipeline<O> {
         self.advance_clock(now, emit);
     }
 
+    /// The rest of [`Pipeline::advance`], once the clock says an interval starts or ends.
     fn advance_clock(&mut self, now: Timestamp, emit: &mut impl FnMut(Record)) {
         if let Some(open) = self.clock.current() {
             if now >= open.end {

@@ -22,7 +22,7 @@ pub struct IntervalClock {
     current: Option<Interval>,
     /// The open interval's end, or 0 before time starts: one compare tells a packet that
     /// neither starts nor closes an interval, which is nearly every packet.
-    due: Timestamp,
+    open_end: Timestamp,
 }
 
 impl IntervalClock {
@@ -34,7 +34,7 @@ impl IntervalClock {
         Self {
             length_ns,
             current: None,
-            due: Timestamp(0),
+            open_end: Timestamp(0),
         }
     }
 
@@ -47,7 +47,7 @@ impl IntervalClock {
     /// [`IntervalClock::advance`] would change nothing and return `None`.
     #[inline]
     pub fn due(&self, now: Timestamp) -> bool {
-        now >= self.due
+        now >= self.open_end
     }
 
     /// Moves time to `now`. Returns the interval that closed when `now` is past its end;
@@ -59,7 +59,7 @@ impl IntervalClock {
             previous => {
                 let next = self.containing(now);
                 self.current = Some(next);
-                self.due = next.end;
+                self.open_end = next.end;
                 previous
             }
         }
@@ -67,7 +67,7 @@ impl IntervalClock {
 
     /// Ends the open interval (end of a replay, shutdown).
     pub fn close(&mut self) -> Option<Interval> {
-        self.due = Timestamp(0);
+        self.open_end = Timestamp(0);
         self.current.take()
     }
 
