@@ -34,6 +34,8 @@ use crate::summaries::{
     FlowSummaryStats, Interval, IntervalClock,
 };
 
+/// Flow records flushed at a time when the input ends, each batch absorbed before the next.
+const FLUSH_BATCH: usize = 1024;
 /// Datagrams whose first-fragment ports are remembered for later fragments.
 const MAX_FRAGMENTED_DATAGRAMS: usize = 4096;
 /// Packets between two reads of [`Observer::epoch`]: a new snapshot applies within this many
@@ -299,7 +301,21 @@ impl<O: Observer> Pipeline<O> {
     /// Ends the input: every flow and pending query is emitted, and the open interval is
     /// closed with its summaries and `HostStats`.
     pub fn finish(&mut self, emit: &mut impl FnMut(Record)) {
-        self.table.flush(&mut self.flow_out);
+        // In batches, absorbed as they come, rather than every flow's record at once.
+        // Flushing the DNS queries after the flows changes no name: a query still waiting
+        // has no answer. Hits wait in `hits` and go out in the same order as before.
+        self.table
+            .flush_in_batches(FLUSH_BATCH, &mut self.flow_out, |flows| {
+                for flow in flows.drain(..) {
+                    absorb_flow(
+                        &flow,
+                        &mut self.observer,
+                        &self.dns,
+                        &mut self.flow_summaries,
+                        &mut self.hits,
+                    );
+                }
+            });
         self.dns.flush(&mut self.dns_out);
         self.absorb(emit);
         if let Some(interval) = self.clock.close() {
@@ -370,10 +386,13 @@ impl<O: Observer> Pipeline<O> {
 
     fn absorb_some(&mut self, emit: &mut impl FnMut(Record)) {
         for flow in self.flow_out.drain(..) {
-            self.observer.on_flow(&flow, &mut self.hits);
-            let remote = flow.remote().unwrap_or(flow.responder).addr;
-            let name = self.dns.name_for(remote, flow.end);
-            self.flow_summaries.add(&flow, name);
+            absorb_flow(
+                &flow,
+                &mut self.observer,
+                &self.dns,
+                &mut self.flow_summaries,
+                &mut self.hits,
+            );
         }
         for tx in self.dns_out.drain(..) {
             self.observer.on_dns(&tx, &mut self.hits);
@@ -416,6 +435,20 @@ impl<O: Observer> Pipeline<O> {
         now.records = self.totals.records;
         self.reported = now;
     }
+}
+
+/// A finished flow to the observer and into its summary, with the name its host resolved
+/// for the remote address.
+fn absorb_flow<O: Observer>(
+    flow: &FlowRecord,
+    observer: &mut O,
+    dns: &DnsTracker,
+    summaries: &mut FlowSummaries,
+    hits: &mut Vec<IntelHit>,
+) {
+    observer.on_flow(flow, hits);
+    let remote = flow.remote().unwrap_or(flow.responder).addr;
+    summaries.add(flow, dns.name_for(remote, flow.end));
 }
 
 /// Runs every packet of `source` through `pipeline`. Does not finish the pipeline, so several

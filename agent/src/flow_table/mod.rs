@@ -403,6 +403,19 @@ impl FlowTable {
 
     /// Emits every flow that has packets not yet reported, and empties the table.
     pub fn flush(&mut self, out: &mut Vec<FlowRecord>) {
+        self.flush_in_batches(usize::MAX, out, |_| {});
+    }
+
+    /// As [`FlowTable::flush`], `batch` records at a time: after each batch `drain` is
+    /// called with `out` and should empty it. At a large table's end (a replay's last
+    /// packet, shutdown) all the records at once were the largest allocation the sensor made:
+    /// about 180 bytes a flow, 25 MB of fresh memory at the replay bench's 124 000 flows.
+    pub fn flush_in_batches(
+        &mut self,
+        batch: usize,
+        out: &mut Vec<FlowRecord>,
+        mut drain: impl FnMut(&mut Vec<FlowRecord>),
+    ) {
         let flows = &self.flows;
         // Deterministic output order for replays: by first packet, then key. Sorted as plain
         // integers, start above slot, which is a few compares each; equal starts are rare, and
@@ -423,15 +436,18 @@ impl FlowTable {
                 run.sort_unstable_by_key(key_order);
             }
         }
-        out.reserve(order.len());
-        for slot in order {
-            let Some((packed, entry)) = flows.get(slot as u32) else {
-                continue;
-            };
-            if entry.interval_packets() > 0 {
-                out.push(record(&packed.unpack(), entry, EndReason::Flushed));
-                self.stats.flushed = self.stats.flushed.saturating_add(1);
+        for part in order.chunks(batch.max(1)) {
+            out.reserve(part.len());
+            for &slot in part {
+                let Some((packed, entry)) = self.flows.get(slot as u32) else {
+                    continue;
+                };
+                if entry.interval_packets() > 0 {
+                    out.push(record(&packed.unpack(), entry, EndReason::Flushed));
+                    self.stats.flushed = self.stats.flushed.saturating_add(1);
+                }
             }
+            drain(out);
         }
         self.flows.clear();
         self.expiry.clear();

@@ -511,3 +511,42 @@ proptest! {
         prop_assert_eq!(stats.packets, u64::try_from(packets.len()).expect("fits"));
     }
 }
+
+proptest! {
+    /// Flushing in batches gives the same records, in the same order, as one flush, and
+    /// never hands `drain` more than a batch.
+    #[test]
+    fn flushing_in_batches_gives_the_same_records_as_one_flush(
+        ports in prop::collection::vec((0_u16..200, any::<bool>(), 0_u64..3), 1..200),
+        batch in 1_usize..9,
+    ) {
+        let fill = || {
+            let mut t = table(&["10.0.0.5"]);
+            let mut out = Vec::new();
+            let mut now = 0;
+            for (port, tcp_flow, gap) in &ports {
+                now += gap;
+                let packet = if *tcp_flow {
+                    tcp("10.0.0.5", 1000 + port, "192.0.2.1", 443, SYN, 60)
+                } else {
+                    udp("10.0.0.5", 1000 + port, "192.0.2.1", 53, 100)
+                };
+                t.observe(secs(now), &packet, &mut out);
+            }
+            (t, out)
+        };
+        let (mut whole, mut expected) = fill();
+        whole.flush(&mut expected);
+        let (mut batched, mut out) = fill();
+        let mut got = std::mem::take(&mut out);
+        let mut largest = 0;
+        batched.flush_in_batches(batch, &mut out, |part| {
+            largest = largest.max(part.len());
+            got.append(part);
+        });
+        prop_assert_eq!(got, expected);
+        prop_assert!(largest <= batch);
+        prop_assert!(out.is_empty() && batched.is_empty());
+        prop_assert_eq!(batched.stats(), whole.stats());
+    }
+}
