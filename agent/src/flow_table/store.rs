@@ -45,7 +45,7 @@ impl PartialEq for PackedKey {
 const V6: u64 = 1 << 24;
 
 impl Hash for PackedKey {
-    #[inline]
+    #[inline(always)]
     fn hash<H: Hasher>(&self, state: &mut H) {
         for w in self.0 {
             state.write_u64(w);
@@ -309,10 +309,14 @@ impl<V> Store<V> {
         self.index.len == 0
     }
 
-    /// The hash of `key`, computed once per packet and passed to the other calls.
-    #[inline]
+    /// The hash of `key`, computed once per packet and passed to the other calls. Forced
+    /// inline: left to itself the compiler made `hash_one` a call on the express lane.
+    #[inline(always)]
+    #[allow(clippy::manual_hash_one)]
     pub fn hash(&self, key: &PackedKey) -> u64 {
-        self.hasher.hash_one(key)
+        let mut hasher = self.hasher.build_hasher();
+        key.hash(&mut hasher);
+        hasher.finish()
     }
 
     fn slot(&self, id: u32) -> Option<&Slot<V>> {
