@@ -306,15 +306,13 @@ impl<O: Observer> Pipeline<O> {
         // has no answer. Hits wait in `hits` and go out in the same order as before.
         self.table
             .flush_in_batches(FLUSH_BATCH, &mut self.flow_out, |flows| {
-                for flow in flows.drain(..) {
-                    absorb_flow(
-                        &flow,
-                        &mut self.observer,
-                        &self.dns,
-                        &mut self.flow_summaries,
-                        &mut self.hits,
-                    );
-                }
+                absorb_flows(
+                    flows,
+                    &mut self.observer,
+                    &self.dns,
+                    &mut self.flow_summaries,
+                    &mut self.hits,
+                );
             });
         self.dns.flush(&mut self.dns_out);
         self.absorb(emit);
@@ -385,15 +383,13 @@ impl<O: Observer> Pipeline<O> {
     }
 
     fn absorb_some(&mut self, emit: &mut impl FnMut(Record)) {
-        for flow in self.flow_out.drain(..) {
-            absorb_flow(
-                &flow,
-                &mut self.observer,
-                &self.dns,
-                &mut self.flow_summaries,
-                &mut self.hits,
-            );
-        }
+        absorb_flows(
+            &mut self.flow_out,
+            &mut self.observer,
+            &self.dns,
+            &mut self.flow_summaries,
+            &mut self.hits,
+        );
         for tx in self.dns_out.drain(..) {
             self.observer.on_dns(&tx, &mut self.hits);
             self.dns_summaries.add(&tx);
@@ -437,18 +433,20 @@ impl<O: Observer> Pipeline<O> {
     }
 }
 
-/// A finished flow to the observer and into its summary, with the name its host resolved
-/// for the remote address.
-fn absorb_flow<O: Observer>(
-    flow: &FlowRecord,
+/// Finished flows, taken out of `flows`, to the observer and into their summaries, each
+/// with the name its host resolved for the remote address.
+fn absorb_flows<O: Observer>(
+    flows: &mut Vec<FlowRecord>,
     observer: &mut O,
     dns: &DnsTracker,
     summaries: &mut FlowSummaries,
     hits: &mut Vec<IntelHit>,
 ) {
-    observer.on_flow(flow, hits);
-    let remote = flow.remote().unwrap_or(flow.responder).addr;
-    summaries.add(flow, dns.name_for(remote, flow.end));
+    for flow in flows.drain(..) {
+        observer.on_flow(&flow, hits);
+        let remote = flow.remote().unwrap_or(flow.responder).addr;
+        summaries.add(&flow, dns.name_for(remote, flow.end));
+    }
 }
 
 /// Runs every packet of `source` through `pipeline`. Does not finish the pipeline, so several
