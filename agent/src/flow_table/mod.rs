@@ -22,6 +22,7 @@ pub mod store;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::net::IpAddr;
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
@@ -120,6 +121,12 @@ struct FlowEntry {
 pub const APP_PAYLOAD_TRIES: u8 = 2;
 
 impl FlowEntry {
+    /// Whether the flow's next packet must be shown to the intel observer: the flow was
+    /// last checked under another `epoch`, or this packet starts an interval of it.
+    fn needs_check(&self, epoch: u32) -> bool {
+        self.intel_epoch != epoch || self.interval_packets() == 0
+    }
+
     fn interval_packets(&self) -> u64 {
         self.packets[0].saturating_add(self.packets[1])
     }
@@ -227,25 +234,16 @@ impl FlowTable {
                 return true;
             }
         };
-        let src = Endpoint {
-            addr: packet.src,
-            port: src_port,
-        };
-        let dst = Endpoint {
-            addr: packet.dst,
-            port: dst_port,
-        };
-        let (key, sender) = PackedKey::new(packet.protocol, src, dst);
+        let (key, sender, hash, held) = self.locate(
+            packet.protocol,
+            (packet.src, src_port),
+            (packet.dst, dst_port),
+        );
         let flags = packet.transport.tcp_flags();
 
         // One hash lookup for a packet of a known flow, the common case.
-        let hash = self.flows.hash(&key);
-        let check = if let Some((_, entry)) = self
-            .flows
-            .find(hash, &key)
-            .and_then(|id| self.flows.get_mut(id))
-        {
-            let check = entry.intel_epoch != epoch || entry.interval_packets() == 0;
+        let check = if let Some((_, entry)) = held.and_then(|id| self.flows.get_mut(id)) {
+            let check = entry.needs_check(epoch);
             entry.intel_epoch = epoch;
             count_packet(
                 entry,
@@ -302,24 +300,15 @@ impl FlowTable {
         out: &mut Vec<FlowRecord>,
     ) -> bool {
         self.expire(ts, out);
-        let src = Endpoint {
-            addr: packet.src,
-            port: packet.src_port,
-        };
-        let dst = Endpoint {
-            addr: packet.dst,
-            port: packet.dst_port,
-        };
-        let (key, sender) = PackedKey::new(packet.protocol, src, dst);
-        let hash = self.flows.hash(&key);
-        let Some((_, entry)) = self
-            .flows
-            .find(hash, &key)
-            .and_then(|id| self.flows.get_mut(id))
-        else {
+        let (_, sender, _, held) = self.locate(
+            packet.protocol,
+            (packet.src, packet.src_port),
+            (packet.dst, packet.dst_port),
+        );
+        let Some((_, entry)) = held.and_then(|id| self.flows.get_mut(id)) else {
             return false;
         };
-        if entry.intel_epoch != epoch || entry.interval_packets() == 0 {
+        if entry.needs_check(epoch) {
             return false;
         }
         count_packet(
@@ -333,6 +322,32 @@ impl FlowTable {
         );
         self.stats.packets = self.stats.packets.saturating_add(1);
         true
+    }
+
+    /// The key of a packet from `src` to `dst` (address, port), which side of it sent the
+    /// packet, the key's hash, and the slot of its flow when the table holds one: the lookup
+    /// both paths share.
+    #[inline(always)]
+    fn locate(
+        &self,
+        protocol: u8,
+        (src, src_port): (IpAddr, u16),
+        (dst, dst_port): (IpAddr, u16),
+    ) -> (PackedKey, Side, u64, Option<u32>) {
+        let (key, sender) = PackedKey::new(
+            protocol,
+            Endpoint {
+                addr: src,
+                port: src_port,
+            },
+            Endpoint {
+                addr: dst,
+                port: dst_port,
+            },
+        );
+        let hash = self.flows.hash(&key);
+        let held = self.flows.find(hash, &key);
+        (key, sender, hash, held)
     }
 
     /// Emits into `out` every flow idle for the idle timeout, and an interim record for every
