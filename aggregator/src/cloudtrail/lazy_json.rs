@@ -306,6 +306,23 @@ mod tests {
                 "{case:.60}"
             );
         }
+        // Around the edge of the range, every way of writing a number.
+        let mut sweep = Vec::new();
+        for exp in 300..=330 {
+            for mantissa in ["1", "9.99", "0.5", "17.976931348623157", "-1.8"] {
+                sweep.push(format!("{mantissa}e{exp}"));
+                sweep.push(format!("{mantissa}E+{exp}"));
+                sweep.push(format!("{mantissa}e-{exp}"));
+            }
+        }
+        for digits in 300..=320 {
+            sweep.push(long(digits));
+            sweep.push(format!("{}.5", "9".repeat(digits)));
+        }
+        for case in sweep {
+            let parser_refuses = serde_json::from_str::<Value>(&case).is_err();
+            assert_eq!(member_fault(&case).is_some(), parser_refuses, "{case:.60}");
+        }
         assert_eq!(
             member_fault(r#"{"x": 1e400}"#),
             Some(MemberFault::NumberOutOfRange)
