@@ -49,8 +49,8 @@ impl LazyJson {
         };
         self.parsed.get_or_init(|| {
             serde_json::from_str(text).unwrap_or_else(|e| {
-                // The reader only keeps text it has parsed as JSON within the depth limit, so
-                // this is a number out of f64's range or a value built by hand.
+                // The reader keeps only text that passed `member_fault`, so this is text
+                // given to `from_text` by hand.
                 tracing::warn!(error = %e, "CloudTrail member unreadable as JSON; treated as null");
                 Value::Null
             })
@@ -132,41 +132,78 @@ impl fmt::Debug for LazyJson {
     }
 }
 
-/// How deeply `text` (one JSON value) nests arrays and objects. Strings are skipped, escapes
-/// included, so brackets inside them do not count.
-pub fn nesting_depth(text: &str) -> usize {
-    let mut depth = 0usize;
-    let mut deepest = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in text.as_bytes() {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                deepest = deepest.max(depth);
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    deepest
+/// What would make a member's text unreadable when a detector first looks inside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberFault {
+    /// Arrays and objects nest deeper than [`MAX_DEPTH`].
+    TooDeep,
+    /// A number beyond f64's range, which serde_json's value parser refuses.
+    NumberOutOfRange,
 }
 
-/// Whether `text` nests deeper than [`MAX_DEPTH`]; only long texts can, so short ones are not
-/// scanned.
-pub fn too_deep(text: &str) -> bool {
-    text.len() > 2 * MAX_DEPTH && nesting_depth(text) > MAX_DEPTH
+/// Checks `text` (one JSON value, already checked as JSON syntax) for what serde_json's value
+/// parser would refuse in it, so the event is refused while its file and position are known
+/// rather than when a detector reads the member. One pass: strings are skipped with `memchr`,
+/// and only numbers long enough or with an exponent are parsed.
+pub fn member_fault(text: &str) -> Option<MemberFault> {
+    let bytes = text.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'"' => {
+                i = string_end(bytes, i + 1);
+                continue;
+            }
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Some(MemberFault::TooDeep);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while bytes
+                    .get(i)
+                    .is_some_and(|c| matches!(c, b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-'))
+                {
+                    i += 1;
+                }
+                if !number_fits(text.get(start..i).unwrap_or_default()) {
+                    return Some(MemberFault::NumberOutOfRange);
+                }
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Where the string whose contents start at `from` ends (just past its closing quote).
+fn string_end(bytes: &[u8], mut from: usize) -> usize {
+    loop {
+        let Some(rest) = bytes.get(from..) else {
+            return bytes.len();
+        };
+        match memchr::memchr2(b'"', b'\\', rest) {
+            None => return bytes.len(),
+            // An escape: skip the escaped byte (`\u` escapes are plain bytes after it).
+            Some(k) if rest.get(k) == Some(&b'\\') => from += k + 2,
+            Some(k) => return from + k + 1,
+        }
+    }
+}
+
+/// Whether the JSON number `token` is within f64's range. Only an exponent or more digits
+/// than f64's largest value has can leave it, so short plain numbers are not parsed.
+fn number_fits(token: &str) -> bool {
+    if token.len() <= 300 && !token.bytes().any(|c| c | 0x20 == b'e') {
+        return true;
+    }
+    token.parse::<f64>().map_or(true, f64::is_finite)
 }
 
 #[cfg(test)]
@@ -220,16 +257,75 @@ mod tests {
 
     #[test]
     fn depth_counts_containers_but_not_brackets_in_strings() {
-        assert_eq!(nesting_depth(r#"{"a": [1, {"b": "[[[{{"}]}"#), 3);
-        assert_eq!(nesting_depth(r#"{"a": "\"[[", "b": []}"#), 2);
-        assert_eq!(nesting_depth("1"), 0);
-        let deep = format!("{}{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
-        assert!(too_deep(&deep));
-        let ok = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
-        assert!(!too_deep(&ok));
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert_eq!(
+            member_fault(&deep(MAX_DEPTH + 1)),
+            Some(MemberFault::TooDeep)
+        );
+        assert_eq!(member_fault(&deep(MAX_DEPTH)), None);
         assert!(
-            serde_json::from_str::<Value>(&ok).is_ok(),
+            serde_json::from_str::<Value>(&deep(MAX_DEPTH)).is_ok(),
             "a kept member parses"
+        );
+        // Brackets in strings, escaped quotes included, are not nesting.
+        let in_strings = format!(
+            r#"{{"a": "{}\"{}", "b": []}}"#,
+            "[".repeat(200),
+            "{".repeat(200)
+        );
+        assert_eq!(member_fault(&in_strings), None);
+        let after_escape = format!(r#"{{"a": "\\", "b": {}}}"#, deep(MAX_DEPTH));
+        assert_eq!(member_fault(&after_escape), Some(MemberFault::TooDeep));
+    }
+
+    #[test]
+    fn numbers_are_refused_exactly_where_the_value_parser_refuses_them() {
+        let long = |digits: usize| format!("1{}", "0".repeat(digits - 1));
+        let cases = [
+            "1e400".to_owned(),
+            "-1E+309".to_owned(),
+            "1e308".to_owned(),
+            "1.7976931348623157e308".to_owned(),
+            "1.7976931348623159e308".to_owned(),
+            "1e-400".to_owned(),
+            "0.000001e-320".to_owned(),
+            "123456789012345678901234567890".to_owned(),
+            long(309),
+            long(310),
+            format!("-{}", long(400)),
+            format!("0.{}", "1".repeat(400)),
+            r#""1e400""#.to_owned(),
+            r#"{"true": true, "e": [1e400]}"#.to_owned(),
+            r#"{"x": "\"", "y": 2e999}"#.to_owned(),
+        ];
+        for case in cases {
+            let parser_refuses = serde_json::from_str::<Value>(&case).is_err();
+            assert_eq!(
+                member_fault(&case) == Some(MemberFault::NumberOutOfRange),
+                parser_refuses,
+                "{case:.60}"
+            );
+        }
+        // Around the edge of the range, every way of writing a number.
+        let mut sweep = Vec::new();
+        for exp in 300..=330 {
+            for mantissa in ["1", "9.99", "0.5", "17.976931348623157", "-1.8"] {
+                sweep.push(format!("{mantissa}e{exp}"));
+                sweep.push(format!("{mantissa}E+{exp}"));
+                sweep.push(format!("{mantissa}e-{exp}"));
+            }
+        }
+        for digits in 300..=320 {
+            sweep.push(long(digits));
+            sweep.push(format!("{}.5", "9".repeat(digits)));
+        }
+        for case in sweep {
+            let parser_refuses = serde_json::from_str::<Value>(&case).is_err();
+            assert_eq!(member_fault(&case).is_some(), parser_refuses, "{case:.60}");
+        }
+        assert_eq!(
+            member_fault(r#"{"x": 1e400}"#),
+            Some(MemberFault::NumberOutOfRange)
         );
     }
 }

@@ -8,7 +8,7 @@ use serde_json::value::RawValue;
 
 use super::address::caller_address;
 use super::event::{ApiEvent, ApiResource, CallerAddress, EventOrigin, Principal, SessionIssuer};
-use super::lazy_json::{LazyJson, MAX_DEPTH, too_deep};
+use super::lazy_json::{LazyJson, MAX_DEPTH, MemberFault, member_fault};
 use super::raw::{JStr, RawRecord};
 use super::timestamp::parse_time_ms;
 
@@ -28,19 +28,25 @@ pub enum NormalizeError {
     /// Occurs when a member kept as text nests deeper than parsing it could follow.
     #[error("bad event: recursion limit exceeded: {0} nests deeper than {MAX_DEPTH} levels")]
     TooDeep(&'static str),
+    /// Occurs when a member kept as text holds a number beyond f64's range.
+    #[error("bad event: number out of range in {0}")]
+    NumberOutOfRange(&'static str),
 }
 
 fn owned(s: Option<JStr<'_>>) -> String {
     s.map(|s| s.0.into_owned()).unwrap_or_default()
 }
 
-/// A member kept as text, refused when it nests too deeply to parse later (as the whole
-/// record was refused when it was parsed at once).
+/// A member kept as text, refused when parsing it later would fail (as the whole record was
+/// refused when it was parsed at once), so the refusal is reported with the record's place.
 fn lazy(raw: Option<&RawValue>, name: &'static str) -> Result<LazyJson, NormalizeError> {
-    match raw {
-        None => Ok(LazyJson::null()),
-        Some(r) if too_deep(r.get()) => Err(NormalizeError::TooDeep(name)),
-        Some(r) => Ok(LazyJson::from_text(r.get())),
+    let Some(r) = raw else {
+        return Ok(LazyJson::null());
+    };
+    match member_fault(r.get()) {
+        None => Ok(LazyJson::from_text(r.get())),
+        Some(MemberFault::TooDeep) => Err(NormalizeError::TooDeep(name)),
+        Some(MemberFault::NumberOutOfRange) => Err(NormalizeError::NumberOutOfRange(name)),
     }
 }
 
@@ -218,6 +224,23 @@ mod tests {
         let whole = serde_json::from_str::<serde_json::Value>(&nested(MAX_DEPTH + 1));
         assert!(whole.is_err(), "parsed whole, the same record was refused");
         assert!(serde_json::from_str::<serde_json::Value>(&nested(MAX_DEPTH)).is_ok());
+    }
+
+    #[test]
+    fn a_number_out_of_range_is_refused_when_read_and_says_where() {
+        let json = r#"{"eventTime":"2024-01-01T00:00:01Z","eventSource":"ec2.amazonaws.com","eventName":"RunInstances","responseElements":{"n":[1,-2e400]}}"#;
+        let err = parse_event(json, origin()).unwrap_err();
+        assert_eq!(err, "bad event: number out of range in responseElements");
+        assert!(
+            serde_json::from_str::<serde_json::Value>(json).is_err(),
+            "parsed whole, the same record was refused"
+        );
+        let fits = json.replace("-2e400", "-2e300");
+        let e = parse_event(&fits, origin()).expect("in range");
+        assert_eq!(
+            e.response_elements.get("n").map(|n| n[1].as_f64()),
+            Some(Some(-2e300))
+        );
     }
 
     #[test]

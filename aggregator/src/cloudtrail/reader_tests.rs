@@ -69,23 +69,39 @@ fn a_bad_event_among_good_ones_is_reported_with_its_index_and_the_rest_count() {
     let bad =
         r#"{"eventTime":"2024-05-01T10:00:00Z","eventSource":"iam.amazonaws.com"}"#.to_owned();
     let wrong = r#"{"eventTime":"2024-05-01T10:00:00Z","eventSource":"iam.amazonaws.com","eventName":"X","resources":"oops"}"#.to_owned();
+    // Valid JSON syntax that no detector could read: refused here, where its place is known.
+    let huge = r#"{"eventTime":"2024-05-01T10:00:00Z","eventSource":"iam.amazonaws.com","eventName":"Y","requestParameters":{"n":1e400}}"#.to_owned();
     std::fs::write(
         &path,
-        records(&[ev("A", 1), bad, ev("B", 2), wrong, ev("C", 3)]),
+        records(&[
+            ev("A", 1),
+            bad,
+            ev("B", 2),
+            wrong,
+            ev("C", 3),
+            huge,
+            ev("D", 4),
+        ]),
     )
     .expect("write");
     let (s, events, problems) = read(&path);
-    assert_eq!(s.events, 3);
+    assert_eq!(s.events, 4);
     assert_eq!(
         events
             .iter()
             .map(|e| e.event_name.as_str())
             .collect::<Vec<_>>(),
-        ["A", "B", "C"]
+        ["A", "B", "C", "D"]
     );
-    assert_eq!(problems.len(), 2);
+    assert_eq!(problems.len(), 3);
     assert_eq!(problems[0].position, Position::Record(1));
     assert_eq!(problems[1].position, Position::Record(3));
+    assert_eq!(problems[2].position, Position::Record(5));
+    let huge = problems[2].to_string();
+    assert!(
+        huge.contains("f.json:Records[5]: ") && huge.contains("number out of range"),
+        "{huge}"
+    );
     let text = problems[0].to_string();
     assert!(
         text.contains("f.json:Records[1]: ") && text.contains("eventName"),
