@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use picket_proto::AgentId;
+use picket_telemetry::config_file::{self, ConfigFileError};
 use serde::Deserialize;
 
 /// Default state folder.
@@ -16,26 +17,10 @@ pub const DEFAULT_DATA_DIR: &str = "/var/lib/picket-agent";
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
-    /// Occurs when the file cannot be read.
-    #[error("{path}: {source}")]
-    Read {
-        /// The config file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// Occurs when the TOML is malformed or has an unknown or mistyped key.
-    #[error("{path}:{line}:{column}: {message}")]
-    Parse {
-        /// The config file.
-        path: PathBuf,
-        /// 1-based line.
-        line: usize,
-        /// 1-based column.
-        column: usize,
-        /// What TOML/serde said, on one line.
-        message: String,
-    },
+    /// Occurs when the file cannot be read, or its TOML is malformed or has an unknown or
+    /// mistyped key.
+    #[error(transparent)]
+    File(#[from] ConfigFileError),
     /// Occurs when a required setting is given neither in the file nor as a flag.
     #[error("{key} is not set (give {flag} or set it in the config file)")]
     Missing {
@@ -260,32 +245,20 @@ impl ConfigFile {
     /// Reads and parses a config file, resolving relative paths against its folder.
     ///
     /// # Errors
-    /// [`ConfigError::Read`] or [`ConfigError::Parse`] naming the file, line and key.
+    /// [`ConfigError::File`] naming the file, line and key.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let mut file: ConfigFile = toml::from_str(&text).map_err(|e| {
-            let offset = e.span().map_or(0, |s| s.start);
-            let before = text.get(..offset).unwrap_or(&text);
-            ConfigError::Parse {
-                path: path.to_owned(),
-                line: before.matches('\n').count() + 1,
-                column: before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1,
-                message: e.message().replace('\n', " "),
-            }
-        })?;
+        let mut file: ConfigFile = config_file::load(path)?;
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [
             &mut file.agent.data_dir,
             &mut file.tls.ca,
             &mut file.tls.cert,
             &mut file.tls.key,
-        ] {
-            if let Some(p) = p.as_mut().filter(|p| p.is_relative()) {
-                *p = base.join(&*p);
-            }
+        ]
+        .into_iter()
+        .flatten()
+        {
+            config_file::rebase(p, base);
         }
         Ok(file)
     }

@@ -8,32 +8,20 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Parser;
 use picket_agent::config::{ConfigFile, Overrides, Settings};
-use tracing_subscriber::EnvFilter;
 
 use crate::cli::{
-    Cli, Command, EnrollArgs, LogFormat, ReplayArgs, RunArgs, StatusArgs, StatusFormat, UploadArgs,
+    Cli, Command, EnrollArgs, ReplayArgs, RunArgs, StatusArgs, StatusFormat, UploadArgs,
 };
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    picket_telemetry::logging::init(cli.log_format);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("picket-agent: {e:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
     }
 }
 

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::{Path, PathBuf};
 
+use picket_telemetry::config_file::{self, ConfigFileError};
 use serde::Deserialize;
 
 use crate::detectors::DetectorsConfig;
@@ -22,26 +23,10 @@ pub const DEFAULT_DATA_DIR: &str = "/var/lib/picket-aggregator";
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
-    /// Occurs when the file cannot be read.
-    #[error("{path}: {source}")]
-    Read {
-        /// The config file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// Occurs when the TOML is malformed or has an unknown or mistyped key.
-    #[error("{path}:{line}:{column}: {message}")]
-    Parse {
-        /// The config file.
-        path: PathBuf,
-        /// 1-based line of the problem.
-        line: usize,
-        /// 1-based column of the problem.
-        column: usize,
-        /// What TOML/serde said, on one line.
-        message: String,
-    },
+    /// Occurs when the file cannot be read, or its TOML is malformed or has an unknown or
+    /// mistyped key.
+    #[error(transparent)]
+    File(#[from] ConfigFileError),
     /// Occurs when a required setting is given neither in the file nor as a flag.
     #[error("{key} is not set (give {flag} or set it in the config file)")]
     Missing {
@@ -541,25 +526,13 @@ impl ConfigFile {
     /// Reads and parses a config file, resolving relative paths against its folder.
     ///
     /// # Errors
-    /// [`ConfigError::Read`] or [`ConfigError::Parse`] naming the file, line and key.
+    /// [`ConfigError::File`] naming the file, line and key.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let mut file: ConfigFile = toml::from_str(&text).map_err(|e| {
-            let (line, column) = line_col(&text, e.span().map_or(0, |s| s.start));
-            ConfigError::Parse {
-                path: path.to_owned(),
-                line,
-                column,
-                message: e.message().replace('\n', " "),
-            }
-        })?;
+        let mut file: ConfigFile = config_file::load(path)?;
         let base = path.parent().unwrap_or(Path::new("."));
         let fix = |p: &mut Option<PathBuf>| {
-            if let Some(p) = p.as_mut().filter(|p| p.is_relative()) {
-                *p = base.join(&*p);
+            if let Some(p) = p {
+                config_file::rebase(p, base);
             }
         };
         fix(&mut file.server.data_dir);
@@ -572,27 +545,15 @@ impl ConfigFile {
             export.rebase(base);
         }
         for p in &mut file.cloudtrail.paths {
-            if p.is_relative() && !p.as_os_str().is_empty() {
-                *p = base.join(&*p);
-            }
+            config_file::rebase(p, base);
         }
         for source in &mut file.intel.sources {
-            if source.path.is_relative() && !source.path.as_os_str().is_empty() {
-                source.path = base.join(&source.path);
-            }
+            config_file::rebase(&mut source.path, base);
         }
         fix(&mut file.detectors.instance_credentials.aws_ip_ranges);
         file.detectors.accounts = file.accounts.clone();
         Ok(file)
     }
-}
-
-/// 1-based line and column of a byte offset.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = text.get(..offset).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, column)
 }
 
 /// Flags that override the file.

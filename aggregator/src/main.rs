@@ -10,13 +10,12 @@ use clap::Parser;
 use picket_aggregator::certs::{self, LeafKind};
 use picket_aggregator::config::{ConfigFile, Overrides, Settings};
 use picket_proto::AgentId;
-use tracing_subscriber::EnvFilter;
 
 use crate::cli::{
     AgentsCommand, AgentsListArgs, AgentsRevokeArgs, AgentsRevokedArgs, AnalyzeArgs, CertsCommand,
     Cli, Command, EnrollTokenCommand, EnrollTokenCreateArgs, FindingsCommand, FindingsFilterArgs,
     FindingsIdsArgs, FindingsListArgs, FindingsStatsArgs, IntelCommand, IntelListArgs,
-    IntelReloadArgs, IssueArgs, LogFormat, OutputFormat, RemoteArgs, ServeArgs,
+    IntelReloadArgs, IssueArgs, OutputFormat, RemoteArgs, ServeArgs,
 };
 
 /// mimalloc instead of glibc's allocator: CloudTrail normalising and the detectors make many
@@ -26,7 +25,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    picket_telemetry::logging::init(cli.log_format);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -34,17 +33,6 @@ fn main() -> ExitCode {
             eprintln!("picket-aggregator: {e:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
     }
 }
 

@@ -181,9 +181,7 @@ impl ExportConfig {
     /// Resolves a relative `path`/`ca` against the config file's folder.
     pub fn rebase(&mut self, base: &std::path::Path) {
         for p in [&mut self.path, &mut self.ca].into_iter().flatten() {
-            if p.is_relative() && !p.as_os_str().is_empty() {
-                *p = base.join(&*p);
-            }
+            picket_telemetry::config_file::rebase(p, base);
         }
     }
 }
