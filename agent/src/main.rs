@@ -19,7 +19,10 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("picket-agent: {e:#}");
+            eprintln!(
+                "picket-agent: {}",
+                picket_telemetry::logging::error_line(e.as_ref())
+            );
             ExitCode::FAILURE
         }
     }
