@@ -19,7 +19,10 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("picket-agent: {e:#}");
+            eprintln!(
+                "picket-agent: {}",
+                picket_telemetry::logging::error_line(e.as_ref())
+            );
             ExitCode::FAILURE
         }
     }
@@ -355,6 +358,14 @@ fn status(args: StatusArgs) -> Result<()> {
         (written.map_err(anyhow::Error::msg)?, true)
     } else {
         // No live agent: read the outbox itself (sled refuses if a wedged agent holds it).
+        // Opening would create an empty state where none is, and report it as a healthy
+        // idle agent: a mistyped --data-dir must say so instead.
+        if !picket_agent::run::state_path(&data_dir).exists() {
+            anyhow::bail!(
+                "{}: no agent state here (no agent has run with this data folder; give --data-dir or --config)",
+                data_dir.display()
+            );
+        }
         let db = picket_agent::run::open_state(&data_dir)
             .context("no fresh status.json and the state cannot be opened")?;
         let outbox = picket_agent::outbox::Outbox::open(

@@ -19,7 +19,7 @@ use crate::pipeline::{Pipeline, PipelineConfig, PipelineTotals, drive};
 
 /// What went wrong with one input file.
 #[derive(Debug, thiserror::Error)]
-#[error("{path}: {source}")]
+#[error("{}{source}", path_prefix(.path, .source))]
 pub struct ReplayFileError {
     /// The file.
     pub path: PathBuf,
@@ -28,6 +28,14 @@ pub struct ReplayFileError {
     pub source: PcapFileError,
     /// Packets read from the file before the error.
     pub packets_before: u64,
+}
+
+/// `path: `, unless the error names the path itself (a file that could not be opened).
+fn path_prefix(path: &Path, error: &PcapFileError) -> String {
+    match error {
+        PcapFileError::Open { .. } => String::new(),
+        _ => format!("{}: ", path.display()),
+    }
 }
 
 /// One replay's outcome: counters and the problems met.

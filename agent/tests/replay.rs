@@ -292,6 +292,7 @@ fn replay_cli_reports_damage_with_its_offset_and_keeps_earlier_records() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     assert!(stderr.contains("byte offset"), "{stderr}");
+    assert!(stderr.contains("cut.pcap: "), "the file is named: {stderr}");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stats: serde_json::Value =
         serde_json::from_str(stdout.lines().last().expect("stats line")).expect("json");
@@ -319,4 +320,17 @@ fn replay_cli_fails_when_a_file_gives_no_packets_but_still_writes_the_others() {
     assert!(stderr.contains("notes.txt"), "{stderr}");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("\"app_protocol\":\"ssh\""), "{stdout}");
+
+    // A file that is not there is named once, with why.
+    let absent = dir.path().join("absent.pcap");
+    let output = agent()
+        .args(["replay", "--pcap"])
+        .arg(&absent)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let first = stderr.lines().next().unwrap_or_default();
+    assert_eq!(first.matches("absent.pcap").count(), 1, "{stderr}");
+    assert!(first.contains("os error 2"), "{stderr}");
 }

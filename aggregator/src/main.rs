@@ -30,7 +30,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line: the whole cause chain, outermost first.
-            eprintln!("picket-aggregator: {e:#}");
+            eprintln!(
+                "picket-aggregator: {}",
+                picket_telemetry::logging::error_line(e.as_ref())
+            );
             ExitCode::FAILURE
         }
     }

@@ -336,6 +336,32 @@ fn bad_config_gives_a_one_line_error_naming_the_key_or_file() -> Result<()> {
     assert!(!ok);
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     assert!(err.contains("tls.key") && err.contains("nope.pem"), "{err}");
+
+    // A config file that is not there: named once, its cause once.
+    let absent = dir.path().join("absent.toml");
+    for bin in ["picket-agent", "picket-aggregator"] {
+        let command = if bin == "picket-agent" {
+            "run"
+        } else {
+            "serve"
+        };
+        let (ok, err) = run(bin, &[command, "--config", &p(&absent)])?;
+        assert!(!ok);
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(err.contains("absent.toml"), "{err}");
+        assert_eq!(err.matches("os error 2").count(), 1, "{err}");
+    }
+
+    // `status` on a folder no agent has used says so, and leaves no state behind.
+    let never = dir.path().join("never");
+    let (ok, err) = run("picket-agent", &["status", "--data-dir", &p(&never)])?;
+    assert!(!ok);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("never") && err.contains("no agent state"),
+        "{err}"
+    );
+    assert!(!never.exists(), "status created {}", never.display());
     Ok(())
 }
 
