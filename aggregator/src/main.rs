@@ -28,6 +28,8 @@ fn main() -> ExitCode {
     picket_telemetry::logging::init(cli.log_format);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // `... | head`: the reader stopped reading, which is its choice, not a failure.
+        Err(e) if e.chain().any(|c| c.is::<StdoutClosed>()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line: the whole cause chain, outermost first.
             eprintln!(
@@ -84,6 +86,7 @@ fn run(cli: Cli) -> Result<()> {
 
 /// `findings export`: the exporters' formats over the whole store, offline.
 fn findings_export(args: cli::FindingsExportArgs) -> Result<()> {
+    use picket_aggregator::exports::ExportError;
     use picket_aggregator::exports::config::{ExportConfig, resolve};
     use picket_aggregator::exports::offline::{OfflineFilter, export_all};
     // The same checks as an [[exports]] table, so flags and config agree on what is valid.
@@ -124,7 +127,10 @@ fn findings_export(args: cli::FindingsExportArgs) -> Result<()> {
     let report = if args.out.as_os_str() == "-" {
         let stdout = std::io::stdout();
         let mut lock = std::io::BufWriter::new(stdout.lock());
-        export_all(&store, &spec.format, &filter, &mut lock, &args.out)?
+        export_all(&store, &spec.format, &filter, &mut lock, &args.out).map_err(|e| match e {
+            ExportError::Io { source, .. } => stdout_error(source),
+            other => other.into(),
+        })?
     } else {
         let file = std::fs::File::create(&args.out)
             .with_context(|| format!("creating {}", args.out.display()))?;
@@ -149,15 +155,13 @@ fn intel(command: IntelCommand) -> Result<()> {
         IntelCommand::Check(args) => {
             let settings = intel_settings(&args.lists)?;
             let snapshot = sources::load_snapshot(&settings, 0)?;
-            print!("{}", report::check(&snapshot, &args.values));
-            Ok(())
+            print_out(&report::check(&snapshot, &args.values))
         }
         IntelCommand::Stats(args) => {
             let settings = intel_settings(&args)?;
             let lists = sources::load_lists(&settings)?;
             let snapshot = sources::compile(lists.clone(), 0)?;
-            print!("{}", report::stats(&snapshot, &lists));
-            Ok(())
+            print_out(&report::stats(&snapshot, &lists))
         }
         IntelCommand::Reload(args) => intel_reload(args),
     }
@@ -223,10 +227,9 @@ fn agents_list(args: AgentsListArgs) -> Result<()> {
         anyhow::Ok(response.into_inner().agents)
     })?;
     match args.format {
-        OutputFormat::Table => print!("{}", picket_aggregator::admin::agents_table(&agents)),
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&agents)?),
+        OutputFormat::Table => print_out(&picket_aggregator::admin::agents_table(&agents)),
+        OutputFormat::Json => print_out(&(serde_json::to_string_pretty(&agents)? + "\n")),
     }
-    Ok(())
 }
 
 type FindingsClient = picket_proto::v1::findings_client::FindingsClient<tonic::transport::Channel>;
@@ -291,21 +294,17 @@ fn findings_list(args: FindingsListArgs) -> Result<()> {
     let next = Some(page.next_token).filter(|t| !t.is_empty());
     match args.format {
         OutputFormat::Table => {
-            print!(
-                "{}",
-                picket_aggregator::api::table::findings_table(&findings)
-            );
+            print_out(&picket_aggregator::api::table::findings_table(&findings))?;
             if let Some(t) = &next {
                 eprintln!("more findings: --next-token {t}");
             }
         }
-        OutputFormat::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
+        OutputFormat::Json => print_out(
+            &(serde_json::to_string_pretty(&serde_json::json!({
                 "findings": findings,
                 "nextToken": next,
-            }))?
-        ),
+            }))? + "\n"),
+        )?,
     }
     for id in &page.corrupt_ids {
         eprintln!("picket-aggregator: stored finding {id} is corrupt and was skipped");
@@ -324,16 +323,11 @@ fn findings_get(args: FindingsIdsArgs) -> Result<()> {
     })?;
     let findings = parse_findings(&found.findings_json)?;
     match args.format {
-        OutputFormat::Table => print!(
-            "{}",
-            picket_aggregator::api::table::findings_table(&findings)
-        ),
-        OutputFormat::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "findings": findings }))?
+        OutputFormat::Table => print_out(&picket_aggregator::api::table::findings_table(&findings)),
+        OutputFormat::Json => print_out(
+            &(serde_json::to_string_pretty(&serde_json::json!({ "findings": findings }))? + "\n"),
         ),
     }
-    Ok(())
 }
 
 fn findings_archive(args: FindingsIdsArgs, archived: bool) -> Result<()> {
@@ -376,13 +370,9 @@ fn findings_stats(args: FindingsStatsArgs) -> Result<()> {
         truncated: r.truncated,
     };
     match args.format {
-        OutputFormat::Table => print!(
-            "{}",
-            picket_aggregator::api::table::statistics_table(&stats)
-        ),
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&stats)?),
+        OutputFormat::Table => print_out(&picket_aggregator::api::table::statistics_table(&stats)),
+        OutputFormat::Json => print_out(&(serde_json::to_string_pretty(&stats)? + "\n")),
     }
-    Ok(())
 }
 
 fn enroll_token_create(args: EnrollTokenCreateArgs) -> Result<()> {
@@ -464,16 +454,41 @@ fn agents_revoked(args: AgentsRevokedArgs) -> Result<()> {
     Ok(())
 }
 
+/// Standard output was closed by whatever read it (`picket-aggregator analyze ... | head`).
+#[derive(Debug, thiserror::Error)]
+#[error("standard output was closed")]
+struct StdoutClosed;
+
+/// A failed write to standard output: [`StdoutClosed`] when the pipe was closed, else the
+/// error with where it happened.
+fn stdout_error(e: std::io::Error) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        StdoutClosed.into()
+    } else {
+        anyhow::Error::new(e).context("writing to standard output")
+    }
+}
+
+/// Writes `text` to standard output, which `print!` would panic on once the reader is gone.
+fn print_out(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(stdout_error)
+}
+
 fn print_json_lines<T: serde::Serialize>(items: &[T]) -> Result<()> {
     use std::io::Write;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     for item in items {
-        serde_json::to_writer(&mut out, item).context("writing JSON")?;
-        out.write_all(b"\n").context("writing to standard output")?;
+        serde_json::to_writer(&mut out, item)
+            .map_err(std::io::Error::from)
+            .and_then(|()| out.write_all(b"\n"))
+            .map_err(stdout_error)?;
     }
-    out.flush().context("writing to standard output")?;
-    Ok(())
+    out.flush().map_err(stdout_error)
 }
 
 fn analyze(args: AnalyzeArgs) -> Result<()> {
