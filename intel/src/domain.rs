@@ -37,6 +37,10 @@ pub enum DomainError {
     /// Occurs when the text is an IP address, which is not a name.
     #[error("an IP address is not a domain name")]
     IsAddress,
+    /// Occurs when the last label is all digits (`999.1.1.1`): no top-level domain is
+    /// (RFC 3696 section 2), so such a line is a mistyped address, not a name.
+    #[error("the last label is all digits, which no top-level domain is")]
+    NumericTld,
 }
 
 fn plain_ascii_byte(b: u8) -> bool {
@@ -68,6 +72,15 @@ pub fn normalize(raw: &str) -> Result<String, DomainError> {
         Cow::Owned(idna::domain_to_ascii(s).map_err(|_| DomainError::Idna)?)
     };
     check_normalized(&name)?;
+    // Here rather than in `check_normalized`, which also vets decoded snapshots: one built
+    // before this rule may hold such a name and must still load.
+    if name
+        .rsplit('.')
+        .next()
+        .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(DomainError::NumericTld);
+    }
     Ok(name.into_owned())
 }
 
@@ -262,6 +275,17 @@ mod tests {
         );
         assert_eq!(normalize("a..com"), Err(DomainError::BadLabel));
         assert_eq!(normalize("1.2.3.4"), Err(DomainError::IsAddress));
+        assert_eq!(normalize("999.1.1.1"), Err(DomainError::NumericTld));
+        assert_eq!(normalize("example.123"), Err(DomainError::NumericTld));
+        assert_eq!(
+            normalize("1.2.3.4.in-addr.arpa").as_deref(),
+            Ok("1.2.3.4.in-addr.arpa")
+        );
+        assert_eq!(normalize("3com.com").as_deref(), Ok("3com.com"));
+        assert!(
+            check_normalized("999.1.1.1").is_ok(),
+            "old snapshots still load"
+        );
         assert_eq!(normalize(""), Err(DomainError::Empty));
     }
 

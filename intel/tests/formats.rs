@@ -66,6 +66,19 @@ fn plain_lists_load_ips_cidrs_domains_hosts_lines_and_first_csv_fields() {
 }
 
 #[test]
+fn a_mistyped_address_is_rejected_not_loaded_as_a_domain() {
+    let opts = ListOptions::new("typos.txt", ListKind::Threat).format(ListFormat::Plain);
+    let text = b"45.95.19.50\n999.1.1.1\n45.95.19\nexample.com\n";
+    let list = parse_list("typos.txt", text, &opts).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(values(&list), ["45.95.19.50", "example.com"]);
+    assert_eq!(rejected_lines(&list), [2, 3]);
+    assert_eq!(
+        list.rejected[0].to_string(),
+        "typos.txt:2: `999.1.1.1` is not an IP address, CIDR or domain name"
+    );
+}
+
+#[test]
 fn hosts_file_lines_load_their_names_and_skip_the_header() {
     let list = parse(
         "hosts_blocklistproject_crypto_excerpt.txt",

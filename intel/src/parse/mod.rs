@@ -311,7 +311,11 @@ impl<'a> Collector<'a> {
         }
         match domain::normalize(text) {
             Ok(name) => self.push(line, IndicatorValue::Domain(name), meta),
-            Err(domain::DomainError::BadChar(_) | domain::DomainError::SingleLabel) => {
+            Err(
+                domain::DomainError::BadChar(_)
+                | domain::DomainError::SingleLabel
+                | domain::DomainError::NumericTld,
+            ) => {
                 self.reject(line, LineProblem::NotAnIndicator { value: cut(text) });
             }
             Err(why) => self.reject(
