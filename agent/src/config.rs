@@ -254,11 +254,8 @@ impl ConfigFile {
             &mut file.tls.ca,
             &mut file.tls.cert,
             &mut file.tls.key,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            config_file::rebase(p, base);
+        ] {
+            config_file::rebase_optional(p, base);
         }
         Ok(file)
     }

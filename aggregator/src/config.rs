@@ -530,11 +530,7 @@ impl ConfigFile {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let mut file: ConfigFile = config_file::load(path)?;
         let base = path.parent().unwrap_or(Path::new("."));
-        let fix = |p: &mut Option<PathBuf>| {
-            if let Some(p) = p {
-                config_file::rebase(p, base);
-            }
-        };
+        let fix = |p: &mut Option<PathBuf>| config_file::rebase_optional(p, base);
         fix(&mut file.server.data_dir);
         fix(&mut file.tls.ca);
         fix(&mut file.tls.cert);

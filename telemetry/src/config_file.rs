@@ -58,6 +58,17 @@ pub fn rebase(path: &mut PathBuf, base: &Path) {
     }
 }
 
+/// As [`rebase`] for a setting that may be absent; an empty path (`data_dir = ""`) counts as
+/// absent, so the setting's default applies rather than the working directory.
+pub fn rebase_optional(path: &mut Option<PathBuf>, base: &Path) {
+    if path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+        *path = None;
+    }
+    if let Some(p) = path {
+        rebase(p, base);
+    }
+}
+
 /// 1-based line and column (in characters) of a byte offset.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = text.get(..offset).unwrap_or(text);
@@ -127,5 +138,11 @@ mod tests {
         let mut empty = PathBuf::new();
         rebase(&mut empty, base);
         assert_eq!(empty, PathBuf::new());
+        let mut unset = Some(PathBuf::new());
+        rebase_optional(&mut unset, base);
+        assert_eq!(unset, None);
+        let mut set = Some(PathBuf::from("state"));
+        rebase_optional(&mut set, base);
+        assert_eq!(set.as_deref(), Some(Path::new("/etc/picket/state")));
     }
 }
