@@ -445,13 +445,16 @@ fn agents_revoked(args: AgentsRevokedArgs) -> Result<()> {
             .map_err(|s| anyhow::anyhow!("aggregator said {:?}: {}", s.code(), s.message()))?;
         anyhow::Ok(response.into_inner().agents)
     })?;
-    for a in agents {
-        println!(
-            "{}\trevoked_at_ms={}\tby={}\treason={}",
-            a.spiffe_id, a.revoked_at_ms, a.revoked_by, a.reason
-        );
-    }
-    Ok(())
+    let lines: String = agents
+        .iter()
+        .map(|a| {
+            format!(
+                "{}\trevoked_at_ms={}\tby={}\treason={}\n",
+                a.spiffe_id, a.revoked_at_ms, a.revoked_by, a.reason
+            )
+        })
+        .collect();
+    print_out(&lines)
 }
 
 /// Standard output was closed by whatever read it (`picket-aggregator analyze ... | head`).

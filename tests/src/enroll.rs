@@ -241,6 +241,29 @@ pub fn revoke(pki: &Pki, addr: &str, spiffe: &str) -> Result<Output> {
     )
 }
 
+/// Runs `picket-aggregator agents revoked` against the aggregator at `addr` as an admin.
+///
+/// # Errors
+/// When the admin certificate cannot be issued or the binary cannot be run.
+pub fn list_revoked(pki: &Pki, addr: &str) -> Result<Output> {
+    let admin = pki.issue("admin-list", LeafKind::Admin("ops".into()))?;
+    run_cmd(
+        "picket-aggregator",
+        &[
+            "agents",
+            "revoked",
+            "--aggregator",
+            &format!("https://{addr}"),
+            "--ca",
+            path_str(&pki.ca())?,
+            "--cert",
+            path_str(&admin.cert)?,
+            "--key",
+            path_str(&admin.key)?,
+        ],
+    )
+}
+
 /// A stand-in for AWS's instance-identity signing key and certificate.
 pub struct StandInAws {
     key: ring::signature::RsaKeyPair,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Result, ensure};
 use picket_tests::enroll::{
     ACCOUNT, AgentHome, EnrollAggregator, ImdsMode, ImdsServer, StandInAws, aggregator_config,
-    create_token, fingerprint, identity_document, revoke, start_enroll_aggregator,
+    create_token, fingerprint, identity_document, list_revoked, revoke, start_enroll_aggregator,
 };
 use picket_tests::{Pki, WAIT};
 
@@ -149,6 +149,16 @@ fn a_revoked_agent_is_disconnected_and_refused() -> Result<()> {
     let out = revoke(&s.pki, &s.agg.addr, &spiffe)?;
     ensure!(out.status.success(), "revoke failed: {}", stderr(&out));
     ensure!(String::from_utf8_lossy(&out.stdout).contains("revoked"));
+    let listed = list_revoked(&s.pki, &s.agg.addr)?;
+    ensure!(listed.status.success(), "{}", stderr(&listed));
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    ensure!(
+        listed
+            .lines()
+            .any(|l| l.starts_with(&format!("{spiffe}\trevoked_at_ms="))
+                && l.ends_with("\treason=test")),
+        "{listed}"
+    );
     s.agg
         .proc
         .wait_for("closing session: agent was revoked", 1, |_| true)?;
