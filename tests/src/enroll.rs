@@ -219,49 +219,40 @@ impl AgentHome {
 
 /// `picket-aggregator agents revoke --agent SPIFFE` as administrator `ops`.
 pub fn revoke(pki: &Pki, addr: &str, spiffe: &str) -> Result<Output> {
-    let admin = pki.issue("admin-ops", LeafKind::Admin("ops".into()))?;
-    run_cmd(
-        "picket-aggregator",
-        &[
-            "agents",
-            "revoke",
-            "--aggregator",
-            &format!("https://{addr}"),
-            "--ca",
-            path_str(&pki.ca())?,
-            "--cert",
-            path_str(&admin.cert)?,
-            "--key",
-            path_str(&admin.key)?,
-            "--agent",
-            spiffe,
-            "--reason",
-            "test",
-        ],
+    agents_as_admin(
+        pki,
+        addr,
+        &["revoke", "--agent", spiffe, "--reason", "test"],
     )
 }
 
-/// Runs `picket-aggregator agents revoked` against the aggregator at `addr` as an admin.
+/// `picket-aggregator agents revoked` (the revoked list) as administrator `ops`.
 ///
 /// # Errors
 /// When the admin certificate cannot be issued or the binary cannot be run.
 pub fn list_revoked(pki: &Pki, addr: &str) -> Result<Output> {
-    let admin = pki.issue("admin-list", LeafKind::Admin("ops".into()))?;
-    run_cmd(
-        "picket-aggregator",
-        &[
-            "agents",
-            "revoked",
-            "--aggregator",
-            &format!("https://{addr}"),
-            "--ca",
-            path_str(&pki.ca())?,
-            "--cert",
-            path_str(&admin.cert)?,
-            "--key",
-            path_str(&admin.key)?,
-        ],
-    )
+    agents_as_admin(pki, addr, &["revoked"])
+}
+
+/// `picket-aggregator agents ARGS...` against the aggregator at `addr`, as administrator `ops`.
+fn agents_as_admin(pki: &Pki, addr: &str, args: &[&str]) -> Result<Output> {
+    let sub = args.first().copied().unwrap_or_default();
+    let admin = pki.issue(&format!("admin-{sub}"), LeafKind::Admin("ops".into()))?;
+    let url = format!("https://{addr}");
+    let ca = pki.ca();
+    let mut all = vec!["agents", sub];
+    all.extend_from_slice(&[
+        "--aggregator",
+        &url,
+        "--ca",
+        path_str(&ca)?,
+        "--cert",
+        path_str(&admin.cert)?,
+        "--key",
+        path_str(&admin.key)?,
+    ]);
+    all.extend_from_slice(args.get(1..).unwrap_or_default());
+    run_cmd("picket-aggregator", &all)
 }
 
 /// A stand-in for AWS's instance-identity signing key and certificate.
