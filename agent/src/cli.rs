@@ -28,7 +28,7 @@ pub enum Command {
     /// Send records from JSON-lines files (as `replay --out` writes them) to the aggregator
     /// through the outbox; exits 0 only once every record is acked.
     Upload(UploadArgs),
-    /// Replay pcap/pcapng files through the sensor and write the records `run` would stream,
+    /// Replay pcap/pcapng files (or gzip-compressed ones) through the sensor and write the records `run` would stream,
     /// one JSON object per line, then a `{"stats": {...}}` line; with `--aggregator` (and TLS
     /// files) send them instead, exiting 0 only once every record is acked.
     ///
@@ -64,7 +64,8 @@ pub struct EnrollArgs {
 /// `replay` flags.
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
-    /// Capture files (pcap or pcapng, told apart by their magic bytes), replayed in order.
+    /// Capture files (pcap or pcapng, either possibly gzip-compressed, told apart by their
+    /// magic bytes), replayed in order.
     #[arg(long = "pcap", required = true, num_args = 1..)]
     pub pcap: Vec<PathBuf>,
     /// An address of the capturing host, for flow direction (repeatable).

@@ -18,6 +18,7 @@ fn main() -> ExitCode {
     picket_telemetry::logging::init(cli.log_format);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<AlreadyReported>() => ExitCode::FAILURE,
         Err(e) => {
             eprintln!(
                 "picket-agent: {}",
@@ -276,10 +277,12 @@ fn replay(args: ReplayArgs) -> Result<()> {
         }
     });
     for e in &report.errors {
-        eprintln!(
-            "picket-agent: {e} ({} packets before it were used)",
-            e.packets_before
-        );
+        // Only damage part-way has packets before it; a file that never opened has none to say.
+        match (e.source.offset(), e.packets_before) {
+            (None, _) => eprintln!("picket-agent: {e}"),
+            (Some(_), 0) => eprintln!("picket-agent: {e} (no packets before it)"),
+            (Some(_), n) => eprintln!("picket-agent: {e} ({n} packets before it were used)"),
+        }
     }
     let stats = report.stats_line(
         args.run.account_id.as_deref(),
@@ -326,6 +329,10 @@ fn replay(args: ReplayArgs) -> Result<()> {
         );
     }
     if !report.all_read() {
+        // One file's failure was said above; a tally only helps when there were several.
+        if args.pcap.len() == 1 {
+            return Err(AlreadyReported.into());
+        }
         anyhow::bail!(
             "{} of {} capture files gave no packets",
             report
@@ -338,6 +345,11 @@ fn replay(args: ReplayArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// A failure already explained on standard error: the command exits 1 without another line.
+#[derive(Debug, thiserror::Error)]
+#[error("failed (reported above)")]
+struct AlreadyReported;
 
 fn status(args: StatusArgs) -> Result<()> {
     use picket_agent::status::{AgentStatus, read_status};

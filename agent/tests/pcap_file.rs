@@ -179,6 +179,95 @@ fn a_text_file_is_not_a_capture() {
     assert!(matches!(err, PcapFileError::NotACapture { .. }), "{err}");
     let err = PcapFile::open(fixture("no-such-file.pcap")).expect_err("missing");
     assert!(err.to_string().contains("no-such-file.pcap"), "{err}");
+    let err = PcapFile::from_reader(Cursor::new(Vec::new())).expect_err("empty");
+    assert_eq!(
+        err.to_string(),
+        "the file is empty, not a pcap or pcapng file"
+    );
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(data).expect("compresses");
+    encoder.finish().expect("compresses")
+}
+
+#[test]
+fn gzipped_pcap_and_pcapng_read_as_the_plain_files() {
+    for name in [
+        "zeek_ssh_single-conn.pcap",
+        "zeek_pcapng-multi-interface.pcapng",
+    ] {
+        let mut plain = PcapFile::open(fixture(name)).expect("opens");
+        let mut packed =
+            PcapFile::from_reader(Cursor::new(gzip(&bytes(name)))).expect("gzip opens");
+        assert!(packed.is_gzip() && !plain.is_gzip());
+        let expected = summarize(&mut plain).expect("reads");
+        assert!(expected.packets > 0, "{name}");
+        assert_eq!(summarize(&mut packed).expect("reads"), expected, "{name}");
+    }
+    // Members written one after another (`cat a.gz b.gz`) are one stream, as gzip reads them.
+    let data = bytes("zeek_ssh_single-conn.pcap");
+    let (head, tail) = data.split_at(5000);
+    let mut two = gzip(head);
+    two.extend(gzip(tail));
+    let mut source = PcapFile::from_reader(Cursor::new(two)).expect("opens");
+    assert_eq!(summarize(&mut source).expect("reads").packets, 94);
+}
+
+#[test]
+fn a_cut_gzip_stream_yields_the_packets_before_and_says_why() {
+    let packed = gzip(&bytes("zeek_ssh_single-conn.pcap"));
+    let cut = packed[..packed.len() / 2].to_vec();
+    let mut source = PcapFile::from_reader(Cursor::new(cut)).expect("header is intact");
+    let mut packets = 0;
+    let err = loop {
+        match source.next_packet() {
+            Ok(Some(_)) => packets += 1,
+            Ok(None) => panic!("a cut stream must not end cleanly"),
+            Err(e) => break e,
+        }
+    };
+    assert!(packets > 10 && packets < 94, "{packets}");
+    let PcapFileError::Gzip { source: inner } = &err else {
+        panic!("not wrapped as gzip: {err}");
+    };
+    // Either the decompressor's complaint or a record cut at the stream's end.
+    assert!(
+        matches!(
+            **inner,
+            PcapFileError::Read { .. } | PcapFileError::Truncated { .. }
+        ),
+        "{err}"
+    );
+    assert!(err.offset().is_some(), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("gzip-compressed (offsets are in the decompressed data): "),
+        "{err}"
+    );
+    assert_eq!(source.next_packet().expect("finished"), None);
+}
+
+#[test]
+fn compressed_non_captures_and_other_compressions_are_named() {
+    let err = PcapFile::from_reader(Cursor::new(gzip(b"hello world"))).expect_err("text");
+    assert!(
+        matches!(&err, PcapFileError::Gzip { source } if matches!(**source, PcapFileError::NotACapture { .. })),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "gzip-compressed: not a pcap or pcapng file: it starts with [68, 65, 6c, 6c]"
+    );
+    let zstd = [0x28, 0xb5, 0x2f, 0xfd, 0x24, 0x00];
+    let err = PcapFile::from_reader(Cursor::new(zstd.to_vec())).expect_err("zstd");
+    assert!(
+        matches!(err, PcapFileError::Compressed { format: "zstd" }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("decompress it first"), "{err}");
 }
 
 /// Byte offsets of each record in a little-endian microsecond pcap, walked independently of

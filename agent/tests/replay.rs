@@ -330,7 +330,57 @@ fn replay_cli_fails_when_a_file_gives_no_packets_but_still_writes_the_others() {
         .expect("runs");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
-    let first = stderr.lines().next().unwrap_or_default();
-    assert_eq!(first.matches("absent.pcap").count(), 1, "{stderr}");
-    assert!(first.contains("os error 2"), "{stderr}");
+    // One file, one line: no tally repeating what the line said, no "0 packets before it".
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("absent.pcap").count(), 1, "{stderr}");
+    assert!(stderr.contains("os error 2"), "{stderr}");
+    assert!(!stderr.contains("packets before"), "{stderr}");
+}
+
+#[test]
+fn replay_cli_reads_a_gzipped_capture_as_the_plain_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let whole = std::fs::read(fixture("zeek_ssh_single-conn.pcap")).expect("fixture");
+    let gz = dir.path().join("ssh.pcap.gz");
+    std::fs::write(&gz, gzip(&whole)).expect("writes");
+    let plain = agent()
+        .args(["replay", "--pcap"])
+        .arg(fixture("zeek_ssh_single-conn.pcap"))
+        .output()
+        .expect("runs");
+    let packed = agent()
+        .args(["replay", "--pcap"])
+        .arg(&gz)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&packed.stderr);
+    assert!(packed.status.success(), "{stderr}");
+    assert!(plain.stdout.len() > 1000);
+    assert_eq!(packed.stdout, plain.stdout);
+
+    // Cut short, the packets before the cut still count and the damage names the file.
+    let cut = dir.path().join("cut.pcap.gz");
+    let packed = gzip(&whole);
+    std::fs::write(&cut, &packed[..packed.len() / 2]).expect("writes");
+    let output = agent()
+        .args(["replay", "--pcap"])
+        .arg(&cut)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.starts_with("picket-agent: "), "{stderr}");
+    assert!(stderr.contains("cut.pcap.gz: gzip-compressed"), "{stderr}");
+    assert!(stderr.contains("packets before it were used"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stats: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().expect("stats line")).expect("json");
+    let packets = stats["stats"]["packets"].as_u64().expect("count");
+    assert!(packets > 0 && packets < 94, "{packets}");
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(data).expect("compresses");
+    encoder.finish().expect("compresses")
 }

@@ -5,10 +5,18 @@
 //! what they leave to the caller: per-interface link types and timestamp resolutions for pcapng,
 //! timestamps in one unit, bounded buffer growth, and errors that carry the byte offset of the
 //! damage. Records before the damage are delivered as usual, so a truncated capture still counts.
+//!
+//! A gzip-compressed capture (`.pcap.gz`, as packet archives publish them) is recognised by its
+//! magic bytes too and read through `flate2` as it streams, as Wireshark does; its offsets count
+//! decompressed bytes, and its errors say so. Other compressions are named in the error, so the
+//! user knows to decompress rather than wonder why a capture is "not a capture".
 
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use flate2::read::MultiGzDecoder;
 
 use pcap_parser::pcapng::Block;
 use pcap_parser::traits::PcapReaderIterator;
@@ -32,6 +40,18 @@ pub const MAX_INTERFACES: usize = 4096;
 /// The first four bytes of a pcapng file (its section header block type).
 const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
 
+/// The first two bytes of a gzip member (RFC 1952 section 2.3.1).
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// Compressions a capture is often shipped in that this reader does not decompress, by their
+/// leading magic bytes.
+const OTHER_COMPRESSIONS: [(&[u8], &str); 4] = [
+    (&[0x28, 0xb5, 0x2f, 0xfd], "zstd"),
+    (&[0xfd, 0x37, 0x7a, 0x58], "xz"),
+    (&[0x42, 0x5a, 0x68], "bzip2"),
+    (&[0x04, 0x22, 0x4d, 0x18], "lz4"),
+];
+
 /// What went wrong with a capture file, with where.
 #[derive(Debug, thiserror::Error)]
 pub enum PcapFileError {
@@ -46,17 +66,33 @@ pub enum PcapFileError {
     /// Occurs when reading the first bytes fails.
     #[error("cannot read the start of the capture: {0}")]
     ReadStart(#[source] io::Error),
-    /// Occurs when reading fails part-way (pcap-parser does not keep the I/O error itself).
-    #[error("read failed at byte offset {offset}")]
+    /// Occurs when reading fails part-way: the disk, or a gzip stream that is corrupt or cut
+    /// short.
+    #[error("read failed at byte offset {offset}: {source}")]
     Read {
         /// Bytes consumed before the failed read.
         offset: u64,
+        /// What the read said (pcap-parser drops it; the reader's input keeps it for us).
+        source: io::Error,
     },
     /// Occurs when the file starts with neither a pcap nor a pcapng magic number.
-    #[error("not a pcap or pcapng file: it starts with {magic:02x?}")]
+    #[error("{}", not_a_capture(.magic))]
     NotACapture {
         /// The first bytes of the file (fewer than four if the file is that short).
         magic: Vec<u8>,
+    },
+    /// Occurs when the file is compressed in a format this reader does not decompress.
+    #[error("compressed with {format}: decompress it first (only gzip is read as it is)")]
+    Compressed {
+        /// The compression its magic bytes name.
+        format: &'static str,
+    },
+    /// Occurs when a gzip-compressed capture is damaged, or what it holds is not a capture;
+    /// offsets in `source` count decompressed bytes.
+    #[error("{}", in_gzip(.source))]
+    Gzip {
+        /// What went wrong with the decompressed capture.
+        source: Box<PcapFileError>,
     },
     /// Occurs when the file ends inside a record: a capture cut short while being copied or written.
     #[error("capture truncated: the record at byte offset {offset} is incomplete")]
@@ -78,11 +114,34 @@ impl PcapFileError {
     /// The byte offset of the damage, when the error is about a place in the file.
     pub fn offset(&self) -> Option<u64> {
         match self {
-            Self::Read { offset } | Self::Truncated { offset } | Self::Corrupt { offset, .. } => {
-                Some(*offset)
-            }
-            Self::Open { .. } | Self::ReadStart(_) | Self::NotACapture { .. } => None,
+            Self::Read { offset, .. }
+            | Self::Truncated { offset }
+            | Self::Corrupt { offset, .. } => Some(*offset),
+            Self::Gzip { source } => source.offset(),
+            Self::Open { .. }
+            | Self::ReadStart(_)
+            | Self::NotACapture { .. }
+            | Self::Compressed { .. } => None,
         }
+    }
+}
+
+/// What [`PcapFileError::Gzip`] says: where an offset is given, which bytes it counts.
+fn in_gzip(source: &PcapFileError) -> String {
+    if source.offset().is_some() {
+        format!("gzip-compressed (offsets are in the decompressed data): {source}")
+    } else {
+        format!("gzip-compressed: {source}")
+    }
+}
+
+/// What [`PcapFileError::NotACapture`] says: an empty file is named as such, not as one that
+/// starts with nothing.
+fn not_a_capture(magic: &[u8]) -> String {
+    if magic.is_empty() {
+        "the file is empty, not a pcap or pcapng file".to_owned()
+    } else {
+        format!("not a pcap or pcapng file: it starts with {magic:02x?}")
     }
 }
 
@@ -157,7 +216,15 @@ pub struct PcapFile {
     /// The reader's buffer size, doubled when a block does not fit.
     capacity: usize,
     finished: bool,
+    /// The last error the input returned, which pcap-parser reports only as "read error".
+    read_failure: ReadFailureCell,
+    /// Whether the capture is gzip-compressed: its errors are wrapped in
+    /// [`PcapFileError::Gzip`].
+    gzip: bool,
 }
+
+/// Where [`Recording`] leaves the input's last error for the reader's owner to collect.
+type ReadFailureCell = Arc<Mutex<Option<io::Error>>>;
 
 impl std::fmt::Debug for PcapFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -203,19 +270,35 @@ impl PcapFile {
         Self::from_reader(file)
     }
 
-    /// Reads a capture from any byte stream, choosing pcap or pcapng by its magic number.
+    /// Reads a capture from any byte stream, choosing pcap, pcapng or gzip-compressed either by
+    /// its magic number.
     ///
     /// # Errors
     ///
-    /// Returns [`PcapFileError::NotACapture`] when the magic number is neither format's,
+    /// Returns [`PcapFileError::NotACapture`] when the magic number is none of those,
+    /// [`PcapFileError::Compressed`] when it names another compression,
     /// [`PcapFileError::Truncated`] when the stream ends inside the file header, and
-    /// [`PcapFileError::ReadStart`] when the first read fails.
-    pub fn from_reader(mut input: impl Read + Send + 'static) -> Result<Self, PcapFileError> {
+    /// [`PcapFileError::ReadStart`] when the first read fails; a gzip stream's errors come
+    /// wrapped in [`PcapFileError::Gzip`].
+    pub fn from_reader(input: impl Read + Send + 'static) -> Result<Self, PcapFileError> {
+        Self::from_stream(Box::new(input), false)
+    }
+
+    /// [`PcapFile::from_reader`] for a boxed stream, so a gzip stream can be opened by the same
+    /// code without a new type per nesting; `gzip` says the stream is already decompressed.
+    fn from_stream(mut input: Box<dyn Read + Send>, gzip: bool) -> Result<Self, PcapFileError> {
         let mut magic = [0_u8; 4];
         let got = read_full(&mut input, &mut magic).map_err(PcapFileError::ReadStart)?;
-        let Some(head) = magic.get(..got) else {
-            return Err(PcapFileError::NotACapture { magic: Vec::new() });
-        };
+        let head = magic.get(..got).unwrap_or_default();
+        if !gzip && head.starts_with(&GZIP_MAGIC) {
+            let decoder = MultiGzDecoder::new(Prefixed::new(magic, got, input));
+            return Self::from_stream(Box::new(decoder), true).map_err(|e| PcapFileError::Gzip {
+                source: Box::new(e),
+            });
+        }
+        if let Some((_, format)) = OTHER_COMPRESSIONS.iter().find(|(m, _)| head.starts_with(m)) {
+            return Err(PcapFileError::Compressed { format });
+        }
         let is_pcapng = head == PCAPNG_MAGIC;
         let is_pcap = matches!(
             magic,
@@ -231,20 +314,19 @@ impl PcapFile {
                 magic: head.to_vec(),
             });
         }
-        let stream = Prefixed {
-            head: magic,
-            head_len: got,
-            pos: 0,
-            inner: input,
+        let read_failure = ReadFailureCell::default();
+        let stream = Recording {
+            inner: Prefixed::new(magic, got, input),
+            failure: Arc::clone(&read_failure),
         };
         let reader: Box<dyn PcapReaderIterator + Send> = if is_pcapng {
             PcapNGReader::new(INITIAL_BUFFER, stream)
                 .map(|r| Box::new(r) as Box<dyn PcapReaderIterator + Send>)
-                .map_err(|e| header_error(&e))?
+                .map_err(|e| header_error(&e, &read_failure))?
         } else {
             LegacyPcapReader::new(INITIAL_BUFFER, stream)
                 .map(|r| Box::new(r) as Box<dyn PcapReaderIterator + Send>)
-                .map_err(|e| header_error(&e))?
+                .map_err(|e| header_error(&e, &read_failure))?
         };
         let format = if is_pcapng {
             Format::PcapNg {
@@ -267,7 +349,14 @@ impl PcapFile {
             skipped_records: 0,
             capacity: INITIAL_BUFFER,
             finished: false,
+            read_failure,
+            gzip,
         })
+    }
+
+    /// Whether the capture is gzip-compressed (and its offsets count decompressed bytes).
+    pub fn is_gzip(&self) -> bool {
+        self.gzip
     }
 
     /// Packet records skipped and counted: ones naming an undeclared interface, or whose
@@ -314,7 +403,7 @@ impl PcapFile {
             }));
         }
         if self.reader.refill().is_err() {
-            return Err(self.fail(PcapFileError::Read { offset }));
+            return Err(self.fail_read(offset));
         }
         Ok(())
     }
@@ -323,15 +412,43 @@ impl PcapFile {
         self.finished = true;
         err
     }
+
+    /// A failed read at `offset`, with what the input said.
+    fn fail_read(&mut self, offset: u64) -> PcapFileError {
+        let source = take_failure(&self.read_failure);
+        self.fail(PcapFileError::Read { offset, source })
+    }
+}
+
+/// Wraps a gzip stream's errors, so their offsets are read as decompressed bytes.
+fn located(gzip: bool, err: PcapFileError) -> PcapFileError {
+    if gzip {
+        PcapFileError::Gzip {
+            source: Box::new(err),
+        }
+    } else {
+        err
+    }
+}
+
+/// The input's last error, or a stand-in if pcap-parser failed a read the input never saw.
+fn take_failure(cell: &ReadFailureCell) -> io::Error {
+    cell.lock()
+        .ok()
+        .and_then(|mut failure| failure.take())
+        .unwrap_or_else(|| io::Error::other("the capture reader failed without an I/O error"))
 }
 
 /// Maps a failure to read the file header to an error without an offset (it is at offset 0).
-fn header_error(err: &PcapError<&'static [u8]>) -> PcapFileError {
+fn header_error(err: &PcapError<&'static [u8]>, read_failure: &ReadFailureCell) -> PcapFileError {
     match err {
         PcapError::Incomplete(_) | PcapError::UnexpectedEof | PcapError::Eof => {
             PcapFileError::Truncated { offset: 0 }
         }
-        PcapError::ReadError => PcapFileError::Read { offset: 0 },
+        PcapError::ReadError => PcapFileError::Read {
+            offset: 0,
+            source: take_failure(read_failure),
+        },
         _ => PcapFileError::Corrupt {
             offset: 0,
             kind: CorruptKind::Unparsable,
@@ -342,7 +459,24 @@ fn header_error(err: &PcapError<&'static [u8]>) -> PcapFileError {
 impl PacketSource for PcapFile {
     type Error = PcapFileError;
 
+    #[inline]
     fn next_packet(&mut self) -> Result<Option<Packet<'_>>, PcapFileError> {
+        let gzip = self.gzip;
+        self.next_record().map_err(|e| located(gzip, e))
+    }
+
+    fn stats(&self) -> CaptureStats {
+        CaptureStats {
+            internal_drops: self.skipped_records,
+            ..self.stats
+        }
+    }
+}
+
+impl PcapFile {
+    /// The next packet, with errors whose offsets count the bytes of the (decompressed) capture.
+    #[inline]
+    fn next_record(&mut self) -> Result<Option<Packet<'_>>, PcapFileError> {
         if self.finished {
             return Ok(None);
         }
@@ -404,7 +538,7 @@ impl PacketSource for PcapFile {
                 Err(ReadFailure::NeedMore) => {
                     let before = self.reader.data().len();
                     if self.reader.refill().is_err() {
-                        return Err(self.fail(PcapFileError::Read { offset }));
+                        return Err(self.fail_read(offset));
                     }
                     // A full buffer reads nothing yet is not at the end: the block is bigger
                     // than the buffer, and only growing it can make progress.
@@ -423,7 +557,7 @@ impl PacketSource for PcapFile {
                 }
                 Err(ReadFailure::BufferTooSmall) => self.grow(offset)?,
                 Err(ReadFailure::Read) => {
-                    return Err(self.fail(PcapFileError::Read { offset }));
+                    return Err(self.fail_read(offset));
                 }
                 Err(ReadFailure::Unparsable) => {
                     return Err(self.fail(PcapFileError::Corrupt {
@@ -432,13 +566,6 @@ impl PacketSource for PcapFile {
                     }));
                 }
             }
-        }
-    }
-
-    fn stats(&self) -> CaptureStats {
-        CaptureStats {
-            internal_drops: self.skipped_records,
-            ..self.stats
         }
     }
 }
@@ -642,15 +769,35 @@ fn read_full(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 /// pcap-parser's readers parse the file header from their first `read`, so that read must
 /// return the whole header: this fills each read as far as the input allows, rather than
 /// returning the four magic bytes alone.
+///
+/// An error after some bytes were read is held back for the next call, so those bytes (the
+/// packets before a gzip stream's cut) are delivered first.
 struct Prefixed<R> {
     head: [u8; 4],
     head_len: usize,
     pos: usize,
     inner: R,
+    pending: Option<io::Error>,
+}
+
+impl<R> Prefixed<R> {
+    /// `inner` with the first `head_len` bytes of `head` put back in front of it.
+    fn new(head: [u8; 4], head_len: usize, inner: R) -> Self {
+        Self {
+            head,
+            head_len,
+            pos: 0,
+            inner,
+            pending: None,
+        }
+    }
 }
 
 impl<R: Read> Read for Prefixed<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(e) = self.pending.take() {
+            return Err(e);
+        }
         let mut written = 0;
         if let Some(head) = self.head.get(self.pos..self.head_len) {
             let n = head.len().min(buf.len());
@@ -660,8 +807,40 @@ impl<R: Read> Read for Prefixed<R> {
             self.pos = self.pos.saturating_add(n);
             written = n;
         }
-        let rest = buf.get_mut(written..).unwrap_or_default();
-        let more = read_full(&mut self.inner, rest)?;
-        Ok(written.saturating_add(more))
+        while let Some(rest) = buf.get_mut(written..) {
+            if rest.is_empty() {
+                break;
+            }
+            match self.inner.read(rest) {
+                Ok(0) => break,
+                Ok(n) => written = written.saturating_add(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if written == 0 => return Err(e),
+                Err(e) => {
+                    self.pending = Some(e);
+                    break;
+                }
+            }
+        }
+        Ok(written)
+    }
+}
+
+/// The input with its errors kept: pcap-parser turns a failed read into a bare "read error",
+/// and a gzip stream's "corrupt deflate stream" or a disk's I/O error is what the user needs.
+struct Recording<R> {
+    inner: R,
+    failure: ReadFailureCell,
+}
+
+impl<R: Read> Read for Recording<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).map_err(|e| {
+            let kind = e.kind();
+            if let Ok(mut failure) = self.failure.lock() {
+                *failure = Some(e);
+            }
+            io::Error::from(kind)
+        })
     }
 }
