@@ -65,7 +65,8 @@ pub struct EnrollArgs {
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
     /// Capture files (pcap or pcapng, either possibly gzip-compressed, told apart by their
-    /// magic bytes), replayed in order.
+    /// magic bytes), replayed in order; `-` reads one from standard input (not with
+    /// `--aggregator`, whose upload resumes by reading its inputs again).
     #[arg(long = "pcap", required = true, num_args = 1..)]
     pub pcap: Vec<PathBuf>,
     /// An address of the capturing host, for flow direction (repeatable).

@@ -207,6 +207,21 @@ fn replay(args: ReplayArgs) -> Result<()> {
     };
 
     let streaming = args.run.aggregator.is_some();
+    let from_stdin = args
+        .pcap
+        .iter()
+        .filter(|p| picket_agent::replay::is_stdin(p))
+        .count();
+    if from_stdin > 1 {
+        anyhow::bail!("--pcap -: standard input can be read only once");
+    }
+    if from_stdin == 1 && streaming {
+        // The resumable upload names its staging file after the inputs and reads them again
+        // on a re-run; a pipe can be neither named nor read again.
+        anyhow::bail!(
+            "--pcap - cannot be uploaded with --aggregator: write the capture to a file first, or replay with --out and send that file with `picket-agent upload`"
+        );
+    }
     let staging = if streaming {
         // Staged in a file named for the inputs, so a re-run after a crash resumes the upload
         // where the outbox says it stopped (see picket_agent::replay_upload).

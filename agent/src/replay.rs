@@ -30,10 +30,19 @@ pub struct ReplayFileError {
     pub packets_before: u64,
 }
 
+/// The `--pcap` value that reads the capture from standard input, as tcpdump's `-r -` does.
+pub const STDIN: &str = "-";
+
+/// Whether `path` means standard input.
+pub fn is_stdin(path: &Path) -> bool {
+    path == Path::new(STDIN)
+}
+
 /// `path: `, unless the error names the path itself (a file that could not be opened).
 fn path_prefix(path: &Path, error: &PcapFileError) -> String {
     match error {
         PcapFileError::Open { .. } => String::new(),
+        _ if is_stdin(path) => "standard input: ".to_owned(),
         _ => format!("{}: ", path.display()),
     }
 }
@@ -175,7 +184,11 @@ fn replay_file<O: crate::pipeline::Observer>(
     capture: &mut CaptureStats,
     emit: &mut impl FnMut(Record),
 ) -> Result<(), PcapFileError> {
-    let mut source = PcapFile::open(path)?;
+    let mut source = if is_stdin(path) {
+        PcapFile::from_reader(std::io::stdin())?
+    } else {
+        PcapFile::open(path)?
+    };
     let result = drive(&mut source, pipeline, emit);
     let s = source.stats();
     capture.packets = capture.packets.saturating_add(s.packets);

@@ -384,3 +384,65 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     encoder.write_all(data).expect("compresses");
     encoder.finish().expect("compresses")
 }
+
+#[test]
+fn replay_cli_reads_a_capture_from_standard_input() {
+    use std::process::Stdio;
+    let whole = std::fs::read(fixture("zeek_ssh_single-conn.pcap")).expect("fixture");
+    let from_file = agent()
+        .args(["replay", "--pcap"])
+        .arg(fixture("zeek_ssh_single-conn.pcap"))
+        .output()
+        .expect("runs");
+    let mut child = agent()
+        .args(["replay", "--pcap", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    // Fed from another thread, as a pipe from tcpdump would be, while the output is read.
+    let mut stdin = child.stdin.take().expect("stdin");
+    let feeder = std::thread::spawn(move || stdin.write_all(&gzip(&whole)));
+    let output = child.wait_with_output().expect("runs");
+    feeder.join().expect("joins").expect("fed");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(from_file.stdout.len() > 1000);
+    assert_eq!(output.stdout, from_file.stdout);
+
+    // Damage on standard input is named as such.
+    let mut child = agent()
+        .args(["replay", "--pcap", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(b"not a capture").expect("fed");
+    drop(stdin);
+    let output = child.wait_with_output().expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("picket-agent: standard input: not a pcap or pcapng file"),
+        "{stderr}"
+    );
+
+    // A pipe cannot be staged for a resumable upload, nor read twice.
+    for args in [
+        &["--pcap", "-", "--aggregator", "https://127.0.0.1:9"][..],
+        &["--pcap", "-", "-"][..],
+    ] {
+        let output = agent()
+            .arg("replay")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains("--pcap -"), "{stderr}");
+    }
+}
