@@ -158,6 +158,21 @@ fn parse_line(line: &str, default: &AgentSource) -> Result<Event, String> {
     Ok(Event::Agent { source, record })
 }
 
+/// The `--agent-records` value that reads standard input (`picket-agent replay | analyze`).
+pub const STDIN: &str = "-";
+
+/// Standard input copied into an unnamed temporary file. The identity a replay wrote is in
+/// the stats line at the end, and it applies to every record before it, so the whole input is
+/// needed before the first record can be read; on disk, not in memory, as replay output of a
+/// long capture can be large. The file goes when it is closed.
+fn spool_stdin() -> std::io::Result<File> {
+    use std::io::{Seek, SeekFrom};
+    let mut file = tempfile::tempfile()?;
+    std::io::copy(&mut std::io::stdin().lock(), &mut file)?;
+    file.seek(SeekFrom::Start(0))?;
+    Ok(file)
+}
+
 fn read_file(
     path: &Path,
     opts: &AnalyzeOptions,
@@ -165,11 +180,18 @@ fn read_file(
     report: &mut Report,
     progress: &mut crate::progress::Progress,
 ) -> Result<(), AnalyzeError> {
+    let stdin = path == Path::new(STDIN);
+    // Standard input is named as compilers name it, in errors and in each line's problems.
+    let path = if stdin { Path::new("<stdin>") } else { path };
     let err = |source| AnalyzeError::Read {
         path: path.to_owned(),
         source,
     };
-    let mut file = File::open(path).map_err(err)?;
+    let mut file = if stdin {
+        spool_stdin().map_err(err)?
+    } else {
+        File::open(path).map_err(err)?
+    };
     let replayed = if opts.identity_from_replay_stats {
         replay_identity(&mut file, &opts.default_source).map_err(err)?
     } else {

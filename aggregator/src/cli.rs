@@ -202,7 +202,9 @@ pub struct AgentsListArgs {
 /// `analyze` flags.
 #[derive(Debug, Args)]
 pub struct AnalyzeArgs {
-    /// JSON-lines file of agent records (bare `Record`s or `{account_id, instance_id, region, record}`).
+    /// JSON-lines file of agent records (bare `Record`s or `{account_id, instance_id, region, record}`);
+    /// `-` reads standard input, so `picket-agent replay --pcap F | picket-aggregator analyze
+    /// --agent-records -` works.
     #[arg(long = "agent-records", value_name = "FILE.jsonl")]
     pub agent_records: Vec<PathBuf>,
     /// CloudTrail log files or folders (read recursively): `{"Records":[…]}` as delivered to S3,

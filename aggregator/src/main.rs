@@ -502,6 +502,15 @@ fn analyze(args: AnalyzeArgs) -> Result<()> {
     if args.agent_records.is_empty() && args.cloudtrail.is_empty() {
         bail!("nothing to analyze: give at least one --agent-records FILE or --cloudtrail PATH");
     }
+    if args
+        .agent_records
+        .iter()
+        .filter(|p| p.as_os_str() == analyze::STDIN)
+        .count()
+        > 1
+    {
+        bail!("--agent-records -: standard input can be read only once");
+    }
     for path in &args.cloudtrail {
         if !path.exists() {
             bail!("--cloudtrail {}: no such file or folder", path.display());

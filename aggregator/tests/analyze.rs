@@ -306,3 +306,57 @@ fn analyze_honours_detector_thresholds_from_the_config() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn analyze_reads_agent_records_from_standard_input() -> Result<()> {
+    use std::io::Write;
+    use std::process::Stdio;
+    // As `picket-agent replay --account-id … --instance-id …` writes them: bare records, then
+    // the stats line whose identity applies to every record before it.
+    let mut input = std::fs::read(fixture("intel_hits.jsonl"))?;
+    input.extend_from_slice(
+        b"{\"stats\":{\"account_id\":\"345678901234\",\"instance_id\":\"i-0piped\",\"packets\":9}}\n",
+    );
+    let mut child = bin()
+        .args(["analyze", "--agent-records", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut stdin = child.stdin.take().context("stdin")?;
+    let feeder = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output()?;
+    feeder
+        .join()
+        .map_err(|_| anyhow::anyhow!("feeder panicked"))??;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stderr: {stderr}");
+    let findings = json_lines(&out)?;
+    assert_eq!(findings.len(), 4, "stderr: {stderr}");
+    let crypto = findings
+        .iter()
+        .find(|f| f["type"] == "CryptoCurrency:EC2/BitcoinTool.B!DNS")
+        .context("crypto finding")?;
+    assert_eq!(
+        crypto["accountId"], "345678901234",
+        "the stats line's identity"
+    );
+    assert_eq!(
+        crypto["resource"]["instanceDetails"]["instanceId"],
+        "i-0piped"
+    );
+    // A bad line is named by its place in standard input.
+    assert!(stderr.contains("<stdin>:4: not JSON"), "{stderr}");
+
+    let out = bin()
+        .args(["analyze", "--agent-records", "-", "--agent-records", "-"])
+        .stdin(Stdio::null())
+        .output()?;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("only once"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
