@@ -2,26 +2,20 @@
 //! `metrics.listen` is set.
 //!
 //! Two sources: [`counters`], process-wide counters raised where rare events happen (a
-//! refused session, a stored finding) and gauges other parts set (exporters' lag); and values
-//! sampled at scrape time from what already exists (the agent ledgers in the batch store, the
-//! session limiter, the detection queue, the published intel). Nothing here runs per record.
-//!
-//! # For exporters
-//! An exporter reports how far behind it is with
-//! `picket_aggregator::metrics::counters().export_lag(name).set(seconds)`, where `name` is
-//! the exporter's configured name; the series is `picket_aggregator_export_lag_seconds{exporter}`.
+//! refused session, a stored finding); and values sampled at scrape time from what already
+//! exists (the agent ledgers in the batch store, the session limiter, the detection queue, the
+//! published intel, the exporters' counters and lag). Nothing here runs per record.
 
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
 
 use picket_telemetry::prometheus_client::metrics::counter::Counter;
 use picket_telemetry::prometheus_client::metrics::family::Family;
-use picket_telemetry::prometheus_client::metrics::gauge::Gauge;
 use picket_telemetry::prometheus_client::registry::Registry;
 use picket_telemetry::{HealthCheck, HealthReport, SampledCollector, Samples};
 use tokio::sync::{mpsc, watch};
 
-use crate::findings::model::Finding;
+use crate::exports::runner::ExportStats;
+use crate::findings::model::{Finding, Timestamp};
 use crate::findings::store::Upserted;
 use crate::findings::types::SeverityBand;
 use crate::ingest::{BatchStore, SessionLimiter, StoredBatch};
@@ -104,7 +98,6 @@ type StaticLabels = Vec<(&'static str, &'static str)>;
 pub struct Counters {
     ingest_errors: Family<StaticLabels, Counter>,
     findings: Family<StaticLabels, Counter>,
-    export_lag: Family<Vec<(&'static str, String)>, Gauge<f64, AtomicU64>>,
 }
 
 /// The process's [`Counters`].
@@ -138,14 +131,6 @@ impl Counters {
                 .inc();
         }
     }
-
-    /// The export-lag gauge of exporter `name` (seconds between a finding's update and its
-    /// delivery by that exporter); exporters set it after each delivery.
-    pub fn export_lag(&self, name: &str) -> Gauge<f64, AtomicU64> {
-        self.export_lag
-            .get_or_create(&vec![("exporter", name.to_owned())])
-            .clone()
-    }
 }
 
 /// What the sampled series and the health check read.
@@ -159,6 +144,8 @@ pub struct Sources {
     pub intel: watch::Receiver<Arc<Published>>,
     /// The detection queue's sender (its free capacity gives the depth).
     pub detection: mpsc::Sender<StoredBatch>,
+    /// Each running exporter's counters and lag.
+    pub exports: Vec<Arc<ExportStats>>,
 }
 
 const RECORD_KINDS: [&str; 4] = ["flow", "dns", "intel_hit", "host_stats"];
@@ -181,11 +168,6 @@ pub fn registry(sources: Sources) -> Registry {
         "picket_aggregator_findings",
         "Findings stored, by type, severity band and outcome (created or updated).",
         c.findings.clone(),
-    );
-    registry.register(
-        "picket_aggregator_export_lag_seconds",
-        "How far each exporter is behind the findings store, in seconds (set by exporters).",
-        c.export_lag.clone(),
     );
     registry.register_collector(Box::new(SampledCollector::new(move |s: &mut Samples| {
         sample(&sources, s);
@@ -224,6 +206,7 @@ fn sample(src: &Sources, s: &mut Samples) {
         "Version of the published intel snapshot.",
         src.intel.borrow().version() as f64,
     );
+    sample_exports(&src.exports, Timestamp::now(), s);
     let Ok(ledgers) = src.store.ledgers() else {
         return;
     };
@@ -281,6 +264,46 @@ fn sample(src: &Sources, s: &mut Samples) {
         "Batches buffered in agents' outboxes, as their last heartbeats reported.",
         backlog_batches as f64,
     );
+}
+
+/// Each exporter's counters, and its lag once it has one (see [`ExportStats::lag`]): an
+/// exporter failing since start has a lag from its first batch on, so an alert on the lag fires.
+fn sample_exports(exports: &[Arc<ExportStats>], now: Timestamp, s: &mut Samples) {
+    for e in exports {
+        let labels = [("exporter", e.name())];
+        if let Some(lag) = e.lag(now) {
+            s.gauge_with(
+                "picket_aggregator_export_lag_seconds",
+                "How far each exporter is behind the findings store: 0 when caught up, else the age of the oldest finding it is delivering (or of the newest it delivered).",
+                &labels,
+                lag.as_secs_f64(),
+            );
+        }
+        s.counter_with(
+            "picket_aggregator_exported_findings",
+            "Findings each exporter delivered since start.",
+            &labels,
+            e.exported(),
+        );
+        s.counter_with(
+            "picket_aggregator_export_failures",
+            "Failed deliveries since start, each retried, by exporter.",
+            &labels,
+            e.failures(),
+        );
+        s.counter_with(
+            "picket_aggregator_export_skipped_findings",
+            "Findings an exporter passed over by its min_severity or include_archived, since start.",
+            &labels,
+            e.skipped(),
+        );
+        s.counter_with(
+            "picket_aggregator_export_corrupt_findings",
+            "Stored findings that did not decode and were not exported, since start, by exporter.",
+            &labels,
+            e.corrupt(),
+        );
+    }
 }
 
 /// The aggregator's health: unhealthy when the store cannot be written.
@@ -344,12 +367,6 @@ mod tests {
             "x",
             c.ingest_errors.clone(),
         );
-        c.export_lag("s3").set(2.5);
-        registry.register(
-            "picket_aggregator_export_lag_seconds",
-            "x",
-            c.export_lag.clone(),
-        );
         let mut text = String::new();
         picket_telemetry::prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         assert!(text.contains("picket_aggregator_findings_total{type=\"Recon:EC2/Portscan\",severity=\"medium\",outcome=\"created\"} 1"), "{text}");
@@ -358,9 +375,26 @@ mod tests {
             text.contains("picket_aggregator_ingest_errors_total{cause=\"identity_mismatch\"} 1"),
             "{text}"
         );
-        assert!(
-            text.contains("picket_aggregator_export_lag_seconds{exporter=\"s3\"} 2.5"),
-            "{text}"
-        );
+    }
+
+    #[test]
+    fn exporters_are_sampled_by_name_with_a_lag_once_they_have_one() {
+        let exports = vec![Arc::new(ExportStats::new("siem"))];
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(SampledCollector::new(move |s: &mut Samples| {
+            sample_exports(&exports, Timestamp(10_000), s);
+        })));
+        let mut text = String::new();
+        picket_telemetry::prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        for series in [
+            "picket_aggregator_exported_findings_total{exporter=\"siem\"} 0",
+            "picket_aggregator_export_failures_total{exporter=\"siem\"} 0",
+            "picket_aggregator_export_skipped_findings_total{exporter=\"siem\"} 0",
+            "picket_aggregator_export_corrupt_findings_total{exporter=\"siem\"} 0",
+        ] {
+            assert!(text.contains(series), "{series} missing:\n{text}");
+        }
+        // Nothing looked at yet: no lag rather than a made-up 0.
+        assert!(!text.contains("export_lag"), "{text}");
     }
 }

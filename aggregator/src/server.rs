@@ -260,6 +260,7 @@ pub async fn serve(
                 limiter: Arc::clone(&limiter),
                 intel: intel.subscribe(),
                 detection: detection_tx.clone(),
+                exports: exports.stats().to_vec(),
             };
             Some(picket_telemetry::MetricsEndpoint::spawn(
                 listener,

@@ -16,9 +16,21 @@ fn both_daemons_expose_the_named_series_and_health_and_a_silent_agent_becomes_a_
     let dir = tempfile::tempdir().expect("tempdir");
     // Silence after 2 s; detection ticks every 10 s, so the finding comes within ~20 s.
     let config = dir.path().join("aggregator.toml");
+    // Two exporters: one that delivers, one whose endpoint refuses every connection.
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
     std::fs::write(
         &config,
-        "[detectors.agent_health]\nsilence_secs = 2\nforget_after_secs = 3600\n",
+        format!(
+            "[detectors.agent_health]\nsilence_secs = 2\nforget_after_secs = 3600\n\
+             [[exports]]\nname = \"file\"\nkind = \"jsonl\"\npath = \"findings.jsonl\"\n\
+             settle_secs = 0\npoll_secs = 1\n\
+             [[exports]]\nname = \"down\"\nkind = \"webhook\"\n\
+             url = \"http://127.0.0.1:{closed_port}/\"\nsettle_secs = 0\npoll_secs = 1\n\
+             retry = {{ initial_ms = 100, max_ms = 200 }}\n"
+        ),
     )
     .expect("config");
     let (mut aggregator, addr) = start_aggregator(
@@ -132,9 +144,39 @@ fn both_daemons_expose_the_named_series_and_health_and_a_silent_agent_becomes_a_
         Some(0.0),
         "{text}"
     );
+    // The finding is exported by the working exporter, which catches up; the other keeps
+    // failing, and its lag (the age of the finding it cannot deliver) shows it.
+    let text = scrape_until(&agg_metrics, "one export and one failing exporter", |t| {
+        value(
+            t,
+            "picket_aggregator_exported_findings_total{exporter=\"file\"}",
+        ) == Some(1.0)
+            && value(t, "picket_aggregator_export_lag_seconds{exporter=\"file\"}") == Some(0.0)
+            && value(
+                t,
+                "picket_aggregator_export_failures_total{exporter=\"down\"}",
+            )
+            .is_some_and(|v| v >= 2.0)
+            && value(t, "picket_aggregator_export_lag_seconds{exporter=\"down\"}")
+                .is_some_and(|v| v > 0.0)
+    })
+    .expect("export series");
+    assert_eq!(
+        value(
+            &text,
+            "picket_aggregator_exported_findings_total{exporter=\"down\"}"
+        ),
+        Some(0.0),
+        "{text}"
+    );
     // Exactly once for one silence.
     std::thread::sleep(Duration::from_secs(11));
     let (_, text) = http_get(&agg_metrics, "/metrics").expect("scrape");
     assert_eq!(value(&text, created), Some(1.0), "{text}");
+    let lag = |t: &str| value(t, "picket_aggregator_export_lag_seconds{exporter=\"down\"}");
+    assert!(
+        lag(&text).is_some_and(|v| v >= 10.0),
+        "the lag grows:\n{text}"
+    );
     aggregator.terminate().expect("stop aggregator");
 }

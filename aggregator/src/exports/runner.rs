@@ -26,11 +26,15 @@ pub struct ExportStats {
     corrupt: AtomicU64,
     failures: AtomicU64,
     newest_ms: AtomicI64,
+    /// `updatedAt` of the oldest finding in the batch being delivered; `i64::MIN` when none
+    /// is, so an exporter failing since its start still has a lag.
+    pending_ms: AtomicI64,
     caught_up: AtomicBool,
 }
 
 impl ExportStats {
-    fn new(name: &str) -> Self {
+    /// An exporter's counters at start: nothing delivered, no lag known.
+    pub(crate) fn new(name: &str) -> Self {
         Self {
             name: name.to_owned(),
             exported: AtomicU64::new(0),
@@ -38,6 +42,7 @@ impl ExportStats {
             corrupt: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             newest_ms: AtomicI64::new(i64::MIN),
+            pending_ms: AtomicI64::new(i64::MIN),
             caught_up: AtomicBool::new(false),
         }
     }
@@ -78,15 +83,21 @@ impl ExportStats {
         self.caught_up.load(Ordering::Relaxed)
     }
 
-    /// Export lag at `now`: 0 when caught up, else `now − updatedAt` of the newest finding
-    /// exported; `None` before anything was exported or found.
+    /// Export lag at `now`: 0 when caught up; while a batch is being delivered (retries
+    /// included), the age of its oldest finding; between batches, `now − updatedAt` of the
+    /// newest finding exported; `None` before anything was exported or found.
     pub fn lag(&self, now: Timestamp) -> Option<Duration> {
         if self.caught_up() {
             return Some(Duration::ZERO);
         }
-        let newest = self.newest_exported()?;
+        let pending = self.pending_ms.load(Ordering::Relaxed);
+        let since = if pending == i64::MIN {
+            self.newest_exported()?.0
+        } else {
+            pending
+        };
         Some(Duration::from_millis(
-            u64::try_from(now.0.saturating_sub(newest.0)).unwrap_or(0),
+            u64::try_from(now.0.saturating_sub(since)).unwrap_or(0),
         ))
     }
 }
@@ -239,6 +250,9 @@ impl Exporter {
                 bytes: self.spec.format.encode(f).map_err(ExportError::Encode)?,
             });
         }
+        if let Some(oldest) = items.iter().map(|i| i.updated_at.0).min() {
+            self.stats.pending_ms.store(oldest, Ordering::Relaxed);
+        }
         let items = Arc::new(items);
         let mut sent = 0;
         let mut backoff = self.backoff();
@@ -288,6 +302,7 @@ impl Exporter {
         if let Some(newest) = items.iter().map(|i| i.updated_at.0).max() {
             self.stats.newest_ms.fetch_max(newest, Ordering::Relaxed);
         }
+        self.stats.pending_ms.store(i64::MIN, Ordering::Relaxed);
         debug!(exporter = %self.spec.name, findings = items.len(), "export batch delivered");
         Ok(Step::More)
     }
@@ -312,5 +327,16 @@ mod tests {
         assert_eq!(s.lag(Timestamp(4_000)), Some(Duration::from_secs(3)));
         s.caught_up.store(true, Ordering::Relaxed);
         assert_eq!(s.lag(Timestamp(9_000)), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn a_batch_failing_to_go_out_ages_from_its_oldest_finding() {
+        let s = ExportStats::new("x");
+        // Failing since start: nothing exported, yet the lag grows with the batch's age.
+        s.pending_ms.store(2_000, Ordering::Relaxed);
+        assert_eq!(s.lag(Timestamp(5_000)), Some(Duration::from_secs(3)));
+        assert_eq!(s.lag(Timestamp(65_000)), Some(Duration::from_secs(63)));
+        s.newest_ms.fetch_max(8_000, Ordering::Relaxed);
+        assert_eq!(s.lag(Timestamp(65_000)), Some(Duration::from_secs(63)));
     }
 }
