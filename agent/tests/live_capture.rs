@@ -15,6 +15,7 @@ use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use picket_agent::capture::LiveCapture;
+use picket_agent::capture::live::LiveCaptureError;
 use picket_agent::flow_table::{Cidr, LocalNets};
 use picket_agent::pipeline::{Pipeline, PipelineConfig, PipelineTotals};
 use picket_agent::sensor::capture_until;
@@ -322,6 +323,78 @@ fn tcp_udp_and_dns_between_namespaces_are_reported_as_sent() {
     assert!(
         flows.iter().all(|f| f.protocol == 6 || f.protocol == 17),
         "{flows:#?}"
+    );
+}
+
+#[test]
+fn capture_goes_on_after_the_link_goes_down_and_up() {
+    if let Some(why) = cannot_run() {
+        println!("skipped: {why}");
+        return;
+    }
+    let lab = Lab::new("f", 63);
+    let (host, peer) = (lab.host, lab.peer);
+    let sink = Lab::run_in(&lab.b, move || UdpSocket::bind((peer, 9999)).expect("bind"));
+    let (stop, capture) = lab.start_capture();
+    let udp = Lab::run_in(&lab.a, move || UdpSocket::bind((host, 0)).expect("bind"));
+    let send = |n: usize| {
+        for _ in 0..n {
+            udp.send_to(b"hello", (peer, 9999)).expect("udp");
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    send(3);
+    // A flap, as an ENA device reset makes: the kernel tells the socket ENETDOWN once.
+    ip(&["-n", &lab.a, "link", "set", "veth0", "down"]);
+    std::thread::sleep(Duration::from_millis(500));
+    ip(&["-n", &lab.a, "link", "set", "veth0", "up"]);
+    std::thread::sleep(Duration::from_millis(500));
+    send(4);
+    drop(sink);
+    stop.store(true, Ordering::Relaxed);
+    let captured = capture.join().expect("capture thread");
+    let udp = captured
+        .records
+        .iter()
+        .find_map(|r| match &r.record {
+            Some(record::Record::Flow(f)) if f.service_port == 9999 => Some(f.clone()),
+            _ => None,
+        })
+        .expect("a UDP summary");
+    assert_eq!(udp.packets_out, 7, "{udp:?}");
+}
+
+#[test]
+fn capture_on_a_removed_interface_ends_as_gone() {
+    if let Some(why) = cannot_run() {
+        println!("skipped: {why}");
+        return;
+    }
+    let lab = Lab::new("g", 64);
+    let ns = lab.a.clone();
+    let (opened_tx, opened_rx) = mpsc::channel();
+    let capture = std::thread::spawn(move || {
+        let file = File::open(format!("/var/run/netns/{ns}")).expect("netns file");
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        let mut capture = LiveCapture::open("veth0").expect("capture opens");
+        opened_tx.send(()).expect("opened");
+        let started = std::time::Instant::now();
+        loop {
+            match capture.poll() {
+                Ok(_) if started.elapsed() < Duration::from_secs(20) => {}
+                Ok(_) => return None,
+                Err(e) => return Some(e),
+            }
+        }
+    });
+    opened_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("opened");
+    ip(&["-n", &lab.a, "link", "del", "veth0"]);
+    let err = capture.join().expect("capture thread");
+    assert!(
+        matches!(err, Some(LiveCaptureError::Gone { ref name }) if name == "veth0"),
+        "{err:?}"
     );
 }
 

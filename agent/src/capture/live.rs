@@ -50,6 +50,13 @@ pub enum LiveCaptureError {
         /// The interface.
         name: String,
     },
+    /// Occurs when the interface was removed (or replaced by a new one of the same name)
+    /// while being captured on.
+    #[error("capture on {name} ended: the interface is gone")]
+    Gone {
+        /// The interface.
+        name: String,
+    },
     /// Occurs when a read fails for a reason other than its timeout.
     #[error("capture on {name} failed: {source}")]
     Read {
@@ -80,6 +87,8 @@ pub struct LiveCapture {
     stats: CaptureStats,
     /// Where [`PacketSource::next_packet`] copies a packet; empty unless that path is used.
     copy: Vec<u8>,
+    /// Times the link went down under this capture.
+    link_downs: u64,
 }
 
 impl std::fmt::Debug for LiveCapture {
@@ -153,6 +162,7 @@ impl LiveCapture {
             fd,
             stats: CaptureStats::default(),
             copy: Vec::new(),
+            link_downs: 0,
         })
     }
 
@@ -180,11 +190,17 @@ impl LiveCapture {
                 }))
             }
             Err(e) if is_timeout(&e) => Ok(Poll::Idle),
-            Err(source) => Err(LiveCaptureError::Read {
-                name: self.name.clone(),
-                source,
-            }),
+            Err(source) => {
+                socket_error(self.fd, &self.name, self.index, source)?;
+                self.link_downs = self.link_downs.saturating_add(1);
+                Ok(Poll::Idle)
+            }
         }
+    }
+
+    /// Times the link went down while captured on (each time capture went on once it was up).
+    pub fn link_downs(&self) -> u64 {
+        self.link_downs
     }
 
     /// Adds the kernel's drops since the last call into the stats.
@@ -223,10 +239,8 @@ impl PacketSource for LiveCapture {
                 }
                 Err(e) if is_timeout(&e) => {}
                 Err(source) => {
-                    return Err(LiveCaptureError::Read {
-                        name: self.name.clone(),
-                        source,
-                    });
+                    socket_error(self.fd, &self.name, self.index, source)?;
+                    self.link_downs = self.link_downs.saturating_add(1);
                 }
             }
         };
@@ -245,6 +259,48 @@ impl PacketSource for LiveCapture {
     fn stats(&self) -> CaptureStats {
         self.stats
     }
+}
+
+/// Judges a failed read on the socket of interface `name` (index `index`): `Ok` when the
+/// link merely went down, so capture goes on (the kernel re-attaches the socket when the link
+/// comes up, and packets resume), else why capture cannot go on.
+///
+/// The kernel reports a link going down, and an interface going away, by setting `ENETDOWN`
+/// on the socket; `pnet` returns that as an "unexpected poll event" and leaves the error set.
+/// Taking it here is what lets the next poll wait again instead of failing forever.
+fn socket_error(
+    fd: RawFd,
+    name: &str,
+    index: u32,
+    source: io::Error,
+) -> Result<(), LiveCaptureError> {
+    let pending = packet_socket::take_error(fd).ok().flatten();
+    let down = pending
+        .as_ref()
+        .or(Some(&source))
+        .and_then(io::Error::raw_os_error)
+        == Some(libc::ENETDOWN);
+    if !down {
+        return Err(LiveCaptureError::Read {
+            name: name.to_owned(),
+            source: pending.unwrap_or(source),
+        });
+    }
+    // Same name and index: the same interface, down for now. Otherwise it was removed (the
+    // socket stays bound to the old index, so a new interface of that name needs a new one).
+    let same = pnet_datalink::interfaces()
+        .iter()
+        .any(|i| i.name == name && i.index == index);
+    if !same {
+        return Err(LiveCaptureError::Gone {
+            name: name.to_owned(),
+        });
+    }
+    tracing::warn!(
+        interface = name,
+        "link went down; capture goes on when it comes back up"
+    );
+    Ok(())
 }
 
 fn is_timeout(e: &io::Error) -> bool {

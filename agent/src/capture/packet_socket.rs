@@ -1,6 +1,6 @@
 //! The few AF_PACKET socket calls `pnet` does not wrap: opening the socket ourselves (so we
-//! keep its descriptor), enlarging its receive buffer, and reading the kernel's
-//! `PACKET_STATISTICS` drop counter. This is the crate's only `unsafe` code: plain FFI calls
+//! keep its descriptor), enlarging its receive buffer, reading the kernel's
+//! `PACKET_STATISTICS` drop counter and taking the socket's pending error. This is the crate's only `unsafe` code: plain FFI calls
 //! whose arguments are owned locals of the types the kernel expects.
 #![allow(unsafe_code)]
 
@@ -87,6 +87,34 @@ pub fn read_counters(fd: RawFd) -> io::Result<KernelCounters> {
         packets: stats.tp_packets,
         drops: stats.tp_drops,
     })
+}
+
+/// Takes the socket's pending error (`SO_ERROR`, which reading clears), if any.
+///
+/// The kernel sets `ENETDOWN` on a packet socket when its interface goes down or away; `pnet`
+/// sees only the poll event and leaves the error set, so every later poll would report it
+/// again unless it is taken here.
+///
+/// # Errors
+/// The OS error of `getsockopt`.
+pub fn take_error(fd: RawFd) -> io::Result<Option<io::Error>> {
+    let mut value: libc::c_int = 0;
+    let mut len = socklen::<libc::c_int>()?;
+    // SAFETY: `value` is a live c_int and `len` its size; the kernel writes at most `len`
+    // bytes into it and stores the written length back into `len`.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            std::ptr::from_mut(&mut value).cast::<libc::c_void>(),
+            &raw mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((value != 0).then(|| io::Error::from_raw_os_error(value)))
 }
 
 fn socklen<T>() -> io::Result<libc::socklen_t> {
