@@ -4,7 +4,7 @@
 //! so capture and delivery pay nothing for metrics.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use picket_telemetry::prometheus_client::registry::Registry;
 use picket_telemetry::{HealthCheck, HealthReport, SampledCollector, Samples};
@@ -29,7 +29,7 @@ pub struct Sources {
     pub intel: Arc<IntelCache>,
     /// Capture threads started, and a live count of those still running; `None` without a
     /// sensor.
-    pub capture: Option<(usize, Arc<AtomicUsize>)>,
+    pub capture: Option<crate::sensor::CaptureThreads>,
 }
 
 /// A registry holding the agent's series, sampled from `sources` on every scrape.
@@ -123,16 +123,16 @@ fn sample(src: &Sources, s: &mut Samples) {
         "Version of the intel snapshot the agent holds (0: the built-in canary only).",
         src.intel.version() as f64,
     );
-    if let Some((started, running)) = &src.capture {
+    if let Some(threads) = &src.capture {
         s.gauge(
             "picket_agent_capture_threads_started",
-            "Capture threads started (one per interface).",
-            *started as f64,
+            "Capture threads that should be running: one per interface captured on (one whose interface went away no longer counts).",
+            threads.expected.load(Ordering::Relaxed) as f64,
         );
         s.gauge(
             "picket_agent_capture_threads_running",
             "Capture threads still running.",
-            running.load(Ordering::Relaxed) as f64,
+            threads.running.load(Ordering::Relaxed) as f64,
         );
     }
     if let Ok(o) = src.outbox.stats() {
@@ -190,10 +190,11 @@ fn check(src: &Sources) -> HealthReport {
         "connected",
         src.health.connected.load(Ordering::Relaxed) == 1,
     );
-    if let Some((started, running)) = &src.capture {
-        let running = running.load(Ordering::Relaxed);
+    if let Some(threads) = &src.capture {
+        let running = threads.running.load(Ordering::Relaxed);
+        let started = threads.expected.load(Ordering::Relaxed);
         r.fact("capture_threads_running", running);
-        if running < *started {
+        if running < started {
             r.problem(format!(
                 "capture threads dead: {running} of {started} running (see the agent log for the error)"
             ));
@@ -232,7 +233,10 @@ mod tests {
             health: Arc::new(Health::default()),
             outbox,
             intel: IntelCache::open(&db).unwrap(),
-            capture: Some((2, Arc::new(AtomicUsize::new(2)))),
+            capture: Some(crate::sensor::CaptureThreads {
+                expected: Arc::new(AtomicUsize::new(2)),
+                running: Arc::new(AtomicUsize::new(2)),
+            }),
         }
     }
 
@@ -318,8 +322,8 @@ mod tests {
     fn a_dead_capture_thread_makes_the_agent_unhealthy() {
         let dir = tempfile::tempdir().unwrap();
         let src = sources(dir.path(), 1 << 20);
-        if let Some((_, running)) = &src.capture {
-            running.store(1, Ordering::Relaxed);
+        if let Some(threads) = &src.capture {
+            threads.running.store(1, Ordering::Relaxed);
         }
         let r = check(&src);
         assert!(!r.is_healthy());

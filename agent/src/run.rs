@@ -134,7 +134,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
     let interfaces = interfaces_to_capture(settings.sensor_interfaces.as_deref());
     // With a sensor, its pipelines send `HostStats` (with the outbox's drops added on the
     // way); without one, the reporter keeps the agent visible.
-    let (sensor, reporter) = if interfaces.is_empty() {
+    let (sensor, reporter) = if interfaces.initial().is_empty() {
         info!("no interfaces to capture on; reporting host stats only");
         let reporter = tokio::spawn(crate::host_stats::report_every(
             settings.summary_interval,
@@ -174,7 +174,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
                 health: Arc::clone(&health),
                 outbox: outbox.clone(),
                 intel: Arc::clone(&intel),
-                capture: sensor.as_ref().map(|s| (s.threads(), s.running_threads())),
+                capture: sensor.as_ref().map(Sensor::threads),
             };
             Some(picket_telemetry::MetricsEndpoint::spawn(
                 listener,

@@ -7,9 +7,9 @@
 //! (`records_dropped`, kind `sensor_channel_full`) together with what the outbox itself
 //! dropped in the meantime.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -19,6 +19,7 @@ use tracing::{error, info, warn};
 
 use crate::capture::PacketSource as _;
 use crate::capture::live::{self, LiveCapture, LiveCaptureError, Poll};
+use crate::flow_table::LocalNets;
 use crate::pipeline::{Pipeline, PipelineConfig, PipelineTotals};
 use crate::records_sink::RecordSink;
 
@@ -88,113 +89,286 @@ pub fn capture_until<O: crate::pipeline::Observer>(
     result.and(drops).map(|()| pipeline.totals())
 }
 
+/// How often a sensor that follows the host's interfaces looks for ones that came up.
+pub const RESCAN: Duration = Duration::from_secs(5);
+
+/// Which interfaces a sensor captures on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Interfaces {
+    /// Exactly these, as configured; each must exist at start, and one that goes away is a
+    /// dead capture the health check reports.
+    Listed(Vec<String>),
+    /// Every interface that is up, loopback excluded, followed as they come and go: one that
+    /// comes up later (an ENI attached to a running instance, as the EKS VPC CNI does) is
+    /// captured on within [`RESCAN`], and one that goes away simply ends its capture.
+    AllUp,
+}
+
+impl Interfaces {
+    /// The interfaces to open at start.
+    pub fn initial(&self) -> Vec<String> {
+        match self {
+            Self::Listed(names) => names.clone(),
+            Self::AllUp => live::default_interfaces(),
+        }
+    }
+}
+
+/// Capture threads that should be running and those that are, for metrics and health: fewer
+/// running than expected means a capture died.
+#[derive(Debug, Clone, Default)]
+pub struct CaptureThreads {
+    /// Threads that should be running: one per interface captured on. A thread whose
+    /// interface went away (when following interfaces) or that was stopped leaves the count;
+    /// one that failed stays in it.
+    pub expected: Arc<AtomicUsize>,
+    /// Threads still running.
+    pub running: Arc<AtomicUsize>,
+}
+
 /// A running live sensor.
 #[derive(Debug)]
 pub struct Sensor {
     stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
-    running: Arc<AtomicUsize>,
+    threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    counts: CaptureThreads,
+    watcher: Option<JoinHandle<()>>,
     forwarder: tokio::task::JoinHandle<()>,
 }
 
+/// What starting one more capture thread needs; the watcher owns it (and with it a sender
+/// of the channel), so the forwarder ends once the watcher and every capture have.
+struct Spawner {
+    tx: mpsc::Sender<Record>,
+    overflow: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    counts: CaptureThreads,
+    /// Interfaces with a capture thread that has not ended.
+    active: Arc<Mutex<BTreeSet<String>>>,
+    threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    config: PipelineConfig,
+    intel: Arc<crate::intel_cache::IntelCache>,
+    /// Whether a capture whose interface went away ends quietly (following interfaces).
+    follow: bool,
+}
+
+impl Spawner {
+    /// Starts the capture thread of `capture`, with `config` for its pipeline.
+    fn spawn(&self, mut capture: LiveCapture, config: PipelineConfig) -> std::io::Result<()> {
+        let config = PipelineConfig {
+            interface: capture.name().to_owned(),
+            ..config
+        };
+        let tx = self.tx.clone();
+        let overflow = Arc::clone(&self.overflow);
+        let thread_stop = Arc::clone(&self.stop);
+        let name = capture.name().to_owned();
+        let thread_name = name.clone();
+        let observer = crate::intel_observer::IntelObserver::new(
+            crate::intel_observer::SnapshotSource::Cache(Arc::clone(&self.intel)),
+        );
+        let counts = self.counts.clone();
+        let active = Arc::clone(&self.active);
+        let follow = self.follow;
+        info!(interface = %name, "capturing");
+        lock(&self.active).insert(name.clone());
+        counts.expected.fetch_add(1, Ordering::Relaxed);
+        counts.running.fetch_add(1, Ordering::Relaxed);
+        let alive = RunningGuard(Arc::clone(&counts.running));
+        let spawned = std::thread::Builder::new()
+            .name(format!("capture-{name}"))
+            .spawn(move || {
+                let _alive = alive;
+                let mut pipeline = Pipeline::with_observer(config, observer);
+                let mut emit = |r: Record| match tx.try_send(r) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        overflow.fetch_add(1, Ordering::Relaxed);
+                    }
+                    // The forwarder is gone: shutting down.
+                    Err(mpsc::error::TrySendError::Closed(_)) => {
+                        thread_stop.store(true, Ordering::Relaxed);
+                    }
+                };
+                let result = capture_until(&mut capture, &mut pipeline, &thread_stop, &mut emit);
+                // Expected to end: stopped, or (when following) its interface went away.
+                // A failure stays expected, so health reports the capture dead.
+                let ended = match &result {
+                    Ok(t) => {
+                        info!(
+                            interface = %thread_name,
+                            packets = t.packets,
+                            kernel_drops = t.capture.kernel_drops,
+                            "capture stopped"
+                        );
+                        true
+                    }
+                    Err(e @ LiveCaptureError::Gone { .. }) if follow => {
+                        info!(interface = %thread_name, "{e}");
+                        true
+                    }
+                    Err(e) => {
+                        error!(error = %e, "capture stopped");
+                        false
+                    }
+                };
+                if ended {
+                    counts.expected.fetch_sub(1, Ordering::Relaxed);
+                    lock(&active).remove(&thread_name);
+                }
+            });
+        match spawned {
+            Ok(handle) => {
+                lock(&self.threads).push(handle);
+                Ok(())
+            }
+            Err(e) => {
+                lock(&self.active).remove(&name);
+                self.counts.expected.fetch_sub(1, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    /// Until stopped, every [`RESCAN`] opens capture on each interface that is up and not
+    /// captured on. Its pipeline takes the host's addresses as they are then, so a new
+    /// interface's own address counts as the host's.
+    fn watch(self) {
+        let mut refused = BTreeSet::new();
+        loop {
+            let deadline = Instant::now() + RESCAN;
+            while Instant::now() < deadline {
+                if self.stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let up = live::default_interfaces();
+            // A refusal is logged once per interface, until it goes away or works.
+            refused.retain(|name| up.contains(name));
+            for name in up {
+                if self.stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                if lock(&self.active).contains(&name) {
+                    continue;
+                }
+                let opened = LiveCapture::open(&name).map_err(|e| e.to_string());
+                let spawned = opened.and_then(|capture| {
+                    let config = PipelineConfig {
+                        local: LocalNets::new(live::host_addresses()),
+                        ..self.config.clone()
+                    };
+                    self.spawn(capture, config).map_err(|e| e.to_string())
+                });
+                match spawned {
+                    Ok(()) => {
+                        refused.remove(&name);
+                    }
+                    Err(e) => {
+                        if refused.insert(name.clone()) {
+                            warn!(interface = %name, error = %e, "new interface not captured on; trying again at each rescan");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The lock's contents, even if a thread panicked while holding it (the data are names and
+/// handles, never left half-changed).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl Sensor {
-    /// Opens capture on every interface in `interfaces` (all of them, before any thread
-    /// starts, so a bad name fails start-up) and starts the threads and the forwarding task.
+    /// Opens capture on each interface `interfaces` names now (all of them, before any
+    /// thread starts, so a bad name fails start-up) and starts the threads, the forwarding
+    /// task and, for [`Interfaces::AllUp`], the thread that follows interfaces coming up.
     /// Must be called within a tokio runtime.
     ///
     /// # Errors
     /// [`LiveCaptureError`] for the first interface that cannot be captured on.
     pub fn start(
-        interfaces: &[String],
+        interfaces: &Interfaces,
         config: &PipelineConfig,
         sink: RecordSink,
         intel: Arc<crate::intel_cache::IntelCache>,
     ) -> Result<Self, LiveCaptureError> {
         let captures = interfaces
+            .initial()
             .iter()
             .map(|name| LiveCapture::open(name))
             .collect::<Result<Vec<_>, _>>()?;
         let (tx, rx) = mpsc::channel(CHANNEL_RECORDS);
         let overflow = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let running = Arc::new(AtomicUsize::new(0));
-        let mut threads = Vec::with_capacity(captures.len());
-        for mut capture in captures {
-            let config = PipelineConfig {
-                interface: capture.name().to_owned(),
-                ..config.clone()
-            };
-            let tx = tx.clone();
-            let overflow = Arc::clone(&overflow);
-            let thread_stop = Arc::clone(&stop);
+        let threads = Arc::new(Mutex::new(Vec::with_capacity(captures.len())));
+        let counts = CaptureThreads::default();
+        let spawner = Spawner {
+            tx,
+            overflow: Arc::clone(&overflow),
+            stop: Arc::clone(&stop),
+            counts: counts.clone(),
+            active: Arc::default(),
+            threads: Arc::clone(&threads),
+            config: config.clone(),
+            intel,
+            follow: *interfaces == Interfaces::AllUp,
+        };
+        for capture in captures {
             let name = capture.name().to_owned();
-            let thread_name = name.clone();
-            let observer = crate::intel_observer::IntelObserver::new(
-                crate::intel_observer::SnapshotSource::Cache(Arc::clone(&intel)),
-            );
-            info!(interface = %name, "capturing");
-            running.fetch_add(1, Ordering::Relaxed);
-            let alive = RunningGuard(Arc::clone(&running));
-            let spawned = std::thread::Builder::new()
-                .name(format!("capture-{name}"))
-                .spawn(move || {
-                    let _alive = alive;
-                    let mut pipeline = Pipeline::with_observer(config, observer);
-                    let mut emit = |r: Record| match tx.try_send(r) {
-                        Ok(()) => {}
-                        Err(mpsc::error::TrySendError::Full(_)) => {
-                            overflow.fetch_add(1, Ordering::Relaxed);
-                        }
-                        // The forwarder is gone: shutting down.
-                        Err(mpsc::error::TrySendError::Closed(_)) => {
-                            thread_stop.store(true, Ordering::Relaxed);
-                        }
-                    };
-                    match capture_until(&mut capture, &mut pipeline, &thread_stop, &mut emit) {
-                        Ok(t) => info!(
-                            interface = %thread_name,
-                            packets = t.packets,
-                            kernel_drops = t.capture.kernel_drops,
-                            "capture stopped"
-                        ),
-                        Err(e) => error!(error = %e, "capture stopped"),
-                    }
-                });
-            match spawned {
-                Ok(handle) => threads.push(handle),
-                Err(e) => {
-                    stop.store(true, Ordering::Relaxed);
-                    return Err(LiveCaptureError::Open { name, source: e });
-                }
+            if let Err(source) = spawner.spawn(capture, config.clone()) {
+                stop.store(true, Ordering::Relaxed);
+                return Err(LiveCaptureError::Open { name, source });
             }
         }
-        drop(tx);
+        let watcher = if spawner.follow {
+            let spawned = std::thread::Builder::new()
+                .name("capture-follow".into())
+                .spawn(move || spawner.watch());
+            match spawned {
+                Ok(handle) => Some(handle),
+                Err(source) => {
+                    stop.store(true, Ordering::Relaxed);
+                    return Err(LiveCaptureError::Open {
+                        name: "(interface watcher)".into(),
+                        source,
+                    });
+                }
+            }
+        } else {
+            None
+        };
         let forwarder = tokio::spawn(forward(rx, sink, overflow));
         Ok(Self {
             stop,
             threads,
-            running,
+            counts,
+            watcher,
             forwarder,
         })
     }
 
-    /// Capture threads started.
-    pub fn threads(&self) -> usize {
-        self.threads.len()
-    }
-
-    /// A live count of capture threads still running, for health checks: fewer than
-    /// [`Self::threads`] before a stop means a capture died.
-    pub fn running_threads(&self) -> Arc<AtomicUsize> {
-        Arc::clone(&self.running)
+    /// Capture threads that should be running, and those that are, for metrics and health.
+    pub fn threads(&self) -> CaptureThreads {
+        self.counts.clone()
     }
 
     /// Stops capture, waits for each thread's final records, and for them to be buffered.
     pub async fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
-        let threads = self.threads;
+        let (watcher, threads) = (self.watcher, self.threads);
         let joined = tokio::task::spawn_blocking(move || {
-            for t in threads {
+            // The watcher first, so no capture starts after the list is taken.
+            if let Some(w) = watcher {
+                if w.join().is_err() {
+                    error!("the interface watcher panicked");
+                }
+            }
+            let handles = std::mem::take(&mut *lock(&threads));
+            for t in handles {
                 if t.join().is_err() {
                     error!("a capture thread panicked");
                 }
@@ -268,7 +442,9 @@ async fn forward(mut rx: mpsc::Receiver<Record>, sink: RecordSink, overflow: Arc
 }
 
 /// The interfaces to capture on: the configured list, else every interface that is up
-/// (loopback excluded).
-pub fn interfaces_to_capture(configured: Option<&[String]>) -> Vec<String> {
-    configured.map_or_else(live::default_interfaces, <[String]>::to_vec)
+/// (loopback excluded), followed as they come and go.
+pub fn interfaces_to_capture(configured: Option<&[String]>) -> Interfaces {
+    configured.map_or(Interfaces::AllUp, |names| {
+        Interfaces::Listed(names.to_vec())
+    })
 }

@@ -1,0 +1,165 @@
+//! An agent left on its default interfaces follows them (real binaries, real AF_PACKET, real
+//! mTLS): an interface that comes up after start is captured on and its traffic reaches the
+//! aggregator with its name; when it goes away its capture ends quietly and the agent stays
+//! healthy. The aggregator lives in namespace "a", the agent in "b"; the new interface is a
+//! veth from "b" to a third namespace "c". Needs root and `ip`; without them the test prints
+//! why and returns.
+
+use std::fs::File;
+use std::net::UdpSocket;
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use picket_aggregator::certs::LeafKind;
+use picket_aggregator::ingest::BatchStore;
+use picket_proto::AgentId;
+use picket_proto::v1::{FlowSummary, record};
+use picket_tests::ops::{http_get, metrics_addr, value};
+use picket_tests::{
+    FAST_AGENT_CONFIG, NetnsPair, Pki, can_use_netns, sh, start_agent_cmd_in, start_aggregator_in,
+};
+
+const ACCOUNT: &str = "123456789012";
+const INSTANCE: &str = "i-0follow";
+
+/// Runs `f` on a thread inside network namespace `ns`.
+fn in_netns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let path = format!("/var/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = File::open(&path).with_context(|| path.clone())?;
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).context("setns")?;
+        f()
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("namespace thread panicked"))?
+}
+
+/// Namespace `c` removed on drop.
+struct ExtraNs(String);
+
+impl Drop for ExtraNs {
+    fn drop(&mut self) {
+        let _ = sh("ip", &["netns", "del", &self.0]);
+    }
+}
+
+#[test]
+fn an_interface_that_comes_up_after_start_is_captured_and_one_that_goes_is_let_go() -> Result<()> {
+    if !can_use_netns() {
+        println!("skipped: needs root and iproute2 to create network namespaces and capture");
+        return Ok(());
+    }
+    let tag = format!("pf{}", std::process::id() % 100_000);
+    let net = NetnsPair::new(&tag, 16)?;
+    let (agg_ns, agent_ns) = (net.names.0.clone(), net.names.1.clone());
+    let pki = Pki::new()?;
+    let server = pki.issue("server", LeafKind::Server(net.addrs.0.clone()))?;
+    let leaf = pki.agent(ACCOUNT, INSTANCE)?;
+    let agg_dir = tempfile::tempdir()?;
+    let agent_dir = tempfile::tempdir()?;
+    let listen = format!("{}:7443", net.addrs.0);
+    let (mut agg, addr) =
+        start_aggregator_in(Some(&agg_ns), &listen, &pki, &server, agg_dir.path(), &[])?;
+
+    // No `interfaces`: the default, every interface that is up.
+    let config = FAST_AGENT_CONFIG.replace("interfaces = []\n", "");
+    let mut agent = start_agent_cmd_in(
+        Some(&agent_ns),
+        "run",
+        &["--metrics-listen", "127.0.0.1:0"],
+        &config,
+        &pki,
+        &leaf,
+        &addr,
+        agent_dir.path(),
+        ACCOUNT,
+        INSTANCE,
+    )?;
+    agent.wait_for("capturing", 1, |e| e["interface"] == net.b_link.as_str())?;
+    let metrics = metrics_addr(&agent)?;
+
+    // A new link after start, as an ENI attached to a running instance.
+    let c = ExtraNs(format!("{tag}c"));
+    sh("ip", &["netns", "add", &c.0])?;
+    let (new_b, new_c) = (format!("{tag}nb"), format!("{tag}nc"));
+    sh(
+        "ip",
+        &[
+            "link", "add", &new_b, "type", "veth", "peer", "name", &new_c,
+        ],
+    )?;
+    sh("ip", &["link", "set", &new_b, "netns", &agent_ns])?;
+    sh("ip", &["link", "set", &new_c, "netns", &c.0])?;
+    for (ns, dev, addr) in [
+        (&agent_ns, &new_b, "10.214.16.1"),
+        (&c.0, &new_c, "10.214.16.2"),
+    ] {
+        sh(
+            "ip",
+            &["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", dev],
+        )?;
+        sh("ip", &["-n", ns, "link", "set", dev, "up"])?;
+    }
+    agent.wait_for("capturing", 1, |e| e["interface"] == new_b.as_str())?;
+
+    // Five datagrams out of the new interface; a sink in c keeps ICMP errors away.
+    let _sink = in_netns(&c.0, || Ok(UdpSocket::bind("10.214.16.2:9999")?))?;
+    in_netns(&agent_ns, || {
+        let sock = UdpSocket::bind("10.214.16.1:0")?;
+        for _ in 0..5 {
+            sock.send_to(b"hello", "10.214.16.2:9999")?;
+        }
+        Ok(())
+    })?;
+    std::thread::sleep(Duration::from_millis(500));
+
+    // The interface goes away: its capture ends (its last summaries are sent), and the agent
+    // is as healthy as before, with one capture expected and running.
+    sh("ip", &["-n", &agent_ns, "link", "del", &new_b])?;
+    let gone = format!("capture on {new_b} ended: the interface is gone");
+    agent.wait_for(&gone, 1, |_| true)?;
+    let (status, health) = in_netns(&agent_ns, {
+        let metrics = metrics.clone();
+        move || http_get(&metrics, "/healthz")
+    })?;
+    ensure!(
+        status == 200,
+        "agent unhealthy after the interface went: {health}"
+    );
+    let (_, text) = in_netns(&agent_ns, move || http_get(&metrics, "/metrics"))?;
+    ensure!(
+        value(&text, "picket_agent_capture_threads_started") == Some(1.0)
+            && value(&text, "picket_agent_capture_threads_running") == Some(1.0),
+        "capture threads after the interface went:\n{text}"
+    );
+    ensure!(
+        agent.events("capture stopped").is_empty(),
+        "no capture failed: {}",
+        agent.tail(20)
+    );
+
+    agent.terminate()?;
+    agg.terminate()?;
+    let store = BatchStore::open(agg_dir.path())?;
+    let (batches, bad) = store.batches_of(&AgentId::new(ACCOUNT, INSTANCE)?)?;
+    ensure!(bad == 0, "{bad} undecodable batches");
+    let flows: Vec<FlowSummary> = batches
+        .into_iter()
+        .flat_map(|b| b.records)
+        .filter_map(|r| match r.record {
+            Some(record::Record::Flow(f)) => Some(f),
+            _ => None,
+        })
+        .collect();
+    let udp = flows
+        .iter()
+        .find(|f| f.interface == new_b && f.service_port == 9999)
+        .with_context(|| format!("no summary from {new_b}: {flows:#?}"))?;
+    ensure!(udp.packets_out == 5, "{udp:?}");
+    // The new interface's own address is the host's: the flow is egress from it.
+    ensure!(udp.local_addr == "10.214.16.1", "{udp:?}");
+    Ok(())
+}
