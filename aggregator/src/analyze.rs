@@ -344,11 +344,45 @@ fn event_time_ms(event: &Event) -> Option<i64> {
 
 /// Reads every CloudTrail file under `paths` onto the timeline.
 fn read_cloudtrail(paths: &[PathBuf], timeline: &mut Vec<(i64, Event)>, report: &mut Report) {
-    use crate::cloudtrail::reader::{Reader, collect_files};
-    let (files, problems) = collect_files(paths);
+    use crate::cloudtrail::reader::{MAX_FILE_BYTES, Position, Problem, Reader, collect_files};
+    let (stdin, paths): (Vec<PathBuf>, Vec<PathBuf>) =
+        paths.iter().cloned().partition(|p| p == Path::new(STDIN));
+    let (files, problems) = collect_files(&paths);
     report.cloudtrail.problems += problems.len() as u64;
     report.cloudtrail_problems.extend(problems);
     let mut reader = Reader::new();
+    if !stdin.is_empty() {
+        // `aws s3 cp s3://…/file.json.gz - | analyze --cloudtrail -`, or lookup-events piped.
+        let name = Path::new("<stdin>");
+        let mut bytes = Vec::new();
+        let read = std::io::stdin()
+            .lock()
+            .take(MAX_FILE_BYTES + 1)
+            .read_to_end(&mut bytes);
+        let why = match read {
+            Err(e) => Some(format!("cannot read: {e}")),
+            Ok(_) if bytes.len() as u64 > MAX_FILE_BYTES => {
+                Some(format!("larger than {MAX_FILE_BYTES} bytes"))
+            }
+            Ok(_) => None,
+        };
+        if let Some(why) = why {
+            report.cloudtrail.problems += 1;
+            report.cloudtrail_problems.push(Problem {
+                file: name.to_owned(),
+                position: Position::File,
+                why,
+            });
+        } else {
+            let summary = reader.read_bytes(
+                name,
+                &bytes,
+                &mut |e| timeline.push((e.time_ms, Event::Api(Box::new(e)))),
+                &mut |p| report.cloudtrail_problems.push(p),
+            );
+            report.cloudtrail.add(summary);
+        }
+    }
     for file in files {
         let summary = reader.read_file(
             &file,

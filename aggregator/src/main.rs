@@ -505,14 +505,15 @@ fn analyze(args: AnalyzeArgs) -> Result<()> {
     if args
         .agent_records
         .iter()
+        .chain(&args.cloudtrail)
         .filter(|p| p.as_os_str() == analyze::STDIN)
         .count()
         > 1
     {
-        bail!("--agent-records -: standard input can be read only once");
+        bail!("-: standard input can be read only once (one --agent-records - or --cloudtrail -)");
     }
     for path in &args.cloudtrail {
-        if !path.exists() {
+        if path.as_os_str() != analyze::STDIN && !path.exists() {
             bail!("--cloudtrail {}: no such file or folder", path.display());
         }
     }

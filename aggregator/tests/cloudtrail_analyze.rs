@@ -181,3 +181,37 @@ fn analyze_without_any_input_says_what_to_give() -> Result<()> {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--cloudtrail PATH"));
     Ok(())
 }
+
+#[test]
+fn analyze_reads_lookup_events_output_piped_to_standard_input() -> Result<()> {
+    use std::process::Stdio;
+    // `aws cloudtrail lookup-events --output json | picket-aggregator analyze --cloudtrail -`:
+    // for an account whose trail does not reach S3, the last 90 days of management events.
+    let input = std::fs::read(fixture("cloudtrail/lookup-events.json"))?;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_picket-aggregator"))
+        .args(["analyze", "--cloudtrail", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut stdin = child.stdin.take().context("stdin")?;
+    let feeder = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output()?;
+    feeder
+        .join()
+        .map_err(|_| anyhow::anyhow!("feeder panicked"))??;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("read 3 CloudTrail events from 1 files"),
+        "{stderr}"
+    );
+    let findings: Vec<Value> = String::from_utf8(out.stdout)?
+        .lines()
+        .map(|l| serde_json::from_str(l).with_context(|| l.to_owned()))
+        .collect::<Result<_>>()?;
+    let types: Vec<&str> = findings.iter().filter_map(|f| f["type"].as_str()).collect();
+    assert_eq!(types, ["Policy:IAMUser/RootCredentialUsage"], "{stderr}");
+    assert_eq!(findings[0]["accountId"], "111122223333");
+    Ok(())
+}

@@ -1,6 +1,9 @@
 //! Reading CloudTrail files as they are found: what S3 delivers (`{"Records":[…]}`, gzip),
-//! JSON arrays of events (Stratus Red Team, exports), and newline-delimited events, gzip or
-//! plain (decided by magic bytes, never by the name). Digest files are recognised and skipped.
+//! JSON arrays of events (Stratus Red Team, exports), what `aws cloudtrail lookup-events`
+//! prints (`{"Events":[{…, "CloudTrailEvent": "<the event as JSON text>"}]}`: the last 90 days
+//! of management events, for an account with no trail to S3), and newline-delimited events,
+//! gzip or plain (decided by magic bytes, never by the name). Digest files are recognised and
+//! skipped.
 //!
 //! A file is decompressed into one reused buffer and its events are deserialised from it
 //! without copying strings ([`super::raw`]), one at a time, so a bad event is reported with its
@@ -33,6 +36,8 @@ pub enum Position {
     Record(u64),
     /// Element `i` (0-based) of a top-level JSON array.
     Element(u64),
+    /// Element `i` (0-based) of the `Events` array of a LookupEvents response.
+    LookupEvent(u64),
     /// 1-based line of a newline-delimited file.
     Line(u64),
     /// 1-based line and column of a JSON syntax error that ended the file.
@@ -62,6 +67,7 @@ impl fmt::Display for Problem {
             Position::File => write!(f, "{file}: {}", self.why),
             Position::Record(i) => write!(f, "{file}:Records[{i}]: {}", self.why),
             Position::Element(i) => write!(f, "{file}:[{i}]: {}", self.why),
+            Position::LookupEvent(i) => write!(f, "{file}:Events[{i}]: {}", self.why),
             Position::Line(n) => write!(f, "{file}:{n}: {}", self.why),
             Position::Syntax { line, column } => write!(f, "{file}:{line}:{column}: {}", self.why),
         }
@@ -75,6 +81,9 @@ pub enum FileKind {
     Records,
     /// A JSON array of events.
     Array,
+    /// `{"Events":[…]}`, as `aws cloudtrail lookup-events` prints: each entry's event is the
+    /// JSON text in its `CloudTrailEvent` member.
+    LookupEvents,
     /// Events one per line (or concatenated JSON objects).
     Lines,
     /// A CloudTrail digest file: skipped.
@@ -231,6 +240,17 @@ impl<'c> Ctx<'c> {
         let origin = self.origin(index, position);
         let result = parse_event(json, origin);
         self.deliver(result, position);
+    }
+
+    /// A LookupEvents entry: its `CloudTrailEvent` text is the event.
+    fn lookup_event(&mut self, json: &str, index: u64, position: Position) {
+        match serde_json::from_str::<LookupEntry<'_>>(json) {
+            Ok(entry) => self.event(&entry.event, index, position),
+            Err(e) => self.problem(
+                position,
+                format!("not a LookupEvents entry (no CloudTrailEvent text): {e}"),
+            ),
+        }
     }
 
     fn raw_event(&mut self, raw: RawRecord<'_>, index: u64, position: Position) {
@@ -443,11 +463,31 @@ fn whole(buf: &[u8], damaged: Option<String>, ctx: &mut Ctx<'_>) -> FileKind {
     }
 }
 
-/// Whether plain text is newline-delimited events (an object that is not `{"Records":…}`).
+/// One entry of a LookupEvents response; the other members repeat parts of the event.
+#[derive(serde::Deserialize)]
+struct LookupEntry<'a> {
+    /// The whole event, as JSON text (escaped inside the response, so usually owned here).
+    #[serde(rename = "CloudTrailEvent", borrow)]
+    event: std::borrow::Cow<'a, str>,
+}
+
+/// The container an object file's first member names: `{"Records":…}` or `{"Events":…}`.
+fn object_container(body: &[u8]) -> Option<Container> {
+    let first = skip_ws(body.strip_prefix(b"{")?);
+    if first.starts_with(b"\"Records\"") {
+        Some(Container::Records)
+    } else if first.starts_with(b"\"Events\"") {
+        Some(Container::Lookup)
+    } else {
+        None
+    }
+}
+
+/// Whether plain text is newline-delimited events (an object that is not `{"Records":…}` or
+/// `{"Events":…}`).
 fn is_lines_body(bytes: &[u8]) -> bool {
     let body = skip_ws(bytes);
-    body.first() == Some(&b'{')
-        && !skip_ws(body.get(1..).unwrap_or_default()).starts_with(b"\"Records\"")
+    body.first() == Some(&b'{') && object_container(body).is_none()
 }
 
 /// The cursor after reading `body` from `from`.
@@ -517,14 +557,20 @@ fn parse_buffer(bytes: &[u8], ctx: &mut Ctx<'_>) -> FileKind {
             FileKind::Unreadable
         }
         Some(b'[') => {
-            stream_elements(body, ctx, false);
+            stream_elements(body, ctx, Container::Array);
             FileKind::Array
         }
-        Some(b'{') if skip_ws(body.get(1..).unwrap_or_default()).starts_with(b"\"Records\"") => {
-            stream_elements(body, ctx, true);
-            FileKind::Records
-        }
-        Some(b'{') => stream_values(body, ctx, 1, true),
+        Some(b'{') => match object_container(body) {
+            Some(Container::Records) => {
+                stream_elements(body, ctx, Container::Records);
+                FileKind::Records
+            }
+            Some(container) => {
+                stream_elements(body, ctx, container);
+                FileKind::LookupEvents
+            }
+            None => stream_values(body, ctx, 1, true),
+        },
         Some(_) => {
             ctx.problem(
                 Position::File,
@@ -545,7 +591,7 @@ fn parse_buffer(bytes: &[u8], ctx: &mut Ctx<'_>) -> FileKind {
 /// handed on by the fast pass).
 struct EventsSeed<'x, 'c> {
     ctx: &'x mut Ctx<'c>,
-    in_records: bool,
+    container: Container,
     index: u64,
     fast: bool,
     skip: u64,
@@ -573,7 +619,11 @@ impl<'de> Visitor<'de> for &mut EventsSeed<'_, '_> {
                 continue;
             }
             let position = self.position(i);
-            self.ctx.event(raw.get(), i, position);
+            if self.container == Container::Lookup {
+                self.ctx.lookup_event(raw.get(), i, position);
+            } else {
+                self.ctx.event(raw.get(), i, position);
+            }
         }
         Ok(())
     }
@@ -581,10 +631,10 @@ impl<'de> Visitor<'de> for &mut EventsSeed<'_, '_> {
 
 impl EventsSeed<'_, '_> {
     fn position(&self, i: u64) -> Position {
-        if self.in_records {
-            Position::Record(i)
-        } else {
-            Position::Element(i)
+        match self.container {
+            Container::Records => Position::Record(i),
+            Container::Array => Position::Element(i),
+            Container::Lookup => Position::LookupEvent(i),
         }
     }
 }
@@ -596,7 +646,18 @@ impl<'de> DeserializeSeed<'de> for &mut EventsSeed<'_, '_> {
     }
 }
 
-/// `{"Records": [...], ...}`: other members are skipped.
+/// Where a file's events are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Container {
+    /// `{"Records": [...]}`.
+    Records,
+    /// A top-level array.
+    Array,
+    /// `{"Events": [...]}` of LookupEvents entries.
+    Lookup,
+}
+
+/// `{"Records": [...], ...}` or `{"Events": [...], ...}`: other members are skipped.
 struct RecordsVisitor<'s, 'x, 'c>(&'s mut EventsSeed<'x, 'c>);
 
 impl<'de> Visitor<'de> for RecordsVisitor<'_, '_, '_> {
@@ -605,8 +666,13 @@ impl<'de> Visitor<'de> for RecordsVisitor<'_, '_, '_> {
         f.write_str("a CloudTrail log file object")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let events = if self.0.container == Container::Lookup {
+            "Events"
+        } else {
+            "Records"
+        };
         while let Some(key) = map.next_key::<super::raw::JStr<'de>>()? {
-            if key.as_str() == "Records" {
+            if key.as_str() == events {
                 map.next_value_seed(&mut *self.0)?;
             } else {
                 map.next_value::<IgnoredAny>()?;
@@ -626,28 +692,30 @@ fn syntax_problem(ctx: &mut Ctx<'_>, e: &serde_json::Error, after: u64) {
     );
 }
 
-/// The events of a `Records` object (`in_records`) or of a top-level array: the fast pass, and
-/// the careful one only when the fast one met an error (see [`EventsSeed`]).
+/// The events of a `Records` or `Events` object or of a top-level array: the fast pass, and
+/// the careful one only when the fast one met an error (see [`EventsSeed`]). LookupEvents
+/// entries hold their events as text, which the fast pass cannot read in place, so they go
+/// straight to the careful pass (a page holds at most 50 events).
 ///
 /// The body's UTF-8 is checked once here, so the parser need not check each string it reads;
 /// a body that is not UTF-8 throughout (a damaged file) is parsed from bytes as before, which
 /// reports the bad event and keeps the rest.
-fn stream_elements(body: &[u8], ctx: &mut Ctx<'_>, in_records: bool) {
+fn stream_elements(body: &[u8], ctx: &mut Ctx<'_>, container: Container) {
     let text = std::str::from_utf8(body).ok();
     let mut seed = EventsSeed {
         ctx,
-        in_records,
+        container,
         index: 0,
-        fast: true,
+        fast: container != Container::Lookup,
         skip: 0,
     };
-    if parse_elements(body, text, &mut seed).is_ok() {
+    if seed.fast && parse_elements(body, text, &mut seed).is_ok() {
         return;
     }
     let mut seed = EventsSeed {
         skip: seed.index,
         ctx: seed.ctx,
-        in_records,
+        container,
         index: 0,
         fast: false,
     };
@@ -673,7 +741,7 @@ fn parse_elements_with<'de, R: serde_json::de::Read<'de>>(
     mut de: serde_json::Deserializer<R>,
     seed: &mut EventsSeed<'_, '_>,
 ) -> Result<(), serde_json::Error> {
-    if seed.in_records {
+    if seed.container != Container::Array {
         de.deserialize_map(RecordsVisitor(seed))?;
     } else {
         seed.deserialize(&mut de)?;

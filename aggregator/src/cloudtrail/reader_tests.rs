@@ -299,3 +299,50 @@ fn empty_and_non_json_files_are_file_problems() {
         assert_eq!(problems[0].position, Position::File);
     }
 }
+
+#[test]
+fn lookup_events_output_is_read_from_each_entrys_event_text() {
+    let (s, events, problems) = read(&fixture("lookup-events.json"));
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!((s.kind, s.events), (FileKind::LookupEvents, 3));
+    // Newest first, as LookupEvents lists them; each is the whole event, not the summary.
+    let names: Vec<&str> = events.iter().map(|e| e.event_name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["DescribeInstances", "GetCallerIdentity", "ListBuckets"]
+    );
+    assert_eq!(events[2].region, "us-east-1");
+    assert_eq!(
+        events[2].source.ip(),
+        Some("198.51.100.23".parse().expect("ip"))
+    );
+    assert_eq!(events[2].origin.position, 2);
+}
+
+#[test]
+fn a_bad_lookup_events_entry_is_reported_with_its_index_and_the_rest_count() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("lookup.json");
+    let entry = |event: &str| serde_json::json!({"EventId": "x", "CloudTrailEvent": event});
+    let body = serde_json::json!({
+        "Events": [
+            entry(&ev("ListUsers", 1)),
+            {"EventId": "no-event-text"},
+            entry("{not json"),
+            entry(&ev("GetUser", 2)),
+        ],
+        "NextToken": "t",
+    });
+    // gzip, as a saved response might be: the magic bytes decide.
+    std::fs::write(&path, gz(body.to_string().as_bytes())).expect("write");
+    let (s, events, problems) = read(&path);
+    assert_eq!((s.kind, s.events), (FileKind::LookupEvents, 2));
+    assert_eq!(events[1].event_name, "GetUser");
+    let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    assert_eq!(shown.len(), 2, "{shown:?}");
+    assert!(
+        shown[0].contains("lookup.json:Events[1]: not a LookupEvents entry"),
+        "{shown:?}"
+    );
+    assert!(shown[1].contains("lookup.json:Events[2]: "), "{shown:?}");
+}
