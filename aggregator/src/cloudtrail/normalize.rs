@@ -167,6 +167,21 @@ pub fn event_from_raw(raw: RawRecord<'_>, origin: EventOrigin) -> Result<ApiEven
     if raw.is_digest() {
         return Err("a digest record among events".to_owned());
     }
+    // An EventBridge event (archived by a rule, Firehose, or a queue) carries the CloudTrail
+    // event as its `detail`.
+    if raw.event_name.is_none() {
+        if let Some(kind) = &raw.detail_type {
+            let kind = kind.as_str();
+            let Some(detail) = raw.detail.filter(|_| kind.ends_with("via CloudTrail")) else {
+                return Err(format!(
+                    "an EventBridge event of detail-type {kind:?}, not one from CloudTrail"
+                ));
+            };
+            let inner: RawRecord<'_> = serde_json::from_str(detail.get())
+                .map_err(|e| format!("bad event in the EventBridge detail: {e}"))?;
+            return normalize(inner, origin).map_err(|e| e.to_string());
+        }
+    }
     normalize(raw, origin).map_err(|e| e.to_string())
 }
 
