@@ -283,11 +283,9 @@ pub struct RawRecord<'a> {
     /// `digestS3Object`: set only in digest files.
     #[serde(rename = "digestS3Object", borrow, default)]
     pub digest_s3_object: Option<JStr<'a>>,
-    /// `detail-type`: set when the object is an EventBridge event wrapping the CloudTrail
-    /// event (`AWS API Call via CloudTrail`, `AWS Console Sign In via CloudTrail`, ...).
-    #[serde(rename = "detail-type", borrow, default)]
-    pub detail_type: Option<JStr<'a>>,
-    /// `detail`: an EventBridge event's payload, which for those types is the CloudTrail event.
+    /// `detail`: the payload of an EventBridge event, which for the `… via CloudTrail` types is
+    /// the CloudTrail event. Only this member is kept (not `detail-type`): every member makes
+    /// each record bigger to move, and the payload shows by itself whether it is an event.
     #[serde(borrow, default)]
     pub detail: Option<&'a RawValue>,
 }

@@ -382,9 +382,7 @@ fn eventbridge_events_are_read_from_their_cloudtrail_detail() {
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert_eq!(problems[0].position, Position::Line(3));
     assert!(
-        problems[0]
-            .why
-            .contains("detail-type \"EC2 Instance State-change Notification\""),
+        problems[0].why.contains("detail is not a CloudTrail event"),
         "{}",
         problems[0]
     );
