@@ -208,8 +208,9 @@ pub struct AnalyzeArgs {
     #[arg(long = "agent-records", value_name = "FILE.jsonl")]
     pub agent_records: Vec<PathBuf>,
     /// CloudTrail log files or folders (read recursively): `{"Records":[…]}` as delivered to S3,
-    /// `aws cloudtrail lookup-events` output, JSON arrays or one event per line, gzip or plain;
-    /// digest files are skipped. `-` reads one file from standard input.
+    /// `aws cloudtrail lookup-events` output, JSON arrays or one event per line (EventBridge
+    /// events from CloudTrail too), gzip or plain; digest files are skipped. `-` reads one file
+    /// from standard input.
     #[arg(long, value_name = "PATH")]
     pub cloudtrail: Vec<PathBuf>,
     /// Threat list checked against CloudTrail callers (agent records carry the agent's own hits).

@@ -167,7 +167,31 @@ pub fn event_from_raw(raw: RawRecord<'_>, origin: EventOrigin) -> Result<ApiEven
     if raw.is_digest() {
         return Err("a digest record among events".to_owned());
     }
+    // An EventBridge event (archived by a rule, Firehose, or a queue) carries the CloudTrail
+    // event as its `detail`.
+    if let (None, Some(detail)) = (&raw.event_name, raw.detail) {
+        return from_eventbridge(detail, origin);
+    }
     normalize(raw, origin).map_err(|e| e.to_string())
+}
+
+/// The CloudTrail event in an EventBridge event's `detail`. Kept out of line: inlined, its
+/// second `normalize` made every record's move into the first one a copy (about 2% of
+/// reading, by callgrind on the CloudTrail bench).
+#[cold]
+#[inline(never)]
+fn from_eventbridge(
+    detail: &serde_json::value::RawValue,
+    origin: EventOrigin,
+) -> Result<ApiEvent, String> {
+    let inner: RawRecord<'_> = serde_json::from_str(detail.get())
+        .map_err(|e| format!("bad event in the EventBridge detail: {e}"))?;
+    if inner.event_name.is_none() {
+        return Err(
+            "an EventBridge event whose detail is not a CloudTrail event (no eventName)".to_owned(),
+        );
+    }
+    normalize(inner, origin).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

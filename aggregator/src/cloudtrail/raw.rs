@@ -159,18 +159,61 @@ pub struct RawIdentity<'a> {
     pub session_context: Option<RawSessionContext<'a>>,
 }
 
-/// One entry of `resources`.
-#[derive(Debug, Default, Deserialize)]
+/// One entry of `resources`: an object as CloudTrail writes it, or a bare ARN as an
+/// EventBridge envelope lists its resources (so the envelope around a CloudTrail event reads).
+#[derive(Debug, Default)]
 pub struct RawResource<'a> {
     /// `ARN`.
-    #[serde(rename = "ARN", borrow, default)]
     pub arn: Option<JStr<'a>>,
     /// `accountId`.
-    #[serde(rename = "accountId", borrow, default)]
     pub account_id: Option<JStr<'a>>,
     /// `type`.
-    #[serde(rename = "type", borrow, default)]
     pub kind: Option<JStr<'a>>,
+}
+
+/// [`RawResource`]'s object form.
+#[derive(Deserialize)]
+struct ResourceFields<'a> {
+    #[serde(rename = "ARN", borrow, default)]
+    arn: Option<JStr<'a>>,
+    #[serde(rename = "accountId", borrow, default)]
+    account_id: Option<JStr<'a>>,
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<JStr<'a>>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawResource<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawResource<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a resource object or an ARN")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                let fields =
+                    ResourceFields::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawResource {
+                    arn: fields.arn,
+                    account_id: fields.account_id,
+                    kind: fields.kind,
+                })
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(RawResource {
+                    arn: Some(JStr(Cow::Borrowed(v))),
+                    ..RawResource::default()
+                })
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(RawResource {
+                    arn: Some(JStr(Cow::Owned(v.to_owned()))),
+                    ..RawResource::default()
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// One CloudTrail record, or (when the digest members are set) a digest file's body.
@@ -240,6 +283,11 @@ pub struct RawRecord<'a> {
     /// `digestS3Object`: set only in digest files.
     #[serde(rename = "digestS3Object", borrow, default)]
     pub digest_s3_object: Option<JStr<'a>>,
+    /// `detail`: the payload of an EventBridge event, which for the `… via CloudTrail` types is
+    /// the CloudTrail event. Only this member is kept (not `detail-type`): every member makes
+    /// each record bigger to move, and the payload shows by itself whether it is an event.
+    #[serde(borrow, default)]
+    pub detail: Option<&'a RawValue>,
 }
 
 impl RawRecord<'_> {

@@ -2,8 +2,8 @@
 //! JSON arrays of events (Stratus Red Team, exports), what `aws cloudtrail lookup-events`
 //! prints (`{"Events":[{…, "CloudTrailEvent": "<the event as JSON text>"}]}`: the last 90 days
 //! of management events, for an account with no trail to S3), and newline-delimited events,
-//! gzip or plain (decided by magic bytes, never by the name). Digest files are recognised and
-//! skipped.
+//! gzip or plain (decided by magic bytes, never by the name); any of them may hold EventBridge
+//! events wrapping CloudTrail ones. Digest files are recognised and skipped.
 //!
 //! A file is decompressed into one reused buffer and its events are deserialised from it
 //! without copying strings ([`super::raw`]), one at a time, so a bad event is reported with its

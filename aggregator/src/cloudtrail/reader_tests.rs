@@ -346,3 +346,44 @@ fn a_bad_lookup_events_entry_is_reported_with_its_index_and_the_rest_count() {
     );
     assert!(shown[1].contains("lookup.json:Events[2]: "), "{shown:?}");
 }
+
+#[test]
+fn eventbridge_events_are_read_from_their_cloudtrail_detail() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("eventbridge.jsonl");
+    let envelope = |kind: &str, source: &str, detail: &str| {
+        format!(
+            r#"{{"version":"0","id":"6a7e8feb-b491-4cf7-a9f1-bf3703467718","detail-type":"{kind}","source":"{source}","account":"111122223333","time":"2024-05-01T10:00:05Z","region":"us-east-1","resources":["arn:aws:iam::111122223333:user/u"],"detail":{detail}}}"#
+        )
+    };
+    let lines = [
+        envelope(
+            "AWS API Call via CloudTrail",
+            "aws.iam",
+            &ev("ListUsers", 1),
+        ),
+        envelope(
+            "AWS Console Sign In via CloudTrail",
+            "aws.signin",
+            &ev("ConsoleLogin", 2),
+        ),
+        envelope(
+            "EC2 Instance State-change Notification",
+            "aws.ec2",
+            r#"{"instance-id":"i-0abc","state":"running"}"#,
+        ),
+    ];
+    std::fs::write(&path, lines.join("\n")).expect("write");
+    let (s, events, problems) = read(&path);
+    assert_eq!((s.kind, s.events), (FileKind::Lines, 2), "{problems:?}");
+    assert_eq!(events[0].event_name, "ListUsers");
+    assert_eq!(events[0].event_id, "e1");
+    assert_eq!(events[1].event_name, "ConsoleLogin");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].position, Position::Line(3));
+    assert!(
+        problems[0].why.contains("detail is not a CloudTrail event"),
+        "{}",
+        problems[0]
+    );
+}
