@@ -284,22 +284,30 @@ fn replay_cli_reports_damage_with_its_offset_and_keeps_earlier_records() {
     let cut = dir.path().join("cut.pcap");
     let whole = std::fs::read(fixture("zeek_ssh_single-conn.pcap")).expect("fixture");
     std::fs::write(&cut, &whole[..whole.len() / 2]).expect("writes");
-    let output = agent()
-        .args(["replay", "--pcap"])
-        .arg(&cut)
-        .output()
-        .expect("runs");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
+    let (stderr, stdout) = replay_damaged(&cut);
     assert!(stderr.contains("byte offset"), "{stderr}");
     assert!(stderr.contains("cut.pcap: "), "the file is named: {stderr}");
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("\"Flow\""), "{stdout}");
+}
+
+/// Replays `path`, a copy of the 94-packet SSH capture cut in its middle: the command
+/// succeeds, counts some packets but not all, and names one damaged file. Returns what it
+/// wrote on standard error and standard output.
+fn replay_damaged(path: &Path) -> (String, String) {
+    let output = agent()
+        .args(["replay", "--pcap"])
+        .arg(path)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stats: serde_json::Value =
         serde_json::from_str(stdout.lines().last().expect("stats line")).expect("json");
     let packets = stats["stats"]["packets"].as_u64().expect("count");
     assert!(packets > 0 && packets < 94, "{packets}");
     assert_eq!(stats["stats"]["files_damaged"], 1);
-    assert!(stdout.contains("\"Flow\""), "{stdout}");
+    (stderr, stdout)
 }
 
 #[test]
@@ -362,21 +370,10 @@ fn replay_cli_reads_a_gzipped_capture_as_the_plain_one() {
     let cut = dir.path().join("cut.pcap.gz");
     let packed = gzip(&whole);
     std::fs::write(&cut, &packed[..packed.len() / 2]).expect("writes");
-    let output = agent()
-        .args(["replay", "--pcap"])
-        .arg(&cut)
-        .output()
-        .expect("runs");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
+    let (stderr, _) = replay_damaged(&cut);
     assert!(stderr.starts_with("picket-agent: "), "{stderr}");
     assert!(stderr.contains("cut.pcap.gz: gzip-compressed"), "{stderr}");
     assert!(stderr.contains("packets before it were used"), "{stderr}");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stats: serde_json::Value =
-        serde_json::from_str(stdout.lines().last().expect("stats line")).expect("json");
-    let packets = stats["stats"]["packets"].as_u64().expect("count");
-    assert!(packets > 0 && packets < 94, "{packets}");
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {

@@ -6,6 +6,9 @@ use std::process::{Command, Output};
 use anyhow::{Context, Result};
 use serde_json::Value;
 
+mod common;
+use common::stdin::output_with_stdin;
+
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_picket-aggregator"))
 }
@@ -309,7 +312,6 @@ fn analyze_honours_detector_thresholds_from_the_config() -> Result<()> {
 
 #[test]
 fn analyze_reads_agent_records_from_standard_input() -> Result<()> {
-    use std::io::Write;
     use std::process::Stdio;
     // As `picket-agent replay --account-id … --instance-id …` writes them: bare records, then
     // the stats line whose identity applies to every record before it.
@@ -317,18 +319,7 @@ fn analyze_reads_agent_records_from_standard_input() -> Result<()> {
     input.extend_from_slice(
         b"{\"stats\":{\"account_id\":\"345678901234\",\"instance_id\":\"i-0piped\",\"packets\":9}}\n",
     );
-    let mut child = bin()
-        .args(["analyze", "--agent-records", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let mut stdin = child.stdin.take().context("stdin")?;
-    let feeder = std::thread::spawn(move || stdin.write_all(&input));
-    let out = child.wait_with_output()?;
-    feeder
-        .join()
-        .map_err(|_| anyhow::anyhow!("feeder panicked"))??;
+    let out = output_with_stdin(bin().args(["analyze", "--agent-records", "-"]), input)?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "stderr: {stderr}");
     let findings = json_lines(&out)?;

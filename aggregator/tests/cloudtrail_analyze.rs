@@ -9,6 +9,9 @@ use std::process::Command;
 use anyhow::{Context, Result};
 use serde_json::Value;
 
+mod common;
+use common::stdin::output_with_stdin;
+
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
@@ -184,22 +187,17 @@ fn analyze_without_any_input_says_what_to_give() -> Result<()> {
 
 #[test]
 fn analyze_reads_lookup_events_output_piped_to_standard_input() -> Result<()> {
-    use std::process::Stdio;
     // `aws cloudtrail lookup-events --output json | picket-aggregator analyze --cloudtrail -`:
     // for an account whose trail does not reach S3, the last 90 days of management events.
     let input = std::fs::read(fixture("cloudtrail/lookup-events.json"))?;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_picket-aggregator"))
-        .args(["analyze", "--cloudtrail", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let mut stdin = child.stdin.take().context("stdin")?;
-    let feeder = std::thread::spawn(move || stdin.write_all(&input));
-    let out = child.wait_with_output()?;
-    feeder
-        .join()
-        .map_err(|_| anyhow::anyhow!("feeder panicked"))??;
+    let out = output_with_stdin(
+        Command::new(env!("CARGO_BIN_EXE_picket-aggregator")).args([
+            "analyze",
+            "--cloudtrail",
+            "-",
+        ]),
+        input,
+    )?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(

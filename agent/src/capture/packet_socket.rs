@@ -64,25 +64,11 @@ pub fn set_receive_buffer(fd: RawFd, bytes: usize) -> io::Result<()> {
 /// # Errors
 /// The OS error, e.g. when `fd` is not a packet socket.
 pub fn read_counters(fd: RawFd) -> io::Result<KernelCounters> {
-    let mut stats = libc::tpacket_stats {
+    let empty = libc::tpacket_stats {
         tp_packets: 0,
         tp_drops: 0,
     };
-    let mut len = socklen::<libc::tpacket_stats>()?;
-    // SAFETY: `stats` is a live tpacket_stats and `len` holds its size; the kernel writes at
-    // most `len` bytes into it and stores the written length back into `len`.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_PACKET,
-            libc::PACKET_STATISTICS,
-            std::ptr::from_mut(&mut stats).cast::<libc::c_void>(),
-            &raw mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let stats = getsockopt(fd, libc::SOL_PACKET, libc::PACKET_STATISTICS, empty)?;
     Ok(KernelCounters {
         packets: stats.tp_packets,
         drops: stats.tp_drops,
@@ -98,15 +84,26 @@ pub fn read_counters(fd: RawFd) -> io::Result<KernelCounters> {
 /// # Errors
 /// The OS error of `getsockopt`.
 pub fn take_error(fd: RawFd) -> io::Result<Option<io::Error>> {
-    let mut value: libc::c_int = 0;
-    let mut len = socklen::<libc::c_int>()?;
-    // SAFETY: `value` is a live c_int and `len` its size; the kernel writes at most `len`
-    // bytes into it and stores the written length back into `len`.
+    let value: libc::c_int = getsockopt(fd, libc::SOL_SOCKET, libc::SO_ERROR, 0)?;
+    Ok((value != 0).then(|| io::Error::from_raw_os_error(value)))
+}
+
+/// Reads option `name` at `level` into `value` (a plain C struct or integer the kernel fills).
+fn getsockopt<T: Copy>(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    mut value: T,
+) -> io::Result<T> {
+    let mut len = socklen::<T>()?;
+    // SAFETY: `value` is a live, initialised `T` and `len` holds its size; the kernel writes
+    // at most `len` bytes into it and stores the written length back into `len`. Callers
+    // pass only the C types the option is defined with (plain data, valid for any bytes).
     let rc = unsafe {
         libc::getsockopt(
             fd,
-            libc::SOL_SOCKET,
-            libc::SO_ERROR,
+            level,
+            name,
             std::ptr::from_mut(&mut value).cast::<libc::c_void>(),
             &raw mut len,
         )
@@ -114,7 +111,7 @@ pub fn take_error(fd: RawFd) -> io::Result<Option<io::Error>> {
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok((value != 0).then(|| io::Error::from_raw_os_error(value)))
+    Ok(value)
 }
 
 fn socklen<T>() -> io::Result<libc::socklen_t> {

@@ -3,3 +3,4 @@
 #![allow(dead_code)]
 
 pub mod shape_checker;
+pub mod stdin;
