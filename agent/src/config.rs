@@ -239,6 +239,10 @@ pub struct SensorSection {
     /// Interfaces to capture on. Absent: every interface that is up, loopback excluded.
     /// Empty (`[]`): no capture; the agent then only reports its own `HostStats`.
     pub interfaces: Option<Vec<String>>,
+    /// With `interfaces` absent: shell-style patterns (`veth*`) of interfaces not to capture
+    /// on, such as container links whose packets the host's uplink also carries.
+    #[serde(default)]
+    pub exclude: Vec<String>,
 }
 
 impl ConfigFile {
@@ -315,6 +319,8 @@ pub struct Settings {
     pub outbox_max_bytes: u64,
     /// `sensor.interfaces` as configured (see [`SensorSection::interfaces`]).
     pub sensor_interfaces: Option<Vec<String>>,
+    /// `sensor.exclude`, compiled (see [`SensorSection::exclude`]).
+    pub sensor_exclude: Vec<glob::Pattern>,
     /// `metrics.listen`: where to serve `/metrics` and `/healthz`; `None` serves nothing.
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// VPC of the instance, from instance metadata; empty when unknown.
@@ -418,6 +424,33 @@ impl Settings {
                 value: bad.clone(),
             });
         }
+        if !file.sensor.exclude.is_empty() && file.sensor.interfaces.is_some() {
+            return Err(ConfigError::Invalid {
+                key: "sensor.exclude",
+                why: "applies only when sensor.interfaces is absent (every interface that is up); \
+                      list the interfaces or drop the exclusions"
+                    .into(),
+                value: file.sensor.exclude.join(", "),
+            });
+        }
+        let sensor_exclude = file
+            .sensor
+            .exclude
+            .iter()
+            .map(|p| {
+                let bad = |why: String| ConfigError::Invalid {
+                    key: "sensor.exclude",
+                    why,
+                    value: p.clone(),
+                };
+                if p.is_empty() || p.contains('/') {
+                    return Err(bad(
+                        "each must be a pattern of interface names, such as veth*".into(),
+                    ));
+                }
+                glob::Pattern::new(p).map_err(|e| bad(format!("not a pattern: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let sensor_interfaces = file.sensor.interfaces;
         let agent = file.agent;
         if agent.reconnect_min_ms > agent.reconnect_max_ms {
@@ -442,6 +475,7 @@ impl Settings {
             metrics_listen: flags.metrics_listen.or(file.metrics.listen),
             outbox_max_bytes,
             sensor_interfaces,
+            sensor_exclude,
             vpc_id: String::new(),
             addresses: Vec::new(),
             public_ip_imds,
@@ -553,6 +587,35 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("aggregator.url is not set"), "{err}");
+    }
+
+    #[test]
+    fn sensor_exclusions_are_patterns_for_the_default_interfaces_only() {
+        let file: ConfigFile =
+            toml::from_str("[sensor]\nexclude = [\"veth*\", \"docker?\"]\n").unwrap();
+        let s = Settings::resolve(file, full_flags()).unwrap();
+        assert!(s.sensor_interfaces.is_none());
+        let excluded = |name: &str| s.sensor_exclude.iter().any(|p| p.matches(name));
+        assert!(excluded("veth1a2b") && excluded("docker0"));
+        assert!(!excluded("ens5") && !excluded("docker10"));
+        for (text, names) in [
+            (
+                "[sensor]\ninterfaces = [\"ens5\"]\nexclude = [\"veth*\"]\n",
+                "applies only",
+            ),
+            ("[sensor]\nexclude = [\"[\"]\n", "not a pattern"),
+            (
+                "[sensor]\nexclude = [\"\"]\n",
+                "a pattern of interface names",
+            ),
+        ] {
+            let file: ConfigFile = toml::from_str(text).unwrap();
+            let err = Settings::resolve(file, full_flags())
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("sensor.exclude"), "{text}: {err}");
+            assert!(err.contains(names), "{text}: {err}");
+        }
     }
 
     #[test]

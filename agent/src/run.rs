@@ -131,7 +131,10 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         Some(addr) => Some(picket_telemetry::bind(addr).await?),
         None => None,
     };
-    let interfaces = interfaces_to_capture(settings.sensor_interfaces.as_deref());
+    let interfaces = interfaces_to_capture(
+        settings.sensor_interfaces.as_deref(),
+        &settings.sensor_exclude,
+    );
     // With a sensor, its pipelines send `HostStats` (with the outbox's drops added on the
     // way); without one, the reporter keeps the agent visible.
     let (sensor, reporter) = if interfaces.initial().is_empty() {

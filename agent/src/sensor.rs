@@ -101,16 +101,28 @@ pub enum Interfaces {
     /// Every interface that is up, loopback excluded, followed as they come and go: one that
     /// comes up later (an ENI attached to a running instance, as the EKS VPC CNI does) is
     /// captured on within [`RESCAN`], and one that goes away simply ends its capture.
-    AllUp,
+    AllUp {
+        /// Interfaces whose names match one of these are left alone (`sensor.exclude`).
+        exclude: Vec<glob::Pattern>,
+    },
 }
 
 impl Interfaces {
-    /// The interfaces to open at start.
+    /// The interfaces to capture on now: the listed ones, or those up and not excluded.
     pub fn initial(&self) -> Vec<String> {
         match self {
             Self::Listed(names) => names.clone(),
-            Self::AllUp => live::default_interfaces(),
+            Self::AllUp { exclude } => {
+                let mut up = live::default_interfaces();
+                up.retain(|name| !exclude.iter().any(|p| p.matches(name)));
+                up
+            }
         }
+    }
+
+    /// Whether interfaces are followed as they come and go.
+    pub fn follows(&self) -> bool {
+        matches!(self, Self::AllUp { .. })
     }
 }
 
@@ -148,8 +160,8 @@ struct Spawner {
     threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
     config: PipelineConfig,
     intel: Arc<crate::intel_cache::IntelCache>,
-    /// Whether a capture whose interface went away ends quietly (following interfaces).
-    follow: bool,
+    /// Which interfaces; when followed, a capture whose interface went away ends quietly.
+    interfaces: Interfaces,
 }
 
 impl Spawner {
@@ -169,7 +181,7 @@ impl Spawner {
         );
         let counts = self.counts.clone();
         let active = Arc::clone(&self.active);
-        let follow = self.follow;
+        let follow = self.interfaces.follows();
         info!(interface = %name, "capturing");
         lock(&self.active).insert(name.clone());
         counts.expected.fetch_add(1, Ordering::Relaxed);
@@ -243,7 +255,7 @@ impl Spawner {
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
-            let up = live::default_interfaces();
+            let up = self.interfaces.initial();
             // A refusal is logged once per interface, until it goes away or works.
             refused.retain(|name| up.contains(name));
             for name in up {
@@ -315,7 +327,7 @@ impl Sensor {
             threads: Arc::clone(&threads),
             config: config.clone(),
             intel,
-            follow: *interfaces == Interfaces::AllUp,
+            interfaces: interfaces.clone(),
         };
         for capture in captures {
             let name = capture.name().to_owned();
@@ -324,7 +336,7 @@ impl Sensor {
                 return Err(LiveCaptureError::Open { name, source });
             }
         }
-        let watcher = if spawner.follow {
+        let watcher = if spawner.interfaces.follows() {
             let spawned = std::thread::Builder::new()
                 .name("capture-follow".into())
                 .spawn(move || spawner.watch());
@@ -442,9 +454,15 @@ async fn forward(mut rx: mpsc::Receiver<Record>, sink: RecordSink, overflow: Arc
 }
 
 /// The interfaces to capture on: the configured list, else every interface that is up
-/// (loopback excluded), followed as they come and go.
-pub fn interfaces_to_capture(configured: Option<&[String]>) -> Interfaces {
-    configured.map_or(Interfaces::AllUp, |names| {
-        Interfaces::Listed(names.to_vec())
-    })
+/// (loopback and `exclude` excluded), followed as they come and go.
+pub fn interfaces_to_capture(
+    configured: Option<&[String]>,
+    exclude: &[glob::Pattern],
+) -> Interfaces {
+    configured.map_or_else(
+        || Interfaces::AllUp {
+            exclude: exclude.to_vec(),
+        },
+        |names| Interfaces::Listed(names.to_vec()),
+    )
 }

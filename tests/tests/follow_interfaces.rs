@@ -64,8 +64,12 @@ fn an_interface_that_comes_up_after_start_is_captured_and_one_that_goes_is_let_g
     let (mut agg, addr) =
         start_aggregator_in(Some(&agg_ns), &listen, &pki, &server, agg_dir.path(), &[])?;
 
-    // No `interfaces`: the default, every interface that is up.
-    let config = FAST_AGENT_CONFIG.replace("interfaces = []\n", "");
+    // No `interfaces`: the default, every interface that is up, but for the excluded.
+    let excluded = format!("{tag}xb");
+    let config = FAST_AGENT_CONFIG.replace(
+        "interfaces = []\n",
+        &format!("exclude = [{:?}]\n", format!("{tag}x*")),
+    );
     let mut agent = start_agent_cmd_in(
         Some(&agent_ns),
         "run",
@@ -103,7 +107,33 @@ fn an_interface_that_comes_up_after_start_is_captured_and_one_that_goes_is_let_g
         )?;
         sh("ip", &["-n", ns, "link", "set", dev, "up"])?;
     }
+    // And one the agent is told to leave alone (a container's link, say), up at the same time.
+    sh(
+        "ip",
+        &[
+            "-n",
+            &agent_ns,
+            "link",
+            "add",
+            &excluded,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &format!("{tag}xc"),
+        ],
+    )?;
+    sh("ip", &["-n", &agent_ns, "link", "set", &excluded, "up"])?;
     agent.wait_for("capturing", 1, |e| e["interface"] == new_b.as_str())?;
+    std::thread::sleep(picket_agent::sensor::RESCAN + Duration::from_secs(1));
+    ensure!(
+        agent
+            .events("capturing")
+            .iter()
+            .all(|e| e["interface"] != excluded.as_str()),
+        "the excluded interface was captured on: {}",
+        agent.tail(20)
+    );
 
     // Five datagrams out of the new interface; a sink in c keeps ICMP errors away.
     let _sink = in_netns(&c.0, || Ok(UdpSocket::bind("10.214.16.2:9999")?))?;
