@@ -34,7 +34,9 @@ pub enum Command {
     ///
     /// Damage part-way through a file is reported on standard error with its byte offset, and
     /// the packets before it still count. Exit status 1 when some file gave no packet at all
-    /// (unreadable, not a capture, damaged before its first packet).
+    /// (unreadable, not a capture, damaged before its first packet). Ctrl-C (or SIGTERM)
+    /// stops reading and writes the records of what was read, with `"interrupted": true` in
+    /// the stats line, exit status 130; a second one ends at once.
     Replay(ReplayArgs),
     /// Get this agent's certificate from the aggregator's enrollment listener: generate a key
     /// locally (it never leaves the host), send a CSR with this host's identity (config, else

@@ -19,6 +19,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is::<AlreadyReported>() => ExitCode::FAILURE,
+        Err(e) if e.is::<Interrupted>() => ExitCode::from(130),
         Err(e) => {
             eprintln!(
                 "picket-agent: {}",
@@ -276,21 +277,27 @@ fn replay(args: ReplayArgs) -> Result<()> {
         picket_agent::intel_observer::SnapshotSource::Fixed(std::sync::Arc::new(snapshot)),
     );
     let pipeline = picket_agent::pipeline::Pipeline::with_observer(config, observer);
-    let report = picket_agent::replay::replay_with(&args.pcap, pipeline, &mut |record| {
-        if write_error.is_some() {
-            return;
-        }
-        line.clear();
-        let written = picket_agent::record_json::write_record(&mut line, &record)
-            .map_err(std::io::Error::from)
-            .and_then(|()| {
-                line.push(b'\n');
-                out.write_all(&line)
-            });
-        if let Err(e) = written {
-            write_error = Some(e);
-        }
-    });
+    let stop = stop_on_interrupt()?;
+    let report = picket_agent::replay::replay_until(
+        &args.pcap,
+        pipeline,
+        &mut |record| {
+            if write_error.is_some() {
+                return;
+            }
+            line.clear();
+            let written = picket_agent::record_json::write_record(&mut line, &record)
+                .map_err(std::io::Error::from)
+                .and_then(|()| {
+                    line.push(b'\n');
+                    out.write_all(&line)
+                });
+            if let Err(e) = written {
+                write_error = Some(e);
+            }
+        },
+        &stop,
+    );
     for e in &report.errors {
         // Only damage part-way has packets before it; a file that never opened has none to say.
         match (e.source.offset(), e.packets_before) {
@@ -318,6 +325,25 @@ fn replay(args: ReplayArgs) -> Result<()> {
         Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
         Some(e) => return Err(e).context("writing records"),
         None => {}
+    }
+    if report.interrupted {
+        // A staged upload must hold the whole capture: a part would be taken for all of it.
+        if let Some(staging) = &staging {
+            if !staging.resume {
+                if let Err(e) = std::fs::remove_file(&staging.partial) {
+                    tracing::warn!(error = %e, "partial staging file not removed");
+                }
+            }
+            eprintln!(
+                "picket-agent: interrupted: nothing uploaded (run the same command again to replay and upload)"
+            );
+        } else {
+            eprintln!(
+                "picket-agent: interrupted: the records cover the {} packets read",
+                report.totals.packets
+            );
+        }
+        return Err(Interrupted.into());
     }
     if let Some(staging) = staging {
         if !staging.resume {
@@ -365,6 +391,28 @@ fn replay(args: ReplayArgs) -> Result<()> {
 #[derive(Debug, thiserror::Error)]
 #[error("failed (reported above)")]
 struct AlreadyReported;
+
+/// Stopped by SIGINT or SIGTERM after writing what was read: exit status 130, as shells
+/// report an interrupted command.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted")]
+struct Interrupted;
+
+/// A flag SIGINT and SIGTERM set instead of ending the process, so `replay` can stop reading
+/// and still write the summaries of what it read; a second signal ends it at once.
+fn stop_on_interrupt() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    use signal_hook::flag;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        // Registered first, so it sees the flag as it was before this signal set it.
+        flag::register_conditional_shutdown(signal, 130, std::sync::Arc::clone(&stop))
+            .context("installing the signal handler")?;
+        flag::register(signal, std::sync::Arc::clone(&stop))
+            .context("installing the signal handler")?;
+    }
+    Ok(stop)
+}
 
 fn status(args: StatusArgs) -> Result<()> {
     use picket_agent::status::{AgentStatus, read_status};

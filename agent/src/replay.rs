@@ -10,12 +10,17 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use picket_proto::v1::Record;
 use serde::Serialize;
 
 use crate::capture::{CaptureStats, PacketSource, PcapFile, PcapFileError};
-use crate::pipeline::{Pipeline, PipelineConfig, PipelineTotals, drive};
+use crate::pipeline::{Pipeline, PipelineConfig, PipelineTotals};
+
+/// Packets between two looks at the stop flag: often enough to stop within a millisecond,
+/// rarely enough to cost nothing per packet.
+const STOP_CHECK_PACKETS: u32 = 4096;
 
 /// What went wrong with one input file.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +59,8 @@ pub struct ReplayReport {
     pub totals: PipelineTotals,
     /// Files that were damaged or unreadable, in the order met.
     pub errors: Vec<ReplayFileError>,
+    /// Whether reading was stopped early (Ctrl-C): the records cover the packets read so far.
+    pub interrupted: bool,
 }
 
 impl ReplayReport {
@@ -93,6 +100,7 @@ impl ReplayReport {
                     .saturating_add(t.dns_summaries.overflow),
                 records: t.records,
                 files_damaged: u64::try_from(self.errors.len()).unwrap_or(u64::MAX),
+                interrupted: self.interrupted,
             },
         }
     }
@@ -140,6 +148,9 @@ pub struct ReplayStats {
     pub records: u64,
     /// Files reported damaged or unreadable.
     pub files_damaged: u64,
+    /// Present (and true) when reading was stopped before the input ended.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
 }
 
 /// Replays `files` through one pipeline built from `config`, handing each record to `emit`.
@@ -154,28 +165,61 @@ pub fn replay(
 /// As [`replay`], with a pipeline that already has its observer (the intel pre-filter).
 pub fn replay_with<O: crate::pipeline::Observer>(
     files: &[PathBuf],
+    pipeline: Pipeline<O>,
+    emit: &mut impl FnMut(Record),
+) -> ReplayReport {
+    replay_until(files, pipeline, emit, &AtomicBool::new(false))
+}
+
+/// As [`replay_with`], stopping early once `stop` is set (checked every few thousand
+/// packets and between files): the pipeline is still finished, so the records cover every
+/// packet read, and the report says it was interrupted.
+pub fn replay_until<O: crate::pipeline::Observer>(
+    files: &[PathBuf],
     mut pipeline: Pipeline<O>,
     emit: &mut impl FnMut(Record),
+    stop: &AtomicBool,
 ) -> ReplayReport {
     let mut capture = CaptureStats::default();
     let mut errors = Vec::new();
+    let mut interrupted = false;
     for path in files {
+        if stop.load(Ordering::Relaxed) {
+            interrupted = true;
+            break;
+        }
         let before = pipeline.totals().packets;
-        let result = replay_file(path, &mut pipeline, &mut capture, emit);
-        if let Err(source) = result {
-            let packets_before = pipeline.totals().packets.saturating_sub(before);
-            errors.push(ReplayFileError {
-                path: path.clone(),
-                source,
-                packets_before,
-            });
+        match replay_file(path, &mut pipeline, &mut capture, emit, stop) {
+            Ok(Finished::Read) => {}
+            Ok(Finished::Stopped) => {
+                interrupted = true;
+                break;
+            }
+            Err(source) => {
+                let packets_before = pipeline.totals().packets.saturating_sub(before);
+                errors.push(ReplayFileError {
+                    path: path.clone(),
+                    source,
+                    packets_before,
+                });
+            }
         }
     }
     pipeline.finish(emit);
     ReplayReport {
         totals: pipeline.totals(),
         errors,
+        // A stop that came while the last read was ending still counts as one.
+        interrupted: interrupted || stop.load(Ordering::Relaxed),
     }
+}
+
+/// How reading one file ended, when it did not fail.
+enum Finished {
+    /// At its end.
+    Read,
+    /// Because the stop flag was set.
+    Stopped,
 }
 
 fn replay_file<O: crate::pipeline::Observer>(
@@ -183,17 +227,39 @@ fn replay_file<O: crate::pipeline::Observer>(
     pipeline: &mut Pipeline<O>,
     capture: &mut CaptureStats,
     emit: &mut impl FnMut(Record),
-) -> Result<(), PcapFileError> {
+    stop: &AtomicBool,
+) -> Result<Finished, PcapFileError> {
     let mut source = if is_stdin(path) {
         PcapFile::from_reader(std::io::stdin())?
     } else {
         PcapFile::open(path)?
     };
-    let result = drive(&mut source, pipeline, emit);
+    let result = drive_until(&mut source, pipeline, emit, stop);
     let s = source.stats();
     capture.packets = capture.packets.saturating_add(s.packets);
     capture.bytes = capture.bytes.saturating_add(s.bytes);
     capture.internal_drops = capture.internal_drops.saturating_add(s.internal_drops);
     pipeline.set_capture_stats(*capture);
     result
+}
+
+/// Every packet of `source` through `pipeline`, until its end or `stop`.
+fn drive_until<O: crate::pipeline::Observer>(
+    source: &mut PcapFile,
+    pipeline: &mut Pipeline<O>,
+    emit: &mut impl FnMut(Record),
+    stop: &AtomicBool,
+) -> Result<Finished, PcapFileError> {
+    let mut until_check = STOP_CHECK_PACKETS;
+    while let Some(packet) = source.next_packet()? {
+        pipeline.packet(&packet, emit);
+        until_check -= 1;
+        if until_check == 0 {
+            until_check = STOP_CHECK_PACKETS;
+            if stop.load(Ordering::Relaxed) {
+                return Ok(Finished::Stopped);
+            }
+        }
+    }
+    Ok(Finished::Read)
 }

@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use picket_agent::capture::{LinkType, PacketSource, PcapFile, Timestamp};
 use picket_agent::flow_table::{Cidr, LocalNets};
@@ -442,4 +443,80 @@ fn replay_cli_reads_a_capture_from_standard_input() {
         assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
         assert!(stderr.contains("--pcap -"), "{stderr}");
     }
+}
+
+/// A little-endian microsecond pcap header for Ethernet.
+fn pcap_header() -> Vec<u8> {
+    let mut h = Vec::new();
+    h.extend_from_slice(&0xa1b2_c3d4_u32.to_le_bytes());
+    h.extend_from_slice(&2_u16.to_le_bytes());
+    h.extend_from_slice(&4_u16.to_le_bytes());
+    h.extend_from_slice(&[0; 8]);
+    h.extend_from_slice(&65_535_u32.to_le_bytes());
+    h.extend_from_slice(&1_u32.to_le_bytes());
+    h
+}
+
+/// `n` pcap records of one UDP datagram each, 10.0.0.1 to 10.0.0.2, from second `start`.
+fn udp_records(start: u32, n: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let mut frame = vec![0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00];
+        // IPv4, 32 bytes in all, UDP; checksum left 0 (not checked).
+        frame.extend_from_slice(&[
+            0x45, 0, 0, 32, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ]);
+        frame.extend_from_slice(&[0x9c, 0x40, 0x23, 0x28, 0, 12, 0, 0, b'p', b'i', b'n', b'g']);
+        let len = u32::try_from(frame.len()).expect("fits");
+        out.extend_from_slice(&(start + i / 1000).to_le_bytes());
+        out.extend_from_slice(&((i % 1000) * 1000).to_le_bytes());
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&frame);
+    }
+    out
+}
+
+#[test]
+fn replay_cli_stops_on_ctrl_c_and_writes_what_it_read() {
+    use std::process::Stdio;
+    let mut child = agent()
+        .args(["replay", "--pcap", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut first = pcap_header();
+    first.extend(udp_records(1_700_000_000, 5000));
+    stdin.write_all(&first).expect("fed");
+    stdin.flush().expect("fed");
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("signalled");
+    // More packets, and the pipe left open: the replay must stop by itself, not at the end
+    // of its input. (It may already have stopped, so the write may fail.)
+    let _ = stdin.write_all(&udp_records(1_700_000_005, 5000));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waits") {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "replay did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    drop(stdin);
+    let output = child.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stats: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().expect("stats line")).expect("json");
+    assert_eq!(stats["stats"]["interrupted"], true, "{stdout}");
+    let packets = stats["stats"]["packets"].as_u64().expect("count");
+    assert!((5000..10_000).contains(&packets), "{packets}");
+    // What was read is summarised: the one UDP conversation.
+    assert!(stdout.contains("\"Flow\""), "{stdout}");
 }
