@@ -383,6 +383,24 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     encoder.finish().expect("compresses")
 }
 
+/// `picket-agent replay --pcap -` fed `input` from another thread (as a pipe from tcpdump
+/// would be) while its output is read.
+fn replay_stdin(input: Vec<u8>) -> std::process::Output {
+    use std::process::Stdio;
+    let mut child = agent()
+        .args(["replay", "--pcap", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let feeder = std::thread::spawn(move || stdin.write_all(&input));
+    let output = child.wait_with_output().expect("runs");
+    feeder.join().expect("joins").expect("fed");
+    output
+}
+
 #[test]
 fn replay_cli_reads_a_capture_from_standard_input() {
     use std::process::Stdio;
@@ -392,35 +410,14 @@ fn replay_cli_reads_a_capture_from_standard_input() {
         .arg(fixture("zeek_ssh_single-conn.pcap"))
         .output()
         .expect("runs");
-    let mut child = agent()
-        .args(["replay", "--pcap", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starts");
-    // Fed from another thread, as a pipe from tcpdump would be, while the output is read.
-    let mut stdin = child.stdin.take().expect("stdin");
-    let feeder = std::thread::spawn(move || stdin.write_all(&gzip(&whole)));
-    let output = child.wait_with_output().expect("runs");
-    feeder.join().expect("joins").expect("fed");
+    let output = replay_stdin(gzip(&whole));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     assert!(from_file.stdout.len() > 1000);
     assert_eq!(output.stdout, from_file.stdout);
 
     // Damage on standard input is named as such.
-    let mut child = agent()
-        .args(["replay", "--pcap", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starts");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(b"not a capture").expect("fed");
-    drop(stdin);
-    let output = child.wait_with_output().expect("runs");
+    let output = replay_stdin(b"not a capture".to_vec());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(
