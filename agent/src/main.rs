@@ -453,7 +453,10 @@ fn status(args: StatusArgs) -> Result<()> {
             .as_ref()
             .map(|s| (s.agent.clone(), s.aggregator.clone()))
             .unwrap_or_default();
-        (AgentStatus::new(agent, aggregator, &stats, None), false)
+        (
+            AgentStatus::new(agent, aggregator, &stats, None, Vec::new()),
+            false,
+        )
     };
     match args.format {
         StatusFormat::Text => print!("{}", status.render(running)),

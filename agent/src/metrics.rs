@@ -134,6 +134,14 @@ fn sample(src: &Sources, s: &mut Samples) {
             "Capture threads still running.",
             threads.running.load(Ordering::Relaxed) as f64,
         );
+        for name in threads.interfaces() {
+            s.gauge_with(
+                "picket_agent_capturing",
+                "1 for each interface being captured on now.",
+                &[("interface", &name)],
+                1.0,
+            );
+        }
     }
     if let Ok(o) = src.outbox.stats() {
         s.gauge(
@@ -236,6 +244,9 @@ mod tests {
             capture: Some(crate::sensor::CaptureThreads {
                 expected: Arc::new(AtomicUsize::new(2)),
                 running: Arc::new(AtomicUsize::new(2)),
+                interfaces: Arc::new(std::sync::Mutex::new(
+                    ["ens5".to_owned(), "ens6".to_owned()].into(),
+                )),
             }),
         }
     }
@@ -281,6 +292,8 @@ mod tests {
             "picket_agent_records_produced_total{kind=\"host_stats\"} 1",
             "picket_agent_outbox_bytes 0",
             "picket_agent_capture_threads_running 2",
+            "picket_agent_capturing{interface=\"ens5\"} 1",
+            "picket_agent_capturing{interface=\"ens6\"} 1",
         ] {
             assert!(text.contains(line), "missing {line}:\n{text}");
         }

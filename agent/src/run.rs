@@ -117,12 +117,15 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
     };
 
     info!(agent = %settings.identity, aggregator = %settings.aggregator_url, "agent starting");
+    // Shared by the sensor (which counts its threads), `status.json` and the metrics.
+    let capture = crate::sensor::CaptureThreads::default();
     let status = tokio::spawn(crate::status::write_every_second(
         settings.data_dir.clone(),
         settings.identity.to_string(),
         settings.aggregator_url.clone(),
         outbox.clone(),
         Arc::clone(&health),
+        capture.clone(),
         stop_rx.clone(),
     ));
     let intel = crate::intel_cache::IntelCache::open(&db)?;
@@ -152,7 +155,13 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
             local: LocalNets::new(local),
             ..PipelineConfig::default()
         };
-        match Sensor::start(&interfaces, &config, sink.clone(), Arc::clone(&intel)) {
+        match Sensor::start(
+            &interfaces,
+            &config,
+            sink.clone(),
+            Arc::clone(&intel),
+            capture.clone(),
+        ) {
             Ok(sensor) => (Some(sensor), None),
             // Interfaces named in the config must work; the default (every interface) may
             // simply lack the privilege, and the agent is still useful as a reporter.

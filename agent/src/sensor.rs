@@ -136,6 +136,15 @@ pub struct CaptureThreads {
     pub expected: Arc<AtomicUsize>,
     /// Threads still running.
     pub running: Arc<AtomicUsize>,
+    /// The interfaces those running threads capture on, for `status` and metrics.
+    pub interfaces: Arc<Mutex<BTreeSet<String>>>,
+}
+
+impl CaptureThreads {
+    /// The interfaces being captured on now, in name order.
+    pub fn interfaces(&self) -> Vec<String> {
+        lock(&self.interfaces).iter().cloned().collect()
+    }
 }
 
 /// A running live sensor.
@@ -186,7 +195,11 @@ impl Spawner {
         lock(&self.active).insert(name.clone());
         counts.expected.fetch_add(1, Ordering::Relaxed);
         counts.running.fetch_add(1, Ordering::Relaxed);
-        let alive = RunningGuard(Arc::clone(&counts.running));
+        lock(&counts.interfaces).insert(name.clone());
+        let alive = RunningGuard {
+            threads: counts.clone(),
+            name: name.clone(),
+        };
         let spawned = std::thread::Builder::new()
             .name(format!("capture-{name}"))
             .spawn(move || {
@@ -298,7 +311,8 @@ impl Sensor {
     /// Opens capture on each interface `interfaces` names now (all of them, before any
     /// thread starts, so a bad name fails start-up) and starts the threads, the forwarding
     /// task and, for [`Interfaces::AllUp`], the thread that follows interfaces coming up.
-    /// Must be called within a tokio runtime.
+    /// `counts` is where the threads are counted (shared with `status` and metrics). Must be
+    /// called within a tokio runtime.
     ///
     /// # Errors
     /// [`LiveCaptureError`] for the first interface that cannot be captured on.
@@ -307,6 +321,7 @@ impl Sensor {
         config: &PipelineConfig,
         sink: RecordSink,
         intel: Arc<crate::intel_cache::IntelCache>,
+        counts: CaptureThreads,
     ) -> Result<Self, LiveCaptureError> {
         let captures = interfaces
             .initial()
@@ -317,7 +332,6 @@ impl Sensor {
         let overflow = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let threads = Arc::new(Mutex::new(Vec::with_capacity(captures.len())));
-        let counts = CaptureThreads::default();
         let spawner = Spawner {
             tx,
             overflow: Arc::clone(&overflow),
@@ -396,12 +410,17 @@ impl Sensor {
     }
 }
 
-/// Counts a capture thread as running until it ends, however it ends (panics included).
-struct RunningGuard(Arc<AtomicUsize>);
+/// Counts a capture thread (and its interface) as running until it ends, however it ends
+/// (panics included).
+struct RunningGuard {
+    threads: CaptureThreads,
+    name: String,
+}
 
 impl Drop for RunningGuard {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.threads.running.fetch_sub(1, Ordering::Relaxed);
+        lock(&self.threads.interfaces).remove(&self.name);
     }
 }
 

@@ -52,6 +52,9 @@ pub struct AgentStatus {
     pub batches_acked: u64,
     /// Sessions opened after the first.
     pub reconnects: u64,
+    /// Interfaces being captured on now (absent in files from older agents).
+    #[serde(default)]
+    pub capturing: Vec<String>,
 }
 
 impl AgentStatus {
@@ -61,6 +64,7 @@ impl AgentStatus {
         aggregator: String,
         outbox: &OutboxStats,
         health: Option<&Health>,
+        capturing: Vec<String>,
     ) -> Self {
         let now = now_ms();
         let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
@@ -82,6 +86,7 @@ impl AgentStatus {
             batches_sent: health.map_or(0, |h| load(&h.batches_sent)),
             batches_acked: health.map_or(0, |h| load(&h.batches_acked)),
             reconnects: health.map_or(0, |h| load(&h.reconnects)),
+            capturing,
         }
     }
 
@@ -97,7 +102,7 @@ impl AgentStatus {
                 .join(", ")
         };
         format!(
-            "agent:        {}\nrunning:      {}\naggregator:   {}\nconnection:   {}\nbuffered:     {} batches ({} priority), {} bytes of {} max\noldest:       {}\ndropped:      {}\ncorrupt:      {}\nsent/acked:   {} / {} batches, {} reconnects\n",
+            "agent:        {}\nrunning:      {}\naggregator:   {}\nconnection:   {}\ncapturing:    {}\nbuffered:     {} batches ({} priority), {} bytes of {} max\noldest:       {}\ndropped:      {}\ncorrupt:      {}\nsent/acked:   {} / {} batches, {} reconnects\n",
             self.agent,
             if running {
                 format!("yes (pid {})", self.pid)
@@ -111,6 +116,11 @@ impl AgentStatus {
                 "connected"
             } else {
                 "disconnected (buffering)"
+            },
+            if running && !self.capturing.is_empty() {
+                self.capturing.join(", ")
+            } else {
+                "-".to_owned()
             },
             self.buffered_batches,
             self.buffered_priority_batches,
@@ -227,6 +237,7 @@ pub async fn write_every_second(
     aggregator: String,
     outbox: Outbox,
     health: Arc<Health>,
+    capture: crate::sensor::CaptureThreads,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
@@ -238,7 +249,13 @@ pub async fn write_every_second(
             _ = shutdown.changed() => return,
         }
         let result = outbox.stats().map_err(|e| e.to_string()).and_then(|stats| {
-            let status = AgentStatus::new(agent.clone(), aggregator.clone(), &stats, Some(&health));
+            let status = AgentStatus::new(
+                agent.clone(),
+                aggregator.clone(),
+                &stats,
+                Some(&health),
+                capture.interfaces(),
+            );
             match drain.observe(
                 std::time::Instant::now(),
                 status.buffered_batches,
@@ -310,5 +327,29 @@ mod tests {
         assert_eq!(d.observe(t0 + Duration::from_secs(20), 900, false), None);
         assert_eq!(d.observe(t0, 1000, true), None);
         assert_eq!(d.observe(t0 + Duration::from_secs(20), 1200, true), None);
+    }
+
+    #[test]
+    fn the_interfaces_captured_on_are_shown_and_kept_through_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stats = OutboxStats::default();
+        let status = AgentStatus::new(
+            "123456789012/i-0abc".into(),
+            "https://agg:7443".into(),
+            &stats,
+            Some(&Health::default()),
+            vec!["ens5".into(), "ens6".into()],
+        );
+        assert!(status.render(true).contains("capturing:    ens5, ens6\n"));
+        assert!(status.render(false).contains("capturing:    -\n"));
+        write_status(dir.path(), &status).expect("written");
+        assert_eq!(read_status(dir.path()).expect("read"), status);
+        // A file from an agent that did not write the member still reads.
+        let mut old: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join(STATUS_FILE)).expect("read"))
+                .expect("json");
+        old.as_object_mut().expect("object").remove("capturing");
+        std::fs::write(dir.path().join(STATUS_FILE), old.to_string()).expect("written");
+        assert!(read_status(dir.path()).expect("read").capturing.is_empty());
     }
 }

@@ -190,6 +190,8 @@ pub async fn upload(
         settings.aggregator_url.clone(),
         outbox.clone(),
         Arc::clone(&health),
+        // An upload captures nothing.
+        crate::sensor::CaptureThreads::default(),
         stop_rx.clone(),
     ));
     let intel = crate::intel_cache::IntelCache::open(&db).map_err(RunError::from)?;

@@ -126,6 +126,11 @@ fn an_interface_that_comes_up_after_start_is_captured_and_one_that_goes_is_let_g
     sh("ip", &["-n", &agent_ns, "link", "set", &excluded, "up"])?;
     agent.wait_for("capturing", 1, |e| e["interface"] == new_b.as_str())?;
     std::thread::sleep(picket_agent::sensor::RESCAN + Duration::from_secs(1));
+    // `picket-agent status` (status.json, rewritten every second) names both captures.
+    let status = picket_agent::status::read_status(agent_dir.path()).map_err(anyhow::Error::msg)?;
+    let mut expected = vec![net.b_link.clone(), new_b.clone()];
+    expected.sort();
+    ensure!(status.capturing == expected, "status: {status:?}");
     ensure!(
         agent
             .events("capturing")
@@ -164,6 +169,12 @@ fn an_interface_that_comes_up_after_start_is_captured_and_one_that_goes_is_let_g
         value(&text, "picket_agent_capture_threads_started") == Some(1.0)
             && value(&text, "picket_agent_capture_threads_running") == Some(1.0),
         "capture threads after the interface went:\n{text}"
+    );
+    let still = format!("picket_agent_capturing{{interface=\"{}\"}}", net.b_link);
+    let gone_series = format!("picket_agent_capturing{{interface=\"{new_b}\"}}");
+    ensure!(
+        value(&text, &still) == Some(1.0) && value(&text, &gone_series).is_none(),
+        "capturing series after the interface went:\n{text}"
     );
     ensure!(
         agent.events("capture stopped").is_empty(),
