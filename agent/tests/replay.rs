@@ -383,9 +383,8 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     encoder.finish().expect("compresses")
 }
 
-/// `picket-agent replay --pcap -` fed `input` from another thread (as a pipe from tcpdump
-/// would be) while its output is read.
-fn replay_stdin(input: Vec<u8>) -> std::process::Output {
+/// `picket-agent replay --pcap -` started with every stream piped; its standard input apart.
+fn spawn_replay_stdin() -> (std::process::Child, std::process::ChildStdin) {
     use std::process::Stdio;
     let mut child = agent()
         .args(["replay", "--pcap", "-"])
@@ -394,7 +393,14 @@ fn replay_stdin(input: Vec<u8>) -> std::process::Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("starts");
-    let mut stdin = child.stdin.take().expect("stdin");
+    let stdin = child.stdin.take().expect("stdin");
+    (child, stdin)
+}
+
+/// `picket-agent replay --pcap -` fed `input` from another thread (as a pipe from tcpdump
+/// would be) while its output is read.
+fn replay_stdin(input: Vec<u8>) -> std::process::Output {
+    let (child, mut stdin) = spawn_replay_stdin();
     let feeder = std::thread::spawn(move || stdin.write_all(&input));
     let output = child.wait_with_output().expect("runs");
     feeder.join().expect("joins").expect("fed");
@@ -476,15 +482,7 @@ fn udp_records(start: u32, n: u32) -> Vec<u8> {
 
 #[test]
 fn replay_cli_stops_on_ctrl_c_and_writes_what_it_read() {
-    use std::process::Stdio;
-    let mut child = agent()
-        .args(["replay", "--pcap", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starts");
-    let mut stdin = child.stdin.take().expect("stdin");
+    let (mut child, mut stdin) = spawn_replay_stdin();
     let mut first = pcap_header();
     first.extend(udp_records(1_700_000_000, 5000));
     stdin.write_all(&first).expect("fed");
