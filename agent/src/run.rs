@@ -140,7 +140,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
     );
     // With a sensor, its pipelines send `HostStats` (with the outbox's drops added on the
     // way); without one, the reporter keeps the agent visible.
-    let (sensor, reporter) = if interfaces.initial().is_empty() {
+    let (sensor, reporter) = if interfaces.current().is_empty() {
         info!("no interfaces to capture on; reporting host stats only");
         let reporter = tokio::spawn(crate::host_stats::report_every(
             settings.summary_interval,

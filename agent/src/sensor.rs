@@ -108,8 +108,9 @@ pub enum Interfaces {
 }
 
 impl Interfaces {
-    /// The interfaces to capture on now: the listed ones, or those up and not excluded.
-    pub fn initial(&self) -> Vec<String> {
+    /// The interfaces to capture on now (at start, and at each rescan when followed): the
+    /// listed ones, or those up and not excluded.
+    pub fn current(&self) -> Vec<String> {
         match self {
             Self::Listed(names) => names.clone(),
             Self::AllUp { exclude } => {
@@ -268,7 +269,7 @@ impl Spawner {
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
-            let up = self.interfaces.initial();
+            let up = self.interfaces.current();
             // A refusal is logged once per interface, until it goes away or works.
             refused.retain(|name| up.contains(name));
             for name in up {
@@ -324,7 +325,7 @@ impl Sensor {
         counts: CaptureThreads,
     ) -> Result<Self, LiveCaptureError> {
         let captures = interfaces
-            .initial()
+            .current()
             .iter()
             .map(|name| LiveCapture::open(name))
             .collect::<Result<Vec<_>, _>>()?;

@@ -87,8 +87,6 @@ pub struct LiveCapture {
     stats: CaptureStats,
     /// Where [`PacketSource::next_packet`] copies a packet; empty unless that path is used.
     copy: Vec<u8>,
-    /// Times the link went down under this capture.
-    link_downs: u64,
 }
 
 impl std::fmt::Debug for LiveCapture {
@@ -162,7 +160,6 @@ impl LiveCapture {
             fd,
             stats: CaptureStats::default(),
             copy: Vec::new(),
-            link_downs: 0,
         })
     }
 
@@ -190,17 +187,11 @@ impl LiveCapture {
                 }))
             }
             Err(e) if is_timeout(&e) => Ok(Poll::Idle),
+            // The link went down: nothing to read until it is up again.
             Err(source) => {
-                socket_error(self.fd, &self.name, self.index, source)?;
-                self.link_downs = self.link_downs.saturating_add(1);
-                Ok(Poll::Idle)
+                socket_error(self.fd, &self.name, self.index, source).map(|()| Poll::Idle)
             }
         }
-    }
-
-    /// Times the link went down while captured on (each time capture went on once it was up).
-    pub fn link_downs(&self) -> u64 {
-        self.link_downs
     }
 
     /// Adds the kernel's drops since the last call into the stats.
@@ -240,7 +231,6 @@ impl PacketSource for LiveCapture {
                 Err(e) if is_timeout(&e) => {}
                 Err(source) => {
                     socket_error(self.fd, &self.name, self.index, source)?;
-                    self.link_downs = self.link_downs.saturating_add(1);
                 }
             }
         };
