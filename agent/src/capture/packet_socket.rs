@@ -5,7 +5,7 @@
 #![allow(unsafe_code)]
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 /// The kernel's per-socket counters since the last read (reading resets them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -20,7 +20,7 @@ pub struct KernelCounters {
 ///
 /// # Errors
 /// The OS error (EPERM without CAP_NET_RAW).
-pub fn open() -> io::Result<RawFd> {
+pub fn open() -> io::Result<OwnedFd> {
     let protocol = u16::try_from(libc::ETH_P_ALL)
         .map_err(|_| io::Error::other("ETH_P_ALL does not fit 16 bits"))?
         .to_be();
@@ -30,7 +30,8 @@ pub fn open() -> io::Result<RawFd> {
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(fd)
+    // SAFETY: `fd` is the new descriptor socket(2) just returned; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Asks for a receive buffer of `bytes`, past `net.core.rmem_max` when privileged
