@@ -1,7 +1,8 @@
 //! The few AF_PACKET socket calls `pnet` does not wrap: opening the socket ourselves (so we
 //! keep its descriptor), enlarging its receive buffer, reading the kernel's
-//! `PACKET_STATISTICS` drop counter and taking the socket's pending error. This is the crate's only `unsafe` code: plain FFI calls
-//! whose arguments are owned locals of the types the kernel expects.
+//! `PACKET_STATISTICS` drop counter and taking the socket's pending error. With `rx_ring.rs`,
+//! the crate's only `unsafe` code: plain FFI calls whose arguments are owned locals of the
+//! types the kernel expects.
 #![allow(unsafe_code)]
 
 use std::io;

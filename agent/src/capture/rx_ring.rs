@@ -167,8 +167,12 @@ impl RxRing {
                 Err(err)
             };
         }
-        if pollfd.revents & libc::POLLERR != 0 {
-            return Err(io::Error::other("error event on the packet socket"));
+        // An error event again at once would spin the caller: each is handed up.
+        if pollfd.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
+            return Err(io::Error::other(format!(
+                "poll event {:#x} on the packet socket",
+                pollfd.revents
+            )));
         }
         Ok(self.claim())
     }
