@@ -202,7 +202,7 @@ impl LiveCapture {
                 ChannelError::NotLayer2 => LiveCaptureError::NotLayer2 { name: name.into() },
             })?,
         };
-        // Counters accumulated between socket creation and bind belong to no interface.
+        // The socket received nothing before its bind; start its counters from there anyway.
         let _ = packet_socket::read_counters(reader.fd());
         Ok(Self {
             name: name.to_owned(),

@@ -17,17 +17,19 @@ pub struct KernelCounters {
     pub drops: u32,
 }
 
-/// Opens a raw AF_PACKET socket for every protocol (`ETH_P_ALL`), not yet bound.
+/// Opens a raw AF_PACKET socket that receives nothing until it is bound (to an interface,
+/// for every protocol).
+///
+/// Protocol 0 rather than `ETH_P_ALL`: a socket opened for every protocol receives from
+/// every interface at once, and the packets of other interfaces queued before the bind would
+/// be read as the bound one's.
 ///
 /// # Errors
 /// The OS error (EPERM without CAP_NET_RAW).
 pub fn open() -> io::Result<OwnedFd> {
-    let protocol = u16::try_from(libc::ETH_P_ALL)
-        .map_err(|_| io::Error::other("ETH_P_ALL does not fit 16 bits"))?
-        .to_be();
     // SAFETY: socket(2) takes three integers and returns a new descriptor or -1; no memory
     // is shared with the kernel.
-    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(protocol)) };
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
