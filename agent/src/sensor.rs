@@ -194,7 +194,7 @@ impl Spawner {
         let counts = self.counts.clone();
         let active = Arc::clone(&self.active);
         let follow = self.interfaces.follows();
-        info!(interface = %name, "capturing");
+        info!(interface = %name, reading = %capture.reading(), "capturing");
         lock(&self.active).insert(name.clone());
         counts.expected.fetch_add(1, Ordering::Relaxed);
         counts.running.fetch_add(1, Ordering::Relaxed);

@@ -95,6 +95,15 @@ pub enum Reading {
     Channel,
 }
 
+impl std::fmt::Display for Reading {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Reading::Ring => "packet ring",
+            Reading::Channel => "one system call per packet",
+        })
+    }
+}
+
 enum Reader {
     Ring(RxRing),
     Channel {

@@ -131,11 +131,6 @@ impl RxRing {
         self.fd.as_raw_fd()
     }
 
-    /// Bytes the ring maps (kernel memory held for as long as the capture runs).
-    pub fn bytes(&self) -> usize {
-        self.map_len
-    }
-
     /// Packets skipped so far because the kernel's offsets for them did not fit their block.
     pub fn skipped_packets(&self) -> u64 {
         self.skipped
@@ -145,8 +140,9 @@ impl RxRing {
     /// came. Hands the block read to the end back to the kernel first.
     ///
     /// # Errors
-    /// The socket's pending error when `poll` reports one (`ENETDOWN`: the link went down
-    /// or the interface away), else the OS error of `poll`.
+    /// An error naming the event when `poll` reports an error or hang-up; the socket's
+    /// pending error (`ENETDOWN`: the link went down or the interface away) is left for the
+    /// caller to take. Else the OS error of `poll`.
     pub fn ready(&mut self, timeout: Duration) -> io::Result<bool> {
         if self.has_packet() || self.claim() {
             return Ok(true);
