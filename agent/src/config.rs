@@ -233,7 +233,7 @@ pub struct MetricsSection {
 }
 
 /// `[sensor]`: live capture.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SensorSection {
     /// Interfaces to capture on. Absent: every interface that is up, loopback excluded.
@@ -243,7 +243,29 @@ pub struct SensorSection {
     /// on, such as container links whose packets the host's uplink also carries.
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// MiB of kernel memory per interface for packets waiting to be read (the capture
+    /// ring). Allocated in full while capturing, on every interface; a busy host that reports
+    /// kernel drops wants more.
+    #[serde(default = "default_buffer_mib")]
+    pub buffer_mib: u32,
 }
+
+impl Default for SensorSection {
+    fn default() -> Self {
+        Self {
+            interfaces: None,
+            exclude: Vec::new(),
+            buffer_mib: default_buffer_mib(),
+        }
+    }
+}
+
+fn default_buffer_mib() -> u32 {
+    u32::try_from(crate::capture::live::SOCKET_BUFFER_BYTES >> 20).unwrap_or(8)
+}
+
+/// Most `sensor.buffer_mib`: the ring is kernel memory that cannot be swapped.
+const MAX_BUFFER_MIB: u32 = 1024;
 
 impl ConfigFile {
     /// Reads and parses a config file, resolving relative paths against its folder.
@@ -321,6 +343,8 @@ pub struct Settings {
     pub sensor_interfaces: Option<Vec<String>>,
     /// `sensor.exclude`, compiled (see [`SensorSection::exclude`]).
     pub sensor_exclude: Vec<glob::Pattern>,
+    /// `sensor.buffer_mib` in bytes: kernel memory per interface captured on.
+    pub sensor_buffer_bytes: usize,
     /// `metrics.listen`: where to serve `/metrics` and `/healthz`; `None` serves nothing.
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// VPC of the instance, from instance metadata; empty when unknown.
@@ -451,6 +475,15 @@ impl Settings {
                 glob::Pattern::new(p).map_err(|e| bad(format!("not a pattern: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let buffer_mib = file.sensor.buffer_mib;
+        if !(1..=MAX_BUFFER_MIB).contains(&buffer_mib) {
+            return Err(ConfigError::Invalid {
+                key: "sensor.buffer_mib",
+                why: format!("must be 1 to {MAX_BUFFER_MIB} (MiB per interface)"),
+                value: buffer_mib.to_string(),
+            });
+        }
+        let sensor_buffer_bytes = usize::try_from(buffer_mib).unwrap_or(usize::MAX) << 20;
         let sensor_interfaces = file.sensor.interfaces;
         let agent = file.agent;
         if agent.reconnect_min_ms > agent.reconnect_max_ms {
@@ -476,6 +509,7 @@ impl Settings {
             outbox_max_bytes,
             sensor_interfaces,
             sensor_exclude,
+            sensor_buffer_bytes,
             vpc_id: String::new(),
             addresses: Vec::new(),
             public_ip_imds,
@@ -615,6 +649,24 @@ mod tests {
                 .to_string();
             assert!(err.starts_with("sensor.exclude"), "{text}: {err}");
             assert!(err.contains(names), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_capture_buffer_is_in_mib_per_interface_and_bounded() {
+        let s = Settings::resolve(ConfigFile::default(), full_flags()).unwrap();
+        assert_eq!(s.sensor_buffer_bytes, 8 << 20);
+        let file: ConfigFile = toml::from_str("[sensor]\nbuffer_mib = 64\n").unwrap();
+        let s = Settings::resolve(file, full_flags()).unwrap();
+        assert_eq!(s.sensor_buffer_bytes, 64 << 20);
+        for bad in ["0", "1025"] {
+            let file: ConfigFile =
+                toml::from_str(&format!("[sensor]\nbuffer_mib = {bad}\n")).unwrap();
+            let err = Settings::resolve(file, full_flags())
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("sensor.buffer_mib"), "{bad}: {err}");
+            assert!(err.contains("1 to 1024"), "{bad}: {err}");
         }
     }
 

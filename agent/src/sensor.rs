@@ -172,6 +172,8 @@ struct Spawner {
     intel: Arc<crate::intel_cache::IntelCache>,
     /// Which interfaces; when followed, a capture whose interface went away ends quietly.
     interfaces: Interfaces,
+    /// Kernel memory for each capture's waiting packets (`sensor.buffer_mib`).
+    buffer_bytes: usize,
 }
 
 impl Spawner {
@@ -192,7 +194,7 @@ impl Spawner {
         let counts = self.counts.clone();
         let active = Arc::clone(&self.active);
         let follow = self.interfaces.follows();
-        info!(interface = %name, "capturing");
+        info!(interface = %name, reading = %capture.reading(), "capturing");
         lock(&self.active).insert(name.clone());
         counts.expected.fetch_add(1, Ordering::Relaxed);
         counts.running.fetch_add(1, Ordering::Relaxed);
@@ -279,7 +281,8 @@ impl Spawner {
                 if lock(&self.active).contains(&name) {
                     continue;
                 }
-                let opened = LiveCapture::open(&name).map_err(|e| e.to_string());
+                let opened = LiveCapture::open_with_buffer(&name, self.buffer_bytes)
+                    .map_err(|e| e.to_string());
                 let spawned = opened.and_then(|capture| {
                     let config = PipelineConfig {
                         local: LocalNets::new(live::host_addresses()),
@@ -312,8 +315,9 @@ impl Sensor {
     /// Opens capture on each interface `interfaces` names now (all of them, before any
     /// thread starts, so a bad name fails start-up) and starts the threads, the forwarding
     /// task and, for [`Interfaces::AllUp`], the thread that follows interfaces coming up.
-    /// `counts` is where the threads are counted (shared with `status` and metrics). Must be
-    /// called within a tokio runtime.
+    /// `counts` is where the threads are counted (shared with `status` and metrics), and
+    /// `buffer_bytes` the kernel memory each capture holds for waiting packets. Must be called
+    /// within a tokio runtime.
     ///
     /// # Errors
     /// [`LiveCaptureError`] for the first interface that cannot be captured on.
@@ -323,11 +327,12 @@ impl Sensor {
         sink: RecordSink,
         intel: Arc<crate::intel_cache::IntelCache>,
         counts: CaptureThreads,
+        buffer_bytes: usize,
     ) -> Result<Self, LiveCaptureError> {
         let captures = interfaces
             .current()
             .iter()
-            .map(|name| LiveCapture::open(name))
+            .map(|name| LiveCapture::open_with_buffer(name, buffer_bytes))
             .collect::<Result<Vec<_>, _>>()?;
         let (tx, rx) = mpsc::channel(CHANNEL_RECORDS);
         let overflow = Arc::new(AtomicU64::new(0));
@@ -343,6 +348,7 @@ impl Sensor {
             config: config.clone(),
             intel,
             interfaces: interfaces.clone(),
+            buffer_bytes,
         };
         for capture in captures {
             let name = capture.name().to_owned();

@@ -15,7 +15,7 @@ use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use picket_agent::capture::LiveCapture;
-use picket_agent::capture::live::LiveCaptureError;
+use picket_agent::capture::live::{LiveCaptureError, Reading};
 use picket_agent::flow_table::{Cidr, LocalNets};
 use picket_agent::pipeline::{Pipeline, PipelineConfig, PipelineTotals};
 use picket_agent::sensor::capture_until;
@@ -119,11 +119,19 @@ impl Lab {
         .expect("namespace thread")
     }
 
-    /// Starts capture on A's veth; returns the stop flag and the thread giving the records.
-    fn start_capture(&self) -> (Arc<AtomicBool>, std::thread::JoinHandle<Captured>) {
+    /// Starts capture on A's veth, reading as `reading` says; returns the stop flag and the
+    /// thread giving the records.
+    fn start_capture(
+        &self,
+        reading: Reading,
+    ) -> (Arc<AtomicBool>, std::thread::JoinHandle<Captured>) {
         let (go_tx, go_rx) = mpsc::channel();
         go_tx.send(()).expect("go");
-        self.start_capture_with(picket_agent::capture::live::SOCKET_BUFFER_BYTES, go_rx)
+        self.start_capture_with(
+            picket_agent::capture::live::SOCKET_BUFFER_BYTES,
+            go_rx,
+            reading,
+        )
     }
 
     /// As [`Lab::start_capture`] with a socket buffer of `buffer` bytes; the socket is open
@@ -132,6 +140,7 @@ impl Lab {
         &self,
         buffer: usize,
         go: mpsc::Receiver<()>,
+        reading: Reading,
     ) -> (Arc<AtomicBool>, std::thread::JoinHandle<Captured>) {
         let path = format!("/var/run/netns/{}", self.a);
         let host = self.host;
@@ -142,7 +151,9 @@ impl Lab {
             let file = File::open(&path).expect("netns file");
             nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
             let mut capture =
-                LiveCapture::open_with_buffer("veth0", buffer).expect("capture opens");
+                LiveCapture::open_with("veth0", buffer, reading).expect("capture opens");
+            // Not a silent fallback: the path under test is the one asked for.
+            assert_eq!(capture.reading(), reading);
             let local = Cidr::new(IpAddr::V4(host), 32).expect("cidr");
             let mut pipeline = Pipeline::new(PipelineConfig {
                 local: LocalNets::new([local]),
@@ -152,11 +163,17 @@ impl Lab {
             ready_tx.send(()).expect("ready");
             go.recv().expect("go");
             let mut records = Vec::new();
+            let cpu = thread_cpu();
             let totals = capture_until(&mut capture, &mut pipeline, &thread_stop, &mut |r| {
                 records.push(r)
             })
             .expect("capture runs");
-            Captured { records, totals }
+            let cpu = thread_cpu() - cpu;
+            Captured {
+                records,
+                totals,
+                cpu,
+            }
         });
         ready_rx
             .recv_timeout(Duration::from_secs(10))
@@ -176,6 +193,15 @@ impl Drop for Lab {
 struct Captured {
     records: Vec<Record>,
     totals: PipelineTotals,
+    /// The capture thread's CPU time while it captured.
+    cpu: Duration,
+}
+
+/// CPU time the calling thread has used.
+fn thread_cpu() -> Duration {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .expect("thread CPU clock");
+    Duration::from(t)
 }
 
 fn dns_name(name: &str) -> Vec<u8> {
@@ -209,11 +235,21 @@ fn dns_answer(query: &[u8], addr: Ipv4Addr) -> Vec<u8> {
 
 #[test]
 fn tcp_udp_and_dns_between_namespaces_are_reported_as_sent() {
+    reported_as_sent("t", 61, Reading::Ring);
+}
+
+#[test]
+fn tcp_udp_and_dns_read_through_the_fallback_channel_are_reported_as_sent() {
+    reported_as_sent("tc", 65, Reading::Channel);
+}
+
+/// TCP, UDP and a DNS exchange from A to B, captured on A reading as `reading` says.
+fn reported_as_sent(tag: &str, subnet: u8, reading: Reading) {
     if let Some(why) = cannot_run() {
         println!("skipped: {why}");
         return;
     }
-    let lab = Lab::new("t", 61);
+    let lab = Lab::new(tag, subnet);
     let (host, peer) = (lab.host, lab.peer);
     // Servers in B: a DNS responder, a TCP echo of one connection, a UDP sink.
     let (dns, tcp, udp_sink) = Lab::run_in(&lab.b, move || {
@@ -237,7 +273,7 @@ fn tcp_udp_and_dns_between_namespaces_are_reported_as_sent() {
         got.len()
     });
 
-    let (stop, capture) = lab.start_capture();
+    let (stop, capture) = lab.start_capture(reading);
     // Clients in A: resolve, connect to the answer, send UDP.
     let (resolver, udp) = Lab::run_in(&lab.a, move || {
         (
@@ -328,14 +364,24 @@ fn tcp_udp_and_dns_between_namespaces_are_reported_as_sent() {
 
 #[test]
 fn capture_goes_on_after_the_link_goes_down_and_up() {
+    survives_a_flap("f", 63, Reading::Ring);
+}
+
+#[test]
+fn capture_through_the_fallback_channel_goes_on_after_a_flap() {
+    survives_a_flap("fc", 66, Reading::Channel);
+}
+
+/// Packets before and after the link goes down and up, captured reading as `reading` says.
+fn survives_a_flap(tag: &str, subnet: u8, reading: Reading) {
     if let Some(why) = cannot_run() {
         println!("skipped: {why}");
         return;
     }
-    let lab = Lab::new("f", 63);
+    let lab = Lab::new(tag, subnet);
     let (host, peer) = (lab.host, lab.peer);
     let sink = Lab::run_in(&lab.b, move || UdpSocket::bind((peer, 9999)).expect("bind"));
-    let (stop, capture) = lab.start_capture();
+    let (stop, capture) = lab.start_capture(reading);
     let udp = Lab::run_in(&lab.a, move || UdpSocket::bind((host, 0)).expect("bind"));
     let send = |n: usize| {
         for _ in 0..n {
@@ -398,9 +444,16 @@ fn capture_on_a_removed_interface_ends_as_gone() {
     );
 }
 
-/// Sends `SENT` UDP packets from A to B while capture runs with a `buffer`-byte socket
-/// buffer, reading only from when the burst has been sent if `late` is set.
-fn burst(tag: &str, subnet: u8, buffer: usize, late: bool) -> (u64, u64) {
+/// Sends `SENT` UDP packets from A to B while capture runs with `buffer` bytes for waiting
+/// packets, reading only from when the burst has been sent if `late` is set. Returns the
+/// packets captured, the drops, and the capture thread's CPU time per packet captured.
+fn burst(
+    tag: &str,
+    subnet: u8,
+    buffer: usize,
+    late: bool,
+    reading: Reading,
+) -> (u64, u64, Duration) {
     const SENT: u64 = 100_000;
     let lab = Lab::new(tag, subnet);
     let (host, peer) = (lab.host, lab.peer);
@@ -410,7 +463,7 @@ fn burst(tag: &str, subnet: u8, buffer: usize, late: bool) -> (u64, u64) {
     if !late {
         go_tx.send(()).expect("go");
     }
-    let (stop, capture) = lab.start_capture_with(buffer, go_rx);
+    let (stop, capture) = lab.start_capture_with(buffer, go_rx, reading);
     let sender = Lab::run_in(&lab.a, move || UdpSocket::bind((host, 0)).expect("bind"));
     let payload = [0x5a_u8; 32];
     let mut sent = 0_u64;
@@ -438,9 +491,11 @@ fn burst(tag: &str, subnet: u8, buffer: usize, late: bool) -> (u64, u64) {
         })
         .sum();
     let drops = captured.totals.capture.kernel_drops;
+    let per_packet = captured.cpu / u32::try_from(burst.max(1)).expect("fits");
     println!(
-        "sent {SENT}, captured {burst}, kernel drops {drops}, all packets {}",
-        captured.totals.packets
+        "{reading:?}: sent {SENT}, captured {burst}, kernel drops {drops}, all packets {}, \
+         capture thread CPU {:?} ({per_packet:?} per packet)",
+        captured.totals.packets, captured.cpu
     );
     assert!(burst > 0);
     assert_eq!(
@@ -448,7 +503,7 @@ fn burst(tag: &str, subnet: u8, buffer: usize, late: bool) -> (u64, u64) {
         "only the burst was on the link"
     );
     assert_eq!(burst + drops, SENT);
-    (burst, drops)
+    (burst, drops, per_packet)
 }
 
 #[test]
@@ -462,6 +517,24 @@ fn a_burst_of_100000_packets_is_captured_or_counted_as_dropped() {
         62,
         picket_agent::capture::live::SOCKET_BUFFER_BYTES,
         false,
+        Reading::Ring,
+    );
+}
+
+/// The fallback channel accounts for a burst too. Prints what each way of reading costs the
+/// capture thread per packet, and the ratio (figures only: tests never assert timings).
+#[test]
+fn a_burst_read_through_the_fallback_channel_is_accounted_for_and_costs_more() {
+    if let Some(why) = cannot_run() {
+        println!("skipped: {why}");
+        return;
+    }
+    let buffer = picket_agent::capture::live::SOCKET_BUFFER_BYTES;
+    let (_, _, channel) = burst("bc", 67, buffer, false, Reading::Channel);
+    let (_, _, ring) = burst("br", 68, buffer, false, Reading::Ring);
+    println!(
+        "capture thread CPU per packet: ring {ring:?}, channel {channel:?} ({:.1}x the ring)",
+        channel.as_secs_f64() / ring.as_secs_f64().max(1e-12)
     );
 }
 
@@ -472,6 +545,6 @@ fn a_burst_into_a_small_unread_buffer_is_mostly_dropped_and_every_drop_counted()
         return;
     }
     // 256 KiB holds a few hundred packets; the rest must show up as kernel drops.
-    let (captured, drops) = burst("d", 63, 256 * 1024, true);
+    let (captured, drops, _) = burst("d", 63, 256 * 1024, true, Reading::Ring);
     assert!(drops > 50_000, "captured {captured}, drops {drops}");
 }

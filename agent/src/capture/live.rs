@@ -1,26 +1,36 @@
-//! Live capture: AF_PACKET on one interface through `pnet`'s datalink channel, with the
-//! kernel's drop counter read from the same socket.
+//! Live capture: AF_PACKET on one interface, with the kernel's drop counter read from the
+//! same socket.
+//!
+//! Packets are read from a `TPACKET_V3` ring mapped from the kernel ([`RxRing`]): no system
+//! call or copy per packet, and each packet carries the kernel's receive time. Where the ring
+//! cannot be set up (an old or restricted kernel), capture falls back to `pnet`'s datalink
+//! channel, one `poll` and `recvfrom` per packet, stamped with the clock when read.
 //!
 //! Reads block with a short timeout so the capture thread can notice shutdown and drive
-//! time-based expiry when traffic stops. Packets are stamped with the clock when read (the
-//! socket carries no timestamp option), which is what flow and interval times need.
+//! time-based expiry when traffic stops.
 
 use std::io;
 use std::net::IpAddr;
 use std::os::fd::RawFd;
 use std::time::{Duration, SystemTime};
 
+use std::os::fd::{AsRawFd, IntoRawFd};
+
 use pnet_datalink::{Channel, Config, DataLinkReceiver, NetworkInterface};
 
 use super::packet_socket;
+use super::rx_ring::RxRing;
 use super::{CaptureStats, LinkType, Packet, PacketSource, Timestamp};
 use crate::flow_table::Cidr;
 
 /// Bytes read per packet: the largest frame with GRO/TSO offloads (64 KiB) plus headers, so
 /// nothing is cut short.
 pub const READ_BUFFER_BYTES: usize = 65_536 + 128;
-/// Socket receive buffer asked for: room for about 40 000 small packets in a burst.
-pub const SOCKET_BUFFER_BYTES: usize = 32 * 1024 * 1024;
+/// Kernel memory for one interface's packets waiting to be read: the ring's size, or the
+/// socket receive buffer asked for by the fallback. 8 MiB holds about 60 000 small packets in a
+/// burst; the ring is allocated in full for as long as the capture runs, on every interface
+/// captured, so it is not larger.
+pub const SOCKET_BUFFER_BYTES: usize = 8 * 1024 * 1024;
 /// How long one read waits before giving the caller a chance to tick.
 pub const READ_TIMEOUT: Duration = Duration::from_millis(200);
 
@@ -76,17 +86,52 @@ pub enum Poll<'a> {
     Idle,
 }
 
+/// How a live capture reads its socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reading {
+    /// The `TPACKET_V3` ring, falling back to the channel when it cannot be set up.
+    Ring,
+    /// `pnet`'s channel: a `poll` and a `recvfrom` per packet.
+    Channel,
+}
+
+impl std::fmt::Display for Reading {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Reading::Ring => "packet ring",
+            Reading::Channel => "one system call per packet",
+        })
+    }
+}
+
+enum Reader {
+    Ring(RxRing),
+    Channel {
+        rx: Box<dyn DataLinkReceiver>,
+        /// The socket `rx` reads; `pnet` owns and closes it, this copy only reads its
+        /// counters and takes its errors.
+        fd: RawFd,
+        /// Where [`PacketSource::next_packet`] copies a packet; empty unless that path is used.
+        copy: Vec<u8>,
+    },
+}
+
+impl Reader {
+    fn fd(&self) -> RawFd {
+        match self {
+            Reader::Ring(ring) => ring.fd(),
+            Reader::Channel { fd, .. } => *fd,
+        }
+    }
+}
+
 /// Packets from one live interface.
 pub struct LiveCapture {
     name: String,
     index: u32,
     link_type: LinkType,
-    rx: Box<dyn DataLinkReceiver>,
-    /// The socket `rx` reads; `pnet` owns and closes it, this copy only reads its counters.
-    fd: RawFd,
+    reader: Reader,
     stats: CaptureStats,
-    /// Where [`PacketSource::next_packet`] copies a packet; empty unless that path is used.
-    copy: Vec<u8>,
 }
 
 impl std::fmt::Debug for LiveCapture {
@@ -94,6 +139,7 @@ impl std::fmt::Debug for LiveCapture {
         f.debug_struct("LiveCapture")
             .field("name", &self.name)
             .field("index", &self.index)
+            .field("reading", &self.reading())
             .field("stats", &self.stats)
             .finish_non_exhaustive()
     }
@@ -108,14 +154,23 @@ impl LiveCapture {
         Self::open_with_buffer(name, SOCKET_BUFFER_BYTES)
     }
 
-    /// As [`LiveCapture::open`], asking for a socket receive buffer of `socket_buffer_bytes`
-    /// (smaller buffers drop sooner under bursts; the drops are counted either way).
+    /// As [`LiveCapture::open`], with `buffer_bytes` of kernel memory for packets waiting to
+    /// be read (a smaller buffer drops sooner under bursts; the drops are counted either way).
     ///
     /// # Errors
     /// [`LiveCaptureError`] when the interface does not exist or cannot be captured on.
-    pub fn open_with_buffer(
+    pub fn open_with_buffer(name: &str, buffer_bytes: usize) -> Result<Self, LiveCaptureError> {
+        Self::open_with(name, buffer_bytes, Reading::Ring)
+    }
+
+    /// As [`LiveCapture::open_with_buffer`], reading the socket as `reading` says.
+    ///
+    /// # Errors
+    /// [`LiveCaptureError`] when the interface does not exist or cannot be captured on.
+    pub fn open_with(
         name: &str,
-        socket_buffer_bytes: usize,
+        buffer_bytes: usize,
+        reading: Reading,
     ) -> Result<Self, LiveCaptureError> {
         let interfaces = pnet_datalink::interfaces();
         let Some(interface) = interfaces.iter().find(|i| i.name == name) else {
@@ -133,34 +188,46 @@ impl LiveCapture {
             name: name.to_owned(),
             source,
         };
-        let fd = packet_socket::open().map_err(open_err)?;
-        // A smaller buffer only means earlier drops, which are counted; not worth failing for.
-        if let Err(e) = packet_socket::set_receive_buffer(fd, socket_buffer_bytes) {
-            tracing::warn!(interface = name, error = %e, "socket receive buffer not enlarged");
-        }
-        let config = Config {
-            read_buffer_size: READ_BUFFER_BYTES,
-            read_timeout: Some(READ_TIMEOUT),
-            promiscuous: false,
-            socket_fd: Some(fd),
-            ..Config::default()
+        let ring = match reading {
+            Reading::Ring => match open_ring(interface.index, buffer_bytes) {
+                Ok(ring) => Some(ring),
+                // EPERM is the same for the channel: say so rather than try it.
+                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Err(open_err(e)),
+                Err(e) => {
+                    tracing::warn!(
+                        interface = name,
+                        error = %e,
+                        "no packet ring; reading packets one system call at a time"
+                    );
+                    None
+                }
+            },
+            Reading::Channel => None,
         };
-        let rx = match pnet_datalink::channel(interface, config) {
-            Ok(Channel::Ethernet(_tx, rx)) => rx,
-            Ok(_) => return Err(LiveCaptureError::NotLayer2 { name: name.into() }),
-            Err(e) => return Err(open_err(e)),
+        let reader = match ring {
+            Some(ring) => Reader::Ring(ring),
+            None => open_channel(interface, buffer_bytes).map_err(|e| match e {
+                ChannelError::Open(source) => open_err(source),
+                ChannelError::NotLayer2 => LiveCaptureError::NotLayer2 { name: name.into() },
+            })?,
         };
-        // Counters accumulated between socket creation and bind belong to no interface.
-        let _ = packet_socket::read_counters(fd);
+        // The socket received nothing before its bind; start its counters from there anyway.
+        let _ = packet_socket::read_counters(reader.fd());
         Ok(Self {
             name: name.to_owned(),
             index: interface.index,
             link_type: link_type(interface),
-            rx,
-            fd,
+            reader,
             stats: CaptureStats::default(),
-            copy: Vec::new(),
         })
+    }
+
+    /// How this capture reads its socket (the channel when the ring could not be set up).
+    pub fn reading(&self) -> Reading {
+        match self.reader {
+            Reader::Ring(_) => Reading::Ring,
+            Reader::Channel { .. } => Reading::Channel,
+        }
     }
 
     /// The interface's name.
@@ -173,41 +240,62 @@ impl LiveCapture {
     /// # Errors
     /// [`LiveCaptureError::Read`] when the socket fails (the interface went away).
     pub fn poll(&mut self) -> Result<Poll<'_>, LiveCaptureError> {
-        match self.rx.next() {
-            Ok(data) => {
-                self.stats.packets = self.stats.packets.saturating_add(1);
-                let len = u64::try_from(data.len()).unwrap_or(u64::MAX);
-                self.stats.bytes = self.stats.bytes.saturating_add(len);
-                Ok(Poll::Packet(Packet {
-                    ts: now(),
-                    link_type: self.link_type,
-                    orig_len: u32::try_from(data.len()).unwrap_or(u32::MAX),
-                    data,
-                    interface: self.index,
-                }))
+        let (data, ts, orig_len) = match &mut self.reader {
+            Reader::Ring(ring) => {
+                match ring.ready(READ_TIMEOUT) {
+                    Ok(true) => {}
+                    Ok(false) => return Ok(Poll::Idle),
+                    Err(source) => {
+                        return socket_error(ring.fd(), &self.name, self.index, source)
+                            .map(|()| Poll::Idle);
+                    }
+                }
+                let Some(frame) = ring.take() else {
+                    return Ok(Poll::Idle);
+                };
+                let ts = Timestamp::from_secs_nanos(u64::from(frame.sec), u64::from(frame.nsec));
+                (frame.data, ts, frame.len)
             }
-            Err(e) if is_timeout(&e) => Ok(Poll::Idle),
-            // The link went down: nothing to read until it is up again.
-            Err(source) => {
-                socket_error(self.fd, &self.name, self.index, source).map(|()| Poll::Idle)
-            }
-        }
+            Reader::Channel { rx, fd, .. } => match rx.next() {
+                Ok(data) => (data, now(), u32::try_from(data.len()).unwrap_or(u32::MAX)),
+                Err(e) if is_timeout(&e) => return Ok(Poll::Idle),
+                // The link went down: nothing to read until it is up again.
+                Err(source) => {
+                    return socket_error(*fd, &self.name, self.index, source).map(|()| Poll::Idle);
+                }
+            },
+        };
+        self.stats.packets = self.stats.packets.saturating_add(1);
+        let len = u64::try_from(data.len()).unwrap_or(u64::MAX);
+        self.stats.bytes = self.stats.bytes.saturating_add(len);
+        Ok(Poll::Packet(Packet {
+            ts,
+            link_type: self.link_type,
+            orig_len,
+            data,
+            interface: self.index,
+        }))
     }
 
-    /// Adds the kernel's drops since the last call into the stats.
+    /// Adds the kernel's drops since the last call into the stats, and takes the ring's count
+    /// of packets it could not read.
     ///
     /// # Errors
     /// The OS error of `getsockopt`, naming the interface.
     pub fn refresh_kernel_drops(&mut self) -> Result<(), LiveCaptureError> {
-        let counters =
-            packet_socket::read_counters(self.fd).map_err(|source| LiveCaptureError::Read {
+        let counters = packet_socket::read_counters(self.reader.fd()).map_err(|source| {
+            LiveCaptureError::Read {
                 name: self.name.clone(),
                 source,
-            })?;
+            }
+        })?;
         self.stats.kernel_drops = self
             .stats
             .kernel_drops
             .saturating_add(u64::from(counters.drops));
+        if let Reader::Ring(ring) = &self.reader {
+            self.stats.internal_drops = ring.skipped_packets();
+        }
         Ok(())
     }
 }
@@ -217,37 +305,94 @@ impl PacketSource for LiveCapture {
 
     /// Blocks until a packet arrives; live capture has no end of input.
     ///
-    /// Through this seam the packet is copied into a buffer of the capture's own (the
+    /// Through the channel the packet is copied into a buffer of the capture's own (the
     /// borrow checker cannot return a packet from a retry loop over `pnet`'s buffer); the
     /// capture thread uses [`LiveCapture::poll`], which does not copy.
     fn next_packet(&mut self) -> Result<Option<Packet<'_>>, LiveCaptureError> {
-        let len = loop {
-            match self.rx.next() {
-                Ok(data) => {
-                    self.copy.clear();
-                    self.copy.extend_from_slice(data);
-                    break data.len();
+        let (data, ts, orig_len): (&[u8], _, _) = match &mut self.reader {
+            Reader::Ring(ring) => {
+                loop {
+                    match ring.ready(READ_TIMEOUT) {
+                        Ok(true) => break,
+                        Ok(false) => {}
+                        Err(source) => socket_error(ring.fd(), &self.name, self.index, source)?,
+                    }
                 }
-                Err(e) if is_timeout(&e) => {}
-                Err(source) => {
-                    socket_error(self.fd, &self.name, self.index, source)?;
+                let frame = ring.take().ok_or_else(|| LiveCaptureError::Read {
+                    name: self.name.clone(),
+                    source: io::Error::other("the ring had no packet where it said one was"),
+                })?;
+                let ts = Timestamp::from_secs_nanos(u64::from(frame.sec), u64::from(frame.nsec));
+                (frame.data, ts, frame.len)
+            }
+            Reader::Channel { rx, fd, copy } => {
+                loop {
+                    match rx.next() {
+                        Ok(data) => {
+                            copy.clear();
+                            copy.extend_from_slice(data);
+                            break;
+                        }
+                        Err(e) if is_timeout(&e) => {}
+                        Err(source) => socket_error(*fd, &self.name, self.index, source)?,
+                    }
                 }
+                let len = u32::try_from(copy.len()).unwrap_or(u32::MAX);
+                (copy.as_slice(), now(), len)
             }
         };
         self.stats.packets = self.stats.packets.saturating_add(1);
-        let bytes = u64::try_from(len).unwrap_or(u64::MAX);
+        let bytes = u64::try_from(data.len()).unwrap_or(u64::MAX);
         self.stats.bytes = self.stats.bytes.saturating_add(bytes);
         Ok(Some(Packet {
-            ts: now(),
+            ts,
             link_type: self.link_type,
-            orig_len: u32::try_from(len).unwrap_or(u32::MAX),
-            data: &self.copy,
+            orig_len,
+            data,
             interface: self.index,
         }))
     }
 
     fn stats(&self) -> CaptureStats {
         self.stats
+    }
+}
+
+/// A packet socket with a ring of about `bytes`, bound to interface `index`.
+fn open_ring(index: u32, bytes: usize) -> io::Result<RxRing> {
+    RxRing::new(packet_socket::open()?, index, bytes)
+}
+
+/// Why `pnet`'s channel could not be opened.
+enum ChannelError {
+    Open(io::Error),
+    NotLayer2,
+}
+
+/// `pnet`'s channel on `interface`, over a socket of ours with a `bytes` receive buffer.
+fn open_channel(interface: &NetworkInterface, bytes: usize) -> Result<Reader, ChannelError> {
+    let socket = packet_socket::open().map_err(ChannelError::Open)?;
+    // A smaller buffer only means earlier drops, which are counted; not worth failing for.
+    if let Err(e) = packet_socket::set_receive_buffer(socket.as_raw_fd(), bytes) {
+        tracing::warn!(interface = %interface.name, error = %e, "socket receive buffer not enlarged");
+    }
+    // `pnet` owns the socket from here and closes it.
+    let fd = socket.into_raw_fd();
+    let config = Config {
+        read_buffer_size: READ_BUFFER_BYTES,
+        read_timeout: Some(READ_TIMEOUT),
+        promiscuous: false,
+        socket_fd: Some(fd),
+        ..Config::default()
+    };
+    match pnet_datalink::channel(interface, config) {
+        Ok(Channel::Ethernet(_tx, rx)) => Ok(Reader::Channel {
+            rx,
+            fd,
+            copy: Vec::new(),
+        }),
+        Ok(_) => Err(ChannelError::NotLayer2),
+        Err(e) => Err(ChannelError::Open(e)),
     }
 }
 

@@ -1,11 +1,12 @@
 //! The few AF_PACKET socket calls `pnet` does not wrap: opening the socket ourselves (so we
 //! keep its descriptor), enlarging its receive buffer, reading the kernel's
-//! `PACKET_STATISTICS` drop counter and taking the socket's pending error. This is the crate's only `unsafe` code: plain FFI calls
-//! whose arguments are owned locals of the types the kernel expects.
+//! `PACKET_STATISTICS` drop counter and taking the socket's pending error. With `rx_ring.rs`,
+//! the crate's only `unsafe` code: plain FFI calls whose arguments are owned locals of the
+//! types the kernel expects.
 #![allow(unsafe_code)]
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 /// The kernel's per-socket counters since the last read (reading resets them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -16,21 +17,24 @@ pub struct KernelCounters {
     pub drops: u32,
 }
 
-/// Opens a raw AF_PACKET socket for every protocol (`ETH_P_ALL`), not yet bound.
+/// Opens a raw AF_PACKET socket that receives nothing until it is bound (to an interface,
+/// for every protocol).
+///
+/// Protocol 0 rather than `ETH_P_ALL`: a socket opened for every protocol receives from
+/// every interface at once, and the packets of other interfaces queued before the bind would
+/// be read as the bound one's.
 ///
 /// # Errors
 /// The OS error (EPERM without CAP_NET_RAW).
-pub fn open() -> io::Result<RawFd> {
-    let protocol = u16::try_from(libc::ETH_P_ALL)
-        .map_err(|_| io::Error::other("ETH_P_ALL does not fit 16 bits"))?
-        .to_be();
+pub fn open() -> io::Result<OwnedFd> {
     // SAFETY: socket(2) takes three integers and returns a new descriptor or -1; no memory
     // is shared with the kernel.
-    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(protocol)) };
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(fd)
+    // SAFETY: `fd` is the new descriptor socket(2) just returned; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Asks for a receive buffer of `bytes`, past `net.core.rmem_max` when privileged
