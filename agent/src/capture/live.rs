@@ -11,10 +11,8 @@
 
 use std::io;
 use std::net::IpAddr;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
 use std::time::{Duration, SystemTime};
-
-use std::os::fd::{AsRawFd, IntoRawFd};
 
 use pnet_datalink::{Channel, Config, DataLinkReceiver, NetworkInterface};
 
@@ -206,10 +204,7 @@ impl LiveCapture {
         };
         let reader = match ring {
             Some(ring) => Reader::Ring(ring),
-            None => open_channel(interface, buffer_bytes).map_err(|e| match e {
-                ChannelError::Open(source) => open_err(source),
-                ChannelError::NotLayer2 => LiveCaptureError::NotLayer2 { name: name.into() },
-            })?,
+            None => open_channel(interface, buffer_bytes)?,
         };
         // The socket received nothing before its bind; start its counters from there anyway.
         let _ = packet_socket::read_counters(reader.fd());
@@ -363,15 +358,13 @@ fn open_ring(index: u32, bytes: usize) -> io::Result<RxRing> {
     RxRing::new(packet_socket::open()?, index, bytes)
 }
 
-/// Why `pnet`'s channel could not be opened.
-enum ChannelError {
-    Open(io::Error),
-    NotLayer2,
-}
-
 /// `pnet`'s channel on `interface`, over a socket of ours with a `bytes` receive buffer.
-fn open_channel(interface: &NetworkInterface, bytes: usize) -> Result<Reader, ChannelError> {
-    let socket = packet_socket::open().map_err(ChannelError::Open)?;
+fn open_channel(interface: &NetworkInterface, bytes: usize) -> Result<Reader, LiveCaptureError> {
+    let open_err = |source| LiveCaptureError::Open {
+        name: interface.name.clone(),
+        source,
+    };
+    let socket = packet_socket::open().map_err(open_err)?;
     // A smaller buffer only means earlier drops, which are counted; not worth failing for.
     if let Err(e) = packet_socket::set_receive_buffer(socket.as_raw_fd(), bytes) {
         tracing::warn!(interface = %interface.name, error = %e, "socket receive buffer not enlarged");
@@ -391,8 +384,10 @@ fn open_channel(interface: &NetworkInterface, bytes: usize) -> Result<Reader, Ch
             fd,
             copy: Vec::new(),
         }),
-        Ok(_) => Err(ChannelError::NotLayer2),
-        Err(e) => Err(ChannelError::Open(e)),
+        Ok(_) => Err(LiveCaptureError::NotLayer2 {
+            name: interface.name.clone(),
+        }),
+        Err(e) => Err(open_err(e)),
     }
 }
 
