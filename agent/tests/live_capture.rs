@@ -632,3 +632,64 @@ fn large_packets_are_snapped_unless_they_are_dns() {
         }
     }
 }
+
+/// A bulk TCP transfer, which crosses a veth as super-packets of up to 64 KiB, is counted in
+/// full (every byte on the wire, from the IP headers) though the ring keeps only the start of
+/// each large packet. Prints the capture thread's CPU for it.
+#[test]
+fn a_bulk_transfer_through_the_ring_is_counted_in_full() {
+    if let Some(why) = cannot_run() {
+        println!("skipped: {why}");
+        return;
+    }
+    const MIB: usize = 1 << 20;
+    const SENT_MIB: usize = 512;
+    let lab = Lab::new("bk", 70);
+    let peer = lab.peer;
+    let listener = Lab::run_in(&lab.b, move || {
+        TcpListener::bind((peer, 8080)).expect("bind")
+    });
+    let server = std::thread::spawn(move || {
+        let (mut c, _) = listener.accept().expect("accept");
+        std::io::copy(&mut c, &mut std::io::sink()).expect("read")
+    });
+    let (stop, capture) = lab.start_capture(Reading::Ring);
+    let mut conn = Lab::run_in(&lab.a, move || {
+        TcpStream::connect(SocketAddr::from((peer, 8080))).expect("connect")
+    });
+    let chunk = vec![7_u8; MIB];
+    for _ in 0..SENT_MIB {
+        conn.write_all(&chunk).expect("send");
+    }
+    drop(conn);
+    let received = server.join().expect("server");
+    assert_eq!(received, u64::try_from(SENT_MIB * MIB).expect("fits"));
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let captured = capture.join().expect("capture thread");
+    let (packets, bytes) = captured
+        .records
+        .iter()
+        .filter_map(|r| match &r.record {
+            Some(record::Record::Flow(f)) if f.service_port == 8080 => {
+                Some((f.packets_out, f.bytes_out))
+            }
+            _ => None,
+        })
+        .fold((0, 0), |(p, b), (fp, fb)| (p + fp, b + fb));
+    let drops = captured.totals.capture.kernel_drops;
+    println!(
+        "Ring, {SENT_MIB} MiB over TCP: {packets} packets out ({} bytes each on average), \
+         {bytes} bytes counted, kernel drops {drops}, capture thread CPU {:?}",
+        bytes / packets.max(1),
+        captured.cpu
+    );
+    assert!(packets > 0);
+    // A dropped packet's bytes cannot be counted; without drops, every byte is.
+    if drops == 0 {
+        assert!(
+            bytes >= received,
+            "{bytes} bytes counted of {received} sent"
+        );
+    }
+}
