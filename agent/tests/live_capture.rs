@@ -15,7 +15,7 @@ use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use picket_agent::capture::LiveCapture;
-use picket_agent::capture::live::{LiveCaptureError, Reading};
+use picket_agent::capture::live::{LiveCaptureError, Poll, Reading};
 use picket_agent::flow_table::{Cidr, LocalNets};
 use picket_agent::pipeline::{Pipeline, PipelineConfig, PipelineTotals};
 use picket_agent::sensor::capture_until;
@@ -547,4 +547,149 @@ fn a_burst_into_a_small_unread_buffer_is_mostly_dropped_and_every_drop_counted()
     // 256 KiB holds a few hundred packets; the rest must show up as kernel drops.
     let (captured, drops, _) = burst("d", 63, 256 * 1024, true, Reading::Ring);
     assert!(drops > 50_000, "captured {captured}, drops {drops}");
+}
+
+/// Large packets (segmentation offload makes 64 KiB ones on a veth) are handed over only up
+/// to the snap through the ring, unless they are DNS: a 40 KB write to TCP port 8080 and one
+/// to TCP port 53 (DNS over TCP) each cross the link as a few super-packets. The fallback
+/// channel keeps them whole (it could not tell a snapped packet's length on the wire).
+#[test]
+fn large_packets_are_snapped_unless_they_are_dns() {
+    if let Some(why) = cannot_run() {
+        println!("skipped: {why}");
+        return;
+    }
+    const SNAP: usize = picket_agent::capture::snap_filter::SNAP_BYTES as usize;
+    for reading in [Reading::Ring, Reading::Channel] {
+        let lab = Lab::new(if reading == Reading::Ring { "sr" } else { "sc" }, 69);
+        let peer = lab.peer;
+        let listeners = Lab::run_in(&lab.b, move || {
+            [53, 8080].map(|port| TcpListener::bind((peer, port)).expect("bind"))
+        });
+        let servers = listeners.map(|l| {
+            std::thread::spawn(move || {
+                let (mut c, _) = l.accept().expect("accept");
+                let mut got = Vec::new();
+                c.read_to_end(&mut got).expect("read");
+                got.len()
+            })
+        });
+        let ns = lab.a.clone();
+        let (opened_tx, opened_rx) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let capture_stop = Arc::clone(&stop);
+        // (destination port, captured bytes, length on the wire) of each packet over the snap.
+        let capture = std::thread::spawn(move || {
+            let file = File::open(format!("/var/run/netns/{ns}")).expect("netns file");
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            let mut capture = LiveCapture::open_with(
+                "veth0",
+                picket_agent::capture::live::SOCKET_BUFFER_BYTES,
+                reading,
+            )
+            .expect("capture opens");
+            opened_tx.send(()).expect("opened");
+            let mut large = Vec::new();
+            while !capture_stop.load(Ordering::Relaxed) {
+                if let Poll::Packet(p) = capture.poll().expect("poll") {
+                    let wire = usize::try_from(p.orig_len).expect("fits");
+                    // Ethernet, IPv4 without options, then the TCP destination port.
+                    if wire > SNAP && p.data.len() >= 38 {
+                        let port = u16::from_be_bytes([p.data[36], p.data[37]]);
+                        large.push((port, p.data.len(), wire));
+                    }
+                }
+            }
+            large
+        });
+        opened_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("opened");
+        for port in [53, 8080] {
+            let mut conn = Lab::run_in(&lab.a, move || {
+                TcpStream::connect(SocketAddr::from((peer, port))).expect("connect")
+            });
+            conn.write_all(&[9_u8; 40_000]).expect("send");
+        }
+        for server in servers {
+            assert_eq!(server.join().expect("server"), 40_000);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        stop.store(true, Ordering::Relaxed);
+        let large = capture.join().expect("capture thread");
+        println!("{reading:?}: packets over {SNAP} bytes (port, captured, wire): {large:?}");
+        let dns: Vec<_> = large.iter().filter(|l| l.0 == 53).collect();
+        let other: Vec<_> = large.iter().filter(|l| l.0 == 8080).collect();
+        assert!(!dns.is_empty() && !other.is_empty(), "{large:?}");
+        assert!(dns.iter().all(|&&(_, got, wire)| got == wire), "{dns:?}");
+        if reading == Reading::Ring {
+            assert!(other.iter().all(|&&(_, got, _)| got == SNAP), "{other:?}");
+        } else {
+            assert!(
+                other.iter().all(|&&(_, got, wire)| got == wire),
+                "{other:?}"
+            );
+        }
+    }
+}
+
+/// A bulk TCP transfer, which crosses a veth as super-packets of up to 64 KiB, is counted in
+/// full (every byte on the wire, from the IP headers) though the ring keeps only the start of
+/// each large packet. Prints the capture thread's CPU for it.
+#[test]
+fn a_bulk_transfer_through_the_ring_is_counted_in_full() {
+    if let Some(why) = cannot_run() {
+        println!("skipped: {why}");
+        return;
+    }
+    const MIB: usize = 1 << 20;
+    const SENT_MIB: usize = 512;
+    let lab = Lab::new("bk", 70);
+    let peer = lab.peer;
+    let listener = Lab::run_in(&lab.b, move || {
+        TcpListener::bind((peer, 8080)).expect("bind")
+    });
+    let server = std::thread::spawn(move || {
+        let (mut c, _) = listener.accept().expect("accept");
+        std::io::copy(&mut c, &mut std::io::sink()).expect("read")
+    });
+    let (stop, capture) = lab.start_capture(Reading::Ring);
+    let mut conn = Lab::run_in(&lab.a, move || {
+        TcpStream::connect(SocketAddr::from((peer, 8080))).expect("connect")
+    });
+    let chunk = vec![7_u8; MIB];
+    for _ in 0..SENT_MIB {
+        conn.write_all(&chunk).expect("send");
+    }
+    drop(conn);
+    let received = server.join().expect("server");
+    assert_eq!(received, u64::try_from(SENT_MIB * MIB).expect("fits"));
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let captured = capture.join().expect("capture thread");
+    let (packets, bytes) = captured
+        .records
+        .iter()
+        .filter_map(|r| match &r.record {
+            Some(record::Record::Flow(f)) if f.service_port == 8080 => {
+                Some((f.packets_out, f.bytes_out))
+            }
+            _ => None,
+        })
+        .fold((0, 0), |(p, b), (fp, fb)| (p + fp, b + fb));
+    let drops = captured.totals.capture.kernel_drops;
+    println!(
+        "Ring, {SENT_MIB} MiB over TCP: {packets} packets out ({} bytes each on average), \
+         {bytes} bytes counted, kernel drops {drops}, capture thread CPU {:?}",
+        bytes / packets.max(1),
+        captured.cpu
+    );
+    assert!(packets > 0);
+    // A dropped packet's bytes cannot be counted; without drops, every byte is.
+    if drops == 0 {
+        assert!(
+            bytes >= received,
+            "{bytes} bytes counted of {received} sent"
+        );
+    }
 }

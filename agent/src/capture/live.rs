@@ -18,6 +18,7 @@ use pnet_datalink::{Channel, Config, DataLinkReceiver, NetworkInterface};
 
 use super::packet_socket;
 use super::rx_ring::RxRing;
+use super::snap_filter;
 use super::{CaptureStats, LinkType, Packet, PacketSource, Timestamp};
 use crate::flow_table::Cidr;
 
@@ -187,7 +188,7 @@ impl LiveCapture {
             source,
         };
         let ring = match reading {
-            Reading::Ring => match open_ring(interface.index, buffer_bytes) {
+            Reading::Ring => match open_ring(interface, buffer_bytes) {
                 Ok(ring) => Some(ring),
                 // EPERM is the same for the channel: say so rather than try it.
                 Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Err(open_err(e)),
@@ -353,9 +354,24 @@ impl PacketSource for LiveCapture {
     }
 }
 
-/// A packet socket with a ring of about `bytes`, bound to interface `index`.
-fn open_ring(index: u32, bytes: usize) -> io::Result<RxRing> {
-    RxRing::new(packet_socket::open()?, index, bytes)
+/// A packet socket with a ring of about `bytes`, bound to `interface`.
+fn open_ring(interface: &NetworkInterface, bytes: usize) -> io::Result<RxRing> {
+    let socket = packet_socket::open()?;
+    snap_large_packets(socket.as_raw_fd(), interface);
+    RxRing::new(socket, interface.index, bytes)
+}
+
+/// Asks the kernel to hand over only the start of large packets that are not DNS (see
+/// [`snap_filter`]), on Ethernet interfaces; without it capture still works, copying more.
+/// For the ring only: its header gives each packet's length on the wire, while `pnet`'s
+/// `recvfrom` returns only what was kept, so a snapped packet would look cut short.
+fn snap_large_packets(fd: RawFd, interface: &NetworkInterface) {
+    if link_type(interface) != LinkType::ETHERNET {
+        return;
+    }
+    if let Err(e) = packet_socket::attach_filter(fd, &snap_filter::ethernet()) {
+        tracing::warn!(interface = %interface.name, error = %e, "large packets are captured whole");
+    }
 }
 
 /// `pnet`'s channel on `interface`, over a socket of ours with a `bytes` receive buffer.

@@ -9,6 +9,7 @@ pub mod live;
 pub mod packet_socket;
 pub mod pcap_file;
 pub mod rx_ring;
+pub mod snap_filter;
 
 pub use live::{LiveCapture, LiveCaptureError};
 pub use pcap_file::{PcapFile, PcapFileError};

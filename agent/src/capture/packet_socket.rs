@@ -122,3 +122,34 @@ fn socklen<T>() -> io::Result<libc::socklen_t> {
     libc::socklen_t::try_from(std::mem::size_of::<T>())
         .map_err(|_| io::Error::other("option size does not fit socklen_t"))
 }
+
+/// Attaches a classic BPF `program` to the socket (`SO_ATTACH_FILTER`): the kernel runs it on
+/// each packet and hands over as many bytes as it returns.
+///
+/// # Errors
+/// The OS error, e.g. when the kernel's checker refuses the program.
+pub fn attach_filter(fd: RawFd, program: &[libc::sock_filter]) -> io::Result<()> {
+    let program_len = libc::c_ushort::try_from(program.len())
+        .map_err(|_| io::Error::other("filter program too long"))?;
+    let fprog = libc::sock_fprog {
+        len: program_len,
+        // The kernel copies the program and never writes through this pointer.
+        filter: program.as_ptr().cast_mut(),
+    };
+    let len = socklen::<libc::sock_fprog>()?;
+    // SAFETY: `fprog` is live and points at `program.len()` live instructions; the kernel
+    // only reads both.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            std::ptr::from_ref(&fprog).cast::<libc::c_void>(),
+            len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
