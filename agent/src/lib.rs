@@ -6,7 +6,8 @@
 //! [`host_stats`], [`health`] and [`status`]. Threat intel is [`intel_cache`] (the snapshot the
 //! aggregator sent, persisted) and [`intel_check`] (the pre-filter that turns matches into
 //! `IntelHit` records), plugged into the pipeline by [`intel_observer`].
-// `unsafe` is denied everywhere but `capture::packet_socket`, the FFI the socket stats need.
+// `unsafe` is denied everywhere but `capture::packet_socket` and `capture::rx_ring`: the socket
+// and ring FFI.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -18,6 +19,7 @@ pub mod dns;
 pub mod enroll;
 pub mod flow_table;
 pub mod health;
+pub mod host_addresses;
 pub mod host_stats;
 pub mod identity;
 pub mod imds;

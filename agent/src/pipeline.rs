@@ -193,6 +193,14 @@ impl<O: Observer> Pipeline<O> {
         }
     }
 
+    /// Takes `local` as the host's addresses from now on (they changed while capturing): new
+    /// flows take their direction from it, flows already tracked keep theirs, and the next
+    /// `HostStats` reports it.
+    pub fn set_local(&mut self, local: LocalNets) {
+        self.addresses = crate::host_stats::instance_addresses(local.host_addresses());
+        self.table.set_local(local);
+    }
+
     /// The counters so far.
     pub fn totals(&self) -> PipelineTotals {
         let mut totals = self.totals.clone();

@@ -20,6 +20,7 @@ use tracing::{error, info, warn};
 use crate::capture::PacketSource as _;
 use crate::capture::live::{self, LiveCapture, LiveCaptureError, Poll};
 use crate::flow_table::LocalNets;
+use crate::host_addresses::HostAddresses;
 use crate::pipeline::{Pipeline, PipelineConfig, PipelineTotals};
 use crate::records_sink::RecordSink;
 
@@ -36,8 +37,10 @@ const PACKETS_PER_CLOCK_CHECK: u32 = 1024;
 /// Longest time spent reading what the socket holds after a stop.
 const STOP_DRAIN: Duration = Duration::from_secs(2);
 
-/// Runs capture on `capture` until `stop` is set (then until the socket is drained), feeding `pipeline` and handing records to
-/// `emit`; then finishes the pipeline (final summaries and `HostStats`) and returns its totals.
+/// Runs capture on `capture` until `stop` is set (then until the socket is drained), feeding
+/// `pipeline` and handing records to `emit`; then finishes the pipeline (final summaries and
+/// `HostStats`) and returns its totals. With `addresses`, the pipeline takes the host's
+/// addresses from it at the first tick and whenever they change.
 ///
 /// # Errors
 /// [`LiveCaptureError`] when the socket fails; the pipeline is finished first, so what was
@@ -46,9 +49,12 @@ pub fn capture_until<O: crate::pipeline::Observer>(
     capture: &mut LiveCapture,
     pipeline: &mut Pipeline<O>,
     stop: &AtomicBool,
+    addresses: Option<&HostAddresses>,
     emit: &mut impl FnMut(Record),
 ) -> Result<PipelineTotals, LiveCaptureError> {
     let mut last_tick = Instant::now();
+    // No version seen yet: the first tick takes the list, whatever the pipeline began with.
+    let mut addresses_seen = u64::MAX;
     let mut since_check = 0_u32;
     let mut stopping_since: Option<Instant> = None;
     let result = loop {
@@ -79,6 +85,9 @@ pub fn capture_until<O: crate::pipeline::Observer>(
                     break Err(e);
                 }
                 pipeline.set_capture_stats(capture.stats());
+                if let Some(nets) = addresses.and_then(|a| a.changed_since(&mut addresses_seen)) {
+                    pipeline.set_local(nets);
+                }
                 pipeline.tick(live::now(), emit);
             }
         }
@@ -154,7 +163,7 @@ pub struct Sensor {
     stop: Arc<AtomicBool>,
     threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
     counts: CaptureThreads,
-    watcher: Option<JoinHandle<()>>,
+    watcher: JoinHandle<()>,
     forwarder: tokio::task::JoinHandle<()>,
 }
 
@@ -174,6 +183,8 @@ struct Spawner {
     interfaces: Interfaces,
     /// Kernel memory for each capture's waiting packets (`sensor.buffer_mib`).
     buffer_bytes: usize,
+    /// The host's addresses, kept current by the watcher for every capture's pipeline.
+    addresses: Arc<HostAddresses>,
 }
 
 impl Spawner {
@@ -193,6 +204,7 @@ impl Spawner {
         );
         let counts = self.counts.clone();
         let active = Arc::clone(&self.active);
+        let addresses = Arc::clone(&self.addresses);
         let follow = self.interfaces.follows();
         info!(interface = %name, reading = %capture.reading(), "capturing");
         lock(&self.active).insert(name.clone());
@@ -218,7 +230,13 @@ impl Spawner {
                         thread_stop.store(true, Ordering::Relaxed);
                     }
                 };
-                let result = capture_until(&mut capture, &mut pipeline, &thread_stop, &mut emit);
+                let result = capture_until(
+                    &mut capture,
+                    &mut pipeline,
+                    &thread_stop,
+                    Some(&addresses),
+                    &mut emit,
+                );
                 // Expected to end: stopped, or (when following) its interface went away.
                 // A failure stays expected, so health reports the capture dead.
                 let ended = match &result {
@@ -258,9 +276,10 @@ impl Spawner {
         }
     }
 
-    /// Until stopped, every [`RESCAN`] opens capture on each interface that is up and not
-    /// captured on. Its pipeline takes the host's addresses as they are then, so a new
-    /// interface's own address counts as the host's.
+    /// Until stopped, every [`RESCAN`] reads the host's addresses (publishing a change to
+    /// every capture) and, when interfaces are followed, opens capture on each interface that
+    /// is up and not captured on. A new capture's pipeline starts with the addresses just
+    /// read, so a new interface's own address counts as the host's.
     fn watch(self) {
         let mut refused = BTreeSet::new();
         loop {
@@ -270,6 +289,15 @@ impl Spawner {
                     return;
                 }
                 std::thread::sleep(Duration::from_millis(100));
+            }
+            if let Some(change) = self
+                .addresses
+                .update(LocalNets::new(live::host_addresses()))
+            {
+                info!(added = ?change.added, removed = ?change.removed, "host addresses changed");
+            }
+            if !self.interfaces.follows() {
+                continue;
             }
             let up = self.interfaces.current();
             // A refusal is logged once per interface, until it goes away or works.
@@ -285,7 +313,7 @@ impl Spawner {
                     .map_err(|e| e.to_string());
                 let spawned = opened.and_then(|capture| {
                     let config = PipelineConfig {
-                        local: LocalNets::new(live::host_addresses()),
+                        local: self.addresses.current().1,
                         ..self.config.clone()
                     };
                     self.spawn(capture, config).map_err(|e| e.to_string())
@@ -314,7 +342,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Sensor {
     /// Opens capture on each interface `interfaces` names now (all of them, before any
     /// thread starts, so a bad name fails start-up) and starts the threads, the forwarding
-    /// task and, for [`Interfaces::AllUp`], the thread that follows interfaces coming up.
+    /// task and the thread that follows the host's addresses and, for
+    /// [`Interfaces::AllUp`], interfaces coming up. The pipelines start with `config.local`.
     /// `counts` is where the threads are counted (shared with `status` and metrics), and
     /// `buffer_bytes` the kernel memory each capture holds for waiting packets. Must be called
     /// within a tokio runtime.
@@ -349,6 +378,7 @@ impl Sensor {
             intel,
             interfaces: interfaces.clone(),
             buffer_bytes,
+            addresses: Arc::new(HostAddresses::new(config.local.clone())),
         };
         for capture in captures {
             let name = capture.name().to_owned();
@@ -357,22 +387,18 @@ impl Sensor {
                 return Err(LiveCaptureError::Open { name, source });
             }
         }
-        let watcher = if spawner.interfaces.follows() {
-            let spawned = std::thread::Builder::new()
-                .name("capture-follow".into())
-                .spawn(move || spawner.watch());
-            match spawned {
-                Ok(handle) => Some(handle),
-                Err(source) => {
-                    stop.store(true, Ordering::Relaxed);
-                    return Err(LiveCaptureError::Open {
-                        name: "(interface watcher)".into(),
-                        source,
-                    });
-                }
+        let spawned = std::thread::Builder::new()
+            .name("capture-watch".into())
+            .spawn(move || spawner.watch());
+        let watcher = match spawned {
+            Ok(handle) => handle,
+            Err(source) => {
+                stop.store(true, Ordering::Relaxed);
+                return Err(LiveCaptureError::Open {
+                    name: "(address and interface watcher)".into(),
+                    source,
+                });
             }
-        } else {
-            None
         };
         let forwarder = tokio::spawn(forward(rx, sink, overflow));
         Ok(Self {
@@ -395,10 +421,8 @@ impl Sensor {
         let (watcher, threads) = (self.watcher, self.threads);
         let joined = tokio::task::spawn_blocking(move || {
             // The watcher first, so no capture starts after the list is taken.
-            if let Some(w) = watcher {
-                if w.join().is_err() {
-                    error!("the interface watcher panicked");
-                }
+            if watcher.join().is_err() {
+                error!("the address and interface watcher panicked");
             }
             let handles = std::mem::take(&mut *lock(&threads));
             for t in handles {

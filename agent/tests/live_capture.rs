@@ -164,7 +164,7 @@ impl Lab {
             go.recv().expect("go");
             let mut records = Vec::new();
             let cpu = thread_cpu();
-            let totals = capture_until(&mut capture, &mut pipeline, &thread_stop, &mut |r| {
+            let totals = capture_until(&mut capture, &mut pipeline, &thread_stop, None, &mut |r| {
                 records.push(r)
             })
             .expect("capture runs");

@@ -1,7 +1,7 @@
 //! An agent left on its default interfaces follows them (real binaries, real AF_PACKET, real
 //! mTLS): an interface that comes up after start is captured on and its traffic reaches the
 //! aggregator with its name; when it goes away its capture ends quietly and the agent stays
-//! healthy. The aggregator lives in namespace "a", the agent in "b"; the new interface is a
+//! healthy; an address the host gains is the host's. The aggregator lives in namespace "a", the agent in "b"; the new interface is a
 //! veth from "b" to a third namespace "c". Needs root and `ip`; without them the test prints
 //! why and returns.
 
@@ -13,7 +13,7 @@ use anyhow::{Context, Result, ensure};
 use picket_aggregator::certs::LeafKind;
 use picket_aggregator::ingest::BatchStore;
 use picket_proto::AgentId;
-use picket_proto::v1::{FlowSummary, record};
+use picket_proto::v1::{Direction, FlowSummary, record};
 use picket_tests::ops::{http_get, metrics_addr, value};
 use picket_tests::{
     FAST_AGENT_CONFIG, NetnsPair, Pki, can_use_netns, sh, start_agent_cmd_in, start_aggregator_in,
@@ -21,6 +21,8 @@ use picket_tests::{
 
 const ACCOUNT: &str = "123456789012";
 const INSTANCE: &str = "i-0follow";
+/// The address the agent's host gains on its first link while the agent runs.
+const GAINED: &str = "10.213.16.77";
 
 /// Runs `f` on a thread inside network namespace `ns`.
 fn in_netns<T: Send + 'static>(
@@ -140,6 +142,36 @@ fn an_interface_that_comes_up_after_start_is_captured_and_one_that_goes_is_let_g
         agent.tail(20)
     );
 
+    // An address the host gains while running (a secondary IP, a late DHCP lease) is the
+    // host's within a rescan, on the interfaces captured since start too: three datagrams
+    // from the aggregator's namespace to it are ingress to it, not a flow without a direction.
+    sh(
+        "ip",
+        &[
+            "-n",
+            &agent_ns,
+            "addr",
+            "add",
+            &format!("{GAINED}/24"),
+            "dev",
+            &net.b_link,
+        ],
+    )?;
+    agent.wait_for("host addresses changed", 1, |e| {
+        e.to_string().contains(GAINED)
+    })?;
+    // Each capture takes a change at its next one-second tick.
+    std::thread::sleep(Duration::from_millis(1500));
+    let _gained_sink = in_netns(&agent_ns, || Ok(UdpSocket::bind((GAINED, 9998))?))?;
+    let agg_addr = net.addrs.0.clone();
+    in_netns(&agg_ns, move || {
+        let sock = UdpSocket::bind((agg_addr.as_str(), 0))?;
+        for _ in 0..3 {
+            sock.send_to(b"to the new address", (GAINED, 9998))?;
+        }
+        Ok(())
+    })?;
+
     // Five datagrams out of the new interface; a sink in c keeps ICMP errors away.
     let _sink = in_netns(&c.0, || Ok(UdpSocket::bind("10.214.16.2:9999")?))?;
     in_netns(&agent_ns, || {
@@ -202,5 +234,15 @@ fn an_interface_that_comes_up_after_start_is_captured_and_one_that_goes_is_let_g
     ensure!(udp.packets_out == 5, "{udp:?}");
     // The new interface's own address is the host's: the flow is egress from it.
     ensure!(udp.local_addr == "10.214.16.1", "{udp:?}");
+    let inbound = flows
+        .iter()
+        .find(|f| f.interface == net.b_link && f.service_port == 9998)
+        .with_context(|| format!("no summary of the datagrams to {GAINED}: {flows:#?}"))?;
+    ensure!(
+        inbound.direction() == Direction::Ingress
+            && inbound.local_addr == GAINED
+            && inbound.packets_in == 3,
+        "{inbound:?}"
+    );
     Ok(())
 }

@@ -171,6 +171,12 @@ impl FlowTable {
         }
     }
 
+    /// Replaces the networks that count as the host's: flows created from now on take their
+    /// direction from `local`; flows already in the table keep theirs.
+    pub fn set_local(&mut self, local: LocalNets) {
+        self.local = local;
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> FlowTableStats {
         FlowTableStats {

@@ -422,3 +422,57 @@ proptest::proptest! {
         }
     }
 }
+
+/// An address the host gains while capturing (a secondary IP, an IPv6 address that arrived
+/// after start) counts as the host's once the pipeline is told: new flows from it are egress
+/// and `HostStats` lists it; a flow tracked before keeps the direction it was given.
+#[test]
+fn addresses_given_while_capturing_count_for_new_flows() {
+    const NEW: [u8; 4] = [10, 0, 0, 9];
+    let host = |a: [u8; 4]| Cidr::new(Ipv4Addr::from(a).into(), 32).expect("cidr");
+    let mut pipeline = Pipeline::new(config(HOST));
+    let mut out = Vec::new();
+    let mut feed = |pipeline: &mut Pipeline<NoIntel>, frames: Vec<Vec<u8>>, at: u64| {
+        for frame in &frames {
+            let packet = Packet {
+                ts: Timestamp::from_millis(1_700_000_000_000 + at),
+                link_type: LinkType::ETHERNET,
+                data: frame,
+                orig_len: u32::try_from(frame.len()).expect("small"),
+                interface: 0,
+            };
+            pipeline.packet(&packet, &mut |r| out.push(r));
+        }
+    };
+    let from_new = |remote: [u8; 4], port: u16| {
+        vec![
+            tcp(NEW, remote, 40_000, port, SYN, &[]),
+            tcp(remote, NEW, port, 40_000, SYN | ACK, &[]),
+        ]
+    };
+    feed(&mut pipeline, from_new([198, 51, 100, 20], 443), 0);
+    pipeline.set_local(LocalNets::new([host(HOST), host(NEW)]));
+    feed(&mut pipeline, from_new([198, 51, 100, 21], 80), 10);
+    pipeline.finish(&mut |r| out.push(r));
+
+    let before = flows(&out)
+        .into_iter()
+        .find(|f| f.service_port == 443)
+        .expect("the flow from before");
+    assert_eq!(before.direction(), Direction::Unspecified, "{before:?}");
+    let after = flows(&out)
+        .into_iter()
+        .find(|f| f.service_port == 80)
+        .expect("the flow from after");
+    assert_eq!(after.direction(), Direction::Egress, "{after:?}");
+    assert_eq!(after.local_addr, "10.0.0.9");
+    assert_eq!(after.remote_addr, "198.51.100.21");
+    let stats = out
+        .iter()
+        .find_map(|r| match &r.record {
+            Some(record::Record::HostStats(s)) => Some(s),
+            _ => None,
+        })
+        .expect("host stats");
+    assert!(stats.addresses.iter().any(|a| a == "10.0.0.9"), "{stats:?}");
+}

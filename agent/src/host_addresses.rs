@@ -1,0 +1,148 @@
+//! The host's own addresses while the agent runs, shared by the live capture threads.
+//!
+//! Addresses change under a running agent: an IPv6 address or a DHCP lease that arrives after
+//! the service started, a secondary private IP assigned to an ENI, an ENI attached. Direction
+//! (ingress or egress) is decided by whether an end is the host's, so a capture holding its
+//! start-time list would leave flows of a new address without a direction. One thread reads
+//! the interfaces' addresses every few seconds and publishes a changed list under a new
+//! version; each capture thread compares versions at its one-second tick (an atomic load) and
+//! takes the new list only when it changed, so nothing is added to the per-packet path.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::flow_table::LocalNets;
+
+/// The host's addresses as last read, with a version that moves on each change.
+#[derive(Debug, Default)]
+pub struct HostAddresses {
+    version: AtomicU64,
+    nets: Mutex<LocalNets>,
+}
+
+/// What changed between two lists: addresses gained and lost, for the log.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AddressChange {
+    /// Addresses in the new list only.
+    pub added: Vec<IpAddr>,
+    /// Addresses in the old list only.
+    pub removed: Vec<IpAddr>,
+}
+
+impl HostAddresses {
+    /// Starts from `nets`, at version 0.
+    pub fn new(nets: LocalNets) -> Self {
+        Self {
+            version: AtomicU64::new(0),
+            nets: Mutex::new(nets),
+        }
+    }
+
+    /// The current list and its version.
+    pub fn current(&self) -> (u64, LocalNets) {
+        let nets = self.lock();
+        (self.version.load(Ordering::Acquire), nets.clone())
+    }
+
+    /// Publishes `nets` if it differs from the current list, returning what changed. An empty
+    /// list is not published: a host always has an address (loopback's at least), so an empty
+    /// read is a failed one, and publishing it would switch every capture to guessing
+    /// direction from private ranges.
+    pub fn update(&self, nets: LocalNets) -> Option<AddressChange> {
+        if nets.is_inferred() {
+            return None;
+        }
+        let mut current = self.lock();
+        let old: BTreeSet<IpAddr> = current.host_addresses().collect();
+        let new: BTreeSet<IpAddr> = nets.host_addresses().collect();
+        // The order interfaces are listed in is not a change.
+        if old == new {
+            return None;
+        }
+        *current = nets;
+        // Under the lock, so a reader that sees the new version also gets the new list.
+        self.version.fetch_add(1, Ordering::AcqRel);
+        Some(AddressChange {
+            added: new.difference(&old).copied().collect(),
+            removed: old.difference(&new).copied().collect(),
+        })
+    }
+
+    /// The list, if it changed since version `seen`; `seen` moves on to its version.
+    pub fn changed_since(&self, seen: &mut u64) -> Option<LocalNets> {
+        if self.version.load(Ordering::Acquire) == *seen {
+            return None;
+        }
+        let (version, nets) = self.current();
+        *seen = version;
+        Some(nets)
+    }
+
+    /// The list, even if a thread panicked while holding the lock (it is replaced whole).
+    fn lock(&self) -> std::sync::MutexGuard<'_, LocalNets> {
+        self.nets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow_table::Cidr;
+
+    fn nets(addrs: &[&str]) -> LocalNets {
+        LocalNets::new(addrs.iter().map(|a| {
+            let ip: IpAddr = a.parse().expect("address");
+            Cidr::new(ip, if ip.is_ipv4() { 32 } else { 128 }).expect("cidr")
+        }))
+    }
+
+    #[test]
+    fn a_reader_gets_a_changed_list_once_and_an_unchanged_one_never() {
+        let shared = HostAddresses::new(nets(&["127.0.0.1", "10.0.0.5"]));
+        let (mut seen, _) = shared.current();
+        assert_eq!(shared.changed_since(&mut seen), None);
+        assert_eq!(shared.update(nets(&["127.0.0.1", "10.0.0.5"])), None);
+        assert_eq!(shared.changed_since(&mut seen), None);
+
+        let change = shared.update(nets(&["127.0.0.1", "10.0.0.5", "2600:1f18::7"]));
+        let v6: IpAddr = "2600:1f18::7".parse().expect("address");
+        assert_eq!(
+            change,
+            Some(AddressChange {
+                added: vec![v6],
+                removed: vec![],
+            })
+        );
+        let got = shared.changed_since(&mut seen).expect("the new list");
+        assert!(got.contains(v6));
+        assert_eq!(shared.changed_since(&mut seen), None, "only once");
+
+        let change = shared.update(nets(&["127.0.0.1", "2600:1f18::7"]));
+        let old: IpAddr = "10.0.0.5".parse().expect("address");
+        assert_eq!(change.map(|c| c.removed), Some(vec![old]));
+        assert!(
+            !shared
+                .changed_since(&mut seen)
+                .expect("changed")
+                .contains(old)
+        );
+    }
+
+    #[test]
+    fn an_empty_read_is_not_published() {
+        let shared = HostAddresses::new(nets(&["127.0.0.1"]));
+        let (mut seen, _) = shared.current();
+        assert_eq!(shared.update(LocalNets::default()), None);
+        assert_eq!(shared.changed_since(&mut seen), None);
+        assert!(
+            shared
+                .current()
+                .1
+                .contains("127.0.0.1".parse().expect("address"))
+        );
+    }
+}
