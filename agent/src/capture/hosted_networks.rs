@@ -9,10 +9,11 @@
 //!
 //! Read from the kernel's own files, no netlink: a bridge's networks are its addresses with
 //! their prefixes; a container link is a veth (Ethernet, no device behind it, no `DEVTYPE`, no
-//! `tun_flags`, and a peer: `iflink` differs from `ifindex`), and its networks are the routes
-//! without a gateway that point at it (`/proc/thread-self/net/route` and `ipv6_route`, the
+//! `tun_flags`, and a peer: `iflink` differs from `ifindex`) without an address of its own
+//! beyond link-local, and its networks are the routes without a gateway that point at it (`/proc/thread-self/net/route` and `ipv6_route`, the
 //! reading thread's namespace). Default, link-local and multicast routes are never taken.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
@@ -48,16 +49,27 @@ fn hosted_in<'a>(
     interfaces: impl IntoIterator<Item = (&'a str, &'a [Cidr])>,
     routes: &[(String, Cidr)],
 ) -> Vec<Cidr> {
-    let mut hosted: Vec<Cidr> = interfaces
-        .into_iter()
-        .filter(|(name, _)| kind(sys_class_net, name) == Kind::Bridge)
-        .flat_map(|(_, nets)| nets.iter().copied())
-        .filter(|net| takeable(*net))
-        .collect();
+    let mut hosted = Vec::new();
+    // A veth with an address of its own is the host's link to a network it is on (a host that
+    // is itself a container or namespace), not a container's: its routes are not hosted.
+    let mut addressed = BTreeSet::new();
+    for (name, nets) in interfaces {
+        let mut own = nets.iter().copied().filter(|net| takeable(*net)).peekable();
+        if own.peek().is_some() {
+            addressed.insert(name);
+        }
+        if kind(sys_class_net, name) == Kind::Bridge {
+            hosted.extend(own);
+        }
+    }
     hosted.extend(
         routes
             .iter()
-            .filter(|(dev, net)| takeable(*net) && kind(sys_class_net, dev) == Kind::ContainerLink)
+            .filter(|(dev, net)| {
+                takeable(*net)
+                    && !addressed.contains(dev.as_str())
+                    && kind(sys_class_net, dev) == Kind::ContainerLink
+            })
             .map(|(_, net)| *net),
     );
     hosted.sort_unstable();
@@ -228,15 +240,26 @@ fe800000000000000000000000000000 40 00000000000000000000000000000000 00 00000000
         link(root, "tap0", None, 10, 10, false);
         fs::write(root.join("tap0").join("tun_flags"), "0x1002\n").expect("tun_flags");
         link(root, "vlan5", Some("vlan"), 11, 2, false);
+        // The host's own uplink is a veth with an address (the host is a namespace).
+        link(root, "uplink", None, 12, 40, false);
         let mut routes = ipv4_routes(ROUTE);
         routes.extend(ipv6_routes(ROUTE6));
         routes.push(("dummy0".to_owned(), cidr("192.0.2.0/24")));
         routes.push(("tap0".to_owned(), cidr("192.0.2.128/25")));
         routes.push(("vlan5".to_owned(), cidr("198.51.100.0/24")));
         routes.push(("../eth0".to_owned(), cidr("203.0.113.0/24")));
+        routes.push(("uplink".to_owned(), cidr("100.64.0.0/24")));
         let eth0 = [cidr("10.0.0.5/24")];
         let docker0 = [cidr("172.17.0.1/16"), cidr("fe80::1/64")];
-        let interfaces = [("eth0", &eth0[..]), ("docker0", &docker0[..])];
+        let uplink = [cidr("100.64.0.2/24")];
+        // Link-local only: still a container's link.
+        let eni = [cidr("fe80::2/64")];
+        let interfaces = [
+            ("eth0", &eth0[..]),
+            ("docker0", &docker0[..]),
+            ("uplink", &uplink[..]),
+            ("eni1a2b", &eni[..]),
+        ];
         assert_eq!(
             hosted_in(root, interfaces, &routes),
             vec![
