@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::flow_table::LocalNets;
+use crate::flow_table::{Cidr, LocalNets};
 
 /// The host's addresses as last read, with a version that moves on each change.
 #[derive(Debug, Default)]
@@ -22,13 +22,24 @@ pub struct HostAddresses {
     nets: Mutex<LocalNets>,
 }
 
-/// What changed between two lists: addresses gained and lost, for the log.
+/// What changed between two lists, for the log.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AddressChange {
-    /// Addresses in the new list only.
+    /// The host's own addresses in the new list only.
     pub added: Vec<IpAddr>,
-    /// Addresses in the old list only.
+    /// The host's own addresses in the old list only.
     pub removed: Vec<IpAddr>,
+    /// Hosted (container) networks in the new list only.
+    pub hosted_added: Vec<Cidr>,
+    /// Hosted (container) networks in the old list only.
+    pub hosted_removed: Vec<Cidr>,
+}
+
+impl AddressChange {
+    /// Whether the host's own addresses changed, not only its containers' networks.
+    pub fn own(&self) -> bool {
+        !self.added.is_empty() || !self.removed.is_empty()
+    }
 }
 
 impl HostAddresses {
@@ -55,10 +66,12 @@ impl HostAddresses {
             return None;
         }
         let mut current = self.lock();
+        // Sets: the order interfaces and routes are listed in is not a change.
         let old: BTreeSet<IpAddr> = current.host_addresses().collect();
         let new: BTreeSet<IpAddr> = nets.host_addresses().collect();
-        // The order interfaces are listed in is not a change.
-        if old == new {
+        let old_hosted: BTreeSet<Cidr> = current.hosted().iter().copied().collect();
+        let new_hosted: BTreeSet<Cidr> = nets.hosted().iter().copied().collect();
+        if old == new && old_hosted == new_hosted {
             return None;
         }
         *current = nets;
@@ -67,6 +80,8 @@ impl HostAddresses {
         Some(AddressChange {
             added: new.difference(&old).copied().collect(),
             removed: old.difference(&new).copied().collect(),
+            hosted_added: new_hosted.difference(&old_hosted).copied().collect(),
+            hosted_removed: old_hosted.difference(&new_hosted).copied().collect(),
         })
     }
 
@@ -91,7 +106,6 @@ impl HostAddresses {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow_table::Cidr;
 
     fn nets(addrs: &[&str]) -> LocalNets {
         LocalNets::new(addrs.iter().map(|a| {
@@ -114,7 +128,7 @@ mod tests {
             change,
             Some(AddressChange {
                 added: vec![v6],
-                removed: vec![],
+                ..AddressChange::default()
             })
         );
         let got = shared.changed_since(&mut seen).expect("the new list");
@@ -130,6 +144,27 @@ mod tests {
                 .expect("changed")
                 .contains(old)
         );
+    }
+
+    #[test]
+    fn a_container_network_coming_or_going_is_a_change_but_not_of_the_hosts_own() {
+        let shared = HostAddresses::new(nets(&["10.0.0.5"]));
+        let (mut seen, _) = shared.current();
+        let pod: Cidr = "10.0.1.23/32".parse().expect("cidr");
+        let change = shared
+            .update(nets(&["10.0.0.5"]).with_hosted([pod]))
+            .expect("a change");
+        assert_eq!(change.hosted_added, vec![pod]);
+        assert!(!change.own());
+        let got = shared.changed_since(&mut seen).expect("the new list");
+        assert!(got.contains("10.0.1.23".parse().expect("address")));
+        assert_eq!(
+            got.host_addresses().count(),
+            1,
+            "a pod is not the host's own"
+        );
+        let change = shared.update(nets(&["10.0.0.5"])).expect("a change");
+        assert_eq!(change.hosted_removed, vec![pod]);
     }
 
     #[test]

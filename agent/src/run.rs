@@ -7,9 +7,7 @@ use std::sync::Arc;
 use tokio::sync::{Notify, watch};
 use tracing::info;
 
-use crate::capture::live::host_addresses;
 use crate::config::Settings;
-use crate::flow_table::LocalNets;
 use crate::health::Health;
 use crate::outbox::{Outbox, OutboxError};
 use crate::pipeline::PipelineConfig;
@@ -149,10 +147,9 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         ));
         (None, Some(reporter))
     } else {
-        let local = host_addresses();
         let config = PipelineConfig {
             summary_interval: settings.summary_interval,
-            local: LocalNets::new(local),
+            local: crate::capture::live::local_nets(),
             ..PipelineConfig::default()
         };
         match Sensor::start(

@@ -15,11 +15,10 @@ use std::time::{Duration, Instant};
 
 use picket_proto::v1::{Counter, Record, record};
 use tokio::sync::mpsc;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::capture::PacketSource as _;
 use crate::capture::live::{self, LiveCapture, LiveCaptureError, Poll};
-use crate::flow_table::LocalNets;
 use crate::host_addresses::HostAddresses;
 use crate::pipeline::{Pipeline, PipelineConfig, PipelineTotals};
 use crate::records_sink::RecordSink;
@@ -290,11 +289,24 @@ impl Spawner {
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
-            if let Some(change) = self
-                .addresses
-                .update(LocalNets::new(live::host_addresses()))
-            {
-                info!(added = ?change.added, removed = ?change.removed, "host addresses changed");
+            if let Some(change) = self.addresses.update(live::local_nets()) {
+                let hosted_added: Vec<String> = change
+                    .hosted_added
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                let hosted_removed: Vec<String> = change
+                    .hosted_removed
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                // Containers come and go all day on a busy node; the host's own addresses
+                // changing is news.
+                if change.own() {
+                    info!(added = ?change.added, removed = ?change.removed, ?hosted_added, ?hosted_removed, "host addresses changed");
+                } else {
+                    debug!(?hosted_added, ?hosted_removed, "hosted networks changed");
+                }
             }
             if !self.interfaces.follows() {
                 continue;

@@ -1,7 +1,7 @@
 //! An agent left on its default interfaces follows them (real binaries, real AF_PACKET, real
 //! mTLS): an interface that comes up after start is captured on and its traffic reaches the
 //! aggregator with its name; when it goes away its capture ends quietly and the agent stays
-//! healthy; an address the host gains is the host's. The aggregator lives in namespace "a", the agent in "b"; the new interface is a
+//! healthy; an address the host gains is the host's, and so are its containers' networks. The aggregator lives in namespace "a", the agent in "b"; the new interface is a
 //! veth from "b" to a third namespace "c". Needs root and `ip`; without them the test prints
 //! why and returns.
 
@@ -23,6 +23,10 @@ const ACCOUNT: &str = "123456789012";
 const INSTANCE: &str = "i-0follow";
 /// The address the agent's host gains on its first link while the agent runs.
 const GAINED: &str = "10.213.16.77";
+/// A pod's address, routed to its own veth on the agent's host.
+const POD: &str = "10.213.78.9";
+/// A container's address in a bridge's network on the agent's host.
+const BRIDGED: &str = "172.31.77.5";
 
 /// Runs `f` on a thread inside network namespace `ns`.
 fn in_netns<T: Send + 'static>(
@@ -172,6 +176,48 @@ fn an_interface_that_comes_up_after_start_is_captured_and_one_that_goes_is_let_g
         Ok(())
     })?;
 
+    // Containers' networks count as the host's: a pod behind its own veth and host route (the
+    // EKS VPC CNI's way) and a bridge's network (Docker's). Their links are excluded from
+    // capture (named like the excluded one): what is judged is traffic on the first link.
+    let (pod_link, pod_peer, bridge) = (
+        format!("{tag}xpa"),
+        format!("{tag}xpb"),
+        format!("{tag}xbr"),
+    );
+    let agent_addr = net.addrs.1.clone();
+    for args in [
+        vec![
+            "link", "add", &pod_link, "type", "veth", "peer", "name", &pod_peer,
+        ],
+        vec!["link", "set", &pod_link, "up"],
+        vec!["link", "set", &pod_peer, "up"],
+        vec!["route", "add", &format!("{POD}/32"), "dev", &pod_link],
+        vec!["link", "add", &bridge, "type", "bridge"],
+        vec!["addr", "add", "172.31.77.1/24", "dev", &bridge],
+        vec!["link", "set", &bridge, "up"],
+    ] {
+        let mut full = vec!["-n", agent_ns.as_str()];
+        full.extend(args);
+        sh("ip", &full)?;
+    }
+    for to in [format!("{POD}/32"), "172.31.77.0/24".to_owned()] {
+        sh(
+            "ip",
+            &["-n", &agg_ns, "route", "add", &to, "via", &agent_addr],
+        )?;
+    }
+    // The watcher reads them at its next rescan; each capture takes them at its next tick.
+    std::thread::sleep(picket_agent::sensor::RESCAN + Duration::from_secs(2));
+    let agg_addr = net.addrs.0.clone();
+    in_netns(&agg_ns, move || {
+        let sock = UdpSocket::bind((agg_addr.as_str(), 0))?;
+        for _ in 0..3 {
+            sock.send_to(b"to a pod", (POD, 9997))?;
+            sock.send_to(b"to a bridged container", (BRIDGED, 9996))?;
+        }
+        Ok(())
+    })?;
+
     // Five datagrams out of the new interface; a sink in c keeps ICMP errors away.
     let _sink = in_netns(&c.0, || Ok(UdpSocket::bind("10.214.16.2:9999")?))?;
     in_netns(&agent_ns, || {
@@ -244,5 +290,17 @@ fn an_interface_that_comes_up_after_start_is_captured_and_one_that_goes_is_let_g
             && inbound.packets_in == 3,
         "{inbound:?}"
     );
+    for (port, hosted) in [(9997, POD), (9996, BRIDGED)] {
+        let flow = flows
+            .iter()
+            .find(|f| f.interface == net.b_link && f.service_port == port)
+            .with_context(|| format!("no summary of the datagrams to {hosted}: {flows:#?}"))?;
+        ensure!(
+            flow.direction() == Direction::Ingress
+                && flow.local_addr == hosted
+                && flow.packets_in == 3,
+            "{flow:?}"
+        );
+    }
     Ok(())
 }

@@ -20,7 +20,7 @@ use super::packet_socket;
 use super::rx_ring::RxRing;
 use super::snap_filter;
 use super::{CaptureStats, LinkType, Packet, PacketSource, Timestamp};
-use crate::flow_table::Cidr;
+use crate::flow_table::{Cidr, LocalNets};
 
 /// Bytes read per packet: the largest frame with GRO/TSO offloads (64 KiB) plus headers, so
 /// nothing is cut short.
@@ -485,7 +485,11 @@ pub fn default_interfaces() -> Vec<String> {
 /// Every address of every interface, each as a single-host block: the host's own addresses,
 /// which tell ingress from egress.
 pub fn host_addresses() -> Vec<Cidr> {
-    pnet_datalink::interfaces()
+    own_addresses(&pnet_datalink::interfaces())
+}
+
+fn own_addresses(interfaces: &[NetworkInterface]) -> Vec<Cidr> {
+    interfaces
         .iter()
         .flat_map(|i| i.ips.iter().map(|net| net.ip()))
         .filter_map(|ip: IpAddr| {
@@ -493,4 +497,22 @@ pub fn host_addresses() -> Vec<Cidr> {
             Cidr::new(ip, bits).ok()
         })
         .collect()
+}
+
+/// What live capture tells direction by: the host's own addresses ([`host_addresses`]) and
+/// the networks of the containers it carries ([`super::hosted_networks`]).
+pub fn local_nets() -> LocalNets {
+    let interfaces = pnet_datalink::interfaces();
+    let networks: Vec<(&str, Vec<Cidr>)> = interfaces
+        .iter()
+        .map(|i| {
+            let nets = i.ips.iter();
+            let nets = nets.filter_map(|n| Cidr::new(n.ip(), n.prefix()).ok());
+            (i.name.as_str(), nets.collect())
+        })
+        .collect();
+    let hosted = super::hosted_networks::hosted_networks(
+        networks.iter().map(|(name, nets)| (*name, nets.as_slice())),
+    );
+    LocalNets::new(own_addresses(&interfaces)).with_hosted(hosted)
 }

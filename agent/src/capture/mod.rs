@@ -5,6 +5,7 @@
 //! for replayed and live traffic. A source hands out [`Packet`]s that borrow a buffer the source
 //! owns and reuses, so reading a packet allocates nothing.
 
+pub mod hosted_networks;
 pub mod live;
 pub mod packet_socket;
 pub mod pcap_file;

@@ -4,7 +4,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::str::FromStr;
 
 /// An address block, such as `10.0.0.0/8` or `fd00::/8`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Cidr {
     network: IpAddr,
     prefix: u8,
@@ -38,6 +38,16 @@ impl Cidr {
         })
     }
 
+    /// The block's first address.
+    pub fn network(&self) -> IpAddr {
+        self.network
+    }
+
+    /// The number of leading bits the block fixes.
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
     /// The address when the block is a single host (`/32` or `/128`).
     pub fn host(&self) -> Option<IpAddr> {
         let bits = if self.network.is_ipv4() { 32 } else { 128 };
@@ -47,6 +57,13 @@ impl Cidr {
     /// Whether `addr` is inside the block (never across address families).
     pub fn contains(&self, addr: IpAddr) -> bool {
         addr.is_ipv4() == self.network.is_ipv4() && mask(addr, self.prefix) == self.network
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    /// `ADDR/PREFIX`, as [`FromStr`] reads it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
     }
 }
 
@@ -97,6 +114,9 @@ fn mask(addr: IpAddr, prefix: u8) -> IpAddr {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LocalNets {
     nets: Vec<Cidr>,
+    /// Networks of workloads this host carries (containers behind a bridge or a veth): local
+    /// for direction, but not the host's own addresses, so `HostStats` does not list them.
+    hosted: Vec<Cidr>,
 }
 
 /// Which end of a flow is the host.
@@ -113,7 +133,20 @@ impl LocalNets {
     pub fn new(nets: impl IntoIterator<Item = Cidr>) -> Self {
         Self {
             nets: nets.into_iter().collect(),
+            hosted: Vec::new(),
         }
+    }
+
+    /// These networks, and also `hosted` (the host's containers' networks) as local.
+    #[must_use]
+    pub fn with_hosted(mut self, hosted: impl IntoIterator<Item = Cidr>) -> Self {
+        self.hosted = hosted.into_iter().collect();
+        self
+    }
+
+    /// The hosted networks (see [`LocalNets::with_hosted`]).
+    pub fn hosted(&self) -> &[Cidr] {
+        &self.hosted
     }
 
     /// The single-host entries (the host's own addresses when built from its interfaces).
@@ -123,12 +156,15 @@ impl LocalNets {
 
     /// Whether nothing is configured, so locality is inferred.
     pub fn is_inferred(&self) -> bool {
-        self.nets.is_empty()
+        self.nets.is_empty() && self.hosted.is_empty()
     }
 
-    /// Whether `addr` is in a configured network (always false when inferring).
+    /// Whether `addr` is in a configured or hosted network (always false when inferring).
     pub fn contains(&self, addr: IpAddr) -> bool {
-        self.nets.iter().any(|net| net.contains(addr))
+        self.nets
+            .iter()
+            .chain(&self.hosted)
+            .any(|net| net.contains(addr))
     }
 
     /// Which end of a flow from `initiator` to `responder` is the host, if that can be told.
