@@ -1,7 +1,8 @@
 //! Picket's host agent.
 //!
 //! Data flows one way: capture → decode → flow table / DNS → summaries → outbox → transport.
-//! The sensor stages are [`capture`], [`decode`], [`flow_table`] and [`dns`]; delivery is
+//! The sensor stages are [`capture`], [`decode`], [`flow_table`] and [`dns`], with
+//! [`host_addresses`] keeping the host's addresses current for live capture; delivery is
 //! [`records_sink`] → [`outbox`] → [`transport`]; the agent's own accounting is
 //! [`host_stats`], [`health`] and [`status`]. Threat intel is [`intel_cache`] (the snapshot the
 //! aggregator sent, persisted) and [`intel_check`] (the pre-filter that turns matches into

@@ -62,17 +62,21 @@ fn run_counted<O: Observer>(
 ) -> (Vec<Record>, u64) {
     let mut out = Vec::new();
     for (at, frame) in frames {
-        let packet = Packet {
-            ts: Timestamp::from_millis(1_700_000_000_000 + at),
-            link_type: LinkType::ETHERNET,
-            data: frame,
-            orig_len: u32::try_from(frame.len()).expect("small"),
-            interface: 0,
-        };
-        pipeline.packet(&packet, &mut |r| out.push(r));
+        pipeline.packet(&packet_at(frame, *at), &mut |r| out.push(r));
     }
     pipeline.finish(&mut |r| out.push(r));
     (out, pipeline.express_packets)
+}
+
+/// An Ethernet `frame` seen `at` milliseconds into the test's capture.
+fn packet_at(frame: &[u8], at: u64) -> Packet<'_> {
+    Packet {
+        ts: Timestamp::from_millis(1_700_000_000_000 + at),
+        link_type: LinkType::ETHERNET,
+        data: frame,
+        orig_len: u32::try_from(frame.len()).expect("small"),
+        interface: 0,
+    }
 }
 
 fn flows(records: &[Record]) -> Vec<&FlowSummary> {
@@ -434,14 +438,7 @@ fn addresses_given_while_capturing_count_for_new_flows() {
     let mut out = Vec::new();
     let mut feed = |pipeline: &mut Pipeline<NoIntel>, frames: Vec<Vec<u8>>, at: u64| {
         for frame in &frames {
-            let packet = Packet {
-                ts: Timestamp::from_millis(1_700_000_000_000 + at),
-                link_type: LinkType::ETHERNET,
-                data: frame,
-                orig_len: u32::try_from(frame.len()).expect("small"),
-                interface: 0,
-            };
-            pipeline.packet(&packet, &mut |r| out.push(r));
+            pipeline.packet(&packet_at(frame, at), &mut |r| out.push(r));
         }
     };
     let from_new = |remote: [u8; 4], port: u16| {
