@@ -248,6 +248,10 @@ pub struct SensorSection {
     /// kernel drops wants more.
     #[serde(default = "default_buffer_mib")]
     pub buffer_mib: u32,
+    /// As `buffer_mib`, for a container's link (a veth without an address of its own):
+    /// it carries one container's traffic, and a node can have a hundred of them.
+    #[serde(default = "default_container_buffer_mib")]
+    pub container_buffer_mib: u32,
 }
 
 impl Default for SensorSection {
@@ -256,12 +260,17 @@ impl Default for SensorSection {
             interfaces: None,
             exclude: Vec::new(),
             buffer_mib: default_buffer_mib(),
+            container_buffer_mib: default_container_buffer_mib(),
         }
     }
 }
 
 fn default_buffer_mib() -> u32 {
     u32::try_from(crate::capture::live::SOCKET_BUFFER_BYTES >> 20).unwrap_or(8)
+}
+
+fn default_container_buffer_mib() -> u32 {
+    1
 }
 
 /// Most `sensor.buffer_mib`: the ring is kernel memory that cannot be swapped.
@@ -343,8 +352,9 @@ pub struct Settings {
     pub sensor_interfaces: Option<Vec<String>>,
     /// `sensor.exclude`, compiled (see [`SensorSection::exclude`]).
     pub sensor_exclude: Vec<glob::Pattern>,
-    /// `sensor.buffer_mib` in bytes: kernel memory per interface captured on.
-    pub sensor_buffer_bytes: usize,
+    /// `sensor.buffer_mib` and `sensor.container_buffer_mib` in bytes: kernel memory per
+    /// interface captured on.
+    pub sensor_rings: crate::sensor::RingSizes,
     /// `metrics.listen`: where to serve `/metrics` and `/healthz`; `None` serves nothing.
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// VPC of the instance, from instance metadata; empty when unknown.
@@ -475,15 +485,24 @@ impl Settings {
                 glob::Pattern::new(p).map_err(|e| bad(format!("not a pattern: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let buffer_mib = file.sensor.buffer_mib;
-        if !(1..=MAX_BUFFER_MIB).contains(&buffer_mib) {
-            return Err(ConfigError::Invalid {
-                key: "sensor.buffer_mib",
-                why: format!("must be 1 to {MAX_BUFFER_MIB} (MiB per interface)"),
-                value: buffer_mib.to_string(),
-            });
-        }
-        let sensor_buffer_bytes = usize::try_from(buffer_mib).unwrap_or(usize::MAX) << 20;
+        let ring_bytes = |key: &'static str, mib: u32| {
+            if (1..=MAX_BUFFER_MIB).contains(&mib) {
+                Ok(usize::try_from(mib).unwrap_or(usize::MAX) << 20)
+            } else {
+                Err(ConfigError::Invalid {
+                    key,
+                    why: format!("must be 1 to {MAX_BUFFER_MIB} (MiB per interface)"),
+                    value: mib.to_string(),
+                })
+            }
+        };
+        let sensor_rings = crate::sensor::RingSizes {
+            interface: ring_bytes("sensor.buffer_mib", file.sensor.buffer_mib)?,
+            container_link: ring_bytes(
+                "sensor.container_buffer_mib",
+                file.sensor.container_buffer_mib,
+            )?,
+        };
         let sensor_interfaces = file.sensor.interfaces;
         let agent = file.agent;
         if agent.reconnect_min_ms > agent.reconnect_max_ms {
@@ -509,7 +528,7 @@ impl Settings {
             outbox_max_bytes,
             sensor_interfaces,
             sensor_exclude,
-            sensor_buffer_bytes,
+            sensor_rings,
             vpc_id: String::new(),
             addresses: Vec::new(),
             public_ip_imds,
@@ -655,18 +674,23 @@ mod tests {
     #[test]
     fn the_capture_buffer_is_in_mib_per_interface_and_bounded() {
         let s = Settings::resolve(ConfigFile::default(), full_flags()).unwrap();
-        assert_eq!(s.sensor_buffer_bytes, 8 << 20);
-        let file: ConfigFile = toml::from_str("[sensor]\nbuffer_mib = 64\n").unwrap();
+        assert_eq!(s.sensor_rings.interface, 8 << 20);
+        assert_eq!(s.sensor_rings.container_link, 1 << 20);
+        let text = "[sensor]\nbuffer_mib = 64\ncontainer_buffer_mib = 2\n";
+        let file: ConfigFile = toml::from_str(text).unwrap();
         let s = Settings::resolve(file, full_flags()).unwrap();
-        assert_eq!(s.sensor_buffer_bytes, 64 << 20);
-        for bad in ["0", "1025"] {
-            let file: ConfigFile =
-                toml::from_str(&format!("[sensor]\nbuffer_mib = {bad}\n")).unwrap();
-            let err = Settings::resolve(file, full_flags())
-                .unwrap_err()
-                .to_string();
-            assert!(err.starts_with("sensor.buffer_mib"), "{bad}: {err}");
-            assert!(err.contains("1 to 1024"), "{bad}: {err}");
+        assert_eq!(s.sensor_rings.interface, 64 << 20);
+        assert_eq!(s.sensor_rings.container_link, 2 << 20);
+        for key in ["buffer_mib", "container_buffer_mib"] {
+            for bad in ["0", "1025"] {
+                let file: ConfigFile =
+                    toml::from_str(&format!("[sensor]\n{key} = {bad}\n")).unwrap();
+                let err = Settings::resolve(file, full_flags())
+                    .unwrap_err()
+                    .to_string();
+                assert!(err.starts_with(&format!("sensor.{key}")), "{bad}: {err}");
+                assert!(err.contains("1 to 1024"), "{bad}: {err}");
+            }
         }
     }
 

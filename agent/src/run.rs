@@ -158,7 +158,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
             sink.clone(),
             Arc::clone(&intel),
             capture.clone(),
-            settings.sensor_buffer_bytes,
+            settings.sensor_rings,
         ) {
             Ok(sensor) => (Some(sensor), None),
             // Interfaces named in the config must work; the default (every interface) may

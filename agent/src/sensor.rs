@@ -100,6 +100,27 @@ pub fn capture_until<O: crate::pipeline::Observer>(
 /// How often a sensor that follows the host's interfaces looks for ones that came up.
 pub const RESCAN: Duration = Duration::from_secs(5);
 
+/// Kernel memory for each capture's waiting packets: its ring, allocated in full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingSizes {
+    /// Bytes for one of the host's own interfaces (`sensor.buffer_mib`).
+    pub interface: usize,
+    /// Bytes for a container's link (`sensor.container_buffer_mib`): it carries one
+    /// container's traffic, and a node can have a hundred of them.
+    pub container_link: usize,
+}
+
+impl RingSizes {
+    /// The size for the interface called `name`.
+    fn for_interface(self, name: &str) -> usize {
+        if self.container_link != self.interface && live::is_container_link(name) {
+            self.container_link
+        } else {
+            self.interface
+        }
+    }
+}
+
 /// Which interfaces a sensor captures on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Interfaces {
@@ -180,8 +201,8 @@ struct Spawner {
     intel: Arc<crate::intel_cache::IntelCache>,
     /// Which interfaces; when followed, a capture whose interface went away ends quietly.
     interfaces: Interfaces,
-    /// Kernel memory for each capture's waiting packets (`sensor.buffer_mib`).
-    buffer_bytes: usize,
+    /// Kernel memory for each capture's waiting packets.
+    rings: RingSizes,
     /// The host's addresses, kept current by the watcher for every capture's pipeline.
     addresses: Arc<HostAddresses>,
 }
@@ -205,7 +226,8 @@ impl Spawner {
         let active = Arc::clone(&self.active);
         let addresses = Arc::clone(&self.addresses);
         let follow = self.interfaces.follows();
-        info!(interface = %name, reading = %capture.reading(), "capturing");
+        let ring_kib = capture.buffer_bytes() >> 10;
+        info!(interface = %name, reading = %capture.reading(), ring_kib, "capturing");
         lock(&self.active).insert(name.clone());
         counts.expected.fetch_add(1, Ordering::Relaxed);
         counts.running.fetch_add(1, Ordering::Relaxed);
@@ -321,7 +343,7 @@ impl Spawner {
                 if lock(&self.active).contains(&name) {
                     continue;
                 }
-                let opened = LiveCapture::open_with_buffer(&name, self.buffer_bytes)
+                let opened = LiveCapture::open_with_buffer(&name, self.rings.for_interface(&name))
                     .map_err(|e| e.to_string());
                 let spawned = opened.and_then(|capture| {
                     let config = PipelineConfig {
@@ -357,7 +379,7 @@ impl Sensor {
     /// task and the thread that follows the host's addresses and, for
     /// [`Interfaces::AllUp`], interfaces coming up. The pipelines start with `config.local`.
     /// `counts` is where the threads are counted (shared with `status` and metrics), and
-    /// `buffer_bytes` the kernel memory each capture holds for waiting packets. Must be called
+    /// `rings` the kernel memory each capture holds for waiting packets. Must be called
     /// within a tokio runtime.
     ///
     /// # Errors
@@ -368,12 +390,12 @@ impl Sensor {
         sink: RecordSink,
         intel: Arc<crate::intel_cache::IntelCache>,
         counts: CaptureThreads,
-        buffer_bytes: usize,
+        rings: RingSizes,
     ) -> Result<Self, LiveCaptureError> {
         let captures = interfaces
             .current()
             .iter()
-            .map(|name| LiveCapture::open_with_buffer(name, buffer_bytes))
+            .map(|name| LiveCapture::open_with_buffer(name, rings.for_interface(name)))
             .collect::<Result<Vec<_>, _>>()?;
         let (tx, rx) = mpsc::channel(CHANNEL_RECORDS);
         let overflow = Arc::new(AtomicU64::new(0));
@@ -389,7 +411,7 @@ impl Sensor {
             config: config.clone(),
             intel,
             interfaces: interfaces.clone(),
-            buffer_bytes,
+            rings,
             addresses: Arc::new(HostAddresses::new(config.local.clone())),
         };
         for capture in captures {

@@ -88,7 +88,10 @@ fn an_interface_that_comes_up_after_start_is_captured_and_one_that_goes_is_let_g
         ACCOUNT,
         INSTANCE,
     )?;
-    agent.wait_for("capturing", 1, |e| e["interface"] == net.b_link.as_str())?;
+    // The host's own link (a veth with an address) gets the full ring.
+    agent.wait_for("capturing", 1, |e| {
+        e["interface"] == net.b_link.as_str() && e["ring_kib"] == 8192
+    })?;
     let metrics = metrics_addr(&agent)?;
 
     // A new link after start, as an ENI attached to a running instance.
@@ -177,13 +180,11 @@ fn an_interface_that_comes_up_after_start_is_captured_and_one_that_goes_is_let_g
     })?;
 
     // Containers' networks count as the host's: a pod behind its own veth and host route (the
-    // EKS VPC CNI's way) and a bridge's network (Docker's). Their links are excluded from
-    // capture (named like the excluded one): what is judged is traffic on the first link.
-    let (pod_link, pod_peer, bridge) = (
-        format!("{tag}xpa"),
-        format!("{tag}xpb"),
-        format!("{tag}xbr"),
-    );
+    // EKS VPC CNI's way) and a bridge's network (Docker's). What is judged is traffic on the
+    // first link. The pod's link is captured on, with the smaller container ring; the peer
+    // and the bridge are excluded (named like the excluded one).
+    let (pod_link, pod_peer, bridge) =
+        (format!("{tag}pa"), format!("{tag}xpb"), format!("{tag}xbr"));
     let agent_addr = net.addrs.1.clone();
     for args in [
         vec![
@@ -206,6 +207,9 @@ fn an_interface_that_comes_up_after_start_is_captured_and_one_that_goes_is_let_g
             &["-n", &agg_ns, "route", "add", &to, "via", &agent_addr],
         )?;
     }
+    agent.wait_for("capturing", 1, |e| {
+        e["interface"] == pod_link.as_str() && e["ring_kib"] == 1024
+    })?;
     // The watcher reads them at its next rescan; each capture takes them at its next tick.
     std::thread::sleep(picket_agent::sensor::RESCAN + Duration::from_secs(2));
     let agg_addr = net.addrs.0.clone();
@@ -217,6 +221,13 @@ fn an_interface_that_comes_up_after_start_is_captured_and_one_that_goes_is_let_g
         }
         Ok(())
     })?;
+    std::thread::sleep(Duration::from_millis(300));
+    sh("ip", &["-n", &agent_ns, "link", "del", &pod_link])?;
+    agent.wait_for(
+        &format!("capture on {pod_link} ended: the interface is gone"),
+        1,
+        |_| true,
+    )?;
 
     // Five datagrams out of the new interface; a sink in c keeps ICMP errors away.
     let _sink = in_netns(&c.0, || Ok(UdpSocket::bind("10.214.16.2:9999")?))?;

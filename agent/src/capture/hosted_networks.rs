@@ -43,6 +43,17 @@ pub fn hosted_networks<'a>(
     hosted_in(Path::new(SYS_CLASS_NET), interfaces, &routes)
 }
 
+/// Whether the interface `name`, with networks `nets`, is a container's link (a veth without
+/// an address of its own beyond link-local): it carries one container's traffic, which the
+/// bridge or the uplink carries too.
+pub fn is_container_link(name: &str, nets: &[Cidr]) -> bool {
+    container_link_in(Path::new(SYS_CLASS_NET), name, nets)
+}
+
+fn container_link_in(sys_class_net: &Path, name: &str, nets: &[Cidr]) -> bool {
+    !nets.iter().any(|net| takeable(*net)) && kind(sys_class_net, name) == Kind::ContainerLink
+}
+
 /// As [`hosted_networks`], with the interface directory and the parsed routes given.
 fn hosted_in<'a>(
     sys_class_net: &Path,
@@ -268,6 +279,21 @@ fe800000000000000000000000000000 40 00000000000000000000000000000000 00 00000000
                 cidr("fd00::17/128"),
             ]
         );
+    }
+
+    #[test]
+    fn a_container_link_is_a_veth_without_an_address_of_its_own() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let root = root.path();
+        link(root, "eth0", None, 2, 2, true);
+        link(root, "eni1a2b", None, 7, 6, false);
+        link(root, "docker0", Some("bridge"), 3, 3, false);
+        assert!(container_link_in(root, "eni1a2b", &[cidr("fe80::2/64")]));
+        assert!(container_link_in(root, "eni1a2b", &[]));
+        assert!(!container_link_in(root, "eni1a2b", &[cidr("10.9.0.1/24")]));
+        assert!(!container_link_in(root, "eth0", &[]));
+        assert!(!container_link_in(root, "docker0", &[]));
+        assert!(!container_link_in(root, "gone", &[]));
     }
 
     #[test]

@@ -130,6 +130,8 @@ pub struct LiveCapture {
     index: u32,
     link_type: LinkType,
     reader: Reader,
+    /// Kernel memory asked for waiting packets.
+    buffer_bytes: usize,
     stats: CaptureStats,
 }
 
@@ -214,8 +216,15 @@ impl LiveCapture {
             index: interface.index,
             link_type: link_type(interface),
             reader,
+            buffer_bytes,
             stats: CaptureStats::default(),
         })
+    }
+
+    /// The kernel memory asked for packets waiting to be read (the ring, or the fallback
+    /// socket's receive buffer).
+    pub fn buffer_bytes(&self) -> usize {
+        self.buffer_bytes
     }
 
     /// How this capture reads its socket (the channel when the ring could not be set up).
@@ -497,6 +506,22 @@ fn own_addresses(interfaces: &[NetworkInterface]) -> Vec<Cidr> {
             Cidr::new(ip, bits).ok()
         })
         .collect()
+}
+
+/// Whether the interface `name` is a container's link (see
+/// [`super::hosted_networks::is_container_link`]); false when there is no such interface.
+pub fn is_container_link(name: &str) -> bool {
+    pnet_datalink::interfaces()
+        .iter()
+        .find(|i| i.name == name)
+        .is_some_and(|i| {
+            let nets: Vec<Cidr> = i
+                .ips
+                .iter()
+                .filter_map(|n| Cidr::new(n.ip(), n.prefix()).ok())
+                .collect();
+            super::hosted_networks::is_container_link(name, &nets)
+        })
 }
 
 /// What live capture tells direction by: the host's own addresses ([`host_addresses`]) and
