@@ -10,10 +10,12 @@
 //! Read from the kernel's own files, no netlink: a bridge's networks are its addresses with
 //! their prefixes; a container link is a veth (Ethernet, no device behind it, no `DEVTYPE`, no
 //! `tun_flags`, and a peer: `iflink` differs from `ifindex`) without an address of its own
-//! beyond link-local, and its networks are the routes without a gateway that point at it (`/proc/thread-self/net/route` and `ipv6_route`, the
-//! reading thread's namespace). Default, link-local and multicast routes are never taken.
+//! beyond link-local, and its networks are the routes without a gateway that point at it
+//! (`/proc/thread-self/net/route` and `ipv6_route`, the reading thread's namespace). A veth
+//! with an address is the host's link to a network it is on (the host is itself a container
+//! or namespace), not a container's. Default, link-local and multicast routes never count.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
@@ -60,26 +62,19 @@ fn hosted_in<'a>(
     interfaces: impl IntoIterator<Item = (&'a str, &'a [Cidr])>,
     routes: &[(String, Cidr)],
 ) -> Vec<Cidr> {
-    let mut hosted = Vec::new();
-    // A veth with an address of its own is the host's link to a network it is on (a host that
-    // is itself a container or namespace), not a container's: its routes are not hosted.
-    let mut addressed = BTreeSet::new();
-    for (name, nets) in interfaces {
-        let mut own = nets.iter().copied().filter(|net| takeable(*net)).peekable();
-        if own.peek().is_some() {
-            addressed.insert(name);
-        }
-        if kind(sys_class_net, name) == Kind::Bridge {
-            hosted.extend(own);
-        }
-    }
+    let interfaces: BTreeMap<&str, &[Cidr]> = interfaces.into_iter().collect();
+    let mut hosted: Vec<Cidr> = interfaces
+        .iter()
+        .filter(|(name, _)| kind(sys_class_net, name) == Kind::Bridge)
+        .flat_map(|(_, nets)| nets.iter().copied().filter(|net| takeable(*net)))
+        .collect();
     hosted.extend(
         routes
             .iter()
             .filter(|(dev, net)| {
-                takeable(*net)
-                    && !addressed.contains(dev.as_str())
-                    && kind(sys_class_net, dev) == Kind::ContainerLink
+                // A route's link missing from the list (it came up since) has no address.
+                let nets = interfaces.get(dev.as_str()).copied().unwrap_or_default();
+                takeable(*net) && container_link_in(sys_class_net, dev, nets)
             })
             .map(|(_, net)| *net),
     );
