@@ -142,6 +142,17 @@ fn sample(src: &Sources, s: &mut Samples) {
                 1.0,
             );
         }
+        for (kind, n) in [
+            ("own", &threads.local.own),
+            ("hosted", &threads.local.hosted),
+        ] {
+            s.gauge_with(
+                "picket_agent_local_networks",
+                "Addresses and networks that tell flow direction: the host's own addresses, and its containers' networks (hosted).",
+                &[("kind", kind)],
+                n.load(Ordering::Relaxed) as f64,
+            );
+        }
     }
     if let Ok(o) = src.outbox.stats() {
         s.gauge(
@@ -247,6 +258,10 @@ mod tests {
                 interfaces: Arc::new(std::sync::Mutex::new(
                     ["ens5".to_owned(), "ens6".to_owned()].into(),
                 )),
+                local: Arc::new(crate::sensor::LocalCounts {
+                    own: AtomicUsize::new(3),
+                    hosted: AtomicUsize::new(7),
+                }),
             }),
         }
     }
@@ -294,6 +309,8 @@ mod tests {
             "picket_agent_capture_threads_running 2",
             "picket_agent_capturing{interface=\"ens5\"} 1",
             "picket_agent_capturing{interface=\"ens6\"} 1",
+            "picket_agent_local_networks{kind=\"own\"} 3",
+            "picket_agent_local_networks{kind=\"hosted\"} 7",
         ] {
             assert!(text.contains(line), "missing {line}:\n{text}");
         }

@@ -168,6 +168,27 @@ pub struct CaptureThreads {
     pub running: Arc<AtomicUsize>,
     /// The interfaces those running threads capture on, for `status` and metrics.
     pub interfaces: Arc<Mutex<BTreeSet<String>>>,
+    /// How many of the host's own addresses, and of its containers' networks, tell flow
+    /// direction now, for metrics.
+    pub local: Arc<LocalCounts>,
+}
+
+/// The sizes of the list that tells flow direction (see [`HostAddresses`]).
+#[derive(Debug, Default)]
+pub struct LocalCounts {
+    /// The host's own addresses.
+    pub own: AtomicUsize,
+    /// Its containers' networks.
+    pub hosted: AtomicUsize,
+}
+
+impl LocalCounts {
+    /// Records the sizes of `nets`.
+    fn set(&self, nets: &crate::flow_table::LocalNets) {
+        self.own
+            .store(nets.host_addresses().count(), Ordering::Relaxed);
+        self.hosted.store(nets.hosted().len(), Ordering::Relaxed);
+    }
 }
 
 impl CaptureThreads {
@@ -312,6 +333,7 @@ impl Spawner {
                 std::thread::sleep(Duration::from_millis(100));
             }
             if let Some(change) = self.addresses.update(live::local_nets()) {
+                self.counts.local.set(&self.addresses.current().1);
                 let hosted_added: Vec<String> = change
                     .hosted_added
                     .iter()
@@ -414,6 +436,7 @@ impl Sensor {
             rings,
             addresses: Arc::new(HostAddresses::new(config.local.clone())),
         };
+        counts.local.set(&config.local);
         for capture in captures {
             let name = capture.name().to_owned();
             if let Err(source) = spawner.spawn(capture, config.clone()) {

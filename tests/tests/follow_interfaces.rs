@@ -259,6 +259,13 @@ fn an_interface_that_comes_up_after_start_is_captured_and_one_that_goes_is_let_g
             && value(&text, "picket_agent_capture_threads_running") == Some(1.0),
         "capture threads after the interface went:\n{text}"
     );
+    // The bridge's network stays hosted (the pod's route went with its link).
+    let hosted = value(&text, "picket_agent_local_networks{kind=\"hosted\"}");
+    let own = value(&text, "picket_agent_local_networks{kind=\"own\"}");
+    ensure!(
+        hosted.is_some_and(|n| n >= 1.0) && own.is_some_and(|n| n >= 3.0),
+        "local networks: own {own:?}, hosted {hosted:?}:\n{text}"
+    );
     let still = format!("picket_agent_capturing{{interface=\"{}\"}}", net.b_link);
     let gone_series = format!("picket_agent_capturing{{interface=\"{new_b}\"}}");
     ensure!(
