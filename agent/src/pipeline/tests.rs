@@ -79,6 +79,17 @@ fn packet_at(frame: &[u8], at: u64) -> Packet<'_> {
     }
 }
 
+/// The first `HostStats` record among `records`.
+fn stats_record(records: &[Record]) -> &HostStats {
+    records
+        .iter()
+        .find_map(|r| match &r.record {
+            Some(record::Record::HostStats(s)) => Some(s),
+            _ => None,
+        })
+        .expect("host stats")
+}
+
 fn flows(records: &[Record]) -> Vec<&FlowSummary> {
     records
         .iter()
@@ -301,13 +312,7 @@ fn a_full_summary_table_counts_the_records_it_could_not_summarise() {
     frames.extend(handshake([198, 51, 100, 31], 443));
     let records = run(Pipeline::new(cfg), &frames);
     assert_eq!(flows(&records).len(), 1);
-    let stats = records
-        .iter()
-        .find_map(|r| match &r.record {
-            Some(record::Record::HostStats(h)) => Some(h),
-            _ => None,
-        })
-        .expect("host stats");
+    let stats = stats_record(&records);
     assert_eq!(stats.packets, 6);
     assert_eq!(stats.records_dropped.len(), 1, "{stats:?}");
     assert_eq!(
@@ -464,12 +469,6 @@ fn addresses_given_while_capturing_count_for_new_flows() {
     assert_eq!(after.direction(), Direction::Egress, "{after:?}");
     assert_eq!(after.local_addr, "10.0.0.9");
     assert_eq!(after.remote_addr, "198.51.100.21");
-    let stats = out
-        .iter()
-        .find_map(|r| match &r.record {
-            Some(record::Record::HostStats(s)) => Some(s),
-            _ => None,
-        })
-        .expect("host stats");
+    let stats = stats_record(&out);
     assert!(stats.addresses.iter().any(|a| a == "10.0.0.9"), "{stats:?}");
 }
