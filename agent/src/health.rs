@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use picket_proto::v1::AgentHealth;
 
+use crate::decode::SkipKind;
 use crate::outbox::OutboxStats;
 
 /// Counters since the agent started.
@@ -46,6 +47,9 @@ pub struct SensorTotals {
     /// Records the sensor dropped on purpose, by cause ([`SENSOR_DROP_CAUSES`] order; other
     /// kinds on the same record are the outbox's, which it counts itself).
     pub records_dropped: [AtomicU64; SENSOR_DROP_CAUSES.len()],
+    /// Packets skipped on purpose after capture, by [`SkipKind`] (its order): not IP, or a
+    /// container's packet counted on the container's own link.
+    pub packets_skipped: [AtomicU64; SkipKind::COUNT],
 }
 
 /// The causes the sensor reports in `HostStats.records_dropped` (fixed labels for metrics).
@@ -116,6 +120,12 @@ impl Health {
         s.flows_active.store(h.flows_active, Ordering::Relaxed);
         s.flows_evicted
             .fetch_add(h.flows_evicted, Ordering::Relaxed);
+        for c in &h.skipped {
+            let slot = SkipKind::ALL.iter().position(|k| k.as_str() == c.kind);
+            if let Some(counter) = slot.and_then(|i| s.packets_skipped.get(i)) {
+                counter.fetch_add(c.count, Ordering::Relaxed);
+            }
+        }
         for c in &h.records_dropped {
             // Outbox drops ride on the same record but are counted by the outbox itself.
             let slot = SENSOR_DROP_CAUSES.iter().position(|k| *k == c.kind);

@@ -71,7 +71,9 @@ impl HostAddresses {
         let new: BTreeSet<IpAddr> = nets.host_addresses().collect();
         let old_hosted: BTreeSet<Cidr> = current.hosted().iter().copied().collect();
         let new_hosted: BTreeSet<Cidr> = nets.hosted().iter().copied().collect();
-        if old == new && old_hosted == new_hosted {
+        let old_at_links: BTreeSet<Cidr> = current.counted_at_links().iter().copied().collect();
+        let new_at_links: BTreeSet<Cidr> = nets.counted_at_links().iter().copied().collect();
+        if old == new && old_hosted == new_hosted && old_at_links == new_at_links {
             return None;
         }
         *current = nets;

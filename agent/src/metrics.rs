@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use picket_telemetry::prometheus_client::registry::Registry;
 use picket_telemetry::{HealthCheck, HealthReport, SampledCollector, Samples};
 
+use crate::decode::SkipKind;
 use crate::health::{Health, RECORD_KINDS, SENSOR_DROP_CAUSES};
 use crate::intel_cache::IntelCache;
 use crate::outbox::Outbox;
@@ -69,6 +70,14 @@ fn sample(src: &Sources, s: &mut Samples) {
             "picket_agent_packet_drops",
             "Packets lost before decoding, by cause (kernel: ring full; internal: the agent's own).",
             &[("cause", cause)],
+            load(v),
+        );
+    }
+    for (kind, v) in SkipKind::ALL.iter().zip(&sensor.packets_skipped) {
+        s.counter_with(
+            "picket_agent_packets_skipped",
+            "Packets skipped on purpose, by kind (not IP; counted_on_container_link: a container's packet, counted on its own link).",
+            &[("kind", kind.as_str())],
             load(v),
         );
     }
@@ -286,6 +295,10 @@ mod tests {
                     count: 9,
                 },
             ],
+            skipped: vec![Counter {
+                kind: "counted_on_container_link".into(),
+                count: 6,
+            }],
             ..HostStats::default()
         };
         src.health.count_records(&[Record {
@@ -301,6 +314,8 @@ mod tests {
             "picket_agent_packets_captured_total 10",
             "picket_agent_packet_drops_total{cause=\"kernel\"} 3",
             "picket_agent_packet_drops_total{cause=\"internal\"} 1",
+            "picket_agent_packets_skipped_total{kind=\"counted_on_container_link\"} 6",
+            "picket_agent_packets_skipped_total{kind=\"arp\"} 0",
             "picket_agent_flows_active 4",
             "picket_agent_flow_evictions_total 2",
             "picket_agent_sensor_records_dropped_total{cause=\"sensor_channel_full\"} 5",

@@ -17,13 +17,15 @@
 //! transaction (query name and answers). Any `IntelHit` it returns is emitted at once, ahead
 //! of the summaries.
 
+mod vantage;
+
 use std::time::Duration;
 
 use picket_proto::v1::{Counter, HostStats, IntelHit, Record, record};
 
 use crate::capture::{CaptureStats, Packet, PacketSource, Timestamp};
 use crate::decode::{
-    DecodeStats, Decoded, FragmentPorts, Outcome, app_protocol, decode_packet, express,
+    DecodeStats, Decoded, FragmentPorts, Outcome, SkipKind, app_protocol, decode_packet, express,
 };
 use crate::dns::{DnsConfig, DnsStats, DnsTracker, DnsTransaction};
 use crate::flow_table::{
@@ -90,6 +92,9 @@ pub struct PipelineConfig {
     pub dns_limits: DnsSummaryLimits,
     /// Interface name written into flow summaries (empty for replay).
     pub interface: String,
+    /// Whether the packets come from a container's own link, where its traffic is counted
+    /// on a host whose containers' links are captured (see `pipeline::vantage`).
+    pub container_link: bool,
 }
 
 impl Default for PipelineConfig {
@@ -102,6 +107,7 @@ impl Default for PipelineConfig {
             flow_limits: FlowSummaryLimits::default(),
             dns_limits: DnsSummaryLimits::default(),
             interface: String::new(),
+            container_link: false,
         }
     }
 }
@@ -135,6 +141,8 @@ pub struct PipelineTotals {
 #[derive(Debug)]
 pub struct Pipeline<O: Observer = NoIntel> {
     interface: String,
+    /// Which packets other captures of the host count instead.
+    vantage: vantage::Vantage,
     fragments: FragmentPorts,
     table: FlowTable,
     dns: DnsTracker,
@@ -174,6 +182,7 @@ impl<O: Observer> Pipeline<O> {
         let addresses = crate::host_stats::instance_addresses(config.local.host_addresses());
         Self {
             addresses,
+            vantage: vantage::Vantage::new(config.container_link, &config.local),
             interface: config.interface,
             fragments: FragmentPorts::new(MAX_FRAGMENTED_DATAGRAMS),
             table: FlowTable::new(flows, config.local),
@@ -194,10 +203,12 @@ impl<O: Observer> Pipeline<O> {
     }
 
     /// Takes `local` as the host's addresses from now on (they changed while capturing): new
-    /// flows take their direction from it, flows already tracked keep theirs, and the next
-    /// `HostStats` reports it.
+    /// flows take their direction from it, flows already tracked keep theirs, packets are
+    /// left to the captures of the containers' links it names, and the next `HostStats`
+    /// reports it.
     pub fn set_local(&mut self, local: LocalNets) {
         self.addresses = crate::host_stats::instance_addresses(local.host_addresses());
+        self.vantage = vantage::Vantage::new(self.vantage.container_link(), &local);
         self.table.set_local(local);
     }
 
@@ -236,10 +247,20 @@ impl<O: Observer> Pipeline<O> {
             return;
         }
         let result = decode_packet(packet);
-        self.totals.decode.record(&result);
         let Ok(Outcome::Decoded(decoded)) = &result else {
+            self.totals.decode.record(&result);
             return;
         };
+        if !self
+            .vantage
+            .counts(decoded.src, decoded.dst, packet.outgoing)
+        {
+            self.totals
+                .decode
+                .record_skip(SkipKind::CountedOnContainerLink);
+            return;
+        }
+        self.totals.decode.record_decoded();
         // Borrowed, not moved: the view is large and most packets are not fragments.
         let attributed;
         let decoded = if decoded.fragment.is_some() {

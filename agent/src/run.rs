@@ -147,9 +147,11 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         ));
         (None, Some(reporter))
     } else {
+        // The interfaces about to be captured on; start-up fails if one cannot be.
+        let captured = interfaces.current();
         let config = PipelineConfig {
             summary_interval: settings.summary_interval,
-            local: crate::capture::live::local_nets(),
+            local: crate::capture::live::local_nets(|name| captured.iter().any(|c| c == name)),
             ..PipelineConfig::default()
         };
         match Sensor::start(

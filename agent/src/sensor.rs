@@ -233,6 +233,7 @@ impl Spawner {
     fn spawn(&self, mut capture: LiveCapture, config: PipelineConfig) -> std::io::Result<()> {
         let config = PipelineConfig {
             interface: capture.name().to_owned(),
+            container_link: live::is_container_link(capture.name()),
             ..config
         };
         let tx = self.tx.clone();
@@ -318,10 +319,12 @@ impl Spawner {
         }
     }
 
-    /// Until stopped, every [`RESCAN`] reads the host's addresses (publishing a change to
-    /// every capture) and, when interfaces are followed, opens capture on each interface that
-    /// is up and not captured on. A new capture's pipeline starts with the addresses just
-    /// read, so a new interface's own address counts as the host's.
+    /// Until stopped, every [`RESCAN`], when interfaces are followed, opens capture on each
+    /// interface that is up and not captured on, then reads the host's addresses and
+    /// networks, publishing a change to every capture. In that order, so a container's
+    /// network is left to its link's capture only once that capture runs. A new capture's
+    /// pipeline starts with the addresses of the last reading and takes the new ones at its
+    /// first tick.
     fn watch(self) {
         let mut refused = BTreeSet::new();
         loop {
@@ -332,59 +335,82 @@ impl Spawner {
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
-            if let Some(change) = self.addresses.update(live::local_nets()) {
-                self.counts.local.set(&self.addresses.current().1);
-                let hosted_added: Vec<String> = change
-                    .hosted_added
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect();
-                let hosted_removed: Vec<String> = change
-                    .hosted_removed
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect();
-                // Containers come and go all day on a busy node; the host's own addresses
-                // changing is news.
-                if change.own() {
-                    info!(added = ?change.added, removed = ?change.removed, ?hosted_added, ?hosted_removed, "host addresses changed");
-                } else {
-                    debug!(?hosted_added, ?hosted_removed, "hosted networks changed");
-                }
+            if self.interfaces.follows() && !self.follow(&mut refused) {
+                return;
             }
-            if !self.interfaces.follows() {
+            self.read_addresses();
+        }
+    }
+
+    /// Opens capture on each interface that is up and not captured on; false when the sensor
+    /// is stopping. A refusal is logged once per interface, until it goes away or works.
+    fn follow(&self, refused: &mut BTreeSet<String>) -> bool {
+        let up = self.interfaces.current();
+        refused.retain(|name| up.contains(name));
+        for name in up {
+            if self.stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            if lock(&self.active).contains(&name) {
                 continue;
             }
-            let up = self.interfaces.current();
-            // A refusal is logged once per interface, until it goes away or works.
-            refused.retain(|name| up.contains(name));
-            for name in up {
-                if self.stop.load(Ordering::Relaxed) {
-                    return;
+            let opened = LiveCapture::open_with_buffer(&name, self.rings.for_interface(&name))
+                .map_err(|e| e.to_string());
+            let spawned = opened.and_then(|capture| {
+                let config = PipelineConfig {
+                    local: self.addresses.current().1,
+                    ..self.config.clone()
+                };
+                self.spawn(capture, config).map_err(|e| e.to_string())
+            });
+            match spawned {
+                Ok(()) => {
+                    refused.remove(&name);
                 }
-                if lock(&self.active).contains(&name) {
-                    continue;
-                }
-                let opened = LiveCapture::open_with_buffer(&name, self.rings.for_interface(&name))
-                    .map_err(|e| e.to_string());
-                let spawned = opened.and_then(|capture| {
-                    let config = PipelineConfig {
-                        local: self.addresses.current().1,
-                        ..self.config.clone()
-                    };
-                    self.spawn(capture, config).map_err(|e| e.to_string())
-                });
-                match spawned {
-                    Ok(()) => {
-                        refused.remove(&name);
-                    }
-                    Err(e) => {
-                        if refused.insert(name.clone()) {
-                            warn!(interface = %name, error = %e, "new interface not captured on; trying again at each rescan");
-                        }
+                Err(e) => {
+                    if refused.insert(name.clone()) {
+                        warn!(interface = %name, error = %e, "new interface not captured on; trying again at each rescan");
                     }
                 }
             }
+        }
+        true
+    }
+
+    /// Reads the host's addresses and its containers' networks (those whose links are all
+    /// captured on now are counted there) and publishes a change to every capture.
+    fn read_addresses(&self) {
+        let active = lock(&self.active).clone();
+        let Some(change) = self
+            .addresses
+            .update(live::local_nets(|name| active.contains(name)))
+        else {
+            return;
+        };
+        let nets = self.addresses.current().1;
+        self.counts.local.set(&nets);
+        let hosted_added: Vec<String> = change
+            .hosted_added
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let hosted_removed: Vec<String> = change
+            .hosted_removed
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let counted_at_links = nets.counted_at_links().len();
+        // Containers come and go all day on a busy node; the host's own addresses changing
+        // is news.
+        if change.own() {
+            info!(added = ?change.added, removed = ?change.removed, ?hosted_added, ?hosted_removed, counted_at_links, "host addresses changed");
+        } else {
+            debug!(
+                ?hosted_added,
+                ?hosted_removed,
+                counted_at_links,
+                "hosted networks changed"
+            );
         }
     }
 }

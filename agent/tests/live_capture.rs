@@ -693,3 +693,71 @@ fn a_bulk_transfer_through_the_ring_is_counted_in_full() {
         );
     }
 }
+
+/// The ring says which way each packet crossed the interface (the kernel's packet type), as
+/// a container's link needs to know which end is its container; the fallback channel cannot.
+#[test]
+fn the_ring_says_which_way_each_packet_went() {
+    if let Some(why) = cannot_run() {
+        println!("skipped: {why}");
+        return;
+    }
+    for reading in [Reading::Ring, Reading::Channel] {
+        let lab = Lab::new(if reading == Reading::Ring { "wr" } else { "wc" }, 71);
+        let (host, peer) = (lab.host, lab.peer);
+        let ns = lab.a.clone();
+        let (opened_tx, opened_rx) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let capture_stop = Arc::clone(&stop);
+        // (UDP destination port, outgoing) of each datagram of the test's ports.
+        let capture = std::thread::spawn(move || {
+            let file = File::open(format!("/var/run/netns/{ns}")).expect("netns file");
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            let mut capture = LiveCapture::open_with(
+                "veth0",
+                picket_agent::capture::live::SOCKET_BUFFER_BYTES,
+                reading,
+            )
+            .expect("capture opens");
+            opened_tx.send(()).expect("opened");
+            let mut seen = Vec::new();
+            while !capture_stop.load(Ordering::Relaxed) {
+                if let Poll::Packet(p) = capture.poll().expect("poll") {
+                    // Ethernet, IPv4 without options, UDP: the destination port.
+                    if p.data.len() >= 38 && p.data[23] == 17 {
+                        let port = u16::from_be_bytes([p.data[36], p.data[37]]);
+                        if port == 7001 || port == 7002 {
+                            seen.push((port, p.outgoing));
+                        }
+                    }
+                }
+            }
+            seen
+        });
+        opened_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("opened");
+        let sinks = [
+            Lab::run_in(&lab.b, move || UdpSocket::bind((peer, 7001)).expect("bind")),
+            Lab::run_in(&lab.a, move || UdpSocket::bind((host, 7002)).expect("bind")),
+        ];
+        Lab::run_in(&lab.a, move || {
+            let sock = UdpSocket::bind((host, 0)).expect("bind");
+            sock.send_to(b"out", (peer, 7001)).expect("send");
+        });
+        Lab::run_in(&lab.b, move || {
+            let sock = UdpSocket::bind((peer, 0)).expect("bind");
+            sock.send_to(b"in", (host, 7002)).expect("send");
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        stop.store(true, Ordering::Relaxed);
+        let seen = capture.join().expect("capture thread");
+        drop(sinks);
+        let expected = if reading == Reading::Ring {
+            vec![(7001, Some(true)), (7002, Some(false))]
+        } else {
+            vec![(7001, None), (7002, None)]
+        };
+        assert_eq!(seen, expected, "{reading:?}");
+    }
+}

@@ -1,8 +1,10 @@
 //! An agent left on its default interfaces follows them (real binaries, real AF_PACKET, real
 //! mTLS): an interface that comes up after start is captured on and its traffic reaches the
 //! aggregator with its name; when it goes away its capture ends quietly and the agent stays
-//! healthy; an address the host gains is the host's, and so are its containers' networks. The aggregator lives in namespace "a", the agent in "b"; the new interface is a
-//! veth from "b" to a third namespace "c". Needs root and `ip`; without them the test prints
+//! healthy; an address the host gains is the host's, and so are its containers' networks,
+//! whose traffic is counted once, on the container's own link. The aggregator lives in
+//! namespace "a", the agent in "b"; the new interface is a veth from "b" to a third namespace
+//! "c", and each pod has a namespace of its own. Needs root and `ip`; without them the test prints
 //! why and returns.
 
 use std::fs::File;
@@ -13,7 +15,7 @@ use anyhow::{Context, Result, ensure};
 use picket_aggregator::certs::LeafKind;
 use picket_aggregator::ingest::BatchStore;
 use picket_proto::AgentId;
-use picket_proto::v1::{Direction, FlowSummary, record};
+use picket_proto::v1::{Direction, FlowSummary, HostStats, record};
 use picket_tests::ops::{http_get, metrics_addr, value};
 use picket_tests::{
     FAST_AGENT_CONFIG, NetnsPair, Pki, can_use_netns, sh, start_agent_cmd_in, start_aggregator_in,
@@ -25,6 +27,8 @@ const INSTANCE: &str = "i-0follow";
 const GAINED: &str = "10.213.16.77";
 /// A pod's address, routed to its own veth on the agent's host.
 const POD: &str = "10.213.78.9";
+/// Another pod's, higher, so the two pods' flow is counted on the first one's link.
+const POD2: &str = "10.213.78.12";
 /// A container's address in a bridge's network on the agent's host.
 const BRIDGED: &str = "172.31.77.5";
 
@@ -179,20 +183,65 @@ fn an_interface_that_comes_up_after_start_is_captured_and_one_that_goes_is_let_g
         Ok(())
     })?;
 
-    // Containers' networks count as the host's: a pod behind its own veth and host route (the
-    // EKS VPC CNI's way) and a bridge's network (Docker's). What is judged is traffic on the
-    // first link. The pod's link is captured on, with the smaller container ring; the peer
-    // and the bridge are excluded (named like the excluded one).
-    let (pod_link, pod_peer, bridge) =
-        (format!("{tag}pa"), format!("{tag}xpb"), format!("{tag}xbr"));
+    // Containers' networks count as the host's, and a container's traffic is counted once,
+    // on its own link. Two pods, each in a namespace of its own behind its own veth and host
+    // route (the EKS VPC CNI's and Calico's way: a /32, a default route out of the pod's link,
+    // proxy ARP on the host's end), and a bridge's network (Docker's), excluded (named like
+    // the excluded one) and without ports, so its traffic is counted where it is seen.
+    let pods = [ExtraNs(format!("{tag}p1")), ExtraNs(format!("{tag}p2"))];
+    let pod_links = [format!("{tag}pa"), format!("{tag}pb")];
+    let bridge = format!("{tag}xbr");
     let agent_addr = net.addrs.1.clone();
-    for args in [
-        vec![
-            "link", "add", &pod_link, "type", "veth", "peer", "name", &pod_peer,
+    sh(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &agent_ns,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
         ],
-        vec!["link", "set", &pod_link, "up"],
-        vec!["link", "set", &pod_peer, "up"],
-        vec!["route", "add", &format!("{POD}/32"), "dev", &pod_link],
+    )?;
+    for ((pod_ns, link), addr) in pods.iter().zip(&pod_links).zip([POD, POD2]) {
+        sh("ip", &["netns", "add", &pod_ns.0])?;
+        let host_end = [
+            vec![
+                "link", "add", link, "type", "veth", "peer", "name", "eth0", "netns", &pod_ns.0,
+            ],
+            vec!["link", "set", link, "up"],
+        ];
+        let pod_host = format!("{addr}/32");
+        let pod_end = [
+            vec!["addr", "add", &pod_host, "dev", "eth0"],
+            vec!["link", "set", "eth0", "up"],
+            vec!["route", "add", "default", "dev", "eth0"],
+        ];
+        for (ns, args) in host_end
+            .iter()
+            .map(|a| (&agent_ns, a))
+            .chain(pod_end.iter().map(|a| (&pod_ns.0, a)))
+        {
+            let mut full = vec!["-n", ns.as_str()];
+            full.extend(args.iter().copied());
+            sh("ip", &full)?;
+        }
+        sh(
+            "ip",
+            &["-n", &agent_ns, "route", "add", &pod_host, "dev", link],
+        )?;
+        // Answered at once, as Calico sets it: the default delays a proxied answer by up to
+        // 0.8 s.
+        let proxy_arp = format!("net.ipv4.conf.{link}.proxy_arp=1");
+        let proxy_delay = format!("net.ipv4.neigh.{link}.proxy_delay=0");
+        for setting in [&proxy_arp, &proxy_delay] {
+            sh(
+                "ip",
+                &["netns", "exec", &agent_ns, "sysctl", "-qw", setting],
+            )?;
+        }
+    }
+    for args in [
         vec!["link", "add", &bridge, "type", "bridge"],
         vec!["addr", "add", "172.31.77.1/24", "dev", &bridge],
         vec!["link", "set", &bridge, "up"],
@@ -207,27 +256,56 @@ fn an_interface_that_comes_up_after_start_is_captured_and_one_that_goes_is_let_g
             &["-n", &agg_ns, "route", "add", &to, "via", &agent_addr],
         )?;
     }
-    agent.wait_for("capturing", 1, |e| {
-        e["interface"] == pod_link.as_str() && e["ring_kib"] == 1024
-    })?;
+    for link in &pod_links {
+        agent.wait_for("capturing", 1, |e| {
+            e["interface"] == link.as_str() && e["ring_kib"] == 1024
+        })?;
+    }
     // The watcher reads them at its next rescan; each capture takes them at its next tick.
     std::thread::sleep(picket_agent::sensor::RESCAN + Duration::from_secs(2));
     let agg_addr = net.addrs.0.clone();
-    in_netns(&agg_ns, move || {
-        let sock = UdpSocket::bind((agg_addr.as_str(), 0))?;
+    // Sinks, so no ICMP error adds flows of its own.
+    let _pod_sink = in_netns(&pods[0].0, || {
+        Ok([UdpSocket::bind((POD, 9997))?, UdpSocket::bind((POD, 9995))?])
+    })?;
+    let _agg_sink = in_netns(&agg_ns, {
+        let agg_addr = agg_addr.clone();
+        move || Ok(UdpSocket::bind((agg_addr.as_str(), 9994))?)
+    })?;
+    in_netns(&agg_ns, {
+        let agg_addr = agg_addr.clone();
+        move || {
+            let sock = UdpSocket::bind((agg_addr.as_str(), 0))?;
+            for _ in 0..3 {
+                sock.send_to(b"to a pod", (POD, 9997))?;
+                sock.send_to(b"to a bridged container", (BRIDGED, 9996))?;
+            }
+            Ok(())
+        }
+    })?;
+    in_netns(&pods[1].0, || {
+        let sock = UdpSocket::bind((POD2, 0))?;
         for _ in 0..3 {
-            sock.send_to(b"to a pod", (POD, 9997))?;
-            sock.send_to(b"to a bridged container", (BRIDGED, 9996))?;
+            sock.send_to(b"to the other pod", (POD, 9995))?;
         }
         Ok(())
     })?;
-    std::thread::sleep(Duration::from_millis(300));
-    sh("ip", &["-n", &agent_ns, "link", "del", &pod_link])?;
-    agent.wait_for(
-        &format!("capture on {pod_link} ended: the interface is gone"),
-        1,
-        |_| true,
-    )?;
+    in_netns(&pods[0].0, move || {
+        let sock = UdpSocket::bind((POD, 0))?;
+        for _ in 0..3 {
+            sock.send_to(b"from a pod", (agg_addr.as_str(), 9994))?;
+        }
+        Ok(())
+    })?;
+    std::thread::sleep(Duration::from_millis(500));
+    for link in &pod_links {
+        sh("ip", &["-n", &agent_ns, "link", "del", link])?;
+        agent.wait_for(
+            &format!("capture on {link} ended: the interface is gone"),
+            1,
+            |_| true,
+        )?;
+    }
 
     // Five datagrams out of the new interface; a sink in c keeps ICMP errors away.
     let _sink = in_netns(&c.0, || Ok(UdpSocket::bind("10.214.16.2:9999")?))?;
@@ -283,11 +361,22 @@ fn an_interface_that_comes_up_after_start_is_captured_and_one_that_goes_is_let_g
     let store = BatchStore::open(agg_dir.path())?;
     let (batches, bad) = store.batches_of(&AgentId::new(ACCOUNT, INSTANCE)?)?;
     ensure!(bad == 0, "{bad} undecodable batches");
-    let flows: Vec<FlowSummary> = batches
+    let records: Vec<record::Record> = batches
         .into_iter()
         .flat_map(|b| b.records)
-        .filter_map(|r| match r.record {
-            Some(record::Record::Flow(f)) => Some(f),
+        .filter_map(|r| r.record)
+        .collect();
+    let flows: Vec<&FlowSummary> = records
+        .iter()
+        .filter_map(|r| match r {
+            record::Record::Flow(f) => Some(f),
+            _ => None,
+        })
+        .collect();
+    let host_stats: Vec<&HostStats> = records
+        .iter()
+        .filter_map(|r| match r {
+            record::Record::HostStats(s) => Some(s),
             _ => None,
         })
         .collect();
@@ -298,8 +387,8 @@ fn an_interface_that_comes_up_after_start_is_captured_and_one_that_goes_is_let_g
     ensure!(udp.packets_out == 5, "{udp:?}");
     // The new interface's own address is the host's: the flow is egress from it.
     ensure!(udp.local_addr == "10.214.16.1", "{udp:?}");
-    // The address gained while running, the pod's and the bridged container's.
-    for (port, hosted) in [(9998, GAINED), (9997, POD), (9996, BRIDGED)] {
+    // The address gained while running, and the bridged container's, on the first link.
+    for (port, hosted) in [(9998, GAINED), (9996, BRIDGED)] {
         let flow = flows
             .iter()
             .find(|f| f.interface == net.b_link && f.service_port == port)
@@ -311,5 +400,37 @@ fn an_interface_that_comes_up_after_start_is_captured_and_one_that_goes_is_let_g
             "{flow:?}"
         );
     }
+    // The pods' traffic, each flow once, on the first pod's link: from the aggregator to the
+    // pod (also seen on the first link), between the pods (also seen on the second pod's
+    // link) and from the pod to the aggregator (also seen on the first link).
+    for (port, direction, local, out, inn) in [
+        (9997, Direction::Ingress, POD, 0, 3),
+        (9995, Direction::Egress, POD2, 3, 0),
+        (9994, Direction::Egress, POD, 3, 0),
+    ] {
+        let seen: Vec<&FlowSummary> = flows
+            .iter()
+            .copied()
+            .filter(|f| f.service_port == port)
+            .collect();
+        ensure!(
+            seen.len() == 1
+                && seen[0].interface == pod_links[0]
+                && seen[0].direction() == direction
+                && seen[0].local_addr == local
+                && (seen[0].packets_out, seen[0].packets_in) == (out, inn),
+            "port {port}: {seen:#?}"
+        );
+    }
+    let left_to_links: u64 = host_stats
+        .iter()
+        .flat_map(|s| &s.skipped)
+        .filter(|c| c.kind == "counted_on_container_link")
+        .map(|c| c.count)
+        .sum();
+    ensure!(
+        left_to_links >= 9,
+        "packets left to the pods' links: {left_to_links}"
+    );
     Ok(())
 }

@@ -15,7 +15,7 @@
 //! with an address is the host's link to a network it is on (the host is itself a container
 //! or namespace), not a container's. Default, link-local and multicast routes never count.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
@@ -32,12 +32,23 @@ const ROUTES_V6: &str = "/proc/thread-self/net/ipv6_route";
 /// `RTF_GATEWAY`: the route goes through a router, so what it reaches is not on this host.
 const RTF_GATEWAY: u32 = 0x2;
 
+/// A network of workloads this host carries, with the links its containers' traffic crosses
+/// on the way to them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostedNetwork {
+    /// The network.
+    pub net: Cidr,
+    /// The containers' own links: a bridge's ports, or the veth a route points at. Empty for
+    /// a bridge without ports.
+    pub links: Vec<String>,
+}
+
 /// The hosted networks on this host now, given each interface's name and networks (address
 /// and prefix). A file that cannot be read gives nothing rather than an error: hosted
 /// networks only add directions, and a host without containers has none.
 pub fn hosted_networks<'a>(
     interfaces: impl IntoIterator<Item = (&'a str, &'a [Cidr])>,
-) -> Vec<Cidr> {
+) -> Vec<HostedNetwork> {
     let v4 = fs::read_to_string(ROUTES_V4).unwrap_or_default();
     let v6 = fs::read_to_string(ROUTES_V6).unwrap_or_default();
     let mut routes = ipv4_routes(&v4);
@@ -61,26 +72,44 @@ fn hosted_in<'a>(
     sys_class_net: &Path,
     interfaces: impl IntoIterator<Item = (&'a str, &'a [Cidr])>,
     routes: &[(String, Cidr)],
-) -> Vec<Cidr> {
+) -> Vec<HostedNetwork> {
     let interfaces: BTreeMap<&str, &[Cidr]> = interfaces.into_iter().collect();
-    let mut hosted: Vec<Cidr> = interfaces
-        .iter()
-        .filter(|(name, _)| kind(sys_class_net, name) == Kind::Bridge)
-        .flat_map(|(_, nets)| nets.iter().copied().filter(|net| takeable(*net)))
-        .collect();
-    hosted.extend(
-        routes
-            .iter()
-            .filter(|(dev, net)| {
-                // A route's link missing from the list (it came up since) has no address.
-                let nets = interfaces.get(dev.as_str()).copied().unwrap_or_default();
-                takeable(*net) && container_link_in(sys_class_net, dev, nets)
-            })
-            .map(|(_, net)| *net),
-    );
-    hosted.sort_unstable();
-    hosted.dedup();
+    let mut hosted: BTreeMap<Cidr, BTreeSet<String>> = BTreeMap::new();
+    for (name, nets) in &interfaces {
+        if kind(sys_class_net, name) != Kind::Bridge {
+            continue;
+        }
+        let ports = bridge_ports(sys_class_net, name);
+        for net in nets.iter().copied().filter(|net| takeable(*net)) {
+            hosted.entry(net).or_default().extend(ports.iter().cloned());
+        }
+    }
+    for (dev, net) in routes {
+        // A route's link missing from the list (it came up since) has no address.
+        let nets = interfaces.get(dev.as_str()).copied().unwrap_or_default();
+        if takeable(*net) && container_link_in(sys_class_net, dev, nets) {
+            hosted.entry(*net).or_default().insert(dev.clone());
+        }
+    }
     hosted
+        .into_iter()
+        .map(|(net, links)| HostedNetwork {
+            net,
+            links: links.into_iter().collect(),
+        })
+        .collect()
+}
+
+/// The interfaces enslaved to the bridge `name` (its `brif` directory), in name order.
+fn bridge_ports(sys_class_net: &Path, name: &str) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(sys_class_net.join(name).join("brif")) else {
+        return Vec::new();
+    };
+    let mut ports: Vec<String> = entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    ports.sort_unstable();
+    ports
 }
 
 /// What an interface is, as far as hosting goes.
@@ -266,12 +295,18 @@ fe800000000000000000000000000000 40 00000000000000000000000000000000 00 00000000
             ("uplink", &uplink[..]),
             ("eni1a2b", &eni[..]),
         ];
+        fs::create_dir_all(root.join("docker0/brif/veth9")).expect("port");
+        fs::create_dir_all(root.join("docker0/brif/veth3")).expect("port");
+        let hosted = |net: &str, links: &[&str]| HostedNetwork {
+            net: cidr(net),
+            links: links.iter().map(|l| (*l).to_owned()).collect(),
+        };
         assert_eq!(
             hosted_in(root, interfaces, &routes),
             vec![
-                cidr("10.0.1.23/32"),
-                cidr("172.17.0.0/16"),
-                cidr("fd00::17/128"),
+                hosted("10.0.1.23/32", &["eni1a2b"]),
+                hosted("172.17.0.0/16", &["veth3", "veth9"]),
+                hosted("fd00::17/128", &["eni1a2b"]),
             ]
         );
     }

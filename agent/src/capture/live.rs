@@ -245,7 +245,7 @@ impl LiveCapture {
     /// # Errors
     /// [`LiveCaptureError::Read`] when the socket fails (the interface went away).
     pub fn poll(&mut self) -> Result<Poll<'_>, LiveCaptureError> {
-        let (data, ts, orig_len) = match &mut self.reader {
+        let (data, ts, orig_len, outgoing) = match &mut self.reader {
             Reader::Ring(ring) => {
                 match ring.ready(READ_TIMEOUT) {
                     Ok(true) => {}
@@ -259,10 +259,14 @@ impl LiveCapture {
                     return Ok(Poll::Idle);
                 };
                 let ts = Timestamp::from_secs_nanos(u64::from(frame.sec), u64::from(frame.nsec));
-                (frame.data, ts, frame.len)
+                (frame.data, ts, frame.len, frame.outgoing)
             }
+            // `pnet`'s channel does not say which way a packet went.
             Reader::Channel { rx, fd, .. } => match rx.next() {
-                Ok(data) => (data, now(), u32::try_from(data.len()).unwrap_or(u32::MAX)),
+                Ok(data) => {
+                    let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
+                    (data, now(), len, None)
+                }
                 Err(e) if is_timeout(&e) => return Ok(Poll::Idle),
                 // The link went down: nothing to read until it is up again.
                 Err(source) => {
@@ -279,6 +283,7 @@ impl LiveCapture {
             orig_len,
             data,
             interface: self.index,
+            outgoing,
         }))
     }
 
@@ -314,7 +319,7 @@ impl PacketSource for LiveCapture {
     /// borrow checker cannot return a packet from a retry loop over `pnet`'s buffer); the
     /// capture thread uses [`LiveCapture::poll`], which does not copy.
     fn next_packet(&mut self) -> Result<Option<Packet<'_>>, LiveCaptureError> {
-        let (data, ts, orig_len): (&[u8], _, _) = match &mut self.reader {
+        let (data, ts, orig_len, outgoing): (&[u8], _, _, _) = match &mut self.reader {
             Reader::Ring(ring) => {
                 loop {
                     match ring.ready(READ_TIMEOUT) {
@@ -328,7 +333,7 @@ impl PacketSource for LiveCapture {
                     source: io::Error::other("the ring had no packet where it said one was"),
                 })?;
                 let ts = Timestamp::from_secs_nanos(u64::from(frame.sec), u64::from(frame.nsec));
-                (frame.data, ts, frame.len)
+                (frame.data, ts, frame.len, frame.outgoing)
             }
             Reader::Channel { rx, fd, copy } => {
                 loop {
@@ -343,7 +348,7 @@ impl PacketSource for LiveCapture {
                     }
                 }
                 let len = u32::try_from(copy.len()).unwrap_or(u32::MAX);
-                (copy.as_slice(), now(), len)
+                (copy.as_slice(), now(), len, None)
             }
         };
         self.stats.packets = self.stats.packets.saturating_add(1);
@@ -355,6 +360,7 @@ impl PacketSource for LiveCapture {
             orig_len,
             data,
             interface: self.index,
+            outgoing,
         }))
     }
 
@@ -525,8 +531,9 @@ pub fn is_container_link(name: &str) -> bool {
 }
 
 /// What live capture tells direction by: the host's own addresses ([`host_addresses`]) and
-/// the networks of the containers it carries ([`super::hosted_networks`]).
-pub fn local_nets() -> LocalNets {
+/// the networks of the containers it carries ([`super::hosted_networks`]); of those, the ones
+/// whose every container link `captured` says is captured on are counted there.
+pub fn local_nets(captured: impl Fn(&str) -> bool) -> LocalNets {
     let interfaces = pnet_datalink::interfaces();
     let networks: Vec<(&str, Vec<Cidr>)> = interfaces
         .iter()
@@ -539,5 +546,11 @@ pub fn local_nets() -> LocalNets {
     let hosted = super::hosted_networks::hosted_networks(
         networks.iter().map(|(name, nets)| (*name, nets.as_slice())),
     );
-    LocalNets::new(own_addresses(&interfaces)).with_hosted(hosted)
+    let at_links = hosted
+        .iter()
+        .filter(|h| !h.links.is_empty() && h.links.iter().all(|l| captured(l)))
+        .map(|h| h.net);
+    LocalNets::new(own_addresses(&interfaces))
+        .with_counted_at_links(at_links.collect::<Vec<_>>())
+        .with_hosted(hosted.iter().map(|h| h.net))
 }

@@ -86,6 +86,9 @@ pub struct Packet<'a> {
     pub orig_len: u32,
     /// Which interface captured it: the pcapng interface id, the live interface index, or 0.
     pub interface: u32,
+    /// Whether the host sent it out through the capturing interface (the kernel's
+    /// `PACKET_OUTGOING`) rather than received it there; `None` when the source cannot tell.
+    pub outgoing: Option<bool>,
 }
 
 impl Packet<'_> {

@@ -527,6 +527,7 @@ impl PcapFile {
                                 data: &self.packet,
                                 orig_len,
                                 interface,
+                                outgoing: None,
                             }));
                         }
                     }

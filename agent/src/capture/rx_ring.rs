@@ -40,6 +40,9 @@ pub struct Frame<'a> {
     pub sec: u32,
     /// Nanoseconds within `sec`.
     pub nsec: u32,
+    /// Whether the host sent it out through the interface (`PACKET_OUTGOING`); `None` when
+    /// the kernel's address record does not fit before the packet.
+    pub outgoing: Option<bool>,
 }
 
 /// The block being read: its index and where its next packet is.
@@ -192,6 +195,7 @@ impl RxRing {
         let mut held = self.held.filter(|h| h.left > 0)?;
         // `ready` found this packet, so `locate` finds it again.
         let (start, len, header) = self.locate(held)?;
+        let outgoing = self.outgoing(held, &header);
         held.left -= 1;
         held.next = held
             .next
@@ -206,7 +210,24 @@ impl RxRing {
             len: header.tp_len,
             sec: header.tp_sec,
             nsec: header.tp_nsec,
+            outgoing,
         })
+    }
+
+    /// Whether the packet `held` points at (its header already read) went out through the
+    /// interface: `sll_pkttype` of the `sockaddr_ll` the kernel writes after the aligned
+    /// header, read only when that record ends before the packet's bytes begin.
+    fn outgoing(&self, held: Held, header: &tpacket3_hdr) -> Option<bool> {
+        const SLL_AT: usize = std::mem::size_of::<tpacket3_hdr>().next_multiple_of(16);
+        const PKTTYPE_AT: usize = SLL_AT + std::mem::offset_of!(libc::sockaddr_ll, sll_pkttype);
+        if PKTTYPE_AT >= usize::from(header.tp_mac) {
+            return None;
+        }
+        let at = held.block * self.block_bytes + held.next + PKTTYPE_AT;
+        // SAFETY: `locate` checked that the packet's bytes, which start `tp_mac` after the
+        // header (past this byte), lie inside the held block, which user space owns.
+        let pkttype = unsafe { self.map.add(at).read() };
+        Some(pkttype == libc::PACKET_OUTGOING)
     }
 
     /// The packet `held` points at: where its bytes start in the mapping, how many there are,

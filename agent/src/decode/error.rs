@@ -183,7 +183,8 @@ impl DecodeError {
     }
 }
 
-/// Why a well-formed packet was skipped: it carries nothing the flow table tracks.
+/// Why a well-formed packet was skipped: it carries nothing the flow table tracks, or another
+/// capture of the host counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SkipKind {
     /// The capture's link type is not one the decoder reads.
@@ -203,11 +204,14 @@ pub enum SkipKind {
     OtherIpProtocol,
     /// An IPv6 packet whose header chain ends in "no next header" (59).
     NoNextHeader,
+    /// A container's packet, counted by the capture on the container's own link (see
+    /// `pipeline::vantage`), seen here on a bridge, an uplink or another container's link.
+    CountedOnContainerLink,
 }
 
 impl SkipKind {
     /// Number of kinds, the width of [`DecodeStats`](super::DecodeStats)' skipped counters.
-    pub const COUNT: usize = 8;
+    pub const COUNT: usize = 9;
 
     /// Every kind, in declaration order.
     pub const ALL: [Self; Self::COUNT] = [
@@ -219,6 +223,7 @@ impl SkipKind {
         Self::OtherAddressFamily,
         Self::OtherIpProtocol,
         Self::NoNextHeader,
+        Self::CountedOnContainerLink,
     ];
 
     /// A fixed label for metrics.
@@ -232,6 +237,7 @@ impl SkipKind {
             Self::OtherAddressFamily => "other_address_family",
             Self::OtherIpProtocol => "other_ip_protocol",
             Self::NoNextHeader => "no_next_header",
+            Self::CountedOnContainerLink => "counted_on_container_link",
         }
     }
 

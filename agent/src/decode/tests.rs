@@ -827,6 +827,7 @@ fn express_agrees(frame: &[u8], orig_len: u32) -> Result<bool, String> {
         data: frame,
         orig_len,
         interface: 0,
+        outgoing: None,
     };
     let Some(x) = express::read(&packet) else {
         return Ok(false);

@@ -117,6 +117,9 @@ pub struct LocalNets {
     /// Networks of workloads this host carries (containers behind a bridge or a veth): local
     /// for direction, but not the host's own addresses, so `HostStats` does not list them.
     hosted: Vec<Cidr>,
+    /// Those of `hosted` whose containers' own links are captured, so their traffic is
+    /// counted there and not again on a bridge or uplink (see `pipeline::vantage`).
+    counted_at_links: Vec<Cidr>,
 }
 
 /// Which end of a flow is the host.
@@ -134,6 +137,7 @@ impl LocalNets {
         Self {
             nets: nets.into_iter().collect(),
             hosted: Vec::new(),
+            counted_at_links: Vec::new(),
         }
     }
 
@@ -147,6 +151,19 @@ impl LocalNets {
     /// The hosted networks (see [`LocalNets::with_hosted`]).
     pub fn hosted(&self) -> &[Cidr] {
         &self.hosted
+    }
+
+    /// These, saying that the traffic of `nets` (hosted networks) is counted on their
+    /// containers' own links, which are captured.
+    #[must_use]
+    pub fn with_counted_at_links(mut self, nets: impl IntoIterator<Item = Cidr>) -> Self {
+        self.counted_at_links = nets.into_iter().collect();
+        self
+    }
+
+    /// The hosted networks whose traffic is counted on their containers' own links.
+    pub fn counted_at_links(&self) -> &[Cidr] {
+        &self.counted_at_links
     }
 
     /// The single-host entries (the host's own addresses when built from its interfaces).

@@ -76,6 +76,7 @@ fn packet_at(frame: &[u8], at: u64) -> Packet<'_> {
         data: frame,
         orig_len: u32::try_from(frame.len()).expect("small"),
         interface: 0,
+        outgoing: None,
     }
 }
 
@@ -471,4 +472,69 @@ fn addresses_given_while_capturing_count_for_new_flows() {
     assert_eq!(after.remote_addr, "198.51.100.21");
     let stats = stats_record(&out);
     assert!(stats.addresses.iter().any(|a| a == "10.0.0.9"), "{stats:?}");
+}
+
+/// On a host whose containers' links are captured, a container's packets are counted by its
+/// link's capture only: the uplink leaves them (counted as skipped, never silently) and still
+/// counts the host's own traffic, and the container's link counts both directions of its flow.
+#[test]
+fn a_containers_packets_are_counted_on_its_link_and_skipped_elsewhere() {
+    const POD: [u8; 4] = [10, 0, 1, 23];
+    const REMOTE: [u8; 4] = [198, 51, 100, 20];
+    let cidr = |a: [u8; 4]| Cidr::new(Ipv4Addr::from(a).into(), 32).expect("cidr");
+    let local = LocalNets::new([cidr(HOST)])
+        .with_counted_at_links([cidr(POD)])
+        .with_hosted([cidr(POD)]);
+    let pod_flow = [
+        (tcp(POD, REMOTE, 40_000, 443, SYN, &[]), false),
+        (tcp(REMOTE, POD, 443, 40_000, SYN | ACK, &[]), true),
+        (tcp(POD, REMOTE, 40_000, 443, ACK, &[]), false),
+    ];
+    let host_flow = [(tcp(HOST, REMOTE, 40_001, 80, SYN, &[]), true)];
+    let run = |container_link: bool, frames: &[(Vec<u8>, bool)]| {
+        let mut pipeline = Pipeline::new(PipelineConfig {
+            local: local.clone(),
+            container_link,
+            ..config(HOST)
+        });
+        let mut out = Vec::new();
+        for (at, (frame, outgoing)) in (0..).zip(frames) {
+            let packet = Packet {
+                outgoing: Some(*outgoing),
+                ..packet_at(frame, at)
+            };
+            pipeline.packet(&packet, &mut |r| out.push(r));
+        }
+        pipeline.finish(&mut |r| out.push(r));
+        out
+    };
+    let skipped = |out: &[Record]| {
+        stats_record(out)
+            .skipped
+            .iter()
+            .find(|c| c.kind == "counted_on_container_link")
+            .map_or(0, |c| c.count)
+    };
+
+    let mut both = pod_flow.to_vec();
+    both.extend(host_flow.iter().cloned());
+    let uplink = run(false, &both);
+    let locals: Vec<&str> = flows(&uplink)
+        .iter()
+        .map(|f| f.local_addr.as_str())
+        .collect();
+    assert_eq!(
+        locals,
+        ["10.0.0.5"],
+        "the uplink counts the host's flow only"
+    );
+    assert_eq!(skipped(&uplink), 3);
+
+    let link = run(true, &pod_flow);
+    let pod = flows(&link);
+    assert_eq!(pod.len(), 1, "{pod:?}");
+    assert_eq!(pod[0].direction(), Direction::Egress);
+    assert_eq!(pod[0].local_addr, "10.0.1.23");
+    assert_eq!((pod[0].packets_out, pod[0].packets_in), (2, 1));
+    assert_eq!(skipped(&link), 0);
 }
