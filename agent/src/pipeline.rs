@@ -208,7 +208,18 @@ impl<O: Observer> Pipeline<O> {
     /// reports it.
     pub fn set_local(&mut self, local: LocalNets) {
         self.addresses = crate::host_stats::instance_addresses(local.host_addresses());
-        self.vantage = vantage::Vantage::new(self.vantage.container_link(), &local);
+        let vantage = vantage::Vantage::new(self.vantage.container_link(), &local);
+        // Flows this capture tracked before their containers' links were captured are ended
+        // here (what they counted so far is reported), or the express lane would go on
+        // counting them beside the links. A container's link is left as it is: which end is
+        // its container is known per packet only.
+        if !vantage.container_link() && vantage != self.vantage {
+            self.table.close_where(
+                |key| !vantage.counts(key.lower.addr, key.upper.addr, None),
+                &mut self.flow_out,
+            );
+        }
+        self.vantage = vantage;
         self.table.set_local(local);
     }
 

@@ -422,6 +422,28 @@ impl FlowTable {
         }
     }
 
+    /// Ends every flow whose key `leave` picks (another capture counts them from now on):
+    /// each with packets not yet reported is emitted as flushed, and later packets of its
+    /// key start a new flow. Walks the whole table: for a rare change, never per packet.
+    pub fn close_where(&mut self, leave: impl Fn(&FlowKey) -> bool, out: &mut Vec<FlowRecord>) {
+        let leaving: Vec<u32> = self
+            .flows
+            .ids()
+            .filter(|&id| self.flows.get(id).is_some_and(|(k, _)| leave(&k.unpack())))
+            .collect();
+        for id in leaving {
+            // Its expiry entry stays in the heap and is skipped when it comes due: the slot
+            // is empty, or reused under a new generation.
+            let Some((packed, entry)) = self.flows.remove(id) else {
+                continue;
+            };
+            if entry.interval_packets() > 0 {
+                out.push(record(&packed.unpack(), &entry, EndReason::Flushed));
+                self.stats.flushed = self.stats.flushed.saturating_add(1);
+            }
+        }
+    }
+
     /// Emits every flow that has packets not yet reported, and empties the table.
     pub fn flush(&mut self, out: &mut Vec<FlowRecord>) {
         self.flush_in_batches(usize::MAX, out, |_| {});

@@ -538,3 +538,43 @@ fn a_containers_packets_are_counted_on_its_link_and_skipped_elsewhere() {
     assert_eq!((pod[0].packets_out, pod[0].packets_in), (2, 1));
     assert_eq!(skipped(&link), 0);
 }
+
+/// A flow the uplink tracked before its container's link was captured is ended there when
+/// the link takes over (what it counted is reported once), not counted on beside the link
+/// by the express lane.
+#[test]
+fn flows_tracked_before_a_containers_link_is_captured_are_ended_on_the_uplink() {
+    const POD: [u8; 4] = [10, 0, 1, 23];
+    const REMOTE: [u8; 4] = [198, 51, 100, 20];
+    let cidr = |a: [u8; 4]| Cidr::new(Ipv4Addr::from(a).into(), 32).expect("cidr");
+    let hosted = LocalNets::new([cidr(HOST)]).with_hosted([cidr(POD)]);
+    let mut pipeline = Pipeline::new(PipelineConfig {
+        local: hosted.clone(),
+        ..config(HOST)
+    });
+    let mut out = Vec::new();
+    let before = [
+        tcp(POD, REMOTE, 40_000, 443, SYN, &[]),
+        tcp(REMOTE, POD, 443, 40_000, SYN | ACK, &[]),
+        tcp(POD, REMOTE, 40_000, 443, ACK, &[]),
+    ];
+    for (at, frame) in (0..).zip(&before) {
+        pipeline.packet(&packet_at(frame, at), &mut |r| out.push(r));
+    }
+    pipeline.set_local(hosted.with_counted_at_links([cidr(POD)]));
+    // Plain ACKs of a known flow: the express lane's packets.
+    let after = tcp(POD, REMOTE, 40_000, 443, ACK, b"more");
+    for at in 10..20 {
+        pipeline.packet(&packet_at(&after, at), &mut |r| out.push(r));
+    }
+    pipeline.finish(&mut |r| out.push(r));
+    let pod = flows(&out);
+    assert_eq!(pod.len(), 1, "{pod:?}");
+    assert_eq!((pod[0].packets_out, pod[0].packets_in), (2, 1), "{pod:?}");
+    let skipped = stats_record(&out)
+        .skipped
+        .iter()
+        .find(|c| c.kind == "counted_on_container_link")
+        .map_or(0, |c| c.count);
+    assert_eq!(skipped, 10);
+}

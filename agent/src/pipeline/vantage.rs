@@ -26,7 +26,7 @@ use std::net::IpAddr;
 use crate::flow_table::{Cidr, LocalNets};
 
 /// What one capture counts on a host whose containers' links are captured.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Vantage {
     /// The capture is on a container's own link.
     container_link: bool,
