@@ -180,6 +180,41 @@ impl Lab {
             .expect("capture ready");
         (stop, handle)
     }
+
+    /// Reads A's veth on a thread, as `reading` says, until the returned flag is set, keeping
+    /// what `pick` returns for each packet; the socket is open at return.
+    fn collect<R: Send + 'static>(
+        &self,
+        reading: Reading,
+        pick: impl Fn(&picket_agent::capture::Packet<'_>) -> Option<R> + Send + 'static,
+    ) -> (Arc<AtomicBool>, std::thread::JoinHandle<Vec<R>>) {
+        let ns = self.a.clone();
+        let (opened_tx, opened_rx) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let capture_stop = Arc::clone(&stop);
+        let handle = std::thread::spawn(move || {
+            let file = File::open(format!("/var/run/netns/{ns}")).expect("netns file");
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            let mut capture = LiveCapture::open_with(
+                "veth0",
+                picket_agent::capture::live::SOCKET_BUFFER_BYTES,
+                reading,
+            )
+            .expect("capture opens");
+            opened_tx.send(()).expect("opened");
+            let mut kept = Vec::new();
+            while !capture_stop.load(Ordering::Relaxed) {
+                if let Poll::Packet(p) = capture.poll().expect("poll") {
+                    kept.extend(pick(&p));
+                }
+            }
+            kept
+        });
+        opened_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("opened");
+        (stop, handle)
+    }
 }
 
 impl Drop for Lab {
@@ -574,37 +609,15 @@ fn large_packets_are_snapped_unless_they_are_dns() {
                 got.len()
             })
         });
-        let ns = lab.a.clone();
-        let (opened_tx, opened_rx) = mpsc::channel();
-        let stop = Arc::new(AtomicBool::new(false));
-        let capture_stop = Arc::clone(&stop);
         // (destination port, captured bytes, length on the wire) of each packet over the snap.
-        let capture = std::thread::spawn(move || {
-            let file = File::open(format!("/var/run/netns/{ns}")).expect("netns file");
-            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-            let mut capture = LiveCapture::open_with(
-                "veth0",
-                picket_agent::capture::live::SOCKET_BUFFER_BYTES,
-                reading,
-            )
-            .expect("capture opens");
-            opened_tx.send(()).expect("opened");
-            let mut large = Vec::new();
-            while !capture_stop.load(Ordering::Relaxed) {
-                if let Poll::Packet(p) = capture.poll().expect("poll") {
-                    let wire = usize::try_from(p.orig_len).expect("fits");
-                    // Ethernet, IPv4 without options, then the TCP destination port.
-                    if wire > SNAP && p.data.len() >= 38 {
-                        let port = u16::from_be_bytes([p.data[36], p.data[37]]);
-                        large.push((port, p.data.len(), wire));
-                    }
-                }
-            }
-            large
+        let (stop, capture) = lab.collect(reading, |p| {
+            let wire = usize::try_from(p.orig_len).expect("fits");
+            // Ethernet, IPv4 without options, then the TCP destination port.
+            (wire > SNAP && p.data.len() >= 38).then(|| {
+                let port = u16::from_be_bytes([p.data[36], p.data[37]]);
+                (port, p.data.len(), wire)
+            })
         });
-        opened_rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("opened");
         for port in [53, 8080] {
             let mut conn = Lab::run_in(&lab.a, move || {
                 TcpStream::connect(SocketAddr::from((peer, port))).expect("connect")
@@ -705,38 +718,13 @@ fn the_ring_says_which_way_each_packet_went() {
     for reading in [Reading::Ring, Reading::Channel] {
         let lab = Lab::new(if reading == Reading::Ring { "wr" } else { "wc" }, 71);
         let (host, peer) = (lab.host, lab.peer);
-        let ns = lab.a.clone();
-        let (opened_tx, opened_rx) = mpsc::channel();
-        let stop = Arc::new(AtomicBool::new(false));
-        let capture_stop = Arc::clone(&stop);
         // (UDP destination port, outgoing) of each datagram of the test's ports.
-        let capture = std::thread::spawn(move || {
-            let file = File::open(format!("/var/run/netns/{ns}")).expect("netns file");
-            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-            let mut capture = LiveCapture::open_with(
-                "veth0",
-                picket_agent::capture::live::SOCKET_BUFFER_BYTES,
-                reading,
-            )
-            .expect("capture opens");
-            opened_tx.send(()).expect("opened");
-            let mut seen = Vec::new();
-            while !capture_stop.load(Ordering::Relaxed) {
-                if let Poll::Packet(p) = capture.poll().expect("poll") {
-                    // Ethernet, IPv4 without options, UDP: the destination port.
-                    if p.data.len() >= 38 && p.data[23] == 17 {
-                        let port = u16::from_be_bytes([p.data[36], p.data[37]]);
-                        if port == 7001 || port == 7002 {
-                            seen.push((port, p.outgoing));
-                        }
-                    }
-                }
-            }
-            seen
+        let (stop, capture) = lab.collect(reading, |p| {
+            // Ethernet, IPv4 without options, UDP: the destination port.
+            let port = (p.data.len() >= 38 && p.data[23] == 17)
+                .then(|| u16::from_be_bytes([p.data[36], p.data[37]]))?;
+            (port == 7001 || port == 7002).then_some((port, p.outgoing))
         });
-        opened_rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("opened");
         let sinks = [
             Lab::run_in(&lab.b, move || UdpSocket::bind((peer, 7001)).expect("bind")),
             Lab::run_in(&lab.a, move || UdpSocket::bind((host, 7002)).expect("bind")),

@@ -155,34 +155,21 @@ mod tests {
 
     #[test]
     fn a_containers_traffic_is_counted_on_its_own_link_only() {
-        // A pod and the internet, both ways.
-        assert_eq!(
-            counted_on("10.0.1.23", "192.0.2.1", "10.0.1.23", "10.0.1.40"),
-            ["a"]
-        );
-        assert_eq!(
-            counted_on("192.0.2.1", "10.0.1.23", "10.0.1.23", "10.0.1.40"),
-            ["a"]
-        );
-        // A bridged container and the host's own bridge address.
-        assert_eq!(
-            counted_on("172.17.0.1", "172.17.0.2", "172.17.0.2", "10.0.1.40"),
-            ["a"]
-        );
-        assert_eq!(
-            counted_on("172.17.0.2", "172.17.0.1", "172.17.0.2", "10.0.1.40"),
-            ["a"]
-        );
-        // IPv6 pod.
-        assert_eq!(
-            counted_on("fd00::17", "2001:db8::1", "fd00::17", "10.0.1.40"),
-            ["a"]
-        );
-        // The host's own traffic is the uplink's.
-        assert_eq!(
-            counted_on("10.0.0.5", "192.0.2.1", "10.9.9.9", "10.9.9.8"),
-            ["uplink"]
-        );
+        // (source, destination, link a's container, link b's container, counted on)
+        for (src, dst, a, b, on) in [
+            // A pod and the internet, both ways.
+            ("10.0.1.23", "192.0.2.1", "10.0.1.23", "10.0.1.40", "a"),
+            ("192.0.2.1", "10.0.1.23", "10.0.1.23", "10.0.1.40", "a"),
+            // A bridged container and the host's own bridge address.
+            ("172.17.0.1", "172.17.0.2", "172.17.0.2", "10.0.1.40", "a"),
+            ("172.17.0.2", "172.17.0.1", "172.17.0.2", "10.0.1.40", "a"),
+            // An IPv6 pod.
+            ("fd00::17", "2001:db8::1", "fd00::17", "10.0.1.40", "a"),
+            // The host's own traffic is the uplink's.
+            ("10.0.0.5", "192.0.2.1", "10.9.9.9", "10.9.9.8", "uplink"),
+        ] {
+            assert_eq!(counted_on(src, dst, a, b), [on], "{src} -> {dst}");
+        }
     }
 
     #[test]
