@@ -188,33 +188,44 @@ impl Lab {
         reading: Reading,
         pick: impl Fn(&picket_agent::capture::Packet<'_>) -> Option<R> + Send + 'static,
     ) -> (Arc<AtomicBool>, std::thread::JoinHandle<Vec<R>>) {
-        let ns = self.a.clone();
-        let (opened_tx, opened_rx) = mpsc::channel();
-        let stop = Arc::new(AtomicBool::new(false));
-        let capture_stop = Arc::clone(&stop);
-        let handle = std::thread::spawn(move || {
-            let file = File::open(format!("/var/run/netns/{ns}")).expect("netns file");
-            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-            let mut capture = LiveCapture::open_with(
-                "veth0",
-                picket_agent::capture::live::SOCKET_BUFFER_BYTES,
-                reading,
-            )
-            .expect("capture opens");
-            opened_tx.send(()).expect("opened");
-            let mut kept = Vec::new();
-            while !capture_stop.load(Ordering::Relaxed) {
-                if let Poll::Packet(p) = capture.poll().expect("poll") {
-                    kept.extend(pick(&p));
-                }
-            }
-            kept
-        });
-        opened_rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("opened");
-        (stop, handle)
+        collect_on(&self.a, "veth0", reading, pick)
     }
+}
+
+/// Reads `device` in namespace `ns` on a thread, as `reading` says, until the returned flag is
+/// set, keeping what `pick` returns for each packet; the socket is open at return.
+fn collect_on<R: Send + 'static>(
+    ns: &str,
+    device: &'static str,
+    reading: Reading,
+    pick: impl Fn(&picket_agent::capture::Packet<'_>) -> Option<R> + Send + 'static,
+) -> (Arc<AtomicBool>, std::thread::JoinHandle<Vec<R>>) {
+    let path = format!("/var/run/netns/{ns}");
+    let (opened_tx, opened_rx) = mpsc::channel();
+    let stop = Arc::new(AtomicBool::new(false));
+    let capture_stop = Arc::clone(&stop);
+    let handle = std::thread::spawn(move || {
+        let file = File::open(path).expect("netns file");
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        let mut capture = LiveCapture::open_with(
+            device,
+            picket_agent::capture::live::SOCKET_BUFFER_BYTES,
+            reading,
+        )
+        .expect("capture opens");
+        opened_tx.send(()).expect("opened");
+        let mut kept = Vec::new();
+        while !capture_stop.load(Ordering::Relaxed) {
+            if let Poll::Packet(p) = capture.poll().expect("poll") {
+                kept.extend(pick(&p));
+            }
+        }
+        kept
+    });
+    opened_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("opened");
+    (stop, handle)
 }
 
 impl Drop for Lab {
@@ -748,4 +759,70 @@ fn the_ring_says_which_way_each_packet_went() {
         };
         assert_eq!(seen, expected, "{reading:?}");
     }
+}
+
+/// On a raw IP link (a tun device, as WireGuard or Tailscale make) the ring too keeps only the
+/// start of a large packet that is not DNS.
+#[test]
+fn large_packets_on_a_raw_ip_link_are_snapped_unless_they_are_dns() {
+    if let Some(why) = cannot_run() {
+        println!("skipped: {why}");
+        return;
+    }
+    const SNAP: usize = picket_agent::capture::snap_filter::SNAP_BYTES as usize;
+    let ns = format!("pk{}tun", std::process::id());
+    ip(&["netns", "add", &ns]);
+    struct Remove(String);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        }
+    }
+    let _remove = Remove(ns.clone());
+    // The device lives (with carrier) while this descriptor is open.
+    let Ok(_tun) = Lab::run_in(&ns, open_tun) else {
+        println!("skipped: no /dev/net/tun");
+        return;
+    };
+    ip(&["-n", &ns, "link", "set", "tun0", "mtu", "16000", "up"]);
+    ip(&["-n", &ns, "addr", "add", "10.78.0.1/24", "dev", "tun0"]);
+    // (UDP destination port, captured bytes, length on the wire) of each large packet.
+    let (stop, capture) = collect_on(&ns, "tun0", Reading::Ring, |p| {
+        let wire = usize::try_from(p.orig_len).expect("fits");
+        // IPv4 without options, then the UDP destination port.
+        (wire > SNAP && p.data.len() >= 24).then(|| {
+            let port = u16::from_be_bytes([p.data[22], p.data[23]]);
+            (port, p.data.len(), wire)
+        })
+    });
+    Lab::run_in(&ns, || {
+        let sock = UdpSocket::bind("10.78.0.1:0").expect("bind");
+        for port in [53, 8080] {
+            sock.send_to(&[7_u8; 9000], ("10.78.0.2", port))
+                .expect("send");
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let large = capture.join().expect("capture thread");
+    assert_eq!(large, [(53, 9028, 9028), (8080, SNAP, 9028)]);
+}
+
+/// Opens `/dev/net/tun` as a tun device named `tun0` (IP packets, no packet information
+/// header) in the calling thread's namespace.
+fn open_tun() -> std::io::Result<File> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/net/tun")?;
+    // struct ifreq: the name, then the flags (a short) in the union.
+    let mut ifreq = [0_u8; 40];
+    ifreq[..4].copy_from_slice(b"tun0");
+    let flags = (libc::IFF_TUN | libc::IFF_NO_PI) as i16;
+    ifreq[16..18].copy_from_slice(&flags.to_ne_bytes());
+    // SAFETY: TUNSETIFF reads and writes a `struct ifreq`, which the buffer is as large as.
+    let rc = unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETIFF, ifreq.as_mut_ptr()) };
+    assert_eq!(rc, 0, "TUNSETIFF: {}", std::io::Error::last_os_error());
+    Ok(file)
 }

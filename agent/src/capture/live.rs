@@ -377,14 +377,17 @@ fn open_ring(interface: &NetworkInterface, bytes: usize) -> io::Result<RxRing> {
 }
 
 /// Asks the kernel to hand over only the start of large packets that are not DNS (see
-/// [`snap_filter`]), on Ethernet interfaces; without it capture still works, copying more.
+/// [`snap_filter`]), on Ethernet and raw IP links; without it capture still works, copying
+/// more.
 /// For the ring only: its header gives each packet's length on the wire, while `pnet`'s
 /// `recvfrom` returns only what was kept, so a snapped packet would look cut short.
 fn snap_large_packets(fd: RawFd, interface: &NetworkInterface) {
-    if link_type(interface) != LinkType::ETHERNET {
-        return;
-    }
-    if let Err(e) = packet_socket::attach_filter(fd, &snap_filter::ethernet()) {
+    let program = if link_type(interface) == LinkType::ETHERNET {
+        snap_filter::ethernet()
+    } else {
+        snap_filter::raw_ip()
+    };
+    if let Err(e) = packet_socket::attach_filter(fd, &program) {
         tracing::warn!(interface = %interface.name, error = %e, "large packets are captured whole");
     }
 }

@@ -10,15 +10,16 @@
 //! ClientHello's server name, which fits well inside the snap) and DNS messages (kept whole,
 //! also over TCP, whose segments the DNS tracker reassembles).
 //!
-//! Only Ethernet frames are judged: IPv4 (ports found past its header length; a later
-//! fragment, which has no ports, is kept whole) and IPv6 with TCP or UDP as its first next
-//! header. Anything else larger than the snap (VLAN tags in the frame, IPv6 extension headers,
-//! other protocols) is kept whole: the filter only ever saves copying, never loses what the
-//! pipeline reads.
+//! Ethernet frames and raw IP packets (tun, WireGuard: the IP header first, its version nibble
+//! telling which) are judged: IPv4 (ports found past its header length; a later fragment,
+//! which has no ports, is kept whole) and IPv6 with TCP or UDP as its first next header.
+//! Anything else larger than the snap (VLAN tags in the frame, IPv6 extension headers, other
+//! protocols) is kept whole: the filter only ever saves copying, never loses what the pipeline
+//! reads.
 
 use libc::{
-    BPF_ABS, BPF_B, BPF_H, BPF_IND, BPF_JEQ, BPF_JGT, BPF_JMP, BPF_JSET, BPF_K, BPF_LD, BPF_LDX,
-    BPF_LEN, BPF_MSH, BPF_RET, BPF_W, sock_filter,
+    BPF_ABS, BPF_ALU, BPF_AND, BPF_B, BPF_H, BPF_IND, BPF_JEQ, BPF_JGT, BPF_JMP, BPF_JSET, BPF_K,
+    BPF_LD, BPF_LDX, BPF_LEN, BPF_MSH, BPF_RET, BPF_W, sock_filter,
 };
 
 /// Bytes kept of a large packet that is not DNS.
@@ -39,41 +40,75 @@ fn op(code: u32, jt: u8, jf: u8, k: u32) -> sock_filter {
     }
 }
 
-/// The program for Ethernet interfaces; see the module docs. Jump offsets count the
-/// instructions skipped, as classic BPF does.
+/// The program for Ethernet interfaces; see the module docs.
 pub fn ethernet() -> Vec<sock_filter> {
+    program(Link::Ethernet)
+}
+
+/// The program for links whose packets begin with the IP header (tun, WireGuard).
+pub fn raw_ip() -> Vec<sock_filter> {
+    program(Link::RawIp)
+}
+
+/// How a link's packets begin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    /// An Ethernet header: the ethertype says IPv4 or IPv6, the IP header starts at 14.
+    Ethernet,
+    /// The IP header itself: its version nibble says which.
+    RawIp,
+}
+
+/// The program for `link`. Both share one layout after a head that leaves in A what tells
+/// IPv4 from IPv6, so every jump but the first is the same. Jump offsets count the
+/// instructions skipped, as classic BPF does.
+fn program(link: Link) -> Vec<sock_filter> {
     const TCP: u32 = 6;
     const UDP: u32 = 17;
     let ldh = |at: u32| op(BPF_LD | BPF_H | BPF_ABS, 0, 0, at);
     let ldb = |at: u32| op(BPF_LD | BPF_B | BPF_ABS, 0, 0, at);
     let jeq = |k: u32, jt: u8, jf: u8| op(BPF_JMP | BPF_JEQ | BPF_K, jt, jf, k);
-    // Instruction numbers in the comments; `whole` is 23, `snap` 22.
-    vec![
-        op(BPF_LD | BPF_W | BPF_LEN, 0, 0, 0), // 0: A = packet length
-        op(BPF_JMP | BPF_JGT | BPF_K, 0, 21, SNAP_BYTES), // 1: small -> whole
-        ldh(12),                               // 2: ethertype
-        jeq(0x0800, 0, 10),                    // 3: not IPv4 -> 14
-        ldb(23),                               // 4: IPv4 protocol
-        jeq(TCP, 1, 0),                        // 5: TCP -> 7
-        jeq(UDP, 0, 16),                       // 6: neither -> whole
-        ldh(20),                               // 7: flags and fragment offset
-        op(BPF_JMP | BPF_JSET | BPF_K, 14, 0, 0x1fff), // 8: later fragment -> whole
-        op(BPF_LDX | BPF_B | BPF_MSH, 0, 0, 14), // 9: X = IPv4 header length
-        op(BPF_LD | BPF_H | BPF_IND, 0, 0, 14), // 10: source port
-        jeq(DNS_PORT, 11, 0),                  // 11: DNS -> whole
-        op(BPF_LD | BPF_H | BPF_IND, 0, 0, 16), // 12: destination port
-        jeq(DNS_PORT, 9, 8),                   // 13: DNS -> whole, else snap
-        jeq(0x86dd, 0, 8),                     // 14: not IPv6 -> whole
-        ldb(20),                               // 15: IPv6 next header
-        jeq(TCP, 1, 0),                        // 16: TCP -> 18
-        jeq(UDP, 0, 5),                        // 17: neither -> whole
-        ldh(54),                               // 18: source port
-        jeq(DNS_PORT, 3, 0),                   // 19: DNS -> whole
-        ldh(56),                               // 20: destination port
-        jeq(DNS_PORT, 1, 0),                   // 21: DNS -> whole
-        op(BPF_RET | BPF_K, 0, 0, SNAP_BYTES), // 22: snap
-        op(BPF_RET | BPF_K, 0, 0, WHOLE),      // 23: whole
-    ]
+    let (ip, head, v4, v6) = match link {
+        Link::Ethernet => (14, vec![ldh(12)], 0x0800, 0x86dd),
+        Link::RawIp => (
+            0,
+            vec![ldb(0), op(BPF_ALU | BPF_AND | BPF_K, 0, 0, 0xf0)],
+            0x40,
+            0x60,
+        ),
+    };
+    let mut program = vec![
+        op(BPF_LD | BPF_W | BPF_LEN, 0, 0, 0), // A = packet length
+        op(BPF_JMP | BPF_JGT | BPF_K, 0, 0, SNAP_BYTES), // small -> whole (set below)
+    ];
+    program.extend(head);
+    // Numbered from the IPv4 test; `snap` is 20, `whole` 21.
+    program.extend([
+        jeq(v4, 0, 10),                                // 0: not IPv4 -> 11
+        ldb(ip + 9),                                   // 1: IPv4 protocol
+        jeq(TCP, 1, 0),                                // 2: TCP -> 4
+        jeq(UDP, 0, 16),                               // 3: neither -> whole
+        ldh(ip + 6),                                   // 4: flags and fragment offset
+        op(BPF_JMP | BPF_JSET | BPF_K, 14, 0, 0x1fff), // 5: later fragment -> whole
+        op(BPF_LDX | BPF_B | BPF_MSH, 0, 0, ip),       // 6: X = IPv4 header length
+        op(BPF_LD | BPF_H | BPF_IND, 0, 0, ip),        // 7: source port
+        jeq(DNS_PORT, 11, 0),                          // 8: DNS -> whole
+        op(BPF_LD | BPF_H | BPF_IND, 0, 0, ip + 2),    // 9: destination port
+        jeq(DNS_PORT, 9, 8),                           // 10: DNS -> whole, else snap
+        jeq(v6, 0, 8),                                 // 11: not IPv6 -> whole
+        ldb(ip + 6),                                   // 12: IPv6 next header
+        jeq(TCP, 1, 0),                                // 13: TCP -> 15
+        jeq(UDP, 0, 5),                                // 14: neither -> whole
+        ldh(ip + 40),                                  // 15: source port
+        jeq(DNS_PORT, 3, 0),                           // 16: DNS -> whole
+        ldh(ip + 42),                                  // 17: destination port
+        jeq(DNS_PORT, 1, 0),                           // 18: DNS -> whole
+        op(BPF_RET | BPF_K, 0, 0, SNAP_BYTES),         // 19: snap
+        op(BPF_RET | BPF_K, 0, 0, WHOLE),              // 20: whole
+    ]);
+    // From instruction 1 to the last; the program is a few dozen instructions.
+    program[1].jf = u8::try_from(program.len() - 3).unwrap_or(u8::MAX);
+    program
 }
 
 #[cfg(test)]
@@ -101,6 +136,7 @@ mod tests {
                     continue;
                 }
                 c if c == BPF_RET | BPF_K => return ins.k,
+                c if c == BPF_ALU | BPF_AND | BPF_K => Some(a & ins.k),
                 c if c & 0x07 == BPF_JMP => {
                     let taken = match code & 0xf0 {
                         op if op == BPF_JGT => a > ins.k,
@@ -126,6 +162,7 @@ mod tests {
         let mut f = vec![0_u8; len];
         let l4 = if ipv6 {
             f[12..14].copy_from_slice(&0x86dd_u16.to_be_bytes());
+            f[14] = 0x60;
             f[20] = protocol;
             54
         } else {
@@ -165,9 +202,15 @@ mod tests {
             ("IPv6 TCP DNS", frame(true, 0, 0, 6, 53, big), WHOLE),
             ("IPv6 hop-by-hop", frame(true, 0, 0, 0, 443, big), WHOLE),
         ];
+        let raw = raw_ip();
         for (what, packet, kept) in cases {
             assert_eq!(run(&p, &packet), kept, "{what}");
+            // The same packet on a raw IP link: without its Ethernet header.
+            assert_eq!(run(&raw, &packet[14..]), kept, "{what}, raw IP");
         }
+        let mut not_ip = frame(false, 5, 0, 6, 443, big);
+        not_ip[14] = 0x25;
+        assert_eq!(run(&raw, &not_ip[14..]), WHOLE, "raw, not IP");
         let mut vlan = frame(false, 5, 0, 6, 443, big);
         vlan[12..14].copy_from_slice(&0x8100_u16.to_be_bytes());
         assert_eq!(run(&p, &vlan), WHOLE, "VLAN tagged");
@@ -180,7 +223,12 @@ mod tests {
     /// checks when the filter is attached, checked here without one.
     #[test]
     fn every_jump_lands_inside_the_program_and_paths_end_in_returns() {
-        let program = ethernet();
+        for program in [ethernet(), raw_ip()] {
+            jumps_land_inside(&program);
+        }
+    }
+
+    fn jumps_land_inside(program: &[sock_filter]) {
         let last = program.len() - 1;
         for (i, ins) in program.iter().enumerate() {
             let class = u32::from(ins.code) & 0x07;
