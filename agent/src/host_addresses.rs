@@ -8,7 +8,7 @@
 //! version; each capture thread compares versions at its one-second tick (an atomic load) and
 //! takes the new list only when it changed, so nothing is added to the per-packet path.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +19,33 @@ use crate::flow_table::{Cidr, LocalNets};
 #[derive(Debug, Default)]
 pub struct HostAddresses {
     version: AtomicU64,
-    nets: Mutex<LocalNets>,
+    state: Mutex<State>,
+}
+
+/// Most addresses of bridged containers a link's capture takes as its own: a container
+/// sending from more (spoofing) only has the rest counted where they are seen.
+pub const LEARNED_PER_LINK: usize = 8;
+
+#[derive(Debug, Default)]
+struct State {
+    /// As last read from the interfaces and routes.
+    read: LocalNets,
+    /// Bridged containers' addresses, each with the link whose capture saw the container send
+    /// from it: a bridge's network says nothing of which port a container is on, so its
+    /// containers are counted on their links once their links' captures have seen them.
+    learned: BTreeMap<IpAddr, String>,
+}
+
+impl State {
+    /// The list as published: what was read, with the learned addresses counted at links.
+    fn published(&self) -> LocalNets {
+        let mut at_links: Vec<Cidr> = self.read.counted_at_links().to_vec();
+        at_links.extend(self.learned.keys().filter_map(|a| {
+            let bits = if a.is_ipv4() { 32 } else { 128 };
+            Cidr::new(*a, bits).ok()
+        }));
+        self.read.clone().with_counted_at_links(at_links)
+    }
 }
 
 /// What changed between two lists, for the log.
@@ -47,14 +73,58 @@ impl HostAddresses {
     pub fn new(nets: LocalNets) -> Self {
         Self {
             version: AtomicU64::new(0),
-            nets: Mutex::new(nets),
+            state: Mutex::new(State {
+                read: nets,
+                learned: BTreeMap::new(),
+            }),
         }
     }
 
     /// The current list and its version.
     pub fn current(&self) -> (u64, LocalNets) {
-        let nets = self.lock();
-        (self.version.load(Ordering::Acquire), nets.clone())
+        let state = self.lock();
+        (self.version.load(Ordering::Acquire), state.published())
+    }
+
+    /// Takes `addrs`, seen sending from the container behind `link` (a bridge's port), as
+    /// that container's: those in a hosted network, not the host's own and not counted at a
+    /// link already are counted on `link` from the next version, up to
+    /// [`LEARNED_PER_LINK`] per link. Says whether the list changed.
+    pub fn learn(&self, link: &str, addrs: &[IpAddr]) -> bool {
+        let mut state = self.lock();
+        let mut changed = false;
+        for &addr in addrs {
+            let taken = state.learned.values().filter(|l| *l == link).count();
+            let hosted = state.read.hosted().iter().any(|n| n.contains(addr));
+            let own = state.read.host_addresses().any(|a| a == addr);
+            let routed = state
+                .read
+                .counted_at_links()
+                .iter()
+                .any(|n| n.contains(addr));
+            if taken >= LEARNED_PER_LINK || !hosted || own || routed {
+                continue;
+            }
+            if state.learned.get(&addr).is_none_or(|l| l != link) {
+                state.learned.insert(addr, link.to_owned());
+                changed = true;
+            }
+        }
+        if changed {
+            self.version.fetch_add(1, Ordering::AcqRel);
+        }
+        changed
+    }
+
+    /// Drops what `link`'s capture learned (its capture ended): its containers' addresses are
+    /// counted where they are seen again.
+    pub fn forget(&self, link: &str) {
+        let mut state = self.lock();
+        let before = state.learned.len();
+        state.learned.retain(|_, l| l != link);
+        if state.learned.len() != before {
+            self.version.fetch_add(1, Ordering::AcqRel);
+        }
     }
 
     /// Publishes `nets` if it differs from the current list, returning what changed. An empty
@@ -65,7 +135,8 @@ impl HostAddresses {
         if nets.is_inferred() {
             return None;
         }
-        let mut current = self.lock();
+        let mut state = self.lock();
+        let current = &state.read;
         // Sets: the order interfaces and routes are listed in is not a change.
         let old: BTreeSet<IpAddr> = current.host_addresses().collect();
         let new: BTreeSet<IpAddr> = nets.host_addresses().collect();
@@ -76,7 +147,7 @@ impl HostAddresses {
         if old == new && old_hosted == new_hosted && old_at_links == new_at_links {
             return None;
         }
-        *current = nets;
+        state.read = nets;
         // Under the lock, so a reader that sees the new version also gets the new list.
         self.version.fetch_add(1, Ordering::AcqRel);
         Some(AddressChange {
@@ -97,9 +168,10 @@ impl HostAddresses {
         Some(nets)
     }
 
-    /// The list, even if a thread panicked while holding the lock (it is replaced whole).
-    fn lock(&self) -> std::sync::MutexGuard<'_, LocalNets> {
-        self.nets
+    /// The state, even if a thread panicked while holding the lock (each change is a single
+    /// assignment or insertion).
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -181,5 +253,50 @@ mod tests {
                 .1
                 .contains("127.0.0.1".parse().expect("address"))
         );
+    }
+
+    #[test]
+    fn a_bridged_container_is_counted_at_the_link_that_saw_it_until_that_link_goes() {
+        let bridge: Cidr = "172.17.0.0/16".parse().expect("cidr");
+        let pod: Cidr = "10.0.1.23/32".parse().expect("cidr");
+        let shared = HostAddresses::new(
+            nets(&["10.0.0.5", "172.17.0.1"])
+                .with_counted_at_links([pod])
+                .with_hosted([bridge, pod]),
+        );
+        let (mut seen, _) = shared.current();
+        let ip = |a: &str| -> IpAddr { a.parse().expect("address") };
+        // Outside the hosted networks, the host's own, a routed pod's: nothing to learn.
+        for addr in ["192.0.2.1", "172.17.0.1", "10.0.1.23"] {
+            assert!(!shared.learn("veth1", &[ip(addr)]), "{addr}");
+        }
+        assert_eq!(shared.changed_since(&mut seen), None);
+        assert!(shared.learn("veth1", &[ip("172.17.0.2")]));
+        assert!(!shared.learn("veth1", &[ip("172.17.0.2")]), "known");
+        let got = shared.changed_since(&mut seen).expect("a new version");
+        assert!(
+            got.counted_at_links()
+                .contains(&"172.17.0.2/32".parse().expect("cidr"))
+        );
+        assert!(got.counted_at_links().contains(&pod));
+        // A rescan keeps what was learned.
+        shared.update(
+            nets(&["10.0.0.5", "172.17.0.1", "10.0.0.6"])
+                .with_counted_at_links([pod])
+                .with_hosted([bridge, pod]),
+        );
+        let got = shared.changed_since(&mut seen).expect("a new version");
+        assert_eq!(got.counted_at_links().len(), 2, "{got:?}");
+        // A spoofing container gets no more than its share.
+        let many: Vec<IpAddr> = (10..40).map(|n| ip(&format!("172.17.1.{n}"))).collect();
+        assert!(shared.learn("veth2", &many));
+        assert_eq!(
+            shared.current().1.counted_at_links().len(),
+            2 + LEARNED_PER_LINK
+        );
+        shared.forget("veth1");
+        shared.forget("veth2");
+        let got = shared.changed_since(&mut seen).expect("a new version");
+        assert_eq!(got.counted_at_links(), [pod]);
     }
 }

@@ -38,6 +38,8 @@ use crate::summaries::{
 
 /// Flow records flushed at a time when the input ends, each batch absorbed before the next.
 const FLUSH_BATCH: usize = 1024;
+/// Addresses a container link's pipeline holds for [`Pipeline::take_learned`] at most.
+const LEARNED_AT_MOST: usize = 16;
 /// Datagrams whose first-fragment ports are remembered for later fragments.
 const MAX_FRAGMENTED_DATAGRAMS: usize = 4096;
 /// Packets between two reads of [`Observer::epoch`]: a new snapshot applies within this many
@@ -143,6 +145,9 @@ pub struct Pipeline<O: Observer = NoIntel> {
     interface: String,
     /// Which packets other captures of the host count instead.
     vantage: vantage::Vantage,
+    /// Bridged containers' addresses this link's capture saw sending, not yet taken by
+    /// [`Pipeline::take_learned`].
+    learned: Vec<std::net::IpAddr>,
     fragments: FragmentPorts,
     table: FlowTable,
     dns: DnsTracker,
@@ -183,6 +188,7 @@ impl<O: Observer> Pipeline<O> {
         Self {
             addresses,
             vantage: vantage::Vantage::new(config.container_link, &config.local),
+            learned: Vec::new(),
             interface: config.interface,
             fragments: FragmentPorts::new(MAX_FRAGMENTED_DATAGRAMS),
             table: FlowTable::new(flows, config.local),
@@ -221,6 +227,12 @@ impl<O: Observer> Pipeline<O> {
         }
         self.vantage = vantage;
         self.table.set_local(local);
+    }
+
+    /// The bridged containers' addresses seen sending through this capture's container link
+    /// since the last call, for `HostAddresses::learn`.
+    pub fn take_learned(&mut self) -> Vec<std::net::IpAddr> {
+        std::mem::take(&mut self.learned)
     }
 
     /// The counters so far.
@@ -272,6 +284,13 @@ impl<O: Observer> Pipeline<O> {
             return;
         }
         self.totals.decode.record_decoded();
+        // Bounded: a container sending from many addresses (spoofing) is not all learned.
+        if self.learned.len() < LEARNED_AT_MOST
+            && self.vantage.learns(decoded.src, packet.outgoing)
+            && !self.learned.contains(&decoded.src)
+        {
+            self.learned.push(decoded.src);
+        }
         // Borrowed, not moved: the view is large and most packets are not fragments.
         let attributed;
         let decoded = if decoded.fragment.is_some() {

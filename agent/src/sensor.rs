@@ -39,7 +39,8 @@ const STOP_DRAIN: Duration = Duration::from_secs(2);
 /// Runs capture on `capture` until `stop` is set (then until the socket is drained), feeding
 /// `pipeline` and handing records to `emit`; then finishes the pipeline (final summaries and
 /// `HostStats`) and returns its totals. With `addresses`, the pipeline takes the host's
-/// addresses from it at the first tick and whenever they change.
+/// addresses from it at the first tick and whenever they change, and the bridged containers
+/// it saw sending are handed to it at each tick.
 ///
 /// # Errors
 /// [`LiveCaptureError`] when the socket fails; the pipeline is finished first, so what was
@@ -84,8 +85,14 @@ pub fn capture_until<O: crate::pipeline::Observer>(
                     break Err(e);
                 }
                 pipeline.set_capture_stats(capture.stats());
-                if let Some(nets) = addresses.and_then(|a| a.changed_since(&mut addresses_seen)) {
-                    pipeline.set_local(nets);
+                if let Some(addresses) = addresses {
+                    let learned = pipeline.take_learned();
+                    if !learned.is_empty() {
+                        addresses.learn(capture.name(), &learned);
+                    }
+                    if let Some(nets) = addresses.changed_since(&mut addresses_seen) {
+                        pipeline.set_local(nets);
+                    }
                 }
                 pipeline.tick(live::now(), emit);
             }
@@ -280,6 +287,8 @@ impl Spawner {
                     Some(&addresses),
                     &mut emit,
                 );
+                // Its bridged container, if it learned one, is counted where seen again.
+                addresses.forget(&thread_name);
                 // Expected to end: stopped, or (when following) its interface went away.
                 // A failure stays expected, so health reports the capture dead.
                 let ended = match &result {

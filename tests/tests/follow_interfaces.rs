@@ -29,6 +29,9 @@ const GAINED: &str = "10.213.16.77";
 const POD: &str = "10.213.78.9";
 /// Another pod's, higher, so the two pods' flow is counted on the first one's link.
 const POD2: &str = "10.213.78.12";
+/// Two containers on a bridge the agent captures, with its ports.
+const CONTAINER: &str = "172.31.88.11";
+const CONTAINER2: &str = "172.31.88.12";
 /// A container's address in a bridge's network on the agent's host.
 const BRIDGED: &str = "172.31.77.5";
 
@@ -307,6 +310,109 @@ fn an_interface_that_comes_up_after_start_is_captured_and_one_that_goes_is_let_g
         )?;
     }
 
+    // Bridged containers (Docker's way): two namespaces on ports of a bridge the agent
+    // captures, as it does the ports. A bridge's network does not say which port a container
+    // is on: a port's capture learns it when the container sends, and from then on its traffic
+    // is counted on its port only, not on the bridge or the first link.
+    let containers = [ExtraNs(format!("{tag}c1")), ExtraNs(format!("{tag}c2"))];
+    let ports = [format!("{tag}d1"), format!("{tag}d2")];
+    let docker = format!("{tag}dk");
+    for args in [
+        vec!["link", "add", &docker, "type", "bridge"],
+        vec!["addr", "add", "172.31.88.1/24", "dev", &docker],
+        vec!["link", "set", &docker, "up"],
+    ] {
+        let mut full = vec!["-n", agent_ns.as_str()];
+        full.extend(args);
+        sh("ip", &full)?;
+    }
+    for ((ns, port), addr) in containers.iter().zip(&ports).zip([CONTAINER, CONTAINER2]) {
+        sh("ip", &["netns", "add", &ns.0])?;
+        let with_prefix = format!("{addr}/24");
+        for (in_ns, args) in [
+            (
+                &agent_ns,
+                vec![
+                    "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", &ns.0,
+                ],
+            ),
+            (&agent_ns, vec!["link", "set", port, "master", &docker]),
+            (&agent_ns, vec!["link", "set", port, "up"]),
+            (&ns.0, vec!["addr", "add", &with_prefix, "dev", "eth0"]),
+            (&ns.0, vec!["link", "set", "eth0", "up"]),
+            (&ns.0, vec!["route", "add", "default", "via", "172.31.88.1"]),
+        ] {
+            let mut full = vec!["-n", in_ns.as_str()];
+            full.extend(args);
+            sh("ip", &full)?;
+        }
+    }
+    sh(
+        "ip",
+        &[
+            "-n",
+            &agg_ns,
+            "route",
+            "add",
+            "172.31.88.0/24",
+            "via",
+            &agent_addr,
+        ],
+    )?;
+    for port in &ports {
+        agent.wait_for("capturing", 1, |e| {
+            e["interface"] == port.as_str() && e["ring_kib"] == 1024
+        })?;
+    }
+    agent.wait_for("capturing", 1, |e| e["interface"] == docker.as_str())?;
+    std::thread::sleep(picket_agent::sensor::RESCAN + Duration::from_secs(1));
+    let _bridged_sinks = in_netns(&containers[0].0, || Ok(UdpSocket::bind((CONTAINER, 9992))?))?;
+    let _agg_sinks = in_netns(&agg_ns, {
+        let agg_addr = net.addrs.0.clone();
+        move || {
+            Ok([
+                UdpSocket::bind((agg_addr.as_str(), 9990))?,
+                UdpSocket::bind((agg_addr.as_str(), 9993))?,
+            ])
+        }
+    })?;
+    // Each container says something first, so its port learns it; the ports hand what they
+    // learned over at their next tick, and the others take it at theirs.
+    for (ns, addr) in containers.iter().zip([CONTAINER, CONTAINER2]) {
+        let to = (net.addrs.0.clone(), 9990);
+        in_netns(&ns.0, move || {
+            UdpSocket::bind((addr, 0))?.send_to(b"hello", (to.0.as_str(), to.1))?;
+            Ok(())
+        })?;
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    in_netns(&containers[0].0, {
+        let agg_addr = net.addrs.0.clone();
+        move || {
+            let sock = UdpSocket::bind((CONTAINER, 0))?;
+            for _ in 0..3 {
+                sock.send_to(b"from a bridged container", (agg_addr.as_str(), 9993))?;
+            }
+            Ok(())
+        }
+    })?;
+    in_netns(&containers[1].0, || {
+        let sock = UdpSocket::bind((CONTAINER2, 0))?;
+        for _ in 0..3 {
+            sock.send_to(b"to the other container", (CONTAINER, 9992))?;
+        }
+        Ok(())
+    })?;
+    std::thread::sleep(Duration::from_millis(500));
+    for link in ports.iter().chain([&docker]) {
+        sh("ip", &["-n", &agent_ns, "link", "del", link])?;
+        agent.wait_for(
+            &format!("capture on {link} ended: the interface is gone"),
+            1,
+            |_| true,
+        )?;
+    }
+
     // Five datagrams out of the new interface; a sink in c keeps ICMP errors away.
     let _sink = in_netns(&c.0, || Ok(UdpSocket::bind("10.214.16.2:9999")?))?;
     in_netns(&agent_ns, || {
@@ -419,6 +525,22 @@ fn an_interface_that_comes_up_after_start_is_captured_and_one_that_goes_is_let_g
                 && seen[0].direction() == direction
                 && seen[0].local_addr == local
                 && (seen[0].packets_out, seen[0].packets_in) == (out, inn),
+            "port {port}: {seen:#?}"
+        );
+    }
+    // The bridged containers' traffic, each flow once, on the first container's port.
+    for (port, local, out) in [(9993, CONTAINER, 3), (9992, CONTAINER2, 3)] {
+        let seen: Vec<&FlowSummary> = flows
+            .iter()
+            .copied()
+            .filter(|f| f.service_port == port)
+            .collect();
+        ensure!(
+            seen.len() == 1
+                && seen[0].interface == ports[0]
+                && seen[0].direction() == Direction::Egress
+                && seen[0].local_addr == local
+                && seen[0].packets_out == out,
             "port {port}: {seen:#?}"
         );
     }

@@ -38,8 +38,9 @@ const RTF_GATEWAY: u32 = 0x2;
 pub struct HostedNetwork {
     /// The network.
     pub net: Cidr,
-    /// The containers' own links: a bridge's ports, or the veth a route points at. Empty for
-    /// a bridge without ports.
+    /// The containers' own links: the veth a route points at. Empty for a bridge's network,
+    /// which says nothing of which port a container is on: its containers are found by the
+    /// ports' captures seeing them send (`HostAddresses::learn`).
     pub links: Vec<String>,
 }
 
@@ -79,9 +80,8 @@ fn hosted_in<'a>(
         if kind(sys_class_net, name) != Kind::Bridge {
             continue;
         }
-        let ports = bridge_ports(sys_class_net, name);
         for net in nets.iter().copied().filter(|net| takeable(*net)) {
-            hosted.entry(net).or_default().extend(ports.iter().cloned());
+            hosted.entry(net).or_default();
         }
     }
     for (dev, net) in routes {
@@ -98,18 +98,6 @@ fn hosted_in<'a>(
             links: links.into_iter().collect(),
         })
         .collect()
-}
-
-/// The interfaces enslaved to the bridge `name` (its `brif` directory), in name order.
-fn bridge_ports(sys_class_net: &Path, name: &str) -> Vec<String> {
-    let Ok(entries) = fs::read_dir(sys_class_net.join(name).join("brif")) else {
-        return Vec::new();
-    };
-    let mut ports: Vec<String> = entries
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .collect();
-    ports.sort_unstable();
-    ports
 }
 
 /// What an interface is, as far as hosting goes.
@@ -295,8 +283,6 @@ fe800000000000000000000000000000 40 00000000000000000000000000000000 00 00000000
             ("uplink", &uplink[..]),
             ("eni1a2b", &eni[..]),
         ];
-        fs::create_dir_all(root.join("docker0/brif/veth9")).expect("port");
-        fs::create_dir_all(root.join("docker0/brif/veth3")).expect("port");
         let hosted = |net: &str, links: &[&str]| HostedNetwork {
             net: cidr(net),
             links: links.iter().map(|l| (*l).to_owned()).collect(),
@@ -305,7 +291,7 @@ fe800000000000000000000000000000 40 00000000000000000000000000000000 00 00000000
             hosted_in(root, interfaces, &routes),
             vec![
                 hosted("10.0.1.23/32", &["eni1a2b"]),
-                hosted("172.17.0.0/16", &["veth3", "veth9"]),
+                hosted("172.17.0.0/16", &[]),
                 hosted("fd00::17/128", &["eni1a2b"]),
             ]
         );

@@ -578,3 +578,44 @@ fn flows_tracked_before_a_containers_link_is_captured_are_ended_on_the_uplink() 
         .map_or(0, |c| c.count);
     assert_eq!(skipped, 10);
 }
+
+/// A container's link learns the bridged container behind it from what it sends: the
+/// sender's address in a bridge's network, once, and never what it receives or the host's.
+#[test]
+fn a_containers_link_learns_the_bridged_container_behind_it() {
+    const CONTAINER: [u8; 4] = [172, 17, 0, 2];
+    const GATEWAY: [u8; 4] = [172, 17, 0, 1];
+    const REMOTE: [u8; 4] = [198, 51, 100, 20];
+    let bridge: Cidr = "172.17.0.0/16".parse().expect("cidr");
+    let host = |a: [u8; 4]| Cidr::new(Ipv4Addr::from(a).into(), 32).expect("cidr");
+    let local = LocalNets::new([host(HOST), host(GATEWAY)]).with_hosted([bridge]);
+    let mut pipeline = Pipeline::new(PipelineConfig {
+        local: local.clone(),
+        container_link: true,
+        ..config(HOST)
+    });
+    let frames = [
+        (tcp(REMOTE, CONTAINER, 443, 40_000, SYN, &[]), true),
+        (tcp(GATEWAY, CONTAINER, 53, 40_001, ACK, &[]), true),
+        (tcp(CONTAINER, REMOTE, 40_002, 443, SYN, &[]), false),
+        (tcp(CONTAINER, REMOTE, 40_003, 443, SYN, &[]), false),
+    ];
+    for (at, (frame, outgoing)) in (0..).zip(&frames) {
+        let packet = Packet {
+            outgoing: Some(*outgoing),
+            ..packet_at(frame, at)
+        };
+        pipeline.packet(&packet, &mut |_| {});
+    }
+    assert_eq!(pipeline.take_learned(), [Ipv4Addr::from(CONTAINER)]);
+    assert!(pipeline.take_learned().is_empty());
+    // Once counted at this link, nothing more to learn.
+    pipeline.set_local(local.with_counted_at_links([host(CONTAINER)]));
+    let again = tcp(CONTAINER, REMOTE, 40_004, 443, SYN, &[]);
+    let packet = Packet {
+        outgoing: Some(false),
+        ..packet_at(&again, 10)
+    };
+    pipeline.packet(&packet, &mut |_| {});
+    assert!(pipeline.take_learned().is_empty());
+}

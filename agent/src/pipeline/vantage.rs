@@ -13,6 +13,11 @@
 //!   lower address only, so both directions of a flow land on the same link and the flow
 //!   stays whole.
 //!
+//! A pod's network is its route's, handed to its link when that link is captured. A bridge's
+//! network says nothing of which port a container is on, so a port's capture learns its
+//! container's address from what the container sends (`HostAddresses::learn`), and the address
+//! is counted at its link from then on; until then the container is counted where it is seen.
+//!
 //! On a container's link the container is the sender of what the kernel received there and
 //! the receiver of what it sent out (`PACKET_OUTGOING`). Where that cannot be told (`pnet`'s
 //! channel, when the ring could not be had) the link counts every packet, as before.
@@ -36,8 +41,11 @@ pub struct Vantage {
     /// Single-address networks counted at their links (a pod's route), looked up by hash: a
     /// node can have a hundred.
     hosts: HashSet<IpAddr, foldhash::fast::RandomState>,
-    /// Wider networks counted at their links (a bridge's).
+    /// Wider networks counted at their links.
     nets: Vec<Cidr>,
+    /// Every hosted network, counted at links or not: a bridge's, whose containers this
+    /// link's capture learns by seeing them send.
+    hosted: Vec<Cidr>,
 }
 
 impl Vantage {
@@ -52,7 +60,19 @@ impl Vantage {
             own: local.host_addresses().collect(),
             hosts: single.iter().filter_map(Cidr::host).collect(),
             nets: wide,
+            hosted: local.hosted().to_vec(),
         }
+    }
+
+    /// Whether a packet from `src` (`outgoing` as the kernel said) shows a container of a
+    /// hosted network behind this link that is not counted at a link yet: a bridged
+    /// container sending through its port.
+    pub fn learns(&self, src: IpAddr, outgoing: Option<bool>) -> bool {
+        self.container_link
+            && outgoing == Some(false)
+            && self.hosted.iter().any(|n| n.contains(src))
+            && !self.at_link(src)
+            && !self.own.contains(&src)
     }
 
     /// Whether the capture is on a container's own link.
