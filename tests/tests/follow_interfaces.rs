@@ -50,6 +50,31 @@ fn in_netns<T: Send + 'static>(
     .map_err(|_| anyhow::anyhow!("namespace thread panicked"))?
 }
 
+/// Runs `ip -n NS ARGS...`.
+fn ip_in(ns: &str, args: &[&str]) -> Result<()> {
+    let mut full = vec!["-n", ns];
+    full.extend(args);
+    sh("ip", &full)
+}
+
+/// Sends `count` datagrams of `what` from `from` (any port) to `to`, inside namespace `ns`.
+fn send_datagrams(
+    ns: &str,
+    from: &str,
+    to: (&str, u16),
+    what: &'static [u8],
+    count: usize,
+) -> Result<()> {
+    let (from, to) = (from.to_owned(), (to.0.to_owned(), to.1));
+    in_netns(ns, move || {
+        let sock = UdpSocket::bind((from.as_str(), 0))?;
+        for _ in 0..count {
+            sock.send_to(what, (to.0.as_str(), to.1))?;
+        }
+        Ok(())
+    })
+}
+
 /// Namespace `c` removed on drop.
 struct ExtraNs(String);
 
@@ -178,13 +203,7 @@ fn an_interface_that_comes_up_after_start_is_captured_and_one_that_goes_is_let_g
     std::thread::sleep(Duration::from_millis(1500));
     let _gained_sink = in_netns(&agent_ns, || Ok(UdpSocket::bind((GAINED, 9998))?))?;
     let agg_addr = net.addrs.0.clone();
-    in_netns(&agg_ns, move || {
-        let sock = UdpSocket::bind((agg_addr.as_str(), 0))?;
-        for _ in 0..3 {
-            sock.send_to(b"to the new address", (GAINED, 9998))?;
-        }
-        Ok(())
-    })?;
+    send_datagrams(&agg_ns, &agg_addr, (GAINED, 9998), b"to the new address", 3)?;
 
     // Containers' networks count as the host's, and a container's traffic is counted once,
     // on its own link. Two pods, each in a namespace of its own behind its own veth and host
@@ -225,14 +244,9 @@ fn an_interface_that_comes_up_after_start_is_captured_and_one_that_goes_is_let_g
             .map(|a| (&agent_ns, a))
             .chain(pod_end.iter().map(|a| (&pod_ns.0, a)))
         {
-            let mut full = vec!["-n", ns.as_str()];
-            full.extend(args.iter().copied());
-            sh("ip", &full)?;
+            ip_in(ns, args)?;
         }
-        sh(
-            "ip",
-            &["-n", &agent_ns, "route", "add", &pod_host, "dev", link],
-        )?;
+        ip_in(&agent_ns, &["route", "add", &pod_host, "dev", link])?;
         // Answered at once, as Calico sets it: the default delays a proxied answer by up to
         // 0.8 s.
         let proxy_arp = format!("net.ipv4.conf.{link}.proxy_arp=1");
@@ -249,15 +263,10 @@ fn an_interface_that_comes_up_after_start_is_captured_and_one_that_goes_is_let_g
         vec!["addr", "add", "172.31.77.1/24", "dev", &bridge],
         vec!["link", "set", &bridge, "up"],
     ] {
-        let mut full = vec!["-n", agent_ns.as_str()];
-        full.extend(args);
-        sh("ip", &full)?;
+        ip_in(&agent_ns, &args)?;
     }
     for to in [format!("{POD}/32"), "172.31.77.0/24".to_owned()] {
-        sh(
-            "ip",
-            &["-n", &agg_ns, "route", "add", &to, "via", &agent_addr],
-        )?;
+        ip_in(&agg_ns, &["route", "add", &to, "via", &agent_addr])?;
     }
     for link in &pod_links {
         agent.wait_for("capturing", 1, |e| {
@@ -266,7 +275,6 @@ fn an_interface_that_comes_up_after_start_is_captured_and_one_that_goes_is_let_g
     }
     // The watcher reads them at its next rescan; each capture takes them at its next tick.
     std::thread::sleep(picket_agent::sensor::RESCAN + Duration::from_secs(2));
-    let agg_addr = net.addrs.0.clone();
     // Sinks, so no ICMP error adds flows of its own.
     let _pod_sink = in_netns(&pods[0].0, || {
         Ok([UdpSocket::bind((POD, 9997))?, UdpSocket::bind((POD, 9995))?])
@@ -275,31 +283,16 @@ fn an_interface_that_comes_up_after_start_is_captured_and_one_that_goes_is_let_g
         let agg_addr = agg_addr.clone();
         move || Ok(UdpSocket::bind((agg_addr.as_str(), 9994))?)
     })?;
-    in_netns(&agg_ns, {
-        let agg_addr = agg_addr.clone();
-        move || {
-            let sock = UdpSocket::bind((agg_addr.as_str(), 0))?;
-            for _ in 0..3 {
-                sock.send_to(b"to a pod", (POD, 9997))?;
-                sock.send_to(b"to a bridged container", (BRIDGED, 9996))?;
-            }
-            Ok(())
-        }
-    })?;
-    in_netns(&pods[1].0, || {
-        let sock = UdpSocket::bind((POD2, 0))?;
-        for _ in 0..3 {
-            sock.send_to(b"to the other pod", (POD, 9995))?;
-        }
-        Ok(())
-    })?;
-    in_netns(&pods[0].0, move || {
-        let sock = UdpSocket::bind((POD, 0))?;
-        for _ in 0..3 {
-            sock.send_to(b"from a pod", (agg_addr.as_str(), 9994))?;
-        }
-        Ok(())
-    })?;
+    send_datagrams(&agg_ns, &agg_addr, (POD, 9997), b"to a pod", 3)?;
+    send_datagrams(
+        &agg_ns,
+        &agg_addr,
+        (BRIDGED, 9996),
+        b"to a bridged container",
+        3,
+    )?;
+    send_datagrams(&pods[1].0, POD2, (POD, 9995), b"to the other pod", 3)?;
+    send_datagrams(&pods[0].0, POD, (&agg_addr, 9994), b"from a pod", 3)?;
     std::thread::sleep(Duration::from_millis(500));
     for link in &pod_links {
         sh("ip", &["-n", &agent_ns, "link", "del", link])?;
@@ -322,9 +315,7 @@ fn an_interface_that_comes_up_after_start_is_captured_and_one_that_goes_is_let_g
         vec!["addr", "add", "172.31.88.1/24", "dev", &docker],
         vec!["link", "set", &docker, "up"],
     ] {
-        let mut full = vec!["-n", agent_ns.as_str()];
-        full.extend(args);
-        sh("ip", &full)?;
+        ip_in(&agent_ns, &args)?;
     }
     for ((ns, port), addr) in containers.iter().zip(&ports).zip([CONTAINER, CONTAINER2]) {
         sh("ip", &["netns", "add", &ns.0])?;
@@ -342,9 +333,7 @@ fn an_interface_that_comes_up_after_start_is_captured_and_one_that_goes_is_let_g
             (&ns.0, vec!["link", "set", "eth0", "up"]),
             (&ns.0, vec!["route", "add", "default", "via", "172.31.88.1"]),
         ] {
-            let mut full = vec!["-n", in_ns.as_str()];
-            full.extend(args);
-            sh("ip", &full)?;
+            ip_in(in_ns, &args)?;
         }
     }
     sh(
@@ -379,30 +368,24 @@ fn an_interface_that_comes_up_after_start_is_captured_and_one_that_goes_is_let_g
     // Each container says something first, so its port learns it; the ports hand what they
     // learned over at their next tick, and the others take it at theirs.
     for (ns, addr) in containers.iter().zip([CONTAINER, CONTAINER2]) {
-        let to = (net.addrs.0.clone(), 9990);
-        in_netns(&ns.0, move || {
-            UdpSocket::bind((addr, 0))?.send_to(b"hello", (to.0.as_str(), to.1))?;
-            Ok(())
-        })?;
+        send_datagrams(&ns.0, addr, (&agg_addr, 9990), b"hello", 1)?;
     }
     std::thread::sleep(Duration::from_secs(3));
-    in_netns(&containers[0].0, {
-        let agg_addr = net.addrs.0.clone();
-        move || {
-            let sock = UdpSocket::bind((CONTAINER, 0))?;
-            for _ in 0..3 {
-                sock.send_to(b"from a bridged container", (agg_addr.as_str(), 9993))?;
-            }
-            Ok(())
-        }
-    })?;
-    in_netns(&containers[1].0, || {
-        let sock = UdpSocket::bind((CONTAINER2, 0))?;
-        for _ in 0..3 {
-            sock.send_to(b"to the other container", (CONTAINER, 9992))?;
-        }
-        Ok(())
-    })?;
+    let from_container = b"from a bridged container";
+    send_datagrams(
+        &containers[0].0,
+        CONTAINER,
+        (&agg_addr, 9993),
+        from_container,
+        3,
+    )?;
+    send_datagrams(
+        &containers[1].0,
+        CONTAINER2,
+        (CONTAINER, 9992),
+        b"to the other container",
+        3,
+    )?;
     std::thread::sleep(Duration::from_millis(500));
     for link in ports.iter().chain([&docker]) {
         sh("ip", &["-n", &agent_ns, "link", "del", link])?;
@@ -415,13 +398,7 @@ fn an_interface_that_comes_up_after_start_is_captured_and_one_that_goes_is_let_g
 
     // Five datagrams out of the new interface; a sink in c keeps ICMP errors away.
     let _sink = in_netns(&c.0, || Ok(UdpSocket::bind("10.214.16.2:9999")?))?;
-    in_netns(&agent_ns, || {
-        let sock = UdpSocket::bind("10.214.16.1:0")?;
-        for _ in 0..5 {
-            sock.send_to(b"hello", "10.214.16.2:9999")?;
-        }
-        Ok(())
-    })?;
+    send_datagrams(&agent_ns, "10.214.16.1", ("10.214.16.2", 9999), b"hello", 5)?;
     std::thread::sleep(Duration::from_millis(500));
 
     // The interface goes away: its capture ends (its last summaries are sent), and the agent
@@ -472,20 +449,14 @@ fn an_interface_that_comes_up_after_start_is_captured_and_one_that_goes_is_let_g
         .flat_map(|b| b.records)
         .filter_map(|r| r.record)
         .collect();
-    let flows: Vec<&FlowSummary> = records
-        .iter()
-        .filter_map(|r| match r {
-            record::Record::Flow(f) => Some(f),
-            _ => None,
-        })
-        .collect();
-    let host_stats: Vec<&HostStats> = records
-        .iter()
-        .filter_map(|r| match r {
-            record::Record::HostStats(s) => Some(s),
-            _ => None,
-        })
-        .collect();
+    let (mut flows, mut host_stats): (Vec<&FlowSummary>, Vec<&HostStats>) = (vec![], vec![]);
+    for r in &records {
+        match r {
+            record::Record::Flow(f) => flows.push(f),
+            record::Record::HostStats(s) => host_stats.push(s),
+            _ => {}
+        }
+    }
     let udp = flows
         .iter()
         .find(|f| f.interface == new_b && f.service_port == 9999)
@@ -506,13 +477,17 @@ fn an_interface_that_comes_up_after_start_is_captured_and_one_that_goes_is_let_g
             "{flow:?}"
         );
     }
-    // The pods' traffic, each flow once, on the first pod's link: from the aggregator to the
-    // pod (also seen on the first link), between the pods (also seen on the second pod's
-    // link) and from the pod to the aggregator (also seen on the first link).
-    for (port, direction, local, out, inn) in [
-        (9997, Direction::Ingress, POD, 0, 3),
-        (9995, Direction::Egress, POD2, 3, 0),
-        (9994, Direction::Egress, POD, 3, 0),
+    // Containers' traffic, each flow once, on the first one's link. The pods': from the
+    // aggregator to the pod (also seen on the first link), between the pods (also seen on the
+    // second pod's link) and from the pod to the aggregator (also seen on the first link).
+    // The bridged containers': to the aggregator (also seen on the bridge and the first link)
+    // and between them (also seen on the second one's port).
+    for (port, link, direction, local, out, inn) in [
+        (9997, &pod_links[0], Direction::Ingress, POD, 0, 3),
+        (9995, &pod_links[0], Direction::Egress, POD2, 3, 0),
+        (9994, &pod_links[0], Direction::Egress, POD, 3, 0),
+        (9993, &ports[0], Direction::Egress, CONTAINER, 3, 0),
+        (9992, &ports[0], Direction::Egress, CONTAINER2, 3, 0),
     ] {
         let seen: Vec<&FlowSummary> = flows
             .iter()
@@ -521,26 +496,10 @@ fn an_interface_that_comes_up_after_start_is_captured_and_one_that_goes_is_let_g
             .collect();
         ensure!(
             seen.len() == 1
-                && seen[0].interface == pod_links[0]
+                && seen[0].interface == *link
                 && seen[0].direction() == direction
                 && seen[0].local_addr == local
                 && (seen[0].packets_out, seen[0].packets_in) == (out, inn),
-            "port {port}: {seen:#?}"
-        );
-    }
-    // The bridged containers' traffic, each flow once, on the first container's port.
-    for (port, local, out) in [(9993, CONTAINER, 3), (9992, CONTAINER2, 3)] {
-        let seen: Vec<&FlowSummary> = flows
-            .iter()
-            .copied()
-            .filter(|f| f.service_port == port)
-            .collect();
-        ensure!(
-            seen.len() == 1
-                && seen[0].interface == ports[0]
-                && seen[0].direction() == Direction::Egress
-                && seen[0].local_addr == local
-                && seen[0].packets_out == out,
             "port {port}: {seen:#?}"
         );
     }
