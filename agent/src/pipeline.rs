@@ -217,9 +217,10 @@ impl<O: Observer> Pipeline<O> {
         let vantage = vantage::Vantage::new(self.vantage.container_link(), &local);
         // Flows this capture tracked before their containers' links were captured are ended
         // here (what they counted so far is reported), or the express lane would go on
-        // counting them beside the links. A container's link is left as it is: which end is
-        // its container is known per packet only.
-        if !vantage.container_link() && vantage != self.vantage {
+        // counting them beside the links. The walk over the table is made only when a
+        // container is newly left to its link. A container's link is left as it is: which
+        // end is its container is known per packet only.
+        if !vantage.container_link() && vantage.leaves_more_than(&self.vantage) {
             self.table.close_where(
                 |key| !vantage.counts(key.lower.addr, key.upper.addr, None),
                 &mut self.flow_out,

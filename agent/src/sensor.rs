@@ -117,15 +117,27 @@ pub struct RingSizes {
     pub container_link: usize,
 }
 
-impl RingSizes {
-    /// The size for the interface called `name`.
-    fn for_interface(self, name: &str) -> usize {
-        if self.container_link != self.interface && live::is_container_link(name) {
-            self.container_link
-        } else {
-            self.interface
-        }
-    }
+/// Opens capture on the interface `name` with the ring its kind gets, and the pipeline
+/// config for it: `config` with the interface's name and whether it is a container's link
+/// (which also decides what the pipeline counts, see `pipeline::vantage`).
+fn open(
+    name: &str,
+    rings: RingSizes,
+    config: &PipelineConfig,
+) -> Result<(LiveCapture, PipelineConfig), LiveCaptureError> {
+    let container_link = live::is_container_link(name);
+    let ring = if container_link {
+        rings.container_link
+    } else {
+        rings.interface
+    };
+    let capture = LiveCapture::open_with_buffer(name, ring)?;
+    let config = PipelineConfig {
+        interface: name.to_owned(),
+        container_link,
+        ..config.clone()
+    };
+    Ok((capture, config))
 }
 
 /// Which interfaces a sensor captures on.
@@ -236,13 +248,8 @@ struct Spawner {
 }
 
 impl Spawner {
-    /// Starts the capture thread of `capture`, with `config` for its pipeline.
+    /// Starts the capture thread of `capture`, with `config` (from [`open`]) for its pipeline.
     fn spawn(&self, mut capture: LiveCapture, config: PipelineConfig) -> std::io::Result<()> {
-        let config = PipelineConfig {
-            interface: capture.name().to_owned(),
-            container_link: live::is_container_link(capture.name()),
-            ..config
-        };
         let tx = self.tx.clone();
         let overflow = Arc::clone(&self.overflow);
         let thread_stop = Arc::clone(&self.stop);
@@ -363,13 +370,12 @@ impl Spawner {
             if lock(&self.active).contains(&name) {
                 continue;
             }
-            let opened = LiveCapture::open_with_buffer(&name, self.rings.for_interface(&name))
-                .map_err(|e| e.to_string());
-            let spawned = opened.and_then(|capture| {
-                let config = PipelineConfig {
-                    local: self.addresses.current().1,
-                    ..self.config.clone()
-                };
+            let config = PipelineConfig {
+                local: self.addresses.current().1,
+                ..self.config.clone()
+            };
+            let opened = open(&name, self.rings, &config).map_err(|e| e.to_string());
+            let spawned = opened.and_then(|(capture, config)| {
                 self.spawn(capture, config).map_err(|e| e.to_string())
             });
             match spawned {
@@ -452,7 +458,7 @@ impl Sensor {
         let captures = interfaces
             .current()
             .iter()
-            .map(|name| LiveCapture::open_with_buffer(name, rings.for_interface(name)))
+            .map(|name| open(name, rings, config))
             .collect::<Result<Vec<_>, _>>()?;
         let (tx, rx) = mpsc::channel(CHANNEL_RECORDS);
         let overflow = Arc::new(AtomicU64::new(0));
@@ -472,9 +478,9 @@ impl Sensor {
             addresses: Arc::new(HostAddresses::new(config.local.clone())),
         };
         counts.local.set(&config.local);
-        for capture in captures {
+        for (capture, config) in captures {
             let name = capture.name().to_owned();
-            if let Err(source) = spawner.spawn(capture, config.clone()) {
+            if let Err(source) = spawner.spawn(capture, config) {
                 stop.store(true, Ordering::Relaxed);
                 return Err(LiveCaptureError::Open { name, source });
             }

@@ -31,7 +31,7 @@ use std::net::IpAddr;
 use crate::flow_table::{Cidr, LocalNets};
 
 /// What one capture counts on a host whose containers' links are captured.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Vantage {
     /// The capture is on a container's own link.
     container_link: bool,
@@ -73,6 +73,14 @@ impl Vantage {
             && self.hosted.iter().any(|n| n.contains(src))
             && !self.at_link(src)
             && !self.own.contains(&src)
+    }
+
+    /// Whether this vantage leaves to containers' links something that `before` counted
+    /// here: a container newly counted at its link, or an address no longer the host's.
+    pub fn leaves_more_than(&self, before: &Self) -> bool {
+        self.hosts.iter().any(|a| !before.hosts.contains(a))
+            || self.nets.iter().any(|n| !before.nets.contains(n))
+            || before.own.iter().any(|a| !self.own.contains(a))
     }
 
     /// Whether the capture is on a container's own link.
@@ -223,5 +231,19 @@ mod tests {
         let link = Vantage::new(true, &node());
         assert!(link.counts(ip("10.0.1.40"), ip("10.0.1.23"), None));
         assert!(link.container_link());
+    }
+
+    #[test]
+    fn only_a_container_newly_counted_at_its_link_is_left_by_a_change() {
+        let before = Vantage::new(false, &node());
+        let more = node().with_counted_at_links([cidr("10.0.1.99/32")]);
+        assert!(Vantage::new(false, &more).leaves_more_than(&before));
+        let fewer = LocalNets::new([cidr("10.0.0.5/32"), cidr("172.17.0.1/32")])
+            .with_counted_at_links([cidr("10.0.1.23/32")]);
+        assert!(!Vantage::new(false, &fewer).leaves_more_than(&before));
+        // The bridge's gateway address no longer the host's: it is a container's now.
+        let gateway_gone = LocalNets::new([cidr("10.0.0.5/32")])
+            .with_counted_at_links(node().counted_at_links().to_vec());
+        assert!(Vantage::new(false, &gateway_gone).leaves_more_than(&before));
     }
 }
