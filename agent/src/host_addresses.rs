@@ -7,6 +7,10 @@
 //! the interfaces' addresses every few seconds and publishes a changed list under a new
 //! version; each capture thread compares versions at its one-second tick (an atomic load) and
 //! takes the new list only when it changed, so nothing is added to the per-packet path.
+//!
+//! The list also says which containers are counted on their own links (`pipeline::vantage`):
+//! pods' networks from the reading, and bridged containers that a port's capture saw sending,
+//! which the capture threads hand in ([`HostAddresses::learn`]) and take back when they end.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
