@@ -38,7 +38,8 @@ use crate::summaries::{
 
 /// Flow records flushed at a time when the input ends, each batch absorbed before the next.
 const FLUSH_BATCH: usize = 1024;
-/// Addresses a container link's pipeline holds for [`Pipeline::take_learned`] at most.
+/// Addresses a container link's pipeline holds at most, for [`Pipeline::take_learned`] and as
+/// its container's.
 const LEARNED_AT_MOST: usize = 16;
 /// Datagrams whose first-fragment ports are remembered for later fragments.
 const MAX_FRAGMENTED_DATAGRAMS: usize = 4096;
@@ -148,6 +149,9 @@ pub struct Pipeline<O: Observer = NoIntel> {
     /// Bridged containers' addresses this link's capture saw sending, not yet taken by
     /// [`Pipeline::take_learned`].
     learned: Vec<std::net::IpAddr>,
+    /// On a container's link, the addresses its container was seen sending from: which end of
+    /// a tracked flow is behind the link, for handing flows over.
+    behind: Vec<std::net::IpAddr>,
     fragments: FragmentPorts,
     table: FlowTable,
     dns: DnsTracker,
@@ -189,6 +193,7 @@ impl<O: Observer> Pipeline<O> {
             addresses,
             vantage: vantage::Vantage::new(config.container_link, &config.local),
             learned: Vec::new(),
+            behind: Vec::new(),
             interface: config.interface,
             fragments: FragmentPorts::new(MAX_FRAGMENTED_DATAGRAMS),
             table: FlowTable::new(flows, config.local),
@@ -218,11 +223,24 @@ impl<O: Observer> Pipeline<O> {
         // Flows this capture tracked before their containers' links were captured are ended
         // here (what they counted so far is reported), or the express lane would go on
         // counting them beside the links. The walk over the table is made only when a
-        // container is newly left to its link. A container's link is left as it is: which
-        // end is its container is known per packet only.
-        if !vantage.container_link() && vantage.leaves_more_than(&self.vantage) {
+        // container is newly left to its link. On a container's link a flow's packets are
+        // judged as sent by its container, the end seen sending from behind the link; a flow
+        // with neither end seen there stays.
+        if vantage.leaves_more_than(&self.vantage) {
+            let behind = &self.behind;
             self.table.close_where(
-                |key| !vantage.counts(key.lower.addr, key.upper.addr, None),
+                |key| {
+                    let (a, b) = (key.lower.addr, key.upper.addr);
+                    if !vantage.container_link() {
+                        !vantage.counts(a, b, None)
+                    } else if behind.contains(&a) {
+                        !vantage.counts(a, b, Some(false))
+                    } else if behind.contains(&b) {
+                        !vantage.counts(b, a, Some(false))
+                    } else {
+                        false
+                    }
+                },
                 &mut self.flow_out,
             );
         }
@@ -285,6 +303,13 @@ impl<O: Observer> Pipeline<O> {
             return;
         }
         self.totals.decode.record_decoded();
+        if self.vantage.container_link()
+            && packet.outgoing == Some(false)
+            && self.behind.len() < LEARNED_AT_MOST
+            && !self.behind.contains(&decoded.src)
+        {
+            self.behind.push(decoded.src);
+        }
         // Bounded: a container sending from many addresses (spoofing) is not all learned.
         if self.learned.len() < LEARNED_AT_MOST
             && self.vantage.learns(decoded.src, packet.outgoing)

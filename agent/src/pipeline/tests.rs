@@ -619,3 +619,62 @@ fn a_containers_link_learns_the_bridged_container_behind_it() {
     pipeline.packet(&packet, &mut |_| {});
     assert!(pipeline.take_learned().is_empty());
 }
+
+/// On a container's link too: a flow between two pods, counted on the higher one's link while
+/// the lower one's link was not captured, is ended there once the lower one's link takes it.
+#[test]
+fn two_pods_flow_is_handed_to_the_lower_pods_link_when_that_link_is_captured() {
+    const LOW: [u8; 4] = [10, 0, 1, 23];
+    const HIGH: [u8; 4] = [10, 0, 1, 40];
+    let cidr = |a: [u8; 4]| Cidr::new(Ipv4Addr::from(a).into(), 32).expect("cidr");
+    let local = LocalNets::new([cidr(HOST)]).with_hosted([cidr(LOW), cidr(HIGH)]);
+    // The higher pod's link: its pod sends (received here), the lower pod answers (sent out).
+    let mut pipeline = Pipeline::new(PipelineConfig {
+        local: local.clone().with_counted_at_links([cidr(HIGH)]),
+        container_link: true,
+        ..config(HOST)
+    });
+    let mut out = Vec::new();
+    let mut feed = |pipeline: &mut Pipeline<NoIntel>, at: u64| {
+        for (frame, outgoing) in [
+            (tcp(HIGH, LOW, 40_000, 5432, ACK, b"query"), false),
+            (tcp(LOW, HIGH, 5432, 40_000, ACK, b"rows"), true),
+        ] {
+            let packet = Packet {
+                outgoing: Some(outgoing),
+                ..packet_at(&frame, at)
+            };
+            pipeline.packet(&packet, &mut |r| out.push(r));
+        }
+    };
+    let handshake = [
+        (tcp(HIGH, LOW, 40_000, 5432, SYN, &[]), false),
+        (tcp(LOW, HIGH, 5432, 40_000, SYN | ACK, &[]), true),
+    ];
+    for (at, (frame, outgoing)) in (0..).zip(&handshake) {
+        let packet = Packet {
+            outgoing: Some(*outgoing),
+            ..packet_at(frame, at)
+        };
+        pipeline.packet(&packet, &mut |_| {});
+    }
+    feed(&mut pipeline, 5);
+    pipeline.set_local(local.with_counted_at_links([cidr(HIGH), cidr(LOW)]));
+    for at in 10..15 {
+        feed(&mut pipeline, at);
+    }
+    pipeline.finish(&mut |r| out.push(r));
+    let pods = flows(&out);
+    assert_eq!(pods.len(), 1, "{pods:?}");
+    assert_eq!(
+        (pods[0].packets_out, pods[0].packets_in),
+        (2, 2),
+        "{pods:?}"
+    );
+    let skipped = stats_record(&out)
+        .skipped
+        .iter()
+        .find(|c| c.kind == "counted_on_container_link")
+        .map_or(0, |c| c.count);
+    assert_eq!(skipped, 10);
+}
