@@ -80,6 +80,14 @@ fn packet_at(frame: &[u8], at: u64) -> Packet<'_> {
     }
 }
 
+/// As [`packet_at`], which the host sent out through the capturing link when `outgoing`.
+fn packet_way(frame: &[u8], at: u64, outgoing: bool) -> Packet<'_> {
+    Packet {
+        outgoing: Some(outgoing),
+        ..packet_at(frame, at)
+    }
+}
+
 /// The first `HostStats` record among `records`.
 fn stats_record(records: &[Record]) -> &HostStats {
     records
@@ -89,6 +97,15 @@ fn stats_record(records: &[Record]) -> &HostStats {
             _ => None,
         })
         .expect("host stats")
+}
+
+/// Packets the pipeline left to containers' links, by the first `HostStats` among `records`.
+fn left_to_links(records: &[Record]) -> u64 {
+    stats_record(records)
+        .skipped
+        .iter()
+        .find(|c| c.kind == "counted_on_container_link")
+        .map_or(0, |c| c.count)
 }
 
 fn flows(records: &[Record]) -> Vec<&FlowSummary> {
@@ -499,21 +516,11 @@ fn a_containers_packets_are_counted_on_its_link_and_skipped_elsewhere() {
         });
         let mut out = Vec::new();
         for (at, (frame, outgoing)) in (0..).zip(frames) {
-            let packet = Packet {
-                outgoing: Some(*outgoing),
-                ..packet_at(frame, at)
-            };
+            let packet = packet_way(frame, at, *outgoing);
             pipeline.packet(&packet, &mut |r| out.push(r));
         }
         pipeline.finish(&mut |r| out.push(r));
         out
-    };
-    let skipped = |out: &[Record]| {
-        stats_record(out)
-            .skipped
-            .iter()
-            .find(|c| c.kind == "counted_on_container_link")
-            .map_or(0, |c| c.count)
     };
 
     let mut both = pod_flow.to_vec();
@@ -528,7 +535,7 @@ fn a_containers_packets_are_counted_on_its_link_and_skipped_elsewhere() {
         ["10.0.0.5"],
         "the uplink counts the host's flow only"
     );
-    assert_eq!(skipped(&uplink), 3);
+    assert_eq!(left_to_links(&uplink), 3);
 
     let link = run(true, &pod_flow);
     let pod = flows(&link);
@@ -536,7 +543,7 @@ fn a_containers_packets_are_counted_on_its_link_and_skipped_elsewhere() {
     assert_eq!(pod[0].direction(), Direction::Egress);
     assert_eq!(pod[0].local_addr, "10.0.1.23");
     assert_eq!((pod[0].packets_out, pod[0].packets_in), (2, 1));
-    assert_eq!(skipped(&link), 0);
+    assert_eq!(left_to_links(&link), 0);
 }
 
 /// A flow the uplink tracked before its container's link was captured is ended there when
@@ -571,12 +578,7 @@ fn flows_tracked_before_a_containers_link_is_captured_are_ended_on_the_uplink() 
     let pod = flows(&out);
     assert_eq!(pod.len(), 1, "{pod:?}");
     assert_eq!((pod[0].packets_out, pod[0].packets_in), (2, 1), "{pod:?}");
-    let skipped = stats_record(&out)
-        .skipped
-        .iter()
-        .find(|c| c.kind == "counted_on_container_link")
-        .map_or(0, |c| c.count);
-    assert_eq!(skipped, 10);
+    assert_eq!(left_to_links(&out), 10);
 }
 
 /// A container's link learns the bridged container behind it from what it sends: the
@@ -601,10 +603,7 @@ fn a_containers_link_learns_the_bridged_container_behind_it() {
         (tcp(CONTAINER, REMOTE, 40_003, 443, SYN, &[]), false),
     ];
     for (at, (frame, outgoing)) in (0..).zip(&frames) {
-        let packet = Packet {
-            outgoing: Some(*outgoing),
-            ..packet_at(frame, at)
-        };
+        let packet = packet_way(frame, at, *outgoing);
         pipeline.packet(&packet, &mut |_| {});
     }
     assert_eq!(pipeline.take_learned(), [Ipv4Addr::from(CONTAINER)]);
@@ -612,10 +611,7 @@ fn a_containers_link_learns_the_bridged_container_behind_it() {
     // Once counted at this link, nothing more to learn.
     pipeline.set_local(local.with_counted_at_links([host(CONTAINER)]));
     let again = tcp(CONTAINER, REMOTE, 40_004, 443, SYN, &[]);
-    let packet = Packet {
-        outgoing: Some(false),
-        ..packet_at(&again, 10)
-    };
+    let packet = packet_way(&again, 10, false);
     pipeline.packet(&packet, &mut |_| {});
     assert!(pipeline.take_learned().is_empty());
 }
@@ -640,10 +636,7 @@ fn two_pods_flow_is_handed_to_the_lower_pods_link_when_that_link_is_captured() {
             (tcp(HIGH, LOW, 40_000, 5432, ACK, b"query"), false),
             (tcp(LOW, HIGH, 5432, 40_000, ACK, b"rows"), true),
         ] {
-            let packet = Packet {
-                outgoing: Some(outgoing),
-                ..packet_at(&frame, at)
-            };
+            let packet = packet_way(&frame, at, outgoing);
             pipeline.packet(&packet, &mut |r| out.push(r));
         }
     };
@@ -652,10 +645,7 @@ fn two_pods_flow_is_handed_to_the_lower_pods_link_when_that_link_is_captured() {
         (tcp(LOW, HIGH, 5432, 40_000, SYN | ACK, &[]), true),
     ];
     for (at, (frame, outgoing)) in (0..).zip(&handshake) {
-        let packet = Packet {
-            outgoing: Some(*outgoing),
-            ..packet_at(frame, at)
-        };
+        let packet = packet_way(frame, at, *outgoing);
         pipeline.packet(&packet, &mut |_| {});
     }
     feed(&mut pipeline, 5);
@@ -671,10 +661,5 @@ fn two_pods_flow_is_handed_to_the_lower_pods_link_when_that_link_is_captured() {
         (2, 2),
         "{pods:?}"
     );
-    let skipped = stats_record(&out)
-        .skipped
-        .iter()
-        .find(|c| c.kind == "counted_on_container_link")
-        .map_or(0, |c| c.count);
-    assert_eq!(skipped, 10);
+    assert_eq!(left_to_links(&out), 10);
 }
