@@ -1,6 +1,7 @@
 //! The names the host resolved, by address: fed by A/AAAA answers, read to name the remote
 //! end of later flows. Bounded; the oldest entry goes first, and that is counted.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 
@@ -47,12 +48,29 @@ impl IpNames {
             .saturating_mul(1_000_000_000);
         let seq = self.next_seq;
         self.next_seq = self.next_seq.wrapping_add(1);
-        let entry = NameEntry {
-            name: name.into(),
-            expires: now.saturating_add_nanos(keep),
-            seq,
+        let expires = now.saturating_add_nanos(keep);
+        let added = match self.map.entry(addr) {
+            Entry::Occupied(held) => {
+                let held = held.into_mut();
+                // The same answer again is the common case (a host resolving a name it uses
+                // often): it keeps its copy of the name.
+                if *held.name != *name {
+                    held.name = name.into();
+                }
+                held.expires = expires;
+                held.seq = seq;
+                false
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(NameEntry {
+                    name: name.into(),
+                    expires,
+                    seq,
+                });
+                true
+            }
         };
-        if self.map.insert(addr, entry).is_none() {
+        if added {
             while self.map.len() > self.capacity {
                 let Some((oldest, oldest_seq)) = self.order.pop_front() else {
                     break;

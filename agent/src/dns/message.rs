@@ -6,6 +6,8 @@ use std::net::IpAddr;
 use hickory_proto::op::{Message, MessageType};
 use hickory_proto::rr::RecordType;
 
+use crate::summaries::addr_text::addr_text;
+
 /// Most answers kept per message; the rest are counted in [`DnsMessage::answers_dropped`].
 pub const MAX_ANSWERS: usize = 32;
 
@@ -212,7 +214,7 @@ pub(super) fn parse_plain(bytes: &[u8]) -> Option<Result<DnsMessage, DnsErrorKin
         answers.push(DnsAnswer {
             name: name.clone(),
             rtype,
-            data: addr.to_string(),
+            data: addr_text(addr),
             ttl: u32::from_be_bytes([l0, l1, l2, l3]),
             addr: Some(addr),
         });
@@ -233,24 +235,24 @@ pub(super) fn parse_plain(bytes: &[u8]) -> Option<Result<DnsMessage, DnsErrorKin
 /// A name of plain labels (see [`parse_plain`]) in presentation form, lower case, without the
 /// trailing dot, and the bytes after it; `Some(None)` when the bytes end inside a plain name.
 fn plain_name(bytes: &[u8]) -> Option<Option<(String, &[u8])>> {
-    let mut name = String::with_capacity(64);
-    let mut rest = bytes;
-    let mut wire = 1_usize;
+    // First the labels are checked and the name's end found, then the text is copied once
+    // into a string of its exact size: built label by label it grew and was checked per label.
+    let mut end = 0_usize;
+    let mut text_len = 0_usize;
     loop {
-        let Some((&length, after)) = rest.split_first() else {
+        let Some((&length, after)) = bytes.get(end..).and_then(<[u8]>::split_first) else {
             return Some(None);
         };
         let length = usize::from(length);
         if length == 0 {
-            name.make_ascii_lowercase();
-            return Some(Some((name, after)));
+            break;
         }
         // Above 63 are pointers and reserved label types.
         if length > 63 {
             return None;
         }
-        wire += length + 1;
-        if wire > 200 {
+        // The wire name so far, with the root's byte to come.
+        if end + length + 2 > 200 {
             return None;
         }
         // Cut inside a label: plain only if what is there is.
@@ -262,15 +264,26 @@ fn plain_name(bytes: &[u8]) -> Option<Option<(String, &[u8])>> {
         if !plain {
             return None;
         }
-        let (Ok(text), Some(next)) = (std::str::from_utf8(label), after.get(length..)) else {
+        if label.len() < length {
             return Some(None);
-        };
-        if !name.is_empty() {
-            name.push('.');
         }
-        name.push_str(text);
-        rest = next;
+        text_len += length + usize::from(end > 0);
+        end += length + 1;
     }
+    let mut text = Vec::with_capacity(text_len);
+    let mut at = 0_usize;
+    while at < end {
+        let length = usize::from(*bytes.get(at)?);
+        if at > 0 {
+            text.push(b'.');
+        }
+        let label = bytes.get(at + 1..at + 1 + length)?;
+        text.extend(label.iter().map(u8::to_ascii_lowercase));
+        at += length + 1;
+    }
+    // Plain labels are ASCII, so this never fails.
+    let name = String::from_utf8(text).ok()?;
+    Some(Some((name, bytes.get(end + 1..)?)))
 }
 
 /// A record type's mnemonic ("A", "AAAA", "TXT"...), or "Unknown".

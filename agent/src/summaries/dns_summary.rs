@@ -13,14 +13,16 @@
 //! rest count under `"OTHER"`), [`MAX_EXAMPLE_NAMES`] examples, [`MAX_ANSWERS`] distinct
 //! answers and [`MAX_RESOLVERS`] resolvers per summary.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
+
+use hashbrown::hash_map::EntryRef;
 
 use picket_proto::v1::{DnsAnswer as WireAnswer, DnsSummary, Record, TypeCount, record};
 
 use super::addr_text::addr_text;
 use super::interval::Interval;
-use super::{Aggregates, bounded_entry};
 use crate::dns::{DnsTransaction, record_type_name};
 
 /// Distinct names counted exactly per summary; past this `distinct_names` stays at the cap.
@@ -88,8 +90,25 @@ struct Aggregate {
 #[derive(Debug)]
 pub struct DnsSummaries {
     limits: DnsSummaryLimits,
-    map: Aggregates<(IpAddr, Box<str>), Aggregate>,
+    map: hashbrown::HashMap<(IpAddr, Box<str>), Aggregate, foldhash::fast::RandomState>,
     stats: DnsSummaryStats,
+}
+
+/// A summary's key borrowed from a transaction, so finding an existing summary copies no
+/// name (most transactions are for a domain the interval has already seen).
+struct DomainKey<'a>(IpAddr, &'a str);
+
+impl Hash for DomainKey<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // As the owned key `(IpAddr, Box<str>)` hashes: the tuple's fields in order.
+        (self.0, self.1).hash(state);
+    }
+}
+
+impl hashbrown::Equivalent<(IpAddr, Box<str>)> for DomainKey<'_> {
+    fn equivalent(&self, key: &(IpAddr, Box<str>)) -> bool {
+        self.0 == key.0 && self.1 == &*key.1
+    }
 }
 
 impl DnsSummaries {
@@ -97,7 +116,7 @@ impl DnsSummaries {
     pub fn new(limits: DnsSummaryLimits) -> Self {
         Self {
             limits,
-            map: HashMap::with_hasher(foldhash::fast::RandomState::default()),
+            map: hashbrown::HashMap::with_hasher(foldhash::fast::RandomState::default()),
             stats: DnsSummaryStats::default(),
         }
     }
@@ -120,19 +139,20 @@ impl DnsSummaries {
     /// Folds one transaction into its (client, registered domain) summary.
     pub fn add(&mut self, tx: &DnsTransaction) {
         let domain = tx.registered_domain();
-        let key = (tx.client.addr, Box::<str>::from(domain));
-        let new = || Aggregate {
-            first_seen_ms: u64::MAX,
-            ..Aggregate::default()
-        };
-        let Some(agg) = bounded_entry(
-            &mut self.map,
-            key,
-            self.limits.max_summaries,
-            &mut self.stats.overflow,
-            new,
-        ) else {
-            return;
+        let full = self.map.len() >= self.limits.max_summaries;
+        let agg = match self.map.entry_ref(&DomainKey(tx.client.addr, domain)) {
+            EntryRef::Occupied(entry) => entry.into_mut(),
+            EntryRef::Vacant(entry) if !full => entry.insert_with_key(
+                (tx.client.addr, domain.into()),
+                Aggregate {
+                    first_seen_ms: u64::MAX,
+                    ..Aggregate::default()
+                },
+            ),
+            EntryRef::Vacant(_) => {
+                self.stats.overflow = self.stats.overflow.saturating_add(1);
+                return;
+            }
         };
         for ts in [tx.query_ts, tx.response_ts].into_iter().flatten() {
             agg.first_seen_ms = agg.first_seen_ms.min(ts.as_millis());
