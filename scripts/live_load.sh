@@ -5,7 +5,7 @@
 # namespace, replays a capture at that veth with tcpreplay (the replay bench's mixed traffic
 # unless a pcap is given), then reads the agent's own /metrics and /proc to print what it
 # captured, what it dropped, the CPU it spent per packet and its memory. Everything is removed
-# on exit but the scratch folder (logs), which is printed.
+# on exit but the scratch folder (logs), which is printed; a capture it wrote is removed.
 #
 # Needs root, `ip` (iproute2) and `tcpreplay` (`apt-get install tcpreplay`).
 #
@@ -61,6 +61,7 @@ cleanup() {
   wait 2>/dev/null
   ip netns del "$ns" 2>/dev/null
   ip link del "$bridge" 2>/dev/null
+  rm -f "$work/mix.pcap"
   echo "==> logs kept in $work"
 }
 trap cleanup EXIT
