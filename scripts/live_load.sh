@@ -33,15 +33,9 @@ for tool in ip tcpreplay; do
 done
 [ "$(id -u)" = 0 ] || { echo "needs root (network namespaces and packet capture)" >&2; exit 1; }
 
-if [ -z "${PICKET_BIN_DIR:-}" ]; then
-  echo "==> building (cargo build --release)"
-  cargo build --release --bins --quiet
-  bin="$repo/target/release"
-else
-  bin="$(cd "$PICKET_BIN_DIR" && pwd)"
-fi
-agg="$bin/picket-aggregator"
-agent="$bin/picket-agent"
+# shellcheck source=scripts/lab.sh
+. "$repo/scripts/lab.sh"
+lab_binaries "$repo"
 
 work="$(mktemp -d -t picket-load.XXXXXX)"
 echo "==> scratch folder: $work"
@@ -67,18 +61,8 @@ cleanup() {
 trap cleanup EXIT
 
 echo "==> network: bridge $bridge and namespace $ns"
-ip link del "$bridge" 2>/dev/null || true
-ip netns del "$ns" 2>/dev/null || true
-ip link add "$bridge" type bridge
-ip addr add "$net.1/24" dev "$bridge"
-ip link set "$bridge" up
-ip netns add "$ns"
-ip link add pkv-load type veth peer name eth0 netns "$ns"
-ip link set pkv-load master "$bridge" up
-ip -n "$ns" addr add "$net.11/24" dev eth0
-ip -n "$ns" link set eth0 up
-ip -n "$ns" link set lo up
-ip -n "$ns" route add default via "$net.1"
+lab_bridge "$bridge" "$net.1"
+lab_host load "$net.11" "$bridge" "$net.1"
 
 echo "==> certificates, aggregator and agent"
 "$agg" certs init --dir "$work/pki" >/dev/null

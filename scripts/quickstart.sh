@@ -27,15 +27,9 @@ port="${PICKET_PORT:-7443}"
 http_port=$((port + 1))
 deadline_secs="${PICKET_LAB_TIMEOUT:-90}"
 
-if [ -z "${PICKET_BIN_DIR:-}" ]; then
-  echo "==> building (cargo build --release)"
-  cargo build --release --bins --quiet
-  bin="$repo/target/release"
-else
-  bin="$(cd "$PICKET_BIN_DIR" && pwd)"
-fi
-agg="$bin/picket-aggregator"
-agent="$bin/picket-agent"
+# shellcheck source=scripts/lab.sh
+. "$repo/scripts/lab.sh"
+lab_binaries "$repo"
 
 work="$(mktemp -d -t picket-lab.XXXXXX)"
 echo "==> scratch folder: $work"
@@ -102,26 +96,12 @@ TOML
 
 if [ "$use_netns" = 1 ]; then
   echo "==> network: bridge $bridge ($agg_ip/24) and a namespace per host"
-  ip link del "$bridge" 2>/dev/null || true
-  ip link add "$bridge" type bridge
-  ip addr add "$agg_ip/24" dev "$bridge"
-  ip link set "$bridge" up
-  add_host() { # name address
-    local ns="pk-$1" addr="$2"
-    ip netns del "$ns" 2>/dev/null || true
-    ip netns add "$ns"
-    ip link add "pkv-$1" type veth peer name eth0 netns "$ns"
-    ip link set "pkv-$1" master "$bridge" up
-    ip -n "$ns" addr add "$addr/24" dev eth0
-    ip -n "$ns" link set eth0 up
-    ip -n "$ns" link set lo up
-    ip -n "$ns" route add default via "$agg_ip"
-  }
+  lab_bridge "$bridge" "$agg_ip"
   for h in "${hosts[@]}"; do
     read -r name _ _ addr <<<"$h"
-    add_host "$name" "$addr"
+    lab_host "$name" "$addr" "$bridge" "$agg_ip"
   done
-  add_host attacker "$attacker_ip"
+  lab_host attacker "$attacker_ip" "$bridge" "$agg_ip"
 fi
 
 echo "==> starting the aggregator on $agg_ip:$port"
