@@ -1,6 +1,7 @@
 //! One DNS message, parsed by `hickory-proto` after cheap checks of our own, reduced to the
 //! fields Picket uses.
 
+use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use hickory_proto::op::{Message, MessageType};
@@ -127,18 +128,20 @@ pub(super) fn parse_with_hickory(bytes: &[u8]) -> Result<DnsMessage, DnsErrorKin
     let Some(query) = message.queries().first() else {
         return Err(DnsErrorKind::NoQuestion);
     };
-    let answers = message
-        .answers()
-        .iter()
-        .take(MAX_ANSWERS)
-        .map(|record| DnsAnswer {
+    let mut answers = Vec::with_capacity(message.answers().len().min(MAX_ANSWERS));
+    for record in message.answers().iter().take(MAX_ANSWERS) {
+        // hickory's `Display` of some record data it parsed fails (the `dns` fuzz target found
+        // one), and `to_string` would panic on that: such a message is malformed.
+        let mut data = String::new();
+        write!(data, "{}", record.data()).map_err(|_| DnsErrorKind::Malformed)?;
+        answers.push(DnsAnswer {
             name: presentation(&record.name().to_ascii()),
             rtype: u16::from(record.record_type()),
-            data: record.data().to_string(),
+            data,
             ttl: record.ttl(),
             addr: record.data().ip_addr(),
-        })
-        .collect();
+        });
+    }
     Ok(DnsMessage {
         id: message.id(),
         is_response: message.message_type() == MessageType::Response,

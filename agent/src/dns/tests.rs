@@ -347,6 +347,16 @@ fn self_pointer() -> Vec<u8> {
     m
 }
 
+/// Found by the `dns` fuzz target: hickory parses this message (three questions, one answer),
+/// but printing its answer's record data fails, which `to_string` turned into a panic.
+const UNPRINTABLE_RDATA: [u8; 61] = [
+    0x00, 0x01, 0x01, 0x00, 0x00, 0x03, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10,
+    0x0d, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x29,
+    0x04, 0x00, 0x00, 0x0c, 0x2f, 0x00, 0x00, 0x0c, 0x2f, 0x00, 0x00, 0x00, 0x00, 0xbd, 0x00,
+    0x00, 0x00, 0x41, 0x00, 0x00, 0x01, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00,
+];
+
 #[test]
 fn hostile_messages_are_counted_by_kind_and_never_fatal() {
     let mut t = tracker();
@@ -372,6 +382,7 @@ fn hostile_messages_are_counted_by_kind_and_never_fatal() {
         &self_pointer(),
         &bad_rdlength,
         &no_question,
+        &UNPRINTABLE_RDATA,
     ] {
         t.observe(secs(0), &udp(true, 1, payload), &mut out);
     }
@@ -380,11 +391,11 @@ fn hostile_messages_are_counted_by_kind_and_never_fatal() {
     assert_eq!(s.malformed(DnsErrorKind::BadCounts), 1);
     assert_eq!(
         s.malformed(DnsErrorKind::Malformed),
-        2,
-        "pointer loop and rdata length"
+        3,
+        "pointer loop, rdata length and unprintable rdata"
     );
     assert_eq!(s.malformed(DnsErrorKind::NoQuestion), 1);
-    assert_eq!((s.total_malformed(), s.messages), (5, 0));
+    assert_eq!((s.total_malformed(), s.messages), (6, 0));
     assert!(out.is_empty());
     // A good message afterwards still counts.
     t.observe(
