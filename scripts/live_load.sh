@@ -117,10 +117,10 @@ done
 grep -q '"message":"connected"' "$work/agent.log" ||
   { echo "agent did not connect:"; tail -5 "$work/agent.log"; exit 1; }
 
-metric() { # series name (with labels), from the agent's /metrics
+metric() { # series name (with labels), from the agent's /metrics; 0 when it cannot be read
   ip netns exec "$ns" bash -c "exec 3<>/dev/tcp/127.0.0.1/$metrics_port
-    printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3; cat <&3" |
-    awk -v s="$1" '$1 == s { print $2; exit }'
+    printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3; cat <&3" 2>/dev/null |
+    awk -v s="$1" '$1 == s { v = $2 } END { print v + 0 }'
 }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$agent_pid/stat"; }
 status_kib() { awk -v f="$1" '$1 == f":" { print $2 }' "/proc/$agent_pid/status"; }

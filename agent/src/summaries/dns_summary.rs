@@ -17,12 +17,11 @@ use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 
-use hashbrown::hash_map::EntryRef;
-
 use picket_proto::v1::{DnsAnswer as WireAnswer, DnsSummary, Record, TypeCount, record};
 
 use super::addr_text::addr_text;
 use super::interval::Interval;
+use super::{Aggregates, bounded_entry};
 use crate::dns::{DnsTransaction, record_type_name};
 
 /// Distinct names counted exactly per summary; past this `distinct_names` stays at the cap.
@@ -90,7 +89,7 @@ struct Aggregate {
 #[derive(Debug)]
 pub struct DnsSummaries {
     limits: DnsSummaryLimits,
-    map: hashbrown::HashMap<(IpAddr, Box<str>), Aggregate, foldhash::fast::RandomState>,
+    map: Aggregates<(IpAddr, Box<str>), Aggregate>,
     stats: DnsSummaryStats,
 }
 
@@ -116,7 +115,7 @@ impl DnsSummaries {
     pub fn new(limits: DnsSummaryLimits) -> Self {
         Self {
             limits,
-            map: hashbrown::HashMap::with_hasher(foldhash::fast::RandomState::default()),
+            map: Aggregates::with_hasher(foldhash::fast::RandomState::default()),
             stats: DnsSummaryStats::default(),
         }
     }
@@ -139,20 +138,19 @@ impl DnsSummaries {
     /// Folds one transaction into its (client, registered domain) summary.
     pub fn add(&mut self, tx: &DnsTransaction) {
         let domain = tx.registered_domain();
-        let full = self.map.len() >= self.limits.max_summaries;
-        let agg = match self.map.entry_ref(&DomainKey(tx.client.addr, domain)) {
-            EntryRef::Occupied(entry) => entry.into_mut(),
-            EntryRef::Vacant(entry) if !full => entry.insert_with_key(
-                (tx.client.addr, domain.into()),
-                Aggregate {
-                    first_seen_ms: u64::MAX,
-                    ..Aggregate::default()
-                },
-            ),
-            EntryRef::Vacant(_) => {
-                self.stats.overflow = self.stats.overflow.saturating_add(1);
-                return;
-            }
+        let new = || Aggregate {
+            first_seen_ms: u64::MAX,
+            ..Aggregate::default()
+        };
+        let Some(agg) = bounded_entry(
+            &mut self.map,
+            &DomainKey(tx.client.addr, domain),
+            || (tx.client.addr, domain.into()),
+            self.limits.max_summaries,
+            &mut self.stats.overflow,
+            new,
+        ) else {
+            return;
         };
         for ts in [tx.query_ts, tx.response_ts].into_iter().flatten() {
             agg.first_seen_ms = agg.first_seen_ms.min(ts.as_millis());

@@ -154,7 +154,7 @@ impl FlowSummaries {
     pub fn new(limits: FlowSummaryLimits) -> Self {
         Self {
             limits,
-            map: HashMap::with_hasher(foldhash::fast::RandomState::default()),
+            map: Aggregates::with_hasher(foldhash::fast::RandomState::default()),
             pending_names: HashMap::with_hasher(foldhash::fast::RandomState::default()),
             interval_no: 0,
             stats: FlowSummaryStats::default(),
@@ -217,9 +217,11 @@ impl FlowSummaries {
             first_seen_ms: u64::MAX,
             ..Aggregate::default()
         };
+        let key = summary_key(rec);
         let Some(agg) = bounded_entry(
             &mut self.map,
-            summary_key(rec),
+            &key,
+            || key,
             self.limits.max_summaries,
             &mut self.stats.overflow,
             new,
