@@ -618,3 +618,98 @@ fn simple_packet_blocks_belong_to_the_first_interface() {
     assert_eq!(source.next_packet().expect("reads"), None);
     assert_eq!(source.skipped_records(), 1);
 }
+
+#[test]
+fn a_pcapng_block_shorter_than_its_frame_is_corrupt_at_its_offset() {
+    // A process information block (type 0x80000001) claiming 6 bytes: pcap-parser subtracts
+    // the 12-byte frame from it unchecked, which the `pcap_file` fuzz target found overflowing.
+    // Another type claiming 8, in a big-endian section too.
+    for (kind, length, big_endian) in [
+        (0x8000_0001_u32, 6_u32, false),
+        (0x0000_0bad, 8, false),
+        (0x8000_0001, 6, true),
+    ] {
+        let mut data = pcapng_from(&[one_packet()], LinkType::ETHERNET);
+        if big_endian {
+            data = to_big_endian_pcapng(&data);
+        }
+        let at = data.len();
+        let word = |v: u32| {
+            if big_endian {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            }
+        };
+        data.extend_from_slice(&word(kind));
+        data.extend_from_slice(&word(length));
+        data.extend_from_slice(&[0; 16]);
+        let mut source = PcapFile::from_reader(Cursor::new(data)).expect("header is intact");
+        assert!(source.next_packet().expect("the packet").is_some());
+        let err = source.next_packet().expect_err("the short block is damage");
+        assert_eq!(
+            err.offset(),
+            Some(u64::try_from(at).expect("fits")),
+            "{err}"
+        );
+        assert!(
+            matches!(
+                err,
+                PcapFileError::Corrupt {
+                    kind: CorruptKind::Unparsable,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+}
+
+/// A little-endian pcapng from [`pcapng_from`] with every block's type and lengths, the section
+/// header's byte-order magic and the fields of its interface and packet blocks byte-swapped.
+fn to_big_endian_pcapng(data: &[u8]) -> Vec<u8> {
+    let mut out = data.to_vec();
+    for (at, kind) in pcapng_block_offsets(data) {
+        let len = u32::from_le_bytes(data[at + 4..at + 8].try_into().expect("4 bytes"));
+        let end = at + usize::try_from(len).expect("fits");
+        // Type, leading length and trailing length.
+        for field in [at, at + 4, end - 4] {
+            out[field..field + 4].reverse();
+        }
+        let body = at + 8;
+        match kind {
+            // Byte-order magic and version (two u16s); the section length (u64).
+            0x0a0d_0d0a => {
+                out[body..body + 4].reverse();
+                out[body + 4..body + 6].reverse();
+                out[body + 6..body + 8].reverse();
+                out[body + 8..body + 16].reverse();
+            }
+            // Link type (u16), reserved, snap length (u32), options of (u16, u16, value).
+            1 => {
+                out[body..body + 2].reverse();
+                out[body + 4..body + 8].reverse();
+                let mut opt = body + 8;
+                while opt + 4 <= end - 4 {
+                    let code = u16::from_le_bytes([data[opt], data[opt + 1]]);
+                    let olen = usize::from(u16::from_le_bytes([data[opt + 2], data[opt + 3]]));
+                    out[opt..opt + 2].reverse();
+                    out[opt + 2..opt + 4].reverse();
+                    if code == 0 {
+                        break;
+                    }
+                    opt += 4 + olen.div_ceil(4) * 4;
+                }
+            }
+            // Interface id, timestamp high and low, captured and original lengths.
+            6 => {
+                for field in 0..5 {
+                    let f = body + 4 * field;
+                    out[f..f + 4].reverse();
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}

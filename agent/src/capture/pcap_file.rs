@@ -200,6 +200,8 @@ enum Format {
     PcapNg {
         interfaces: Vec<Interface>,
         in_section: bool,
+        /// The current section's byte order, which its blocks' lengths are written in.
+        big_endian: bool,
     },
 }
 
@@ -332,6 +334,7 @@ impl PcapFile {
             Format::PcapNg {
                 interfaces: Vec::new(),
                 in_section: false,
+                big_endian: false,
             }
         } else {
             // Replaced by the header block, which the legacy reader returns first.
@@ -370,27 +373,35 @@ impl PcapFile {
         u64::try_from(self.reader.consumed()).unwrap_or(u64::MAX)
     }
 
-    /// Whether the next legacy pcap record header claims more than any capture tool writes.
+    /// What is wrong with the next record's length, when its header lies about it: a legacy
+    /// pcap record claiming more than any capture tool writes, or a pcapng block shorter than
+    /// the 12 bytes of its own type and two lengths (pcapng §3.1).
     ///
     /// Checked before parsing so a lying length is reported as such, rather than as a truncated
-    /// file or after growing the buffer towards it.
-    fn lying_pcap_caplen(&self) -> bool {
-        let Format::Pcap { big_endian, .. } = self.format else {
-            return false;
-        };
+    /// file or after growing the buffer towards it. pcap-parser subtracts 12 from a process
+    /// information block's length having only checked it is at least 4, which overflows (a
+    /// panic with overflow checks, a 4 GiB claim without; found by the `pcap_file` fuzz
+    /// target).
+    fn lying_length(&self) -> Option<CorruptKind> {
         // Before the file header is consumed the buffer starts with the header, not a record.
         if self.reader.consumed() == 0 {
-            return false;
+            return None;
         }
-        let Some(&[c0, c1, c2, c3]) = self.reader.data().get(8..12) else {
-            return false;
-        };
-        let caplen = if big_endian {
-            u32::from_be_bytes([c0, c1, c2, c3])
-        } else {
-            u32::from_le_bytes([c0, c1, c2, c3])
-        };
-        caplen > MAX_CAPLEN
+        let data = self.reader.data();
+        match self.format {
+            Format::Pcap { big_endian, .. } => {
+                let caplen = read_u32(data.get(8..12)?, big_endian)?;
+                (caplen > MAX_CAPLEN).then_some(CorruptKind::RecordTooLarge)
+            }
+            Format::PcapNg { big_endian, .. } => {
+                // A section header says its own byte order; pcap-parser checks its length.
+                if data.get(..4)? == PCAPNG_MAGIC {
+                    return None;
+                }
+                let length = read_u32(data.get(4..8)?, big_endian)?;
+                (length < 12).then_some(CorruptKind::Unparsable)
+            }
+        }
     }
 
     /// Doubles the reader's buffer for a block larger than it, up to [`MAX_BLOCK_BYTES`].
@@ -418,6 +429,16 @@ impl PcapFile {
         let source = take_failure(&self.read_failure);
         self.fail(PcapFileError::Read { offset, source })
     }
+}
+
+/// Four bytes as a `u32` in the given byte order; `None` unless there are exactly four.
+fn read_u32(bytes: &[u8], big_endian: bool) -> Option<u32> {
+    let bytes = <[u8; 4]>::try_from(bytes).ok()?;
+    Some(if big_endian {
+        u32::from_be_bytes(bytes)
+    } else {
+        u32::from_le_bytes(bytes)
+    })
 }
 
 /// Wraps a gzip stream's errors, so their offsets are read as decompressed bytes.
@@ -482,11 +503,8 @@ impl PcapFile {
         }
         loop {
             let offset = self.offset();
-            if self.lying_pcap_caplen() {
-                return Err(self.fail(PcapFileError::Corrupt {
-                    offset,
-                    kind: CorruptKind::RecordTooLarge,
-                }));
+            if let Some(kind) = self.lying_length() {
+                return Err(self.fail(PcapFileError::Corrupt { offset, kind }));
             }
             // Classify into owned values first: the parsed block borrows the reader, and the
             // reader must be refilled or grown in the other arms.
@@ -640,9 +658,10 @@ fn absorb(format: &mut Format, packet: &mut Vec<u8>, block: PcapBlockOwned<'_>) 
             Format::PcapNg {
                 interfaces,
                 in_section,
+                big_endian,
             },
             PcapBlockOwned::NG(block),
-        ) => absorb_pcapng(interfaces, in_section, packet, block),
+        ) => absorb_pcapng(interfaces, in_section, big_endian, packet, block),
         // A pcapng block from a legacy reader or the reverse cannot happen; a legacy header
         // mid-file is not something pcap-parser produces either. Skip rather than trust that.
         _ => Step::Skip,
@@ -652,14 +671,16 @@ fn absorb(format: &mut Format, packet: &mut Vec<u8>, block: PcapBlockOwned<'_>) 
 fn absorb_pcapng(
     interfaces: &mut Vec<Interface>,
     in_section: &mut bool,
+    big_endian: &mut bool,
     packet: &mut Vec<u8>,
     block: Block<'_>,
 ) -> Step {
     match block {
-        Block::SectionHeader(_) => {
+        Block::SectionHeader(shb) => {
             // Interface ids are per section (pcapng §4.1).
             interfaces.clear();
             *in_section = true;
+            *big_endian = shb.big_endian();
             Step::Skip
         }
         Block::InterfaceDescription(idb) => {
