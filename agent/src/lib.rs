@@ -15,6 +15,7 @@
 pub mod backoff;
 pub mod capture;
 pub mod config;
+pub mod conntrack;
 pub mod decode;
 pub mod dns;
 pub mod enroll;

@@ -17,7 +17,10 @@
 //! transaction (query name and answers). Any `IntelHit` it returns is emitted at once, ahead
 //! of the summaries.
 
+mod nat;
 mod vantage;
+
+pub use nat::{NatStats, NatTable, Tracked};
 
 use std::time::Duration;
 
@@ -136,6 +139,8 @@ pub struct PipelineTotals {
     pub capture: CaptureStats,
     /// Intel hits the observer returned.
     pub intel_hits: u64,
+    /// What the NAT check asked and left to containers' links.
+    pub nat: NatStats,
     /// Records emitted.
     pub records: u64,
 }
@@ -146,6 +151,8 @@ pub struct Pipeline<O: Observer = NoIntel> {
     interface: String,
     /// Which packets other captures of the host count instead.
     vantage: vantage::Vantage,
+    /// Which NATed packets containers' links count instead, once a NAT table is given.
+    nat: Option<nat::NatCheck>,
     /// Bridged containers' addresses this link's capture saw sending, not yet taken by
     /// [`Pipeline::take_learned`].
     learned: Vec<std::net::IpAddr>,
@@ -192,6 +199,7 @@ impl<O: Observer> Pipeline<O> {
         Self {
             addresses,
             vantage: vantage::Vantage::new(config.container_link, &config.local),
+            nat: None,
             learned: Vec::new(),
             behind: Vec::new(),
             interface: config.interface,
@@ -248,6 +256,13 @@ impl<O: Observer> Pipeline<O> {
         self.table.set_local(local);
     }
 
+    /// Asks `table` which flows on the host's own addresses are a container's NATed to them,
+    /// and leaves those to the container's link (see `pipeline::nat`). A capture on a
+    /// container's own link never asks.
+    pub fn set_nat_table(&mut self, table: Box<dyn NatTable>) {
+        self.nat = Some(nat::NatCheck::new(table));
+    }
+
     /// The bridged containers' addresses seen sending through this capture's container link
     /// since the last call, for `HostAddresses::learn`.
     pub fn take_learned(&mut self) -> Vec<std::net::IpAddr> {
@@ -301,6 +316,14 @@ impl<O: Observer> Pipeline<O> {
                 .decode
                 .record_skip(SkipKind::CountedOnContainerLink);
             return;
+        }
+        if let Some(nat) = self.nat.as_mut() {
+            if nat.counted_at_link(&self.vantage, &self.table, decoded, ts) {
+                self.totals
+                    .decode
+                    .record_skip(SkipKind::CountedOnContainerLink);
+                return;
+            }
         }
         self.totals.decode.record_decoded();
         if self.vantage.container_link()
@@ -493,6 +516,11 @@ impl<O: Observer> Pipeline<O> {
         totals.dns = self.dns.stats();
         totals.flow_summaries = self.flow_summaries.stats();
         totals.dns_summaries = self.dns_summaries.stats();
+        totals.nat = self
+            .nat
+            .as_ref()
+            .map(nat::NatCheck::stats)
+            .unwrap_or_default();
     }
 
     fn close_interval(&mut self, interval: Interval, emit: &mut impl FnMut(Record)) {

@@ -104,6 +104,20 @@ pub fn capture_until<O: crate::pipeline::Observer>(
     result.and(drops).map(|()| pipeline.totals())
 }
 
+/// Gives `pipeline` (capturing `interface`, not a container's link) the kernel's connection
+/// tracking, so a container's traffic NATed to the host's address is counted once; without it
+/// (no connection tracking, no `CAP_NET_ADMIN`) such traffic is counted here too.
+fn give_nat_table<O: crate::pipeline::Observer>(pipeline: &mut Pipeline<O>, interface: &str) {
+    match crate::conntrack::Conntrack::open() {
+        Ok(table) => pipeline.set_nat_table(Box::new(table)),
+        Err(e) => warn!(
+            interface,
+            error = %e,
+            "connection tracking cannot be asked: a container's traffic NATed to the host's address is counted here too"
+        ),
+    }
+}
+
 /// How often a sensor that follows the host's interfaces looks for ones that came up.
 pub const RESCAN: Duration = Duration::from_secs(5);
 
@@ -276,7 +290,11 @@ impl Spawner {
             .name(format!("capture-{name}"))
             .spawn(move || {
                 let _alive = alive;
+                let container_link = config.container_link;
                 let mut pipeline = Pipeline::with_observer(config, observer);
+                if !container_link {
+                    give_nat_table(&mut pipeline, &thread_name);
+                }
                 let mut emit = |r: Record| match tx.try_send(r) {
                     Ok(()) => {}
                     Err(mpsc::error::TrySendError::Full(_)) => {

@@ -151,7 +151,8 @@ mkdir -p "$(dirname "$UNIT")"
 cat > "${UNIT}.new" <<'PICKET_UNIT'
 # Picket host agent. Installed by deploy/install/user-data.sh (which embeds this file; a test
 # checks they agree). Capture needs CAP_NET_RAW (AF_PACKET sockets) and CAP_NET_ADMIN
-# (promiscuous mode, ring setup); the agent gets those two and nothing else.
+# (promiscuous mode, ring setup, connection tracking lookups for NATed containers); the agent
+# gets those two and nothing else.
 [Unit]
 Description=Picket host agent (network metadata to the Picket aggregator)
 Documentation=https://example.invalid/picket/docs/operations.md

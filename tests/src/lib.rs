@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod enroll;
+pub mod netns;
 pub mod ops;
 
 use std::io::{BufRead, BufReader};

@@ -7,7 +7,6 @@
 //! "c", and each pod has a namespace of its own. Needs root and `ip`; without them the test prints
 //! why and returns.
 
-use std::fs::File;
 use std::net::UdpSocket;
 use std::time::Duration;
 
@@ -16,6 +15,7 @@ use picket_aggregator::certs::LeafKind;
 use picket_aggregator::ingest::BatchStore;
 use picket_proto::AgentId;
 use picket_proto::v1::{Direction, FlowSummary, HostStats, record};
+use picket_tests::netns::{ExtraNs, in_netns, ip_in, send_datagrams};
 use picket_tests::ops::{http_get, metrics_addr, value};
 use picket_tests::{
     FAST_AGENT_CONFIG, NetnsPair, Pki, can_use_netns, sh, start_agent_cmd_in, start_aggregator_in,
@@ -34,55 +34,6 @@ const CONTAINER: &str = "172.31.88.11";
 const CONTAINER2: &str = "172.31.88.12";
 /// A container's address in a bridge's network on the agent's host.
 const BRIDGED: &str = "172.31.77.5";
-
-/// Runs `f` on a thread inside network namespace `ns`.
-fn in_netns<T: Send + 'static>(
-    ns: &str,
-    f: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    let path = format!("/var/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let file = File::open(&path).with_context(|| path.clone())?;
-        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).context("setns")?;
-        f()
-    })
-    .join()
-    .map_err(|_| anyhow::anyhow!("namespace thread panicked"))?
-}
-
-/// Runs `ip -n NS ARGS...`.
-fn ip_in(ns: &str, args: &[&str]) -> Result<()> {
-    let mut full = vec!["-n", ns];
-    full.extend(args);
-    sh("ip", &full)
-}
-
-/// Sends `count` datagrams of `what` from `from` (any port) to `to`, inside namespace `ns`.
-fn send_datagrams(
-    ns: &str,
-    from: &str,
-    to: (&str, u16),
-    what: &'static [u8],
-    count: usize,
-) -> Result<()> {
-    let (from, to) = (from.to_owned(), (to.0.to_owned(), to.1));
-    in_netns(ns, move || {
-        let sock = UdpSocket::bind((from.as_str(), 0))?;
-        for _ in 0..count {
-            sock.send_to(what, (to.0.as_str(), to.1))?;
-        }
-        Ok(())
-    })
-}
-
-/// Namespace `c` removed on drop.
-struct ExtraNs(String);
-
-impl Drop for ExtraNs {
-    fn drop(&mut self) {
-        let _ = sh("ip", &["netns", "del", &self.0]);
-    }
-}
 
 #[test]
 fn an_interface_that_comes_up_after_start_is_captured_and_one_that_goes_is_let_go() -> Result<()> {

@@ -291,6 +291,13 @@ impl FlowTable {
         check
     }
 
+    /// Whether a flow of `protocol` between `src` and `dst` (either way) is held now.
+    pub fn holds(&self, protocol: u8, src: Endpoint, dst: Endpoint) -> bool {
+        self.locate(protocol, (src.addr, src.port), (dst.addr, dst.port))
+            .3
+            .is_some()
+    }
+
     /// The express lane's count: as [`FlowTable::observe_checked`] for a TCP or UDP packet
     /// read by [`express::read`], when the answer would be "do not show it to the intel
     /// observer": its flow is held, already has packets in this interval and was checked

@@ -663,3 +663,138 @@ fn two_pods_flow_is_handed_to_the_lower_pods_link_when_that_link_is_captured() {
     );
     assert_eq!(left_to_links(&out), 10);
 }
+
+/// Connection tracking as a table the test fills: the tracked connections by their tuples
+/// either way, and how often it was asked.
+#[derive(Debug, Default)]
+struct FakeConntrack {
+    connections: Vec<(u8, Endpoint, Endpoint, Tracked)>,
+    failing: bool,
+}
+
+impl NatTable for FakeConntrack {
+    fn lookup(
+        &mut self,
+        protocol: u8,
+        from: Endpoint,
+        to: Endpoint,
+    ) -> std::io::Result<Option<Tracked>> {
+        if self.failing {
+            return Err(std::io::Error::other("wedged"));
+        }
+        Ok(self
+            .connections
+            .iter()
+            .find(|(p, a, b, _)| {
+                *p == protocol && ((*a, *b) == (from, to) || (*a, *b) == (to, from))
+            })
+            .map(|c| c.3))
+    }
+}
+
+/// On a host with containers, the uplink leaves a container's flows NATed to the host's
+/// address (masqueraded out, published in) to the container's link, asking connection
+/// tracking once per flow, and counts the host's own flows, NATed or not.
+#[test]
+fn a_containers_flows_natted_to_the_host_are_left_to_its_link() {
+    const CONTAINER: [u8; 4] = [172, 17, 0, 2];
+    const REMOTE: [u8; 4] = [198, 51, 100, 20];
+    let ip = |a: [u8; 4]| std::net::IpAddr::from(a);
+    let end = |a: [u8; 4], port| Endpoint { addr: ip(a), port };
+    let cidr = |a: [u8; 4]| Cidr::new(ip(a), 32).expect("cidr");
+    let local = LocalNets::new([cidr(HOST)])
+        .with_counted_at_links([cidr(CONTAINER)])
+        .with_hosted([Cidr::new(ip([172, 17, 0, 0]), 16).expect("cidr")]);
+    // Masqueraded: the container's 41000 left as the host's 50000.
+    let masqueraded = Tracked {
+        original: (ip(CONTAINER), ip(REMOTE)),
+        reply: (ip(REMOTE), ip(HOST)),
+    };
+    // Published: the host's 8080 forwarded to the container's 80.
+    let published = Tracked {
+        original: (ip(REMOTE), ip(HOST)),
+        reply: (ip(CONTAINER), ip(REMOTE)),
+    };
+    let own = Tracked {
+        original: (ip(HOST), ip(REMOTE)),
+        reply: (ip(REMOTE), ip(HOST)),
+    };
+    let table = FakeConntrack {
+        connections: vec![
+            (6, end(HOST, 50_000), end(REMOTE, 443), masqueraded),
+            (6, end(REMOTE, 33_000), end(HOST, 8080), published),
+            (6, end(HOST, 40_001), end(REMOTE, 80), own),
+        ],
+        failing: false,
+    };
+    let mut frames = vec![
+        (tcp(HOST, REMOTE, 50_000, 443, SYN, &[]), true),
+        (tcp(REMOTE, HOST, 443, 50_000, SYN | ACK, &[]), false),
+        (tcp(REMOTE, HOST, 33_000, 8080, SYN, &[]), false),
+        (tcp(HOST, REMOTE, 8080, 33_000, SYN | ACK, &[]), true),
+        (tcp(HOST, REMOTE, 40_001, 80, SYN, &[]), true),
+        (tcp(REMOTE, HOST, 80, 40_001, SYN | ACK, &[]), false),
+        // Not tracked at all (connection tracking off for it): the host's.
+        (tcp(HOST, REMOTE, 40_002, 22, SYN, &[]), true),
+    ];
+    for _ in 0..4 {
+        frames.push((tcp(HOST, REMOTE, 50_000, 443, ACK | PSH, b"data"), true));
+        frames.push((tcp(HOST, REMOTE, 40_001, 80, ACK | PSH, b"data"), true));
+    }
+    let run = |table: FakeConntrack| {
+        let mut pipeline = Pipeline::new(PipelineConfig {
+            local: local.clone(),
+            ..config(HOST)
+        });
+        pipeline.set_nat_table(Box::new(table));
+        let mut out = Vec::new();
+        for (at, (frame, outgoing)) in (0..).zip(&frames) {
+            pipeline.packet(&packet_way(frame, at, *outgoing), &mut |r| out.push(r));
+        }
+        pipeline.finish(&mut |r| out.push(r));
+        (out, pipeline.totals().nat)
+    };
+
+    // A flow's port: its service port, or the port an unanswered SYN tried.
+    let ports = |out: &[Record]| {
+        let mut ports: Vec<u32> = flows(out)
+            .iter()
+            .flat_map(|f| {
+                let tried = f.failed_ports.iter().copied();
+                (f.service_port != 0)
+                    .then_some(f.service_port)
+                    .into_iter()
+                    .chain(tried)
+            })
+            .collect();
+        ports.sort_unstable();
+        ports
+    };
+    let (out, nat) = run(table);
+    assert_eq!(
+        ports(&out),
+        [22, 80],
+        "the host's own flows only: {:?}",
+        flows(&out)
+    );
+    assert_eq!(left_to_links(&out), 8, "2 + 4 masqueraded, 2 published");
+    assert_eq!(
+        nat,
+        NatStats {
+            lookups: 4,
+            left_to_links: 2,
+            errors: 0
+        },
+        "one question per flow"
+    );
+
+    // When connection tracking cannot be asked, every flow is counted here (twice, rather
+    // than lost), and each failure is counted.
+    let (out, nat) = run(FakeConntrack {
+        failing: true,
+        ..FakeConntrack::default()
+    });
+    assert_eq!(ports(&out), [22, 80, 443, 8080]);
+    assert_eq!(left_to_links(&out), 0);
+    assert_eq!((nat.lookups, nat.errors, nat.left_to_links), (4, 4, 0));
+}

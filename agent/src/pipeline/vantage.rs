@@ -22,8 +22,9 @@
 //! the receiver of what it sent out (`PACKET_OUTGOING`). Where that cannot be told (`pnet`'s
 //! channel, when the ring could not be had) the link counts every packet, as before.
 //!
-//! NAT is not undone: a Docker container's traffic leaves the uplink with the host's address,
-//! and is counted there as the host's too, as VPC Flow Logs see it.
+//! A container's traffic NATed to the host's address (Docker's masquerade and published ports,
+//! the EKS VPC CNI's SNAT) cannot be told by address on the uplink; `pipeline::nat` asks the
+//! kernel's connection tracking for it.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -90,6 +91,16 @@ impl Vantage {
         self.container_link
     }
 
+    /// Whether any container is counted at its link (the host has containers).
+    pub fn has_links(&self) -> bool {
+        !(self.hosts.is_empty() && self.nets.is_empty())
+    }
+
+    /// Whether `addr` is one of the host's own addresses.
+    pub fn is_own(&self, addr: IpAddr) -> bool {
+        self.own.contains(&addr)
+    }
+
     /// Whether this capture counts a packet from `src` to `dst`, which the host sent out
     /// through the capturing interface when `outgoing` (as the kernel says, if it does).
     #[inline]
@@ -120,7 +131,7 @@ impl Vantage {
     }
 
     /// Whether `addr` is a container's, counted on its link.
-    fn at_link(&self, addr: IpAddr) -> bool {
+    pub fn at_link(&self, addr: IpAddr) -> bool {
         (self.hosts.contains(&addr) || self.nets.iter().any(|n| n.contains(addr)))
             && !self.own.contains(&addr)
     }

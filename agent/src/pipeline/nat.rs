@@ -1,0 +1,167 @@
+//! Which packets on the host's own links are a container's, NATed to the host's address, so
+//! that they are counted once, on the container's link (see `pipeline::vantage`).
+//!
+//! Docker masquerades a bridged container's traffic to the host's address on the way out,
+//! and publishes its ports on the host's address on the way in; the EKS VPC CNI masquerades a
+//! pod's traffic to outside the VPC to the node's primary address. On the uplink such a
+//! packet has the host's address where the container's was, so the vantage's address rule
+//! cannot tell it, and it would be counted again as the host's own: one scan from a container
+//! reported as two, one of them from the node.
+//!
+//! The kernel's connection tracking knows: a NATed connection's original and reply tuples
+//! differ, and one of them holds the container's address. A flow with one end the host's own
+//! is looked up once, when it is new (not held by the flow table); when its connection has a
+//! container counted at its link, the flow is left to that link, and remembered as left so
+//! its other packets cost a hash lookup, not a question to the kernel. A flow that is not
+//! NATed goes on into the flow table, and its later packets are not looked up again.
+
+use std::io;
+use std::net::IpAddr;
+
+use tracing::warn;
+
+use super::vantage::Vantage;
+use crate::capture::Timestamp;
+use crate::decode::Decoded;
+use crate::flow_table::{Endpoint, FlowTable};
+
+/// A connection as the host's connection tracking holds it: (source, destination) of its
+/// original direction and of its reply direction, which differ when it was NATed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tracked {
+    /// As its first packet was sent.
+    pub original: (IpAddr, IpAddr),
+    /// As its answers are expected.
+    pub reply: (IpAddr, IpAddr),
+}
+
+/// Where the host keeps its NATed connections: the kernel's connection tracking
+/// (`conntrack::Conntrack`) live, a table of its own in tests.
+pub trait NatTable: Send + std::fmt::Debug {
+    /// The tracked connection that a packet of `protocol` from `from` to `to` belongs to, in
+    /// either direction; `None` when no such connection is tracked.
+    ///
+    /// # Errors
+    /// When the table cannot be asked.
+    fn lookup(&mut self, protocol: u8, from: Endpoint, to: Endpoint)
+    -> io::Result<Option<Tracked>>;
+}
+
+/// What the NAT check did, for `HostStats` and `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NatStats {
+    /// Questions asked of the connection tracking.
+    pub lookups: u64,
+    /// Flows found NATed from a container counted at its link, and left to it.
+    pub left_to_links: u64,
+    /// Questions that failed; their flows were counted here (twice, rather than lost).
+    pub errors: u64,
+}
+
+/// Left flows remembered at most; past it the idle ones are forgotten (and looked up again if
+/// they come back).
+const REMEMBERED_AT_MOST: usize = 65_536;
+/// A left flow idle this long is looked up again: its tuple may be another connection's now.
+const REMEMBERED_FOR_NANOS: u64 = 30_000_000_000;
+
+/// A flow's tuple as asked: protocol, the remote end, the host's own end.
+type TupleKey = (u8, Endpoint, Endpoint);
+
+/// The NAT check of one capture that is not on a container's link.
+#[derive(Debug)]
+pub struct NatCheck {
+    table: Box<dyn NatTable>,
+    /// Flows left to containers' links, with when their last packet was seen.
+    left: hashbrown::HashMap<TupleKey, Timestamp, foldhash::fast::RandomState>,
+    stats: NatStats,
+}
+
+impl NatCheck {
+    /// A check asking `table`.
+    pub fn new(table: Box<dyn NatTable>) -> Self {
+        Self {
+            table,
+            left: hashbrown::HashMap::default(),
+            stats: NatStats::default(),
+        }
+    }
+
+    /// What it did so far.
+    pub fn stats(&self) -> NatStats {
+        self.stats
+    }
+
+    /// Whether `packet`, seen at `ts` by a capture with `vantage`, is a container's NATed to
+    /// one of the host's own addresses, and so counted on the container's link instead.
+    pub fn counted_at_link(
+        &mut self,
+        vantage: &Vantage,
+        table: &FlowTable,
+        packet: &Decoded<'_>,
+        ts: Timestamp,
+    ) -> bool {
+        if vantage.container_link() || !vantage.has_links() {
+            return false;
+        }
+        // Connection tracking's tuples have ports; ICMP's are ids, not kept in the decoded view.
+        let Some((src_port, dst_port)) = packet.ports() else {
+            return false;
+        };
+        let src = Endpoint {
+            addr: packet.src,
+            port: src_port,
+        };
+        let dst = Endpoint {
+            addr: packet.dst,
+            port: dst_port,
+        };
+        let (remote, own) = match (vantage.is_own(src.addr), vantage.is_own(dst.addr)) {
+            (false, true) => (src, dst),
+            (true, false) => (dst, src),
+            _ => return false,
+        };
+        let key = (packet.protocol, remote, own);
+        if let Some(last) = self.left.get_mut(&key) {
+            if ts.0.saturating_sub(last.0) < REMEMBERED_FOR_NANOS {
+                *last = ts;
+                return true;
+            }
+        }
+        if table.holds(packet.protocol, src, dst) {
+            return false;
+        }
+        self.stats.lookups = self.stats.lookups.saturating_add(1);
+        let tracked = match self.table.lookup(packet.protocol, remote, own) {
+            Ok(tracked) => tracked,
+            Err(e) => {
+                self.stats.errors = self.stats.errors.saturating_add(1);
+                // The first and then ever more rarely: a wedged socket fails every question.
+                if self.stats.errors.is_power_of_two() {
+                    warn!(error = %e, errors = self.stats.errors,
+                        "connection tracking could not be asked; the flow is counted on this link");
+                }
+                None
+            }
+        };
+        let Some(tracked) = tracked else {
+            self.left.remove(&key);
+            return false;
+        };
+        let (a, b) = tracked.original;
+        let (c, d) = tracked.reply;
+        if ![a, b, c, d].into_iter().any(|addr| vantage.at_link(addr)) {
+            self.left.remove(&key);
+            return false;
+        }
+        self.stats.left_to_links = self.stats.left_to_links.saturating_add(1);
+        if self.left.len() >= REMEMBERED_AT_MOST {
+            self.left
+                .retain(|_, last| ts.0.saturating_sub(last.0) < REMEMBERED_FOR_NANOS);
+            if self.left.len() >= REMEMBERED_AT_MOST {
+                self.left.clear();
+            }
+        }
+        self.left.insert(key, ts);
+        true
+    }
+}
