@@ -56,6 +56,9 @@ pub struct NatStats {
     pub left_to_links: u64,
     /// Questions that failed; their flows were counted here (twice, rather than lost).
     pub errors: u64,
+    /// New flows not looked up because the second's questions were spent (a flood of new
+    /// flows); counted here, twice if they were a container's.
+    pub unchecked: u64,
 }
 
 /// Left flows remembered at most; past it the idle ones are forgotten (and looked up again if
@@ -63,6 +66,11 @@ pub struct NatStats {
 const REMEMBERED_AT_MOST: usize = 65_536;
 /// A left flow idle this long is looked up again: its tuple may be another connection's now.
 const REMEMBERED_FOR_NANOS: u64 = 30_000_000_000;
+
+/// Questions asked per second at most: each costs 3-6 µs on the capture thread, and a flood
+/// of new flows (a SYN flood at the host) must not turn into a flood of questions.
+const LOOKUPS_PER_SECOND: u32 = 10_000;
+const SECOND_NANOS: u64 = 1_000_000_000;
 
 /// A flow's tuple as asked: protocol, the remote end, the host's own end.
 type TupleKey = (u8, Endpoint, Endpoint);
@@ -73,6 +81,10 @@ pub struct NatCheck {
     table: Box<dyn NatTable>,
     /// Flows left to containers' links, with when their last packet was seen.
     left: hashbrown::HashMap<TupleKey, Timestamp, foldhash::fast::RandomState>,
+    /// The second (of packet time) whose questions are being counted, and how many were
+    /// asked in it.
+    second: u64,
+    asked_this_second: u32,
     stats: NatStats,
 }
 
@@ -82,6 +94,8 @@ impl NatCheck {
         Self {
             table,
             left: hashbrown::HashMap::default(),
+            second: 0,
+            asked_this_second: 0,
             stats: NatStats::default(),
         }
     }
@@ -130,6 +144,15 @@ impl NatCheck {
         if table.holds(packet.protocol, src, dst) {
             return false;
         }
+        let second = ts.0 / SECOND_NANOS;
+        if second != self.second {
+            (self.second, self.asked_this_second) = (second, 0);
+        }
+        if self.asked_this_second >= LOOKUPS_PER_SECOND {
+            self.stats.unchecked = self.stats.unchecked.saturating_add(1);
+            return false;
+        }
+        self.asked_this_second += 1;
         self.stats.lookups = self.stats.lookups.saturating_add(1);
         let tracked = match self.table.lookup(packet.protocol, remote, own) {
             Ok(tracked) => tracked,

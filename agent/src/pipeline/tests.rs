@@ -783,7 +783,8 @@ fn a_containers_flows_natted_to_the_host_are_left_to_its_link() {
         NatStats {
             lookups: 4,
             left_to_links: 2,
-            errors: 0
+            errors: 0,
+            unchecked: 0,
         },
         "one question per flow"
     );
@@ -797,4 +798,31 @@ fn a_containers_flows_natted_to_the_host_are_left_to_its_link() {
     assert_eq!(ports(&out), [22, 80, 443, 8080]);
     assert_eq!(left_to_links(&out), 0);
     assert_eq!((nat.lookups, nat.errors, nat.left_to_links), (4, 4, 0));
+}
+
+/// A flood of new flows at the host's address is looked up at most 10 000 times a second;
+/// the rest are counted where they are seen (and counted as unchecked), and the next second
+/// asks again.
+#[test]
+fn a_flood_of_new_flows_asks_connection_tracking_a_bounded_number_of_times() {
+    const CONTAINER: [u8; 4] = [172, 17, 0, 2];
+    const REMOTE: [u8; 4] = [198, 51, 100, 20];
+    let cidr = |a: [u8; 4]| Cidr::new(std::net::IpAddr::from(a), 32).expect("cidr");
+    let mut pipeline = Pipeline::new(PipelineConfig {
+        local: LocalNets::new([cidr(HOST)])
+            .with_counted_at_links([cidr(CONTAINER)])
+            .with_hosted([cidr(CONTAINER)]),
+        ..config(HOST)
+    });
+    pipeline.set_nat_table(Box::new(FakeConntrack::default()));
+    let mut out = Vec::new();
+    // 12 000 SYNs from distinct ports in the first second, 10 in the next.
+    for (i, at) in (0..12_010_u32).map(|i| (i, if i < 12_000 { 0 } else { 1_000 })) {
+        let port = u16::try_from(1024 + i).expect("port");
+        let frame = tcp(REMOTE, HOST, port, 80, SYN, &[]);
+        pipeline.packet(&packet_way(&frame, at, false), &mut |r| out.push(r));
+    }
+    let nat = pipeline.totals().nat;
+    assert_eq!((nat.lookups, nat.unchecked), (10_010, 2_000), "{nat:?}");
+    assert_eq!(pipeline.totals().decode.decoded, 12_010);
 }
