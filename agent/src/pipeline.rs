@@ -256,9 +256,9 @@ impl<O: Observer> Pipeline<O> {
         self.table.set_local(local);
     }
 
-    /// Asks `table` which flows on the host's own addresses are a container's NATed to them,
-    /// and leaves those to the container's link (see `pipeline::nat`). A capture on a
-    /// container's own link never asks.
+    /// Asks `table` which NATed flows another link counts (a container's NATed to the host's
+    /// addresses, or sent to another container through a service address), and leaves those
+    /// to it (see `pipeline::nat`).
     pub fn set_nat_table(&mut self, table: Box<dyn NatTable>) {
         self.nat = Some(nat::NatCheck::new(table));
     }

@@ -104,17 +104,21 @@ pub fn capture_until<O: crate::pipeline::Observer>(
     result.and(drops).map(|()| pipeline.totals())
 }
 
-/// Gives `pipeline` (capturing `interface`, not a container's link) the kernel's connection
-/// tracking, so a container's traffic NATed to the host's address is counted once; without it
-/// (no connection tracking, no `CAP_NET_ADMIN`) such traffic is counted here too.
+/// Gives `pipeline` (capturing `interface`) the kernel's connection tracking, so a
+/// container's traffic NATed to the host's address, or to another container through a
+/// service address, is counted once; without it (no connection tracking, no
+/// `CAP_NET_ADMIN`) such traffic is counted here too.
 fn give_nat_table<O: crate::pipeline::Observer>(pipeline: &mut Pipeline<O>, interface: &str) {
+    // Said once per agent: a node with a hundred pods opens a hundred captures.
+    static WARNED: AtomicBool = AtomicBool::new(false);
     match crate::conntrack::Conntrack::open() {
         Ok(table) => pipeline.set_nat_table(Box::new(table)),
-        Err(e) => warn!(
+        Err(e) if !WARNED.swap(true, Ordering::Relaxed) => warn!(
             interface,
             error = %e,
             "connection tracking cannot be asked: a container's traffic NATed to the host's address is counted here too"
         ),
+        Err(e) => debug!(interface, error = %e, "connection tracking cannot be asked"),
     }
 }
 
@@ -290,11 +294,8 @@ impl Spawner {
             .name(format!("capture-{name}"))
             .spawn(move || {
                 let _alive = alive;
-                let container_link = config.container_link;
                 let mut pipeline = Pipeline::with_observer(config, observer);
-                if !container_link {
-                    give_nat_table(&mut pipeline, &thread_name);
-                }
+                give_nat_table(&mut pipeline, &thread_name);
                 let mut emit = |r: Record| match tx.try_send(r) {
                     Ok(()) => {}
                     Err(mpsc::error::TrySendError::Full(_)) => {

@@ -15,7 +15,7 @@ use picket_aggregator::certs::LeafKind;
 use picket_aggregator::ingest::BatchStore;
 use picket_proto::AgentId;
 use picket_proto::v1::{Direction, FlowSummary, HostStats, record};
-use picket_tests::netns::{ExtraNs, in_netns, ip_in, send_datagrams};
+use picket_tests::netns::{ExtraNs, add_routed_pod, in_netns, ip_in, send_datagrams};
 use picket_tests::ops::{http_get, metrics_addr, value};
 use picket_tests::{
     FAST_AGENT_CONFIG, NetnsPair, Pki, can_use_netns, sh, start_agent_cmd_in, start_aggregator_in,
@@ -177,37 +177,7 @@ fn an_interface_that_comes_up_after_start_is_captured_and_one_that_goes_is_let_g
         ],
     )?;
     for ((pod_ns, link), addr) in pods.iter().zip(&pod_links).zip([POD, POD2]) {
-        sh("ip", &["netns", "add", &pod_ns.0])?;
-        let host_end = [
-            vec![
-                "link", "add", link, "type", "veth", "peer", "name", "eth0", "netns", &pod_ns.0,
-            ],
-            vec!["link", "set", link, "up"],
-        ];
-        let pod_host = format!("{addr}/32");
-        let pod_end = [
-            vec!["addr", "add", &pod_host, "dev", "eth0"],
-            vec!["link", "set", "eth0", "up"],
-            vec!["route", "add", "default", "dev", "eth0"],
-        ];
-        for (ns, args) in host_end
-            .iter()
-            .map(|a| (&agent_ns, a))
-            .chain(pod_end.iter().map(|a| (&pod_ns.0, a)))
-        {
-            ip_in(ns, args)?;
-        }
-        ip_in(&agent_ns, &["route", "add", &pod_host, "dev", link])?;
-        // Answered at once, as Calico sets it: the default delays a proxied answer by up to
-        // 0.8 s.
-        let proxy_arp = format!("net.ipv4.conf.{link}.proxy_arp=1");
-        let proxy_delay = format!("net.ipv4.neigh.{link}.proxy_delay=0");
-        for setting in [&proxy_arp, &proxy_delay] {
-            sh(
-                "ip",
-                &["netns", "exec", &agent_ns, "sysctl", "-qw", setting],
-            )?;
-        }
+        add_routed_pod(&agent_ns, &pod_ns.0, link, addr)?;
     }
     for args in [
         vec!["link", "add", &bridge, "type", "bridge"],

@@ -1,10 +1,12 @@
-//! A container's traffic NATed to its host's address is counted once, on the container's
-//! link, with real binaries, real AF_PACKET and the kernel's real NAT (nftables): the agent's
-//! host (namespace "b") has a Docker-like bridge with a container on a port, masquerades the
-//! container's traffic out of its uplink, and publishes the container's port 80 as its own
-//! 8080; the aggregator's namespace ("a") plays the outside. On the uplink those packets carry
-//! the host's address, so only connection tracking can tell them from the host's own. Needs
-//! root, `ip` and `nft`; without them the test prints why and returns.
+//! A container's traffic NATed is counted once, on the container's link, with real binaries,
+//! real AF_PACKET and the kernel's real NAT (nftables). The agent's host (namespace "b") has a
+//! Docker-like bridge with a container on a port, masquerades the container's traffic out of
+//! its uplink, and publishes the container's port 80 as its own 8080; the aggregator's
+//! namespace ("a") plays the outside. On the uplink those packets carry the host's address,
+//! so only connection tracking can tell them from the host's own. The host also has two
+//! routed pods and a service address DNATed to the lower one, as kube-proxy does: the higher
+//! pod's request crosses its own link as sent to the service and the lower pod's as between
+//! the pods. Needs root, `ip` and `nft`; without them the test prints why and returns.
 
 use std::net::UdpSocket;
 use std::process::Command;
@@ -15,7 +17,7 @@ use picket_aggregator::certs::LeafKind;
 use picket_aggregator::ingest::BatchStore;
 use picket_proto::AgentId;
 use picket_proto::v1::{Direction, FlowSummary, record};
-use picket_tests::netns::{ExtraNs, in_netns, ip_in, send_datagrams};
+use picket_tests::netns::{ExtraNs, add_routed_pod, in_netns, ip_in, send_datagrams};
 use picket_tests::{
     FAST_AGENT_CONFIG, NetnsPair, Pki, can_use_netns, sh, start_agent_cmd_in, start_aggregator_in,
 };
@@ -25,6 +27,10 @@ const INSTANCE: &str = "i-0natted";
 /// The container's address on the host's bridge.
 const CONTAINER: &str = "172.31.99.5";
 const BRIDGE_NET: &str = "172.31.99.0/24";
+/// Two pods routed to their own links, and a service address DNATed to the lower one.
+const POD_LOW: &str = "10.213.79.5";
+const POD_HIGH: &str = "10.213.79.9";
+const SERVICE: &str = "10.96.0.10";
 
 fn has_nft() -> bool {
     Command::new("nft")
@@ -94,6 +100,13 @@ fn a_containers_traffic_natted_to_the_host_is_counted_once_on_its_link() -> Resu
     ] {
         ip_in(ns, &args)?;
     }
+    let pods = [ExtraNs(format!("{tag}p1")), ExtraNs(format!("{tag}p2"))];
+    let pod_links = [format!("{tag}pa"), format!("{tag}pb")];
+    for ((pod, link), addr) in pods.iter().zip(&pod_links).zip([POD_LOW, POD_HIGH]) {
+        add_routed_pod(&host_ns, &pod.0, link, addr)?;
+    }
+    // A route to the service range, so the host's end of a pod's link answers for it.
+    ip_in(&host_ns, &["route", "add", "10.96.0.0/16", "via", &outside])?;
     let in_host = |args: &[&str]| {
         let mut full = vec!["netns", "exec", &host_ns];
         full.extend(args);
@@ -103,12 +116,14 @@ fn a_containers_traffic_natted_to_the_host_is_counted_once_on_its_link() -> Resu
     let uplink = net.b_link.as_str();
     let masquerade = format!("oifname {uplink} ip saddr {BRIDGE_NET} masquerade");
     let publish = format!("iifname {uplink} udp dport 8080 dnat to {CONTAINER}:80");
+    let service = format!("ip daddr {SERVICE} udp dport 53 dnat to {POD_LOW}:53");
     for rule in [
         "add table ip nat",
         "add chain ip nat post { type nat hook postrouting priority 100 ; }",
         "add chain ip nat pre { type nat hook prerouting priority -100 ; }",
         &format!("add rule ip nat post {masquerade}"),
         &format!("add rule ip nat pre {publish}"),
+        &format!("add rule ip nat pre {service}"),
     ] {
         in_host(&["nft", rule])?;
     }
@@ -130,9 +145,11 @@ fn a_containers_traffic_natted_to_the_host_is_counted_once_on_its_link() -> Resu
     for link in [uplink, bridge.as_str()] {
         agent.wait_for("capturing", 1, |e| e["interface"] == link)?;
     }
-    agent.wait_for("capturing", 1, |e| {
-        e["interface"] == port.as_str() && e["ring_kib"] == 1024
-    })?;
+    for link in pod_links.iter().chain([&port]) {
+        agent.wait_for("capturing", 1, |e| {
+            e["interface"] == link.as_str() && e["ring_kib"] == 1024
+        })?;
+    }
     std::thread::sleep(picket_agent::sensor::RESCAN + Duration::from_secs(1));
     let _outside_sinks = in_netns(&agg_ns, {
         let outside = outside.clone();
@@ -145,6 +162,7 @@ fn a_containers_traffic_natted_to_the_host_is_counted_once_on_its_link() -> Resu
         }
     })?;
     let _container_sink = in_netns(&container.0, || Ok(UdpSocket::bind((CONTAINER, 80))?))?;
+    let _pod_sink = in_netns(&pods[0].0, || Ok(UdpSocket::bind((POD_LOW, 53))?))?;
     // The container says something first, so its port learns it; the port hands it over at
     // its next tick, and the other captures take it at theirs.
     send_datagrams(&container.0, CONTAINER, (&outside, 9980), b"hello", 1)?;
@@ -154,8 +172,9 @@ fn a_containers_traffic_natted_to_the_host_is_counted_once_on_its_link() -> Resu
     send_datagrams(&container.0, CONTAINER, (&outside, 9981), b"out", 3)?;
     send_datagrams(&agg_ns, &outside, (&host_addr, 8080), b"in", 3)?;
     send_datagrams(&host_ns, &host_addr, (&outside, 9982), b"own", 3)?;
+    send_datagrams(&pods[1].0, POD_HIGH, (SERVICE, 53), b"to the service", 3)?;
     std::thread::sleep(Duration::from_millis(500));
-    for link in [&port, &bridge] {
+    for link in pod_links.iter().chain([&port, &bridge]) {
         sh("ip", &["-n", &host_ns, "link", "del", link])?;
         agent.wait_for(
             &format!("capture on {link} ended: the interface is gone"),
@@ -189,12 +208,14 @@ fn a_containers_traffic_natted_to_the_host_is_counted_once_on_its_link() -> Resu
         })
         .collect();
     // Each flow once: the container's on its port (as the container's), the host's own on
-    // the uplink. Without the NAT check the uplink counts the first two again, as the
-    // host's flows to 9981 and from the outside to 8080.
+    // the uplink, the pod's on its own link as sent to the service. Without the NAT check
+    // the uplink counts the first two again, as the host's flows to 9981 and from the
+    // outside to 8080, and the lower pod's link the third, as from the higher pod to it.
     for (service_port, link, direction, local, out, inn) in [
         (9981, port.as_str(), Direction::Egress, CONTAINER, 3, 0),
         (80, port.as_str(), Direction::Ingress, CONTAINER, 0, 3),
         (9982, uplink, Direction::Egress, host_addr.as_str(), 3, 0),
+        (53, pod_links[1].as_str(), Direction::Egress, POD_HIGH, 3, 0),
     ] {
         let seen: Vec<&FlowSummary> = flows
             .iter()

@@ -1,5 +1,5 @@
-//! Which packets on the host's own links are a container's, NATed to the host's address, so
-//! that they are counted once, on the container's link (see `pipeline::vantage`).
+//! Which NATed packets are counted on another link, so that a container's traffic is counted
+//! once (see `pipeline::vantage` for the rule by address this completes).
 //!
 //! Docker masquerades a bridged container's traffic to the host's address on the way out,
 //! and publishes its ports on the host's address on the way in; the EKS VPC CNI masquerades a
@@ -14,6 +14,13 @@
 //! container counted at its link, the flow is left to that link, and remembered as left so
 //! its other packets cost a hash lookup, not a question to the kernel. A flow that is not
 //! NATed goes on into the flow table, and its later packets are not looked up again.
+//!
+//! On one node, a pod's connection to a service address that kube-proxy DNATs to another pod
+//! of the node crosses the sender's link as sent to the service, and the receiver's link as
+//! between the two pods. The address rule counts the first on the sender's link and the
+//! second on the lower pod's link: twice when the receiver is the lower. So a container's
+//! link asks about a flow between two containers it counts, and leaves it to the sender's
+//! link when the connection was addressed to neither of them.
 
 use std::io;
 use std::net::IpAddr;
@@ -72,7 +79,7 @@ const REMEMBERED_FOR_NANOS: u64 = 30_000_000_000;
 const LOOKUPS_PER_SECOND: u32 = 10_000;
 const SECOND_NANOS: u64 = 1_000_000_000;
 
-/// A flow's tuple as asked: protocol, the remote end, the host's own end.
+/// A flow's tuple as asked: protocol, then the end asked from and the end asked to.
 type TupleKey = (u8, Endpoint, Endpoint);
 
 /// The NAT check of one capture that is not on a container's link.
@@ -105,8 +112,11 @@ impl NatCheck {
         self.stats
     }
 
-    /// Whether `packet`, seen at `ts` by a capture with `vantage`, is a container's NATed to
-    /// one of the host's own addresses, and so counted on the container's link instead.
+    /// Whether `packet`, seen at `ts` by a capture with `vantage` (which counts it by
+    /// address), is counted on another link instead: on the host's own links, a container's
+    /// packet NATed to one of the host's addresses; on a container's link, a packet between
+    /// two containers that the other one sent to a service address (kube-proxy's DNAT), which
+    /// the other one's link counts as sent there.
     pub fn counted_at_link(
         &mut self,
         vantage: &Vantage,
@@ -114,7 +124,7 @@ impl NatCheck {
         packet: &Decoded<'_>,
         ts: Timestamp,
     ) -> bool {
-        if vantage.container_link() || !vantage.has_links() {
+        if !vantage.has_links() {
             return false;
         }
         // Connection tracking's tuples have ports; ICMP's are ids, not kept in the decoded view.
@@ -129,12 +139,27 @@ impl NatCheck {
             addr: packet.dst,
             port: dst_port,
         };
-        let (remote, own) = match (vantage.is_own(src.addr), vantage.is_own(dst.addr)) {
-            (false, true) => (src, dst),
-            (true, false) => (dst, src),
-            _ => return false,
+        // Asked from the end whose tuple the kernel holds: the remote end for the host's
+        // (masquerade's reply tuple, a published port's original), the container behind this
+        // link for two containers (the reply tuple of the connection to the service).
+        let (from, to) = if vantage.container_link() {
+            if !(vantage.at_link(src.addr) && vantage.at_link(dst.addr)) {
+                return false;
+            }
+            // Counted here by address: the lower end is the container behind this link.
+            if src.addr <= dst.addr {
+                (src, dst)
+            } else {
+                (dst, src)
+            }
+        } else {
+            match (vantage.is_own(src.addr), vantage.is_own(dst.addr)) {
+                (false, true) => (src, dst),
+                (true, false) => (dst, src),
+                _ => return false,
+            }
         };
-        let key = (packet.protocol, remote, own);
+        let key = (packet.protocol, from, to);
         if let Some(last) = self.left.get_mut(&key) {
             if ts.0.saturating_sub(last.0) < REMEMBERED_FOR_NANOS {
                 *last = ts;
@@ -154,7 +179,7 @@ impl NatCheck {
         }
         self.asked_this_second += 1;
         self.stats.lookups = self.stats.lookups.saturating_add(1);
-        let tracked = match self.table.lookup(packet.protocol, remote, own) {
+        let tracked = match self.table.lookup(packet.protocol, from, to) {
             Ok(tracked) => tracked,
             Err(e) => {
                 self.stats.errors = self.stats.errors.saturating_add(1);
@@ -170,9 +195,17 @@ impl NatCheck {
             self.left.remove(&key);
             return false;
         };
-        let (a, b) = tracked.original;
-        let (c, d) = tracked.reply;
-        if ![a, b, c, d].into_iter().any(|addr| vantage.at_link(addr)) {
+        let elsewhere = if vantage.container_link() {
+            // Sent by the other container to an address that is neither (a service's): its
+            // link counts it, as sent to that address.
+            let (sender, receiver) = tracked.original;
+            sender == to.addr && receiver != from.addr && receiver != to.addr
+        } else {
+            let (a, b) = tracked.original;
+            let (c, d) = tracked.reply;
+            [a, b, c, d].into_iter().any(|addr| vantage.at_link(addr))
+        };
+        if !elsewhere {
             self.left.remove(&key);
             return false;
         }

@@ -30,6 +30,18 @@ fn tcp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, flags: u8, payload: &
     f
 }
 
+/// An Ethernet/IPv4/UDP frame with a 4-byte payload.
+fn udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+    let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+    f.extend_from_slice(&[0x45, 0, 0, 32, 0, 0, 0x40, 0, 64, 17, 0, 0]);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&sport.to_be_bytes());
+    f.extend_from_slice(&dport.to_be_bytes());
+    f.extend_from_slice(&[0, 12, 0, 0, b'd', b'a', b't', b'a']);
+    f
+}
+
 const HOST: [u8; 4] = [10, 0, 0, 5];
 
 fn config(local: [u8; 4]) -> PipelineConfig {
@@ -825,4 +837,86 @@ fn a_flood_of_new_flows_asks_connection_tracking_a_bounded_number_of_times() {
     let nat = pipeline.totals().nat;
     assert_eq!((nat.lookups, nat.unchecked), (10_010, 2_000), "{nat:?}");
     assert_eq!(pipeline.totals().decode.decoded, 12_010);
+}
+
+/// On one node, a pod's connection to a service address that kube-proxy DNATs to a lower pod
+/// is counted on the sender's link (as sent to the service), and the receiver's link leaves
+/// it; a direct connection between the two pods stays on the lower pod's link.
+#[test]
+fn a_pods_flow_to_a_service_dnatted_to_a_lower_pod_is_left_to_the_senders_link() {
+    const LOW: [u8; 4] = [10, 0, 1, 5];
+    const HIGH: [u8; 4] = [10, 0, 1, 9];
+    const SERVICE: [u8; 4] = [172, 20, 0, 10];
+    let ip = |a: [u8; 4]| std::net::IpAddr::from(a);
+    let end = |a: [u8; 4], port| Endpoint { addr: ip(a), port };
+    let cidr = |a: [u8; 4]| Cidr::new(ip(a), 32).expect("cidr");
+    let pods = [cidr(LOW), cidr(HIGH)];
+    let table = || FakeConntrack {
+        connections: vec![
+            (
+                17,
+                end(HIGH, 40_000),
+                end(SERVICE, 53),
+                Tracked {
+                    original: (ip(HIGH), ip(SERVICE)),
+                    reply: (ip(LOW), ip(HIGH)),
+                },
+            ),
+            (
+                17,
+                end(LOW, 53),
+                end(HIGH, 40_000),
+                Tracked {
+                    original: (ip(HIGH), ip(SERVICE)),
+                    reply: (ip(LOW), ip(HIGH)),
+                },
+            ),
+            (
+                17,
+                end(HIGH, 40_001),
+                end(LOW, 80),
+                Tracked {
+                    original: (ip(HIGH), ip(LOW)),
+                    reply: (ip(LOW), ip(HIGH)),
+                },
+            ),
+        ],
+        failing: false,
+    };
+    let run = |frames: &[(Vec<u8>, bool)]| {
+        let mut pipeline = Pipeline::new(PipelineConfig {
+            local: LocalNets::new([cidr(HOST)])
+                .with_counted_at_links(pods)
+                .with_hosted(pods),
+            container_link: true,
+            ..config(HOST)
+        });
+        pipeline.set_nat_table(Box::new(table()));
+        let mut out = Vec::new();
+        for (at, (frame, outgoing)) in (0..).zip(frames) {
+            pipeline.packet(&packet_way(frame, at, *outgoing), &mut |r| out.push(r));
+        }
+        pipeline.finish(&mut |r| out.push(r));
+        let nat = pipeline.totals().nat;
+        (out, nat)
+    };
+    // The low pod's link: the DNATed request and its answer, then a direct flow.
+    let (out, nat) = run(&[
+        (udp(HIGH, LOW, 40_000, 53), true),
+        (udp(LOW, HIGH, 53, 40_000), false),
+        (udp(HIGH, LOW, 40_001, 80), true),
+    ]);
+    let seen: Vec<u32> = flows(&out).iter().map(|f| f.service_port).collect();
+    assert_eq!(seen, [80], "{:?}", flows(&out));
+    assert_eq!(left_to_links(&out), 2);
+    assert_eq!((nat.lookups, nat.left_to_links), (2, 1), "{nat:?}");
+    // The high pod's link counts its request as sent to the service, and asks nothing.
+    let (out, nat) = run(&[(udp(HIGH, SERVICE, 40_000, 53), false)]);
+    let sent = flows(&out);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(
+        (sent[0].local_addr.as_str(), sent[0].remote_addr.as_str()),
+        ("10.0.1.9", "172.20.0.10")
+    );
+    assert_eq!(nat.lookups, 0);
 }
