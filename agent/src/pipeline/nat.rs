@@ -81,8 +81,8 @@ const LOOKUPS_PER_SECOND: u32 = 10_000;
 const SECOND_NANOS: u64 = 1_000_000_000;
 /// Failures in a row after which no question is asked for [`PAUSE_SECONDS`]: a table that
 /// cannot answer (connection tracking not loaded, a wedged socket) would fail every new
-/// flow's question, each a syscall or a timeout.
-const FAILURES_BEFORE_PAUSE: u32 = 64;
+/// flow's question, each a syscall or a 10 ms timeout.
+const FAILURES_BEFORE_PAUSE: u32 = 16;
 const PAUSE_SECONDS: u64 = 60;
 
 /// A flow's tuple as asked: protocol, then the end asked from and the end asked to.
