@@ -23,9 +23,9 @@ use nix::sys::time::TimeVal;
 use crate::flow_table::Endpoint;
 use crate::pipeline::{NatTable, Tracked};
 
-/// Longest wait for the kernel's answer: it answers at once, so a wait this long means the
-/// socket is wedged, and the packet is counted rather than held up.
-const ANSWER_WAIT_MICROS: i64 = 100_000;
+/// Longest wait for the kernel's answer: it answers within microseconds, so a wait this long
+/// means the socket is wedged, and the capture thread must not be held up longer.
+const ANSWER_WAIT_MICROS: i64 = 10_000;
 /// Answers read past ones to earlier questions (which timed out) before giving up.
 const STALE_ANSWERS_AT_MOST: usize = 8;
 /// "No such connection".

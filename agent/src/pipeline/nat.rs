@@ -64,7 +64,8 @@ pub struct NatStats {
     /// Questions that failed; their flows were counted here (twice, rather than lost).
     pub errors: u64,
     /// New flows not looked up because the second's questions were spent (a flood of new
-    /// flows); counted here, twice if they were a container's.
+    /// flows) or questions were paused after failing in a row; counted here, twice if they
+    /// were a container's.
     pub unchecked: u64,
 }
 
@@ -78,6 +79,11 @@ const REMEMBERED_FOR_NANOS: u64 = 30_000_000_000;
 /// of new flows (a SYN flood at the host) must not turn into a flood of questions.
 const LOOKUPS_PER_SECOND: u32 = 10_000;
 const SECOND_NANOS: u64 = 1_000_000_000;
+/// Failures in a row after which no question is asked for [`PAUSE_SECONDS`]: a table that
+/// cannot answer (connection tracking not loaded, a wedged socket) would fail every new
+/// flow's question, each a syscall or a 10 ms timeout.
+const FAILURES_BEFORE_PAUSE: u32 = 16;
+const PAUSE_SECONDS: u64 = 60;
 
 /// A flow's tuple as asked: protocol, then the end asked from and the end asked to.
 type TupleKey = (u8, Endpoint, Endpoint);
@@ -92,6 +98,9 @@ pub struct NatCheck {
     /// asked in it.
     second: u64,
     asked_this_second: u32,
+    /// Questions failed in a row, and the second (of packet time) until which none is asked.
+    failures_in_a_row: u32,
+    paused_until: u64,
     stats: NatStats,
 }
 
@@ -103,6 +112,8 @@ impl NatCheck {
             left: hashbrown::HashMap::default(),
             second: 0,
             asked_this_second: 0,
+            failures_in_a_row: 0,
+            paused_until: 0,
             stats: NatStats::default(),
         }
     }
@@ -173,20 +184,32 @@ impl NatCheck {
         if second != self.second {
             (self.second, self.asked_this_second) = (second, 0);
         }
-        if self.asked_this_second >= LOOKUPS_PER_SECOND {
+        if self.asked_this_second >= LOOKUPS_PER_SECOND || second < self.paused_until {
             self.stats.unchecked = self.stats.unchecked.saturating_add(1);
             return false;
         }
         self.asked_this_second += 1;
         self.stats.lookups = self.stats.lookups.saturating_add(1);
         let tracked = match self.table.lookup(packet.protocol, from, to) {
-            Ok(tracked) => tracked,
+            Ok(tracked) => {
+                self.failures_in_a_row = 0;
+                tracked
+            }
             Err(e) => {
                 self.stats.errors = self.stats.errors.saturating_add(1);
+                self.failures_in_a_row += 1;
                 // The first and then ever more rarely: a wedged socket fails every question.
                 if self.stats.errors.is_power_of_two() {
                     warn!(error = %e, errors = self.stats.errors,
                         "connection tracking could not be asked; the flow is counted on this link");
+                }
+                if self.failures_in_a_row >= FAILURES_BEFORE_PAUSE {
+                    self.failures_in_a_row = 0;
+                    self.paused_until = second.saturating_add(PAUSE_SECONDS);
+                    warn!(
+                        seconds = PAUSE_SECONDS,
+                        "connection tracking failed {FAILURES_BEFORE_PAUSE} questions in a row; none asked for a while, new flows counted on this link"
+                    );
                 }
                 None
             }

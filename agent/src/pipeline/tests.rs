@@ -812,6 +812,43 @@ fn a_containers_flows_natted_to_the_host_are_left_to_its_link() {
     assert_eq!((nat.lookups, nat.errors, nat.left_to_links), (4, 4, 0));
 }
 
+/// A table that fails 16 questions in a row is not asked for a minute (of packet time):
+/// new flows are counted here meanwhile, as unchecked.
+#[test]
+fn a_table_that_keeps_failing_is_not_asked_for_a_minute() {
+    const CONTAINER: [u8; 4] = [172, 17, 0, 2];
+    const REMOTE: [u8; 4] = [198, 51, 100, 20];
+    let cidr = |a: [u8; 4]| Cidr::new(std::net::IpAddr::from(a), 32).expect("cidr");
+    let mut pipeline = Pipeline::new(PipelineConfig {
+        local: LocalNets::new([cidr(HOST)])
+            .with_counted_at_links([cidr(CONTAINER)])
+            .with_hosted([cidr(CONTAINER)]),
+        ..config(HOST)
+    });
+    pipeline.set_nat_table(Box::new(FakeConntrack {
+        failing: true,
+        ..FakeConntrack::default()
+    }));
+    let mut out = Vec::new();
+    // 100 new flows, then 10 more 59 s later, then 10 more 61 s later.
+    let flows_at = (0..100)
+        .map(|i| (i, 0_u32))
+        .chain((100..110).map(|i| (i, 59_000)));
+    for (i, at) in flows_at.chain((110..120).map(|i| (i, 61_000))) {
+        let frame = tcp(REMOTE, HOST, 1024 + i, 80, SYN, &[]);
+        pipeline.packet(&packet_way(&frame, u64::from(at), false), &mut |r| {
+            out.push(r)
+        });
+    }
+    let nat = pipeline.totals().nat;
+    assert_eq!(
+        (nat.lookups, nat.errors, nat.unchecked),
+        (26, 26, 94),
+        "{nat:?}"
+    );
+    assert_eq!(pipeline.totals().decode.decoded, 120);
+}
+
 /// A flood of new flows at the host's address is looked up at most 10 000 times a second;
 /// the rest are counted where they are seen (and counted as unchecked), and the next second
 /// asks again.
