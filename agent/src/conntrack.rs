@@ -9,7 +9,9 @@
 use std::io;
 use std::net::IpAddr;
 
-use netlink_packet_core::{NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload};
+use netlink_packet_core::{
+    DefaultNla, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+};
 use netlink_packet_netfilter::conntrack::{
     ConntrackAttribute, ConntrackMessage, IPTuple, ProtoTuple, Protocol, Tuple,
 };
@@ -30,6 +32,13 @@ const ANSWER_WAIT_MICROS: i64 = 10_000;
 const STALE_ANSWERS_AT_MOST: usize = 8;
 /// "No such connection".
 const ENOENT: i32 = 2;
+/// ICMP's and ICMPv6's tuple attributes (`CTA_PROTO_ICMP_ID`... in
+/// `linux/netfilter/nfnetlink_conntrack.h`), which `netlink-packet-netfilter` has no names for.
+const CTA_PROTO_ICMP: [u16; 3] = [4, 5, 6];
+const CTA_PROTO_ICMPV6: [u16; 3] = [7, 8, 9];
+/// Echo reply's type in ICMP and in ICMPv6.
+const ICMP_ECHO_REPLY: u8 = 0;
+const ICMPV6_ECHO_REPLY: u8 = 129;
 
 /// A netlink socket to the connection tracking of the agent's network namespace.
 #[derive(Debug)]
@@ -70,16 +79,32 @@ impl Conntrack {
         let mut header = NetlinkHeader::default();
         header.flags = NLM_F_REQUEST;
         header.sequence_number = self.sequence;
+        let ids = match protocol {
+            1 | 58 => {
+                let ([id, kind, code], reply) = if protocol == 1 {
+                    (CTA_PROTO_ICMP, ICMP_ECHO_REPLY)
+                } else {
+                    (CTA_PROTO_ICMPV6, ICMPV6_ECHO_REPLY)
+                };
+                vec![
+                    ProtoTuple::Protocol(Protocol::from(protocol)),
+                    ProtoTuple::Other(DefaultNla::new(id, from.port.to_be_bytes().to_vec())),
+                    ProtoTuple::Other(DefaultNla::new(kind, vec![reply])),
+                    ProtoTuple::Other(DefaultNla::new(code, vec![0])),
+                ]
+            }
+            _ => vec![
+                ProtoTuple::Protocol(Protocol::from(protocol)),
+                ProtoTuple::SourcePort(from.port),
+                ProtoTuple::DestinationPort(to.port),
+            ],
+        };
         let tuple = vec![
             Tuple::Ip(vec![
                 IPTuple::SourceAddress(from.addr),
                 IPTuple::DestinationAddress(to.addr),
             ]),
-            Tuple::Proto(vec![
-                ProtoTuple::Protocol(Protocol::from(protocol)),
-                ProtoTuple::SourcePort(from.port),
-                ProtoTuple::DestinationPort(to.port),
-            ]),
+            Tuple::Proto(ids),
         ];
         let mut message = NetlinkMessage::new(
             header,

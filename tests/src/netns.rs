@@ -90,3 +90,38 @@ pub fn add_routed_pod(host_ns: &str, pod_ns: &str, link: &str, addr: &str) -> Re
     }
     Ok(())
 }
+
+/// Sends `count` ICMP echo requests with identifier `id` to `to` inside namespace `ns`,
+/// through a raw socket (root); the kernel at `to` answers them.
+pub fn send_pings(ns: &str, to: &str, id: u16, count: u16) -> Result<()> {
+    let to: std::net::Ipv4Addr = to.parse()?;
+    in_netns(ns, move || {
+        use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+        let sock = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))?;
+        let addr = SockAddr::from(std::net::SocketAddrV4::new(to, 0));
+        for seq in 0..count {
+            let [id_hi, id_lo] = id.to_be_bytes();
+            let [seq_hi, seq_lo] = seq.to_be_bytes();
+            let mut message = [
+                8, 0, 0, 0, id_hi, id_lo, seq_hi, seq_lo, b'p', b'i', b'n', b'g',
+            ];
+            let [sum_hi, sum_lo] = internet_checksum(&message).to_be_bytes();
+            message[2] = sum_hi;
+            message[3] = sum_lo;
+            sock.send_to(&message, &addr)?;
+        }
+        Ok(())
+    })
+}
+
+/// The one's complement sum of `bytes` as 16-bit words (RFC 1071), as ICMP's checksum field.
+fn internet_checksum(bytes: &[u8]) -> u16 {
+    let mut sum: u32 = bytes
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w.get(1).copied().unwrap_or(0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}

@@ -17,7 +17,7 @@ use picket_aggregator::certs::LeafKind;
 use picket_aggregator::ingest::BatchStore;
 use picket_proto::AgentId;
 use picket_proto::v1::{Direction, FlowSummary, record};
-use picket_tests::netns::{ExtraNs, add_routed_pod, in_netns, ip_in, send_datagrams};
+use picket_tests::netns::{ExtraNs, add_routed_pod, in_netns, ip_in, send_datagrams, send_pings};
 use picket_tests::{
     FAST_AGENT_CONFIG, NetnsPair, Pki, can_use_netns, sh, start_agent_cmd_in, start_aggregator_in,
 };
@@ -173,6 +173,7 @@ fn a_containers_traffic_natted_to_the_host_is_counted_once_on_its_link() -> Resu
     send_datagrams(&agg_ns, &outside, (&host_addr, 8080), b"in", 3)?;
     send_datagrams(&host_ns, &host_addr, (&outside, 9982), b"own", 3)?;
     send_datagrams(&pods[1].0, POD_HIGH, (SERVICE, 53), b"to the service", 3)?;
+    send_pings(&container.0, &outside, 0x5043, 3)?;
     std::thread::sleep(Duration::from_millis(500));
     for link in pod_links.iter().chain([&port, &bridge]) {
         sh("ip", &["-n", &host_ns, "link", "del", link])?;
@@ -234,6 +235,15 @@ fn a_containers_traffic_natted_to_the_host_is_counted_once_on_its_link() -> Resu
     ensure!(
         !flows.iter().any(|f| f.service_port == 8080),
         "the published port was counted as the host's: {flows:#?}"
+    );
+    // The container's pings (masqueraded too) and their answers, once, on its port.
+    let pings: Vec<&FlowSummary> = flows.iter().copied().filter(|f| f.protocol == 1).collect();
+    ensure!(
+        pings.len() == 1
+            && pings[0].interface == port
+            && pings[0].local_addr == CONTAINER
+            && (pings[0].packets_out, pings[0].packets_in) == (3, 3),
+        "pings: {pings:#?}"
     );
     Ok(())
 }

@@ -46,7 +46,8 @@ pub struct Tracked {
 /// (`conntrack::Conntrack`) live, a table of its own in tests.
 pub trait NatTable: Send + std::fmt::Debug {
     /// The tracked connection that a packet of `protocol` from `from` to `to` belongs to, in
-    /// either direction; `None` when no such connection is tracked.
+    /// either direction; `None` when no such connection is tracked. For ICMP and ICMPv6 the
+    /// packet is an echo reply, and both ports hold its echo id (as in the flow table's key).
     ///
     /// # Errors
     /// When the table cannot be asked.
@@ -138,9 +139,16 @@ impl NatCheck {
         if !vantage.has_links() {
             return false;
         }
-        // Connection tracking's tuples have ports; ICMP's are ids, not kept in the decoded view.
-        let Some((src_port, dst_port)) = packet.ports() else {
-            return false;
+        // Connection tracking's tuples have ports, or for ICMP echoes an id: as the flow table
+        // keys them, the id in both ports. Other ICMP messages are not looked up.
+        let (src_port, dst_port) = match packet.transport {
+            crate::decode::Transport::Icmp {
+                echo_id: Some(id), ..
+            } if !vantage.container_link() => (id, id),
+            _ => match packet.ports() {
+                Some(ports) => ports,
+                None => return false,
+            },
         };
         let src = Endpoint {
             addr: packet.src,

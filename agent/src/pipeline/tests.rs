@@ -42,6 +42,18 @@ fn udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
     f
 }
 
+/// An Ethernet/IPv4 ICMP echo request (`kind` 8) or reply (0) with identifier `id`.
+fn icmp_echo(src: [u8; 4], dst: [u8; 4], kind: u8, id: u16) -> Vec<u8> {
+    let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+    f.extend_from_slice(&[0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 1, 0, 0]);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&[kind, 0, 0, 0]);
+    f.extend_from_slice(&id.to_be_bytes());
+    f.extend_from_slice(&[0, 1]);
+    f
+}
+
 const HOST: [u8; 4] = [10, 0, 0, 5];
 
 fn config(local: [u8; 4]) -> PipelineConfig {
@@ -736,6 +748,8 @@ fn a_containers_flows_natted_to_the_host_are_left_to_its_link() {
             (6, end(HOST, 50_000), end(REMOTE, 443), masqueraded),
             (6, end(REMOTE, 33_000), end(HOST, 8080), published),
             (6, end(HOST, 40_001), end(REMOTE, 80), own),
+            // A masqueraded ping, asked as an echo reply with its id in both ports.
+            (1, end(REMOTE, 7), end(HOST, 7), masqueraded),
         ],
         failing: false,
     };
@@ -748,6 +762,8 @@ fn a_containers_flows_natted_to_the_host_are_left_to_its_link() {
         (tcp(REMOTE, HOST, 80, 40_001, SYN | ACK, &[]), false),
         // Not tracked at all (connection tracking off for it): the host's.
         (tcp(HOST, REMOTE, 40_002, 22, SYN, &[]), true),
+        (icmp_echo(HOST, REMOTE, 8, 7), true),
+        (icmp_echo(REMOTE, HOST, 0, 7), false),
     ];
     for _ in 0..4 {
         frames.push((tcp(HOST, REMOTE, 50_000, 443, ACK | PSH, b"data"), true));
@@ -789,12 +805,21 @@ fn a_containers_flows_natted_to_the_host_are_left_to_its_link() {
         "the host's own flows only: {:?}",
         flows(&out)
     );
-    assert_eq!(left_to_links(&out), 8, "2 + 4 masqueraded, 2 published");
+    assert!(
+        !flows(&out).iter().any(|f| f.protocol == 1),
+        "{:?}",
+        flows(&out)
+    );
+    assert_eq!(
+        left_to_links(&out),
+        10,
+        "2 + 4 masqueraded, 2 published, 2 pinged"
+    );
     assert_eq!(
         nat,
         NatStats {
-            lookups: 4,
-            left_to_links: 2,
+            lookups: 5,
+            left_to_links: 3,
             errors: 0,
             unchecked: 0,
         },
@@ -807,9 +832,13 @@ fn a_containers_flows_natted_to_the_host_are_left_to_its_link() {
         failing: true,
         ..FakeConntrack::default()
     });
-    assert_eq!(ports(&out), [22, 80, 443, 8080]);
+    assert_eq!(
+        ports(&out),
+        [8, 22, 80, 443, 8080],
+        "the ping's type is its port"
+    );
     assert_eq!(left_to_links(&out), 0);
-    assert_eq!((nat.lookups, nat.errors, nat.left_to_links), (4, 4, 0));
+    assert_eq!((nat.lookups, nat.errors, nat.left_to_links), (5, 5, 0));
 }
 
 /// A table that fails 16 questions in a row is not asked for a minute (of packet time):
