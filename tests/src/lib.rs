@@ -6,6 +6,7 @@ pub mod api;
 pub mod enroll;
 pub mod netns;
 pub mod ops;
+pub mod records;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -12,11 +12,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use picket_aggregator::certs::LeafKind;
-use picket_aggregator::ingest::BatchStore;
-use picket_proto::AgentId;
-use picket_proto::v1::{Direction, FlowSummary, HostStats, record};
+use picket_proto::v1::{Direction, HostStats, record};
 use picket_tests::netns::{ExtraNs, add_routed_pod, in_netns, ip_in, send_datagrams};
 use picket_tests::ops::{http_get, metrics_addr, value};
+use picket_tests::records::{ensure_each_seen_once, flow_summaries, stored_records};
 use picket_tests::{
     FAST_AGENT_CONFIG, NetnsPair, Pki, can_use_netns, sh, start_agent_cmd_in, start_aggregator_in,
 };
@@ -362,22 +361,15 @@ fn an_interface_that_comes_up_after_start_is_captured_and_one_that_goes_is_let_g
 
     agent.terminate()?;
     agg.terminate()?;
-    let store = BatchStore::open(agg_dir.path())?;
-    let (batches, bad) = store.batches_of(&AgentId::new(ACCOUNT, INSTANCE)?)?;
-    ensure!(bad == 0, "{bad} undecodable batches");
-    let records: Vec<record::Record> = batches
-        .into_iter()
-        .flat_map(|b| b.records)
-        .filter_map(|r| r.record)
+    let records = stored_records(agg_dir.path(), ACCOUNT, INSTANCE)?;
+    let flows = flow_summaries(&records);
+    let host_stats: Vec<&HostStats> = records
+        .iter()
+        .filter_map(|r| match r {
+            record::Record::HostStats(s) => Some(s),
+            _ => None,
+        })
         .collect();
-    let (mut flows, mut host_stats): (Vec<&FlowSummary>, Vec<&HostStats>) = (vec![], vec![]);
-    for r in &records {
-        match r {
-            record::Record::Flow(f) => flows.push(f),
-            record::Record::HostStats(s) => host_stats.push(s),
-            _ => {}
-        }
-    }
     let udp = flows
         .iter()
         .find(|f| f.interface == new_b && f.service_port == 9999)
@@ -403,27 +395,28 @@ fn an_interface_that_comes_up_after_start_is_captured_and_one_that_goes_is_let_g
     // second pod's link) and from the pod to the aggregator (also seen on the first link).
     // The bridged containers': to the aggregator (also seen on the bridge and the first link)
     // and between them (also seen on the second one's port).
-    for (port, link, direction, local, out, inn) in [
-        (9997, &pod_links[0], Direction::Ingress, POD, 0, 3),
-        (9995, &pod_links[0], Direction::Egress, POD2, 3, 0),
-        (9994, &pod_links[0], Direction::Egress, POD, 3, 0),
-        (9993, &ports[0], Direction::Egress, CONTAINER, 3, 0),
-        (9992, &ports[0], Direction::Egress, CONTAINER2, 3, 0),
-    ] {
-        let seen: Vec<&FlowSummary> = flows
-            .iter()
-            .copied()
-            .filter(|f| f.service_port == port)
-            .collect();
-        ensure!(
-            seen.len() == 1
-                && seen[0].interface == *link
-                && seen[0].direction() == direction
-                && seen[0].local_addr == local
-                && (seen[0].packets_out, seen[0].packets_in) == (out, inn),
-            "port {port}: {seen:#?}"
-        );
-    }
+    ensure_each_seen_once(
+        &flows,
+        &[
+            (9997, pod_links[0].as_str(), Direction::Ingress, POD, (0, 3)),
+            (9995, pod_links[0].as_str(), Direction::Egress, POD2, (3, 0)),
+            (9994, pod_links[0].as_str(), Direction::Egress, POD, (3, 0)),
+            (
+                9993,
+                ports[0].as_str(),
+                Direction::Egress,
+                CONTAINER,
+                (3, 0),
+            ),
+            (
+                9992,
+                ports[0].as_str(),
+                Direction::Egress,
+                CONTAINER2,
+                (3, 0),
+            ),
+        ],
+    )?;
     let left_to_links: u64 = host_stats
         .iter()
         .flat_map(|s| &s.skipped)

@@ -14,10 +14,9 @@ use std::time::Duration;
 
 use anyhow::{Result, ensure};
 use picket_aggregator::certs::LeafKind;
-use picket_aggregator::ingest::BatchStore;
-use picket_proto::AgentId;
-use picket_proto::v1::{Direction, FlowSummary, record};
+use picket_proto::v1::{Direction, FlowSummary};
 use picket_tests::netns::{ExtraNs, add_routed_pod, in_netns, ip_in, send_datagrams, send_pings};
+use picket_tests::records::{ensure_each_seen_once, flow_summaries, stored_records};
 use picket_tests::{
     FAST_AGENT_CONFIG, NetnsPair, Pki, can_use_netns, sh, start_agent_cmd_in, start_aggregator_in,
 };
@@ -193,45 +192,27 @@ fn a_containers_traffic_natted_to_the_host_is_counted_once_on_its_link() -> Resu
     agent.terminate()?;
     agg.terminate()?;
 
-    let store = BatchStore::open(agg_dir.path())?;
-    let (batches, bad) = store.batches_of(&AgentId::new(ACCOUNT, INSTANCE)?)?;
-    ensure!(bad == 0, "{bad} undecodable batches");
-    let records: Vec<record::Record> = batches
-        .into_iter()
-        .flat_map(|b| b.records)
-        .filter_map(|r| r.record)
-        .collect();
-    let flows: Vec<&FlowSummary> = records
-        .iter()
-        .filter_map(|r| match r {
-            record::Record::Flow(f) => Some(f),
-            _ => None,
-        })
-        .collect();
+    let records = stored_records(agg_dir.path(), ACCOUNT, INSTANCE)?;
+    let flows = flow_summaries(&records);
     // Each flow once: the container's on its port (as the container's), the host's own on
     // the uplink, the pod's on its own link as sent to the service. Without the NAT check
     // the uplink counts the first two again, as the host's flows to 9981 and from the
     // outside to 8080, and the lower pod's link the third, as from the higher pod to it.
-    for (service_port, link, direction, local, out, inn) in [
-        (9981, port.as_str(), Direction::Egress, CONTAINER, 3, 0),
-        (80, port.as_str(), Direction::Ingress, CONTAINER, 0, 3),
-        (9982, uplink, Direction::Egress, host_addr.as_str(), 3, 0),
-        (53, pod_links[1].as_str(), Direction::Egress, POD_HIGH, 3, 0),
-    ] {
-        let seen: Vec<&FlowSummary> = flows
-            .iter()
-            .copied()
-            .filter(|f| f.service_port == service_port)
-            .collect();
-        ensure!(
-            seen.len() == 1
-                && seen[0].interface == link
-                && seen[0].direction() == direction
-                && seen[0].local_addr == local
-                && (seen[0].packets_out, seen[0].packets_in) == (out, inn),
-            "port {service_port}: {seen:#?}"
-        );
-    }
+    ensure_each_seen_once(
+        &flows,
+        &[
+            (9981, port.as_str(), Direction::Egress, CONTAINER, (3, 0)),
+            (80, port.as_str(), Direction::Ingress, CONTAINER, (0, 3)),
+            (9982, uplink, Direction::Egress, host_addr.as_str(), (3, 0)),
+            (
+                53,
+                pod_links[1].as_str(),
+                Direction::Egress,
+                POD_HIGH,
+                (3, 0),
+            ),
+        ],
+    )?;
     ensure!(
         !flows.iter().any(|f| f.service_port == 8080),
         "the published port was counted as the host's: {flows:#?}"

@@ -688,11 +688,15 @@ fn two_pods_flow_is_handed_to_the_lower_pods_link_when_that_link_is_captured() {
     assert_eq!(left_to_links(&out), 10);
 }
 
-/// Connection tracking as a table the test fills: the tracked connections by their tuples
-/// either way, and how often it was asked.
+/// One tracked connection: its protocol, original tuple and reply tuple (source, then
+/// destination; ICMP echoes with their id as both ports, the reply tuple an echo reply's).
+type Connection = (u8, (Endpoint, Endpoint), (Endpoint, Endpoint));
+
+/// Connection tracking as a table the test fills, found as the kernel finds a connection: by
+/// its original or its reply tuple exactly (not their inverses).
 #[derive(Debug, Default)]
 struct FakeConntrack {
-    connections: Vec<(u8, Endpoint, Endpoint, Tracked)>,
+    connections: Vec<Connection>,
     failing: bool,
 }
 
@@ -706,13 +710,17 @@ impl NatTable for FakeConntrack {
         if self.failing {
             return Err(std::io::Error::other("wedged"));
         }
+        let addrs = |(a, b): (Endpoint, Endpoint)| (a.addr, b.addr);
         Ok(self
             .connections
             .iter()
-            .find(|(p, a, b, _)| {
-                *p == protocol && ((*a, *b) == (from, to) || (*a, *b) == (to, from))
+            .find(|(p, original, reply)| {
+                *p == protocol && (*original == (from, to) || *reply == (from, to))
             })
-            .map(|c| c.3))
+            .map(|&(_, original, reply)| Tracked {
+                original: addrs(original),
+                reply: addrs(reply),
+            }))
     }
 }
 
@@ -729,27 +737,22 @@ fn a_containers_flows_natted_to_the_host_are_left_to_its_link() {
     let local = LocalNets::new([cidr(HOST)])
         .with_counted_at_links([cidr(CONTAINER)])
         .with_hosted([Cidr::new(ip([172, 17, 0, 0]), 16).expect("cidr")]);
-    // Masqueraded: the container's 41000 left as the host's 50000.
-    let masqueraded = Tracked {
-        original: (ip(CONTAINER), ip(REMOTE)),
-        reply: (ip(REMOTE), ip(HOST)),
-    };
-    // Published: the host's 8080 forwarded to the container's 80.
-    let published = Tracked {
-        original: (ip(REMOTE), ip(HOST)),
-        reply: (ip(CONTAINER), ip(REMOTE)),
-    };
-    let own = Tracked {
-        original: (ip(HOST), ip(REMOTE)),
-        reply: (ip(REMOTE), ip(HOST)),
-    };
+    let (container, remote, host) = (end(CONTAINER, 41_000), end(REMOTE, 443), end(HOST, 50_000));
+    let (client, published, forwarded) = (end(REMOTE, 33_000), end(HOST, 8080), end(CONTAINER, 80));
+    let (own, server) = (end(HOST, 40_001), end(REMOTE, 80));
     let table = FakeConntrack {
         connections: vec![
-            (6, end(HOST, 50_000), end(REMOTE, 443), masqueraded),
-            (6, end(REMOTE, 33_000), end(HOST, 8080), published),
-            (6, end(HOST, 40_001), end(REMOTE, 80), own),
-            // A masqueraded ping, asked as an echo reply with its id in both ports.
-            (1, end(REMOTE, 7), end(HOST, 7), masqueraded),
+            // Masqueraded: the container's 41000 left as the host's 50000.
+            (6, (container, remote), (remote, host)),
+            // Published: the host's 8080 forwarded to the container's 80.
+            (6, (client, published), (forwarded, client)),
+            (6, (own, server), (server, own)),
+            // A masqueraded ping: the container's id 3 left as the host's 7.
+            (
+                1,
+                (end(CONTAINER, 3), end(REMOTE, 3)),
+                (end(REMOTE, 7), end(HOST, 7)),
+            ),
         ],
         failing: false,
     };
@@ -841,10 +844,13 @@ fn a_containers_flows_natted_to_the_host_are_left_to_its_link() {
     assert_eq!((nat.lookups, nat.errors, nat.left_to_links), (5, 5, 0));
 }
 
-/// A table that fails 16 questions in a row is not asked for a minute (of packet time):
-/// new flows are counted here meanwhile, as unchecked.
-#[test]
-fn a_table_that_keeps_failing_is_not_asked_for_a_minute() {
+/// A pipeline on the uplink of a host with one container counted at its link, asking
+/// `table`, after a SYN from a remote host to the host's port 80 from each (port offset,
+/// milliseconds) of `syns`, from port 1024 plus the offset.
+fn syns_at_a_container_host(
+    table: FakeConntrack,
+    syns: impl Iterator<Item = (u16, u64)>,
+) -> Pipeline {
     const CONTAINER: [u8; 4] = [172, 17, 0, 2];
     const REMOTE: [u8; 4] = [198, 51, 100, 20];
     let cidr = |a: [u8; 4]| Cidr::new(std::net::IpAddr::from(a), 32).expect("cidr");
@@ -854,21 +860,29 @@ fn a_table_that_keeps_failing_is_not_asked_for_a_minute() {
             .with_hosted([cidr(CONTAINER)]),
         ..config(HOST)
     });
-    pipeline.set_nat_table(Box::new(FakeConntrack {
-        failing: true,
-        ..FakeConntrack::default()
-    }));
-    let mut out = Vec::new();
+    pipeline.set_nat_table(Box::new(table));
+    for (offset, at) in syns {
+        let frame = tcp(REMOTE, HOST, 1024 + offset, 80, SYN, &[]);
+        pipeline.packet(&packet_way(&frame, at, false), &mut |_| {});
+    }
+    pipeline
+}
+
+/// A table that fails 16 questions in a row is not asked for a minute (of packet time):
+/// new flows are counted here meanwhile, as unchecked.
+#[test]
+fn a_table_that_keeps_failing_is_not_asked_for_a_minute() {
     // 100 new flows, then 10 more 59 s later, then 10 more 61 s later.
     let flows_at = (0..100)
-        .map(|i| (i, 0_u32))
+        .map(|i| (i, 0))
         .chain((100..110).map(|i| (i, 59_000)));
-    for (i, at) in flows_at.chain((110..120).map(|i| (i, 61_000))) {
-        let frame = tcp(REMOTE, HOST, 1024 + i, 80, SYN, &[]);
-        pipeline.packet(&packet_way(&frame, u64::from(at), false), &mut |r| {
-            out.push(r)
-        });
-    }
+    let pipeline = syns_at_a_container_host(
+        FakeConntrack {
+            failing: true,
+            ..FakeConntrack::default()
+        },
+        flows_at.chain((110..120).map(|i| (i, 61_000))),
+    );
     let nat = pipeline.totals().nat;
     assert_eq!(
         (nat.lookups, nat.errors, nat.unchecked),
@@ -883,23 +897,9 @@ fn a_table_that_keeps_failing_is_not_asked_for_a_minute() {
 /// asks again.
 #[test]
 fn a_flood_of_new_flows_asks_connection_tracking_a_bounded_number_of_times() {
-    const CONTAINER: [u8; 4] = [172, 17, 0, 2];
-    const REMOTE: [u8; 4] = [198, 51, 100, 20];
-    let cidr = |a: [u8; 4]| Cidr::new(std::net::IpAddr::from(a), 32).expect("cidr");
-    let mut pipeline = Pipeline::new(PipelineConfig {
-        local: LocalNets::new([cidr(HOST)])
-            .with_counted_at_links([cidr(CONTAINER)])
-            .with_hosted([cidr(CONTAINER)]),
-        ..config(HOST)
-    });
-    pipeline.set_nat_table(Box::new(FakeConntrack::default()));
-    let mut out = Vec::new();
     // 12 000 SYNs from distinct ports in the first second, 10 in the next.
-    for (i, at) in (0..12_010_u32).map(|i| (i, if i < 12_000 { 0 } else { 1_000 })) {
-        let port = u16::try_from(1024 + i).expect("port");
-        let frame = tcp(REMOTE, HOST, port, 80, SYN, &[]);
-        pipeline.packet(&packet_way(&frame, at, false), &mut |r| out.push(r));
-    }
+    let flows_at = (0..12_010).map(|i| (i, if i < 12_000 { 0 } else { 1_000 }));
+    let pipeline = syns_at_a_container_host(FakeConntrack::default(), flows_at);
     let nat = pipeline.totals().nat;
     assert_eq!((nat.lookups, nat.unchecked), (10_010, 2_000), "{nat:?}");
     assert_eq!(pipeline.totals().decode.decoded, 12_010);
@@ -917,35 +917,13 @@ fn a_pods_flow_to_a_service_dnatted_to_a_lower_pod_is_left_to_the_senders_link()
     let end = |a: [u8; 4], port| Endpoint { addr: ip(a), port };
     let cidr = |a: [u8; 4]| Cidr::new(ip(a), 32).expect("cidr");
     let pods = [cidr(LOW), cidr(HIGH)];
+    let (sender, service, receiver) = (end(HIGH, 40_000), end(SERVICE, 53), end(LOW, 53));
+    let (direct, low_80) = (end(HIGH, 40_001), end(LOW, 80));
     let table = || FakeConntrack {
         connections: vec![
-            (
-                17,
-                end(HIGH, 40_000),
-                end(SERVICE, 53),
-                Tracked {
-                    original: (ip(HIGH), ip(SERVICE)),
-                    reply: (ip(LOW), ip(HIGH)),
-                },
-            ),
-            (
-                17,
-                end(LOW, 53),
-                end(HIGH, 40_000),
-                Tracked {
-                    original: (ip(HIGH), ip(SERVICE)),
-                    reply: (ip(LOW), ip(HIGH)),
-                },
-            ),
-            (
-                17,
-                end(HIGH, 40_001),
-                end(LOW, 80),
-                Tracked {
-                    original: (ip(HIGH), ip(LOW)),
-                    reply: (ip(LOW), ip(HIGH)),
-                },
-            ),
+            // Sent to the service, DNATed to the low pod.
+            (17, (sender, service), (receiver, sender)),
+            (17, (direct, low_80), (low_80, direct)),
         ],
         failing: false,
     };
