@@ -89,7 +89,7 @@ const PAUSE_SECONDS: u64 = 60;
 /// A flow's tuple as asked: protocol, then the end asked from and the end asked to.
 type TupleKey = (u8, Endpoint, Endpoint);
 
-/// The NAT check of one capture that is not on a container's link.
+/// The NAT check of one capture: its questions, what it left to other links, its bounds.
 #[derive(Debug)]
 pub struct NatCheck {
     table: Box<dyn NatTable>,
