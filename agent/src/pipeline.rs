@@ -317,6 +317,16 @@ impl<O: Observer> Pipeline<O> {
                 .record_skip(SkipKind::CountedOnContainerLink);
             return;
         }
+        // Borrowed, not moved: the view is large and most packets are not fragments.
+        // Attributed before the NAT check, so a NATed datagram's later fragments are left
+        // with its first.
+        let attributed;
+        let decoded = if decoded.fragment.is_some() {
+            attributed = self.fragments.attribute(*decoded);
+            &attributed
+        } else {
+            decoded
+        };
         if let Some(nat) = self.nat.as_mut() {
             if nat.counted_at_link(&self.vantage, &self.table, decoded, ts) {
                 self.totals
@@ -340,14 +350,6 @@ impl<O: Observer> Pipeline<O> {
         {
             self.learned.push(decoded.src);
         }
-        // Borrowed, not moved: the view is large and most packets are not fragments.
-        let attributed;
-        let decoded = if decoded.fragment.is_some() {
-            attributed = self.fragments.attribute(*decoded);
-            &attributed
-        } else {
-            decoded
-        };
         if self.totals.packets % EPOCH_EVERY_PACKETS == 0 {
             self.epoch = self.observer.epoch() as u32;
         }

@@ -844,6 +844,62 @@ fn a_containers_flows_natted_to_the_host_are_left_to_its_link() {
     assert_eq!((nat.lookups, nat.errors, nat.left_to_links), (5, 5, 0));
 }
 
+/// A UDP datagram from `src`:`sport` to `dst`:`dport` as two Ethernet/IPv4 fragments: the
+/// first with the UDP header and 16 bytes, the second with the last 8.
+fn udp_fragments(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> [Vec<u8>; 2] {
+    let fragment = |flags_offset: u16, payload: &[u8]| {
+        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+        let total = u16::try_from(20 + payload.len()).expect("small");
+        f.extend_from_slice(&[0x45, 0]);
+        f.extend_from_slice(&total.to_be_bytes());
+        f.extend_from_slice(&[0, 99]);
+        f.extend_from_slice(&flags_offset.to_be_bytes());
+        f.extend_from_slice(&[64, 17, 0, 0]);
+        f.extend_from_slice(&src);
+        f.extend_from_slice(&dst);
+        f.extend_from_slice(payload);
+        f
+    };
+    let mut first = Vec::new();
+    first.extend_from_slice(&sport.to_be_bytes());
+    first.extend_from_slice(&dport.to_be_bytes());
+    first.extend_from_slice(&[0, 32, 0, 0]);
+    first.extend_from_slice(&[7; 16]);
+    // More fragments; then the second at offset 3 (24 bytes).
+    [fragment(0x2000, &first), fragment(3, &[7; 8])]
+}
+
+/// A masqueraded datagram's later fragment, which has no ports of its own, is left to the
+/// container's link with its first, not counted here into a flow of its own.
+#[test]
+fn a_masqueraded_datagrams_later_fragments_are_left_with_its_first() {
+    const CONTAINER: [u8; 4] = [172, 17, 0, 2];
+    const REMOTE: [u8; 4] = [198, 51, 100, 20];
+    let end = |a: [u8; 4], port| Endpoint {
+        addr: std::net::IpAddr::from(a),
+        port,
+    };
+    let cidr = |a: [u8; 4]| Cidr::new(std::net::IpAddr::from(a), 32).expect("cidr");
+    let mut pipeline = Pipeline::new(PipelineConfig {
+        local: LocalNets::new([cidr(HOST)])
+            .with_counted_at_links([cidr(CONTAINER)])
+            .with_hosted([cidr(CONTAINER)]),
+        ..config(HOST)
+    });
+    let (container, remote, host) = (end(CONTAINER, 41_000), end(REMOTE, 443), end(HOST, 50_000));
+    pipeline.set_nat_table(Box::new(FakeConntrack {
+        connections: vec![(17, (container, remote), (remote, host))],
+        failing: false,
+    }));
+    let mut out = Vec::new();
+    for (at, frame) in (0..).zip(udp_fragments(HOST, REMOTE, 50_000, 443)) {
+        pipeline.packet(&packet_way(&frame, at, true), &mut |r| out.push(r));
+    }
+    pipeline.finish(&mut |r| out.push(r));
+    assert!(flows(&out).is_empty(), "{:?}", flows(&out));
+    assert_eq!(left_to_links(&out), 2);
+}
+
 /// A pipeline on the uplink of a host with one container counted at its link, asking
 /// `table`, after a SYN from a remote host to the host's port 80 from each (port offset,
 /// milliseconds) of `syns`, from port 1024 plus the offset.
