@@ -102,6 +102,9 @@ pub struct NatCheck {
     /// Questions failed in a row, and the second (of packet time) until which none is asked.
     failures_in_a_row: u32,
     paused_until: u64,
+    /// Pauses so far, so the warning is said ever more rarely (a kernel without connection
+    /// tracking fails every minute).
+    pauses: u64,
     stats: NatStats,
 }
 
@@ -115,6 +118,7 @@ impl NatCheck {
             asked_this_second: 0,
             failures_in_a_row: 0,
             paused_until: 0,
+            pauses: 0,
             stats: NatStats::default(),
         }
     }
@@ -214,10 +218,14 @@ impl NatCheck {
                 if self.failures_in_a_row >= FAILURES_BEFORE_PAUSE {
                     self.failures_in_a_row = 0;
                     self.paused_until = second.saturating_add(PAUSE_SECONDS);
-                    warn!(
-                        seconds = PAUSE_SECONDS,
-                        "connection tracking failed {FAILURES_BEFORE_PAUSE} questions in a row; none asked for a while, new flows counted on this link"
-                    );
+                    self.pauses = self.pauses.saturating_add(1);
+                    if self.pauses.is_power_of_two() {
+                        warn!(
+                            seconds = PAUSE_SECONDS,
+                            pauses = self.pauses,
+                            "connection tracking failed {FAILURES_BEFORE_PAUSE} questions in a row; none asked for a while, new flows counted on this link"
+                        );
+                    }
                 }
                 None
             }

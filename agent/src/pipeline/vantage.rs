@@ -23,8 +23,9 @@
 //! channel, when the ring could not be had) the link counts every packet, as before.
 //!
 //! A container's traffic NATed to the host's address (Docker's masquerade and published ports,
-//! the EKS VPC CNI's SNAT) cannot be told by address on the uplink; `pipeline::nat` asks the
-//! kernel's connection tracking for it.
+//! the EKS VPC CNI's SNAT) cannot be told by address on the uplink, nor a pod's connection to a
+//! service that kube-proxy DNATs to another pod of the node on that pod's link;
+//! `pipeline::nat` asks the kernel's connection tracking for them.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -106,7 +107,7 @@ impl Vantage {
     #[inline]
     pub fn counts(&self, src: IpAddr, dst: IpAddr, outgoing: Option<bool>) -> bool {
         // A host without containers (and replay) stops here.
-        if self.hosts.is_empty() && self.nets.is_empty() {
+        if !self.has_links() {
             return true;
         }
         self.counts_with_containers(src, dst, outgoing)
