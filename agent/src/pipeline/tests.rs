@@ -873,26 +873,21 @@ fn udp_fragments(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> [Vec<u8>
 /// container's link with its first, not counted here into a flow of its own.
 #[test]
 fn a_masqueraded_datagrams_later_fragments_are_left_with_its_first() {
-    const CONTAINER: [u8; 4] = [172, 17, 0, 2];
-    const REMOTE: [u8; 4] = [198, 51, 100, 20];
     let end = |a: [u8; 4], port| Endpoint {
         addr: std::net::IpAddr::from(a),
         port,
     };
-    let cidr = |a: [u8; 4]| Cidr::new(std::net::IpAddr::from(a), 32).expect("cidr");
-    let mut pipeline = Pipeline::new(PipelineConfig {
-        local: LocalNets::new([cidr(HOST)])
-            .with_counted_at_links([cidr(CONTAINER)])
-            .with_hosted([cidr(CONTAINER)]),
-        ..config(HOST)
-    });
-    let (container, remote, host) = (end(CONTAINER, 41_000), end(REMOTE, 443), end(HOST, 50_000));
-    pipeline.set_nat_table(Box::new(FakeConntrack {
+    let (container, remote, host) = (
+        end(NAT_CONTAINER, 41_000),
+        end(NAT_REMOTE, 443),
+        end(HOST, 50_000),
+    );
+    let mut pipeline = container_host_uplink(FakeConntrack {
         connections: vec![(17, (container, remote), (remote, host))],
         failing: false,
-    }));
+    });
     let mut out = Vec::new();
-    for (at, frame) in (0..).zip(udp_fragments(HOST, REMOTE, 50_000, 443)) {
+    for (at, frame) in (0..).zip(udp_fragments(HOST, NAT_REMOTE, 50_000, 443)) {
         pipeline.packet(&packet_way(&frame, at, true), &mut |r| out.push(r));
     }
     pipeline.finish(&mut |r| out.push(r));
@@ -900,25 +895,33 @@ fn a_masqueraded_datagrams_later_fragments_are_left_with_its_first() {
     assert_eq!(left_to_links(&out), 2);
 }
 
-/// A pipeline on the uplink of a host with one container counted at its link, asking
-/// `table`, after a SYN from a remote host to the host's port 80 from each (port offset,
-/// milliseconds) of `syns`, from port 1024 plus the offset.
+/// The container and the remote host of the NAT tests on a container host's uplink.
+const NAT_CONTAINER: [u8; 4] = [172, 17, 0, 2];
+const NAT_REMOTE: [u8; 4] = [198, 51, 100, 20];
+
+/// A pipeline on the uplink of a host with one container ([`NAT_CONTAINER`]) counted at its
+/// link, asking `table`.
+fn container_host_uplink(table: FakeConntrack) -> Pipeline {
+    let cidr = |a: [u8; 4]| Cidr::new(std::net::IpAddr::from(a), 32).expect("cidr");
+    let mut pipeline = Pipeline::new(PipelineConfig {
+        local: LocalNets::new([cidr(HOST)])
+            .with_counted_at_links([cidr(NAT_CONTAINER)])
+            .with_hosted([cidr(NAT_CONTAINER)]),
+        ..config(HOST)
+    });
+    pipeline.set_nat_table(Box::new(table));
+    pipeline
+}
+
+/// [`container_host_uplink`] after a SYN from [`NAT_REMOTE`] to the host's port 80 from each
+/// (port offset, milliseconds) of `syns`, from port 1024 plus the offset.
 fn syns_at_a_container_host(
     table: FakeConntrack,
     syns: impl Iterator<Item = (u16, u64)>,
 ) -> Pipeline {
-    const CONTAINER: [u8; 4] = [172, 17, 0, 2];
-    const REMOTE: [u8; 4] = [198, 51, 100, 20];
-    let cidr = |a: [u8; 4]| Cidr::new(std::net::IpAddr::from(a), 32).expect("cidr");
-    let mut pipeline = Pipeline::new(PipelineConfig {
-        local: LocalNets::new([cidr(HOST)])
-            .with_counted_at_links([cidr(CONTAINER)])
-            .with_hosted([cidr(CONTAINER)]),
-        ..config(HOST)
-    });
-    pipeline.set_nat_table(Box::new(table));
+    let mut pipeline = container_host_uplink(table);
     for (offset, at) in syns {
-        let frame = tcp(REMOTE, HOST, 1024 + offset, 80, SYN, &[]);
+        let frame = tcp(NAT_REMOTE, HOST, 1024 + offset, 80, SYN, &[]);
         pipeline.packet(&packet_way(&frame, at, false), &mut |_| {});
     }
     pipeline
