@@ -127,7 +127,7 @@ fn a_containers_traffic_natted_to_the_host_is_counted_once_on_its_link() -> Resu
         in_host(&["nft", rule])?;
     }
 
-    // Every interface that is up: the uplink, the bridge and the container's port.
+    // Every interface that is up: the uplink, the bridge, the container's port, the pods' links.
     let config = FAST_AGENT_CONFIG.replace("interfaces = []\n", "");
     let mut agent = start_agent_cmd_in(
         Some(&host_ns),
