@@ -99,14 +99,7 @@ impl Observer for IntelObserver {
 
     fn on_packet(&mut self, ts: Timestamp, packet: &Decoded<'_>, hits: &mut Vec<IntelHit>) {
         let (src_port, dst_port) = ports(&packet.transport);
-        let src = Endpoint {
-            addr: packet.src,
-            port: src_port,
-        };
-        let dst = Endpoint {
-            addr: packet.dst,
-            port: dst_port,
-        };
+        let (src, dst) = Endpoint::pair(packet, (src_port, dst_port));
         // The listed end is the remote one: sent to it → egress, received from it → ingress.
         for (local, remote, direction) in [
             (src, dst, Direction::Egress),

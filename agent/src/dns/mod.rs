@@ -186,14 +186,7 @@ impl DnsTracker {
             Transport::Udp { src_port, dst_port }
                 if src_port == DNS_PORT || dst_port == DNS_PORT =>
             {
-                let src = Endpoint {
-                    addr: packet.src,
-                    port: src_port,
-                };
-                let dst = Endpoint {
-                    addr: packet.dst,
-                    port: dst_port,
-                };
+                let (src, dst) = Endpoint::pair(packet, (src_port, dst_port));
                 self.message(ts, src, dst, protocol::UDP, packet.payload, out);
             }
             Transport::Tcp {
@@ -202,14 +195,7 @@ impl DnsTracker {
                 flags,
                 seq,
             } if src_port == DNS_PORT || dst_port == DNS_PORT => {
-                let src = Endpoint {
-                    addr: packet.src,
-                    port: src_port,
-                };
-                let dst = Endpoint {
-                    addr: packet.dst,
-                    port: dst_port,
-                };
+                let (src, dst) = Endpoint::pair(packet, (src_port, dst_port));
                 // Messages borrow the stream buffer, so they are parsed into owned form
                 // before the tracker's other tables are touched.
                 let mut parsed = Vec::new();

@@ -11,6 +11,25 @@ pub struct Endpoint {
     pub port: u16,
 }
 
+impl Endpoint {
+    /// A packet's source and destination ends, with `ports` (source, destination) as read
+    /// from its transport (or the ICMP echo id in both).
+    pub fn pair(
+        packet: &crate::decode::Decoded<'_>,
+        (src_port, dst_port): (u16, u16),
+    ) -> (Self, Self) {
+        let src = Self {
+            addr: packet.src,
+            port: src_port,
+        };
+        let dst = Self {
+            addr: packet.dst,
+            port: dst_port,
+        };
+        (src, dst)
+    }
+}
+
 /// Which end of a [`FlowKey`] an endpoint is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Side {

@@ -154,14 +154,7 @@ impl NatCheck {
                 None => return false,
             },
         };
-        let src = Endpoint {
-            addr: packet.src,
-            port: src_port,
-        };
-        let dst = Endpoint {
-            addr: packet.dst,
-            port: dst_port,
-        };
+        let (src, dst) = Endpoint::pair(packet, (src_port, dst_port));
         // Asked from the end whose tuple the kernel holds: the remote end for the host's
         // (masquerade's reply tuple, a published port's original), the container behind this
         // link for two containers (the reply tuple of the connection to the service).
