@@ -1,11 +1,13 @@
 //! One DNS message, parsed by `hickory-proto` after cheap checks of our own, reduced to the
 //! fields Picket uses.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use hickory_proto::op::{Message, MessageType};
 use hickory_proto::rr::RecordType;
+use smallvec::SmallVec;
 
 use crate::summaries::addr_text::addr_text;
 
@@ -64,19 +66,60 @@ impl DnsErrorKind {
     }
 }
 
+/// Answers kept in place, without an allocation, up to this many (most answers hold one or
+/// two addresses).
+pub const INLINE_ANSWERS: usize = 2;
+
+/// A message's answer records.
+pub type Answers = SmallVec<[DnsAnswer; INLINE_ANSWERS]>;
+
 /// One resource record of a response's answer section.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DnsAnswer {
-    /// Owner name, lower case, without the trailing dot.
-    pub name: String,
+    /// Owner name, lower case, without the trailing dot; `None` when it is the message's
+    /// question name (the common case, which then costs no copy of the name).
+    pub owner: Option<String>,
     /// Record type number (1 A, 28 AAAA, 5 CNAME, 16 TXT...).
     pub rtype: u16,
-    /// Record data in presentation format.
-    pub data: String,
+    /// Record data.
+    pub data: AnswerData,
     /// Time to live, seconds.
     pub ttl: u32,
+}
+
+impl DnsAnswer {
+    /// The owner name, where `question` is the name of the message it came in.
+    pub fn name<'a>(&'a self, question: &'a str) -> &'a str {
+        self.owner.as_deref().unwrap_or(question)
+    }
+
     /// The address, for A and AAAA records.
-    pub addr: Option<IpAddr>,
+    pub fn addr(&self) -> Option<IpAddr> {
+        match self.data {
+            AnswerData::Addr(addr) => Some(addr),
+            AnswerData::Text(_) => None,
+        }
+    }
+}
+
+/// A record's data: an address is kept as one, and written out only where a summary needs
+/// its text; anything else is kept in presentation format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnswerData {
+    /// The address of an A or AAAA record.
+    Addr(IpAddr),
+    /// Any other record's data, in presentation format.
+    Text(String),
+}
+
+impl AnswerData {
+    /// The data in presentation format.
+    pub fn text(&self) -> Cow<'_, str> {
+        match self {
+            Self::Addr(addr) => Cow::Owned(addr_text(*addr)),
+            Self::Text(text) => Cow::Borrowed(text),
+        }
+    }
 }
 
 /// The parts of a DNS message Picket uses.
@@ -93,7 +136,7 @@ pub struct DnsMessage {
     /// The first question's type.
     pub qtype: u16,
     /// Answer records, at most [`MAX_ANSWERS`].
-    pub answers: Vec<DnsAnswer>,
+    pub answers: Answers,
     /// Answer records beyond [`MAX_ANSWERS`], not kept.
     pub answers_dropped: usize,
 }
@@ -128,25 +171,33 @@ pub(super) fn parse_with_hickory(bytes: &[u8]) -> Result<DnsMessage, DnsErrorKin
     let Some(query) = message.queries().first() else {
         return Err(DnsErrorKind::NoQuestion);
     };
-    let mut answers = Vec::with_capacity(message.answers().len().min(MAX_ANSWERS));
+    let name = presentation(&query.name().to_ascii());
+    let mut answers = Answers::new();
     for record in message.answers().iter().take(MAX_ANSWERS) {
-        // hickory's `Display` of some record data it parsed fails (the `dns` fuzz target found
-        // one), and `to_string` would panic on that: such a message is malformed.
-        let mut data = String::new();
-        write!(data, "{}", record.data()).map_err(|_| DnsErrorKind::Malformed)?;
+        let data = match record.data().ip_addr() {
+            Some(addr) => AnswerData::Addr(addr),
+            None => {
+                // hickory's `Display` of some record data it parsed fails (the `dns` fuzz
+                // target found one), and `to_string` would panic on that: such a message is
+                // malformed.
+                let mut text = String::new();
+                write!(text, "{}", record.data()).map_err(|_| DnsErrorKind::Malformed)?;
+                AnswerData::Text(text)
+            }
+        };
+        let owner = presentation(&record.name().to_ascii());
         answers.push(DnsAnswer {
-            name: presentation(&record.name().to_ascii()),
+            owner: (owner != name).then_some(owner),
             rtype: u16::from(record.record_type()),
             data,
             ttl: record.ttl(),
-            addr: record.data().ip_addr(),
         });
     }
     Ok(DnsMessage {
         id: message.id(),
         is_response: message.message_type() == MessageType::Response,
         rcode: u16::from(message.response_code()),
-        name: presentation(&query.name().to_ascii()),
+        name,
         qtype: u16::from(query.query_type()),
         answers,
         answers_dropped: message.answers().len().saturating_sub(MAX_ANSWERS),
@@ -192,7 +243,7 @@ pub(super) fn parse_plain(bytes: &[u8]) -> Option<Result<DnsMessage, DnsErrorKin
     if [c0, c1] != [0, 1] {
         return None;
     }
-    let mut answers = Vec::with_capacity(answer_count);
+    let mut answers = Answers::new();
     for _ in 0..answer_count {
         // A cut anywhere in the record's fixed part, once what came before is plain, fails in
         // hickory whatever the missing bytes were; so does data running past the message.
@@ -215,11 +266,10 @@ pub(super) fn parse_plain(bytes: &[u8]) -> Option<Result<DnsMessage, DnsErrorKin
             _ => return None,
         };
         answers.push(DnsAnswer {
-            name: name.clone(),
+            owner: None,
             rtype,
-            data: addr_text(addr),
+            data: AnswerData::Addr(addr),
             ttl: u32::from_be_bytes([l0, l1, l2, l3]),
-            addr: Some(addr),
         });
         rest = after.get(length..)?;
     }

@@ -1,10 +1,13 @@
 //! DNS: queries and responses on port 53 over UDP and TCP, paired into transactions, and
 //! the address → name map their answers give.
 //!
-//! Parsing is `hickory-proto`, behind cheap header checks of our own. Unlike decode, this
-//! stage allocates per DNS message (hickory builds owned names and records); DNS is a small
-//! share of packets. Every table is bounded and counts what it drops, and a malformed message
-//! is counted by kind and skipped, never fatal.
+//! Parsing is `hickory-proto`, behind cheap header checks and a reader of our own for the
+//! plainest messages. Unlike decode, this stage allocates per DNS message: a query's name, kept
+//! until its response; hickory's owned names and records for any message the plain reader
+//! leaves to it. Answers stay in place (up to [`message::INLINE_ANSWERS`]), an address as an
+//! address and an owner as a reference to the question's name where it is that. Every table
+//! is bounded and counts what it drops, and a malformed message is counted by kind and
+//! skipped, never fatal.
 
 pub mod ip_names;
 pub mod message;
@@ -20,7 +23,9 @@ use crate::decode::{Decoded, Transport, protocol};
 use crate::flow_table::Endpoint;
 
 pub use ip_names::IpNames;
-pub use message::{DnsAnswer, DnsErrorKind, DnsMessage, parse, record_type_name};
+pub use message::{
+    AnswerData, Answers, DnsAnswer, DnsErrorKind, DnsMessage, parse, record_type_name,
+};
 pub use pending::{PendingKey, PendingQueries, PendingQuery};
 pub use registered_domain::registered_domain;
 pub use tcp_stream::TcpStreams;
@@ -76,8 +81,8 @@ pub struct DnsTransaction {
     pub response_ts: Option<Timestamp>,
     /// Response code, when there was a response.
     pub rcode: Option<u16>,
-    /// Answer records of the response.
-    pub answers: Vec<DnsAnswer>,
+    /// Answer records of the response; an answer without an owner is for `name`.
+    pub answers: Answers,
 }
 
 impl DnsTransaction {
@@ -281,7 +286,7 @@ impl DnsTracker {
         }
         self.stats.responses = self.stats.responses.saturating_add(1);
         for answer in &message.answers {
-            if let Some(addr) = answer.addr {
+            if let Some(addr) = answer.addr() {
                 // The name the host asked for, not the end of a CNAME chain: that is the name
                 // the host will be seen talking to.
                 self.names.insert(ts, addr, &message.name, answer.ttl);
@@ -297,8 +302,18 @@ impl DnsTracker {
         if query.is_none() {
             self.stats.unmatched_responses = self.stats.unmatched_responses.saturating_add(1);
         }
+        let mut answers = message.answers;
         let (query_ts, name, qtype) = match query {
-            Some(q) => (Some(q.ts), q.name, q.qtype),
+            Some(q) => {
+                // The transaction is named by its query; answers that were for a different
+                // question name keep theirs.
+                if q.name != message.name {
+                    for answer in answers.iter_mut().filter(|a| a.owner.is_none()) {
+                        answer.owner = Some(message.name.clone());
+                    }
+                }
+                (Some(q.ts), q.name, q.qtype)
+            }
             None => (None, message.name, message.qtype),
         };
         out.push(DnsTransaction {
@@ -311,7 +326,7 @@ impl DnsTracker {
             query_ts,
             response_ts: Some(ts),
             rcode: Some(message.rcode),
-            answers: message.answers,
+            answers,
         });
     }
 }
@@ -327,7 +342,7 @@ fn unanswered_transaction(key: PendingKey, query: PendingQuery) -> DnsTransactio
         query_ts: Some(query.ts),
         response_ts: None,
         rcode: None,
-        answers: Vec::new(),
+        answers: Answers::new(),
     }
 }
 
