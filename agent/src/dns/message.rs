@@ -123,7 +123,7 @@ impl AnswerData {
 }
 
 /// The parts of a DNS message Picket uses.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DnsMessage {
     /// Transaction id.
     pub id: u16,
@@ -147,6 +147,20 @@ pub struct DnsMessage {
 ///
 /// Returns the [`DnsErrorKind`] saying why the message cannot be used.
 pub fn parse(bytes: &[u8]) -> Result<DnsMessage, DnsErrorKind> {
+    let mut message = DnsMessage::default();
+    parse_into(bytes, &mut message)?;
+    Ok(message)
+}
+
+/// Parses one DNS message (without the TCP length prefix) into `out`, whose name's buffer a
+/// plain message reuses: a tracker parsing every message into one `DnsMessage` allocates no
+/// name for a response (its transaction is named by its query).
+///
+/// # Errors
+///
+/// Returns the [`DnsErrorKind`] saying why the message cannot be used; `out` then holds
+/// nothing meaningful.
+pub fn parse_into(bytes: &[u8], out: &mut DnsMessage) -> Result<(), DnsErrorKind> {
     let Some((header, _)) = bytes.split_first_chunk::<HEADER_LEN>() else {
         return Err(DnsErrorKind::TooShort);
     };
@@ -162,7 +176,13 @@ pub fn parse(bytes: &[u8]) -> Result<DnsMessage, DnsErrorKind> {
     if needed > bytes.len().saturating_sub(HEADER_LEN) {
         return Err(DnsErrorKind::BadCounts);
     }
-    parse_plain(bytes).unwrap_or_else(|| parse_with_hickory(bytes))
+    match parse_plain_into(bytes, out) {
+        Some(result) => result,
+        None => {
+            *out = parse_with_hickory(bytes)?;
+            Ok(())
+        }
+    }
 }
 
 /// The whole message through `hickory-proto`.
@@ -204,6 +224,13 @@ pub(super) fn parse_with_hickory(bytes: &[u8]) -> Result<DnsMessage, DnsErrorKin
     })
 }
 
+/// [`parse_plain_into`] into a message of its own, for tests that compare it with hickory.
+#[cfg(test)]
+pub(super) fn parse_plain(bytes: &[u8]) -> Option<Result<DnsMessage, DnsErrorKind>> {
+    let mut message = DnsMessage::default();
+    Some(parse_plain_into(bytes, &mut message)?.map(|()| message))
+}
+
 /// The most common messages, read by hand: a plain query, or its answer holding only A and
 /// AAAA records named by a pointer to the question. Gives `None` for anything else (and for
 /// anything hickory might read or print differently), which then goes to hickory. A message
@@ -221,7 +248,10 @@ pub(super) fn parse_with_hickory(bytes: &[u8]) -> Result<DnsMessage, DnsErrorKin
 /// [`MAX_ANSWERS`] answers, each of class IN, owned by a pointer to offset 12, and an A with
 /// 4 bytes of data or an AAAA with 16. Bytes after the last answer are ignored, as hickory
 /// ignores them.
-pub(super) fn parse_plain(bytes: &[u8]) -> Option<Result<DnsMessage, DnsErrorKind>> {
+///
+/// The message goes into `out`, its name into `out.name`'s buffer. Where this gives `None`
+/// or an error, `out` holds nothing meaningful.
+fn parse_plain_into(bytes: &[u8], out: &mut DnsMessage) -> Option<Result<(), DnsErrorKind>> {
     let cut = Some(Err(DnsErrorKind::Malformed));
     let (&[i0, i1, f0, f1, q0, q1, a0, a1, n0, n1, r0, r1], rest) =
         bytes.split_first_chunk::<HEADER_LEN>()?;
@@ -233,8 +263,8 @@ pub(super) fn parse_plain(bytes: &[u8]) -> Option<Result<DnsMessage, DnsErrorKin
     if answer_count > MAX_ANSWERS {
         return None;
     }
-    let (name, rest) = match plain_name(rest)? {
-        Some(read) => read,
+    let rest = match plain_name(rest, &mut out.name)? {
+        Some(rest) => rest,
         None => return cut,
     };
     let Some((&[t0, t1, c0, c1], mut rest)) = rest.split_first_chunk::<4>() else {
@@ -273,23 +303,22 @@ pub(super) fn parse_plain(bytes: &[u8]) -> Option<Result<DnsMessage, DnsErrorKin
         });
         rest = after.get(length..)?;
     }
-    Some(Ok(DnsMessage {
-        id: u16::from_be_bytes([i0, i1]),
-        is_response: f0 & 0x80 != 0,
-        // Without EDNS the response code is the header's four bits.
-        rcode: u16::from(f1 & 0x0f),
-        name,
-        qtype: u16::from_be_bytes([t0, t1]),
-        answers,
-        answers_dropped: 0,
-    }))
+    out.id = u16::from_be_bytes([i0, i1]);
+    out.is_response = f0 & 0x80 != 0;
+    // Without EDNS the response code is the header's four bits.
+    out.rcode = u16::from(f1 & 0x0f);
+    out.qtype = u16::from_be_bytes([t0, t1]);
+    out.answers = answers;
+    out.answers_dropped = 0;
+    Some(Ok(()))
 }
 
-/// A name of plain labels (see [`parse_plain`]) in presentation form, lower case, without the
-/// trailing dot, and the bytes after it; `Some(None)` when the bytes end inside a plain name.
-fn plain_name(bytes: &[u8]) -> Option<Option<(String, &[u8])>> {
-    // First the labels are checked and the name's end found, then the text is copied once
-    // into a string of its exact size: built label by label it grew and was checked per label.
+/// A name of plain labels (see [`parse_plain_into`]) written into `name` in presentation form,
+/// lower case, without the trailing dot, and the bytes after it; `Some(None)` when the bytes
+/// end inside a plain name.
+fn plain_name<'a>(bytes: &'a [u8], name: &mut String) -> Option<Option<&'a [u8]>> {
+    // First the labels are checked and the name's end found, then the text is copied once:
+    // built label by label it grew and was checked per label.
     let mut end = 0_usize;
     let mut text_len = 0_usize;
     loop {
@@ -323,7 +352,9 @@ fn plain_name(bytes: &[u8]) -> Option<Option<(String, &[u8])>> {
         text_len += length + usize::from(end > 0);
         end += length + 1;
     }
-    let mut text = Vec::with_capacity(text_len);
+    let mut text = std::mem::take(name).into_bytes();
+    text.clear();
+    text.reserve(text_len);
     let mut at = 0_usize;
     while at < end {
         let length = usize::from(*bytes.get(at)?);
@@ -335,8 +366,8 @@ fn plain_name(bytes: &[u8]) -> Option<Option<(String, &[u8])>> {
         at += length + 1;
     }
     // Plain labels are ASCII, so this never fails.
-    let name = String::from_utf8(text).ok()?;
-    Some(Some((name, bytes.get(end + 1..)?)))
+    *name = String::from_utf8(text).ok()?;
+    Some(Some(bytes.get(end + 1..)?))
 }
 
 /// A record type's mnemonic ("A", "AAAA", "TXT"...), or "Unknown".

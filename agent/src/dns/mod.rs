@@ -24,7 +24,7 @@ use crate::flow_table::Endpoint;
 
 pub use ip_names::IpNames;
 pub use message::{
-    AnswerData, Answers, DnsAnswer, DnsErrorKind, DnsMessage, parse, record_type_name,
+    AnswerData, Answers, DnsAnswer, DnsErrorKind, DnsMessage, parse, parse_into, record_type_name,
 };
 pub use pending::{PendingKey, PendingQueries, PendingQuery};
 pub use registered_domain::registered_domain;
@@ -153,6 +153,9 @@ pub struct DnsTracker {
     names: IpNames,
     streams: TcpStreams,
     stats: DnsStats,
+    /// Every UDP message is parsed into this one, so a plain response reuses its name's
+    /// buffer instead of allocating a name its query already gave.
+    scratch: DnsMessage,
 }
 
 impl DnsTracker {
@@ -163,6 +166,7 @@ impl DnsTracker {
             names: IpNames::new(config.max_names),
             streams: TcpStreams::new(config.max_tcp_streams),
             stats: DnsStats::default(),
+            scratch: DnsMessage::default(),
         }
     }
 
@@ -208,8 +212,9 @@ impl DnsTracker {
                     .push(src, dst, seq, flags, packet.payload, |bytes| {
                         parsed.push(parse(bytes));
                     });
-                for result in parsed {
-                    self.handle(ts, src, dst, protocol::TCP, result, out);
+                for mut result in parsed {
+                    let message = result.as_mut().map_err(|kind| *kind);
+                    self.handle(ts, src, dst, protocol::TCP, message, out);
                 }
             }
             _ => {}
@@ -246,8 +251,10 @@ impl DnsTracker {
         bytes: &[u8],
         out: &mut Vec<DnsTransaction>,
     ) {
-        let result = parse(bytes);
+        let mut message = std::mem::take(&mut self.scratch);
+        let result = parse_into(bytes, &mut message).map(|()| &mut message);
         self.handle(ts, src, dst, protocol, result, out);
+        self.scratch = message;
     }
 
     fn handle(
@@ -256,7 +263,7 @@ impl DnsTracker {
         src: Endpoint,
         dst: Endpoint,
         protocol: u8,
-        result: Result<DnsMessage, DnsErrorKind>,
+        result: Result<&mut DnsMessage, DnsErrorKind>,
         out: &mut Vec<DnsTransaction>,
     ) {
         let message = match result {
@@ -276,8 +283,9 @@ impl DnsTracker {
                 id: message.id,
             };
             let mut evicted = 0_u64;
+            let name = message.name.clone();
             self.pending
-                .insert(ts, key, message.name, message.qtype, &mut |key, query| {
+                .insert(ts, key, name, message.qtype, &mut |key, query| {
                     evicted = evicted.saturating_add(1);
                     out.push(unanswered_transaction(key, query));
                 });
@@ -302,7 +310,7 @@ impl DnsTracker {
         if query.is_none() {
             self.stats.unmatched_responses = self.stats.unmatched_responses.saturating_add(1);
         }
-        let mut answers = message.answers;
+        let mut answers = std::mem::take(&mut message.answers);
         let (query_ts, name, qtype) = match query {
             Some(q) => {
                 // The transaction is named by its query; answers that were for a different
@@ -314,7 +322,7 @@ impl DnsTracker {
                 }
                 (Some(q.ts), q.name, q.qtype)
             }
-            None => (None, message.name, message.qtype),
+            None => (None, message.name.clone(), message.qtype),
         };
         out.push(DnsTransaction {
             client: dst,

@@ -623,3 +623,40 @@ proptest! {
         prop_assert!(t.streams.len() <= DnsConfig::default().max_tcp_streams);
     }
 }
+
+#[test]
+fn parsing_into_a_used_message_gives_what_parsing_afresh_does() {
+    // The tracker parses every UDP message into one `DnsMessage`: nothing of a message may
+    // show through in the next, whichever reader (plain or hickory) read either.
+    let addr = Ipv4Addr::new(198, 51, 100, 9);
+    let long = "a-rather-long-label-for-a-name.and-another-one.example.com.";
+    let messages = [
+        response(
+            1,
+            long,
+            ResponseCode::NoError,
+            &[(long, RData::A(A(addr)), 60)],
+        ),
+        query(2, "b.example.org.", RecordType::AAAA),
+        response(
+            3,
+            "c.example.net.",
+            ResponseCode::NoError,
+            &[(
+                "c.example.net.",
+                RData::CNAME(CNAME(Name::from_str("d.example.net.").expect("n"))),
+                5,
+            )],
+        ),
+        vec![0xde, 0xad, 0xbe, 0xef, 0, 1, 0, 0, 0, 0, 0, 0, 3, b'x'],
+        response(4, "e.example.com.", ResponseCode::NXDomain, &[]),
+        query(5, "f.example.com.", RecordType::A),
+    ];
+    let mut scratch = DnsMessage::default();
+    for bytes in &messages {
+        let fresh = parse(bytes);
+        let reused = parse_into(bytes, &mut scratch).map(|()| scratch.clone());
+        assert_eq!(reused, fresh);
+    }
+    assert_eq!(scratch.name, "f.example.com");
+}
