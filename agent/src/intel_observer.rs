@@ -20,7 +20,7 @@ use picket_proto::v1::{Direction, IntelHit};
 
 use crate::capture::Timestamp;
 use crate::decode::{Decoded, Transport};
-use crate::dns::DnsTransaction;
+use crate::dns::{DnsAnswer, DnsTransaction};
 use crate::flow_table::Endpoint;
 use crate::intel_cache::IntelCache;
 use crate::intel_check::{DnsContext, FlowContext, check_dns_answer, check_dns_query, check_flow};
@@ -137,7 +137,7 @@ impl Observer for IntelObserver {
                 .chain(
                     tx.answers
                         .iter()
-                        .filter_map(|a| a.addr)
+                        .filter_map(DnsAnswer::addr)
                         .filter_map(|addr| check_dns_answer(s, addr, &ctx)),
                 )
                 .collect()
@@ -168,7 +168,7 @@ mod tests {
             query_ts: Some(Timestamp::from_millis(1_000)),
             response_ts: None,
             rcode: None,
-            answers: vec![],
+            answers: Default::default(),
         }
     }
 

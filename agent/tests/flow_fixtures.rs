@@ -166,7 +166,7 @@ fn dns_queries_in_a_pcapng_pair_with_their_responses() {
     let addr = answered
         .answers
         .iter()
-        .find_map(|a| a.addr)
+        .find_map(|a| a.addr())
         .expect("an address answer");
     let at = answered.response_ts.expect("response time");
     assert_eq!(dns.name_for(addr, at), Some("e7.whatsapp.net"));

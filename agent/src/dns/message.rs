@@ -1,11 +1,13 @@
 //! One DNS message, parsed by `hickory-proto` after cheap checks of our own, reduced to the
 //! fields Picket uses.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use hickory_proto::op::{Message, MessageType};
 use hickory_proto::rr::RecordType;
+use smallvec::SmallVec;
 
 use crate::summaries::addr_text::addr_text;
 
@@ -64,23 +66,64 @@ impl DnsErrorKind {
     }
 }
 
+/// Answers kept in place, without an allocation, up to this many (most answers hold one or
+/// two addresses).
+pub const INLINE_ANSWERS: usize = 2;
+
+/// A message's answer records.
+pub type Answers = SmallVec<[DnsAnswer; INLINE_ANSWERS]>;
+
 /// One resource record of a response's answer section.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DnsAnswer {
-    /// Owner name, lower case, without the trailing dot.
-    pub name: String,
+    /// Owner name, lower case, without the trailing dot; `None` when it is the message's
+    /// question name (the common case, which then costs no copy of the name).
+    pub owner: Option<String>,
     /// Record type number (1 A, 28 AAAA, 5 CNAME, 16 TXT...).
     pub rtype: u16,
-    /// Record data in presentation format.
-    pub data: String,
+    /// Record data.
+    pub data: AnswerData,
     /// Time to live, seconds.
     pub ttl: u32,
+}
+
+impl DnsAnswer {
+    /// The owner name, where `question` is the name of the message it came in.
+    pub fn name<'a>(&'a self, question: &'a str) -> &'a str {
+        self.owner.as_deref().unwrap_or(question)
+    }
+
     /// The address, for A and AAAA records.
-    pub addr: Option<IpAddr>,
+    pub fn addr(&self) -> Option<IpAddr> {
+        match self.data {
+            AnswerData::Addr(addr) => Some(addr),
+            AnswerData::Text(_) => None,
+        }
+    }
+}
+
+/// A record's data: an address is kept as one, and written out only where a summary needs
+/// its text; anything else is kept in presentation format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnswerData {
+    /// The address of an A or AAAA record.
+    Addr(IpAddr),
+    /// Any other record's data, in presentation format.
+    Text(String),
+}
+
+impl AnswerData {
+    /// The data in presentation format.
+    pub fn text(&self) -> Cow<'_, str> {
+        match self {
+            Self::Addr(addr) => Cow::Owned(addr_text(*addr)),
+            Self::Text(text) => Cow::Borrowed(text),
+        }
+    }
 }
 
 /// The parts of a DNS message Picket uses.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DnsMessage {
     /// Transaction id.
     pub id: u16,
@@ -93,7 +136,7 @@ pub struct DnsMessage {
     /// The first question's type.
     pub qtype: u16,
     /// Answer records, at most [`MAX_ANSWERS`].
-    pub answers: Vec<DnsAnswer>,
+    pub answers: Answers,
     /// Answer records beyond [`MAX_ANSWERS`], not kept.
     pub answers_dropped: usize,
 }
@@ -104,6 +147,20 @@ pub struct DnsMessage {
 ///
 /// Returns the [`DnsErrorKind`] saying why the message cannot be used.
 pub fn parse(bytes: &[u8]) -> Result<DnsMessage, DnsErrorKind> {
+    let mut message = DnsMessage::default();
+    parse_into(bytes, &mut message)?;
+    Ok(message)
+}
+
+/// Parses one DNS message (without the TCP length prefix) into `out`, whose name's buffer a
+/// plain message reuses: a tracker parsing every message into one `DnsMessage` allocates no
+/// name for a response (its transaction is named by its query).
+///
+/// # Errors
+///
+/// Returns the [`DnsErrorKind`] saying why the message cannot be used; `out` then holds
+/// nothing meaningful.
+pub fn parse_into(bytes: &[u8], out: &mut DnsMessage) -> Result<(), DnsErrorKind> {
     let Some((header, _)) = bytes.split_first_chunk::<HEADER_LEN>() else {
         return Err(DnsErrorKind::TooShort);
     };
@@ -119,7 +176,13 @@ pub fn parse(bytes: &[u8]) -> Result<DnsMessage, DnsErrorKind> {
     if needed > bytes.len().saturating_sub(HEADER_LEN) {
         return Err(DnsErrorKind::BadCounts);
     }
-    parse_plain(bytes).unwrap_or_else(|| parse_with_hickory(bytes))
+    match parse_plain_into(bytes, out) {
+        Some(result) => result,
+        None => {
+            *out = parse_with_hickory(bytes)?;
+            Ok(())
+        }
+    }
 }
 
 /// The whole message through `hickory-proto`.
@@ -128,29 +191,44 @@ pub(super) fn parse_with_hickory(bytes: &[u8]) -> Result<DnsMessage, DnsErrorKin
     let Some(query) = message.queries().first() else {
         return Err(DnsErrorKind::NoQuestion);
     };
-    let mut answers = Vec::with_capacity(message.answers().len().min(MAX_ANSWERS));
+    let name = presentation(&query.name().to_ascii());
+    let mut answers = Answers::new();
     for record in message.answers().iter().take(MAX_ANSWERS) {
-        // hickory's `Display` of some record data it parsed fails (the `dns` fuzz target found
-        // one), and `to_string` would panic on that: such a message is malformed.
-        let mut data = String::new();
-        write!(data, "{}", record.data()).map_err(|_| DnsErrorKind::Malformed)?;
+        let data = match record.data().ip_addr() {
+            Some(addr) => AnswerData::Addr(addr),
+            None => {
+                // hickory's `Display` of some record data it parsed fails (the `dns` fuzz
+                // target found one), and `to_string` would panic on that: such a message is
+                // malformed.
+                let mut text = String::new();
+                write!(text, "{}", record.data()).map_err(|_| DnsErrorKind::Malformed)?;
+                AnswerData::Text(text)
+            }
+        };
+        let owner = presentation(&record.name().to_ascii());
         answers.push(DnsAnswer {
-            name: presentation(&record.name().to_ascii()),
+            owner: (owner != name).then_some(owner),
             rtype: u16::from(record.record_type()),
             data,
             ttl: record.ttl(),
-            addr: record.data().ip_addr(),
         });
     }
     Ok(DnsMessage {
         id: message.id(),
         is_response: message.message_type() == MessageType::Response,
         rcode: u16::from(message.response_code()),
-        name: presentation(&query.name().to_ascii()),
+        name,
         qtype: u16::from(query.query_type()),
         answers,
         answers_dropped: message.answers().len().saturating_sub(MAX_ANSWERS),
     })
+}
+
+/// [`parse_plain_into`] into a message of its own, for tests that compare it with hickory.
+#[cfg(test)]
+pub(super) fn parse_plain(bytes: &[u8]) -> Option<Result<DnsMessage, DnsErrorKind>> {
+    let mut message = DnsMessage::default();
+    Some(parse_plain_into(bytes, &mut message)?.map(|()| message))
 }
 
 /// The most common messages, read by hand: a plain query, or its answer holding only A and
@@ -170,7 +248,10 @@ pub(super) fn parse_with_hickory(bytes: &[u8]) -> Result<DnsMessage, DnsErrorKin
 /// [`MAX_ANSWERS`] answers, each of class IN, owned by a pointer to offset 12, and an A with
 /// 4 bytes of data or an AAAA with 16. Bytes after the last answer are ignored, as hickory
 /// ignores them.
-pub(super) fn parse_plain(bytes: &[u8]) -> Option<Result<DnsMessage, DnsErrorKind>> {
+///
+/// The message goes into `out`, its name into `out.name`'s buffer. Where this gives `None`
+/// or an error, `out` holds nothing meaningful.
+fn parse_plain_into(bytes: &[u8], out: &mut DnsMessage) -> Option<Result<(), DnsErrorKind>> {
     let cut = Some(Err(DnsErrorKind::Malformed));
     let (&[i0, i1, f0, f1, q0, q1, a0, a1, n0, n1, r0, r1], rest) =
         bytes.split_first_chunk::<HEADER_LEN>()?;
@@ -182,8 +263,8 @@ pub(super) fn parse_plain(bytes: &[u8]) -> Option<Result<DnsMessage, DnsErrorKin
     if answer_count > MAX_ANSWERS {
         return None;
     }
-    let (name, rest) = match plain_name(rest)? {
-        Some(read) => read,
+    let rest = match plain_name(rest, &mut out.name)? {
+        Some(rest) => rest,
         None => return cut,
     };
     let Some((&[t0, t1, c0, c1], mut rest)) = rest.split_first_chunk::<4>() else {
@@ -192,7 +273,7 @@ pub(super) fn parse_plain(bytes: &[u8]) -> Option<Result<DnsMessage, DnsErrorKin
     if [c0, c1] != [0, 1] {
         return None;
     }
-    let mut answers = Vec::with_capacity(answer_count);
+    let mut answers = Answers::new();
     for _ in 0..answer_count {
         // A cut anywhere in the record's fixed part, once what came before is plain, fails in
         // hickory whatever the missing bytes were; so does data running past the message.
@@ -215,31 +296,29 @@ pub(super) fn parse_plain(bytes: &[u8]) -> Option<Result<DnsMessage, DnsErrorKin
             _ => return None,
         };
         answers.push(DnsAnswer {
-            name: name.clone(),
+            owner: None,
             rtype,
-            data: addr_text(addr),
+            data: AnswerData::Addr(addr),
             ttl: u32::from_be_bytes([l0, l1, l2, l3]),
-            addr: Some(addr),
         });
         rest = after.get(length..)?;
     }
-    Some(Ok(DnsMessage {
-        id: u16::from_be_bytes([i0, i1]),
-        is_response: f0 & 0x80 != 0,
-        // Without EDNS the response code is the header's four bits.
-        rcode: u16::from(f1 & 0x0f),
-        name,
-        qtype: u16::from_be_bytes([t0, t1]),
-        answers,
-        answers_dropped: 0,
-    }))
+    out.id = u16::from_be_bytes([i0, i1]);
+    out.is_response = f0 & 0x80 != 0;
+    // Without EDNS the response code is the header's four bits.
+    out.rcode = u16::from(f1 & 0x0f);
+    out.qtype = u16::from_be_bytes([t0, t1]);
+    out.answers = answers;
+    out.answers_dropped = 0;
+    Some(Ok(()))
 }
 
-/// A name of plain labels (see [`parse_plain`]) in presentation form, lower case, without the
-/// trailing dot, and the bytes after it; `Some(None)` when the bytes end inside a plain name.
-fn plain_name(bytes: &[u8]) -> Option<Option<(String, &[u8])>> {
-    // First the labels are checked and the name's end found, then the text is copied once
-    // into a string of its exact size: built label by label it grew and was checked per label.
+/// A name of plain labels (see [`parse_plain_into`]) written into `name` in presentation form,
+/// lower case, without the trailing dot, and the bytes after it; `Some(None)` when the bytes
+/// end inside a plain name.
+fn plain_name<'a>(bytes: &'a [u8], name: &mut String) -> Option<Option<&'a [u8]>> {
+    // First the labels are checked and the name's end found, then the text is copied once:
+    // built label by label it grew and was checked per label.
     let mut end = 0_usize;
     let mut text_len = 0_usize;
     loop {
@@ -273,7 +352,9 @@ fn plain_name(bytes: &[u8]) -> Option<Option<(String, &[u8])>> {
         text_len += length + usize::from(end > 0);
         end += length + 1;
     }
-    let mut text = Vec::with_capacity(text_len);
+    let mut text = std::mem::take(name).into_bytes();
+    text.clear();
+    text.reserve(text_len);
     let mut at = 0_usize;
     while at < end {
         let length = usize::from(*bytes.get(at)?);
@@ -285,8 +366,8 @@ fn plain_name(bytes: &[u8]) -> Option<Option<(String, &[u8])>> {
         at += length + 1;
     }
     // Plain labels are ASCII, so this never fails.
-    let name = String::from_utf8(text).ok()?;
-    Some(Some((name, bytes.get(end + 1..)?)))
+    *name = String::from_utf8(text).ok()?;
+    Some(Some(bytes.get(end + 1..)?))
 }
 
 /// A record type's mnemonic ("A", "AAAA", "TXT"...), or "Unknown".

@@ -1,10 +1,13 @@
 //! DNS: queries and responses on port 53 over UDP and TCP, paired into transactions, and
 //! the address → name map their answers give.
 //!
-//! Parsing is `hickory-proto`, behind cheap header checks of our own. Unlike decode, this
-//! stage allocates per DNS message (hickory builds owned names and records); DNS is a small
-//! share of packets. Every table is bounded and counts what it drops, and a malformed message
-//! is counted by kind and skipped, never fatal.
+//! Parsing is `hickory-proto`, behind cheap header checks and a reader of our own for the
+//! plainest messages. Unlike decode, this stage allocates per DNS message: a query's name, kept
+//! until its response; hickory's owned names and records for any message the plain reader
+//! leaves to it. Answers stay in place (up to [`message::INLINE_ANSWERS`]), an address as an
+//! address and an owner as a reference to the question's name where it is that. Every table
+//! is bounded and counts what it drops, and a malformed message is counted by kind and
+//! skipped, never fatal.
 
 pub mod ip_names;
 pub mod message;
@@ -20,7 +23,9 @@ use crate::decode::{Decoded, Transport, protocol};
 use crate::flow_table::Endpoint;
 
 pub use ip_names::IpNames;
-pub use message::{DnsAnswer, DnsErrorKind, DnsMessage, parse, record_type_name};
+pub use message::{
+    AnswerData, Answers, DnsAnswer, DnsErrorKind, DnsMessage, parse, parse_into, record_type_name,
+};
 pub use pending::{PendingKey, PendingQueries, PendingQuery};
 pub use registered_domain::registered_domain;
 pub use tcp_stream::TcpStreams;
@@ -76,8 +81,8 @@ pub struct DnsTransaction {
     pub response_ts: Option<Timestamp>,
     /// Response code, when there was a response.
     pub rcode: Option<u16>,
-    /// Answer records of the response.
-    pub answers: Vec<DnsAnswer>,
+    /// Answer records of the response; an answer without an owner is for `name`.
+    pub answers: Answers,
 }
 
 impl DnsTransaction {
@@ -148,6 +153,9 @@ pub struct DnsTracker {
     names: IpNames,
     streams: TcpStreams,
     stats: DnsStats,
+    /// Every UDP message is parsed into this one, so a plain response reuses its name's
+    /// buffer instead of allocating a name its query already gave.
+    scratch: DnsMessage,
 }
 
 impl DnsTracker {
@@ -158,6 +166,7 @@ impl DnsTracker {
             names: IpNames::new(config.max_names),
             streams: TcpStreams::new(config.max_tcp_streams),
             stats: DnsStats::default(),
+            scratch: DnsMessage::default(),
         }
     }
 
@@ -203,8 +212,9 @@ impl DnsTracker {
                     .push(src, dst, seq, flags, packet.payload, |bytes| {
                         parsed.push(parse(bytes));
                     });
-                for result in parsed {
-                    self.handle(ts, src, dst, protocol::TCP, result, out);
+                for mut result in parsed {
+                    let message = result.as_mut().map_err(|kind| *kind);
+                    self.handle(ts, src, dst, protocol::TCP, message, out);
                 }
             }
             _ => {}
@@ -241,8 +251,10 @@ impl DnsTracker {
         bytes: &[u8],
         out: &mut Vec<DnsTransaction>,
     ) {
-        let result = parse(bytes);
+        let mut message = std::mem::take(&mut self.scratch);
+        let result = parse_into(bytes, &mut message).map(|()| &mut message);
         self.handle(ts, src, dst, protocol, result, out);
+        self.scratch = message;
     }
 
     fn handle(
@@ -251,7 +263,7 @@ impl DnsTracker {
         src: Endpoint,
         dst: Endpoint,
         protocol: u8,
-        result: Result<DnsMessage, DnsErrorKind>,
+        result: Result<&mut DnsMessage, DnsErrorKind>,
         out: &mut Vec<DnsTransaction>,
     ) {
         let message = match result {
@@ -271,8 +283,9 @@ impl DnsTracker {
                 id: message.id,
             };
             let mut evicted = 0_u64;
+            let name = message.name.clone();
             self.pending
-                .insert(ts, key, message.name, message.qtype, &mut |key, query| {
+                .insert(ts, key, name, message.qtype, &mut |key, query| {
                     evicted = evicted.saturating_add(1);
                     out.push(unanswered_transaction(key, query));
                 });
@@ -281,7 +294,7 @@ impl DnsTracker {
         }
         self.stats.responses = self.stats.responses.saturating_add(1);
         for answer in &message.answers {
-            if let Some(addr) = answer.addr {
+            if let Some(addr) = answer.addr() {
                 // The name the host asked for, not the end of a CNAME chain: that is the name
                 // the host will be seen talking to.
                 self.names.insert(ts, addr, &message.name, answer.ttl);
@@ -297,9 +310,19 @@ impl DnsTracker {
         if query.is_none() {
             self.stats.unmatched_responses = self.stats.unmatched_responses.saturating_add(1);
         }
+        let mut answers = std::mem::take(&mut message.answers);
         let (query_ts, name, qtype) = match query {
-            Some(q) => (Some(q.ts), q.name, q.qtype),
-            None => (None, message.name, message.qtype),
+            Some(q) => {
+                // The transaction is named by its query; answers that were for a different
+                // question name keep theirs.
+                if q.name != message.name {
+                    for answer in answers.iter_mut().filter(|a| a.owner.is_none()) {
+                        answer.owner = Some(message.name.clone());
+                    }
+                }
+                (Some(q.ts), q.name, q.qtype)
+            }
+            None => (None, message.name.clone(), message.qtype),
         };
         out.push(DnsTransaction {
             client: dst,
@@ -311,7 +334,7 @@ impl DnsTracker {
             query_ts,
             response_ts: Some(ts),
             rcode: Some(message.rcode),
-            answers: message.answers,
+            answers,
         });
     }
 }
@@ -327,7 +350,7 @@ fn unanswered_transaction(key: PendingKey, query: PendingQuery) -> DnsTransactio
         query_ts: Some(query.ts),
         response_ts: None,
         rcode: None,
-        answers: Vec::new(),
+        answers: Answers::new(),
     }
 }
 

@@ -129,7 +129,12 @@ fn a_query_and_its_response_make_one_transaction_and_name_the_address() {
     );
     assert_eq!(tx.answers.len(), 2);
     assert_eq!((tx.answers[1].rtype, tx.answers[1].ttl), (1, 30));
-    assert_eq!(tx.answers[1].data, "93.184.216.34");
+    assert_eq!(tx.answers[1].data.text(), "93.184.216.34");
+    // The CNAME is owned by the question's name, so it holds no copy of it; the address's
+    // owner is the CNAME's target.
+    assert_eq!(tx.answers[0].owner, None);
+    assert_eq!(tx.answers[0].name(&tx.name), "www.example.com");
+    assert_eq!(tx.answers[1].name(&tx.name), "edge.example.net");
     assert_eq!(record_type_name(tx.answers[0].rtype), "CNAME");
     assert_eq!(tx.registered_domain(), "example.com");
     // The address maps to the name the host asked for, not the CNAME target.
@@ -146,6 +151,30 @@ fn a_query_and_its_response_make_one_transaction_and_name_the_address() {
         (s.messages, s.queries, s.responses, s.unmatched_responses),
         (2, 1, 1, 0)
     );
+}
+
+#[test]
+fn answers_to_a_different_question_than_the_query_asked_keep_their_own_owner() {
+    // A response paired by id whose question is not the query's: the transaction is named by
+    // the query, and the answers still say which name they were for.
+    let mut t = tracker();
+    let mut out = Vec::new();
+    let addr = Ipv4Addr::new(198, 51, 100, 7);
+    let q = query(0x0101, "asked.example.com.", RecordType::A);
+    let r = response(
+        0x0101,
+        "other.example.org.",
+        ResponseCode::NoError,
+        &[("other.example.org.", RData::A(A(addr)), 30)],
+    );
+    t.observe(secs(0), &udp(true, 5555, &q), &mut out);
+    t.observe(secs(1), &udp(false, 5555, &r), &mut out);
+    assert_eq!(out.len(), 1);
+    let tx = &out[0];
+    assert_eq!(tx.name, "asked.example.com");
+    assert_eq!(tx.answers[0].owner.as_deref(), Some("other.example.org"));
+    assert_eq!(tx.answers[0].name(&tx.name), "other.example.org");
+    assert_eq!(tx.answers[0].addr(), Some(IpAddr::V4(addr)));
 }
 
 #[test]
@@ -593,4 +622,41 @@ proptest! {
         }
         prop_assert!(t.streams.len() <= DnsConfig::default().max_tcp_streams);
     }
+}
+
+#[test]
+fn parsing_into_a_used_message_gives_what_parsing_afresh_does() {
+    // The tracker parses every UDP message into one `DnsMessage`: nothing of a message may
+    // show through in the next, whichever reader (plain or hickory) read either.
+    let addr = Ipv4Addr::new(198, 51, 100, 9);
+    let long = "a-rather-long-label-for-a-name.and-another-one.example.com.";
+    let messages = [
+        response(
+            1,
+            long,
+            ResponseCode::NoError,
+            &[(long, RData::A(A(addr)), 60)],
+        ),
+        query(2, "b.example.org.", RecordType::AAAA),
+        response(
+            3,
+            "c.example.net.",
+            ResponseCode::NoError,
+            &[(
+                "c.example.net.",
+                RData::CNAME(CNAME(Name::from_str("d.example.net.").expect("n"))),
+                5,
+            )],
+        ),
+        vec![0xde, 0xad, 0xbe, 0xef, 0, 1, 0, 0, 0, 0, 0, 0, 3, b'x'],
+        response(4, "e.example.com.", ResponseCode::NXDomain, &[]),
+        query(5, "f.example.com.", RecordType::A),
+    ];
+    let mut scratch = DnsMessage::default();
+    for bytes in &messages {
+        let fresh = parse(bytes);
+        let reused = parse_into(bytes, &mut scratch).map(|()| scratch.clone());
+        assert_eq!(reused, fresh);
+    }
+    assert_eq!(scratch.name, "f.example.com");
 }

@@ -22,7 +22,7 @@ use picket_proto::v1::{DnsAnswer as WireAnswer, DnsSummary, Record, TypeCount, r
 use super::addr_text::addr_text;
 use super::interval::Interval;
 use super::{Aggregates, bounded_entry};
-use crate::dns::{DnsTransaction, record_type_name};
+use crate::dns::{AnswerData, DnsTransaction, record_type_name};
 
 /// Distinct names counted exactly per summary; past this `distinct_names` stays at the cap.
 pub const MAX_DISTINCT_NAMES: usize = 1024;
@@ -80,6 +80,9 @@ struct Aggregate {
     measured: u64,
     examples: Vec<Box<str>>,
     answers: Vec<WireAnswer>,
+    /// Each of `answers`' type number and address, so telling a new answer from one already
+    /// kept compares numbers rather than an address's text.
+    answer_kinds: Vec<(u16, Option<IpAddr>)>,
     resolvers: Vec<IpAddr>,
     first_seen_ms: u64,
     last_seen_ms: u64,
@@ -188,18 +191,23 @@ impl DnsSummaries {
             if agg.answers.len() >= MAX_ANSWERS {
                 break;
             }
-            let rtype = record_type_name(answer.rtype);
-            let seen = agg
-                .answers
-                .iter()
-                .any(|a| a.name == answer.name && a.rtype == rtype && a.data == answer.data);
+            let name = answer.name(&tx.name);
+            let seen = agg.answers.iter().zip(&agg.answer_kinds).any(|(a, kind)| {
+                a.name == name
+                    && kind.0 == answer.rtype
+                    && match &answer.data {
+                        AnswerData::Addr(addr) => kind.1 == Some(*addr),
+                        AnswerData::Text(text) => a.data == *text,
+                    }
+            });
             if !seen {
                 agg.answers.push(WireAnswer {
-                    name: answer.name.clone(),
-                    rtype: rtype.to_owned(),
-                    data: answer.data.clone(),
+                    name: name.to_owned(),
+                    rtype: record_type_name(answer.rtype).to_owned(),
+                    data: answer.data.text().into_owned(),
                     ttl: answer.ttl,
                 });
+                agg.answer_kinds.push((answer.rtype, answer.addr()));
             }
         }
     }
@@ -495,7 +503,7 @@ mod tests {
             query_ts: Some(crate::capture::Timestamp(1_000_000)),
             response_ts: None,
             rcode: None,
-            answers: Vec::new(),
+            answers: Default::default(),
         };
         let mut summaries = DnsSummaries::new(DnsSummaryLimits::default());
         // Six distinct names, each asked twice, the repeats after all of them.
