@@ -173,6 +173,9 @@ fn a_containers_traffic_natted_to_the_host_is_counted_once_on_its_link() -> Resu
     send_datagrams(&host_ns, &host_addr, (&outside, 9982), b"own", 3)?;
     send_datagrams(&pods[1].0, POD_HIGH, (SERVICE, 53), b"to the service", 3)?;
     send_pings(&container.0, &outside, 0x5043, 3)?;
+    // To a port nobody listens on: the outside answers port unreachable, to the host's
+    // address on the uplink, translated back to the container on its port.
+    send_datagrams(&container.0, CONTAINER, (&outside, 9983), b"closed", 1)?;
     std::thread::sleep(Duration::from_millis(500));
     for link in pod_links.iter().chain([&port, &bridge]) {
         sh("ip", &["-n", &host_ns, "link", "del", link])?;
@@ -202,6 +205,7 @@ fn a_containers_traffic_natted_to_the_host_is_counted_once_on_its_link() -> Resu
         &flows,
         &[
             (9981, port.as_str(), Direction::Egress, CONTAINER, (3, 0)),
+            (9983, port.as_str(), Direction::Egress, CONTAINER, (1, 0)),
             (80, port.as_str(), Direction::Ingress, CONTAINER, (0, 3)),
             (9982, uplink, Direction::Egress, host_addr.as_str(), (3, 0)),
             (
@@ -218,13 +222,30 @@ fn a_containers_traffic_natted_to_the_host_is_counted_once_on_its_link() -> Resu
         "the published port was counted as the host's: {flows:#?}"
     );
     // The container's pings (masqueraded too) and their answers, once, on its port.
-    let pings: Vec<&FlowSummary> = flows.iter().copied().filter(|f| f.protocol == 1).collect();
+    let icmp = |unreachable: bool| -> Vec<&FlowSummary> {
+        flows
+            .iter()
+            .copied()
+            .filter(|f| f.protocol == 1 && (f.service_port == 3) == unreachable)
+            .collect()
+    };
+    let pings = icmp(false);
     ensure!(
         pings.len() == 1
             && pings[0].interface == port
             && pings[0].local_addr == CONTAINER
             && (pings[0].packets_out, pings[0].packets_in) == (3, 3),
         "pings: {pings:#?}"
+    );
+    // The port unreachable, once, on its port: without looking up what an ICMP error quotes,
+    // the uplink counts it again, as from the outside to the host.
+    let unreachable = icmp(true);
+    ensure!(
+        unreachable.len() == 1
+            && unreachable[0].interface == port
+            && unreachable[0].local_addr == CONTAINER
+            && (unreachable[0].packets_out, unreachable[0].packets_in) == (0, 1),
+        "port unreachable: {unreachable:#?}"
     );
     Ok(())
 }

@@ -21,6 +21,14 @@
 //! second on the lower pod's link: twice when the receiver is the lower. So a container's
 //! link asks about a flow between two containers it counts, and leaves it to the sender's
 //! link when the connection was addressed to neither of them.
+//!
+//! An ICMP error (unreachable, time exceeded, parameter problem, packet too big) for a NATed
+//! connection is translated too, quoted packet and all: on the host's own links it is between
+//! the host's address and the remote end, on the container's link between the container and
+//! the remote end. On the host's links each error is looked up by the connection it quotes
+//! (errors are rare and rate-limited by their senders, and each may quote another
+//! connection, so none is remembered), and left to the container's link when that connection
+//! holds a container counted there.
 
 use std::io;
 use std::net::IpAddr;
@@ -29,7 +37,7 @@ use tracing::warn;
 
 use super::vantage::Vantage;
 use crate::capture::Timestamp;
-use crate::decode::Decoded;
+use crate::decode::{Decoded, Transport, protocol};
 use crate::flow_table::{Endpoint, FlowTable};
 
 /// A connection as the host's connection tracking holds it: (source, destination) of its
@@ -40,6 +48,15 @@ pub struct Tracked {
     pub original: (IpAddr, IpAddr),
     /// As its answers are expected.
     pub reply: (IpAddr, IpAddr),
+}
+
+impl Tracked {
+    /// Whether any address of either tuple is one that `wanted` says yes to.
+    fn holds_any(&self, wanted: impl Fn(IpAddr) -> bool) -> bool {
+        let (a, b) = self.original;
+        let (c, d) = self.reply;
+        [a, b, c, d].into_iter().any(wanted)
+    }
 }
 
 /// Where the host keeps its NATed connections: the kernel's connection tracking
@@ -143,10 +160,15 @@ impl NatCheck {
         if !vantage.has_links() {
             return false;
         }
+        if !vantage.container_link() {
+            if let Some((protocol, src, dst)) = quoted_connection(packet) {
+                return self.error_counted_at_link(vantage, protocol, src, dst, ts);
+            }
+        }
         // Connection tracking's tuples have ports, or for ICMP echoes an id: as the flow table
-        // keys them, the id in both ports. Other ICMP messages are not looked up.
+        // keys them, the id in both ports. ICMP errors are looked up by what they quote, above.
         let (src_port, dst_port) = match packet.transport {
-            crate::decode::Transport::Icmp {
+            Transport::Icmp {
                 echo_id: Some(id), ..
             } if !vantage.container_link() => (id, id),
             _ => match packet.ports() {
@@ -185,17 +207,82 @@ impl NatCheck {
         if table.holds(packet.protocol, src, dst) {
             return false;
         }
+        let Some(tracked) = self.ask(packet.protocol, from, to, ts) else {
+            self.left.remove(&key);
+            return false;
+        };
+        let elsewhere = if vantage.container_link() {
+            // Sent by the other container to an address that is neither (a service's): its
+            // link counts it, as sent to that address.
+            let (sender, receiver) = tracked.original;
+            sender == to.addr && receiver != from.addr && receiver != to.addr
+        } else {
+            tracked.holds_any(|addr| vantage.at_link(addr))
+        };
+        if !elsewhere {
+            self.left.remove(&key);
+            return false;
+        }
+        self.stats.left_to_links = self.stats.left_to_links.saturating_add(1);
+        if self.left.len() >= REMEMBERED_AT_MOST {
+            self.left
+                .retain(|_, last| ts.0.saturating_sub(last.0) < REMEMBERED_FOR_NANOS);
+            if self.left.len() >= REMEMBERED_AT_MOST {
+                self.left.clear();
+            }
+        }
+        self.left.insert(key, ts);
+        true
+    }
+
+    /// An ICMP error on the host's own links, quoting a packet of `protocol` from `src` to
+    /// `dst`: counted on a container's link when the connection it quotes holds a container
+    /// counted there.
+    fn error_counted_at_link(
+        &mut self,
+        vantage: &Vantage,
+        protocol: u8,
+        src: Endpoint,
+        dst: Endpoint,
+        ts: Timestamp,
+    ) -> bool {
+        // As for the connection's own packets: asked from its remote end.
+        let (from, to) = match (vantage.is_own(src.addr), vantage.is_own(dst.addr)) {
+            (false, true) => (src, dst),
+            (true, false) => (dst, src),
+            _ => return false,
+        };
+        let Some(tracked) = self.ask(protocol, from, to, ts) else {
+            return false;
+        };
+        let elsewhere = tracked.holds_any(|addr| vantage.at_link(addr));
+        if elsewhere {
+            self.stats.left_to_links = self.stats.left_to_links.saturating_add(1);
+        }
+        elsewhere
+    }
+
+    /// Asks the table about a connection of `protocol` from `from` to `to` at `ts`, within
+    /// the questions a second allows and outside a pause; `None` when it is not tracked, the
+    /// question failed (counted, and warned about ever more rarely) or was not asked.
+    fn ask(
+        &mut self,
+        protocol: u8,
+        from: Endpoint,
+        to: Endpoint,
+        ts: Timestamp,
+    ) -> Option<Tracked> {
         let second = ts.0 / SECOND_NANOS;
         if second != self.second {
             (self.second, self.asked_this_second) = (second, 0);
         }
         if self.asked_this_second >= LOOKUPS_PER_SECOND || second < self.paused_until {
             self.stats.unchecked = self.stats.unchecked.saturating_add(1);
-            return false;
+            return None;
         }
         self.asked_this_second += 1;
         self.stats.lookups = self.stats.lookups.saturating_add(1);
-        let tracked = match self.table.lookup(packet.protocol, from, to) {
+        match self.table.lookup(protocol, from, to) {
             Ok(tracked) => {
                 self.failures_in_a_row = 0;
                 tracked
@@ -222,34 +309,139 @@ impl NatCheck {
                 }
                 None
             }
-        };
-        let Some(tracked) = tracked else {
-            self.left.remove(&key);
-            return false;
-        };
-        let elsewhere = if vantage.container_link() {
-            // Sent by the other container to an address that is neither (a service's): its
-            // link counts it, as sent to that address.
-            let (sender, receiver) = tracked.original;
-            sender == to.addr && receiver != from.addr && receiver != to.addr
-        } else {
-            let (a, b) = tracked.original;
-            let (c, d) = tracked.reply;
-            [a, b, c, d].into_iter().any(|addr| vantage.at_link(addr))
-        };
-        if !elsewhere {
-            self.left.remove(&key);
-            return false;
         }
-        self.stats.left_to_links = self.stats.left_to_links.saturating_add(1);
-        if self.left.len() >= REMEMBERED_AT_MOST {
-            self.left
-                .retain(|_, last| ts.0.saturating_sub(last.0) < REMEMBERED_FOR_NANOS);
-            if self.left.len() >= REMEMBERED_AT_MOST {
-                self.left.clear();
+    }
+}
+
+/// The connection an ICMP or ICMPv6 error quotes: the quoted packet's protocol and its two
+/// ends, with ports as the flow table keys them (an echo's id in both). `None` for any other
+/// packet, and for a quote too short to hold the ports or of another family.
+fn quoted_connection(packet: &Decoded<'_>) -> Option<(u8, Endpoint, Endpoint)> {
+    let Transport::Icmp { kind, .. } = packet.transport else {
+        return None;
+    };
+    // Destination unreachable, time exceeded, parameter problem (RFC 792); and ICMPv6's
+    // destination unreachable, packet too big, time exceeded, parameter problem (RFC 4443).
+    let error = match packet.protocol {
+        protocol::ICMP => matches!(kind, 3 | 11 | 12),
+        protocol::ICMPV6 => matches!(kind, 1..=4),
+        _ => false,
+    };
+    if !error {
+        return None;
+    }
+    let quote = packet.payload;
+    let (quoted_protocol, src, dst, transport) = match (packet.protocol, quote.first()? >> 4) {
+        (protocol::ICMP, 4) => {
+            let header_len = usize::from(quote.first()? & 0x0f) * 4;
+            let octets = |at: usize| <[u8; 4]>::try_from(quote.get(at..at + 4)?).ok();
+            if header_len < 20 {
+                return None;
             }
+            (
+                *quote.get(9)?,
+                IpAddr::from(octets(12)?),
+                IpAddr::from(octets(16)?),
+                quote.get(header_len..)?,
+            )
         }
-        self.left.insert(key, ts);
-        true
+        (protocol::ICMPV6, 6) => {
+            let octets = |at: usize| <[u8; 16]>::try_from(quote.get(at..at + 16)?).ok();
+            // A quote with extension headers is left alone: rare, and the ports are
+            // further in.
+            (
+                *quote.get(6)?,
+                IpAddr::from(octets(8)?),
+                IpAddr::from(octets(24)?),
+                quote.get(40..)?,
+            )
+        }
+        _ => return None,
+    };
+    let word = |at: usize| {
+        Some(u16::from_be_bytes([
+            *transport.get(at)?,
+            *transport.get(at + 1)?,
+        ]))
+    };
+    let ports = match quoted_protocol {
+        protocol::TCP | protocol::UDP => (word(0)?, word(2)?),
+        // An echo request or reply: its id, in both ports.
+        protocol::ICMP if matches!(transport.first()?, 8 | 0) => (word(4)?, word(4)?),
+        protocol::ICMPV6 if matches!(transport.first()?, 128 | 129) => (word(4)?, word(4)?),
+        _ => return None,
+    };
+    let src = Endpoint {
+        addr: src,
+        port: ports.0,
+    };
+    let dst = Endpoint {
+        addr: dst,
+        port: ports.1,
+    };
+    Some((quoted_protocol, src, dst))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv6Addr;
+
+    use super::*;
+    use crate::capture::LinkType;
+    use crate::decode::{Outcome, decode};
+
+    /// A raw IPv6 packet from `src` to `dst` with next header `next` and `payload`.
+    fn ipv6(src: Ipv6Addr, dst: Ipv6Addr, next: u8, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x60, 0, 0, 0];
+        p.extend_from_slice(&u16::try_from(payload.len()).expect("small").to_be_bytes());
+        p.extend_from_slice(&[next, 64]);
+        p.extend_from_slice(&src.octets());
+        p.extend_from_slice(&dst.octets());
+        p.extend_from_slice(payload);
+        p
+    }
+
+    fn quoted(packet: &[u8]) -> Option<(u8, Endpoint, Endpoint)> {
+        match decode(LinkType::IPV6, packet, false) {
+            Ok(Outcome::Decoded(d)) => quoted_connection(&d),
+            other => panic!("not decoded: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_icmpv6_error_gives_the_connection_it_quotes() {
+        let (host, remote): (Ipv6Addr, Ipv6Addr) = (
+            "2001:db8::5".parse().expect("v6"),
+            "2001:db8:1::20".parse().expect("v6"),
+        );
+        let udp = [0xc3, 0x50, 0, 53, 0, 8, 0, 0];
+        let sent = ipv6(host, remote, 17, &udp);
+        let error = |kind: u8, quote: &[u8]| {
+            let mut icmp = vec![kind, 4, 0, 0, 0, 0, 0, 0];
+            icmp.extend_from_slice(quote);
+            ipv6(remote, host, 58, &icmp)
+        };
+        let end = |addr: Ipv6Addr, port| Endpoint {
+            addr: addr.into(),
+            port,
+        };
+        // Destination unreachable, packet too big, time exceeded, parameter problem.
+        for kind in 1..=4 {
+            assert_eq!(
+                quoted(&error(kind, &sent)),
+                Some((17, end(host, 50_000), end(remote, 53))),
+                "type {kind}"
+            );
+        }
+        // An echo quoted: its id in both ports.
+        let echo = ipv6(host, remote, 58, &[128, 0, 0, 0, 0, 9, 0, 1]);
+        assert_eq!(
+            quoted(&error(1, &echo)),
+            Some((58, end(host, 9), end(remote, 9)))
+        );
+        // Not an error, a quote cut before its ports, a quote of the other family.
+        assert_eq!(quoted(&error(128, &sent)), None);
+        assert_eq!(quoted(&error(1, &sent[..42])), None);
+        assert_eq!(quoted(&error(1, &[0x45; 28])), None);
     }
 }

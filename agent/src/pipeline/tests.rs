@@ -1023,3 +1023,96 @@ fn a_pods_flow_to_a_service_dnatted_to_a_lower_pod_is_left_to_the_senders_link()
     );
     assert_eq!(nat.lookups, 0);
 }
+
+/// An Ethernet/IPv4 ICMP error (`kind`, `code`) quoting the IP packet of `quoted` (an
+/// Ethernet frame), its IP header and first 8 bytes, as routers and hosts send them.
+fn icmp_error(src: [u8; 4], dst: [u8; 4], kind: u8, code: u8, quoted: &[u8]) -> Vec<u8> {
+    let quote = quoted.get(14..14 + 28).unwrap_or(&quoted[14..]);
+    let total = u16::try_from(28 + quote.len()).expect("small");
+    let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00, 0x45, 0];
+    f.extend_from_slice(&total.to_be_bytes());
+    f.extend_from_slice(&[0, 0, 0x40, 0, 64, 1, 0, 0]);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&[kind, code, 0, 0, 0, 0, 0, 0]);
+    f.extend_from_slice(quote);
+    f
+}
+
+/// ICMP errors about a container's NATed connections reach the uplink NATed too, between the
+/// host and the remote end: each is looked up by the connection it quotes, and left to the
+/// container's link (which sees it translated back) when that connection holds the
+/// container. Errors about the host's own connections are counted here.
+#[test]
+fn icmp_errors_about_a_containers_natted_connections_are_left_to_its_link() {
+    const ROUTER: [u8; 4] = [203, 0, 113, 1];
+    let end = |a: [u8; 4], port| Endpoint {
+        addr: std::net::IpAddr::from(a),
+        port,
+    };
+    let (container, remote, host) = (
+        end(NAT_CONTAINER, 41_000),
+        end(NAT_REMOTE, 53),
+        end(HOST, 50_000),
+    );
+    let (client, published, forwarded) = (
+        end(NAT_REMOTE, 33_000),
+        end(HOST, 8080),
+        end(NAT_CONTAINER, 80),
+    );
+    let (own, discard) = (end(HOST, 40_000), end(NAT_REMOTE, 9));
+    let table = FakeConntrack {
+        connections: vec![
+            (17, (container, remote), (remote, host)),
+            (17, (client, published), (forwarded, client)),
+            (17, (own, discard), (discard, own)),
+            (
+                1,
+                (end(NAT_CONTAINER, 3), end(NAT_REMOTE, 3)),
+                (end(NAT_REMOTE, 7), end(HOST, 7)),
+            ),
+        ],
+        failing: false,
+    };
+    let masqueraded = udp(HOST, NAT_REMOTE, 50_000, 53);
+    let frames = [
+        // Port unreachable from the remote end, and time exceeded from a router on the way.
+        (icmp_error(NAT_REMOTE, HOST, 3, 3, &masqueraded), false),
+        (icmp_error(ROUTER, HOST, 11, 0, &masqueraded), false),
+        // The container's closed port behind a published one, answered through the host.
+        (
+            icmp_error(HOST, NAT_REMOTE, 3, 3, &udp(NAT_REMOTE, HOST, 33_000, 8080)),
+            true,
+        ),
+        // A masqueraded ping to an unreachable host.
+        (
+            icmp_error(ROUTER, HOST, 3, 1, &icmp_echo(HOST, NAT_REMOTE, 8, 7)),
+            false,
+        ),
+        // The host's own datagram to a closed port: counted here.
+        (
+            icmp_error(NAT_REMOTE, HOST, 3, 3, &udp(HOST, NAT_REMOTE, 40_000, 9)),
+            false,
+        ),
+        // A quote cut before its ports: not looked up, counted here.
+        (
+            icmp_error(NAT_REMOTE, HOST, 3, 3, &masqueraded[..14 + 22]),
+            false,
+        ),
+    ];
+    let mut pipeline = container_host_uplink(table);
+    let mut out = Vec::new();
+    for (at, (frame, outgoing)) in (0..).zip(&frames) {
+        pipeline.packet(&packet_way(frame, at, *outgoing), &mut |r| out.push(r));
+    }
+    pipeline.finish(&mut |r| out.push(r));
+    let icmp_packets: u64 = flows(&out)
+        .iter()
+        .filter(|f| f.protocol == 1)
+        .map(|f| f.packets_in + f.packets_out)
+        .sum();
+    assert_eq!(icmp_packets, 2, "{:?}", flows(&out));
+    assert_eq!(left_to_links(&out), 4);
+    let nat = pipeline.totals().nat;
+    assert_eq!((nat.lookups, nat.left_to_links), (5, 4));
+}
