@@ -50,7 +50,12 @@ pub struct SensorTotals {
     /// Packets skipped on purpose after capture, by [`SkipKind`] (its order): not IP, or a
     /// container's packet counted on the container's own link.
     pub packets_skipped: [AtomicU64; SkipKind::COUNT],
+    /// The NAT check's work, by [`NAT_CHECK_RESULTS`] (its order).
+    pub nat_checks: [AtomicU64; NAT_CHECK_RESULTS.len()],
 }
+
+/// What the NAT check reports in `HostStats.nat_checks` (fixed labels for metrics).
+pub const NAT_CHECK_RESULTS: [&str; 4] = ["asked", "left_to_link", "failed", "unchecked"];
 
 /// The causes the sensor reports in `HostStats.records_dropped` (fixed labels for metrics).
 pub const SENSOR_DROP_CAUSES: [&str; 4] = [
@@ -123,6 +128,12 @@ impl Health {
         for c in &h.skipped {
             let slot = SkipKind::ALL.iter().position(|k| k.as_str() == c.kind);
             if let Some(counter) = slot.and_then(|i| s.packets_skipped.get(i)) {
+                counter.fetch_add(c.count, Ordering::Relaxed);
+            }
+        }
+        for c in &h.nat_checks {
+            let slot = NAT_CHECK_RESULTS.iter().position(|k| *k == c.kind);
+            if let Some(counter) = slot.and_then(|i| s.nat_checks.get(i)) {
                 counter.fetch_add(c.count, Ordering::Relaxed);
             }
         }

@@ -10,7 +10,7 @@ use picket_telemetry::prometheus_client::registry::Registry;
 use picket_telemetry::{HealthCheck, HealthReport, SampledCollector, Samples};
 
 use crate::decode::SkipKind;
-use crate::health::{Health, RECORD_KINDS, SENSOR_DROP_CAUSES};
+use crate::health::{Health, NAT_CHECK_RESULTS, RECORD_KINDS, SENSOR_DROP_CAUSES};
 use crate::intel_cache::IntelCache;
 use crate::outbox::Outbox;
 use crate::transport::now_ms;
@@ -78,6 +78,14 @@ fn sample(src: &Sources, s: &mut Samples) {
             "picket_agent_packets_skipped",
             "Packets skipped on purpose, by kind (not IP; counted_on_container_link: a container's packet, counted on its own link).",
             &[("kind", kind.as_str())],
+            load(v),
+        );
+    }
+    for (result, v) in NAT_CHECK_RESULTS.iter().zip(&sensor.nat_checks) {
+        s.counter_with(
+            "picket_agent_nat_checks",
+            "The NAT check's questions to connection tracking and what came of them, by result (asked; left_to_link: a container's NATed flow left to its link; failed and unchecked: flows counted where seen, twice if a container's).",
+            &[("result", result)],
             load(v),
         );
     }
@@ -299,6 +307,16 @@ mod tests {
                 kind: "counted_on_container_link".into(),
                 count: 6,
             }],
+            nat_checks: vec![
+                Counter {
+                    kind: "asked".into(),
+                    count: 8,
+                },
+                Counter {
+                    kind: "failed".into(),
+                    count: 2,
+                },
+            ],
             ..HostStats::default()
         };
         src.health.count_records(&[Record {
@@ -316,6 +334,9 @@ mod tests {
             "picket_agent_packet_drops_total{cause=\"internal\"} 1",
             "picket_agent_packets_skipped_total{kind=\"counted_on_container_link\"} 6",
             "picket_agent_packets_skipped_total{kind=\"arp\"} 0",
+            "picket_agent_nat_checks_total{result=\"asked\"} 8",
+            "picket_agent_nat_checks_total{result=\"failed\"} 2",
+            "picket_agent_nat_checks_total{result=\"unchecked\"} 0",
             "picket_agent_flows_active 4",
             "picket_agent_flow_evictions_total 2",
             "picket_agent_sensor_records_dropped_total{cause=\"sensor_channel_full\"} 5",

@@ -634,16 +634,18 @@ fn host_stats(interval: Interval, now: &PipelineTotals, reported: &PipelineTotal
             reported.dns_summaries.overflow,
         ),
     ];
-    let records_dropped = dropped
-        .iter()
-        .filter_map(|(kind, now, before)| {
-            let delta = now.saturating_sub(*before);
-            (delta > 0).then(|| Counter {
-                kind: (*kind).to_owned(),
-                count: delta,
-            })
-        })
-        .collect();
+    let nat = [
+        ("asked", now.nat.lookups, reported.nat.lookups),
+        (
+            "left_to_link",
+            now.nat.left_to_links,
+            reported.nat.left_to_links,
+        ),
+        ("failed", now.nat.errors, reported.nat.errors),
+        ("unchecked", now.nat.unchecked, reported.nat.unchecked),
+    ];
+    let nat_checks = changed_counters(&nat);
+    let records_dropped = changed_counters(&dropped);
     HostStats {
         interval_start_ms: ms(interval.start),
         interval_end_ms: ms(interval.end),
@@ -667,10 +669,25 @@ fn host_stats(interval: Interval, now: &PipelineTotals, reported: &PipelineTotal
             .saturating_sub(reported.dns.total_malformed()),
         records_dropped,
         intel_hits: now.intel_hits.saturating_sub(reported.intel_hits),
+        nat_checks,
         // Filled by the pipeline, which knows the host's addresses.
         addresses: Vec::new(),
         public_ip: String::new(),
     }
+}
+
+/// Counters of (kind, now, reported) that moved since they were reported, as their change.
+fn changed_counters(counts: &[(&str, u64, u64)]) -> Vec<Counter> {
+    counts
+        .iter()
+        .filter_map(|(kind, now, before)| {
+            let delta = now.saturating_sub(*before);
+            (delta > 0).then(|| Counter {
+                kind: (*kind).to_owned(),
+                count: delta,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

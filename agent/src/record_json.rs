@@ -323,6 +323,7 @@ fn write_host_stats(out: &mut Json<'_>, stats: &HostStats) -> serde_json::Result
         intel_hits,
         addresses,
         public_ip,
+        nat_checks,
     } = stats;
     out.raw(br#"{"record":{"HostStats":{"interval_start_ms":"#);
     out.i64(*interval_start_ms)?;
@@ -354,6 +355,8 @@ fn write_host_stats(out: &mut Json<'_>, stats: &HostStats) -> serde_json::Result
     out.strs(addresses)?;
     out.raw(br#","public_ip":"#);
     out.str(public_ip)?;
+    out.raw(br#","nat_checks":"#);
+    out.counters(nat_checks)?;
     out.raw(b"}}}");
     Ok(())
 }
@@ -501,7 +504,7 @@ mod tests {
         fn host_stats()(
             times in any::<[i64; 2]>(),
             numbers in any::<[u64; 8]>(),
-            lists in (counters(), counters(), counters()),
+            lists in (counters(), counters(), counters(), counters()),
             addresses in prop::collection::vec(text(), 0..4),
             public_ip in text(),
         ) -> HostStats {
@@ -521,6 +524,7 @@ mod tests {
                 intel_hits: numbers[7],
                 addresses,
                 public_ip,
+                nat_checks: lists.3,
             }
         }
     }

@@ -132,6 +132,15 @@ fn left_to_links(records: &[Record]) -> u64 {
         .map_or(0, |c| c.count)
 }
 
+/// The NAT check's counts in the first `HostStats` record among `records`.
+fn nat_checks(records: &[Record]) -> Vec<(&str, u64)> {
+    stats_record(records)
+        .nat_checks
+        .iter()
+        .map(|c| (c.kind.as_str(), c.count))
+        .collect()
+}
+
 fn flows(records: &[Record]) -> Vec<&FlowSummary> {
     records
         .iter()
@@ -828,6 +837,7 @@ fn a_containers_flows_natted_to_the_host_are_left_to_its_link() {
         },
         "one question per flow"
     );
+    assert_eq!(nat_checks(&out), [("asked", 5), ("left_to_link", 3)]);
 
     // When connection tracking cannot be asked, every flow is counted here (twice, rather
     // than lost), and each failure is counted.
@@ -842,6 +852,8 @@ fn a_containers_flows_natted_to_the_host_are_left_to_its_link() {
     );
     assert_eq!(left_to_links(&out), 0);
     assert_eq!((nat.lookups, nat.errors, nat.left_to_links), (5, 5, 0));
+    // And so the aggregator and `/metrics` hear of it.
+    assert_eq!(nat_checks(&out), [("asked", 5), ("failed", 5)]);
 }
 
 /// A UDP datagram from `src`:`sport` to `dst`:`dport` as two Ethernet/IPv4 fragments: the
