@@ -221,31 +221,27 @@ fn a_containers_traffic_natted_to_the_host_is_counted_once_on_its_link() -> Resu
         !flows.iter().any(|f| f.service_port == 8080),
         "the published port was counted as the host's: {flows:#?}"
     );
-    // The container's pings (masqueraded too) and their answers, once, on its port.
-    let icmp = |unreachable: bool| -> Vec<&FlowSummary> {
-        flows
+    // ICMP flows (pings, or port unreachables) found once, on the container's port, with
+    // `packets` (out, in).
+    let icmp_once = |unreachable: bool, packets: (u64, u64)| -> Result<()> {
+        let found: Vec<&FlowSummary> = flows
             .iter()
             .copied()
             .filter(|f| f.protocol == 1 && (f.service_port == 3) == unreachable)
-            .collect()
+            .collect();
+        ensure!(
+            found.len() == 1
+                && found[0].interface == port
+                && found[0].local_addr == CONTAINER
+                && (found[0].packets_out, found[0].packets_in) == packets,
+            "ICMP flows (unreachable: {unreachable}): {found:#?}"
+        );
+        Ok(())
     };
-    let pings = icmp(false);
-    ensure!(
-        pings.len() == 1
-            && pings[0].interface == port
-            && pings[0].local_addr == CONTAINER
-            && (pings[0].packets_out, pings[0].packets_in) == (3, 3),
-        "pings: {pings:#?}"
-    );
-    // The port unreachable, once, on its port: without looking up what an ICMP error quotes,
-    // the uplink counts it again, as from the outside to the host.
-    let unreachable = icmp(true);
-    ensure!(
-        unreachable.len() == 1
-            && unreachable[0].interface == port
-            && unreachable[0].local_addr == CONTAINER
-            && (unreachable[0].packets_out, unreachable[0].packets_in) == (0, 1),
-        "port unreachable: {unreachable:#?}"
-    );
+    // The container's pings (masqueraded too) and their answers.
+    icmp_once(false, (3, 3))?;
+    // The port unreachable: without looking up what an ICMP error quotes, the uplink counts
+    // it again, as from the outside to the host.
+    icmp_once(true, (0, 1))?;
     Ok(())
 }
