@@ -8,6 +8,7 @@ use picket_proto::v1::AgentHealth;
 
 use crate::decode::SkipKind;
 use crate::outbox::OutboxStats;
+use crate::pipeline::NatStats;
 
 /// Counters since the agent started.
 #[derive(Debug)]
@@ -50,12 +51,9 @@ pub struct SensorTotals {
     /// Packets skipped on purpose after capture, by [`SkipKind`] (its order): not IP, or a
     /// container's packet counted on the container's own link.
     pub packets_skipped: [AtomicU64; SkipKind::COUNT],
-    /// The NAT check's work, by [`NAT_CHECK_RESULTS`] (its order).
-    pub nat_checks: [AtomicU64; NAT_CHECK_RESULTS.len()],
+    /// The NAT check's work, by [`NatStats::KINDS`] (its order).
+    pub nat_checks: [AtomicU64; NatStats::KINDS.len()],
 }
-
-/// What the NAT check reports in `HostStats.nat_checks` (fixed labels for metrics).
-pub const NAT_CHECK_RESULTS: [&str; 4] = ["asked", "left_to_link", "failed", "unchecked"];
 
 /// The causes the sensor reports in `HostStats.records_dropped` (fixed labels for metrics).
 pub const SENSOR_DROP_CAUSES: [&str; 4] = [
@@ -132,7 +130,7 @@ impl Health {
             }
         }
         for c in &h.nat_checks {
-            let slot = NAT_CHECK_RESULTS.iter().position(|k| *k == c.kind);
+            let slot = NatStats::KINDS.iter().position(|k| *k == c.kind);
             if let Some(counter) = slot.and_then(|i| s.nat_checks.get(i)) {
                 counter.fetch_add(c.count, Ordering::Relaxed);
             }

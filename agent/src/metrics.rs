@@ -10,9 +10,10 @@ use picket_telemetry::prometheus_client::registry::Registry;
 use picket_telemetry::{HealthCheck, HealthReport, SampledCollector, Samples};
 
 use crate::decode::SkipKind;
-use crate::health::{Health, NAT_CHECK_RESULTS, RECORD_KINDS, SENSOR_DROP_CAUSES};
+use crate::health::{Health, RECORD_KINDS, SENSOR_DROP_CAUSES};
 use crate::intel_cache::IntelCache;
 use crate::outbox::Outbox;
+use crate::pipeline::NatStats;
 use crate::transport::now_ms;
 
 /// Outbox fill (percent of `outbox.max_bytes`) from which `/healthz` reports the outbox as
@@ -81,7 +82,7 @@ fn sample(src: &Sources, s: &mut Samples) {
             load(v),
         );
     }
-    for (result, v) in NAT_CHECK_RESULTS.iter().zip(&sensor.nat_checks) {
+    for (result, v) in NatStats::KINDS.iter().zip(&sensor.nat_checks) {
         s.counter_with(
             "picket_agent_nat_checks",
             "The NAT check's questions to connection tracking and what came of them, by result (asked; left_to_link: a container's NATed flow left to its link; failed and unchecked: flows counted where seen, twice if a container's).",

@@ -634,16 +634,13 @@ fn host_stats(interval: Interval, now: &PipelineTotals, reported: &PipelineTotal
             reported.dns_summaries.overflow,
         ),
     ];
-    let nat = [
-        ("asked", now.nat.lookups, reported.nat.lookups),
-        (
-            "left_to_link",
-            now.nat.left_to_links,
-            reported.nat.left_to_links,
-        ),
-        ("failed", now.nat.errors, reported.nat.errors),
-        ("unchecked", now.nat.unchecked, reported.nat.unchecked),
-    ];
+    let nat: Vec<(&str, u64, u64)> = now
+        .nat
+        .by_kind()
+        .into_iter()
+        .zip(reported.nat.by_kind())
+        .map(|((kind, now), (_, before))| (kind, now, before))
+        .collect();
     let nat_checks = changed_counters(&nat);
     let records_dropped = changed_counters(&dropped);
     HostStats {

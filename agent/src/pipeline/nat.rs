@@ -87,6 +87,23 @@ pub struct NatStats {
     pub unchecked: u64,
 }
 
+impl NatStats {
+    /// The labels of [`NatStats::by_kind`], as `HostStats.nat_checks` and `/metrics` name
+    /// the counts.
+    pub const KINDS: [&'static str; 4] = ["asked", "left_to_link", "failed", "unchecked"];
+
+    /// Each count with its label, in [`NatStats::KINDS`] order.
+    pub fn by_kind(&self) -> [(&'static str, u64); 4] {
+        let [asked, left, failed, unchecked] = Self::KINDS;
+        [
+            (asked, self.lookups),
+            (left, self.left_to_links),
+            (failed, self.errors),
+            (unchecked, self.unchecked),
+        ]
+    }
+}
+
 /// Left flows remembered at most; past it the idle ones are forgotten (and looked up again if
 /// they come back).
 const REMEMBERED_AT_MOST: usize = 65_536;

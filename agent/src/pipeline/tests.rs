@@ -970,10 +970,13 @@ fn a_table_that_keeps_failing_is_not_asked_for_a_minute() {
 fn a_flood_of_new_flows_asks_connection_tracking_a_bounded_number_of_times() {
     // 12 000 SYNs from distinct ports in the first second, 10 in the next.
     let flows_at = (0..12_010).map(|i| (i, if i < 12_000 { 0 } else { 1_000 }));
-    let pipeline = syns_at_a_container_host(FakeConntrack::default(), flows_at);
+    let mut pipeline = syns_at_a_container_host(FakeConntrack::default(), flows_at);
     let nat = pipeline.totals().nat;
     assert_eq!((nat.lookups, nat.unchecked), (10_010, 2_000), "{nat:?}");
     assert_eq!(pipeline.totals().decode.decoded, 12_010);
+    let mut out = Vec::new();
+    pipeline.finish(&mut |r| out.push(r));
+    assert_eq!(nat_checks(&out), [("asked", 10_010), ("unchecked", 2_000)]);
 }
 
 /// On one node, a pod's connection to a service address that kube-proxy DNATs to a lower pod
